@@ -1,0 +1,49 @@
+// Copies the rows of one batch, X[perm[perm_offset + i]] and y[...], from one resident chunk of the data set into the
+// contiguous batch buffers. Dispatched once per chunk; each copies the rows that live in its chunk, so a shuffled batch
+// may draw from every chunk while no binding exceeds the adapter's max_storage_buffer_binding_size.
+
+struct Step {
+    rows: u32,
+    perm_offset: u32,
+    d: u32,
+    k: u32,
+    lr: f32,
+    l2: f32,
+    slot: u32,
+    flags: u32,
+}
+
+struct Chunk {
+    first_row: u32,
+    rows: u32,
+}
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(1) @binding(0) var<storage, read> perm: array<u32>;
+@group(1) @binding(1) var<storage, read> xc: array<f32>;
+@group(1) @binding(2) var<storage, read> yc: array<u32>;
+@group(1) @binding(3) var<uniform> chunk: Chunk;
+@group(1) @binding(4) var<storage, read_write> xb: array<f32>;
+@group(1) @binding(5) var<storage, read_write> yb: array<u32>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let e = gid.x + gid.y * nwg.x * 64u;
+    if (e >= step.rows * step.d) {
+        return;
+    }
+    let i = e / step.d;
+    let j = e % step.d;
+    let row = perm[step.perm_offset + i];
+    if (row < chunk.first_row || row - chunk.first_row >= chunk.rows) {
+        return;
+    }
+    let local = row - chunk.first_row;
+    xb[e] = xc[local * step.d + j];
+    if (j == 0u) {
+        yb[i] = yc[local];
+    }
+}

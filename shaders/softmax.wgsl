@@ -1,0 +1,55 @@
+// S = softmax(Z) row-wise, with the row maximum subtracted before exp so that no exp overflows.
+// Also writes, per row, the cross-entropy −log S_y computed as logsumexp(z) − z_y (never log of a rounded-to-zero
+// probability) and whether argmax(z) == y (first maximum on ties), as stats[2i] and stats[2i + 1].
+// One invocation per row: the cost is O(rows·k), small beside the O(rows·d·k) products around it.
+
+struct Step {
+    rows: u32,
+    perm_offset: u32,
+    d: u32,
+    k: u32,
+    lr: f32,
+    l2: f32,
+    slot: u32,
+    flags: u32,
+}
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(1) @binding(0) var<storage, read> z: array<f32>;
+@group(1) @binding(1) var<storage, read> y: array<u32>;
+@group(1) @binding(2) var<storage, read_write> s: array<f32>;
+@group(1) @binding(3) var<storage, read_write> stats: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= step.rows) {
+        return;
+    }
+    let base = i * step.k;
+    var m = z[base];
+    var arg = 0u;
+    for (var c = 1u; c < step.k; c = c + 1u) {
+        let v = z[base + c];
+        if (v > m) {
+            m = v;
+            arg = c;
+        }
+    }
+    var sum = 0.0;
+    for (var c = 0u; c < step.k; c = c + 1u) {
+        let e = exp(z[base + c] - m);
+        s[base + c] = e;
+        sum = sum + e;
+    }
+    let inv = 1.0 / sum;
+    for (var c = 0u; c < step.k; c = c + 1u) {
+        s[base + c] = s[base + c] * inv;
+    }
+    let label = y[i];
+    stats[2u * i] = (m + log(sum)) - z[base + label];
+    stats[2u * i + 1u] = select(0.0, 1.0, arg == label);
+}

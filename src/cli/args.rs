@@ -1,0 +1,164 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use softmax_wgpu::TrainConfig;
+
+/// Softmax (multinomial logistic) regression on any GPU through wgpu, checked against a CPU reference.
+#[derive(Debug, Parser)]
+#[command(name = "softmax-wgpu", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model (with no data arguments: the embedded UCI digits).
+    Train(TrainArgs),
+    /// Predict classes (and probabilities) with a saved model.
+    Predict(PredictArgs),
+    /// List every adapter wgpu finds, with the limits that matter here.
+    Devices(DevicesArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    /// The best GPU adapter; the CPU when there is none.
+    Auto,
+    /// A GPU adapter, or an error.
+    Gpu,
+    /// The CPU reference path.
+    Cpu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
+    pub device: DeviceKind,
+    /// Restrict GPU adapters to one backend: vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// GPU adapter by index (see `devices`) or by a substring of its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Precision of the CPU path.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Training data: a CSV file, or an NPY file of features (with --labels).
+    #[arg(long, conflicts_with = "synthetic")]
+    pub data: Option<PathBuf>,
+    /// NPY file of integer class indices for an NPY --data.
+    #[arg(long, requires = "data")]
+    pub labels: Option<PathBuf>,
+    /// The label column of CSV files (0-based; negative counts from the end).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub label_column: isize,
+    /// Number of classes for NPY labels (default: largest index + 1).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Generate N rows of D features in K Gaussian classes instead of reading data.
+    #[arg(long, value_name = "N,D,K")]
+    pub synthetic: Option<String>,
+    /// Held-out data (same format as --data); replaces --val-split.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// NPY class indices for an NPY --test.
+    #[arg(long, requires = "test")]
+    pub test_labels: Option<PathBuf>,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    pub epochs: usize,
+    /// Rows per step.
+    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
+    pub batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = TrainConfig::default().lr, allow_negative_numbers = true)]
+    pub lr: f32,
+    /// L2 penalty on the weights (not the biases).
+    #[arg(long, default_value_t = TrainConfig::default().l2, allow_negative_numbers = true)]
+    pub l2: f32,
+    /// Seed of the shuffles, the held-out split and synthetic data.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    pub seed: u64,
+    /// Keep the data's order instead of shuffling every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Fraction of rows held out for evaluation when no --test is given (0 to disable).
+    #[arg(long, default_value_t = TrainConfig::default().val_split, allow_negative_numbers = true)]
+    pub val_split: f64,
+    /// Z-score the features with the training rows' statistics (stored in the model).
+    #[arg(long)]
+    pub standardize: bool,
+    /// Save the model (safetensors) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print one JSON object per epoch instead of a line.
+    #[arg(long)]
+    pub json: bool,
+    /// Largest chunk of the training data on the GPU, in MiB (default: the adapter's largest storage binding).
+    #[arg(long, value_name = "MIB")]
+    pub chunk_mib: Option<u64>,
+}
+
+impl TrainArgs {
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            l2: self.l2,
+            seed: self.seed,
+            shuffle: !self.no_shuffle,
+            val_split: if self.test.is_some() { 0.0 } else { self.val_split },
+            standardize: self.standardize,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The model file written by `train --out`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Rows to predict: CSV (with or without a label column) or NPY features.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// NPY class indices for an NPY --data, to report accuracy.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// The CSV label column when the file has one (default: the last column, when the file has one more column
+    /// than the model has features).
+    #[arg(long, allow_negative_numbers = true)]
+    pub label_column: Option<isize>,
+    /// Also write one probability column per class.
+    #[arg(long)]
+    pub proba: bool,
+    /// Write the CSV here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Only adapters of this backend: vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,142 @@
+//! Turning the data arguments into checked data sets.
+
+use std::path::Path;
+
+use anyhow::Result;
+use ndarray::Array2;
+use softmax_wgpu::data::{self, Dataset};
+use softmax_wgpu::{Error, Model, TrainConfig};
+
+use super::args::{PredictArgs, TrainArgs};
+
+pub struct Loaded {
+    pub train: Dataset,
+    pub held_out: Option<Dataset>,
+}
+
+fn is_npy(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+}
+
+fn parse_synthetic(spec: &str) -> Result<(usize, usize, usize)> {
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    let nums: Option<Vec<usize>> = parts.iter().map(|p| p.parse().ok()).collect();
+    match nums.as_deref() {
+        Some(&[n, d, k]) => Ok((n, d, k)),
+        _ => Err(Error::param("--synthetic", format!("expected N,D,K as three positive integers (got {spec:?})")).into()),
+    }
+}
+
+fn npy_dataset(x_path: &Path, y_path: Option<&Path>, classes: Option<usize>, flag: &str) -> Result<Dataset> {
+    let y_path = y_path.ok_or_else(|| Error::param(flag, format!("is required with the NPY file {}", x_path.display())))?;
+    let x = data::read_npy_features(x_path)?;
+    let y = data::read_npy_labels(y_path, classes)?;
+    if y.len() != x.nrows() {
+        return Err(Error::input(
+            y_path,
+            format!("has {} labels but {} has {} rows", y.len(), x_path.display(), x.nrows()),
+        )
+        .into());
+    }
+    let k = classes.unwrap_or_else(|| y.iter().max().map_or(0, |&m| m as usize + 1));
+    if k < 2 {
+        return Err(Error::input(y_path, format!("needs at least 2 classes, found {k}")).into());
+    }
+    Ok(Dataset { x, y, classes: (0..k).map(|c| c.to_string()).collect(), source: x_path.display().to_string() })
+}
+
+/// Loads --data/--synthetic/the digits, and --test or the --val-split held-out part.
+pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
+    let full = if let Some(spec) = &a.synthetic {
+        let (n, d, k) = parse_synthetic(spec)?;
+        data::synthetic(n, d, k, cfg.seed)?
+    } else if let Some(path) = &a.data {
+        if is_npy(path) {
+            npy_dataset(path, a.labels.as_deref(), a.classes, "--labels")?
+        } else {
+            let t = data::read_csv(path, Some(a.label_column))?;
+            let (classes, y) = data::encode_labels(path, &t.labels)?;
+            if classes.len() < 2 {
+                return Err(Error::input(path, format!("needs at least 2 classes, found {}", classes.len())).into());
+            }
+            Dataset { x: t.x, y, classes, source: path.display().to_string() }
+        }
+    } else {
+        data::digits()?
+    };
+    let Some(test_path) = &a.test else {
+        let (train, held_out) = data::split_holdout(&full, cfg.val_split, cfg.seed)?;
+        return Ok(Loaded { train, held_out });
+    };
+    let test = if is_npy(test_path) {
+        let mut t = npy_dataset(test_path, a.test_labels.as_deref(), Some(full.classes.len()), "--test-labels")?;
+        t.classes = full.classes.clone();
+        t
+    } else {
+        let t = data::read_csv(test_path, Some(a.label_column))?;
+        let y = data::labels_to_classes(test_path, &t.labels, &t.lines, &full.classes, "training")?;
+        Dataset { x: t.x, y, classes: full.classes.clone(), source: test_path.display().to_string() }
+    };
+    if test.features() != full.features() {
+        return Err(Error::input(
+            test_path,
+            format!("has {} features, the training data has {}", test.features(), full.features()),
+        )
+        .into());
+    }
+    Ok(Loaded { train: full, held_out: Some(test) })
+}
+
+pub struct ToPredict {
+    pub x: Array2<f32>,
+    pub y: Option<Vec<u32>>,
+}
+
+/// Loads the rows to predict, with their labels when the file has them.
+pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
+    let d = model.features();
+    let path = &a.data;
+    let (x, y) = if is_npy(path) {
+        let x = data::read_npy_features(path)?;
+        let y = match &a.labels {
+            Some(lp) => {
+                let y = data::read_npy_labels(lp, Some(model.classes.len()))?;
+                if y.len() != x.nrows() {
+                    return Err(Error::input(lp, format!("has {} labels but {} has {} rows", y.len(), path.display(), x.nrows())).into());
+                }
+                Some(y)
+            }
+            None => None,
+        };
+        (x, y)
+    } else {
+        let label = match a.label_column {
+            Some(c) => Some(c),
+            None => {
+                let cols = data::csv_columns(path)?;
+                if cols == d {
+                    None
+                } else if cols == d + 1 {
+                    Some(-1)
+                } else {
+                    return Err(Error::input_at(
+                        path,
+                        "line 1",
+                        format!("{cols} columns: the model expects {d} features (or {} with a label column)", d + 1),
+                    )
+                    .into());
+                }
+            }
+        };
+        let t = data::read_csv(path, label)?;
+        let y = match label {
+            Some(_) => Some(data::labels_to_classes(path, &t.labels, &t.lines, &model.classes, "model's")?),
+            None => None,
+        };
+        (t.x, y)
+    };
+    if x.ncols() != d {
+        return Err(Error::input(path, format!("has {} features, the model expects {d}", x.ncols())).into());
+    }
+    Ok(ToPredict { x, y })
+}

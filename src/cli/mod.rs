@@ -1,0 +1,256 @@
+//! Arguments → validated configuration → commands.
+
+mod args;
+mod load;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use softmax_wgpu::cpu::CpuBackend;
+use softmax_wgpu::data::Standardizer;
+use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions};
+use softmax_wgpu::model::write_atomically;
+use softmax_wgpu::{fit, Backend, EpochReport, Error, Model};
+
+use args::{Cli, Command, DeviceArgs, DeviceKind, DevicesArgs, Precision, PredictArgs, TrainArgs};
+
+/// Runs the command line.
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(a) => train(a),
+        Command::Predict(a) => predict(a),
+        Command::Devices(a) => devices(a),
+    }
+}
+
+enum Device {
+    Cpu(Precision),
+    Gpu(Box<GpuContext>),
+}
+
+fn open_device(a: &DeviceArgs) -> Result<Device> {
+    let backends = match &a.backend {
+        Some(b) => gpu::parse_backend(b)?,
+        None => wgpu::Backends::all(),
+    };
+    match a.device {
+        DeviceKind::Cpu => Ok(Device::Cpu(a.precision)),
+        DeviceKind::Gpu => Ok(Device::Gpu(Box::new(GpuContext::select(backends, a.adapter.as_deref())?))),
+        DeviceKind::Auto => match gpu::select_adapter(backends, a.adapter.as_deref()) {
+            Ok(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
+            Err(Error::NoAdapter(why)) => {
+                eprintln!("no GPU adapter found ({why}); training on the CPU");
+                Ok(Device::Cpu(a.precision))
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+fn check_out_path(path: &std::path::Path, flag: &str) -> Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::param(flag, format!("directory {} does not exist", parent.display())).into());
+    }
+    if path.is_dir() {
+        return Err(Error::param(flag, format!("{} is a directory", path.display())).into());
+    }
+    Ok(())
+}
+
+fn fmt_line(r: &EpochReport) -> String {
+    let held = match (r.val_loss, r.val_accuracy) {
+        (Some(l), Some(a)) => format!("val_loss {l:.4}  val_acc {:6.2}%", 100.0 * a),
+        _ => "val_loss    -    val_acc      -".to_string(),
+    };
+    format!(
+        "epoch {:3}  train_loss {:.4}  {held}  {:>10.0} samples/s  {:6.2}s  [{}]",
+        r.epoch, r.train_loss, r.samples_per_sec, r.seconds, r.device
+    )
+}
+
+fn train(a: TrainArgs) -> Result<ExitCode> {
+    let cfg = a.config();
+    cfg.check()?;
+    if let Some(out) = &a.out {
+        check_out_path(out, "--out")?;
+    }
+    let mut loaded = load::training_data(&a, &cfg)?;
+    let standardizer = cfg.standardize.then(|| Standardizer::fit(loaded.train.x.view()));
+    if let Some(s) = &standardizer {
+        s.apply(&mut loaded.train.x);
+        if let Some(h) = &mut loaded.held_out {
+            s.apply(&mut h.x);
+        }
+    }
+    let (train, held_out) = (&loaded.train, loaded.held_out.as_ref());
+    let k = train.classes.len();
+    let device = open_device(&a.device)?;
+    let held = held_out.map(|h| (h.x.view(), h.y.as_slice()));
+    let mut backend: Box<dyn Backend + '_> = match &device {
+        Device::Cpu(Precision::F32) => Box::new(CpuBackend::<f32>::new(train.x.view(), &train.y, k, held)),
+        Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::new(train.x.view(), &train.y, k, held)),
+        Device::Gpu(ctx) => {
+            let options = GpuOptions { max_chunk_bytes: a.chunk_mib.map(|m| m * 1024 * 1024) };
+            Box::new(GpuBackend::new(ctx, train.x.view(), &train.y, k, held, cfg.batch_size, &options)?)
+        }
+    };
+    eprintln!(
+        "device: {} · data: {} · {} training rows{} × {} features, {} classes",
+        backend.device(),
+        train.source,
+        train.len(),
+        held_out.map_or(String::new(), |h| format!(" / {} held-out", h.len())),
+        train.features(),
+        k
+    );
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some((train.len() * cfg.epochs) as u64),
+        if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let json = a.json;
+    let reports = fit(backend.as_mut(), train.len(), &cfg, &mut |rows| bar.inc(rows as u64), &mut |r| {
+        bar.suspend(|| {
+            if json {
+                let v = serde_json::json!({
+                    "epoch": r.epoch,
+                    "train_loss": r.train_loss,
+                    "train_accuracy": r.train_accuracy,
+                    "val_loss": r.val_loss,
+                    "val_accuracy": r.val_accuracy,
+                    "samples_per_sec": r.samples_per_sec,
+                    "seconds": r.seconds,
+                    "device": r.device,
+                });
+                println!("{v}");
+            } else {
+                println!("{}", fmt_line(r));
+            }
+        })
+    })?;
+    bar.finish_and_clear();
+    let last = reports.last().expect("at least one epoch");
+    if !last.train_loss.is_finite() {
+        return Err(Error::param("--lr", format!("training diverged (loss {}): lower the learning rate", last.train_loss)).into());
+    }
+    if let Some(out) = &a.out {
+        let params = backend.params()?;
+        let settings = serde_json::json!({
+            "config": cfg,
+            "data": train.source,
+            "device": backend.device(),
+            "final": last,
+        });
+        let model = Model { params, classes: train.classes.clone(), standardizer, settings };
+        model.save(out)?;
+        eprintln!("saved {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn predict(a: PredictArgs) -> Result<ExitCode> {
+    if let Some(out) = &a.out {
+        check_out_path(out, "--out")?;
+    }
+    let model = Model::load(&a.model)?;
+    let data = load::prediction_data(&a, &model)?;
+    let proba = model.predict_proba(data.x.view())?;
+    let predicted = softmax_wgpu::model::argmax_rows(proba.view());
+    let mut text = String::new();
+    text.push_str("label");
+    if a.proba {
+        for c in &model.classes {
+            text.push_str(&format!(",p_{c}"));
+        }
+    }
+    text.push('\n');
+    for (i, &c) in predicted.iter().enumerate() {
+        text.push_str(&csv_cell(&model.classes[c as usize]));
+        if a.proba {
+            for p in proba.row(i) {
+                text.push_str(&format!(",{p}"));
+            }
+        }
+        text.push('\n');
+    }
+    if let Some(y) = &data.y {
+        let hits = y.iter().zip(&predicted).filter(|(a, b)| a == b).count();
+        eprintln!("accuracy {:.4} ({hits} of {} rows)", hits as f64 / y.len().max(1) as f64, y.len());
+    }
+    match &a.out {
+        Some(out) => write_atomically(out, text.as_bytes())?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(Error::io("<stdout>", e).into());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn devices(a: DevicesArgs) -> Result<ExitCode> {
+    let backends = match &a.backend {
+        Some(b) => gpu::parse_backend(b)?,
+        None => wgpu::Backends::all(),
+    };
+    let found: Vec<AdapterSummary> =
+        gpu::adapters(backends).iter().enumerate().map(|(i, ad)| AdapterSummary::of(i, ad)).collect();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if found.is_empty() {
+        println!("no GPU adapter found; `train` will use the CPU (--device cpu)");
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for s in &found {
+        println!("[{}] {} — {} ({}), driver: {}", s.index, s.name, s.backend, s.device_type, s.driver);
+        println!(
+            "    max storage binding {:.0} MiB · max buffer {:.0} MiB · workgroup ≤ {:?}, {} invocations · {} workgroups/dim",
+            mib(s.max_storage_buffer_binding_size),
+            mib(s.max_buffer_size),
+            s.max_workgroup_size,
+            s.max_invocations_per_workgroup,
+            s.max_workgroups_per_dimension
+        );
+        println!(
+            "    subgroups: {} (sizes {}–{}) · timestamp queries: {} · shader f64: {}",
+            yes(s.subgroups),
+            s.subgroup_sizes[0],
+            s.subgroup_sizes[1],
+            yes(s.timestamp_queries),
+            yes(s.shader_f64)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}

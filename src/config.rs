@@ -1,0 +1,97 @@
+//! Validated training parameters. Checked once, here, with an error that names the field and the allowed range;
+//! the data are checked separately (see [`crate::data`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Everything that shapes a training run apart from the data and the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Rows per step; the last, partial batch of an epoch is averaged over its own size.
+    pub batch_size: usize,
+    /// Step size α.
+    pub lr: f32,
+    /// L2 penalty λ on W (not on b): objective = mean cross-entropy + λ/2·‖W‖².
+    pub l2: f32,
+    /// Seed of the per-epoch shuffle and of the validation split.
+    pub seed: u64,
+    /// Shuffle the training rows every epoch (false: the data's own order).
+    pub shuffle: bool,
+    /// Fraction of the data held out for evaluation when no test set is given (0 disables).
+    pub val_split: f64,
+    /// Z-score the features with the training split's mean and standard deviation.
+    pub standardize: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 30,
+            batch_size: 64,
+            lr: 0.01,
+            l2: 0.0,
+            seed: 42,
+            shuffle: true,
+            val_split: 0.2,
+            standardize: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field; the error names the first bad one as its command-line flag.
+    pub fn check(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::param("--epochs", "must be at least 1 (got 0)"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::param("--batch-size", "must be at least 1 (got 0)"));
+        }
+        if self.batch_size > u32::MAX as usize {
+            return Err(Error::param("--batch-size", format!("must be at most {} (got {})", u32::MAX, self.batch_size)));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::param("--lr", format!("must be a positive, finite number (got {})", self.lr)));
+        }
+        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+            return Err(Error::param("--l2", format!("must be a finite number ≥ 0 (got {})", self.l2)));
+        }
+        if !(self.val_split.is_finite() && (0.0..1.0).contains(&self.val_split)) {
+            return Err(Error::param("--val-split", format!("must be in [0, 1) (got {})", self.val_split)));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(c: TrainConfig) -> String {
+        match c.check() {
+            Err(Error::Param { field, .. }) => field,
+            other => panic!("expected a parameter error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_is_valid() {
+        TrainConfig::default().check().unwrap();
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let d = TrainConfig::default;
+        assert_eq!(field_of(TrainConfig { epochs: 0, ..d() }), "--epochs");
+        assert_eq!(field_of(TrainConfig { batch_size: 0, ..d() }), "--batch-size");
+        assert_eq!(field_of(TrainConfig { lr: -0.1, ..d() }), "--lr");
+        assert_eq!(field_of(TrainConfig { lr: 0.0, ..d() }), "--lr");
+        assert_eq!(field_of(TrainConfig { lr: f32::NAN, ..d() }), "--lr");
+        assert_eq!(field_of(TrainConfig { l2: -1.0, ..d() }), "--l2");
+        assert_eq!(field_of(TrainConfig { val_split: 1.0, ..d() }), "--val-split");
+        assert_eq!(field_of(TrainConfig { val_split: -0.1, ..d() }), "--val-split");
+    }
+}

@@ -1,0 +1,99 @@
+//! The CPU reference path: one function per shader, with the shader's name and its binding order, in ndarray,
+//! generic over `f32` and `f64`. These are the definitions the GPU kernels are tested against, and
+//! [`CpuBackend`] is a complete trainer built from them (`--device cpu`).
+
+mod backend;
+
+pub use backend::CpuBackend;
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, LinalgScalar, ScalarOperand, Zip};
+use num_traits::{Float, FromPrimitive};
+
+/// A floating-point type the reference path computes in.
+pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + std::fmt::Debug + Send + Sync + 'static {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// Mirror of `logits.wgsl`: Z = X·W + b. `x` is [rows, d], `w` is [d, k], `b` is [k].
+pub fn logits<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
+    x.dot(&w) + &b
+}
+
+/// Mirror of `softmax.wgsl`: S = softmax(Z) row-wise (row maximum subtracted first), and per row the pair
+/// (cross-entropy −log S_y computed as logsumexp(z) − z_y, 1 if argmax z == y else 0). Ties go to the first maximum.
+pub fn softmax<T: Real>(z: ArrayView2<T>, y: &[u32]) -> (Array2<T>, Array2<T>) {
+    let (rows, k) = z.dim();
+    let mut s = Array2::<T>::zeros((rows, k));
+    let mut stats = Array2::<T>::zeros((rows, 2));
+    for (i, zr) in z.outer_iter().enumerate() {
+        let mut m = zr[0];
+        let mut arg = 0usize;
+        for (c, &v) in zr.iter().enumerate().skip(1) {
+            if v > m {
+                m = v;
+                arg = c;
+            }
+        }
+        let mut sum = T::zero();
+        for (c, &v) in zr.iter().enumerate() {
+            let e = (v - m).exp();
+            s[[i, c]] = e;
+            sum = sum + e;
+        }
+        let inv = T::one() / sum;
+        s.row_mut(i).mapv_inplace(|e| e * inv);
+        let label = y[i] as usize;
+        stats[[i, 0]] = (m + sum.ln()) - zr[label];
+        stats[[i, 1]] = if arg == label { T::one() } else { T::zero() };
+    }
+    (s, stats)
+}
+
+/// Mirror of `residual.wgsl`: R = S − onehot(y).
+pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32]) -> Array2<T> {
+    let mut r = s.to_owned();
+    for (i, &label) in y.iter().enumerate() {
+        r[[i, label as usize]] = r[[i, label as usize]] - T::one();
+    }
+    r
+}
+
+/// Mirror of `grad.wgsl`: G = Xᵀ·R / rows and g_b = colsum(R) / rows.
+pub fn grad<T: Real>(x: ArrayView2<T>, r: ArrayView2<T>) -> (Array2<T>, Array1<T>) {
+    let rows = T::from_usize(x.nrows()).expect("row count is representable");
+    let g = x.t().dot(&r) / rows;
+    let gb = r.sum_axis(Axis(0)) / rows;
+    (g, gb)
+}
+
+/// Mirror of `update.wgsl`: W ← W − lr·(G + l2·W), b ← b − lr·g_b.
+pub fn update<T: Real>(
+    g: ArrayView2<T>,
+    gb: ArrayView1<T>,
+    mut w: ArrayViewMut2<T>,
+    mut b: ArrayViewMut1<T>,
+    lr: T,
+    l2: T,
+) {
+    Zip::from(&mut w).and(&g).for_each(|w, &g| *w = *w - lr * (g + l2 * *w));
+    Zip::from(&mut b).and(&gb).for_each(|b, &g| *b = *b - lr * g);
+}
+
+/// Mirror of `metrics.wgsl`: the batch's (Σ loss, Σ correct) from softmax's per-row pairs.
+pub fn metrics<T: Real>(stats: ArrayView2<T>) -> (T, T) {
+    let sums = stats.sum_axis(Axis(0));
+    (sums[0], sums[1])
+}
+
+/// Mirror of `gather.wgsl` (all chunks at once): the rows `perm[offset..offset + rows]` of X and y.
+pub fn gather<T: Real>(perm: &[u32], x: ArrayView2<T>, y: &[u32]) -> (Array2<T>, Vec<u32>) {
+    let idx: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
+    let xb = x.select(Axis(0), &idx);
+    let yb = idx.iter().map(|&i| y[i]).collect();
+    (xb, yb)
+}
+
+/// Converts an f32 array to the reference precision.
+pub fn cast<T: Real>(a: ArrayView2<f32>) -> Array2<T> {
+    a.mapv(|v| T::from_f32(v).expect("f32 converts to every Real"))
+}

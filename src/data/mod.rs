@@ -1,0 +1,191 @@
+//! Data sets: loaders (CSV, NPY, the embedded digits, a synthetic generator), label handling, the held-out split
+//! and standardisation. Every loader checks what it reads and names the file and position of the first problem.
+
+mod csv;
+mod npy;
+mod synthetic;
+
+pub use self::csv::{csv_columns, read_csv, CsvTable};
+pub use self::npy::{read_npy_features, read_npy_labels};
+pub use self::synthetic::synthetic;
+
+use std::io::Read;
+use std::path::Path;
+
+use ndarray::{Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+
+/// Most classes a data set may have.
+pub const MAX_CLASSES: usize = 65_536;
+
+/// Features, class indices and class names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// [n, d] features.
+    pub x: Array2<f32>,
+    /// [n] class indices into `classes`.
+    pub y: Vec<u32>,
+    /// Class names in index order.
+    pub classes: Vec<String>,
+    /// Where the data came from (a file name, "digits", "synthetic …").
+    pub source: String,
+}
+
+impl Dataset {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Features per row.
+    pub fn features(&self) -> usize {
+        self.x.ncols()
+    }
+
+    /// The rows at `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Dataset {
+        Dataset {
+            x: self.x.select(Axis(0), idx),
+            y: idx.iter().map(|&i| self.y[i]).collect(),
+            classes: self.classes.clone(),
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// The order classes are numbered in: numerically when every label is a number, otherwise as strings.
+pub fn sort_labels(labels: &mut [String]) {
+    let numeric: Option<Vec<f64>> = labels.iter().map(|l| l.trim().parse::<f64>().ok()).collect();
+    match numeric {
+        Some(_) => labels.sort_by(|a, b| {
+            let (x, y) = (a.trim().parse::<f64>().unwrap_or(0.0), b.trim().parse::<f64>().unwrap_or(0.0));
+            x.total_cmp(&y).then_with(|| a.cmp(b))
+        }),
+        None => labels.sort(),
+    }
+}
+
+/// The classes present in `labels`, sorted (see [`sort_labels`]), and each label's index.
+pub fn encode_labels(path: &Path, labels: &[String]) -> Result<(Vec<String>, Vec<u32>)> {
+    let mut classes: Vec<String> = labels.to_vec();
+    classes.sort();
+    classes.dedup();
+    sort_labels(&mut classes);
+    if classes.len() > MAX_CLASSES {
+        return Err(Error::input(path, format!("{} distinct labels; at most {MAX_CLASSES} classes", classes.len())));
+    }
+    let index: std::collections::HashMap<&str, u32> =
+        classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
+    Ok((classes.clone(), labels.iter().map(|l| index[l.as_str()]).collect()))
+}
+
+/// Maps labels to the indices of known `classes`; a label outside them is an error naming its line.
+pub fn labels_to_classes(path: &Path, labels: &[String], lines: &[u64], classes: &[String], what: &str) -> Result<Vec<u32>> {
+    let index: std::collections::HashMap<&str, u32> =
+        classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            index.get(l.as_str()).copied().ok_or_else(|| {
+                let shown: Vec<&str> = classes.iter().take(12).map(String::as_str).collect();
+                let more = if classes.len() > 12 { ", …" } else { "" };
+                Error::input_at(
+                    path,
+                    format!("line {}", lines.get(i).copied().unwrap_or(i as u64 + 1)),
+                    format!("label {l:?} is not one of the {what} classes [{}{more}]", shown.join(", ")),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Checks that every feature is finite; names the first offender as `"{unit} r, column c"` (1-based).
+pub fn check_finite(path: &Path, x: ArrayView2<f32>, row_names: impl Fn(usize) -> String) -> Result<()> {
+    for (r, row) in x.outer_iter().enumerate() {
+        if let Some(c) = row.iter().position(|v| !v.is_finite()) {
+            let what = if row[c].is_nan() { "NaN" } else { "infinite" };
+            return Err(Error::input_at(path, format!("{}, column {}", row_names(r), c + 1), format!("feature is {what}")));
+        }
+    }
+    Ok(())
+}
+
+/// The embedded UCI digits (1,797 × 64, classes "0".."9").
+pub fn digits() -> Result<Dataset> {
+    static GZ: &[u8] = include_bytes!("../../data/digits.csv.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(GZ)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::input("<embedded digits.csv.gz>", e.to_string()))?;
+    let table = csv::parse_csv(Path::new("<embedded digits>"), text.as_bytes(), Some(-1))?;
+    let (classes, y) = encode_labels(Path::new("<embedded digits>"), &table.labels)?;
+    Ok(Dataset { x: table.x, y, classes, source: "digits (embedded, UCI optdigits)".into() })
+}
+
+/// Splits off a seeded random `fraction` of the rows as a held-out set; the training rows keep their order.
+pub fn split_holdout(ds: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Option<Dataset>)> {
+    if fraction <= 0.0 {
+        return Ok((ds.clone(), None));
+    }
+    let n = ds.len();
+    let n_val = ((n as f64) * fraction).round().max(1.0) as usize;
+    if n_val >= n {
+        return Err(Error::param(
+            "--val-split",
+            format!("{fraction} of {n} rows leaves no training rows"),
+        ));
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    SplitMix64::derive(seed, 0x5B17).shuffle(&mut idx);
+    let mut val_idx = idx[..n_val].to_vec();
+    let mut train_idx = idx[n_val..].to_vec();
+    val_idx.sort_unstable();
+    train_idx.sort_unstable();
+    Ok((ds.select(&train_idx), Some(ds.select(&val_idx))))
+}
+
+/// Per-feature mean and standard deviation of the training rows; applied as (x − mean) / std.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    /// Feature means.
+    pub mean: Vec<f32>,
+    /// Feature standard deviations (1 where a feature is constant).
+    pub std: Vec<f32>,
+}
+
+impl Standardizer {
+    /// Statistics of `x`'s columns, accumulated in f64.
+    pub fn fit(x: ArrayView2<f32>) -> Self {
+        let n = x.nrows().max(1) as f64;
+        let x64 = x.mapv(f64::from);
+        let mean = x64.sum_axis(Axis(0)) / n;
+        let var = (&x64 - &mean).mapv(|v| v * v).sum_axis(Axis(0)) / n;
+        Standardizer {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            std: var.iter().map(|&v| if v > 0.0 { v.sqrt() as f32 } else { 1.0 }).collect(),
+        }
+    }
+
+    /// Standardises `x` in place.
+    pub fn apply(&self, x: &mut Array2<f32>) {
+        for mut row in x.outer_iter_mut() {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+}
+
+/// Reads a file whole, with the path in the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,93 @@
+//! The library's one error type. Each variant carries what the user needs to fix the problem: the file, the position
+//! in it, what was expected and what was found. The binary prints it as one line and maps [`Error::is_input`] to exit
+//! code 2.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in softmax-wgpu.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A training or command parameter outside its allowed range.
+    #[error("{field}: {problem}")]
+    Param {
+        /// The parameter, as the user spells it (e.g. `--batch-size`).
+        field: String,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+
+    /// A data or model file that cannot be used: malformed, inconsistent, or holding values that cannot be trained on.
+    #[error("{}: {location}{problem}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// Where in it, already formatted with a trailing `": "` (e.g. `"line 5, column 3: "`), or empty.
+        location: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// A file that cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// No adapter matches the request.
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+
+    /// The GPU refused or failed an operation.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+
+    /// The problem does not fit the adapter's limits.
+    #[error("does not fit the adapter: {0}")]
+    Limits(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Param`].
+    pub fn param(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Param { field: field.into(), problem: problem.into() }
+    }
+
+    /// Builds an [`Error::Input`] with no position.
+    pub fn input(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Error::Input { path: path.into(), location: String::new(), problem: problem.into() }
+    }
+
+    /// Builds an [`Error::Input`] at a position (`"line 7"`, `"row 3, column 2"` …).
+    pub fn input_at(path: impl Into<PathBuf>, location: impl AsRef<str>, problem: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            location: format!("{}: ", location.as_ref()),
+            problem: problem.into(),
+        }
+    }
+
+    /// Builds an [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// True for errors caused by what the user gave (a parameter, a file): the command line exits with 2 on these.
+    pub fn is_input(&self) -> bool {
+        match self {
+            Error::Param { .. } | Error::Input { .. } | Error::NoAdapter(_) | Error::Limits(_) => true,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::IsADirectory
+            ),
+            Error::Gpu(_) => false,
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Finding adapters and opening a device on one. Getting a device is kept apart from using it, so tests and
+//! commands can inject whichever context they found.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use super::kernels::Kernels;
+use crate::error::{Error, Result};
+
+/// A wgpu instance honouring the usual environment variables (WGPU_BACKEND …).
+pub fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Parses a `--backend` value.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "opengl" | "gles" => Ok(wgpu::Backends::GL),
+        "all" => Ok(wgpu::Backends::all()),
+        other => Err(Error::param("--backend", format!("unknown backend {other:?} (expected vulkan, metal, dx12 or gl)"))),
+    }
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (ty, backend)
+}
+
+/// Every adapter wgpu finds on `backends`, best first (discrete, integrated, virtual, CPU; native APIs before GL).
+pub fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut found = pollster::block_on(instance().enumerate_adapters(backends));
+    found.sort_by_key(|a| rank(&a.get_info()));
+    found
+}
+
+/// Which adapter to use: `index` into [`adapters`] or a case-insensitive substring of its name.
+pub fn select_adapter(backends: wgpu::Backends, adapter: Option<&str>) -> Result<wgpu::Adapter> {
+    let mut found = adapters(backends);
+    if found.is_empty() {
+        return Err(Error::NoAdapter(format!("wgpu found none on backends {backends:?}")));
+    }
+    let Some(want) = adapter else { return Ok(found.remove(0)) };
+    if let Ok(i) = want.parse::<usize>() {
+        let n = found.len();
+        return if i < n {
+            Ok(found.remove(i))
+        } else {
+            Err(Error::param("--adapter", format!("index {i} is out of range: {n} adapter(s) found (see `devices`)")))
+        };
+    }
+    let needle = want.to_lowercase();
+    found
+        .into_iter()
+        .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+        .ok_or_else(|| Error::param("--adapter", format!("no adapter's name contains {want:?} (see `devices`)")))
+}
+
+/// What `devices` shows about an adapter.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterSummary {
+    /// Index in [`adapters`] order.
+    pub index: usize,
+    /// Vulkan, Metal, Dx12, Gl.
+    pub backend: String,
+    /// The adapter's name.
+    pub name: String,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: String,
+    /// Driver name and version.
+    pub driver: String,
+    /// Largest storage-buffer binding, bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, bytes.
+    pub max_buffer_size: u64,
+    /// Largest workgroup, per dimension.
+    pub max_workgroup_size: [u32; 3],
+    /// Most invocations in one workgroup.
+    pub max_invocations_per_workgroup: u32,
+    /// Most workgroups per dispatch dimension.
+    pub max_workgroups_per_dimension: u32,
+    /// Smallest and largest subgroup size (0 when unknown).
+    pub subgroup_sizes: [u32; 2],
+    /// Whether subgroup operations are available.
+    pub subgroups: bool,
+    /// Whether timestamp queries are available.
+    pub timestamp_queries: bool,
+    /// Whether f64 is available in shaders.
+    pub shader_f64: bool,
+}
+
+impl AdapterSummary {
+    /// Summarises an adapter.
+    pub fn of(index: usize, adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        AdapterSummary {
+            index,
+            backend: format!("{:?}", info.backend),
+            name: info.name.clone(),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_workgroup_size: [
+                limits.max_compute_workgroup_size_x,
+                limits.max_compute_workgroup_size_y,
+                limits.max_compute_workgroup_size_z,
+            ],
+            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            subgroup_sizes: [info.subgroup_min_size, info.subgroup_max_size],
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_f64: features.contains(wgpu::Features::SHADER_F64),
+        }
+    }
+}
+
+/// An open device on one adapter, with every pipeline built once.
+#[derive(Debug)]
+pub struct GpuContext {
+    /// The adapter.
+    pub adapter: wgpu::Adapter,
+    /// The device, opened with the adapter's own limits.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter's description.
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was opened with.
+    pub limits: wgpu::Limits,
+    pub(crate) kernels: Kernels,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    /// Opens a device on `adapter` with the limits the adapter offers and builds the pipelines.
+    pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("softmax-wgpu"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Gpu(format!("{}: cannot open a device: {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let kernels = Kernels::new(&device);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("{}: building the pipelines failed: {e}", info.name)));
+        }
+        Ok(GpuContext { adapter, device, queue, info, limits, kernels, errors })
+    }
+
+    /// Opens the adapter chosen by [`select_adapter`].
+    pub fn select(backends: wgpu::Backends, adapter: Option<&str>) -> Result<Self> {
+        Self::new(select_adapter(backends, adapter)?)
+    }
+
+    /// "name (backend)".
+    pub fn describe(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// Returns the first error wgpu reported since the last call, if any.
+    pub fn take_error(&self) -> Result<()> {
+        let mut v = self.errors.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        if v.is_empty() {
+            Ok(())
+        } else {
+            let first = v.remove(0);
+            v.clear();
+            Err(Error::Gpu(first))
+        }
+    }
+
+    /// Waits for all submitted work.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.take_error()
+    }
+
+    /// Waits for one submission.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.take_error()
+    }
+
+    /// Workgroup counts (x, y) covering `groups` workgroups within the per-dimension limit; shaders flatten
+    /// `wid.x + wid.y · nwg.x` and guard the overshoot.
+    pub fn fold(&self, groups: u32) -> (u32, u32) {
+        let max = self.limits.max_compute_workgroups_per_dimension.max(1);
+        if groups <= max {
+            (groups.max(1), 1)
+        } else {
+            (max, groups.div_ceil(max))
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The GPU path: adapters and devices ([`context`]), the kernels and their pipelines ([`kernels`]), buffers
+//! ([`buffers`]), single-kernel runs for testing and validation ([`ops`]) and the trainer ([`GpuBackend`]).
+
+pub mod buffers;
+pub mod context;
+pub mod kernels;
+pub mod ops;
+mod trainer;
+
+pub use context::{adapters, parse_backend, select_adapter, AdapterSummary, GpuContext};
+pub use kernels::Kernel;
+pub use trainer::{GpuBackend, GpuOptions};

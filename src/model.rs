@@ -1,0 +1,186 @@
+//! A fitted model: weights, class names and the standardisation it was trained with; prediction on the CPU;
+//! saving and loading as safetensors. The file holds `weight` [K, D] and `bias` [K] in f32 — the layout of
+//! PyTorch's `nn.Linear(D, K)`, so `load_state_dict(safetensors.torch.load_file(path))` works — and the rest as
+//! string metadata.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use ndarray::{Array1, Array2, ArrayView2};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+
+use crate::cpu;
+use crate::data::Standardizer;
+use crate::error::{Error, Result};
+use crate::train::Params;
+
+/// Weights, biases, class names and standardisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The parameters in kernel layout (W is [d, k]).
+    pub params: Params,
+    /// Class names in index order.
+    pub classes: Vec<String>,
+    /// Applied to features before the linear map, when training used `--standardize`.
+    pub standardizer: Option<Standardizer>,
+    /// The training settings, as JSON, for the record.
+    pub settings: serde_json::Value,
+}
+
+impl Model {
+    /// Features expected.
+    pub fn features(&self) -> usize {
+        self.params.w.nrows()
+    }
+
+    /// Class probabilities, [n, k], computed with the CPU reference path in f32.
+    pub fn predict_proba(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        if x.ncols() != self.features() {
+            return Err(Error::param("data", format!("has {} features, the model expects {}", x.ncols(), self.features())));
+        }
+        let mut x = x.to_owned();
+        if let Some(s) = &self.standardizer {
+            s.apply(&mut x);
+        }
+        let z = cpu::logits(x.view(), self.params.w.view(), self.params.b.view());
+        let zeros = vec![0u32; z.nrows()];
+        Ok(cpu::softmax(z.view(), &zeros).0)
+    }
+
+    /// The index of the most probable class of each row (first on ties).
+    pub fn predict(&self, x: ArrayView2<f32>) -> Result<Vec<u32>> {
+        Ok(argmax_rows(self.predict_proba(x)?.view()))
+    }
+
+    /// The safetensors bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let (d, k) = self.params.w.dim();
+        let weight: Vec<f32> = self.params.w.t().iter().copied().collect(); // [k, d], row-major
+        let weight_bytes: &[u8] = bytemuck::cast_slice(&weight);
+        let bias = self.params.b.to_vec();
+        let bias_bytes: &[u8] = bytemuck::cast_slice(&bias);
+        let err = |e: safetensors::SafeTensorError| Error::Gpu(format!("serialising the model: {e}"));
+        let tensors = vec![
+            ("weight", TensorView::new(Dtype::F32, vec![k, d], weight_bytes).map_err(err)?),
+            ("bias", TensorView::new(Dtype::F32, vec![k], bias_bytes).map_err(err)?),
+        ];
+        let json = |v: &dyn erased::Json| v.json();
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), "pt".to_string());
+        meta.insert("producer".to_string(), format!("softmax-wgpu {}", env!("CARGO_PKG_VERSION")));
+        meta.insert("features".to_string(), d.to_string());
+        meta.insert("classes".to_string(), json(&self.classes));
+        if let Some(s) = &self.standardizer {
+            meta.insert("standardize_mean".to_string(), json(&s.mean));
+            meta.insert("standardize_std".to_string(), json(&s.std));
+        }
+        meta.insert("settings".to_string(), self.settings.to_string());
+        safetensors::serialize(tensors, Some(meta)).map_err(err)
+    }
+
+    /// Writes the model to `path` atomically: a temporary file in the same directory, renamed over `path` only
+    /// once complete, so an existing file is never left half-written.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        write_atomically(path, &bytes)
+    }
+
+    /// Reads a model written by [`Model::save`] (or any safetensors file with `weight` [K, D] and `bias` [K] in f32
+    /// and a `classes` entry in its metadata).
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bad = |m: String| Error::input(path, m);
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors model: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors model: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let tensor = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+            let t = st.tensor(name).map_err(|_| bad(format!("no tensor {name:?}")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(bad(format!("tensor {name:?} is {:?}, expected F32", t.dtype())));
+            }
+            let values = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            Ok((t.shape().to_vec(), values))
+        };
+        let (ws, w) = tensor("weight")?;
+        let (bs, b) = tensor("bias")?;
+        let [k, d] = ws[..] else { return Err(bad(format!("weight has shape {ws:?}, expected [K, D]"))) };
+        if bs != [k] {
+            return Err(bad(format!("bias has shape {bs:?}, expected [{k}]")));
+        }
+        let w = Array2::from_shape_vec((k, d), w).map_err(|e| bad(e.to_string()))?.reversed_axes().as_standard_layout().to_owned();
+        let parse = |key: &str| -> Result<Option<Vec<serde_json::Value>>> {
+            meta.get(key)
+                .map(|s| serde_json::from_str(s).map_err(|e| bad(format!("metadata {key:?} is not a JSON list: {e}"))))
+                .transpose()
+        };
+        let classes: Vec<String> = match parse("classes")? {
+            Some(v) => v.into_iter().map(|c| c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string())).collect(),
+            None => (0..k).map(|c| c.to_string()).collect(),
+        };
+        if classes.len() != k {
+            return Err(bad(format!("{} class names for {k} classes", classes.len())));
+        }
+        let floats = |v: Vec<serde_json::Value>, key: &str| -> Result<Vec<f32>> {
+            let out: Option<Vec<f32>> = v.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
+            match out {
+                Some(o) if o.len() == d => Ok(o),
+                _ => Err(bad(format!("metadata {key:?} must hold {d} numbers"))),
+            }
+        };
+        let standardizer = match (parse("standardize_mean")?, parse("standardize_std")?) {
+            (Some(m), Some(s)) => Some(Standardizer { mean: floats(m, "standardize_mean")?, std: floats(s, "standardize_std")? }),
+            _ => None,
+        };
+        let settings = meta.get("settings").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
+        Ok(Model { params: Params { w, b: Array1::from(b) }, classes, standardizer, settings })
+    }
+}
+
+/// The index of the largest value of each row (first on ties).
+pub fn argmax_rows(p: ArrayView2<f32>) -> Vec<u32> {
+    p.outer_iter()
+        .map(|row| {
+            let mut best = 0;
+            for (c, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = c;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+mod erased {
+    /// Serialises a value to a JSON string (values here always serialise).
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
