@@ -1,0 +1,98 @@
+//! Shared test helpers: every GPU adapter (or a skip), seeded data, and tolerance checks.
+#![allow(dead_code)]
+
+use ndarray::{Array1, Array2, ArrayView2, Dimension, Zip};
+use softmax_wgpu::gpu::{adapters, GpuContext};
+use softmax_wgpu::rng::SplitMix64;
+
+/// f32 unit roundoff, 2⁻²⁴.
+pub const U: f64 = 5.960_464_477_539_063e-8;
+
+/// One open context per adapter wgpu finds. With none: an empty list and a line saying the GPU tests were skipped,
+/// or a failure when SOFTMAX_WGPU_REQUIRE_GPU=1.
+pub fn gpus() -> Vec<GpuContext> {
+    let found: Vec<GpuContext> = adapters(wgpu::Backends::all())
+        .into_iter()
+        .filter_map(|a| match GpuContext::new(a) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("adapter unusable: {e}");
+                None
+            }
+        })
+        .collect();
+    if found.is_empty() {
+        if std::env::var("SOFTMAX_WGPU_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+            panic!("SOFTMAX_WGPU_REQUIRE_GPU=1 but wgpu found no usable adapter");
+        }
+        eprintln!("skipped: no GPU adapter found (set SOFTMAX_WGPU_REQUIRE_GPU=1 to make this a failure)");
+    }
+    found
+}
+
+/// Runs `body` on every adapter, naming the adapter in any failure.
+pub fn on_every_gpu(mut body: impl FnMut(&GpuContext)) {
+    for ctx in gpus() {
+        eprintln!("adapter: {}", ctx.describe());
+        body(&ctx);
+    }
+}
+
+/// Uniform values in [lo, hi) as f32.
+pub fn uniform(rows: usize, cols: usize, lo: f64, hi: f64, seed: u64) -> Array2<f32> {
+    let mut g = SplitMix64::new(seed);
+    Array2::from_shape_simple_fn((rows, cols), || (lo + (hi - lo) * g.next_f64()) as f32)
+}
+
+/// Class indices below k.
+pub fn labels(rows: usize, k: usize, seed: u64) -> Vec<u32> {
+    let mut g = SplitMix64::new(seed);
+    (0..rows).map(|_| g.below(k as u64) as u32).collect()
+}
+
+/// Each row a probability distribution over k classes (as softmax would give).
+pub fn probabilities(rows: usize, k: usize, seed: u64) -> Array2<f32> {
+    let mut p = uniform(rows, k, 0.01, 1.0, seed);
+    for mut r in p.outer_iter_mut() {
+        let s: f32 = r.sum();
+        r.mapv_inplace(|v| v / s);
+    }
+    p
+}
+
+pub fn to64<D: Dimension>(a: &ndarray::Array<f32, D>) -> ndarray::Array<f64, D> {
+    a.mapv(f64::from)
+}
+
+/// Asserts |got − want| ≤ tol element-wise; the message names the worst element and its ratio to the tolerance.
+pub fn assert_within<D: Dimension>(
+    what: &str,
+    got: &ndarray::Array<f32, D>,
+    want: &ndarray::Array<f64, D>,
+    tol: &ndarray::Array<f64, D>,
+) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let mut worst = (0.0f64, 0usize);
+    let mut i = 0usize;
+    Zip::from(got).and(want).and(tol).for_each(|&g, &w, &t| {
+        let g = f64::from(g);
+        let ratio = if g.is_finite() { (g - w).abs() / t.max(f64::MIN_POSITIVE) } else { f64::INFINITY };
+        if ratio > worst.0 || ratio.is_nan() {
+            worst = (if ratio.is_nan() { f64::INFINITY } else { ratio }, i);
+        }
+        i += 1;
+    });
+    let (g, w, t) = (
+        got.iter().nth(worst.1).copied().unwrap_or(0.0),
+        want.iter().nth(worst.1).copied().unwrap_or(0.0),
+        tol.iter().nth(worst.1).copied().unwrap_or(0.0),
+    );
+    assert!(worst.0 <= 1.0, "{what}: element {} is {g}, expected {w} ± {t:e} ({:.2}× the tolerance)", worst.1, worst.0);
+}
+
+/// Σ_j |x_ij|·|w_jc| + |b_c|: the scale of the rounding error of each logit.
+pub fn logit_scale(x: ArrayView2<f32>, w: ArrayView2<f32>, b: &Array1<f32>) -> Array2<f64> {
+    let xa = x.mapv(|v| f64::from(v).abs());
+    let wa = w.mapv(|v| f64::from(v).abs());
+    xa.dot(&wa) + &b.mapv(|v| f64::from(v).abs())
+}

@@ -1,0 +1,203 @@
+//! Each GPU kernel against its CPU mirror (in f64) on every adapter, on shapes that stress the edges: B ∈ {1, 63, 64,
+//! 65, 1000}, D ∈ {1, 3, 784}, K ∈ {2, 3, 10, 100}. Inputs are f32 values, exactly representable in f64, so the f64
+//! reference is the exact result up to 2⁻⁵³ and the gap measures the GPU's own f32 rounding. Tolerances follow the
+//! standard floating-point error bounds (Higham, Accuracy and Stability of Numerical Algorithms, §3): a sum of n
+//! products in f32 is within γₙ·Σ|terms| of the exact sum, γₙ ≈ n·u, u = 2⁻²⁴; we allow 2γ to cover any summation
+//! order and fused or unfused multiply-adds.
+
+mod common;
+
+use common::*;
+use ndarray::{Array1, Array2};
+use softmax_wgpu::cpu;
+use softmax_wgpu::gpu::ops;
+
+const BATCHES: [usize; 5] = [1, 63, 64, 65, 1000];
+const FEATURES: [usize; 3] = [1, 3, 784];
+const CLASSES: [usize; 4] = [2, 3, 10, 100];
+
+#[test]
+fn logits_match_cpu_on_edge_shapes() {
+    on_every_gpu(|ctx| {
+        for (s, (&b, &d, &k)) in iproduct(&BATCHES, &FEATURES, &CLASSES).enumerate() {
+            let s = s as u64 * 3;
+            let x = uniform(b, d, -2.0, 2.0, s);
+            let w = uniform(d, k, -1.0, 1.0, s + 1);
+            let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
+            let got = ops::logits(ctx, x.view(), w.view(), bias.view()).unwrap();
+            let want = cpu::logits(to64(&x).view(), to64(&w).view(), bias.mapv(f64::from).view());
+            // A length-d dot product plus the bias: d + 1 roundings.
+            let tol = logit_scale(x.view(), w.view(), &bias) * (2.0 * (d as f64 + 2.0) * U);
+            assert_within(&format!("logits B={b} D={d} K={k}"), &got, &want, &tol);
+        }
+    });
+}
+
+fn softmax_tolerances(z: &Array2<f64>, y: &[u32]) -> (Array2<f64>, Array1<f64>) {
+    let (rows, k) = z.dim();
+    let mut s_tol = Array2::zeros((rows, k));
+    let mut l_tol = Array1::zeros(rows);
+    let (s_ref, _) = cpu::softmax(z.view(), y);
+    for i in 0..rows {
+        let m = z.row(i).iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        for c in 0..k {
+            // WGSL allows exp an error of 3 + 2·|x| ULP (x = z − m, with z − m itself rounded, so the same
+            // again relative to |z| + |m|), the sum and the division add k + 2 roundings; 1e-37 covers results
+            // flushed to zero below f32's normal range.
+            let x = z[[i, c]] - m;
+            let ulps = 3.0 + 2.0 * x.abs() + 2.0 * (z[[i, c]].abs() + m.abs()) + k as f64 + 2.0;
+            s_tol[[i, c]] = 2.0 * ulps * U * s_ref[[i, c]] + 1e-37;
+        }
+        // loss = m + log(Σ) − z_y: the three terms' roundings (relative to their sizes), log's absolute error
+        // (2⁻²¹ in WGSL) and the sum's k roundings.
+        let zy = z[[i, y[i] as usize]];
+        l_tol[i] = 4.0 * U * (m.abs() + zy.abs() + (k as f64).ln() + 1.0) * (k as f64 + 4.0) + 2f64.powi(-20);
+    }
+    (s_tol, l_tol)
+}
+
+fn check_softmax(ctx: &softmax_wgpu::gpu::GpuContext, z: &Array2<f32>, y: &[u32], what: &str) {
+    let (s, stats) = ops::softmax(ctx, z.view(), y).unwrap();
+    let z64 = to64(z);
+    let (s_ref, stats_ref) = cpu::softmax(z64.view(), y);
+    let (s_tol, l_tol) = softmax_tolerances(&z64, y);
+    assert!(s.iter().all(|v| v.is_finite()) && stats.iter().all(|v| v.is_finite()), "{what}: non-finite output");
+    assert_within(&format!("softmax S {what}"), &s, &s_ref, &s_tol);
+    assert_within(
+        &format!("softmax loss {what}"),
+        &stats.column(0).to_owned(),
+        &stats_ref.column(0).to_owned(),
+        &l_tol,
+    );
+    // Correctness flags are exact unless two logits tie within rounding; random inputs make that vanishingly rare.
+    assert_eq!(stats.column(1).to_vec(), stats_ref.column(1).mapv(|v| v as f32).to_vec(), "{what}: argmax flags");
+}
+
+#[test]
+fn softmax_matches_cpu_on_edge_shapes() {
+    on_every_gpu(|ctx| {
+        for &b in &BATCHES {
+            for &k in &CLASSES {
+                let z = uniform(b, k, -20.0, 20.0, (b * 1000 + k) as u64);
+                let y = labels(b, k, b as u64 + k as u64);
+                check_softmax(ctx, &z, &y, &format!("B={b} K={k}"));
+            }
+        }
+    });
+}
+
+#[test]
+fn softmax_of_huge_logits_is_finite_and_correct() {
+    on_every_gpu(|ctx| {
+        for &k in &CLASSES {
+            // Rows of ±1e4: naive exp overflows to inf (and inf/inf = NaN); max-subtraction must avoid that.
+            let mut z = uniform(65, k, -1.0, 1.0, k as u64);
+            z.mapv_inplace(|v| if v >= 0.0 { 1e4 + v } else { -1e4 + v });
+            let y = labels(65, k, 7 + k as u64);
+            check_softmax(ctx, &z, &y, &format!("±1e4 K={k}"));
+            // A row whose true class has probability e^-2e4 ≈ 0 has a loss of ≈ 2e4, not inf.
+            let mut z = Array2::<f32>::zeros((1, k));
+            z[[0, 0]] = -1e4;
+            z[[0, k - 1]] = 1e4;
+            let (_, stats) = ops::softmax(ctx, z.view(), &[0]).unwrap();
+            assert!((f64::from(stats[[0, 0]]) - 2e4).abs() < 1.0, "loss {} for a 2e4 logit gap", stats[[0, 0]]);
+        }
+    });
+}
+
+#[test]
+fn residual_matches_cpu() {
+    on_every_gpu(|ctx| {
+        for &b in &BATCHES {
+            for &k in &CLASSES {
+                let s = probabilities(b, k, (b + k) as u64);
+                let y = labels(b, k, (b * k) as u64);
+                let got = ops::residual(ctx, s.view(), &y).unwrap();
+                let want = cpu::residual(to64(&s).view(), &y);
+                // One subtraction: one rounding.
+                let tol = want.mapv(|v| v.abs() * U + f64::MIN_POSITIVE);
+                assert_within(&format!("residual B={b} K={k}"), &got, &want, &tol);
+            }
+        }
+    });
+}
+
+#[test]
+fn grad_matches_cpu_when_batch_is_not_a_multiple_of_workgroup() {
+    on_every_gpu(|ctx| {
+        for (s, (&b, &d, &k)) in iproduct(&BATCHES, &FEATURES, &CLASSES).enumerate() {
+            let x = uniform(b, d, -2.0, 2.0, s as u64);
+            let mut r = probabilities(b, k, s as u64 + 1);
+            let y = labels(b, k, s as u64 + 2);
+            for (i, &c) in y.iter().enumerate() {
+                r[[i, c as usize]] -= 1.0;
+            }
+            let (g, gb) = ops::grad(ctx, x.view(), r.view()).unwrap();
+            let (g_ref, gb_ref) = cpu::grad(to64(&x).view(), to64(&r).view());
+            // A sum of b products then a division: b + 2 roundings of Σ|x||r| / b.
+            let n = b as f64;
+            let scale = x.mapv(|v| f64::from(v).abs()).t().dot(&r.mapv(|v| f64::from(v).abs())) / n;
+            let tol = scale * (2.0 * (n + 2.0) * U) + 1e-30;
+            assert_within(&format!("grad G B={b} D={d} K={k}"), &g, &g_ref, &tol);
+            let bscale = r.mapv(|v| f64::from(v).abs()).sum_axis(ndarray::Axis(0)) / n;
+            let btol = bscale * (2.0 * (n + 2.0) * U) + 1e-30;
+            assert_within(&format!("grad g_b B={b} D={d} K={k}"), &gb, &gb_ref, &btol);
+        }
+    });
+}
+
+#[test]
+fn update_matches_cpu() {
+    on_every_gpu(|ctx| {
+        for &d in &FEATURES {
+            for &k in &CLASSES {
+                let g = uniform(d, k, -1.0, 1.0, (d + k) as u64);
+                let gb = Array1::from(uniform(1, k, -1.0, 1.0, 3).into_raw_vec_and_offset().0);
+                let w = uniform(d, k, -1.0, 1.0, (d * k) as u64);
+                let b = Array1::from(uniform(1, k, -1.0, 1.0, 4).into_raw_vec_and_offset().0);
+                let (lr, l2) = (0.1f32, 0.01f32);
+                let (w_gpu, b_gpu) = ops::update(ctx, g.view(), gb.view(), w.view(), b.view(), lr, l2).unwrap();
+                let (mut w_ref, mut b_ref) = (to64(&w), b.mapv(f64::from));
+                let (lr64, l264) = (f64::from(lr), f64::from(l2));
+                cpu::update(to64(&g).view(), gb.mapv(f64::from).view(), w_ref.view_mut(), b_ref.view_mut(), lr64, l264);
+                // w − lr·(g + l2·w): four operations, each one rounding relative to the larger operand.
+                let tol = (to64(&w).mapv(f64::abs) + to64(&g).mapv(f64::abs) * lr64) * (8.0 * U);
+                assert_within(&format!("update W D={d} K={k}"), &w_gpu, &w_ref, &tol);
+                let btol = (b.mapv(|v| f64::from(v).abs()) + gb.mapv(|v| f64::from(v).abs()) * lr64) * (8.0 * U);
+                assert_within(&format!("update b K={k}"), &b_gpu, &b_ref, &btol);
+            }
+        }
+    });
+}
+
+#[test]
+fn metrics_and_gather_match_cpu() {
+    on_every_gpu(|ctx| {
+        for &b in &BATCHES {
+            let mut stats = uniform(b, 2, 0.0, 5.0, b as u64);
+            stats.column_mut(1).mapv_inplace(|v| if v > 2.5 { 1.0 } else { 0.0 });
+            let (loss, hits) = ops::metrics(ctx, stats.view()).unwrap();
+            let (loss_ref, hits_ref) = cpu::metrics(to64(&stats).view());
+            assert!((f64::from(loss) - loss_ref).abs() <= 2.0 * (b as f64 + 8.0) * U * loss_ref, "loss sum B={b}");
+            assert_eq!(f64::from(hits), hits_ref, "hit count B={b} is exact below 2^24");
+        }
+        // Gather across several chunks, in a shuffled order, is an exact copy.
+        let x = uniform(1000, 3, -1.0, 1.0, 5);
+        let y = labels(1000, 7, 6);
+        let mut perm: Vec<u32> = (0..1000).collect();
+        softmax_wgpu::rng::SplitMix64::new(9).shuffle(&mut perm);
+        let perm = &perm[..333];
+        let (xb, yb) = ops::gather(ctx, perm, x.view(), &y, 128).unwrap();
+        let (xr, yr) = cpu::gather(perm, x.view(), &y);
+        assert_eq!(xb, xr);
+        assert_eq!(yb, yr);
+    });
+}
+
+fn iproduct<'a>(
+    a: &'a [usize],
+    b: &'a [usize],
+    c: &'a [usize],
+) -> impl Iterator<Item = (&'a usize, &'a usize, &'a usize)> + 'a {
+    a.iter().flat_map(move |x| b.iter().flat_map(move |y| c.iter().map(move |z| (x, y, z))))
+}
