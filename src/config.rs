@@ -51,16 +51,28 @@ impl TrainConfig {
             return Err(Error::param("--batch-size", "must be at least 1 (got 0)"));
         }
         if self.batch_size > u32::MAX as usize {
-            return Err(Error::param("--batch-size", format!("must be at most {} (got {})", u32::MAX, self.batch_size)));
+            return Err(Error::param(
+                "--batch-size",
+                format!("must be at most {} (got {})", u32::MAX, self.batch_size),
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::param("--lr", format!("must be a positive, finite number (got {})", self.lr)));
+            return Err(Error::param(
+                "--lr",
+                format!("must be a positive, finite number (got {})", self.lr),
+            ));
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
-            return Err(Error::param("--l2", format!("must be a finite number ≥ 0 (got {})", self.l2)));
+            return Err(Error::param(
+                "--l2",
+                format!("must be a finite number ≥ 0 (got {})", self.l2),
+            ));
         }
         if !(self.val_split.is_finite() && (0.0..1.0).contains(&self.val_split)) {
-            return Err(Error::param("--val-split", format!("must be in [0, 1) (got {})", self.val_split)));
+            return Err(Error::param(
+                "--val-split",
+                format!("must be in [0, 1) (got {})", self.val_split),
+            ));
         }
         Ok(())
     }
@@ -86,12 +98,36 @@ mod tests {
     fn each_bad_field_is_named() {
         let d = TrainConfig::default;
         assert_eq!(field_of(TrainConfig { epochs: 0, ..d() }), "--epochs");
-        assert_eq!(field_of(TrainConfig { batch_size: 0, ..d() }), "--batch-size");
+        assert_eq!(
+            field_of(TrainConfig {
+                batch_size: 0,
+                ..d()
+            }),
+            "--batch-size"
+        );
         assert_eq!(field_of(TrainConfig { lr: -0.1, ..d() }), "--lr");
         assert_eq!(field_of(TrainConfig { lr: 0.0, ..d() }), "--lr");
-        assert_eq!(field_of(TrainConfig { lr: f32::NAN, ..d() }), "--lr");
+        assert_eq!(
+            field_of(TrainConfig {
+                lr: f32::NAN,
+                ..d()
+            }),
+            "--lr"
+        );
         assert_eq!(field_of(TrainConfig { l2: -1.0, ..d() }), "--l2");
-        assert_eq!(field_of(TrainConfig { val_split: 1.0, ..d() }), "--val-split");
-        assert_eq!(field_of(TrainConfig { val_split: -0.1, ..d() }), "--val-split");
+        assert_eq!(
+            field_of(TrainConfig {
+                val_split: 1.0,
+                ..d()
+            }),
+            "--val-split"
+        );
+        assert_eq!(
+            field_of(TrainConfig {
+                val_split: -0.1,
+                ..d()
+            }),
+            "--val-split"
+        );
     }
 }

@@ -32,13 +32,12 @@ pub enum Error {
     },
 
     /// A file that cannot be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
+        /// The operating system's error (shown in the message, so not chained as a source).
+        err: std::io::Error,
     },
 
     /// No adapter matches the request.
@@ -57,16 +56,27 @@ pub enum Error {
 impl Error {
     /// Builds an [`Error::Param`].
     pub fn param(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Param { field: field.into(), problem: problem.into() }
+        Error::Param {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 
     /// Builds an [`Error::Input`] with no position.
     pub fn input(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Error::Input { path: path.into(), location: String::new(), problem: problem.into() }
+        Error::Input {
+            path: path.into(),
+            location: String::new(),
+            problem: problem.into(),
+        }
     }
 
     /// Builds an [`Error::Input`] at a position (`"line 7"`, `"row 3, column 2"` …).
-    pub fn input_at(path: impl Into<PathBuf>, location: impl AsRef<str>, problem: impl Into<String>) -> Self {
+    pub fn input_at(
+        path: impl Into<PathBuf>,
+        location: impl AsRef<str>,
+        problem: impl Into<String>,
+    ) -> Self {
         Error::Input {
             path: path.into(),
             location: format!("{}: ", location.as_ref()),
@@ -76,16 +86,23 @@ impl Error {
 
     /// Builds an [`Error::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            err: source,
+        }
     }
 
     /// True for errors caused by what the user gave (a parameter, a file): the command line exits with 2 on these.
     pub fn is_input(&self) -> bool {
         match self {
-            Error::Param { .. } | Error::Input { .. } | Error::NoAdapter(_) | Error::Limits(_) => true,
-            Error::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::IsADirectory
+            Error::Param { .. } | Error::Input { .. } | Error::NoAdapter(_) | Error::Limits(_) => {
+                true
+            }
+            Error::Io { err, .. } => matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::IsADirectory
             ),
             Error::Gpu(_) => false,
         }

@@ -10,7 +10,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let input = e.downcast_ref::<softmax_wgpu::Error>().is_some_and(softmax_wgpu::Error::is_input);
+            let input = e
+                .downcast_ref::<softmax_wgpu::Error>()
+                .is_some_and(softmax_wgpu::Error::is_input);
             ExitCode::from(if input { 2 } else { 1 })
         }
     }

@@ -37,7 +37,14 @@ impl Model {
     /// Class probabilities, [n, k], computed with the CPU reference path in f32.
     pub fn predict_proba(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
         if x.ncols() != self.features() {
-            return Err(Error::param("data", format!("has {} features, the model expects {}", x.ncols(), self.features())));
+            return Err(Error::param(
+                "data",
+                format!(
+                    "has {} features, the model expects {}",
+                    x.ncols(),
+                    self.features()
+                ),
+            ));
         }
         let mut x = x.to_owned();
         if let Some(s) = &self.standardizer {
@@ -60,15 +67,25 @@ impl Model {
         let weight_bytes: &[u8] = bytemuck::cast_slice(&weight);
         let bias = self.params.b.to_vec();
         let bias_bytes: &[u8] = bytemuck::cast_slice(&bias);
-        let err = |e: safetensors::SafeTensorError| Error::Gpu(format!("serialising the model: {e}"));
+        let err =
+            |e: safetensors::SafeTensorError| Error::Gpu(format!("serialising the model: {e}"));
         let tensors = vec![
-            ("weight", TensorView::new(Dtype::F32, vec![k, d], weight_bytes).map_err(err)?),
-            ("bias", TensorView::new(Dtype::F32, vec![k], bias_bytes).map_err(err)?),
+            (
+                "weight",
+                TensorView::new(Dtype::F32, vec![k, d], weight_bytes).map_err(err)?,
+            ),
+            (
+                "bias",
+                TensorView::new(Dtype::F32, vec![k], bias_bytes).map_err(err)?,
+            ),
         ];
         let json = |v: &dyn erased::Json| v.json();
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), "pt".to_string());
-        meta.insert("producer".to_string(), format!("softmax-wgpu {}", env!("CARGO_PKG_VERSION")));
+        meta.insert(
+            "producer".to_string(),
+            format!("softmax-wgpu {}", env!("CARGO_PKG_VERSION")),
+        );
         meta.insert("features".to_string(), d.to_string());
         meta.insert("classes".to_string(), json(&self.classes));
         if let Some(s) = &self.standardizer {
@@ -91,35 +108,65 @@ impl Model {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let bad = |m: String| Error::input(path, m);
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors model: {e}")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors model: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors model: {e}")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a safetensors model: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let tensor = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
-            let t = st.tensor(name).map_err(|_| bad(format!("no tensor {name:?}")))?;
+            let t = st
+                .tensor(name)
+                .map_err(|_| bad(format!("no tensor {name:?}")))?;
             if t.dtype() != Dtype::F32 {
-                return Err(bad(format!("tensor {name:?} is {:?}, expected F32", t.dtype())));
+                return Err(bad(format!(
+                    "tensor {name:?} is {:?}, expected F32",
+                    t.dtype()
+                )));
             }
-            let values = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let values = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             Ok((t.shape().to_vec(), values))
         };
         let (ws, w) = tensor("weight")?;
         let (bs, b) = tensor("bias")?;
-        let [k, d] = ws[..] else { return Err(bad(format!("weight has shape {ws:?}, expected [K, D]"))) };
+        let [k, d] = ws[..] else {
+            return Err(bad(format!("weight has shape {ws:?}, expected [K, D]")));
+        };
         if bs != [k] {
             return Err(bad(format!("bias has shape {bs:?}, expected [{k}]")));
         }
-        let w = Array2::from_shape_vec((k, d), w).map_err(|e| bad(e.to_string()))?.reversed_axes().as_standard_layout().to_owned();
+        let w = Array2::from_shape_vec((k, d), w)
+            .map_err(|e| bad(e.to_string()))?
+            .reversed_axes()
+            .as_standard_layout()
+            .to_owned();
         let parse = |key: &str| -> Result<Option<Vec<serde_json::Value>>> {
             meta.get(key)
-                .map(|s| serde_json::from_str(s).map_err(|e| bad(format!("metadata {key:?} is not a JSON list: {e}"))))
+                .map(|s| {
+                    serde_json::from_str(s)
+                        .map_err(|e| bad(format!("metadata {key:?} is not a JSON list: {e}")))
+                })
                 .transpose()
         };
         let classes: Vec<String> = match parse("classes")? {
-            Some(v) => v.into_iter().map(|c| c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string())).collect(),
+            Some(v) => v
+                .into_iter()
+                .map(|c| {
+                    c.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| c.to_string())
+                })
+                .collect(),
             None => (0..k).map(|c| c.to_string()).collect(),
         };
         if classes.len() != k {
-            return Err(bad(format!("{} class names for {k} classes", classes.len())));
+            return Err(bad(format!(
+                "{} class names for {k} classes",
+                classes.len()
+            )));
         }
         let floats = |v: Vec<serde_json::Value>, key: &str| -> Result<Vec<f32>> {
             let out: Option<Vec<f32>> = v.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
@@ -129,11 +176,25 @@ impl Model {
             }
         };
         let standardizer = match (parse("standardize_mean")?, parse("standardize_std")?) {
-            (Some(m), Some(s)) => Some(Standardizer { mean: floats(m, "standardize_mean")?, std: floats(s, "standardize_std")? }),
+            (Some(m), Some(s)) => Some(Standardizer {
+                mean: floats(m, "standardize_mean")?,
+                std: floats(s, "standardize_std")?,
+            }),
             _ => None,
         };
-        let settings = meta.get("settings").and_then(|s| serde_json::from_str(s).ok()).unwrap_or(serde_json::Value::Null);
-        Ok(Model { params: Params { w, b: Array1::from(b) }, classes, standardizer, settings })
+        let settings = meta
+            .get("settings")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Ok(Model {
+            params: Params {
+                w,
+                b: Array1::from(b),
+            },
+            classes,
+            standardizer,
+            settings,
+        })
     }
 }
 
@@ -170,7 +231,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

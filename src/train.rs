@@ -121,12 +121,18 @@ pub fn fit(
 ) -> Result<Vec<EpochReport>> {
     cfg.check()?;
     let device = backend.device();
+    // A batch larger than the data set is the whole data set (full-batch gradient descent).
+    let batch = cfg.batch_size.min(n_train.max(1));
     let mut reports = Vec::with_capacity(cfg.epochs);
     for epoch in 1..=cfg.epochs {
         let order = epoch_order(n_train, cfg.seed, epoch, cfg.shuffle);
         let start = Instant::now();
-        let sums = backend.train_epoch(&order, cfg.batch_size, cfg.lr, cfg.l2, progress)?;
-        let penalty = if cfg.l2 > 0.0 { 0.5 * f64::from(cfg.l2) * backend.params()?.w_norm_sq() } else { 0.0 };
+        let sums = backend.train_epoch(&order, batch, cfg.lr, cfg.l2, progress)?;
+        let penalty = if cfg.l2 > 0.0 {
+            0.5 * f64::from(cfg.l2) * backend.params()?.w_norm_sq()
+        } else {
+            0.0
+        };
         let train_seconds = start.elapsed().as_secs_f64();
         let held_out = backend.evaluate()?;
         let report = EpochReport {

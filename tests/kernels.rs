@@ -25,7 +25,11 @@ fn logits_match_cpu_on_edge_shapes() {
             let w = uniform(d, k, -1.0, 1.0, s + 1);
             let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
             let got = ops::logits(ctx, x.view(), w.view(), bias.view()).unwrap();
-            let want = cpu::logits(to64(&x).view(), to64(&w).view(), bias.mapv(f64::from).view());
+            let want = cpu::logits(
+                to64(&x).view(),
+                to64(&w).view(),
+                bias.mapv(f64::from).view(),
+            );
             // A length-d dot product plus the bias: d + 1 roundings.
             let tol = logit_scale(x.view(), w.view(), &bias) * (2.0 * (d as f64 + 2.0) * U);
             assert_within(&format!("logits B={b} D={d} K={k}"), &got, &want, &tol);
@@ -51,7 +55,8 @@ fn softmax_tolerances(z: &Array2<f64>, y: &[u32]) -> (Array2<f64>, Array1<f64>) 
         // loss = m + log(Σ) − z_y: the three terms' roundings (relative to their sizes), log's absolute error
         // (2⁻²¹ in WGSL) and the sum's k roundings.
         let zy = z[[i, y[i] as usize]];
-        l_tol[i] = 4.0 * U * (m.abs() + zy.abs() + (k as f64).ln() + 1.0) * (k as f64 + 4.0) + 2f64.powi(-20);
+        l_tol[i] = 4.0 * U * (m.abs() + zy.abs() + (k as f64).ln() + 1.0) * (k as f64 + 4.0)
+            + 2f64.powi(-20);
     }
     (s_tol, l_tol)
 }
@@ -61,7 +66,10 @@ fn check_softmax(ctx: &softmax_wgpu::gpu::GpuContext, z: &Array2<f32>, y: &[u32]
     let z64 = to64(z);
     let (s_ref, stats_ref) = cpu::softmax(z64.view(), y);
     let (s_tol, l_tol) = softmax_tolerances(&z64, y);
-    assert!(s.iter().all(|v| v.is_finite()) && stats.iter().all(|v| v.is_finite()), "{what}: non-finite output");
+    assert!(
+        s.iter().all(|v| v.is_finite()) && stats.iter().all(|v| v.is_finite()),
+        "{what}: non-finite output"
+    );
     assert_within(&format!("softmax S {what}"), &s, &s_ref, &s_tol);
     assert_within(
         &format!("softmax loss {what}"),
@@ -70,7 +78,11 @@ fn check_softmax(ctx: &softmax_wgpu::gpu::GpuContext, z: &Array2<f32>, y: &[u32]
         &l_tol,
     );
     // Correctness flags are exact unless two logits tie within rounding; random inputs make that vanishingly rare.
-    assert_eq!(stats.column(1).to_vec(), stats_ref.column(1).mapv(|v| v as f32).to_vec(), "{what}: argmax flags");
+    assert_eq!(
+        stats.column(1).to_vec(),
+        stats_ref.column(1).mapv(|v| v as f32).to_vec(),
+        "{what}: argmax flags"
+    );
 }
 
 #[test]
@@ -100,7 +112,11 @@ fn softmax_of_huge_logits_is_finite_and_correct() {
             z[[0, 0]] = -1e4;
             z[[0, k - 1]] = 1e4;
             let (_, stats) = ops::softmax(ctx, z.view(), &[0]).unwrap();
-            assert!((f64::from(stats[[0, 0]]) - 2e4).abs() < 1.0, "loss {} for a 2e4 logit gap", stats[[0, 0]]);
+            assert!(
+                (f64::from(stats[[0, 0]]) - 2e4).abs() < 1.0,
+                "loss {} for a 2e4 logit gap",
+                stats[[0, 0]]
+            );
         }
     });
 }
@@ -136,7 +152,11 @@ fn grad_matches_cpu_when_batch_is_not_a_multiple_of_workgroup() {
             let (g_ref, gb_ref) = cpu::grad(to64(&x).view(), to64(&r).view());
             // A sum of b products then a division: b + 2 roundings of Σ|x||r| / b.
             let n = b as f64;
-            let scale = x.mapv(|v| f64::from(v).abs()).t().dot(&r.mapv(|v| f64::from(v).abs())) / n;
+            let scale = x
+                .mapv(|v| f64::from(v).abs())
+                .t()
+                .dot(&r.mapv(|v| f64::from(v).abs()))
+                / n;
             let tol = scale * (2.0 * (n + 2.0) * U) + 1e-30;
             assert_within(&format!("grad G B={b} D={d} K={k}"), &g, &g_ref, &tol);
             let bscale = r.mapv(|v| f64::from(v).abs()).sum_axis(ndarray::Axis(0)) / n;
@@ -156,14 +176,24 @@ fn update_matches_cpu() {
                 let w = uniform(d, k, -1.0, 1.0, (d * k) as u64);
                 let b = Array1::from(uniform(1, k, -1.0, 1.0, 4).into_raw_vec_and_offset().0);
                 let (lr, l2) = (0.1f32, 0.01f32);
-                let (w_gpu, b_gpu) = ops::update(ctx, g.view(), gb.view(), w.view(), b.view(), lr, l2).unwrap();
+                let (w_gpu, b_gpu) =
+                    ops::update(ctx, g.view(), gb.view(), w.view(), b.view(), lr, l2).unwrap();
                 let (mut w_ref, mut b_ref) = (to64(&w), b.mapv(f64::from));
                 let (lr64, l264) = (f64::from(lr), f64::from(l2));
-                cpu::update(to64(&g).view(), gb.mapv(f64::from).view(), w_ref.view_mut(), b_ref.view_mut(), lr64, l264);
+                cpu::update(
+                    to64(&g).view(),
+                    gb.mapv(f64::from).view(),
+                    w_ref.view_mut(),
+                    b_ref.view_mut(),
+                    lr64,
+                    l264,
+                );
                 // w − lr·(g + l2·w): four operations, each one rounding relative to the larger operand.
                 let tol = (to64(&w).mapv(f64::abs) + to64(&g).mapv(f64::abs) * lr64) * (8.0 * U);
                 assert_within(&format!("update W D={d} K={k}"), &w_gpu, &w_ref, &tol);
-                let btol = (b.mapv(|v| f64::from(v).abs()) + gb.mapv(|v| f64::from(v).abs()) * lr64) * (8.0 * U);
+                let btol = (b.mapv(|v| f64::from(v).abs())
+                    + gb.mapv(|v| f64::from(v).abs()) * lr64)
+                    * (8.0 * U);
                 assert_within(&format!("update b K={k}"), &b_gpu, &b_ref, &btol);
             }
         }
@@ -175,11 +205,20 @@ fn metrics_and_gather_match_cpu() {
     on_every_gpu(|ctx| {
         for &b in &BATCHES {
             let mut stats = uniform(b, 2, 0.0, 5.0, b as u64);
-            stats.column_mut(1).mapv_inplace(|v| if v > 2.5 { 1.0 } else { 0.0 });
+            stats
+                .column_mut(1)
+                .mapv_inplace(|v| if v > 2.5 { 1.0 } else { 0.0 });
             let (loss, hits) = ops::metrics(ctx, stats.view()).unwrap();
             let (loss_ref, hits_ref) = cpu::metrics(to64(&stats).view());
-            assert!((f64::from(loss) - loss_ref).abs() <= 2.0 * (b as f64 + 8.0) * U * loss_ref, "loss sum B={b}");
-            assert_eq!(f64::from(hits), hits_ref, "hit count B={b} is exact below 2^24");
+            assert!(
+                (f64::from(loss) - loss_ref).abs() <= 2.0 * (b as f64 + 8.0) * U * loss_ref,
+                "loss sum B={b}"
+            );
+            assert_eq!(
+                f64::from(hits),
+                hits_ref,
+                "hit count B={b} is exact below 2^24"
+            );
         }
         // Gather across several chunks, in a shuffled order, is an exact copy.
         let x = uniform(1000, 3, -1.0, 1.0, 5);
@@ -199,5 +238,6 @@ fn iproduct<'a>(
     b: &'a [usize],
     c: &'a [usize],
 ) -> impl Iterator<Item = (&'a usize, &'a usize, &'a usize)> + 'a {
-    a.iter().flat_map(move |x| b.iter().flat_map(move |y| c.iter().map(move |z| (x, y, z))))
+    a.iter()
+        .flat_map(move |x| b.iter().flat_map(move |y| c.iter().map(move |z| (x, y, z))))
 }

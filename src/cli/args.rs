@@ -124,7 +124,11 @@ impl TrainArgs {
             l2: self.l2,
             seed: self.seed,
             shuffle: !self.no_shuffle,
-            val_split: if self.test.is_some() { 0.0 } else { self.val_split },
+            val_split: if self.test.is_some() {
+                0.0
+            } else {
+                self.val_split
+            },
             standardize: self.standardize,
         }
     }

@@ -23,18 +23,37 @@ fn parse_synthetic(spec: &str) -> Result<(usize, usize, usize)> {
     let nums: Option<Vec<usize>> = parts.iter().map(|p| p.parse().ok()).collect();
     match nums.as_deref() {
         Some(&[n, d, k]) => Ok((n, d, k)),
-        _ => Err(Error::param("--synthetic", format!("expected N,D,K as three positive integers (got {spec:?})")).into()),
+        _ => Err(Error::param(
+            "--synthetic",
+            format!("expected N,D,K as three positive integers (got {spec:?})"),
+        )
+        .into()),
     }
 }
 
-fn npy_dataset(x_path: &Path, y_path: Option<&Path>, classes: Option<usize>, flag: &str) -> Result<Dataset> {
-    let y_path = y_path.ok_or_else(|| Error::param(flag, format!("is required with the NPY file {}", x_path.display())))?;
+fn npy_dataset(
+    x_path: &Path,
+    y_path: Option<&Path>,
+    classes: Option<usize>,
+    flag: &str,
+) -> Result<Dataset> {
+    let y_path = y_path.ok_or_else(|| {
+        Error::param(
+            flag,
+            format!("is required with the NPY file {}", x_path.display()),
+        )
+    })?;
     let x = data::read_npy_features(x_path)?;
     let y = data::read_npy_labels(y_path, classes)?;
     if y.len() != x.nrows() {
         return Err(Error::input(
             y_path,
-            format!("has {} labels but {} has {} rows", y.len(), x_path.display(), x.nrows()),
+            format!(
+                "has {} labels but {} has {} rows",
+                y.len(),
+                x_path.display(),
+                x.nrows()
+            ),
         )
         .into());
     }
@@ -42,7 +61,12 @@ fn npy_dataset(x_path: &Path, y_path: Option<&Path>, classes: Option<usize>, fla
     if k < 2 {
         return Err(Error::input(y_path, format!("needs at least 2 classes, found {k}")).into());
     }
-    Ok(Dataset { x, y, classes: (0..k).map(|c| c.to_string()).collect(), source: x_path.display().to_string() })
+    Ok(Dataset {
+        x,
+        y,
+        classes: (0..k).map(|c| c.to_string()).collect(),
+        source: x_path.display().to_string(),
+    })
 }
 
 /// Loads --data/--synthetic/the digits, and --test or the --val-split held-out part.
@@ -57,9 +81,18 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
             let t = data::read_csv(path, Some(a.label_column))?;
             let (classes, y) = data::encode_labels(path, &t.labels)?;
             if classes.len() < 2 {
-                return Err(Error::input(path, format!("needs at least 2 classes, found {}", classes.len())).into());
+                return Err(Error::input(
+                    path,
+                    format!("needs at least 2 classes, found {}", classes.len()),
+                )
+                .into());
             }
-            Dataset { x: t.x, y, classes, source: path.display().to_string() }
+            Dataset {
+                x: t.x,
+                y,
+                classes,
+                source: path.display().to_string(),
+            }
         }
     } else {
         data::digits()?
@@ -69,22 +102,39 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
         return Ok(Loaded { train, held_out });
     };
     let test = if is_npy(test_path) {
-        let mut t = npy_dataset(test_path, a.test_labels.as_deref(), Some(full.classes.len()), "--test-labels")?;
+        let mut t = npy_dataset(
+            test_path,
+            a.test_labels.as_deref(),
+            Some(full.classes.len()),
+            "--test-labels",
+        )?;
         t.classes = full.classes.clone();
         t
     } else {
         let t = data::read_csv(test_path, Some(a.label_column))?;
         let y = data::labels_to_classes(test_path, &t.labels, &t.lines, &full.classes, "training")?;
-        Dataset { x: t.x, y, classes: full.classes.clone(), source: test_path.display().to_string() }
+        Dataset {
+            x: t.x,
+            y,
+            classes: full.classes.clone(),
+            source: test_path.display().to_string(),
+        }
     };
     if test.features() != full.features() {
         return Err(Error::input(
             test_path,
-            format!("has {} features, the training data has {}", test.features(), full.features()),
+            format!(
+                "has {} features, the training data has {}",
+                test.features(),
+                full.features()
+            ),
         )
         .into());
     }
-    Ok(Loaded { train: full, held_out: Some(test) })
+    Ok(Loaded {
+        train: full,
+        held_out: Some(test),
+    })
 }
 
 pub struct ToPredict {
@@ -102,7 +152,16 @@ pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
             Some(lp) => {
                 let y = data::read_npy_labels(lp, Some(model.classes.len()))?;
                 if y.len() != x.nrows() {
-                    return Err(Error::input(lp, format!("has {} labels but {} has {} rows", y.len(), path.display(), x.nrows())).into());
+                    return Err(Error::input(
+                        lp,
+                        format!(
+                            "has {} labels but {} has {} rows",
+                            y.len(),
+                            path.display(),
+                            x.nrows()
+                        ),
+                    )
+                    .into());
                 }
                 Some(y)
             }
@@ -130,13 +189,23 @@ pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
         };
         let t = data::read_csv(path, label)?;
         let y = match label {
-            Some(_) => Some(data::labels_to_classes(path, &t.labels, &t.lines, &model.classes, "model's")?),
+            Some(_) => Some(data::labels_to_classes(
+                path,
+                &t.labels,
+                &t.lines,
+                &model.classes,
+                "model's",
+            )?),
             None => None,
         };
         (t.x, y)
     };
     if x.ncols() != d {
-        return Err(Error::input(path, format!("has {} features, the model expects {d}", x.ncols())).into());
+        return Err(Error::input(
+            path,
+            format!("has {} features, the model expects {d}", x.ncols()),
+        )
+        .into());
     }
     Ok(ToPredict { x, y })
 }

@@ -38,7 +38,10 @@ fn open_device(a: &DeviceArgs) -> Result<Device> {
     };
     match a.device {
         DeviceKind::Cpu => Ok(Device::Cpu(a.precision)),
-        DeviceKind::Gpu => Ok(Device::Gpu(Box::new(GpuContext::select(backends, a.adapter.as_deref())?))),
+        DeviceKind::Gpu => Ok(Device::Gpu(Box::new(GpuContext::select(
+            backends,
+            a.adapter.as_deref(),
+        )?))),
         DeviceKind::Auto => match gpu::select_adapter(backends, a.adapter.as_deref()) {
             Ok(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
             Err(Error::NoAdapter(why)) => {
@@ -51,9 +54,16 @@ fn open_device(a: &DeviceArgs) -> Result<Device> {
 }
 
 fn check_out_path(path: &std::path::Path, flag: &str) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     if !parent.is_dir() {
-        return Err(Error::param(flag, format!("directory {} does not exist", parent.display())).into());
+        return Err(Error::param(
+            flag,
+            format!("directory {} does not exist", parent.display()),
+        )
+        .into());
     }
     if path.is_dir() {
         return Err(Error::param(flag, format!("{} is a directory", path.display())).into());
@@ -79,7 +89,9 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         check_out_path(out, "--out")?;
     }
     let mut loaded = load::training_data(&a, &cfg)?;
-    let standardizer = cfg.standardize.then(|| Standardizer::fit(loaded.train.x.view()));
+    let standardizer = cfg
+        .standardize
+        .then(|| Standardizer::fit(loaded.train.x.view()));
     if let Some(s) = &standardizer {
         s.apply(&mut loaded.train.x);
         if let Some(h) = &mut loaded.held_out {
@@ -91,11 +103,25 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     let device = open_device(&a.device)?;
     let held = held_out.map(|h| (h.x.view(), h.y.as_slice()));
     let mut backend: Box<dyn Backend + '_> = match &device {
-        Device::Cpu(Precision::F32) => Box::new(CpuBackend::<f32>::new(train.x.view(), &train.y, k, held)),
-        Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::new(train.x.view(), &train.y, k, held)),
+        Device::Cpu(Precision::F32) => {
+            Box::new(CpuBackend::<f32>::new(train.x.view(), &train.y, k, held))
+        }
+        Device::Cpu(Precision::F64) => {
+            Box::new(CpuBackend::<f64>::new(train.x.view(), &train.y, k, held))
+        }
         Device::Gpu(ctx) => {
-            let options = GpuOptions { max_chunk_bytes: a.chunk_mib.map(|m| m * 1024 * 1024) };
-            Box::new(GpuBackend::new(ctx, train.x.view(), &train.y, k, held, cfg.batch_size, &options)?)
+            let options = GpuOptions {
+                max_chunk_bytes: a.chunk_mib.map(|m| m * 1024 * 1024),
+            };
+            Box::new(GpuBackend::new(
+                ctx,
+                train.x.view(),
+                &train.y,
+                k,
+                held,
+                cfg.batch_size,
+                &options,
+            )?)
         }
     };
     eprintln!(
@@ -120,29 +146,42 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let json = a.json;
-    let reports = fit(backend.as_mut(), train.len(), &cfg, &mut |rows| bar.inc(rows as u64), &mut |r| {
-        bar.suspend(|| {
-            if json {
-                let v = serde_json::json!({
-                    "epoch": r.epoch,
-                    "train_loss": r.train_loss,
-                    "train_accuracy": r.train_accuracy,
-                    "val_loss": r.val_loss,
-                    "val_accuracy": r.val_accuracy,
-                    "samples_per_sec": r.samples_per_sec,
-                    "seconds": r.seconds,
-                    "device": r.device,
-                });
-                println!("{v}");
-            } else {
-                println!("{}", fmt_line(r));
-            }
-        })
-    })?;
+    let reports = fit(
+        backend.as_mut(),
+        train.len(),
+        &cfg,
+        &mut |rows| bar.inc(rows as u64),
+        &mut |r| {
+            bar.suspend(|| {
+                if json {
+                    let v = serde_json::json!({
+                        "epoch": r.epoch,
+                        "train_loss": r.train_loss,
+                        "train_accuracy": r.train_accuracy,
+                        "val_loss": r.val_loss,
+                        "val_accuracy": r.val_accuracy,
+                        "samples_per_sec": r.samples_per_sec,
+                        "seconds": r.seconds,
+                        "device": r.device,
+                    });
+                    println!("{v}");
+                } else {
+                    println!("{}", fmt_line(r));
+                }
+            })
+        },
+    )?;
     bar.finish_and_clear();
     let last = reports.last().expect("at least one epoch");
     if !last.train_loss.is_finite() {
-        return Err(Error::param("--lr", format!("training diverged (loss {}): lower the learning rate", last.train_loss)).into());
+        return Err(Error::param(
+            "--lr",
+            format!(
+                "training diverged (loss {}): lower the learning rate",
+                last.train_loss
+            ),
+        )
+        .into());
     }
     if let Some(out) = &a.out {
         let params = backend.params()?;
@@ -152,7 +191,12 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             "device": backend.device(),
             "final": last,
         });
-        let model = Model { params, classes: train.classes.clone(), standardizer, settings };
+        let model = Model {
+            params,
+            classes: train.classes.clone(),
+            standardizer,
+            settings,
+        };
         model.save(out)?;
         eprintln!("saved {}", out.display());
     }
@@ -186,13 +230,20 @@ fn predict(a: PredictArgs) -> Result<ExitCode> {
     }
     if let Some(y) = &data.y {
         let hits = y.iter().zip(&predicted).filter(|(a, b)| a == b).count();
-        eprintln!("accuracy {:.4} ({hits} of {} rows)", hits as f64 / y.len().max(1) as f64, y.len());
+        eprintln!(
+            "accuracy {:.4} ({hits} of {} rows)",
+            hits as f64 / y.len().max(1) as f64,
+            y.len()
+        );
     }
     match &a.out {
         Some(out) => write_atomically(out, text.as_bytes())?,
         None => {
             let mut stdout = std::io::stdout().lock();
-            if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                     return Err(Error::io("<stdout>", e).into());
                 }
@@ -215,8 +266,11 @@ fn devices(a: DevicesArgs) -> Result<ExitCode> {
         Some(b) => gpu::parse_backend(b)?,
         None => wgpu::Backends::all(),
     };
-    let found: Vec<AdapterSummary> =
-        gpu::adapters(backends).iter().enumerate().map(|(i, ad)| AdapterSummary::of(i, ad)).collect();
+    let found: Vec<AdapterSummary> = gpu::adapters(backends)
+        .iter()
+        .enumerate()
+        .map(|(i, ad)| AdapterSummary::of(i, ad))
+        .collect();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&found)?);
         return Ok(ExitCode::SUCCESS);
@@ -226,7 +280,10 @@ fn devices(a: DevicesArgs) -> Result<ExitCode> {
     }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     for s in &found {
-        println!("[{}] {} — {} ({}), driver: {}", s.index, s.name, s.backend, s.device_type, s.driver);
+        println!(
+            "[{}] {} — {} ({}), driver: {}",
+            s.index, s.name, s.backend, s.device_type, s.driver
+        );
         println!(
             "    max storage binding {:.0} MiB · max buffer {:.0} MiB · workgroup ≤ {:?}, {} invocations · {} workgroups/dim",
             mib(s.max_storage_buffer_binding_size),

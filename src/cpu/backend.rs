@@ -18,7 +18,12 @@ pub struct CpuBackend<T: Real> {
 
 impl<T: Real> CpuBackend<T> {
     /// A zero-initialised model of `k` classes over the rows of `x`.
-    pub fn new(x: ArrayView2<f32>, y: &[u32], k: usize, held_out: Option<(ArrayView2<f32>, &[u32])>) -> Self {
+    pub fn new(
+        x: ArrayView2<f32>,
+        y: &[u32],
+        k: usize,
+        held_out: Option<(ArrayView2<f32>, &[u32])>,
+    ) -> Self {
         let d = x.ncols();
         CpuBackend {
             x: cast(x),
@@ -61,7 +66,14 @@ impl<T: Real> Backend for CpuBackend<T> {
             let (s, stats) = softmax(z.view(), &yb);
             let r = residual(s.view(), &yb);
             let (g, gb) = grad(xb.view(), r.view());
-            update(g.view(), gb.view(), self.w.view_mut(), self.b.view_mut(), lr, l2);
+            update(
+                g.view(),
+                gb.view(),
+                self.w.view_mut(),
+                self.b.view_mut(),
+                lr,
+                l2,
+            );
             let (loss, hits) = metrics(stats.view());
             sums.add(Self::to_f64(loss), Self::to_f64(hits), batch.len());
             progress(batch.len());
@@ -70,7 +82,9 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn evaluate(&mut self) -> Result<Option<Sums>> {
-        let Some((x, y)) = &self.held_out else { return Ok(None) };
+        let Some((x, y)) = &self.held_out else {
+            return Ok(None);
+        };
         let mut sums = Sums::default();
         // Blocks of rows keep the temporaries small on large held-out sets.
         for start in (0..y.len()).step_by(4096) {

@@ -6,17 +6,23 @@ mod backend;
 
 pub use backend::CpuBackend;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, LinalgScalar, ScalarOperand, Zip};
+use ndarray::{
+    Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, LinalgScalar,
+    ScalarOperand, Zip,
+};
 use num_traits::{Float, FromPrimitive};
 
 /// A floating-point type the reference path computes in.
-pub trait Real: Float + FromPrimitive + LinalgScalar + ScalarOperand + std::fmt::Debug + Send + Sync + 'static {}
+pub trait Real:
+    Float + FromPrimitive + LinalgScalar + ScalarOperand + std::fmt::Debug + Send + Sync + 'static
+{
+}
 impl Real for f32 {}
 impl Real for f64 {}
 
 /// Mirror of `logits.wgsl`: Z = X·W + b. `x` is [rows, d], `w` is [d, k], `b` is [k].
 pub fn logits<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
-    x.dot(&w) + &b
+    x.dot(&w) + b
 }
 
 /// Mirror of `softmax.wgsl`: S = softmax(Z) row-wise (row maximum subtracted first), and per row the pair
@@ -75,8 +81,12 @@ pub fn update<T: Real>(
     lr: T,
     l2: T,
 ) {
-    Zip::from(&mut w).and(&g).for_each(|w, &g| *w = *w - lr * (g + l2 * *w));
-    Zip::from(&mut b).and(&gb).for_each(|b, &g| *b = *b - lr * g);
+    Zip::from(&mut w)
+        .and(&g)
+        .for_each(|w, &g| *w = *w - lr * (g + l2 * *w));
+    Zip::from(&mut b)
+        .and(&gb)
+        .for_each(|b, &g| *b = *b - lr * g);
 }
 
 /// Mirror of `metrics.wgsl`: the batch's (Σ loss, Σ correct) from softmax's per-row pairs.

@@ -39,7 +39,11 @@ pub fn csv_columns(path: &Path) -> Result<usize> {
 }
 
 fn reader(bytes: &[u8]) -> ::csv::Reader<&[u8]> {
-    ::csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(::csv::Trim::All).from_reader(bytes)
+    ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(bytes)
 }
 
 fn csv_error(path: &Path, e: &::csv::Error) -> Error {
@@ -53,7 +57,11 @@ fn number(cell: &str) -> Option<f64> {
     cell.parse::<f64>().ok()
 }
 
-pub(super) fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) -> Result<CsvTable> {
+pub(super) fn parse_csv(
+    path: &Path,
+    bytes: &[u8],
+    label_column: Option<isize>,
+) -> Result<CsvTable> {
     let mut reader = reader(bytes);
     let mut width: Option<usize> = None;
     let mut label: Option<usize> = None;
@@ -84,11 +92,20 @@ pub(super) fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) 
                 }
             };
             if l.is_some() && w < 2 {
-                return Err(Error::input_at(path, format!("line {line}"), "a label column and at least one feature are needed"));
+                return Err(Error::input_at(
+                    path,
+                    format!("line {line}"),
+                    "a label column and at least one feature are needed",
+                ));
             }
             width = Some(w);
             label = l;
-            let features: Vec<&str> = record.iter().enumerate().filter(|(i, _)| Some(*i) != l).map(|(_, c)| c).collect();
+            let features: Vec<&str> = record
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != l)
+                .map(|(_, c)| c)
+                .collect();
             if features.iter().all(|c| number(c).is_none()) {
                 header = Some(record.iter().map(str::to_string).collect());
                 continue;
@@ -98,18 +115,30 @@ pub(super) fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) 
             continue;
         };
         if record.len() != w {
-            return Err(Error::input_at(path, format!("line {line}"), format!("expected {w} columns, found {}", record.len())));
+            return Err(Error::input_at(
+                path,
+                format!("line {line}"),
+                format!("expected {w} columns, found {}", record.len()),
+            ));
         }
         push_row(path, &record, line, label, &mut values, &mut labels)?;
         lines.push(line);
     }
-    let Some(w) = width else { return Err(Error::input(path, "file is empty")) };
+    let Some(w) = width else {
+        return Err(Error::input(path, "file is empty"));
+    };
     if lines.is_empty() {
         return Err(Error::input(path, "no data rows (only a header)"));
     }
     let d = if label.is_some() { w - 1 } else { w };
-    let x = Array2::from_shape_vec((lines.len(), d), values).map_err(|e| Error::input(path, e.to_string()))?;
-    Ok(CsvTable { x, labels, lines, header })
+    let x = Array2::from_shape_vec((lines.len(), d), values)
+        .map_err(|e| Error::input(path, e.to_string()))?;
+    Ok(CsvTable {
+        x,
+        labels,
+        lines,
+        header,
+    })
 }
 
 fn push_row(
@@ -123,19 +152,29 @@ fn push_row(
     for (i, cell) in record.iter().enumerate() {
         if Some(i) == label {
             if cell.is_empty() {
-                return Err(Error::input_at(path, format!("line {line}, column {}", i + 1), "empty label"));
+                return Err(Error::input_at(
+                    path,
+                    format!("line {line}, column {}", i + 1),
+                    "empty label",
+                ));
             }
             labels.push(cell.to_string());
             continue;
         }
         let at = || format!("line {line}, column {}", i + 1);
-        let v = number(cell).ok_or_else(|| Error::input_at(path, at(), format!("cannot parse {cell:?} as a number")))?;
+        let v = number(cell).ok_or_else(|| {
+            Error::input_at(path, at(), format!("cannot parse {cell:?} as a number"))
+        })?;
         if v.is_nan() {
             return Err(Error::input_at(path, at(), "feature is NaN"));
         }
         let f = v as f32;
         if !f.is_finite() {
-            return Err(Error::input_at(path, at(), format!("feature {cell} is infinite or outside the f32 range")));
+            return Err(Error::input_at(
+                path,
+                at(),
+                format!("feature {cell} is infinite or outside the f32 range"),
+            ));
         }
         values.push(f);
     }
@@ -173,10 +212,20 @@ mod tests {
 
     #[test]
     fn bad_rows_are_named_by_line_and_column() {
-        assert_eq!(message("1,2,0\n3,0\n"), "t.csv: line 2: expected 3 columns, found 2");
-        assert_eq!(message("1,2,0\n3,x,1\n"), "t.csv: line 2, column 2: cannot parse \"x\" as a number");
-        assert_eq!(message("1,2,0\n3,NaN,1\n"), "t.csv: line 2, column 2: feature is NaN");
-        assert!(message("1,2,0\ninf,1,1\n").starts_with("t.csv: line 2, column 1: feature inf is infinite"));
+        assert_eq!(
+            message("1,2,0\n3,0\n"),
+            "t.csv: line 2: expected 3 columns, found 2"
+        );
+        assert_eq!(
+            message("1,2,0\n3,x,1\n"),
+            "t.csv: line 2, column 2: cannot parse \"x\" as a number"
+        );
+        assert_eq!(
+            message("1,2,0\n3,NaN,1\n"),
+            "t.csv: line 2, column 2: feature is NaN"
+        );
+        assert!(message("1,2,0\ninf,1,1\n")
+            .starts_with("t.csv: line 2, column 1: feature inf is infinite"));
         assert!(message("1,1e39,0\n").contains("outside the f32 range"));
         assert_eq!(message(""), "t.csv: file is empty");
         assert_eq!(message("a,b,c\n"), "t.csv: no data rows (only a header)");

@@ -63,10 +63,16 @@ impl Dataset {
 
 /// The order classes are numbered in: numerically when every label is a number, otherwise as strings.
 pub fn sort_labels(labels: &mut [String]) {
-    let numeric: Option<Vec<f64>> = labels.iter().map(|l| l.trim().parse::<f64>().ok()).collect();
+    let numeric: Option<Vec<f64>> = labels
+        .iter()
+        .map(|l| l.trim().parse::<f64>().ok())
+        .collect();
     match numeric {
         Some(_) => labels.sort_by(|a, b| {
-            let (x, y) = (a.trim().parse::<f64>().unwrap_or(0.0), b.trim().parse::<f64>().unwrap_or(0.0));
+            let (x, y) = (
+                a.trim().parse::<f64>().unwrap_or(0.0),
+                b.trim().parse::<f64>().unwrap_or(0.0),
+            );
             x.total_cmp(&y).then_with(|| a.cmp(b))
         }),
         None => labels.sort(),
@@ -80,17 +86,38 @@ pub fn encode_labels(path: &Path, labels: &[String]) -> Result<(Vec<String>, Vec
     classes.dedup();
     sort_labels(&mut classes);
     if classes.len() > MAX_CLASSES {
-        return Err(Error::input(path, format!("{} distinct labels; at most {MAX_CLASSES} classes", classes.len())));
+        return Err(Error::input(
+            path,
+            format!(
+                "{} distinct labels; at most {MAX_CLASSES} classes",
+                classes.len()
+            ),
+        ));
     }
-    let index: std::collections::HashMap<&str, u32> =
-        classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
-    Ok((classes.clone(), labels.iter().map(|l| index[l.as_str()]).collect()))
+    let index: std::collections::HashMap<&str, u32> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u32))
+        .collect();
+    Ok((
+        classes.clone(),
+        labels.iter().map(|l| index[l.as_str()]).collect(),
+    ))
 }
 
 /// Maps labels to the indices of known `classes`; a label outside them is an error naming its line.
-pub fn labels_to_classes(path: &Path, labels: &[String], lines: &[u64], classes: &[String], what: &str) -> Result<Vec<u32>> {
-    let index: std::collections::HashMap<&str, u32> =
-        classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
+pub fn labels_to_classes(
+    path: &Path,
+    labels: &[String],
+    lines: &[u64],
+    classes: &[String],
+    what: &str,
+) -> Result<Vec<u32>> {
+    let index: std::collections::HashMap<&str, u32> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u32))
+        .collect();
     labels
         .iter()
         .enumerate()
@@ -101,7 +128,10 @@ pub fn labels_to_classes(path: &Path, labels: &[String], lines: &[u64], classes:
                 Error::input_at(
                     path,
                     format!("line {}", lines.get(i).copied().unwrap_or(i as u64 + 1)),
-                    format!("label {l:?} is not one of the {what} classes [{}{more}]", shown.join(", ")),
+                    format!(
+                        "label {l:?} is not one of the {what} classes [{}{more}]",
+                        shown.join(", ")
+                    ),
                 )
             })
         })
@@ -109,11 +139,19 @@ pub fn labels_to_classes(path: &Path, labels: &[String], lines: &[u64], classes:
 }
 
 /// Checks that every feature is finite; names the first offender as `"{unit} r, column c"` (1-based).
-pub fn check_finite(path: &Path, x: ArrayView2<f32>, row_names: impl Fn(usize) -> String) -> Result<()> {
+pub fn check_finite(
+    path: &Path,
+    x: ArrayView2<f32>,
+    row_names: impl Fn(usize) -> String,
+) -> Result<()> {
     for (r, row) in x.outer_iter().enumerate() {
         if let Some(c) = row.iter().position(|v| !v.is_finite()) {
             let what = if row[c].is_nan() { "NaN" } else { "infinite" };
-            return Err(Error::input_at(path, format!("{}, column {}", row_names(r), c + 1), format!("feature is {what}")));
+            return Err(Error::input_at(
+                path,
+                format!("{}, column {}", row_names(r), c + 1),
+                format!("feature is {what}"),
+            ));
         }
     }
     Ok(())
@@ -128,7 +166,12 @@ pub fn digits() -> Result<Dataset> {
         .map_err(|e| Error::input("<embedded digits.csv.gz>", e.to_string()))?;
     let table = csv::parse_csv(Path::new("<embedded digits>"), text.as_bytes(), Some(-1))?;
     let (classes, y) = encode_labels(Path::new("<embedded digits>"), &table.labels)?;
-    Ok(Dataset { x: table.x, y, classes, source: "digits (embedded, UCI optdigits)".into() })
+    Ok(Dataset {
+        x: table.x,
+        y,
+        classes,
+        source: "digits (embedded, UCI optdigits)".into(),
+    })
 }
 
 /// Splits off a seeded random `fraction` of the rows as a held-out set; the training rows keep their order.
@@ -171,7 +214,10 @@ impl Standardizer {
         let var = (&x64 - &mean).mapv(|v| v * v).sum_axis(Axis(0)) / n;
         Standardizer {
             mean: mean.iter().map(|&m| m as f32).collect(),
-            std: var.iter().map(|&v| if v > 0.0 { v.sqrt() as f32 } else { 1.0 }).collect(),
+            std: var
+                .iter()
+                .map(|&v| if v > 0.0 { v.sqrt() as f32 } else { 1.0 })
+                .collect(),
         }
     }
 

@@ -36,26 +36,44 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     }
     let (len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
         v => return Err(bad(&format!("unsupported version {v}"))),
     };
-    let text = bytes.get(start..start + len).ok_or_else(|| bad("header runs past the end of the file"))?;
+    let text = bytes
+        .get(start..start + len)
+        .ok_or_else(|| bad("header runs past the end of the file"))?;
     let text = std::str::from_utf8(text).map_err(|_| bad("header is not text"))?;
     let field = |name: &str| -> Result<&str> {
         let key = format!("'{name}':");
-        let at = text.find(&key).ok_or_else(|| bad(&format!("header has no '{name}'")))?;
+        let at = text
+            .find(&key)
+            .ok_or_else(|| bad(&format!("header has no '{name}'")))?;
         Ok(text[at + key.len()..].trim_start())
     };
     let descr_raw = field("descr")?;
-    let descr = descr_raw.strip_prefix('\'').and_then(|s| s.split('\'').next()).ok_or_else(|| bad("descr"))?.to_string();
+    let descr = descr_raw
+        .strip_prefix('\'')
+        .and_then(|s| s.split('\'').next())
+        .ok_or_else(|| bad("descr"))?
+        .to_string();
     let fortran = field("fortran_order")?.starts_with("True");
     let shape_raw = field("shape")?;
-    let inner = shape_raw.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or_else(|| bad("shape"))?;
+    let inner = shape_raw
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("shape"))?;
     let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| bad("shape")))
+        .map(|s| {
+            s.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| bad("shape"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut chars = descr.chars();
     let order = chars.next().unwrap_or('?');
@@ -71,16 +89,31 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     if !descr_ok {
         return Err(Error::input(path, format!("unsupported dtype {descr:?}")));
     }
-    Ok(Header { kind, size, big_endian: order == '>', descr, fortran, shape, data_start: start + len })
+    Ok(Header {
+        kind,
+        size,
+        big_endian: order == '>',
+        descr,
+        fortran,
+        shape,
+        data_start: start + len,
+    })
 }
 
 fn data<'a>(path: &Path, bytes: &'a [u8], h: &Header, count: usize) -> Result<&'a [u8]> {
-    let need = count.checked_mul(h.size).ok_or_else(|| Error::input(path, "shape is too large"))?;
+    let need = count
+        .checked_mul(h.size)
+        .ok_or_else(|| Error::input(path, "shape is too large"))?;
     let body = &bytes[h.data_start..];
     if body.len() < need {
         return Err(Error::input(
             path,
-            format!("truncated: shape {:?} of {} needs {need} bytes of data, found {}", h.shape, h.descr, body.len()),
+            format!(
+                "truncated: shape {:?} of {} needs {need} bytes of data, found {}",
+                h.shape,
+                h.descr,
+                body.len()
+            ),
         ));
     }
     Ok(&body[..need])
@@ -101,25 +134,52 @@ pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
     let bytes = read_file(path)?;
     let h = parse_header(path, &bytes)?;
     if h.kind != Kind::Float || !(h.size == 4 || h.size == 8) {
-        return Err(Error::input(path, format!("features must be float32 or float64, found dtype {:?}", h.descr)));
+        return Err(Error::input(
+            path,
+            format!(
+                "features must be float32 or float64, found dtype {:?}",
+                h.descr
+            ),
+        ));
     }
     if h.shape.len() != 2 {
-        return Err(Error::input(path, format!("features must be a 2-D array, found shape {:?}", h.shape)));
+        return Err(Error::input(
+            path,
+            format!("features must be a 2-D array, found shape {:?}", h.shape),
+        ));
     }
     if h.fortran {
-        return Err(Error::input(path, "features must be in C order (save with np.ascontiguousarray), found Fortran order"));
+        return Err(Error::input(
+            path,
+            "features must be in C order (save with np.ascontiguousarray), found Fortran order",
+        ));
     }
     let (n, d) = (h.shape[0], h.shape[1]);
     if n == 0 || d == 0 {
-        return Err(Error::input(path, format!("features are empty: shape {:?}", h.shape)));
+        return Err(Error::input(
+            path,
+            format!("features are empty: shape {:?}", h.shape),
+        ));
     }
     let raw = data(path, &bytes, &h, n * d)?;
     let mut out = Vec::with_capacity(n * d);
     for (e, c) in raw.chunks_exact(h.size).enumerate() {
-        let v = if h.size == 4 { f32::from_le_bytes(word(c, h.big_endian)) } else { f64::from_le_bytes(word(c, h.big_endian)) as f32 };
+        let v = if h.size == 4 {
+            f32::from_le_bytes(word(c, h.big_endian))
+        } else {
+            f64::from_le_bytes(word(c, h.big_endian)) as f32
+        };
         if !v.is_finite() {
-            let what = if v.is_nan() { "NaN".to_string() } else { "infinite or outside the f32 range".to_string() };
-            return Err(Error::input_at(path, format!("index [{}, {}]", e / d, e % d), format!("feature is {what}")));
+            let what = if v.is_nan() {
+                "NaN".to_string()
+            } else {
+                "infinite or outside the f32 range".to_string()
+            };
+            return Err(Error::input_at(
+                path,
+                format!("index [{}, {}]", e / d, e % d),
+                format!("feature is {what}"),
+            ));
         }
         out.push(v);
     }
@@ -132,14 +192,25 @@ pub fn read_npy_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> 
     let bytes = read_file(path)?;
     let h = parse_header(path, &bytes)?;
     if h.kind == Kind::Float {
-        return Err(Error::input(path, format!("labels must be an integer array, found dtype {:?}", h.descr)));
+        return Err(Error::input(
+            path,
+            format!("labels must be an integer array, found dtype {:?}", h.descr),
+        ));
     }
     if !matches!(h.size, 1 | 2 | 4 | 8) {
-        return Err(Error::input(path, format!("unsupported dtype {:?}", h.descr)));
+        return Err(Error::input(
+            path,
+            format!("unsupported dtype {:?}", h.descr),
+        ));
     }
     let n = match h.shape.as_slice() {
         [n] | [n, 1] => *n,
-        s => return Err(Error::input(path, format!("labels must be a 1-D array, found shape {s:?}"))),
+        s => {
+            return Err(Error::input(
+                path,
+                format!("labels must be a 1-D array, found shape {s:?}"),
+            ))
+        }
     };
     if n == 0 {
         return Err(Error::input(path, "labels are empty: shape (0,)"));
@@ -161,7 +232,11 @@ pub fn read_npy_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> 
         };
         let at = format!("index {e}");
         if v < 0 {
-            return Err(Error::input_at(path, at, format!("class index {v} is negative")));
+            return Err(Error::input_at(
+                path,
+                at,
+                format!("class index {v} is negative"),
+            ));
         }
         if v >= limit {
             let why = match classes {
@@ -182,8 +257,13 @@ pub(crate) mod tests {
     /// Writes a version-1 NPY file (shared with the integration tests' helper of the same shape).
     pub fn npy_bytes(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
         let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
-        let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        let shape = if dims.len() == 1 {
+            format!("({},)", dims[0])
+        } else {
+            format!("({})", dims.join(", "))
+        };
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(' ');
         }
@@ -205,29 +285,53 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_f64_features_and_i64_labels() {
-        let body: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let body: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let x = read_npy_features(&write("x.npy", &npy_bytes("<f8", &[2, 3], &body))).unwrap();
         assert_eq!(x.dim(), (2, 3));
         assert_eq!(x[[1, 2]], 6.0);
         let body: Vec<u8> = [0i64, 2, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(read_npy_labels(&write("y.npy", &npy_bytes("<i8", &[3], &body)), None).unwrap(), [0, 2, 1]);
+        assert_eq!(
+            read_npy_labels(&write("y.npy", &npy_bytes("<i8", &[3], &body)), None).unwrap(),
+            [0, 2, 1]
+        );
     }
 
     #[test]
     fn rejects_wrong_dtype_shape_and_labels() {
         let f = |v: &[f32]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
-        let e = read_npy_features(&write("a.npy", &npy_bytes("<i4", &[1, 1], &[0; 4]))).unwrap_err();
+        let e =
+            read_npy_features(&write("a.npy", &npy_bytes("<i4", &[1, 1], &[0; 4]))).unwrap_err();
         assert!(e.to_string().contains("must be float32 or float64"), "{e}");
-        let e = read_npy_features(&write("b.npy", &npy_bytes("<f4", &[2], &f(&[1.0, 2.0])))).unwrap_err();
+        let e = read_npy_features(&write("b.npy", &npy_bytes("<f4", &[2], &f(&[1.0, 2.0]))))
+            .unwrap_err();
         assert!(e.to_string().contains("2-D"), "{e}");
-        let e = read_npy_features(&write("c.npy", &npy_bytes("<f4", &[1, 2], &f(&[1.0, f32::NAN])))).unwrap_err();
-        assert!(e.to_string().ends_with("index [0, 1]: feature is NaN"), "{e}");
+        let e = read_npy_features(&write(
+            "c.npy",
+            &npy_bytes("<f4", &[1, 2], &f(&[1.0, f32::NAN])),
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().ends_with("index [0, 1]: feature is NaN"),
+            "{e}"
+        );
         let body: Vec<u8> = [0i32, -3].iter().flat_map(|v| v.to_le_bytes()).collect();
         let e = read_npy_labels(&write("d.npy", &npy_bytes("<i4", &[2], &body)), None).unwrap_err();
-        assert!(e.to_string().ends_with("index 1: class index -3 is negative"), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("index 1: class index -3 is negative"),
+            "{e}"
+        );
         let body: Vec<u8> = [0u32, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let e = read_npy_labels(&write("e.npy", &npy_bytes("<u4", &[2], &body)), Some(5)).unwrap_err();
-        assert!(e.to_string().ends_with("index 1: class index 7 is not below the 5 classes"), "{e}");
+        let e =
+            read_npy_labels(&write("e.npy", &npy_bytes("<u4", &[2], &body)), Some(5)).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("index 1: class index 7 is not below the 5 classes"),
+            "{e}"
+        );
         let e = read_npy_labels(&write("g.npy", &npy_bytes("<u4", &[3], &body)), None).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
         let e = read_npy_labels(&write("h.npy", b"PK\x03\x04 not npy"), None).unwrap_err();

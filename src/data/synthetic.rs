@@ -11,13 +11,25 @@ use crate::rng::SplitMix64;
 /// class is present. Classes are named "0".."k−1".
 pub fn synthetic(n: usize, d: usize, k: usize, seed: u64) -> Result<Dataset> {
     if n == 0 || d == 0 || k < 2 {
-        return Err(Error::param("--synthetic", format!("needs N ≥ 1, D ≥ 1 and K ≥ 2 (got {n},{d},{k})")));
+        return Err(Error::param(
+            "--synthetic",
+            format!("needs N ≥ 1, D ≥ 1 and K ≥ 2 (got {n},{d},{k})"),
+        ));
     }
     if k > super::MAX_CLASSES {
-        return Err(Error::param("--synthetic", format!("K = {k} is above the {} classes supported", super::MAX_CLASSES)));
+        return Err(Error::param(
+            "--synthetic",
+            format!(
+                "K = {k} is above the {} classes supported",
+                super::MAX_CLASSES
+            ),
+        ));
     }
     if n.checked_mul(d).is_none_or(|v| v > (1usize << 34)) {
-        return Err(Error::param("--synthetic", format!("N × D = {n} × {d} is too large to generate in memory")));
+        return Err(Error::param(
+            "--synthetic",
+            format!("N × D = {n} × {d} is too large to generate in memory"),
+        ));
     }
     let mut g = SplitMix64::derive(seed, 0xB10B);
     let scale = 3.0 / (2.0 * d as f64).sqrt();

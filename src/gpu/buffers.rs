@@ -18,7 +18,12 @@ pub fn storage_init<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T])
     if bytes.is_empty() {
         return storage_zeroed(ctx, label, 4);
     }
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytes, usage: STORAGE })
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: STORAGE,
+        })
 }
 
 /// A zero-filled storage buffer of `bytes` bytes (rounded up to 4, at least 4).
@@ -33,15 +38,21 @@ pub fn storage_zeroed(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer
 
 /// A uniform buffer holding `value`.
 pub fn uniform_init<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: bytemuck::bytes_of(value),
-        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-    })
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
 }
 
 /// Reads `len` values of type `T` starting at byte `offset` of `buffer`. Blocks until the device is done.
-pub fn read<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<T>> {
+pub fn read<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<T>> {
     let bytes = (len * std::mem::size_of::<T>()) as u64;
     if bytes == 0 {
         return Ok(Vec::new());
@@ -53,7 +64,11 @@ pub fn read<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
     encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
     ctx.queue.submit([encoder.finish()]);
     let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
@@ -64,9 +79,15 @@ pub fn read<T: bytemuck::Pod>(ctx: &GpuContext, buffer: &wgpu::Buffer, offset: u
     match pollster::block_on(rx.receive()) {
         Some(Ok(())) => {}
         Some(Err(e)) => return Err(Error::Gpu(format!("mapping a readback buffer: {e}"))),
-        None => return Err(Error::Gpu("mapping a readback buffer: the callback never ran".into())),
+        None => {
+            return Err(Error::Gpu(
+                "mapping a readback buffer: the callback never ran".into(),
+            ))
+        }
     }
-    let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
+    let view = staging
+        .get_mapped_range(..)
+        .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
     let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
     drop(view);
     staging.unmap();
@@ -87,7 +108,9 @@ impl StepSlots {
     /// Room for `slots` steps.
     pub fn new(ctx: &GpuContext, slots: usize) -> Self {
         let size = std::mem::size_of::<StepUniform>() as u64;
-        let stride = size.next_multiple_of(u64::from(ctx.limits.min_uniform_buffer_offset_alignment.max(1)));
+        let stride = size.next_multiple_of(u64::from(
+            ctx.limits.min_uniform_buffer_offset_alignment.max(1),
+        ));
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("steps"),
             size: stride * slots as u64,
@@ -106,7 +129,12 @@ impl StepSlots {
                 }),
             }],
         });
-        StepSlots { buffer, bind_group, stride, slots }
+        StepSlots {
+            buffer,
+            bind_group,
+            stride,
+            slots,
+        }
     }
 
     /// How many steps fit.
@@ -120,7 +148,8 @@ impl StepSlots {
         let mut bytes = vec![0u8; self.stride as usize * steps.len()];
         for (i, s) in steps.iter().enumerate() {
             let at = i * self.stride as usize;
-            bytes[at..at + std::mem::size_of::<StepUniform>()].copy_from_slice(bytemuck::bytes_of(s));
+            bytes[at..at + std::mem::size_of::<StepUniform>()]
+                .copy_from_slice(bytemuck::bytes_of(s));
         }
         if !bytes.is_empty() {
             ctx.queue.write_buffer(&self.buffer, 0, &bytes);

@@ -21,7 +21,10 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
         "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
         "gl" | "opengl" | "gles" => Ok(wgpu::Backends::GL),
         "all" => Ok(wgpu::Backends::all()),
-        other => Err(Error::param("--backend", format!("unknown backend {other:?} (expected vulkan, metal, dx12 or gl)"))),
+        other => Err(Error::param(
+            "--backend",
+            format!("unknown backend {other:?} (expected vulkan, metal, dx12 or gl)"),
+        )),
     }
 }
 
@@ -51,22 +54,34 @@ pub fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 pub fn select_adapter(backends: wgpu::Backends, adapter: Option<&str>) -> Result<wgpu::Adapter> {
     let mut found = adapters(backends);
     if found.is_empty() {
-        return Err(Error::NoAdapter(format!("wgpu found none on backends {backends:?}")));
+        return Err(Error::NoAdapter(format!(
+            "wgpu found none on backends {backends:?}"
+        )));
     }
-    let Some(want) = adapter else { return Ok(found.remove(0)) };
+    let Some(want) = adapter else {
+        return Ok(found.remove(0));
+    };
     if let Ok(i) = want.parse::<usize>() {
         let n = found.len();
         return if i < n {
             Ok(found.remove(i))
         } else {
-            Err(Error::param("--adapter", format!("index {i} is out of range: {n} adapter(s) found (see `devices`)")))
+            Err(Error::param(
+                "--adapter",
+                format!("index {i} is out of range: {n} adapter(s) found (see `devices`)"),
+            ))
         };
     }
     let needle = want.to_lowercase();
     found
         .into_iter()
         .find(|a| a.get_info().name.to_lowercase().contains(&needle))
-        .ok_or_else(|| Error::param("--adapter", format!("no adapter's name contains {want:?} (see `devices`)")))
+        .ok_or_else(|| {
+            Error::param(
+                "--adapter",
+                format!("no adapter's name contains {want:?} (see `devices`)"),
+            )
+        })
 }
 
 /// What `devices` shows about an adapter.
@@ -113,7 +128,9 @@ impl AdapterSummary {
             backend: format!("{:?}", info.backend),
             name: info.name.clone(),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             max_workgroup_size: [
@@ -170,9 +187,20 @@ impl GpuContext {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device);
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("{}: building the pipelines failed: {e}", info.name)));
+            return Err(Error::Gpu(format!(
+                "{}: building the pipelines failed: {e}",
+                info.name
+            )));
         }
-        Ok(GpuContext { adapter, device, queue, info, limits, kernels, errors })
+        Ok(GpuContext {
+            adapter,
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+            errors,
+        })
     }
 
     /// Opens the adapter chosen by [`select_adapter`].
@@ -187,7 +215,10 @@ impl GpuContext {
 
     /// Returns the first error wgpu reported since the last call, if any.
     pub fn take_error(&self) -> Result<()> {
-        let mut v = self.errors.lock().map_err(|_| Error::Gpu("error log poisoned".into()))?;
+        let mut v = self
+            .errors
+            .lock()
+            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
         if v.is_empty() {
             Ok(())
         } else {
@@ -200,7 +231,10 @@ impl GpuContext {
     /// Waits for all submitted work.
     pub fn wait(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
         self.take_error()
     }
@@ -208,7 +242,10 @@ impl GpuContext {
     /// Waits for one submission.
     pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: Some(index), timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
         self.take_error()
     }

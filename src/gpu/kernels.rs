@@ -84,7 +84,10 @@ impl Kernel {
     }
 
     fn index(self) -> usize {
-        Kernel::ALL.iter().position(|&k| k == self).expect("every kernel is in ALL")
+        Kernel::ALL
+            .iter()
+            .position(|&k| k == self)
+            .expect("every kernel is in ALL")
     }
 }
 
@@ -132,7 +135,11 @@ fn entry(binding: u32, ty: wgpu::BufferBindingType, dynamic: bool) -> wgpu::Bind
     wgpu::BindGroupLayoutEntry {
         binding,
         visibility: wgpu::ShaderStages::COMPUTE,
-        ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: dynamic, min_binding_size: None },
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: dynamic,
+            min_binding_size: None,
+        },
         count: None,
     }
 }
@@ -142,11 +149,7 @@ impl Kernels {
     pub fn new(device: &wgpu::Device) -> Self {
         let step_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("step"),
-            entries: &[entry(
-                0,
-                wgpu::BufferBindingType::Uniform,
-                true,
-            )],
+            entries: &[entry(0, wgpu::BufferBindingType::Uniform, true)],
         });
         let mut layouts = Vec::new();
         let mut pipelines = Vec::new();
@@ -188,7 +191,11 @@ impl Kernels {
             layouts.push(layout);
             pipelines.push(pipeline);
         }
-        Kernels { step_layout, layouts, pipelines }
+        Kernels {
+            step_layout,
+            layouts,
+            pipelines,
+        }
     }
 
     /// The pipeline of `kernel`.
@@ -197,12 +204,26 @@ impl Kernels {
     }
 
     /// Binds `buffers` (in the kernel's binding order) for `kernel`.
-    pub fn bind(&self, device: &wgpu::Device, kernel: Kernel, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        debug_assert_eq!(buffers.len(), kernel.bindings().len(), "{} binds {} buffers", kernel.name(), kernel.bindings().len());
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        debug_assert_eq!(
+            buffers.len(),
+            kernel.bindings().len(),
+            "{} binds {} buffers",
+            kernel.name(),
+            kernel.bindings().len()
+        );
         let entries: Vec<_> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
@@ -217,7 +238,9 @@ impl Kernel {
     /// the indexing in the shader.
     pub fn workgroups(self, ctx: &super::GpuContext, rows: u32, d: u32, k: u32) -> (u32, u32) {
         let (rows, d, k) = (u64::from(rows), u64::from(d), u64::from(k));
-        let flat = |threads: u64, wg: u64| ctx.fold(u32::try_from(threads.div_ceil(wg)).unwrap_or(u32::MAX));
+        let flat = |threads: u64, wg: u64| {
+            ctx.fold(u32::try_from(threads.div_ceil(wg)).unwrap_or(u32::MAX))
+        };
         match self {
             Kernel::Gather => flat(rows * d, 64),
             Kernel::Logits => (k.div_ceil(8) as u32, rows.div_ceil(8) as u32),

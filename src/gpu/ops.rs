@@ -9,7 +9,9 @@ use super::kernels::{ChunkUniform, Kernel, StepUniform};
 use crate::error::{Error, Result};
 
 fn dims(rows: usize, d: usize, k: usize) -> Result<(u32, u32, u32)> {
-    let c = |v: usize, what: &str| u32::try_from(v).map_err(|_| Error::param(what, format!("{v} is too large")));
+    let c = |v: usize, what: &str| {
+        u32::try_from(v).map_err(|_| Error::param(what, format!("{v} is too large")))
+    };
     Ok((c(rows, "rows")?, c(d, "features")?, c(k, "classes")?))
 }
 
@@ -22,21 +24,38 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
 }
 
 fn check_labels(y: &[u32], rows: usize, k: usize) -> Result<()> {
-    check(y.len() == rows, || format!("{} labels for {rows} rows", y.len()))?;
+    check(y.len() == rows, || {
+        format!("{} labels for {rows} rows", y.len())
+    })?;
     match y.iter().position(|&c| c as usize >= k) {
-        Some(i) => Err(Error::param("labels", format!("label {} at row {i} is not below k = {k}", y[i]))),
+        Some(i) => Err(Error::param(
+            "labels",
+            format!("label {} at row {i} is not below k = {k}", y[i]),
+        )),
         None => Ok(()),
     }
 }
 
-fn run(ctx: &GpuContext, kernel: Kernel, step: StepUniform, buffers: &[&wgpu::Buffer]) -> Result<()> {
+fn run(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    step: StepUniform,
+    buffers: &[&wgpu::Buffer],
+) -> Result<()> {
     let slots = StepSlots::new(ctx, 1);
     slots.write(ctx, &[step]);
     let bg = ctx.kernels.bind(&ctx.device, kernel, buffers);
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        kernel.record(ctx, &mut pass, &slots.bind_group, slots.offset(0), &bg, (step.rows, step.d, step.k));
+        kernel.record(
+            ctx,
+            &mut pass,
+            &slots.bind_group,
+            slots.offset(0),
+            &bg,
+            (step.rows, step.d, step.k),
+        );
     }
     ctx.queue.submit([encoder.finish()]);
     ctx.wait()
@@ -51,21 +70,42 @@ fn to2(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
 }
 
 /// `logits.wgsl` on the GPU: Z = X·W + b.
-pub fn logits(ctx: &GpuContext, x: ArrayView2<f32>, w: ArrayView2<f32>, b: ArrayView1<f32>) -> Result<Array2<f32>> {
+pub fn logits(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+) -> Result<Array2<f32>> {
     let (rows, d) = x.dim();
     let k = w.ncols();
-    check(w.nrows() == d && b.len() == k, || format!("x {:?}, w {:?}, b {}", x.dim(), w.dim(), b.len()))?;
+    check(w.nrows() == d && b.len() == k, || {
+        format!("x {:?}, w {:?}, b {}", x.dim(), w.dim(), b.len())
+    })?;
     let (r, dd, kk) = dims(rows, d, k)?;
     let xb = storage_init(ctx, "x", &contiguous(x));
     let wb = storage_init(ctx, "w", &contiguous(w));
     let bb = storage_init(ctx, "b", &b.to_vec());
     let z = storage_zeroed(ctx, "z", (rows * k * 4) as u64);
-    run(ctx, Kernel::Logits, StepUniform { rows: r, d: dd, k: kk, ..Default::default() }, &[&xb, &wb, &bb, &z])?;
+    run(
+        ctx,
+        Kernel::Logits,
+        StepUniform {
+            rows: r,
+            d: dd,
+            k: kk,
+            ..Default::default()
+        },
+        &[&xb, &wb, &bb, &z],
+    )?;
     to2(read(ctx, &z, 0, rows * k)?, rows, k)
 }
 
 /// `softmax.wgsl` on the GPU: (S, per-row [loss, correct]).
-pub fn softmax(ctx: &GpuContext, z: ArrayView2<f32>, y: &[u32]) -> Result<(Array2<f32>, Array2<f32>)> {
+pub fn softmax(
+    ctx: &GpuContext,
+    z: ArrayView2<f32>,
+    y: &[u32],
+) -> Result<(Array2<f32>, Array2<f32>)> {
     let (rows, k) = z.dim();
     check_labels(y, rows, k)?;
     let (r, _, kk) = dims(rows, 0, k)?;
@@ -73,8 +113,20 @@ pub fn softmax(ctx: &GpuContext, z: ArrayView2<f32>, y: &[u32]) -> Result<(Array
     let yb = storage_init(ctx, "y", y);
     let s = storage_zeroed(ctx, "s", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
-    run(ctx, Kernel::Softmax, StepUniform { rows: r, k: kk, ..Default::default() }, &[&zb, &yb, &s, &stats])?;
-    Ok((to2(read(ctx, &s, 0, rows * k)?, rows, k)?, to2(read(ctx, &stats, 0, rows * 2)?, rows, 2)?))
+    run(
+        ctx,
+        Kernel::Softmax,
+        StepUniform {
+            rows: r,
+            k: kk,
+            ..Default::default()
+        },
+        &[&zb, &yb, &s, &stats],
+    )?;
+    Ok((
+        to2(read(ctx, &s, 0, rows * k)?, rows, k)?,
+        to2(read(ctx, &stats, 0, rows * 2)?, rows, 2)?,
+    ))
 }
 
 /// `residual.wgsl` on the GPU: R = S − onehot(y).
@@ -85,22 +137,50 @@ pub fn residual(ctx: &GpuContext, s: ArrayView2<f32>, y: &[u32]) -> Result<Array
     let sb = storage_init(ctx, "s", &contiguous(s));
     let yb = storage_init(ctx, "y", y);
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
-    run(ctx, Kernel::Residual, StepUniform { rows: r, k: kk, ..Default::default() }, &[&sb, &yb, &out])?;
+    run(
+        ctx,
+        Kernel::Residual,
+        StepUniform {
+            rows: r,
+            k: kk,
+            ..Default::default()
+        },
+        &[&sb, &yb, &out],
+    )?;
     to2(read(ctx, &out, 0, rows * k)?, rows, k)
 }
 
 /// `grad.wgsl` on the GPU: (G = Xᵀ·R / rows, g_b = colsum(R) / rows).
-pub fn grad(ctx: &GpuContext, x: ArrayView2<f32>, r: ArrayView2<f32>) -> Result<(Array2<f32>, Array1<f32>)> {
+pub fn grad(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    r: ArrayView2<f32>,
+) -> Result<(Array2<f32>, Array1<f32>)> {
     let (rows, d) = x.dim();
     let k = r.ncols();
-    check(r.nrows() == rows && rows > 0, || format!("x {:?}, r {:?}", x.dim(), r.dim()))?;
+    check(r.nrows() == rows && rows > 0, || {
+        format!("x {:?}, r {:?}", x.dim(), r.dim())
+    })?;
     let (rr, dd, kk) = dims(rows, d, k)?;
     let xb = storage_init(ctx, "x", &contiguous(x));
     let rb = storage_init(ctx, "r", &contiguous(r));
     let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
     let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
-    run(ctx, Kernel::Grad, StepUniform { rows: rr, d: dd, k: kk, ..Default::default() }, &[&xb, &rb, &g, &gb])?;
-    Ok((to2(read(ctx, &g, 0, d * k)?, d, k)?, Array1::from(read(ctx, &gb, 0, k)?)))
+    run(
+        ctx,
+        Kernel::Grad,
+        StepUniform {
+            rows: rr,
+            d: dd,
+            k: kk,
+            ..Default::default()
+        },
+        &[&xb, &rb, &g, &gb],
+    )?;
+    Ok((
+        to2(read(ctx, &g, 0, d * k)?, d, k)?,
+        Array1::from(read(ctx, &gb, 0, k)?),
+    ))
 }
 
 /// `update.wgsl` on the GPU: returns the updated (W, b).
@@ -114,15 +194,26 @@ pub fn update(
     l2: f32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
     let (d, k) = w.dim();
-    check(g.dim() == (d, k) && gb.len() == k && b.len() == k, || format!("g {:?}, w {:?}", g.dim(), w.dim()))?;
+    check(g.dim() == (d, k) && gb.len() == k && b.len() == k, || {
+        format!("g {:?}, w {:?}", g.dim(), w.dim())
+    })?;
     let (_, dd, kk) = dims(0, d, k)?;
     let gbuf = storage_init(ctx, "g", &contiguous(g));
     let gbb = storage_init(ctx, "gb", &gb.to_vec());
     let wb = storage_init(ctx, "w", &contiguous(w));
     let bb = storage_init(ctx, "b", &b.to_vec());
-    let step = StepUniform { d: dd, k: kk, lr, l2, ..Default::default() };
+    let step = StepUniform {
+        d: dd,
+        k: kk,
+        lr,
+        l2,
+        ..Default::default()
+    };
     run(ctx, Kernel::Update, step, &[&gbuf, &gbb, &wb, &bb])?;
-    Ok((to2(read(ctx, &wb, 0, d * k)?, d, k)?, Array1::from(read(ctx, &bb, 0, k)?)))
+    Ok((
+        to2(read(ctx, &wb, 0, d * k)?, d, k)?,
+        Array1::from(read(ctx, &bb, 0, k)?),
+    ))
 }
 
 /// `metrics.wgsl` on the GPU: (Σ loss, Σ correct) of per-row pairs.
@@ -132,7 +223,15 @@ pub fn metrics(ctx: &GpuContext, stats: ArrayView2<f32>) -> Result<(f32, f32)> {
     let (r, _, _) = dims(rows, 0, 0)?;
     let sb = storage_init(ctx, "row stats", &contiguous(stats));
     let out = storage_zeroed(ctx, "sums", 8);
-    run(ctx, Kernel::Metrics, StepUniform { rows: r, ..Default::default() }, &[&sb, &out])?;
+    run(
+        ctx,
+        Kernel::Metrics,
+        StepUniform {
+            rows: r,
+            ..Default::default()
+        },
+        &[&sb, &out],
+    )?;
     let v = read::<f32>(ctx, &out, 0, 2)?;
     Ok((v[0], v[1]))
 }
@@ -146,21 +245,39 @@ pub fn gather(
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Vec<u32>)> {
     let (n, d) = x.dim();
-    check(y.len() == n && chunk_rows > 0, || format!("x {:?}, y {}", x.dim(), y.len()))?;
-    check(perm.iter().all(|&p| (p as usize) < n), || "permutation index out of range".into())?;
+    check(y.len() == n && chunk_rows > 0, || {
+        format!("x {:?}, y {}", x.dim(), y.len())
+    })?;
+    check(perm.iter().all(|&p| (p as usize) < n), || {
+        "permutation index out of range".into()
+    })?;
     let rows = perm.len();
     let (r, dd, _) = dims(rows, d, 0)?;
     let pb = storage_init(ctx, "perm", perm);
     let xb = storage_zeroed(ctx, "xb", (rows * d * 4) as u64);
     let yb = storage_zeroed(ctx, "yb", (rows * 4) as u64);
     let x = contiguous(x);
-    let step = StepUniform { rows: r, d: dd, ..Default::default() };
+    let step = StepUniform {
+        rows: r,
+        d: dd,
+        ..Default::default()
+    };
     for first in (0..n).step_by(chunk_rows) {
         let last = (first + chunk_rows).min(n);
         let xc = storage_init(ctx, "x chunk", &x[first * d..last * d]);
         let yc = storage_init(ctx, "y chunk", &y[first..last]);
-        let cu = uniform_init(ctx, "chunk", &ChunkUniform { first_row: first as u32, rows: (last - first) as u32 });
+        let cu = uniform_init(
+            ctx,
+            "chunk",
+            &ChunkUniform {
+                first_row: first as u32,
+                rows: (last - first) as u32,
+            },
+        );
         run(ctx, Kernel::Gather, step, &[&pb, &xc, &yc, &cu, &xb, &yb])?;
     }
-    Ok((to2(read(ctx, &xb, 0, rows * d)?, rows, d)?, read(ctx, &yb, 0, rows)?))
+    Ok((
+        to2(read(ctx, &xb, 0, rows * d)?, rows, d)?,
+        read(ctx, &yb, 0, rows)?,
+    ))
 }

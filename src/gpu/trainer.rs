@@ -74,11 +74,17 @@ impl<'a> GpuBackend<'a> {
         options: &GpuOptions,
     ) -> Result<Self> {
         let (n, d) = x.dim();
+        let batch_size = batch_size.min(n.max(1));
         if y.len() != n {
-            return Err(Error::param("labels", format!("{} labels for {n} rows", y.len())));
+            return Err(Error::param(
+                "labels",
+                format!("{} labels for {n} rows", y.len()),
+            ));
         }
         let limits = &ctx.limits;
-        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let row_bytes = (d as u64) * 4;
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         // Batch buffers: rows × d for X, rows × k for Z/S/R. Logits dispatches rows/8 workgroups along y.
@@ -100,16 +106,27 @@ impl<'a> GpuBackend<'a> {
                 mib(max_binding)
             )));
         }
-        let (_, _, _) = (u32_of(n, "rows")?, u32_of(d, "features")?, u32_of(k, "classes")?);
+        let (_, _, _) = (
+            u32_of(n, "rows")?,
+            u32_of(d, "features")?,
+            u32_of(k, "classes")?,
+        );
         // Evaluation batches are as large as allowed up to 4096 rows, and never below the training batch.
         let capacity = batch_size.max(max_batch.min(4096)).max(1);
-        let chunk_bytes = options.max_chunk_bytes.unwrap_or(max_binding).min(max_binding);
+        let chunk_bytes = options
+            .max_chunk_bytes
+            .unwrap_or(max_binding)
+            .min(max_binding);
         let chunk_rows = (chunk_bytes / row_bytes.max(1)).max(1) as usize;
 
         let xb = storage_zeroed(ctx, "batch x", capacity as u64 * row_bytes);
         let yb = storage_zeroed(ctx, "batch y", capacity as u64 * 4);
         let bk = capacity as u64 * k as u64 * 4;
-        let (z, s, r) = (storage_zeroed(ctx, "z", bk), storage_zeroed(ctx, "s", bk), storage_zeroed(ctx, "r", bk));
+        let (z, s, r) = (
+            storage_zeroed(ctx, "z", bk),
+            storage_zeroed(ctx, "s", bk),
+            storage_zeroed(ctx, "r", bk),
+        );
         let row_stats = storage_zeroed(ctx, "row stats", capacity as u64 * 8);
         let w = storage_zeroed(ctx, "w", (d * k) as u64 * 4);
         let b = storage_zeroed(ctx, "b", k as u64 * 4);
@@ -137,23 +154,49 @@ impl<'a> GpuBackend<'a> {
                 .step_by(chunk_rows)
                 .map(|first| {
                     let last = (first + chunk_rows).min(rows);
-                    let xc = storage_init(ctx, &format!("{name} x[{first}..{last}]"), &flat[first * d..last * d]);
-                    let yc = storage_init(ctx, &format!("{name} y[{first}..{last}]"), &y[first..last]);
+                    let xc = storage_init(
+                        ctx,
+                        &format!("{name} x[{first}..{last}]"),
+                        &flat[first * d..last * d],
+                    );
+                    let yc =
+                        storage_init(ctx, &format!("{name} y[{first}..{last}]"), &y[first..last]);
                     let cu = uniform_init(
                         ctx,
                         "chunk",
-                        &ChunkUniform { first_row: first as u32, rows: (last - first) as u32 },
+                        &ChunkUniform {
+                            first_row: first as u32,
+                            rows: (last - first) as u32,
+                        },
                     );
                     kern.bind(dev, Kernel::Gather, &[&perm, &xc, &yc, &cu, &xb, &yb])
                 })
                 .collect();
-            Resident { rows, perm, gathers }
+            Resident {
+                rows,
+                perm,
+                gathers,
+            }
         };
         let train = upload(x, y, "train");
         let held_out = held_out.map(|(hx, hy)| upload(hx, hy, "held-out"));
         let steps = StepSlots::new(ctx, STEPS_PER_SUBMIT);
         ctx.wait()?;
-        Ok(GpuBackend { ctx, d, k, capacity, train, held_out, w, b, row_stats, sums, sum_slots, steps, groups })
+        Ok(GpuBackend {
+            ctx,
+            d,
+            k,
+            capacity,
+            train,
+            held_out,
+            w,
+            b,
+            row_stats,
+            sums,
+            sum_slots,
+            steps,
+            groups,
+        })
     }
 
     /// Number of chunks the training set was split into.
@@ -164,18 +207,29 @@ impl<'a> GpuBackend<'a> {
     /// Replaces the parameters (`w` [d, k], `b` [k]).
     pub fn set_params(&mut self, p: &Params) -> Result<()> {
         if p.w.dim() != (self.d, self.k) || p.b.len() != self.k {
-            return Err(Error::param("params", format!("expected W {:?}, got {:?}", (self.d, self.k), p.w.dim())));
+            return Err(Error::param(
+                "params",
+                format!("expected W {:?}, got {:?}", (self.d, self.k), p.w.dim()),
+            ));
         }
         let w: Vec<f32> = p.w.iter().copied().collect();
-        self.ctx.queue.write_buffer(&self.w, 0, bytemuck::cast_slice(&w));
-        self.ctx.queue.write_buffer(&self.b, 0, bytemuck::cast_slice(&p.b.to_vec()));
+        self.ctx
+            .queue
+            .write_buffer(&self.w, 0, bytemuck::cast_slice(&w));
+        self.ctx
+            .queue
+            .write_buffer(&self.b, 0, bytemuck::cast_slice(&p.b.to_vec()));
         Ok(())
     }
 
     fn ensure_sum_slots(&mut self, slots: usize) {
         if slots > self.sum_slots {
             self.sums = storage_zeroed(self.ctx, "sums", slots as u64 * 8);
-            self.groups.metrics = self.ctx.kernels.bind(&self.ctx.device, Kernel::Metrics, &[&self.row_stats, &self.sums]);
+            self.groups.metrics = self.ctx.kernels.bind(
+                &self.ctx.device,
+                Kernel::Metrics,
+                &[&self.row_stats, &self.sums],
+            );
             self.sum_slots = slots;
         }
     }
@@ -190,8 +244,16 @@ impl<'a> GpuBackend<'a> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Sums> {
         let ctx = self.ctx;
-        let resident = if train { &self.train } else { self.held_out.as_ref().expect("checked by the caller") };
-        let total = if train { self.train.rows } else { resident.rows };
+        let resident = if train {
+            &self.train
+        } else {
+            self.held_out.as_ref().expect("checked by the caller")
+        };
+        let total = if train {
+            self.train.rows
+        } else {
+            resident.rows
+        };
         let n_steps = total.div_ceil(batch);
         let (d, k) = (self.d as u32, self.k as u32);
         let mut pending: Option<wgpu::SubmissionIndex> = None;
@@ -210,9 +272,16 @@ impl<'a> GpuBackend<'a> {
                 })
                 .collect();
             self.steps.write(ctx, &params);
-            let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+            let mut encoder = ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("steps"),
+                });
             {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("steps"), timestamp_writes: None });
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("steps"),
+                    timestamp_writes: None,
+                });
                 for (i, p) in params.iter().enumerate() {
                     let at = self.steps.offset(i);
                     let sb = &self.steps.bind_group;
@@ -223,7 +292,14 @@ impl<'a> GpuBackend<'a> {
                     Kernel::Logits.record(ctx, &mut pass, sb, at, &self.groups.logits, dims);
                     Kernel::Softmax.record(ctx, &mut pass, sb, at, &self.groups.softmax, dims);
                     if train {
-                        Kernel::Residual.record(ctx, &mut pass, sb, at, &self.groups.residual, dims);
+                        Kernel::Residual.record(
+                            ctx,
+                            &mut pass,
+                            sb,
+                            at,
+                            &self.groups.residual,
+                            dims,
+                        );
                         Kernel::Grad.record(ctx, &mut pass, sb, at, &self.groups.grad, dims);
                         Kernel::Update.record(ctx, &mut pass, sb, at, &self.groups.update, dims);
                     }
@@ -261,21 +337,32 @@ impl Backend for GpuBackend<'_> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Sums> {
         if batch_size == 0 || batch_size > self.capacity {
-            return Err(Error::param("--batch-size", format!("must be in 1..={} here (got {batch_size})", self.capacity)));
+            return Err(Error::param(
+                "--batch-size",
+                format!("must be in 1..={} here (got {batch_size})", self.capacity),
+            ));
         }
         if order.len() != self.train.rows || order.iter().any(|&i| i as usize >= self.train.rows) {
-            return Err(Error::param("order", format!("must be a permutation of 0..{}", self.train.rows)));
+            return Err(Error::param(
+                "order",
+                format!("must be a permutation of 0..{}", self.train.rows),
+            ));
         }
-        self.ctx.queue.write_buffer(&self.train.perm, 0, bytemuck::cast_slice(order));
+        self.ctx
+            .queue
+            .write_buffer(&self.train.perm, 0, bytemuck::cast_slice(order));
         self.ensure_sum_slots(order.len().div_ceil(batch_size));
         self.run_pass(true, batch_size, lr, l2, progress)
     }
 
     fn evaluate(&mut self) -> Result<Option<Sums>> {
-        let Some(held_out) = &self.held_out else { return Ok(None) };
+        let Some(held_out) = &self.held_out else {
+            return Ok(None);
+        };
         let slots = held_out.rows.div_ceil(self.capacity);
         self.ensure_sum_slots(slots);
-        self.run_pass(false, self.capacity, 0.0, 0.0, &mut |_| {}).map(Some)
+        self.run_pass(false, self.capacity, 0.0, 0.0, &mut |_| {})
+            .map(Some)
     }
 
     fn params(&mut self) -> Result<Params> {
@@ -288,4 +375,3 @@ impl Backend for GpuBackend<'_> {
         })
     }
 }
-

@@ -25,7 +25,9 @@ pub fn gpus() -> Vec<GpuContext> {
         if std::env::var("SOFTMAX_WGPU_REQUIRE_GPU").is_ok_and(|v| v == "1") {
             panic!("SOFTMAX_WGPU_REQUIRE_GPU=1 but wgpu found no usable adapter");
         }
-        eprintln!("skipped: no GPU adapter found (set SOFTMAX_WGPU_REQUIRE_GPU=1 to make this a failure)");
+        eprintln!(
+            "skipped: no GPU adapter found (set SOFTMAX_WGPU_REQUIRE_GPU=1 to make this a failure)"
+        );
     }
     found
 }
@@ -76,7 +78,11 @@ pub fn assert_within<D: Dimension>(
     let mut i = 0usize;
     Zip::from(got).and(want).and(tol).for_each(|&g, &w, &t| {
         let g = f64::from(g);
-        let ratio = if g.is_finite() { (g - w).abs() / t.max(f64::MIN_POSITIVE) } else { f64::INFINITY };
+        let ratio = if g.is_finite() {
+            (g - w).abs() / t.max(f64::MIN_POSITIVE)
+        } else {
+            f64::INFINITY
+        };
         if ratio > worst.0 || ratio.is_nan() {
             worst = (if ratio.is_nan() { f64::INFINITY } else { ratio }, i);
         }
@@ -87,7 +93,12 @@ pub fn assert_within<D: Dimension>(
         want.iter().nth(worst.1).copied().unwrap_or(0.0),
         tol.iter().nth(worst.1).copied().unwrap_or(0.0),
     );
-    assert!(worst.0 <= 1.0, "{what}: element {} is {g}, expected {w} ± {t:e} ({:.2}× the tolerance)", worst.1, worst.0);
+    assert!(
+        worst.0 <= 1.0,
+        "{what}: element {} is {g}, expected {w} ± {t:e} ({:.2}× the tolerance)",
+        worst.1,
+        worst.0
+    );
 }
 
 /// Σ_j |x_ij|·|w_jc| + |b_c|: the scale of the rounding error of each logit.

@@ -1,0 +1,419 @@
+//! The command line as a user meets it: the main job, save → load → predict, and every kind of bad input ending in
+//! exit code 2 with one line that names the file, the position and the problem, without touching existing output.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use softmax_wgpu::Model;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Out {
+    let o = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+        .args(args)
+        .output()
+        .expect("runs");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Exit code 2, a single stderr line starting with "error:", containing every `parts`.
+fn assert_input_error(out: &Out, parts: &[&str]) {
+    assert_eq!(out.code, 2, "exit code; stderr: {}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {}", out.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    for p in parts {
+        assert!(lines[0].contains(p), "{:?} not in {:?}", p, lines[0]);
+    }
+    assert!(!out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"));
+}
+
+fn npy(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(body);
+    out
+}
+
+fn f32s(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn i64s(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+const GOOD_CSV: &str =
+    "f1,f2,species\n1.0,2.0,cat\n2.0,1.0,dog\n1.5,2.5,cat\n2.5,0.5,dog\n0.5,2.0,cat\n3.0,1.0,dog\n";
+
+#[test]
+fn bad_csv_files_are_named_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: [(&str, &str, &[&str]); 6] = [
+        (
+            "ragged.csv",
+            "1,2,0\n3,4,1\n5,1\n",
+            &["ragged.csv", "line 3", "expected 3 columns, found 2"],
+        ),
+        (
+            "text.csv",
+            "1,2,0\n3,abc,1\n",
+            &["text.csv", "line 2, column 2", "cannot parse \"abc\""],
+        ),
+        (
+            "nan.csv",
+            "1,2,0\nnan,4,1\n",
+            &["nan.csv", "line 2, column 1", "NaN"],
+        ),
+        (
+            "inf.csv",
+            "1,2,0\n3,4,1\n1,-inf,0\n",
+            &["inf.csv", "line 3, column 2", "infinite"],
+        ),
+        ("empty.csv", "", &["empty.csv", "empty"]),
+        ("header.csv", "a,b,c\n", &["header.csv", "no data rows"]),
+    ];
+    for (name, text, parts) in cases {
+        let p = write(d, name, text.as_bytes());
+        assert_input_error(
+            &run(&["train", "--device", "cpu", "--data", p.to_str().unwrap()]),
+            parts,
+        );
+    }
+    let missing = d.join("missing.csv");
+    assert_input_error(
+        &run(&["train", "--data", missing.to_str().unwrap()]),
+        &["missing.csv", "No such file"],
+    );
+}
+
+#[test]
+fn bad_npy_files_are_named_with_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let x = write(
+        d,
+        "x.npy",
+        &npy("<f4", &[3, 2], &f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+    );
+    let xs = x.to_str().unwrap();
+    let y_neg = write(d, "yneg.npy", &npy("<i8", &[3], &i64s(&[0, -1, 1])));
+    assert_input_error(
+        &run(&["train", "--data", xs, "--labels", y_neg.to_str().unwrap()]),
+        &["yneg.npy", "index 1", "negative"],
+    );
+    let y_big = write(d, "ybig.npy", &npy("<i8", &[3], &i64s(&[0, 1, 9])));
+    assert_input_error(
+        &run(&[
+            "train",
+            "--data",
+            xs,
+            "--labels",
+            y_big.to_str().unwrap(),
+            "--classes",
+            "3",
+        ]),
+        &["ybig.npy", "index 2", "not below the 3 classes"],
+    );
+    let y_huge = write(d, "yhuge.npy", &npy("<i8", &[3], &i64s(&[0, 1, 1 << 40])));
+    assert_input_error(
+        &run(&["train", "--data", xs, "--labels", y_huge.to_str().unwrap()]),
+        &["yhuge.npy", "index 2", "too large"],
+    );
+    let y_short = write(d, "yshort.npy", &npy("<i8", &[2], &i64s(&[0, 1])));
+    assert_input_error(
+        &run(&["train", "--data", xs, "--labels", y_short.to_str().unwrap()]),
+        &["yshort.npy", "2 labels", "3 rows"],
+    );
+    let y_ok = write(d, "y.npy", &npy("<i8", &[3], &i64s(&[0, 1, 0])));
+    let ys = y_ok.to_str().unwrap();
+    let x_int = write(d, "xint.npy", &npy("<i4", &[3, 2], &[0u8; 24]));
+    assert_input_error(
+        &run(&["train", "--data", x_int.to_str().unwrap(), "--labels", ys]),
+        &["xint.npy", "float32 or float64", "<i4"],
+    );
+    let x_1d = write(d, "x1d.npy", &npy("<f4", &[3], &f32s(&[1.0, 2.0, 3.0])));
+    assert_input_error(
+        &run(&["train", "--data", x_1d.to_str().unwrap(), "--labels", ys]),
+        &["x1d.npy", "2-D", "[3]"],
+    );
+    let x_nan = write(
+        d,
+        "xnan.npy",
+        &npy("<f4", &[3, 2], &f32s(&[1.0, 2.0, 3.0, f32::NAN, 5.0, 6.0])),
+    );
+    assert_input_error(
+        &run(&["train", "--data", x_nan.to_str().unwrap(), "--labels", ys]),
+        &["xnan.npy", "index [1, 1]", "NaN"],
+    );
+    let y_float = write(d, "yfloat.npy", &npy("<f4", &[3], &f32s(&[0.0, 1.0, 0.0])));
+    assert_input_error(
+        &run(&["train", "--data", xs, "--labels", y_float.to_str().unwrap()]),
+        &["yfloat.npy", "integer"],
+    );
+    let empty = write(d, "empty.npy", b"");
+    assert_input_error(
+        &run(&["train", "--data", empty.to_str().unwrap(), "--labels", ys]),
+        &["empty.npy", "empty"],
+    );
+    assert_input_error(&run(&["train", "--data", xs]), &["--labels", "required"]);
+}
+
+#[test]
+fn impossible_parameters_are_refused() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["--batch-size", "0"], "--batch-size"),
+        (&["--lr", "-0.1"], "--lr"),
+        (&["--lr", "nan"], "--lr"),
+        (&["--val-split", "1"], "--val-split"),
+        (&["--epochs", "0"], "--epochs"),
+        (&["--synthetic", "10,0,3"], "--synthetic"),
+    ];
+    for (args, field) in cases {
+        let mut all = vec!["train", "--device", "cpu"];
+        all.extend_from_slice(args);
+        assert_input_error(&run(&all), &[field]);
+    }
+}
+
+#[test]
+fn a_failed_run_never_clobbers_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = write(dir.path(), "model.safetensors", b"precious");
+    let bad = write(dir.path(), "bad.csv", b"1,2,0\n3,x,1\n");
+    let r = run(&[
+        "train",
+        "--data",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2);
+    let r2 = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--lr",
+        "-1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r2.code, 2);
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 2, "no temporary files are left behind");
+}
+
+#[test]
+fn train_save_load_predict_round_trip_with_string_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = write(d, "pets.csv", GOOD_CSV.as_bytes());
+    let model = d.join("pets.safetensors");
+    let r = run(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "200",
+        "--lr",
+        "0.5",
+        "--val-split",
+        "0",
+        "--standardize",
+        "--out",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 200);
+    for key in [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "samples_per_sec",
+        "seconds",
+        "device",
+    ] {
+        assert!(lines[0].get(key).is_some(), "JSON key {key}");
+    }
+    let loaded = Model::load(&model).unwrap();
+    assert_eq!(loaded.classes, ["cat", "dog"]);
+    assert!(loaded.standardizer.is_some());
+    // The CLI's predictions are the loaded model's predictions, given back as the original labels.
+    let p = run(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--proba",
+    ]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let rows: Vec<&str> = p.stdout.lines().collect();
+    assert_eq!(rows[0], "label,p_cat,p_dog");
+    let labels: Vec<&str> = rows[1..]
+        .iter()
+        .map(|r| r.split(',').next().unwrap())
+        .collect();
+    assert_eq!(labels, ["cat", "dog", "cat", "dog", "cat", "dog"]);
+    assert!(p.stderr.contains("accuracy 1.0000"), "{}", p.stderr);
+    // A label the model never saw is an error naming its line.
+    let unseen = write(
+        d,
+        "unseen.csv",
+        b"f1,f2,species\n1.0,2.0,cat\n2.0,1.0,bird\n",
+    );
+    assert_input_error(
+        &run(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            unseen.to_str().unwrap(),
+        ]),
+        &[
+            "unseen.csv",
+            "line 3",
+            "\"bird\"",
+            "not one of the model's classes",
+        ],
+    );
+    let wrong = write(d, "wrong.csv", b"1,2,3,4\n");
+    assert_input_error(
+        &run(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            wrong.to_str().unwrap(),
+        ]),
+        &["wrong.csv", "4 columns"],
+    );
+    let not_model = write(d, "not.safetensors", b"garbage");
+    assert_input_error(
+        &run(&[
+            "predict",
+            "--model",
+            not_model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ]),
+        &["not.safetensors"],
+    );
+    // A test file whose label is not among the training classes.
+    let test = write(d, "test.csv", b"f1,f2,species\n1.0,2.0,cow\n");
+    assert_input_error(
+        &run(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--test",
+            test.to_str().unwrap(),
+        ]),
+        &["test.csv", "line 2", "\"cow\""],
+    );
+}
+
+#[test]
+fn save_load_predict_gives_the_same_answers_on_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("digits.safetensors");
+    let r = run(&["train", "--epochs", "3", "--out", model.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("device:"),
+        "the device is reported: {}",
+        r.stderr
+    );
+    let digits = softmax_wgpu::data::digits().unwrap();
+    let loaded = Model::load(&model).unwrap();
+    let saved_again = dir.path().join("again.safetensors");
+    loaded.save(&saved_again).unwrap();
+    assert_eq!(Model::load(&saved_again).unwrap(), loaded);
+    // Predicting through the CLI on a CSV of the digits gives the library's answers on the loaded model.
+    let mut csv = String::new();
+    for row in digits.x.outer_iter() {
+        csv.push_str(
+            &row.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        csv.push('\n');
+    }
+    let data = write(dir.path(), "digits.csv", csv.as_bytes());
+    let p = run(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let cli: Vec<String> = p.stdout.lines().skip(1).map(str::to_string).collect();
+    let lib: Vec<String> = loaded
+        .predict(digits.x.view())
+        .unwrap()
+        .iter()
+        .map(|&c| loaded.classes[c as usize].clone())
+        .collect();
+    assert_eq!(cli, lib);
+    let acc = lib
+        .iter()
+        .zip(&digits.y)
+        .filter(|(p, &y)| **p == digits.classes[y as usize])
+        .count() as f64
+        / 1797.0;
+    assert!(acc > 0.9, "three epochs already fit the digits: {acc}");
+}
+
+#[test]
+fn devices_lists_adapters() {
+    let r = run(&["devices", "--json"]);
+    assert_eq!(r.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let n = v.as_array().unwrap().len();
+    assert_eq!(
+        n,
+        common::gpus().len(),
+        "devices lists every adapter the tests use"
+    );
+    let r = run(&["devices", "--backend", "nonsense"]);
+    assert_input_error(&r, &["--backend", "nonsense"]);
+}
