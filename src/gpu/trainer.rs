@@ -238,6 +238,7 @@ impl<'a> GpuBackend<'a> {
     fn run_pass(
         &self,
         train: bool,
+        order_len: usize,
         batch: usize,
         lr: f32,
         l2: f32,
@@ -249,11 +250,7 @@ impl<'a> GpuBackend<'a> {
         } else {
             self.held_out.as_ref().expect("checked by the caller")
         };
-        let total = if train {
-            self.train.rows
-        } else {
-            resident.rows
-        };
+        let total = if train { order_len } else { resident.rows };
         let n_steps = total.div_ceil(batch);
         let (d, k) = (self.d as u32, self.k as u32);
         let mut pending: Option<wgpu::SubmissionIndex> = None;
@@ -342,17 +339,18 @@ impl Backend for GpuBackend<'_> {
                 format!("must be in 1..={} here (got {batch_size})", self.capacity),
             ));
         }
-        if order.len() != self.train.rows || order.iter().any(|&i| i as usize >= self.train.rows) {
+        if order.len() > self.train.rows || order.iter().any(|&i| i as usize >= self.train.rows) {
+            let n = self.train.rows;
             return Err(Error::param(
                 "order",
-                format!("must be a permutation of 0..{}", self.train.rows),
+                format!("must hold at most {n} row indices below {n}"),
             ));
         }
         self.ctx
             .queue
             .write_buffer(&self.train.perm, 0, bytemuck::cast_slice(order));
         self.ensure_sum_slots(order.len().div_ceil(batch_size));
-        self.run_pass(true, batch_size, lr, l2, progress)
+        self.run_pass(true, order.len(), batch_size, lr, l2, progress)
     }
 
     fn evaluate(&mut self) -> Result<Option<Sums>> {
@@ -361,7 +359,7 @@ impl Backend for GpuBackend<'_> {
         };
         let slots = held_out.rows.div_ceil(self.capacity);
         self.ensure_sum_slots(slots);
-        self.run_pass(false, self.capacity, 0.0, 0.0, &mut |_| {})
+        self.run_pass(false, 0, self.capacity, 0.0, 0.0, &mut |_| {})
             .map(Some)
     }
 
