@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod model;
 pub mod rng;
 pub mod train;
+pub mod validate;
 
 pub use config::TrainConfig;
 pub use data::Dataset;

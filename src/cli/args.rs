@@ -21,6 +21,30 @@ pub enum Command {
     Predict(PredictArgs),
     /// List every adapter wgpu finds, with the limits that matter here.
     Devices(DevicesArgs),
+    /// Check every kernel, the gradient, a training trajectory and determinism: GPU f32 against CPU f64.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Only adapters of this backend: vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// One adapter by index or name substring (default: the best).
+    #[arg(long, conflicts_with = "all_adapters")]
+    pub adapter: Option<String>,
+    /// Validate every adapter and print a cross-adapter summary.
+    #[arg(long)]
+    pub all_adapters: bool,
+    /// One JSON document with every figure.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Training steps in the trajectory check.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -14,7 +14,10 @@ use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions
 use softmax_wgpu::model::write_atomically;
 use softmax_wgpu::{fit, Backend, EpochReport, Error, Model};
 
-use args::{Cli, Command, DeviceArgs, DeviceKind, DevicesArgs, Precision, PredictArgs, TrainArgs};
+use args::{
+    Cli, Command, DeviceArgs, DeviceKind, DevicesArgs, Precision, PredictArgs, TrainArgs,
+    ValidateArgs,
+};
 
 /// Runs the command line.
 pub fn run() -> Result<ExitCode> {
@@ -23,6 +26,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Train(a) => train(a),
         Command::Predict(a) => predict(a),
         Command::Devices(a) => devices(a),
+        Command::Validate(a) => validate(a),
     }
 }
 
@@ -310,4 +314,150 @@ fn yes(b: bool) -> &'static str {
     } else {
         "no"
     }
+}
+
+fn validate(a: ValidateArgs) -> Result<ExitCode> {
+    use softmax_wgpu::validate::validate_adapter;
+    if a.steps == 0 {
+        return Err(Error::param("--steps", "must be at least 1 (got 0)").into());
+    }
+    let backends = match &a.backend {
+        Some(b) => gpu::parse_backend(b)?,
+        None => wgpu::Backends::all(),
+    };
+    let contexts: Vec<GpuContext> = if a.all_adapters {
+        let found = gpu::adapters(backends);
+        if found.is_empty() {
+            return Err(Error::NoAdapter("wgpu found none".into()).into());
+        }
+        found
+            .into_iter()
+            .map(GpuContext::new)
+            .collect::<softmax_wgpu::Result<_>>()?
+    } else {
+        vec![GpuContext::select(backends, a.adapter.as_deref())?]
+    };
+    let mut reports = Vec::new();
+    for ctx in &contexts {
+        eprintln!("validating {} …", ctx.describe());
+        reports.push(validate_adapter(ctx, a.seed, a.steps, None)?);
+    }
+    let pass = reports.iter().all(|r| r.pass);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "pass": pass, "adapters": reports })
+            )?
+        );
+    } else {
+        for r in &reports {
+            print_report(r);
+        }
+        if reports.len() > 1 {
+            println!("\nsummary (worst error / tolerance per adapter and kernel)");
+            let mut kernels: Vec<&str> = reports[0]
+                .kernels
+                .iter()
+                .map(|k| k.kernel.as_str())
+                .collect();
+            kernels.dedup();
+            for r in &reports {
+                for k in &kernels {
+                    let checks: Vec<_> = r.kernels.iter().filter(|c| c.kernel == *k).collect();
+                    let worst = checks
+                        .iter()
+                        .map(|c| c.cmp.worst_vs_tolerance)
+                        .fold(0.0, f64::max);
+                    let ulp = checks.iter().map(|c| c.cmp.ulp_max).max().unwrap_or(0);
+                    let ok = checks.iter().all(|c| c.cmp.pass);
+                    println!(
+                        "  {:<48} {:<9} worst {:>9.3e}  max ulp {:>10}  {}",
+                        r.adapter,
+                        k,
+                        worst,
+                        ulp,
+                        verdict(ok)
+                    );
+                }
+                println!(
+                    "  {:<48} {:<9} max rel diff {:.2e}, deterministic: {}  {}",
+                    r.adapter,
+                    "training",
+                    r.trajectory.max_relative_diff,
+                    yes(r.trajectory.deterministic),
+                    verdict(r.trajectory.pass)
+                );
+            }
+        }
+        println!(
+            "\n{}",
+            if pass {
+                "all checks passed"
+            } else {
+                "SOME CHECKS FAILED"
+            }
+        );
+    }
+    Ok(if pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "pass"
+    } else {
+        "FAIL"
+    }
+}
+
+fn print_report(r: &softmax_wgpu::validate::AdapterReport) {
+    println!("\n{}", r.adapter);
+    println!(
+        "  {:<9} {:<6} {:<34} {:>10} {:>10} {:>6} {:>6} {:>10} {:>10}  result",
+        "kernel", "output", "case", "max abs", "max rel", "ulp50", "ulp99", "ulp max", "err/tol"
+    );
+    for k in &r.kernels {
+        let c = &k.cmp;
+        println!(
+            "  {:<9} {:<6} {:<34} {:>10.3e} {:>10.3e} {:>6} {:>6} {:>10} {:>10.3e}  {}",
+            k.kernel,
+            k.output,
+            k.case,
+            c.max_abs,
+            c.max_rel,
+            c.ulp_p50,
+            c.ulp_p99,
+            c.ulp_max,
+            c.worst_vs_tolerance,
+            verdict(c.pass)
+        );
+    }
+    for g in &r.gradient_checks {
+        println!(
+            "  gradient check {:<30} relative error {:.3e} (≤ 1e-6)  {}",
+            g.case,
+            g.relative_error,
+            verdict(g.pass)
+        );
+    }
+    let t = &r.trajectory;
+    println!(
+        "  trajectory {}: max ‖W_gpu − W_cpu‖/‖W_cpu‖ {:.3e} (≤ {:.0e}), final {:.3e}, objective gap {:.3e}, held-out argmax agreement {:.2}%  {}",
+        t.case,
+        t.max_relative_diff,
+        t.tolerance,
+        t.relative_diff.last().copied().unwrap_or(0.0),
+        t.objective_gap,
+        100.0 * t.prediction_agreement,
+        verdict(t.pass)
+    );
+    println!(
+        "  determinism: the same run twice gives bitwise-identical weights: {}  {}",
+        yes(t.deterministic),
+        verdict(t.deterministic)
+    );
 }
