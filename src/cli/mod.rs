@@ -356,12 +356,12 @@ fn validate(a: ValidateArgs) -> Result<ExitCode> {
         }
         if reports.len() > 1 {
             println!("\nsummary (worst error / tolerance per adapter and kernel)");
-            let mut kernels: Vec<&str> = reports[0]
-                .kernels
-                .iter()
-                .map(|k| k.kernel.as_str())
-                .collect();
-            kernels.dedup();
+            let mut kernels: Vec<&str> = Vec::new();
+            for k in &reports[0].kernels {
+                if !kernels.contains(&k.kernel.as_str()) {
+                    kernels.push(&k.kernel);
+                }
+            }
             for r in &reports {
                 for k in &kernels {
                     let checks: Vec<_> = r.kernels.iter().filter(|c| c.kernel == *k).collect();
