@@ -11,6 +11,7 @@ use common::*;
 use ndarray::{Array1, Array2};
 use softmax_wgpu::cpu;
 use softmax_wgpu::gpu::ops;
+use softmax_wgpu::validate::tolerance;
 
 const BATCHES: [usize; 5] = [1, 63, 64, 65, 1000];
 const FEATURES: [usize; 3] = [1, 3, 784];
@@ -37,35 +38,11 @@ fn logits_match_cpu_on_edge_shapes() {
     });
 }
 
-fn softmax_tolerances(z: &Array2<f64>, y: &[u32]) -> (Array2<f64>, Array1<f64>) {
-    let (rows, k) = z.dim();
-    let mut s_tol = Array2::zeros((rows, k));
-    let mut l_tol = Array1::zeros(rows);
-    let (s_ref, _) = cpu::softmax(z.view(), y);
-    for i in 0..rows {
-        let m = z.row(i).iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        for c in 0..k {
-            // WGSL allows exp an error of 3 + 2·|x| ULP (x = z − m, with z − m itself rounded, so the same
-            // again relative to |z| + |m|), the sum and the division add k + 2 roundings; 1e-37 covers results
-            // flushed to zero below f32's normal range.
-            let x = z[[i, c]] - m;
-            let ulps = 3.0 + 2.0 * x.abs() + 2.0 * (z[[i, c]].abs() + m.abs()) + k as f64 + 2.0;
-            s_tol[[i, c]] = 2.0 * ulps * U * s_ref[[i, c]] + 1e-37;
-        }
-        // loss = m + log(Σ) − z_y: the three terms' roundings (relative to their sizes), log's absolute error
-        // (2⁻²¹ in WGSL) and the sum's k roundings.
-        let zy = z[[i, y[i] as usize]];
-        l_tol[i] = 4.0 * U * (m.abs() + zy.abs() + (k as f64).ln() + 1.0) * (k as f64 + 4.0)
-            + 2f64.powi(-20);
-    }
-    (s_tol, l_tol)
-}
-
 fn check_softmax(ctx: &softmax_wgpu::gpu::GpuContext, z: &Array2<f32>, y: &[u32], what: &str) {
     let (s, stats) = ops::softmax(ctx, z.view(), y).unwrap();
     let z64 = to64(z);
     let (s_ref, stats_ref) = cpu::softmax(z64.view(), y);
-    let (s_tol, l_tol) = softmax_tolerances(&z64, y);
+    let (s_tol, l_tol) = tolerance::softmax(z64.view(), y);
     assert!(
         s.iter().all(|v| v.is_finite()) && stats.iter().all(|v| v.is_finite()),
         "{what}: non-finite output"
