@@ -51,6 +51,45 @@ pub enum Error {
     /// The problem does not fit the adapter's limits.
     #[error("does not fit the adapter: {0}")]
     Limits(String),
+
+    /// During `train --check-every`, the device's weights drifted from the CPU f64 reference beyond the tolerance.
+    #[error(
+        "{device} drifted from the CPU f64 reference: after step {step} ‖ΔW‖/‖W‖ = {drift:.3e}, over the tolerance {tolerance:.1e}; {}",
+        drift_diagnosis(*.cpu_f32_drift, *.tolerance)
+    )]
+    Drift {
+        /// The device that drifted.
+        device: String,
+        /// Steps taken when it was measured.
+        step: usize,
+        /// The measured relative difference.
+        drift: f64,
+        /// The allowed one.
+        tolerance: f64,
+        /// The drift of the CPU's own f32 path on the same steps.
+        cpu_f32_drift: f64,
+    },
+}
+
+/// Says whether a drift is the device's fault or what f32 arithmetic does to this run anyway, from how far the CPU's
+/// own f32 path drifted on the same steps.
+fn drift_diagnosis(cpu_f32: f64, tolerance: f64) -> String {
+    if cpu_f32 > tolerance {
+        // Above ~1e-4, f32 rounding (≈ 6e-8 per operation) must have been amplified: an unstable learning rate.
+        let why = if cpu_f32 > 1e-4 {
+            "the training dynamics amplify f32 rounding (try a lower --lr or --standardize)"
+        } else {
+            "the tolerance is below what f32 reaches here (raise --check-tolerance)"
+        };
+        format!(
+            "the CPU's own f32 path drifts {cpu_f32:.3e} on the same steps, so this is not a device fault: {why}"
+        )
+    } else {
+        format!(
+            "the CPU's own f32 path stays within {cpu_f32:.3e} on the same steps, so the device computes differently \
+             (run `softmax-wgpu validate` on it)"
+        )
+    }
 }
 
 impl Error {
@@ -104,7 +143,7 @@ impl Error {
                     | std::io::ErrorKind::PermissionDenied
                     | std::io::ErrorKind::IsADirectory
             ),
-            Error::Gpu(_) => false,
+            Error::Gpu(_) | Error::Drift { .. } => false,
         }
     }
 }

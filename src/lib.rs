@@ -21,6 +21,7 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod rng;
+pub mod shadow;
 pub mod train;
 pub mod validate;
 

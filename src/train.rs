@@ -79,6 +79,12 @@ pub trait Backend {
 
     /// The current parameters.
     fn params(&mut self) -> Result<Params>;
+
+    /// For backends that check themselves against a reference as they train ([`crate::shadow::Shadowed`]): the
+    /// largest relative drift measured since the last call, or None when nothing was measured.
+    fn take_drift(&mut self) -> Option<f64> {
+        None
+    }
 }
 
 /// What one epoch produced; printed as a line or as JSON.
@@ -98,6 +104,8 @@ pub struct EpochReport {
     pub samples_per_sec: f64,
     /// Wall time of the epoch, evaluation included.
     pub seconds: f64,
+    /// Largest ‖ΔW‖/‖W‖ against the CPU f64 reference measured during the epoch (`--check-every`), if any.
+    pub drift: Option<f64>,
     /// The device that ran it.
     pub device: String,
 }
@@ -143,6 +151,7 @@ pub fn fit(
             val_accuracy: held_out.map(|s| s.accuracy()),
             samples_per_sec: sums.rows as f64 / train_seconds.max(1e-9),
             seconds: start.elapsed().as_secs_f64(),
+            drift: backend.take_drift(),
             device: device.clone(),
         };
         on_epoch(&report);

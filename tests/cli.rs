@@ -417,3 +417,58 @@ fn devices_lists_adapters() {
     let r = run(&["devices", "--backend", "nonsense"]);
     assert_input_error(&r, &["--backend", "nonsense"]);
 }
+
+#[test]
+fn check_every_reports_the_drift_and_a_failed_check_keeps_the_old_model() {
+    // Passing: the default tolerance, every epoch line carries the drift, the summary line is printed.
+    let ok = run(&["train", "--epochs", "2", "--check-every", "7"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.stdout.lines().count(), 2);
+    assert!(
+        ok.stdout.lines().all(|l| l.contains("drift ")),
+        "{}",
+        ok.stdout
+    );
+    assert!(
+        ok.stderr.contains("checked against the CPU f64 reference"),
+        "{}",
+        ok.stderr
+    );
+
+    // Failing: a tolerance below f32 precision trips the first check. Exit 1 (a failed check, not bad input), one
+    // error line that says what drifted, by how much, why, and that the model was not written.
+    let dir = tempfile::tempdir().unwrap();
+    let out = write(dir.path(), "model.safetensors", b"precious");
+    let bad = run(&[
+        "train",
+        "--check-every",
+        "3",
+        "--check-tolerance",
+        "1e-12",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    let errors: Vec<&str> = bad
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", bad.stderr);
+    for part in [
+        "not written",
+        "drifted from the CPU f64 reference",
+        "after step 3",
+        "tolerance 1.0e-12",
+        "raise --check-tolerance",
+    ] {
+        assert!(errors[0].contains(part), "{part:?} not in {:?}", errors[0]);
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+
+    assert_input_error(&run(&["train", "--check-every", "0"]), &["--check-every"]);
+    assert_input_error(
+        &run(&["train", "--check-every", "2", "--check-tolerance", "-1"]),
+        &["--check-tolerance"],
+    );
+}

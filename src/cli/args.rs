@@ -137,6 +137,12 @@ pub struct TrainArgs {
     /// Largest chunk of the training data on the GPU, in MiB (default: the adapter's largest storage binding).
     #[arg(long, value_name = "MIB")]
     pub chunk_mib: Option<u64>,
+    /// Replay every step on the CPU in f64 and compare the weights every N steps; stop if they drift apart.
+    #[arg(long, value_name = "N")]
+    pub check_every: Option<usize>,
+    /// Largest relative drift ‖W_device − W_f64‖/‖W_f64‖ that --check-every accepts.
+    #[arg(long, value_name = "REL", requires = "check_every", default_value_t = softmax_wgpu::shadow::ShadowOptions::DEFAULT_TOLERANCE, allow_negative_numbers = true)]
+    pub check_tolerance: f64,
 }
 
 impl TrainArgs {

@@ -12,6 +12,7 @@ use softmax_wgpu::cpu::CpuBackend;
 use softmax_wgpu::data::Standardizer;
 use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions};
 use softmax_wgpu::model::write_atomically;
+use softmax_wgpu::shadow::{ShadowOptions, Shadowed};
 use softmax_wgpu::{fit, Backend, EpochReport, Error, Model};
 
 use args::{
@@ -75,13 +76,31 @@ fn check_out_path(path: &std::path::Path, flag: &str) -> Result<()> {
     Ok(())
 }
 
+/// The trainer: the device's backend, or the same wrapped in a CPU f64 shadow (`--check-every`).
+enum Runner<'a> {
+    Plain(Box<dyn Backend + 'a>),
+    Checked(Box<Shadowed<'a>>),
+}
+
+impl Runner<'_> {
+    fn backend(&mut self) -> &mut dyn Backend {
+        match self {
+            Runner::Plain(b) => b.as_mut(),
+            Runner::Checked(s) => s.as_mut(),
+        }
+    }
+}
+
 fn fmt_line(r: &EpochReport) -> String {
     let held = match (r.val_loss, r.val_accuracy) {
         (Some(l), Some(a)) => format!("val_loss {l:.4}  val_acc {:6.2}%", 100.0 * a),
         _ => "val_loss    -    val_acc      -".to_string(),
     };
+    let drift = r
+        .drift
+        .map_or(String::new(), |d| format!("  drift {d:.1e}"));
     format!(
-        "epoch {:3}  train_loss {:.4}  {held}  {:>10.0} samples/s  {:6.2}s  [{}]",
+        "epoch {:3}  train_loss {:.4}  {held}  {:>10.0} samples/s  {:6.2}s{drift}  [{}]",
         r.epoch, r.train_loss, r.samples_per_sec, r.seconds, r.device
     )
 }
@@ -89,6 +108,13 @@ fn fmt_line(r: &EpochReport) -> String {
 fn train(a: TrainArgs) -> Result<ExitCode> {
     let cfg = a.config();
     cfg.check()?;
+    let check = a.check_every.map(|every| ShadowOptions {
+        every,
+        tolerance: a.check_tolerance,
+    });
+    if let Some(c) = &check {
+        c.check()?;
+    }
     if let Some(out) = &a.out {
         check_out_path(out, "--out")?;
     }
@@ -106,7 +132,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     let k = train.classes.len();
     let device = open_device(&a.device)?;
     let held = held_out.map(|h| (h.x.view(), h.y.as_slice()));
-    let mut backend: Box<dyn Backend + '_> = match &device {
+    let backend: Box<dyn Backend + '_> = match &device {
         Device::Cpu(Precision::F32) => {
             Box::new(CpuBackend::<f32>::new(train.x.view(), &train.y, k, held))
         }
@@ -128,6 +154,16 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             )?)
         }
     };
+    let mut runner = match check {
+        Some(options) => Runner::Checked(Box::new(Shadowed::new(
+            backend,
+            train.x.view(),
+            &train.y,
+            options,
+        )?)),
+        None => Runner::Plain(backend),
+    };
+    let backend = runner.backend();
     eprintln!(
         "device: {} · data: {} · {} training rows{} × {} features, {} classes",
         backend.device(),
@@ -137,6 +173,12 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         train.features(),
         k
     );
+    if let Some(c) = &check {
+        eprintln!(
+            "checking: every step replayed on the CPU in f64, weights compared every {} steps (tolerance {:.1e})",
+            c.every, c.tolerance
+        );
+    }
     let bar = indicatif::ProgressBar::with_draw_target(
         Some((train.len() * cfg.epochs) as u64),
         if std::io::stderr().is_terminal() {
@@ -151,7 +193,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
     );
     let json = a.json;
     let reports = fit(
-        backend.as_mut(),
+        backend,
         train.len(),
         &cfg,
         &mut |rows| bar.inc(rows as u64),
@@ -166,6 +208,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
                         "val_accuracy": r.val_accuracy,
                         "samples_per_sec": r.samples_per_sec,
                         "seconds": r.seconds,
+                        "drift": r.drift,
                         "device": r.device,
                     });
                     println!("{v}");
@@ -174,8 +217,24 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
                 }
             })
         },
-    )?;
+    );
     bar.finish_and_clear();
+    let reports = reports.map_err(|e| {
+        let stopped = if matches!(e, Error::Drift { .. }) {
+            match &a.out {
+                Some(out) => format!("training stopped, {} not written", out.display()),
+                None => "training stopped".to_string(),
+            }
+        } else {
+            String::new()
+        };
+        let e = anyhow::Error::from(e);
+        if stopped.is_empty() {
+            e
+        } else {
+            e.context(stopped)
+        }
+    })?;
     let last = reports.last().expect("at least one epoch");
     if !last.train_loss.is_finite() {
         return Err(Error::param(
@@ -187,6 +246,20 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         )
         .into());
     }
+    let checked = match &mut runner {
+        Runner::Checked(shadow) => {
+            let s = shadow.finish()?;
+            let worst = s.worst.expect("finish compares at least once");
+            eprintln!(
+                "checked against the CPU f64 reference: {} comparisons over {} steps, largest drift {:.2e} after step {} \
+                 (the CPU's f32 path: {:.2e}), tolerance {:.1e}",
+                s.checks, s.steps, worst.drift, worst.step, worst.cpu_f32_drift, s.options.tolerance
+            );
+            Some(s)
+        }
+        Runner::Plain(_) => None,
+    };
+    let backend = runner.backend();
     if let Some(out) = &a.out {
         let params = backend.params()?;
         let settings = serde_json::json!({
@@ -194,6 +267,7 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
             "data": train.source,
             "device": backend.device(),
             "final": last,
+            "check": checked,
         });
         let model = Model {
             params,

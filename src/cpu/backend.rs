@@ -2,7 +2,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2};
 
-use super::{cast, gather, grad, logits, metrics, residual, softmax, update, Real};
+use super::{cast, gather, logits, metrics, softmax, step, Real};
 use crate::error::Result;
 use crate::train::{Backend, Params, Sums};
 
@@ -62,19 +62,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         let mut sums = Sums::default();
         for batch in order.chunks(batch_size) {
             let (xb, yb) = gather(batch, self.x.view(), &self.y);
-            let z = logits(xb.view(), self.w.view(), self.b.view());
-            let (s, stats) = softmax(z.view(), &yb);
-            let r = residual(s.view(), &yb);
-            let (g, gb) = grad(xb.view(), r.view());
-            update(
-                g.view(),
-                gb.view(),
-                self.w.view_mut(),
-                self.b.view_mut(),
-                lr,
-                l2,
-            );
-            let (loss, hits) = metrics(stats.view());
+            let (loss, hits) = step(xb.view(), &yb, &mut self.w, &mut self.b, lr, l2);
             sums.add(Self::to_f64(loss), Self::to_f64(hits), batch.len());
             progress(batch.len());
         }

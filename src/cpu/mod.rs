@@ -103,6 +103,24 @@ pub fn gather<T: Real>(perm: &[u32], x: ArrayView2<T>, y: &[u32]) -> (Array2<T>,
     (xb, yb)
 }
 
+/// One SGD step on a gathered batch: the mirrors composed in the order the GPU records its kernels. Returns the
+/// batch's (Σ loss, Σ correct), taken before the update.
+pub fn step<T: Real>(
+    xb: ArrayView2<T>,
+    yb: &[u32],
+    w: &mut Array2<T>,
+    b: &mut Array1<T>,
+    lr: T,
+    l2: T,
+) -> (T, T) {
+    let z = logits(xb, w.view(), b.view());
+    let (s, stats) = softmax(z.view(), yb);
+    let r = residual(s.view(), yb);
+    let (g, gb) = grad(xb, r.view());
+    update(g.view(), gb.view(), w.view_mut(), b.view_mut(), lr, l2);
+    metrics(stats.view())
+}
+
 /// Converts an f32 array to the reference precision.
 pub fn cast<T: Real>(a: ArrayView2<f32>) -> Array2<T> {
     a.mapv(|v| T::from_f32(v).expect("f32 converts to every Real"))
