@@ -31,8 +31,12 @@ fn logits_match_cpu_on_edge_shapes() {
                 to64(&w).view(),
                 bias.mapv(f64::from).view(),
             );
-            // A length-d dot product plus the bias: d + 1 roundings.
-            let tol = logit_scale(x.view(), w.view(), &bias) * (2.0 * (d as f64 + 2.0) * U);
+            // A length-d dot product plus the bias: d + 1 roundings (the bound `validate` uses).
+            let tol = tolerance::logits(
+                to64(&x).view(),
+                to64(&w).view(),
+                bias.mapv(f64::from).view(),
+            );
             assert_within(&format!("logits B={b} D={d} K={k}"), &got, &want, &tol);
         }
     });
@@ -127,17 +131,9 @@ fn grad_matches_cpu_when_batch_is_not_a_multiple_of_workgroup() {
             }
             let (g, gb) = ops::grad(ctx, x.view(), r.view()).unwrap();
             let (g_ref, gb_ref) = cpu::grad(to64(&x).view(), to64(&r).view());
-            // A sum of b products then a division: b + 2 roundings of Σ|x||r| / b.
-            let n = b as f64;
-            let scale = x
-                .mapv(|v| f64::from(v).abs())
-                .t()
-                .dot(&r.mapv(|v| f64::from(v).abs()))
-                / n;
-            let tol = scale * (2.0 * (n + 2.0) * U) + 1e-30;
+            // A sum of b products then a division: b + 2 roundings of Σ|x||r| / b (the bound `validate` uses).
+            let (tol, btol) = tolerance::grad(to64(&x).view(), to64(&r).view());
             assert_within(&format!("grad G B={b} D={d} K={k}"), &g, &g_ref, &tol);
-            let bscale = r.mapv(|v| f64::from(v).abs()).sum_axis(ndarray::Axis(0)) / n;
-            let btol = bscale * (2.0 * (n + 2.0) * U) + 1e-30;
             assert_within(&format!("grad g_b B={b} D={d} K={k}"), &gb, &gb_ref, &btol);
         }
     });

@@ -1,7 +1,7 @@
 //! Shared test helpers: every GPU adapter (or a skip), seeded data, and tolerance checks.
 #![allow(dead_code)]
 
-use ndarray::{Array1, Array2, ArrayView2, Dimension, Zip};
+use ndarray::{Array2, Dimension, Zip};
 use softmax_wgpu::gpu::{adapters, GpuContext};
 use softmax_wgpu::rng::SplitMix64;
 
@@ -99,11 +99,4 @@ pub fn assert_within<D: Dimension>(
         worst.1,
         worst.0
     );
-}
-
-/// Σ_j |x_ij|·|w_jc| + |b_c|: the scale of the rounding error of each logit.
-pub fn logit_scale(x: ArrayView2<f32>, w: ArrayView2<f32>, b: &Array1<f32>) -> Array2<f64> {
-    let xa = x.mapv(|v| f64::from(v).abs());
-    let wa = w.mapv(|v| f64::from(v).abs());
-    xa.dot(&wa) + &b.mapv(|v| f64::from(v).abs())
 }
