@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::cpu::{cast, gather, step};
 use crate::error::{Error, Result};
 use crate::train::{Backend, Params, Sums};
+use crate::validate::relative_distance;
 
 /// How often and how strictly to check.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -94,8 +95,8 @@ pub struct Shadowed<'a> {
     y: &'a [u32],
     w: Array2<f64>,
     b: Array1<f64>,
-    w32: Array2<f32>,
-    b32: Array1<f32>,
+    /// The CPU's own f32 path on the same steps.
+    f32_path: Params,
     options: ShadowOptions,
     steps: usize,
     since: usize,
@@ -122,8 +123,7 @@ impl<'a> Shadowed<'a> {
             y,
             w: start.w.mapv(f64::from),
             b: start.b.mapv(f64::from),
-            w32: start.w,
-            b32: start.b,
+            f32_path: start,
             options,
             steps: 0,
             since: 0,
@@ -137,8 +137,8 @@ impl<'a> Shadowed<'a> {
     /// Compares now, whatever the interval says (at the end of a run). Fails like a scheduled check.
     pub fn check_now(&mut self) -> Result<Check> {
         let params = self.inner.params()?;
-        let drift = relative_drift(&params.w, &params.b, &self.w, &self.b);
-        let cpu_f32_drift = relative_drift(&self.w32, &self.b32, &self.w, &self.b);
+        let drift = self.drift_of(&params);
+        let cpu_f32_drift = self.drift_of(&self.f32_path);
         let check = Check {
             step: self.steps,
             drift,
@@ -155,9 +155,10 @@ impl<'a> Shadowed<'a> {
         // a device that goes non-finite while the CPU's f32 does not is a drift (NaN fails the comparison below).
         let finite64 = self.w.iter().chain(self.b.iter()).all(|v| v.is_finite());
         let finite32 = self
-            .w32
+            .f32_path
+            .w
             .iter()
-            .chain(self.b32.iter())
+            .chain(self.f32_path.b.iter())
             .all(|v| v.is_finite());
         if !(finite64 && finite32) {
             return Err(Error::param(
@@ -202,26 +203,12 @@ impl<'a> Shadowed<'a> {
         }
     }
 
-    /// The shadow's weights, [d, k] and [k], in f64.
-    pub fn reference(&self) -> (&Array2<f64>, &Array1<f64>) {
-        (&self.w, &self.b)
-    }
-}
-
-/// ‖[W;b]_f32 − [W;b]_ref‖ / ‖[W;b]_ref‖; 0 when both are zero, NaN when the f32 side holds a NaN.
-fn relative_drift(w32: &Array2<f32>, b32: &Array1<f32>, w: &Array2<f64>, b: &Array1<f64>) -> f64 {
-    let mut diff = 0.0f64;
-    let mut norm = 0.0f64;
-    let pairs = w32.iter().zip(w.iter()).chain(b32.iter().zip(b.iter()));
-    for (&got, &want) in pairs {
-        let d = f64::from(got) - want;
-        diff += d * d;
-        norm += want * want;
-    }
-    if diff == 0.0 {
-        0.0
-    } else {
-        (diff / norm).sqrt()
+    /// ‖[W;b] − [W;b]_f64‖ / ‖[W;b]_f64‖ of f32 weights.
+    fn drift_of(&self, p: &Params) -> f64 {
+        relative_distance(
+            p.w.iter().chain(p.b.iter()).copied(),
+            self.w.iter().chain(self.b.iter()).copied(),
+        )
     }
 }
 
@@ -254,7 +241,8 @@ impl Backend for Shadowed<'_> {
             sums.add(s.loss, s.correct, s.rows);
             for batch in segment.chunks(batch_size) {
                 let (xb, yb) = gather(batch, self.x, self.y);
-                step(xb.view(), &yb, &mut self.w32, &mut self.b32, lr, l2);
+                let f32_path = &mut self.f32_path;
+                step(xb.view(), &yb, &mut f32_path.w, &mut f32_path.b, lr, l2);
                 step(
                     cast::<f64>(xb.view()).view(),
                     &yb,

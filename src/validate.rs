@@ -89,6 +89,25 @@ pub fn ulp_distance(got: f32, exact: f64) -> u64 {
     (ordered(got) - ordered(exact as f32)).unsigned_abs()
 }
 
+/// ‖got − want‖ / ‖want‖ (Euclidean norms, accumulated in f64) between an f32 result and its reference: 0 when
+/// they are equal (both zero included), NaN when `got` holds a NaN. Used for whole weight matrices.
+pub fn relative_distance(
+    got: impl IntoIterator<Item = f32>,
+    want: impl IntoIterator<Item = f64>,
+) -> f64 {
+    let (mut diff, mut norm) = (0.0f64, 0.0f64);
+    for (g, w) in got.into_iter().zip(want) {
+        let d = f64::from(g) - w;
+        diff += d * d;
+        norm += w * w;
+    }
+    if diff == 0.0 {
+        0.0
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
 /// How one output compares with its reference.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Comparison {
@@ -520,13 +539,7 @@ pub fn trajectory(ctx: &GpuContext, seed: u64, steps: usize) -> Result<Trajector
                 c.train_epoch(slice, batch, lr, l2, &mut |_| {})?;
                 let (w_ref, _) = c.weights();
                 let w = gpu.params()?.w;
-                let num: f64 = w
-                    .iter()
-                    .zip(w_ref)
-                    .map(|(a, b)| (f64::from(*a) - b).powi(2))
-                    .sum();
-                let den: f64 = w_ref.iter().map(|b| b * b).sum();
-                diffs.push((num / den.max(1e-300)).sqrt());
+                diffs.push(relative_distance(w, w_ref.iter().copied()));
             }
         }
         Ok((diffs, gpu.params()?))

@@ -7,6 +7,7 @@ use softmax_wgpu::cpu::CpuBackend;
 use softmax_wgpu::data::{self, Standardizer};
 use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
 use softmax_wgpu::train::epoch_order;
+use softmax_wgpu::validate::relative_distance;
 use softmax_wgpu::{fit, Backend, TrainConfig};
 
 /// A standardised synthetic problem of n × d in k classes, with a held-out fifth.
@@ -21,13 +22,7 @@ fn problem(n: usize, d: usize, k: usize) -> (data::Dataset, data::Dataset) {
 }
 
 fn rel_diff(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
-    (num / den).sqrt()
+    relative_distance(a.iter().copied(), b.iter().map(|&v| f64::from(v)))
 }
 
 #[test]

@@ -219,22 +219,16 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         },
     );
     bar.finish_and_clear();
-    let reports = reports.map_err(|e| {
-        let stopped = if matches!(e, Error::Drift { .. }) {
-            match &a.out {
+    let reports = match reports {
+        Err(e @ Error::Drift { .. }) => {
+            let stopped = match &a.out {
                 Some(out) => format!("training stopped, {} not written", out.display()),
                 None => "training stopped".to_string(),
-            }
-        } else {
-            String::new()
-        };
-        let e = anyhow::Error::from(e);
-        if stopped.is_empty() {
-            e
-        } else {
-            e.context(stopped)
+            };
+            return Err(anyhow::Error::from(e).context(stopped));
         }
-    })?;
+        r => r?,
+    };
     let last = reports.last().expect("at least one epoch");
     if !last.train_loss.is_finite() {
         return Err(Error::param(
