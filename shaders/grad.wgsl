@@ -1,4 +1,6 @@
-// G = Xᵀ·R / rows and g_b = colsum(R) / rows: the gradient of the mean cross-entropy.
+// G = Xᵀ·R and g_b = colsum(R): the gradient sums of the batch's cross-entropy (the update divides by the row count,
+// so that sums over several batches or processes can be added first). With bit 0 of step.flags set, the batch's sums
+// are added to what G and g_b already hold (accumulation over the chunks of a full-batch objective).
 // A parallel reduction over the batch. Each workgroup owns one feature j (j == d stands for the bias, whose "feature"
 // is 1) and a tile of TK classes. Its TB lanes per class each sum a fixed stride of rows (i ≡ lane mod TB, in index
 // order), then a fixed-shape tree in workgroup memory adds the TB partial sums. No atomics: the order of every
@@ -58,11 +60,13 @@ fn main(
         workgroupBarrier();
     }
     if (lid.y == 0u && c < step.k) {
-        let v = partial[lid.x] / f32(step.rows);
+        let add = (step.flags & 1u) != 0u;
+        let v = partial[lid.x];
         if (is_bias) {
-            gb[c] = v;
+            gb[c] = select(v, gb[c] + v, add);
         } else {
-            g[j * step.k + c] = v;
+            let e = j * step.k + c;
+            g[e] = select(v, g[e] + v, add);
         }
     }
 }

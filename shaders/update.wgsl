@@ -1,5 +1,5 @@
-// Plain gradient step: W ← W − lr·(G + l2·W) and b ← b − lr·g_b (the bias is not penalised).
-// One invocation per parameter; elements [0, d·k) are W, [d·k, d·k + k) are b.
+// Plain gradient step from gradient sums over step.rows rows: W ← W − lr·(G/rows + l2·W) and b ← b − lr·g_b/rows
+// (the bias is not penalised). One invocation per parameter; elements [0, d·k) are W, [d·k, d·k + k) are b.
 
 struct Step {
     rows: u32,
@@ -25,10 +25,11 @@ fn main(
 ) {
     let e = gid.x + gid.y * nwg.x * 64u;
     let nw = step.d * step.k;
+    let rows = f32(step.rows);
     if (e < nw) {
-        w[e] = w[e] - step.lr * (g[e] + step.l2 * w[e]);
+        w[e] = w[e] - step.lr * (g[e] / rows + step.l2 * w[e]);
     } else if (e < nw + step.k) {
         let c = e - nw;
-        b[c] = b[c] - step.lr * gb[c];
+        b[c] = b[c] - step.lr * (gb[c] / rows);
     }
 }

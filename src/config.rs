@@ -4,6 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::train::Optimizer;
+
+/// Most epochs a run may ask for: a million passes is already years of work on any data worth training on, and the
+/// bound keeps a mistyped count from being taken literally.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// Largest batch in rows: row indices and counts travel to the GPU as u32.
+pub const MAX_BATCH: usize = u32::MAX as usize;
 
 /// Everything that shapes a training run apart from the data and the device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +32,9 @@ pub struct TrainConfig {
     pub val_split: f64,
     /// Z-score the features with the training split's mean and standard deviation.
     pub standardize: bool,
+    /// The update rule.
+    #[serde(default)]
+    pub optimizer: Optimizer,
 }
 
 impl Default for TrainConfig {
@@ -37,6 +48,7 @@ impl Default for TrainConfig {
             shuffle: true,
             val_split: 0.2,
             standardize: false,
+            optimizer: Optimizer::Sgd,
         }
     }
 }
@@ -44,35 +56,28 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks every field; the error names the first bad one as its command-line flag.
     pub fn check(&self) -> Result<()> {
-        if self.epochs == 0 {
-            return Err(Error::param("--epochs", "must be at least 1 (got 0)"));
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return Err(Error::param(
+                "--epochs",
+                format!("in 1..={MAX_EPOCHS}"),
+                self.epochs,
+            ));
         }
-        if self.batch_size == 0 {
-            return Err(Error::param("--batch-size", "must be at least 1 (got 0)"));
-        }
-        if self.batch_size > u32::MAX as usize {
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
             return Err(Error::param(
                 "--batch-size",
-                format!("must be at most {} (got {})", u32::MAX, self.batch_size),
+                format!("in 1..={MAX_BATCH}"),
+                self.batch_size,
             ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::param(
-                "--lr",
-                format!("must be a positive, finite number (got {})", self.lr),
-            ));
+            return Err(Error::param("--lr", "a positive, finite number", self.lr));
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
-            return Err(Error::param(
-                "--l2",
-                format!("must be a finite number ≥ 0 (got {})", self.l2),
-            ));
+            return Err(Error::param("--l2", "a finite number ≥ 0", self.l2));
         }
         if !(self.val_split.is_finite() && (0.0..1.0).contains(&self.val_split)) {
-            return Err(Error::param(
-                "--val-split",
-                format!("must be in [0, 1) (got {})", self.val_split),
-            ));
+            return Err(Error::param("--val-split", "in [0, 1)", self.val_split));
         }
         Ok(())
     }
@@ -84,7 +89,7 @@ mod tests {
 
     fn field_of(c: TrainConfig) -> String {
         match c.check() {
-            Err(Error::Param { field, .. }) => field,
+            Err(Error::Param { flag, .. }) => flag,
             other => panic!("expected a parameter error, got {other:?}"),
         }
     }
@@ -98,6 +103,13 @@ mod tests {
     fn each_bad_field_is_named() {
         let d = TrainConfig::default;
         assert_eq!(field_of(TrainConfig { epochs: 0, ..d() }), "--epochs");
+        assert_eq!(
+            field_of(TrainConfig {
+                epochs: MAX_EPOCHS + 1,
+                ..d()
+            }),
+            "--epochs"
+        );
         assert_eq!(
             field_of(TrainConfig {
                 batch_size: 0,

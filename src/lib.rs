@@ -8,11 +8,12 @@
 //! * logits  `Z = X·W + b`
 //! * softmax `S_i = exp(z_i − max z) / Σ_j exp(z_j − max z)`, loss `−log S_y = logsumexp(z) − z_y`
 //! * residual `R = S − onehot(y)` (= ∂L/∂Z)
-//! * grad    `G = Xᵀ·R / B`, `g_b = colsum(R) / B`
-//! * update  `W ← W − α·(G + λ·W)`, `b ← b − α·g_b`
+//! * grad    the gradient sums `G = Xᵀ·R`, `g_b = colsum(R)` (left on the device, combinable across processes)
+//! * update  `W ← W − α·(G/B + λ·W)`, `b ← b − α·g_b/B`
 //!
 //! Each operation is one WGSL kernel in `shaders/` ([`gpu::Kernel`]) and one function of the same name in [`cpu`].
-//! [`train::fit`] drives either through the [`train::Backend`] trait.
+//! [`train::fit`] drives either through the [`train::Backend`] trait, the one seam every trainer implements; data
+//! reaches it through a [`data::RowSource`]. docs/ARCHITECTURE.md draws the whole design.
 
 pub mod config;
 pub mod cpu;
@@ -20,13 +21,14 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod model;
+pub mod numerics;
 pub mod rng;
 pub mod shadow;
 pub mod train;
 pub mod validate;
 
 pub use config::TrainConfig;
-pub use data::Dataset;
+pub use data::{Dataset, InMemory, RowSource};
 pub use error::{Error, Result};
-pub use model::Model;
-pub use train::{fit, Backend, EpochReport, Params};
+pub use model::{Model, Params};
+pub use train::{fit, Backend, EpochReport, Shape};

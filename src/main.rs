@@ -10,10 +10,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let input = e
+            // A library error knows whose fault it is; anything else (an I/O error printing output) is ours.
+            let code = e
                 .downcast_ref::<softmax_wgpu::Error>()
-                .is_some_and(softmax_wgpu::Error::is_input);
-            ExitCode::from(if input { 2 } else { 1 })
+                .map_or(1, softmax_wgpu::Error::exit_code);
+            ExitCode::from(code)
         }
     }
 }

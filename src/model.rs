@@ -11,9 +11,45 @@ use ndarray::{Array1, Array2, ArrayView2};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 
 use crate::cpu;
-use crate::data::Standardizer;
-use crate::error::{Error, Result};
-use crate::train::Params;
+use crate::data::{Standardizer, MAX_CLASSES};
+use crate::error::{Error, Position, Result};
+use crate::train::Shape;
+
+/// Fitted parameters in the layout the kernels use: `w` is [d, k], `b` is [k].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Weights, [d, k].
+    pub w: Array2<f32>,
+    /// Biases, [k].
+    pub b: Array1<f32>,
+}
+
+impl Params {
+    /// Zero weights of a shape.
+    pub fn zeros(shape: Shape) -> Self {
+        Params {
+            w: Array2::zeros((shape.d, shape.k)),
+            b: Array1::zeros(shape.k),
+        }
+    }
+
+    /// ‖W‖², accumulated in f64.
+    pub fn w_norm_sq(&self) -> f64 {
+        self.w.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+    }
+
+    /// Checks that these are weights of `shape`.
+    pub fn check(&self, shape: Shape) -> Result<()> {
+        if self.w.dim() != (shape.d, shape.k) || self.b.len() != shape.k {
+            return Err(Error::shape(
+                "parameters W [d, k] and b [k]",
+                format!("W {:?}, b [{}]", (shape.d, shape.k), shape.k),
+                format!("W {:?}, b [{}]", self.w.dim(), self.b.len()),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Weights, biases, class names and standardisation.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,16 +70,21 @@ impl Model {
         self.params.w.nrows()
     }
 
+    /// The model's shape.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            d: self.params.w.nrows(),
+            k: self.params.w.ncols(),
+        }
+    }
+
     /// Class probabilities, [n, k], computed with the CPU reference path in f32.
     pub fn predict_proba(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
         if x.ncols() != self.features() {
-            return Err(Error::param(
-                "data",
-                format!(
-                    "has {} features, the model expects {}",
-                    x.ncols(),
-                    self.features()
-                ),
+            return Err(Error::shape(
+                "features of the rows to predict",
+                self.features(),
+                x.ncols(),
             ));
         }
         let mut x = x.to_owned();
@@ -67,8 +108,9 @@ impl Model {
         let weight_bytes: &[u8] = bytemuck::cast_slice(&weight);
         let bias = self.params.b.to_vec();
         let bias_bytes: &[u8] = bytemuck::cast_slice(&bias);
-        let err =
-            |e: safetensors::SafeTensorError| Error::Gpu(format!("serialising the model: {e}"));
+        let err = |e: safetensors::SafeTensorError| {
+            Error::Internal(format!("serialising the model: {e}"))
+        };
         let tensors = vec![
             (
                 "weight",
@@ -107,10 +149,16 @@ impl Model {
     /// and a `classes` entry in its metadata).
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// [`Model::load`] on the file's bytes (`path` names it in errors). Refuses fewer than 2 classes, no features,
+    /// tensors of inconsistent shapes, non-finite values and inconsistent metadata.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
         let bad = |m: String| Error::input(path, m);
-        let st = SafeTensors::deserialize(&bytes)
+        let st = SafeTensors::deserialize(bytes)
             .map_err(|e| bad(format!("not a safetensors model: {e}")))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes)
+        let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a safetensors model: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let tensor = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
@@ -135,11 +183,37 @@ impl Model {
         let [k, d] = ws[..] else {
             return Err(bad(format!("weight has shape {ws:?}, expected [K, D]")));
         };
+        if !(2..=MAX_CLASSES).contains(&k) || d == 0 {
+            return Err(bad(format!(
+                "weight has shape [{k}, {d}]: a model needs 2 to {MAX_CLASSES} classes and at least 1 feature"
+            )));
+        }
         if bs != [k] {
             return Err(bad(format!("bias has shape {bs:?}, expected [{k}]")));
         }
+        for (name, values, cols) in [("weight", &w, d), ("bias", &b, 1)] {
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                let at = if cols == 1 {
+                    Position::Index(i as u64)
+                } else {
+                    Position::Index2((i / cols) as u64, (i % cols) as u64)
+                };
+                return Err(Error::input_at(
+                    path,
+                    Position::Key(format!("tensor {name:?}, {at}")),
+                    format!("{} is not finite", values[i]),
+                ));
+            }
+        }
+        if let Some(f) = meta.get("features") {
+            if f.parse::<usize>().ok() != Some(d) {
+                return Err(bad(format!(
+                    "metadata \"features\" is {f:?} but weight has {d} columns"
+                )));
+            }
+        }
         let w = Array2::from_shape_vec((k, d), w)
-            .map_err(|e| bad(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))?
             .reversed_axes()
             .as_standard_layout()
             .to_owned();
@@ -152,6 +226,9 @@ impl Model {
                 .transpose()
         };
         let classes: Vec<String> = match parse("classes")? {
+            Some(v) if v.len() != k => {
+                return Err(bad(format!("{} class names for {k} classes", v.len())))
+            }
             Some(v) => v
                 .into_iter()
                 .map(|c| {
@@ -162,11 +239,11 @@ impl Model {
                 .collect(),
             None => (0..k).map(|c| c.to_string()).collect(),
         };
-        if classes.len() != k {
-            return Err(bad(format!(
-                "{} class names for {k} classes",
-                classes.len()
-            )));
+        let mut unique = classes.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != k {
+            return Err(bad("metadata \"classes\" names a class twice".into()));
         }
         let floats = |v: Vec<serde_json::Value>, key: &str| -> Result<Vec<f32>> {
             let out: Option<Vec<f32>> = v.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
@@ -176,11 +253,27 @@ impl Model {
             }
         };
         let standardizer = match (parse("standardize_mean")?, parse("standardize_std")?) {
-            (Some(m), Some(s)) => Some(Standardizer {
-                mean: floats(m, "standardize_mean")?,
-                std: floats(s, "standardize_std")?,
-            }),
-            _ => None,
+            (Some(m), Some(s)) => {
+                let st = Standardizer {
+                    mean: floats(m, "standardize_mean")?,
+                    std: floats(s, "standardize_std")?,
+                };
+                if st.mean.iter().any(|v| !v.is_finite())
+                    || st.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+                {
+                    return Err(bad(
+                        "metadata \"standardize_mean\" / \"standardize_std\" must be finite, with every std > 0"
+                            .into(),
+                    ));
+                }
+                Some(st)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(bad(
+                    "metadata has only one of \"standardize_mean\" and \"standardize_std\"".into(),
+                ))
+            }
         };
         let settings = meta
             .get("settings")

@@ -1,8 +1,9 @@
 //! `train --check-every N`: a real training run checked against the CPU reference while it runs.
 //!
-//! [`Shadowed`] wraps any [`Backend`] and replays every step it takes — the same rows, in the same batches, with the
-//! same learning rate and penalty, from the same starting weights — on the CPU mirrors in f64. Every `every` steps it
-//! reads the device's weights and compares them with the shadow's:
+//! [`Shadow`] is an [`Observer`] of a run: it holds the same training source on two CPU backends (f64 and f32) and
+//! replays every step the device takes — the same rows, in the same batches, with the same update, from the same
+//! starting weights — on both. Every `every` steps it reads the device's weights and compares them with the f64
+//! replay's:
 //!
 //! ```text
 //! drift = ‖[W;b]_device − [W;b]_f64‖ / ‖[W;b]_f64‖        (Frobenius norms, in f64)
@@ -11,10 +12,10 @@
 //! and stops the run with [`Error::Drift`] once the drift passes the tolerance. The same steps also run on the CPU's
 //! f32 path, whose drift from f64 is reported beside the device's: it is what f32 rounding alone does to this run, so
 //! a failed check says whether the device is at fault (the CPU's f32 stays close) or the training dynamics amplify
-//! rounding (an unstable learning rate makes the CPU's f32 drift as much). The shadow gathers its batches from
-//! the caller's f32 rows and widens them one batch at a time, so it adds only two copies of the weights and one batch
-//! to the memory of the run; its cost is that of a CPU f64 and a CPU f32 training run, plus one weight read-back per
-//! check.
+//! rounding (an unstable learning rate makes the CPU's f32 drift as much). The CPU backends share the source's rows
+//! when it holds them in memory and widen them one batch at a time, so the shadow adds only two copies of the weights
+//! and one batch to the memory of the run; its cost is that of a CPU f64 and a CPU f32 training run, plus one weight
+//! read-back per check.
 //!
 //! Why a default tolerance of 1e-3: each f32 step perturbs the weights by about u·√(reduction length) relative to
 //! the f64 step (u = 2⁻²⁴ ≈ 6e-8; `validate` bounds each kernel this way), and on this convex objective with a
@@ -22,13 +23,14 @@
 //! settles orders of magnitude lower (measured: 1e-7 to 1e-5 over thousands of steps, see README). A wrong kernel —
 //! a mis-indexed row, a race, a lost workgroup — moves the weights by whole percent within a few steps.
 
-use ndarray::{Array1, Array2, ArrayView2};
 use serde::Serialize;
 
-use crate::cpu::{cast, gather, step};
+use crate::config::TrainConfig;
+use crate::cpu::CpuBackend;
+use crate::data::RowSource;
 use crate::error::{Error, Result};
-use crate::train::{Backend, Params, Sums};
-use crate::validate::relative_distance;
+use crate::numerics::relative_distance;
+use crate::train::{Backend, Batch, BatchRows, EpochReport, Held, Observer, Shape, StepEvent};
 
 /// How often and how strictly to check.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -48,13 +50,15 @@ impl ShadowOptions {
         if self.every == 0 {
             return Err(Error::param(
                 "--check-every",
-                "must be at least 1 (steps between checks)",
+                "at least 1 (steps between checks)",
+                0,
             ));
         }
         if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
             return Err(Error::param(
                 "--check-tolerance",
-                format!("must be a positive finite number, got {}", self.tolerance),
+                "a positive finite number",
+                self.tolerance,
             ));
         }
         Ok(())
@@ -87,16 +91,12 @@ pub struct ShadowSummary {
     pub options: ShadowOptions,
 }
 
-/// A [`Backend`] whose every step is replayed and checked on the CPU in f64.
-#[allow(missing_debug_implementations)] // holds a `dyn Backend`
-pub struct Shadowed<'a> {
-    inner: Box<dyn Backend + 'a>,
-    x: ArrayView2<'a, f32>,
-    y: &'a [u32],
-    w: Array2<f64>,
-    b: Array1<f64>,
-    /// The CPU's own f32 path on the same steps.
-    f32_path: Params,
+/// Replays a run's steps on the CPU in f64 (and f32) and checks the device against it. See the module documentation.
+#[derive(Debug)]
+pub struct Shadow {
+    f64_path: CpuBackend<f64>,
+    f32_path: CpuBackend<f32>,
+    held: Option<(Held, Held)>,
     options: ShadowOptions,
     steps: usize,
     since: usize,
@@ -106,24 +106,14 @@ pub struct Shadowed<'a> {
     epoch_worst: Option<f64>,
 }
 
-impl<'a> Shadowed<'a> {
-    /// Wraps `inner`, which trains on the rows `x`, `y` (the same rows, in the same order, it was built with). The
-    /// shadow starts from `inner`'s current weights.
-    pub fn new(
-        mut inner: Box<dyn Backend + 'a>,
-        x: ArrayView2<'a, f32>,
-        y: &'a [u32],
-        options: ShadowOptions,
-    ) -> Result<Self> {
+impl Shadow {
+    /// A shadow for a model of `shape`.
+    pub fn new(shape: Shape, options: ShadowOptions) -> Result<Self> {
         options.check()?;
-        let start = inner.params()?;
-        Ok(Shadowed {
-            inner,
-            x,
-            y,
-            w: start.w.mapv(f64::from),
-            b: start.b.mapv(f64::from),
-            f32_path: start,
+        Ok(Shadow {
+            f64_path: CpuBackend::new(shape),
+            f32_path: CpuBackend::new(shape),
+            held: None,
             options,
             steps: 0,
             since: 0,
@@ -134,11 +124,14 @@ impl<'a> Shadowed<'a> {
         })
     }
 
-    /// Compares now, whatever the interval says (at the end of a run). Fails like a scheduled check.
-    pub fn check_now(&mut self) -> Result<Check> {
-        let params = self.inner.params()?;
-        let drift = self.drift_of(&params);
-        let cpu_f32_drift = self.drift_of(&self.f32_path);
+    /// Compares now, whatever the interval says. Fails like a scheduled check.
+    pub fn check_now(&mut self, device: &mut dyn Backend) -> Result<Check> {
+        let params = device.params()?;
+        let (w64, b64) = self.f64_path.weights();
+        let reference = || w64.iter().chain(b64.iter()).copied();
+        let drift = relative_distance(params.w.iter().chain(params.b.iter()).copied(), reference());
+        let (w32, b32) = self.f32_path.weights();
+        let cpu_f32_drift = relative_distance(w32.iter().chain(b32.iter()).copied(), reference());
         let check = Check {
             step: self.steps,
             drift,
@@ -153,27 +146,20 @@ impl<'a> Shadowed<'a> {
         self.epoch_worst = Some(self.epoch_worst.map_or(drift, |w| w.max(drift)));
         // Overflow on the CPU (in f64, or in f32 on the same steps) is the run diverging, not the device drifting;
         // a device that goes non-finite while the CPU's f32 does not is a drift (NaN fails the comparison below).
-        let finite64 = self.w.iter().chain(self.b.iter()).all(|v| v.is_finite());
-        let finite32 = self
-            .f32_path
-            .w
-            .iter()
-            .chain(self.f32_path.b.iter())
-            .all(|v| v.is_finite());
+        let finite64 = reference().all(f64::is_finite);
+        let finite32 = w32.iter().chain(b32.iter()).all(|v| v.is_finite());
         if !(finite64 && finite32) {
-            return Err(Error::param(
-                "--lr",
-                format!(
-                    "training diverged by step {} (the CPU's {} weights overflow too): lower the learning rate",
-                    self.steps,
+            return Err(Error::Diverged {
+                step: self.steps as u64,
+                what: format!(
+                    "the CPU's {} weights overflow too",
                     if finite64 { "f32" } else { "f64" }
                 ),
-            ));
+            });
         }
-        // NaN (a device that produced one) fails too.
         if drift > self.options.tolerance || drift.is_nan() {
             return Err(Error::Drift {
-                device: self.inner.device(),
+                device: device.device(),
                 step: self.steps,
                 drift,
                 tolerance: self.options.tolerance,
@@ -181,15 +167,6 @@ impl<'a> Shadowed<'a> {
             });
         }
         Ok(check)
-    }
-
-    /// Ends a run: compares the steps taken since the last check (if any, or if nothing was ever compared) and
-    /// returns what all the checks found.
-    pub fn finish(&mut self) -> Result<ShadowSummary> {
-        if self.since > 0 || self.checks == 0 {
-            self.check_now()?;
-        }
-        Ok(self.summary())
     }
 
     /// What the checks found so far.
@@ -203,89 +180,91 @@ impl<'a> Shadowed<'a> {
         }
     }
 
-    /// ‖[W;b] − [W;b]_f64‖ / ‖[W;b]_f64‖ of f32 weights.
-    fn drift_of(&self, p: &Params) -> f64 {
-        relative_distance(
-            p.w.iter().chain(p.b.iter()).copied(),
-            self.w.iter().chain(self.b.iter()).copied(),
-        )
+    fn replay(&mut self, event: &StepEvent<'_, '_>) -> Result<()> {
+        let (h64, h32) = self
+            .held
+            .ok_or_else(|| Error::Internal("shadow used before on_start".into()))?;
+        let (b64, b32) = match event.batch.rows() {
+            BatchRows::Held { rows, .. } => (Batch::held(h64, rows)?, Batch::held(h32, rows)?),
+            BatchRows::Host(chunk) => (Batch::host(chunk.clone())?, Batch::host(chunk.clone())?),
+        };
+        let paths: [(&mut dyn Backend, &Batch<'_>); 2] =
+            [(&mut self.f64_path, &b64), (&mut self.f32_path, &b32)];
+        for (cpu, batch) in paths {
+            cpu.accumulate(batch)?;
+            cpu.update(event.update)?;
+            cpu.take_sums()?;
+        }
+        Ok(())
     }
 }
 
-impl Backend for Shadowed<'_> {
-    fn device(&self) -> String {
-        self.inner.device()
-    }
-
-    fn train_epoch(
+impl Observer for Shadow {
+    fn on_start(
         &mut self,
-        order: &[u32],
-        batch_size: usize,
-        lr: f32,
-        l2: f32,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Sums> {
-        let batch_size = batch_size.max(1);
-        let (lr64, l2_64) = (f64::from(lr), f64::from(l2));
-        let mut sums = Sums::default();
-        let mut pos = 0;
-        while pos < order.len() {
-            // Run up to the next check on the device, then replay the same batches on the shadow.
-            let left = (order.len() - pos).div_ceil(batch_size);
-            let take = (self.options.every - self.since).min(left);
-            let end = (pos + take * batch_size).min(order.len());
-            let segment = &order[pos..end];
-            let s = self
-                .inner
-                .train_epoch(segment, batch_size, lr, l2, progress)?;
-            sums.add(s.loss, s.correct, s.rows);
-            for batch in segment.chunks(batch_size) {
-                let (xb, yb) = gather(batch, self.x, self.y);
-                let f32_path = &mut self.f32_path;
-                step(xb.view(), &yb, &mut f32_path.w, &mut f32_path.b, lr, l2);
-                step(
-                    cast::<f64>(xb.view()).view(),
-                    &yb,
-                    &mut self.w,
-                    &mut self.b,
-                    lr64,
-                    l2_64,
-                );
-            }
-            self.steps += take;
-            self.since += take;
-            pos = end;
-            if self.since >= self.options.every {
-                self.check_now()?;
-            }
+        train: &mut dyn RowSource,
+        _cfg: &TrainConfig,
+        device: &mut dyn Backend,
+    ) -> Result<()> {
+        let h64 = self.f64_path.hold(train)?;
+        let h32 = self.f32_path.hold(train)?;
+        self.held = Some((h64, h32));
+        let start = device.params()?;
+        self.f64_path.set_params(&start)?;
+        self.f32_path.set_params(&start)
+    }
+
+    fn on_step(&mut self, event: &StepEvent<'_, '_>, device: &mut dyn Backend) -> Result<()> {
+        self.replay(event)?;
+        self.steps += 1;
+        self.since += 1;
+        if self.since >= self.options.every {
+            self.check_now(device)?;
         }
-        Ok(sums)
+        Ok(())
     }
 
-    fn evaluate(&mut self) -> Result<Option<Sums>> {
-        self.inner.evaluate()
+    fn on_epoch(&mut self, report: &mut EpochReport, _device: &mut dyn Backend) -> Result<()> {
+        report.drift = self.epoch_worst.take();
+        Ok(())
     }
 
-    fn params(&mut self) -> Result<Params> {
-        self.inner.params()
-    }
-
-    fn take_drift(&mut self) -> Option<f64> {
-        self.epoch_worst.take()
+    /// Compares the steps taken since the last check (or the start, when nothing was compared yet).
+    fn on_finish(&mut self, device: &mut dyn Backend) -> Result<()> {
+        if self.since > 0 || self.checks == 0 {
+            self.check_now(device)?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::CpuBackend;
-    use crate::data::synthetic;
-    use crate::train::epoch_order;
+    use crate::data::{synthetic, InMemory};
+    use crate::train::fit;
 
     fn options(every: usize) -> ShadowOptions {
         ShadowOptions {
             every,
             tolerance: ShadowOptions::DEFAULT_TOLERANCE,
+        }
+    }
+
+    fn source(n: usize, d: usize, k: usize, seed: u64) -> InMemory {
+        let data = synthetic(n, d, k, seed).unwrap();
+        InMemory::from_arrays("synthetic", data.x, data.y, k).unwrap()
+    }
+
+    fn config(epochs: usize, batch_size: usize, lr: f32, l2: f32) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size,
+            lr,
+            l2,
+            seed: 9,
+            val_split: 0.0,
+            ..TrainConfig::default()
         }
     }
 
@@ -305,26 +284,31 @@ mod tests {
 
     #[test]
     fn an_f64_device_replays_exactly() {
-        // Wrapping the f64 CPU trainer: the shadow runs the same f64 arithmetic on the same batches, so the only
+        // Watching the f64 CPU trainer: the shadow runs the same f64 arithmetic on the same batches, so the only
         // difference is the f32 rounding of the weights that params() returns, at most u = 2⁻²⁴ relative per
         // element and so in norm. A replay of the wrong rows, batches or step count would be off by far more.
-        let data = synthetic(203, 7, 4, 5).unwrap();
-        let inner = Box::new(CpuBackend::<f64>::new(data.x.view(), &data.y, 4, None));
-        let mut s = Shadowed::new(inner, data.x.view(), &data.y, options(3)).unwrap();
-        let mut rows = 0;
-        for epoch in 1..=3 {
-            let order = epoch_order(data.len(), 9, epoch, true);
-            let sums = s
-                .train_epoch(&order, 16, 0.2, 1e-3, &mut |r| rows += r)
-                .unwrap();
-            assert_eq!(sums.rows, data.len());
-            assert!(
-                s.take_drift().is_some(),
-                "13 steps per epoch: checks happen"
-            );
-        }
-        assert_eq!(rows, 3 * data.len(), "progress passes through");
-        let summary = s.finish().unwrap();
+        let shape = Shape { d: 7, k: 4 };
+        let mut train = source(203, 7, 4, 5);
+        let mut device = CpuBackend::<f64>::new(shape);
+        let mut shadow = Shadow::new(shape, options(3)).unwrap();
+        let mut drifts = Vec::new();
+        let mut record = crate::train::OnEpoch(|r: &EpochReport| {
+            drifts.push(r.drift);
+            Ok(())
+        });
+        fit(
+            &mut device,
+            &mut train,
+            None,
+            &config(3, 16, 0.2, 1e-3),
+            &mut [&mut shadow, &mut record],
+        )
+        .unwrap();
+        assert!(
+            drifts.iter().all(Option::is_some),
+            "13 steps per epoch: checks happen"
+        );
+        let summary = shadow.summary();
         // 13 steps per epoch (12 full batches of 16 and one of 11), 39 in all: checks after 3, 6, …, 39.
         assert_eq!(summary.steps, 39);
         assert_eq!(summary.checks, 13);
@@ -339,33 +323,39 @@ mod tests {
 
     #[test]
     fn finish_checks_the_steps_since_the_last_check_once() {
-        let data = synthetic(50, 3, 2, 1).unwrap();
-        let inner = Box::new(CpuBackend::<f32>::new(data.x.view(), &data.y, 2, None));
-        let mut s = Shadowed::new(inner, data.x.view(), &data.y, options(4)).unwrap();
-        let order = epoch_order(data.len(), 1, 1, false);
-        // 50 rows in batches of 10: 5 steps, a check after step 4, then finish checks step 5.
-        s.train_epoch(&order, 10, 0.1, 0.0, &mut |_| {}).unwrap();
-        assert_eq!(s.summary().checks, 1);
-        let summary = s.finish().unwrap();
+        let shape = Shape { d: 3, k: 2 };
+        let mut train = source(50, 3, 2, 1);
+        let mut device = CpuBackend::<f32>::new(shape);
+        let mut shadow = Shadow::new(shape, options(4)).unwrap();
+        // 50 rows in batches of 10: 5 steps, a check after step 4, then the end of the run checks step 5.
+        let cfg = TrainConfig {
+            shuffle: false,
+            ..config(1, 10, 0.1, 0.0)
+        };
+        fit(&mut device, &mut train, None, &cfg, &mut [&mut shadow]).unwrap();
+        let summary = shadow.summary();
         assert_eq!((summary.checks, summary.last.unwrap().step), (2, 5));
-        assert_eq!(s.finish().unwrap().checks, 2, "nothing new to compare");
+        shadow.on_finish(&mut device).unwrap();
+        assert_eq!(shadow.summary().checks, 2, "nothing new to compare");
     }
 
     #[test]
     fn diverging_training_is_reported_as_divergence() {
+        let shape = Shape { d: 4, k: 3 };
         let data = synthetic(64, 4, 3, 2).unwrap();
-        let x = data.x.mapv(|v| v * 1e30);
-        let inner = Box::new(CpuBackend::<f32>::new(x.view(), &data.y, 3, None));
-        let mut s = Shadowed::new(inner, x.view(), &data.y, options(1)).unwrap();
-        let order = epoch_order(data.len(), 1, 1, false);
-        let mut result = Ok(Sums::default());
-        for _ in 0..20 {
-            result = s.train_epoch(&order, 8, 1e30, 0.0, &mut |_| {});
-            if result.is_err() {
-                break;
-            }
-        }
-        let e = result.unwrap_err();
+        let mut train =
+            InMemory::from_arrays("huge", data.x.mapv(|v| v * 1e30), data.y, 3).unwrap();
+        let mut device = CpuBackend::<f32>::new(shape);
+        let mut shadow = Shadow::new(shape, options(1)).unwrap();
+        let e = fit(
+            &mut device,
+            &mut train,
+            None,
+            &config(20, 8, 1e30, 0.0),
+            &mut [&mut shadow],
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Diverged { .. }), "{e}");
         assert!(e.to_string().contains("diverged"), "{e}");
     }
 }

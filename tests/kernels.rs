@@ -11,7 +11,7 @@ use common::*;
 use ndarray::{Array1, Array2};
 use softmax_wgpu::cpu;
 use softmax_wgpu::gpu::ops;
-use softmax_wgpu::validate::tolerance;
+use softmax_wgpu::numerics::tolerance;
 
 const BATCHES: [usize; 5] = [1, 63, 64, 65, 1000];
 const FEATURES: [usize; 3] = [1, 3, 784];
@@ -131,7 +131,7 @@ fn grad_matches_cpu_when_batch_is_not_a_multiple_of_workgroup() {
             }
             let (g, gb) = ops::grad(ctx, x.view(), r.view()).unwrap();
             let (g_ref, gb_ref) = cpu::grad(to64(&x).view(), to64(&r).view());
-            // A sum of b products then a division: b + 2 roundings of Σ|x||r| / b (the bound `validate` uses).
+            // A sum of b products: b roundings of Σ|x||r|, doubled (the bound `validate` uses).
             let (tol, btol) = tolerance::grad(to64(&x).view(), to64(&r).view());
             assert_within(&format!("grad G B={b} D={d} K={k}"), &g, &g_ref, &tol);
             assert_within(&format!("grad g_b B={b} D={d} K={k}"), &gb, &gb_ref, &btol);
@@ -148,11 +148,12 @@ fn update_matches_cpu() {
                 let gb = Array1::from(uniform(1, k, -1.0, 1.0, 3).into_raw_vec_and_offset().0);
                 let w = uniform(d, k, -1.0, 1.0, (d * k) as u64);
                 let b = Array1::from(uniform(1, k, -1.0, 1.0, 4).into_raw_vec_and_offset().0);
-                let (lr, l2) = (0.1f32, 0.01f32);
+                let (lr, l2, rows) = (0.1f32, 0.01f32, 7u32);
                 let (w_gpu, b_gpu) =
-                    ops::update(ctx, g.view(), gb.view(), w.view(), b.view(), lr, l2).unwrap();
+                    ops::update(ctx, g.view(), gb.view(), w.view(), b.view(), lr, l2, rows)
+                        .unwrap();
                 let (mut w_ref, mut b_ref) = (to64(&w), b.mapv(f64::from));
-                let (lr64, l264) = (f64::from(lr), f64::from(l2));
+                let (lr64, l264, n) = (f64::from(lr), f64::from(l2), f64::from(rows));
                 cpu::update(
                     to64(&g).view(),
                     gb.mapv(f64::from).view(),
@@ -160,13 +161,16 @@ fn update_matches_cpu() {
                     b_ref.view_mut(),
                     lr64,
                     l264,
+                    n,
                 );
-                // w − lr·(g + l2·w): four operations, each one rounding relative to the larger operand.
-                let tol = (to64(&w).mapv(f64::abs) + to64(&g).mapv(f64::abs) * lr64) * (8.0 * U);
+                // w − lr·(g/rows + l2·w): five operations, each one rounding relative to the larger operand (the
+                // bound `validate` uses).
+                let tol = tolerance::update(to64(&w).view(), to64(&g).view(), lr64, n);
                 assert_within(&format!("update W D={d} K={k}"), &w_gpu, &w_ref, &tol);
-                let btol = (b.mapv(|v| f64::from(v).abs())
-                    + gb.mapv(|v| f64::from(v).abs()) * lr64)
-                    * (8.0 * U);
+                let row = |a: &Array1<f32>| a.mapv(f64::from).insert_axis(ndarray::Axis(0));
+                let btol = tolerance::update(row(&b).view(), row(&gb).view(), lr64, n)
+                    .row(0)
+                    .to_owned();
                 assert_within(&format!("update b K={k}"), &b_gpu, &b_ref, &btol);
             }
         }
@@ -200,7 +204,7 @@ fn metrics_and_gather_match_cpu() {
         softmax_wgpu::rng::SplitMix64::new(9).shuffle(&mut perm);
         let perm = &perm[..333];
         let (xb, yb) = ops::gather(ctx, perm, x.view(), &y, 128).unwrap();
-        let (xr, yr) = cpu::gather(perm, x.view(), &y);
+        let (xr, yr) = cpu::gather::<f32>(perm, x.view(), &y);
         assert_eq!(xb, xr);
         assert_eq!(yb, yr);
     });

@@ -6,15 +6,19 @@ mod common;
 use common::*;
 use softmax_wgpu::data::{self, Standardizer};
 use softmax_wgpu::gpu::{GpuBackend, GpuContext, GpuOptions};
-use softmax_wgpu::shadow::{ShadowOptions, Shadowed};
-use softmax_wgpu::train::{Params, Sums};
-use softmax_wgpu::{fit, Backend, Error, TrainConfig};
+use softmax_wgpu::shadow::{Shadow, ShadowOptions};
+use softmax_wgpu::train::{
+    Batch, EpochReport, Gradient, Held, OnEpoch, OptimizerState, Params, Sums, Update,
+};
+use softmax_wgpu::{fit, Backend, Error, RowSource, Shape, TrainConfig};
 
 fn problem() -> data::Dataset {
     let mut d = data::synthetic(700, 24, 6, 11).unwrap();
     Standardizer::fit(d.x.view()).apply(&mut d.x);
     d
 }
+
+const SHAPE: Shape = Shape { d: 24, k: 6 };
 
 fn config() -> TrainConfig {
     // 700 rows in batches of 32: 21 full steps and one of 28 per epoch, 66 steps in all.
@@ -23,21 +27,20 @@ fn config() -> TrainConfig {
         batch_size: 32,
         lr: 0.1,
         l2: 1e-3,
+        val_split: 0.0,
         ..TrainConfig::default()
     }
 }
 
-fn gpu_backend<'a>(ctx: &'a GpuContext, d: &data::Dataset) -> GpuBackend<'a> {
-    GpuBackend::new(
-        ctx,
-        d.x.view(),
-        &d.y,
-        6,
-        None,
-        config().batch_size,
-        &GpuOptions::default(),
-    )
-    .unwrap()
+fn gpu_backend(ctx: &GpuContext) -> GpuBackend<'_> {
+    GpuBackend::new(ctx, SHAPE, &GpuOptions::default()).unwrap()
+}
+
+fn options(every: usize) -> ShadowOptions {
+    ShadowOptions {
+        every,
+        tolerance: ShadowOptions::DEFAULT_TOLERANCE,
+    }
 }
 
 #[test]
@@ -45,25 +48,41 @@ fn a_checked_gpu_run_passes_and_trains_exactly_like_an_unchecked_one() {
     let d = problem();
     let cfg = config();
     on_every_gpu(|ctx| {
-        let mut plain = gpu_backend(ctx, &d);
-        fit(&mut plain, d.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap();
+        let mut plain = gpu_backend(ctx);
+        fit(
+            &mut plain,
+            &mut d.clone().into_source().unwrap(),
+            None,
+            &cfg,
+            &mut [],
+        )
+        .unwrap();
         let want = plain.params().unwrap();
 
-        let options = ShadowOptions {
-            every: 5,
-            tolerance: ShadowOptions::DEFAULT_TOLERANCE,
-        };
-        let mut checked =
-            Shadowed::new(Box::new(gpu_backend(ctx, &d)), d.x.view(), &d.y, options).unwrap();
-        let reports = fit(&mut checked, d.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap();
-        // Splitting epochs at the checks must not change a single step: the GPU is deterministic, so the weights
-        // are bitwise those of the unchecked run.
+        let mut checked = gpu_backend(ctx);
+        let mut shadow = Shadow::new(SHAPE, options(5)).unwrap();
+        let mut drifts = Vec::new();
+        let mut record = OnEpoch(|r: &EpochReport| {
+            drifts.push(r.drift);
+            Ok(())
+        });
+        let mut train = d.clone().into_source().unwrap();
+        fit(
+            &mut checked,
+            &mut train,
+            None,
+            &cfg,
+            &mut [&mut shadow, &mut record],
+        )
+        .unwrap();
+        // Watching the steps must not change a single one: the GPU is deterministic, so the weights are bitwise
+        // those of the unchecked run.
         assert_eq!(checked.params().unwrap(), want);
         assert!(
-            reports.iter().all(|r| r.drift.is_some()),
+            drifts.iter().all(Option::is_some),
             "22 steps per epoch, a check every 5"
         );
-        let s = checked.finish().unwrap();
+        let s = shadow.summary();
         assert_eq!(
             (s.steps, s.checks),
             (66, 14),
@@ -80,7 +99,7 @@ fn a_checked_gpu_run_passes_and_trains_exactly_like_an_unchecked_one() {
 }
 
 /// A device that trains correctly until `at_step`, then has 1 % added to every weight: what a race or a
-/// mis-indexed write would do to a real device.
+/// mis-indexed write would do to a real device. Written against the public trait, as any third-party backend is.
 struct Corrupt<'a> {
     inner: GpuBackend<'a>,
     at_step: usize,
@@ -91,36 +110,53 @@ impl Backend for Corrupt<'_> {
     fn device(&self) -> String {
         self.inner.device()
     }
-
-    fn train_epoch(
-        &mut self,
-        order: &[u32],
-        batch_size: usize,
-        lr: f32,
-        l2: f32,
-        progress: &mut dyn FnMut(usize),
-    ) -> softmax_wgpu::Result<Sums> {
-        let sums = self
-            .inner
-            .train_epoch(order, batch_size, lr, l2, progress)?;
-        let before = self.steps;
-        self.steps += order.len().div_ceil(batch_size);
-        if before < self.at_step && self.steps >= self.at_step {
+    fn shape(&self) -> Shape {
+        self.inner.shape()
+    }
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+    fn hold(&mut self, source: &mut dyn RowSource) -> softmax_wgpu::Result<Held> {
+        self.inner.hold(source)
+    }
+    fn accumulate(&mut self, batch: &Batch<'_>) -> softmax_wgpu::Result<()> {
+        self.inner.accumulate(batch)
+    }
+    fn forward(&mut self, batch: &Batch<'_>) -> softmax_wgpu::Result<()> {
+        self.inner.forward(batch)
+    }
+    fn update(&mut self, u: &Update) -> softmax_wgpu::Result<()> {
+        self.inner.update(u)?;
+        self.steps += 1;
+        if self.steps == self.at_step {
             let p = self.inner.params()?;
             self.inner.set_params(&Params {
                 w: p.w.mapv(|v| v * 1.01),
                 b: p.b,
             })?;
         }
-        Ok(sums)
+        Ok(())
     }
-
-    fn evaluate(&mut self) -> softmax_wgpu::Result<Option<Sums>> {
-        self.inner.evaluate()
+    fn take_gradient(&mut self) -> softmax_wgpu::Result<Gradient> {
+        self.inner.take_gradient()
     }
-
+    fn set_gradient(&mut self, g: &Gradient) -> softmax_wgpu::Result<()> {
+        self.inner.set_gradient(g)
+    }
+    fn take_sums(&mut self) -> softmax_wgpu::Result<Sums> {
+        self.inner.take_sums()
+    }
     fn params(&mut self) -> softmax_wgpu::Result<Params> {
         self.inner.params()
+    }
+    fn set_params(&mut self, p: &Params) -> softmax_wgpu::Result<()> {
+        self.inner.set_params(p)
+    }
+    fn optimizer_state(&mut self) -> softmax_wgpu::Result<OptimizerState> {
+        self.inner.optimizer_state()
+    }
+    fn set_optimizer_state(&mut self, s: &OptimizerState) -> softmax_wgpu::Result<()> {
+        self.inner.set_optimizer_state(s)
     }
 }
 
@@ -129,24 +165,28 @@ fn a_device_that_goes_wrong_is_stopped_at_the_next_check_and_blamed() {
     let d = problem();
     let cfg = config();
     on_every_gpu(|ctx| {
-        let corrupt = Corrupt {
-            inner: gpu_backend(ctx, &d),
+        let mut corrupt = Corrupt {
+            inner: gpu_backend(ctx),
             at_step: 30,
             steps: 0,
         };
-        let options = ShadowOptions {
-            every: 4,
-            tolerance: ShadowOptions::DEFAULT_TOLERANCE,
-        };
-        let mut checked = Shadowed::new(Box::new(corrupt), d.x.view(), &d.y, options).unwrap();
+        let mut shadow = Shadow::new(SHAPE, options(4)).unwrap();
         let mut epochs = 0;
-        let err = fit(&mut checked, d.len(), &cfg, &mut |_| {}, &mut |_| {
-            epochs += 1
-        })
+        let mut count = OnEpoch(|_: &EpochReport| {
+            epochs += 1;
+            Ok(())
+        });
+        let mut train = d.clone().into_source().unwrap();
+        let err = fit(
+            &mut corrupt,
+            &mut train,
+            None,
+            &cfg,
+            &mut [&mut shadow, &mut count],
+        )
         .unwrap_err();
-        // Checks are every 4 steps of the whole run (4, 8, …, 20, 24, … — epoch 1 ends at step 22, between two);
-        // the device is handed the steps between checks at once, so the corruption lands at the end of the segment
-        // holding step 30, (28, 32], and the check after step 32 catches it.
+        // Checks are every 4 steps of the whole run (4, 8, …, 28, 32 — epoch 1 ends at step 22, between two); the
+        // weights go wrong after step 30, and the check after step 32 catches it.
         match &err {
             Error::Drift {
                 step,
@@ -155,7 +195,7 @@ fn a_device_that_goes_wrong_is_stopped_at_the_next_check_and_blamed() {
                 ..
             } => {
                 assert_eq!(*step, 32);
-                // 1 % on W (b is untouched and small next to W): a drift near 1e-2.
+                // 1 % on W (b is untouched and small next to W), two correct steps later: a drift near 1e-2.
                 assert!(*drift > 5e-3 && *drift < 1.1e-2, "{drift}");
                 assert!(*cpu_f32_drift < 1e-5, "{cpu_f32_drift}");
             }

@@ -1,17 +1,19 @@
-//! Whole training runs: GPU against CPU, loss going down, the digits default, chunked data.
+//! Whole training runs through the seam: GPU against CPU, loss going down, the digits default, chunked data, and
+//! the seam's own promises — the combine point, the full-batch objective, weights in and out, host batches, and
+//! labels out of range refused on every path. Each property is written once and run on every backend.
 
 mod common;
 
 use common::*;
 use softmax_wgpu::cpu::CpuBackend;
-use softmax_wgpu::data::{self, Standardizer};
-use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
-use softmax_wgpu::train::epoch_order;
+use softmax_wgpu::data::{self, Dataset, InMemory, Standardizer};
+use softmax_wgpu::gpu::{GpuBackend, GpuContext, GpuOptions};
+use softmax_wgpu::train::{fit_with, objective, Batch, Local, Optimizer, Reducer, Update};
 use softmax_wgpu::validate::relative_distance;
-use softmax_wgpu::{fit, Backend, TrainConfig};
+use softmax_wgpu::{fit, Backend, EpochReport, Error, Params, RowSource, Shape, TrainConfig};
 
 /// A standardised synthetic problem of n × d in k classes, with a held-out fifth.
-fn problem(n: usize, d: usize, k: usize) -> (data::Dataset, data::Dataset) {
+fn problem(n: usize, d: usize, k: usize) -> (Dataset, Dataset) {
     let full = data::synthetic(n, d, k, 3).unwrap();
     let (mut train, held) = data::split_holdout(&full, 0.2, 3).unwrap();
     let mut held = held.unwrap();
@@ -21,14 +23,59 @@ fn problem(n: usize, d: usize, k: usize) -> (data::Dataset, data::Dataset) {
     (train, held)
 }
 
+fn source(d: &Dataset) -> InMemory {
+    d.clone().into_source().unwrap()
+}
+
+fn shape(d: &Dataset) -> Shape {
+    Shape {
+        d: d.features(),
+        k: d.classes.len(),
+    }
+}
+
+/// Trains `backend` on `train` (and `held`) with `cfg`.
+fn train_on(
+    backend: &mut dyn Backend,
+    train: &Dataset,
+    held: Option<&Dataset>,
+    cfg: &TrainConfig,
+) -> Vec<EpochReport> {
+    let mut t = source(train);
+    let mut h = held.map(source);
+    fit(
+        backend,
+        &mut t,
+        h.as_mut().map(|h| h as &mut dyn RowSource),
+        cfg,
+        &mut [],
+    )
+    .unwrap()
+}
+
+fn gpu<'a>(ctx: &'a GpuContext, shape: Shape) -> GpuBackend<'a> {
+    GpuBackend::new(ctx, shape, &GpuOptions::default()).unwrap()
+}
+
 fn rel_diff(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> f64 {
     relative_distance(a.iter().copied(), b.iter().map(|&v| f64::from(v)))
+}
+
+/// Runs `body` on the CPU path (f32 and f64) and on every adapter.
+fn on_every_backend(
+    mut body: impl for<'c> FnMut(&str, &mut dyn FnMut(Shape) -> Box<dyn Backend + 'c>),
+) {
+    body("cpu f32", &mut |s| Box::new(CpuBackend::<f32>::new(s)));
+    body("cpu f64", &mut |s| Box::new(CpuBackend::<f64>::new(s)));
+    for ctx in gpus() {
+        let name = ctx.describe();
+        body(&name, &mut |s| Box::new(gpu(&ctx, s)));
+    }
 }
 
 #[test]
 fn gpu_and_cpu_weights_agree_after_many_steps() {
     let (train, _) = problem(1300, 20, 5);
-    let k = 5;
     // 1040 rows, batch 16: 65 steps per epoch, with a partial last batch; two epochs = 130 steps.
     let cfg = TrainConfig {
         epochs: 2,
@@ -37,22 +84,13 @@ fn gpu_and_cpu_weights_agree_after_many_steps() {
         l2: 1e-3,
         ..TrainConfig::default()
     };
-    let mut cpu = CpuBackend::<f64>::new(train.x.view(), &train.y, k, None);
-    fit(&mut cpu, train.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap();
+    let mut cpu = CpuBackend::<f64>::new(shape(&train));
+    train_on(&mut cpu, &train, None, &cfg);
     let want = cpu.params().unwrap();
     on_every_gpu(|ctx| {
-        let mut gpu = GpuBackend::new(
-            ctx,
-            train.x.view(),
-            &train.y,
-            k,
-            None,
-            cfg.batch_size,
-            &GpuOptions::default(),
-        )
-        .unwrap();
-        fit(&mut gpu, train.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap();
-        let got = gpu.params().unwrap();
+        let mut g = gpu(ctx, shape(&train));
+        train_on(&mut g, &train, None, &cfg);
+        let got = g.params().unwrap();
         // Each step's f32 gradient differs from the f64 one by about (B + D)·u relatively (≈ 2e-6 here); gradient
         // descent on this convex, well-conditioned problem contracts old errors, so they add up at most linearly:
         // 130 steps × 2e-6 ≈ 3e-4 in the worst case. Measured on lavapipe (Vulkan and GL): 1.7e-7. We allow 1e-4, which a
@@ -68,7 +106,7 @@ fn gpu_and_cpu_weights_agree_after_many_steps() {
 }
 
 #[test]
-fn loss_decreases_on_every_device() {
+fn loss_decreases_on_every_backend() {
     let (train, held) = problem(2000, 30, 4);
     let cfg = TrainConfig {
         epochs: 5,
@@ -76,9 +114,10 @@ fn loss_decreases_on_every_device() {
         lr: 0.05,
         ..TrainConfig::default()
     };
-    let check = |name: String, reports: Vec<softmax_wgpu::EpochReport>| {
-        let first = reports.first().unwrap();
-        let last = reports.last().unwrap();
+    on_every_backend(|name, make| {
+        let mut b = make(shape(&train));
+        let reports = train_on(b.as_mut(), &train, Some(&held), &cfg);
+        let (first, last) = (reports.first().unwrap(), reports.last().unwrap());
         assert!(
             last.train_loss < first.train_loss,
             "{name}: train loss {} → {}",
@@ -93,28 +132,6 @@ fn loss_decreases_on_every_device() {
             last.val_loss.unwrap() < first.val_loss.unwrap(),
             "{name}: held-out loss did not fall"
         );
-    };
-    let held_ref = Some((held.x.view(), held.y.as_slice()));
-    let mut cpu = CpuBackend::<f32>::new(train.x.view(), &train.y, 4, held_ref);
-    check(
-        "cpu".into(),
-        fit(&mut cpu, train.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap(),
-    );
-    on_every_gpu(|ctx| {
-        let mut gpu = GpuBackend::new(
-            ctx,
-            train.x.view(),
-            &train.y,
-            4,
-            held_ref,
-            32,
-            &GpuOptions::default(),
-        )
-        .unwrap();
-        check(
-            ctx.describe(),
-            fit(&mut gpu, train.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap(),
-        );
     });
 }
 
@@ -128,29 +145,11 @@ fn digits_default_reaches_95_percent_held_out() {
     );
     let (train, held) = data::split_holdout(&full, cfg.val_split, cfg.seed).unwrap();
     let held = held.unwrap();
-    let h = Some((held.x.view(), held.y.as_slice()));
-    let mut cpu = CpuBackend::<f32>::new(train.x.view(), &train.y, 10, h);
-    let acc = fit(&mut cpu, train.len(), &cfg, &mut |_| {}, &mut |_| {})
-        .unwrap()
-        .last()
-        .unwrap()
-        .val_accuracy
-        .unwrap();
-    assert!(acc >= 0.95, "cpu: held-out accuracy {acc}");
-    on_every_gpu(|ctx| {
-        let mut gpu = GpuBackend::new(
-            ctx,
-            train.x.view(),
-            &train.y,
-            10,
-            h,
-            cfg.batch_size,
-            &GpuOptions::default(),
-        )
-        .unwrap();
-        let r = fit(&mut gpu, train.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap();
+    on_every_backend(|name, make| {
+        let mut b = make(shape(&train));
+        let r = train_on(b.as_mut(), &train, Some(&held), &cfg);
         let acc = r.last().unwrap().val_accuracy.unwrap();
-        assert!(acc >= 0.95, "{}: held-out accuracy {acc}", ctx.describe());
+        assert!(acc >= 0.95, "{name}: held-out accuracy {acc}");
     });
 }
 
@@ -168,14 +167,12 @@ fn chunked_data_trains_exactly_like_resident_data() {
             let opts = GpuOptions {
                 max_chunk_bytes: chunk,
             };
-            let h = Some((held.x.view(), held.y.as_slice()));
-            let mut gpu = GpuBackend::new(ctx, train.x.view(), &train.y, 6, h, 100, &opts).unwrap();
-            let chunks = gpu.train_chunks();
-            let reports = fit(&mut gpu, train.len(), &cfg, &mut |_| {}, &mut |_| {}).unwrap();
+            let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
+            let reports = train_on(&mut g, &train, Some(&held), &cfg);
             (
-                chunks,
+                g.train_chunks(),
                 reports.last().unwrap().val_loss,
-                gpu.params().unwrap(),
+                g.params().unwrap(),
             )
         };
         let (one, loss1, p1) = run(None);
@@ -197,52 +194,227 @@ fn mnist_shaped_data_larger_than_one_binding_trains() {
     // 60,000 × 784 f32 = 188 MB: more than lavapipe's 128 MiB storage binding, so X must be chunked.
     let full = data::synthetic(60_000, 784, 10, 11).unwrap();
     let cfg = TrainConfig {
-        epochs: 1,
+        epochs: 2,
         batch_size: 256,
         lr: 0.05,
         val_split: 0.0,
         ..TrainConfig::default()
     };
     for ctx in &gpus {
-        let mut gpu = GpuBackend::new(
-            ctx,
-            full.x.view(),
-            &full.y,
-            10,
-            None,
-            256,
-            &GpuOptions::default(),
-        )
-        .unwrap();
+        let mut g = gpu(ctx, shape(&full));
+        let reports = train_on(&mut g, &full, None, &cfg);
         let needed =
             (60_000u64 * 784 * 4).div_ceil(ctx.limits.max_storage_buffer_binding_size) as usize;
+        assert!(g.train_chunks() >= needed, "{} chunks", g.train_chunks());
+        let (first, second) = (&reports[0], &reports[1]);
         assert!(
-            gpu.train_chunks() >= needed,
-            "{} chunks",
-            gpu.train_chunks()
-        );
-        let order = epoch_order(full.len(), 1, 1, true);
-        let bad = [0u32, 60_000];
-        assert!(
-            gpu.train_epoch(&bad, 256, cfg.lr, 0.0, &mut |_| {})
-                .is_err(),
-            "an index past the end is rejected"
-        );
-        let sums = gpu
-            .train_epoch(&order, 256, cfg.lr, 0.0, &mut |_| {})
-            .unwrap();
-        let second = gpu
-            .train_epoch(&order, 256, cfg.lr, 0.0, &mut |_| {})
-            .unwrap();
-        assert_eq!(sums.rows, 60_000);
-        assert!(
-            sums.mean_loss().is_finite() && second.mean_loss() < sums.mean_loss(),
-            "{sums:?} → {second:?}"
+            first.train_loss.is_finite() && second.train_loss < first.train_loss,
+            "{first:?} → {second:?}"
         );
         assert!(
-            second.accuracy() > 0.5,
+            second.train_accuracy > 0.5,
             "learnable blobs: accuracy {}",
-            second.accuracy()
+            second.train_accuracy
         );
     }
+}
+
+/// A stand-in for a data-parallel reducer: every "process" holds the same sums, so the allreduce multiplies them
+/// by the process count. Multiplying by 2 is exact in floating point, and so is the division of the doubled sums
+/// by the doubled row count: the weights must be bitwise those of one process.
+struct Replicas(f64, usize);
+
+impl Reducer for Replicas {
+    fn is_identity(&self) -> bool {
+        false
+    }
+
+    fn allreduce(&mut self, values: &mut [f64]) -> softmax_wgpu::Result<()> {
+        self.1 += 1;
+        values.iter_mut().for_each(|v| *v *= self.0);
+        Ok(())
+    }
+}
+
+#[test]
+fn the_combine_point_sees_every_step_and_two_identical_replicas_train_like_one() {
+    let (train, _) = problem(400, 9, 3);
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        lr: 0.1,
+        l2: 1e-3,
+        ..TrainConfig::default()
+    };
+    on_every_backend(|name, make| {
+        let mut one = make(shape(&train));
+        train_on(one.as_mut(), &train, None, &cfg);
+        let mut two = make(shape(&train));
+        let mut reducer = Replicas(2.0, 0);
+        fit_with(
+            two.as_mut(),
+            &mut source(&train),
+            None,
+            &cfg,
+            &mut reducer,
+            &mut [],
+        )
+        .unwrap();
+        // 320 training rows in batches of 32: 10 steps an epoch.
+        assert_eq!(reducer.1, 20, "{name}: one combine per step");
+        assert_eq!(two.params().unwrap(), one.params().unwrap(), "{name}");
+    });
+}
+
+#[test]
+fn the_full_batch_objective_matches_the_f64_reference_and_its_finite_differences() {
+    let (train, _) = problem(300, 6, 4);
+    let s = shape(&train);
+    let mut g = softmax_wgpu::rng::SplitMix64::new(5);
+    let params = Params {
+        w: ndarray::Array2::from_shape_simple_fn((s.d, s.k), || (g.next_f64() - 0.5) as f32),
+        b: ndarray::Array1::from_shape_simple_fn(s.k, || (g.next_f64() - 0.5) as f32),
+    };
+    let l2 = 0.01f32;
+    let mut reference = CpuBackend::<f64>::new(s);
+    let (j_ref, g_ref) =
+        objective(&mut reference, &mut source(&train), &params, l2, &mut Local).unwrap();
+    // Central differences of the f64 objective along W[0, 0] and b[1] agree with its gradient to ~h².
+    let h = 1e-3f32;
+    let mut fd = |change: &dyn Fn(&mut Params, f32)| {
+        let (mut p, mut m) = (params.clone(), params.clone());
+        change(&mut p, h);
+        change(&mut m, -h);
+        let (jp, _) = objective(&mut reference, &mut source(&train), &p, l2, &mut Local).unwrap();
+        let (jm, _) = objective(&mut reference, &mut source(&train), &m, l2, &mut Local).unwrap();
+        // The step actually taken, in f32.
+        (jp - jm) / f64::from((params.w[[0, 0]] + h) - (params.w[[0, 0]] - h))
+    };
+    let d_w00 = fd(&|p: &mut Params, e| p.w[[0, 0]] += e);
+    assert!(
+        (d_w00 - g_ref.w[[0, 0]]).abs() < 1e-5,
+        "{d_w00} vs {}",
+        g_ref.w[[0, 0]]
+    );
+    assert_eq!(g_ref.rows, 240);
+    on_every_backend(|name, make| {
+        let mut b = make(s);
+        let (j, grad) =
+            objective(b.as_mut(), &mut source(&train), &params, l2, &mut Local).unwrap();
+        // The mean of 240 losses and a gradient of 240-term sums in f32: well within 1e-5 relative
+        // (≈ 240·u ≈ 1.4e-5 in the worst case, √240·u ≈ 1e-6 typically).
+        assert!(
+            (j - j_ref).abs() <= 1e-5 * j_ref,
+            "{name}: J {j} vs {j_ref}"
+        );
+        let dw = relative_distance(grad.w.iter().map(|&v| v as f32), g_ref.w.iter().copied());
+        assert!(dw < 1e-5, "{name}: ∇W off by {dw:e}");
+        assert_eq!(
+            b.params().unwrap(),
+            params,
+            "{name}: weights left at the point evaluated"
+        );
+    });
+}
+
+#[test]
+fn weights_and_optimizer_state_go_in_and_out_on_every_backend() {
+    let (train, _) = problem(200, 5, 3);
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 40,
+        lr: 0.1,
+        ..TrainConfig::default()
+    };
+    on_every_backend(|name, make| {
+        let mut a = make(shape(&train));
+        train_on(a.as_mut(), &train, None, &cfg);
+        let (p, state) = (a.params().unwrap(), a.optimizer_state().unwrap());
+        assert_eq!(state.steps, 4, "{name}: 160 rows in batches of 40");
+        // A second backend given the same weights and state continues exactly where the first is.
+        let mut b = make(shape(&train));
+        b.set_params(&p).unwrap();
+        b.set_optimizer_state(&state).unwrap();
+        train_on(a.as_mut(), &train, None, &cfg);
+        train_on(b.as_mut(), &train, None, &cfg);
+        let (pa, pb) = (a.params().unwrap(), b.params().unwrap());
+        if name == "cpu f64" {
+            // Params are f32 (the model file's precision): the f64 path restarts from its weights rounded to f32,
+            // u = 6e-8 relative, and four more contracting steps keep the difference at that level.
+            let d = rel_diff(&pa.w, &pb.w);
+            assert!(d > 0.0 && d < 1e-6, "{name}: {d:e}");
+        } else {
+            assert_eq!(pa, pb, "{name}: resumed bitwise");
+        }
+        let wrong = Params::zeros(Shape { d: 6, k: 3 });
+        assert!(
+            matches!(b.set_params(&wrong), Err(Error::Shape { .. })),
+            "{name}"
+        );
+    });
+}
+
+#[test]
+fn host_batches_give_the_same_step_as_held_batches() {
+    let (train, _) = problem(150, 8, 3);
+    let update = Update {
+        optimizer: Optimizer::Sgd,
+        lr: 0.2,
+        l2: 0.0,
+    };
+    on_every_backend(|name, make| {
+        let mut held = make(shape(&train));
+        let set = held.hold(&mut source(&train)).unwrap();
+        let rows: Vec<u32> = (10..60).collect();
+        held.accumulate(&Batch::held(set, &rows).unwrap()).unwrap();
+        held.update(&update).unwrap();
+        let mut host = make(shape(&train));
+        let x = train.x.slice(ndarray::s![10..60, ..]);
+        let chunk = data::Chunk::new("rows", x, &train.y[10..60], 3, 10).unwrap();
+        host.accumulate(&Batch::host(chunk).unwrap()).unwrap();
+        host.update(&update).unwrap();
+        assert_eq!(held.params().unwrap(), host.params().unwrap(), "{name}");
+        assert_eq!(
+            held.take_sums().unwrap(),
+            host.take_sums().unwrap(),
+            "{name}"
+        );
+        // A row index past the held set is refused before it reaches the device.
+        assert!(Batch::held(set, &[0, set.len() as u32]).is_err());
+    });
+}
+
+#[test]
+fn labels_out_of_range_are_refused_on_every_path() {
+    let x = ndarray::Array2::<f32>::zeros((4, 2));
+    let e = InMemory::from_arrays("rows", x.clone(), vec![0, 1, 3, 0], 3).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "rows: row 2: label 3 is not below the 3 classes"
+    );
+    let e = data::Chunk::new("chunk", x.view(), &[0, 1, 2, 9], 3, 100).unwrap_err();
+    assert!(e.to_string().contains("row 103: label 9"), "{e}");
+    // A source of the wrong shape is refused by every backend before anything is held.
+    let mut wrong = InMemory::from_arrays("rows", x, vec![0, 1, 1, 0], 2).unwrap();
+    on_every_backend(|name, make| {
+        let mut b = make(Shape { d: 2, k: 3 });
+        let e = b.hold(&mut wrong).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }), "{name}: {e}");
+    });
+}
+
+#[test]
+fn a_batch_too_large_for_the_device_is_a_limits_error() {
+    on_every_gpu(|ctx| {
+        let d = 4096;
+        let s = Shape { d, k: 2 };
+        let mut g = gpu(ctx, s);
+        let too_many = g.max_batch() + 1;
+        let x = ndarray::Array2::<f32>::zeros((too_many, d));
+        let y = vec![0u32; too_many];
+        let chunk = data::Chunk::new("rows", x.view(), &y, 2, 0).unwrap();
+        let e = g.accumulate(&Batch::host(chunk).unwrap()).unwrap_err();
+        assert!(matches!(e, Error::Limits { .. }), "{e}");
+        assert!(e.to_string().contains("--batch-size"), "{e}");
+    });
 }

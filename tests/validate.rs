@@ -9,7 +9,7 @@ use softmax_wgpu::validate::{check_kernels, validate_adapter, Fault};
 #[test]
 fn validate_passes_on_every_adapter() {
     on_every_gpu(|ctx| {
-        let r = validate_adapter(ctx, 1, 200, None).unwrap();
+        let r = validate_adapter(ctx, 1, 200, None, &mut |_| {}).unwrap();
         if let Some(k) = r.kernels.iter().find(|k| !k.cmp.pass) {
             panic!(
                 "{}: {} {} {} failed: {:?}",
@@ -104,4 +104,11 @@ fn validate_command_exits_zero_with_json() {
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
+    // A mistyped step count is refused before any work, not run for days.
+    let huge = std::process::Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+        .args(["validate", "--steps", "1000000000000000"])
+        .output()
+        .unwrap();
+    assert_eq!(huge.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&huge.stderr).contains("--steps: must be in 1..=100000"));
 }

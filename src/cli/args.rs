@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use softmax_wgpu::TrainConfig;
+use softmax_wgpu::{Error, TrainConfig};
 
 /// Softmax (multinomial logistic) regression on any GPU through wgpu, checked against a CPU reference.
 #[derive(Debug, Parser)]
@@ -25,11 +25,38 @@ pub enum Command {
     Validate(ValidateArgs),
 }
 
+/// A graphics API wgpu can use, parsed once for every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    #[value(alias = "vk")]
+    Vulkan,
+    #[value(alias = "mtl")]
+    Metal,
+    #[value(alias = "d3d12")]
+    Dx12,
+    #[value(alias = "opengl", alias = "gles")]
+    Gl,
+    All,
+}
+
+impl BackendArg {
+    /// The wgpu backends of an optional choice (all when none).
+    pub fn backends(choice: Option<Self>) -> wgpu::Backends {
+        match choice {
+            Some(BackendArg::Vulkan) => wgpu::Backends::VULKAN,
+            Some(BackendArg::Metal) => wgpu::Backends::METAL,
+            Some(BackendArg::Dx12) => wgpu::Backends::DX12,
+            Some(BackendArg::Gl) => wgpu::Backends::GL,
+            Some(BackendArg::All) | None => wgpu::Backends::all(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Only adapters of this backend: vulkan, metal, dx12 or gl.
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Only adapters of this backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
     /// One adapter by index or name substring (default: the best).
     #[arg(long, conflicts_with = "all_adapters")]
     pub adapter: Option<String>,
@@ -42,7 +69,7 @@ pub struct ValidateArgs {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Training steps in the trajectory check.
+    /// Training steps in the trajectory check (at most 100,000).
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
 }
@@ -68,9 +95,9 @@ pub struct DeviceArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value_t = DeviceKind::Auto)]
     pub device: DeviceKind,
-    /// Restrict GPU adapters to one backend: vulkan, metal, dx12 or gl.
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Restrict GPU adapters to one backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
     /// GPU adapter by index (see `devices`) or by a substring of its name.
     #[arg(long)]
     pub adapter: Option<String>,
@@ -92,7 +119,7 @@ pub struct TrainArgs {
     /// The label column of CSV files (0-based; negative counts from the end).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub label_column: isize,
-    /// Number of classes for NPY labels (default: largest index + 1).
+    /// Number of classes for NPY labels (default: largest index + 1; at most 65,536).
     #[arg(long)]
     pub classes: Option<usize>,
     /// Generate N rows of D features in K Gaussian classes instead of reading data.
@@ -104,7 +131,7 @@ pub struct TrainArgs {
     /// NPY class indices for an NPY --test.
     #[arg(long, requires = "test")]
     pub test_labels: Option<PathBuf>,
-    /// Passes over the training data.
+    /// Passes over the training data (at most 1,000,000).
     #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
     /// Rows per step.
@@ -134,7 +161,8 @@ pub struct TrainArgs {
     /// Print one JSON object per epoch instead of a line.
     #[arg(long)]
     pub json: bool,
-    /// Largest chunk of the training data on the GPU, in MiB (default: the adapter's largest storage binding).
+    /// Largest chunk of the training data on the GPU, in MiB, 1 to 1,048,576 (default: the adapter's largest storage
+    /// binding).
     #[arg(long, value_name = "MIB")]
     pub chunk_mib: Option<u64>,
     /// Replay every step on the CPU in f64 and compare the weights every N steps; stop if they drift apart.
@@ -145,7 +173,23 @@ pub struct TrainArgs {
     pub check_tolerance: f64,
 }
 
+/// Largest `--chunk-mib`: 1 TiB, beyond any adapter's binding limit.
+pub const MAX_CHUNK_MIB: u64 = 1 << 20;
+
 impl TrainArgs {
+    /// `--chunk-mib` in bytes, checked.
+    pub fn chunk_bytes(&self) -> Result<Option<u64>, Error> {
+        match self.chunk_mib {
+            None => Ok(None),
+            Some(m) if (1..=MAX_CHUNK_MIB).contains(&m) => Ok(Some(m << 20)),
+            Some(m) => Err(Error::param(
+                "--chunk-mib",
+                format!("in 1..={MAX_CHUNK_MIB}"),
+                m,
+            )),
+        }
+    }
+
     pub fn config(&self) -> TrainConfig {
         TrainConfig {
             epochs: self.epochs,
@@ -160,6 +204,7 @@ impl TrainArgs {
                 self.val_split
             },
             standardize: self.standardize,
+            ..TrainConfig::default()
         }
     }
 }
@@ -189,9 +234,9 @@ pub struct PredictArgs {
 
 #[derive(Debug, Args)]
 pub struct DevicesArgs {
-    /// Only adapters of this backend: vulkan, metal, dx12 or gl.
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Only adapters of this backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
     /// JSON instead of text.
     #[arg(long)]
     pub json: bool,

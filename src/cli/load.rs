@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use ndarray::Array2;
 use softmax_wgpu::data::{self, Dataset};
+use softmax_wgpu::error::Position;
 use softmax_wgpu::{Error, Model, TrainConfig};
 
 use super::args::{PredictArgs, TrainArgs};
@@ -25,7 +26,8 @@ fn parse_synthetic(spec: &str) -> Result<(usize, usize, usize)> {
         Some(&[n, d, k]) => Ok((n, d, k)),
         _ => Err(Error::param(
             "--synthetic",
-            format!("expected N,D,K as three positive integers (got {spec:?})"),
+            "N,D,K: three positive integers",
+            format!("{spec:?}"),
         )
         .into()),
     }
@@ -40,7 +42,8 @@ fn npy_dataset(
     let y_path = y_path.ok_or_else(|| {
         Error::param(
             flag,
-            format!("is required with the NPY file {}", x_path.display()),
+            format!("given (required) with the NPY file {}", x_path.display()),
+            "none",
         )
     })?;
     let x = data::read_npy_features(x_path)?;
@@ -180,7 +183,7 @@ pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
                 } else {
                     return Err(Error::input_at(
                         path,
-                        "line 1",
+                        Position::Line(1),
                         format!("{cols} columns: the model expects {d} features (or {} with a label column)", d + 1),
                     )
                     .into());

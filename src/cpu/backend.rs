@@ -1,36 +1,45 @@
-//! A complete trainer built from the CPU mirrors, in f32 or f64.
+//! A complete trainer built from the CPU mirrors, in f32 or f64, on the [`Backend`] seam.
 
-use ndarray::{Array1, Array2, ArrayView2};
+use std::sync::Arc;
 
-use super::{cast, gather, logits, metrics, softmax, step, Real};
-use crate::error::Result;
-use crate::train::{Backend, Params, Sums};
+use ndarray::{Array1, Array2};
 
-/// The reference trainer. Holds the training rows (and optionally held-out rows) in precision `T`.
+use super::{cast, gather, grad, logits, metrics, residual, softmax, update, Real};
+use crate::data::{HostRows, RowSource};
+use crate::error::{Error, Result};
+use crate::train::{
+    Backend, Batch, BatchRows, Gradient, Held, OptimizerState, Params, Shape, Sums, Update,
+};
+
+/// The reference trainer. Holds the rows it was given in f32 (shared, not copied, when the source already has them
+/// in memory) and widens each batch to `T` as it computes.
 #[derive(Debug)]
 pub struct CpuBackend<T: Real> {
-    x: Array2<T>,
-    y: Vec<u32>,
-    held_out: Option<(Array2<T>, Vec<u32>)>,
+    shape: Shape,
+    held: Vec<Arc<HostRows>>,
     w: Array2<T>,
     b: Array1<T>,
+    /// Gradient sums since the last update, and the rows they sum (0: empty).
+    g: Array2<T>,
+    gb: Array1<T>,
+    g_rows: u64,
+    sums: Sums,
+    optimizer: OptimizerState,
 }
 
 impl<T: Real> CpuBackend<T> {
-    /// A zero-initialised model of `k` classes over the rows of `x`.
-    pub fn new(
-        x: ArrayView2<f32>,
-        y: &[u32],
-        k: usize,
-        held_out: Option<(ArrayView2<f32>, &[u32])>,
-    ) -> Self {
-        let d = x.ncols();
+    /// A zero-initialised model of `shape`.
+    pub fn new(shape: Shape) -> Self {
         CpuBackend {
-            x: cast(x),
-            y: y.to_vec(),
-            held_out: held_out.map(|(x, y)| (cast(x), y.to_vec())),
-            w: Array2::zeros((d, k)),
-            b: Array1::zeros(k),
+            shape,
+            held: Vec::new(),
+            w: Array2::zeros((shape.d, shape.k)),
+            b: Array1::zeros(shape.k),
+            g: Array2::zeros((shape.d, shape.k)),
+            gb: Array1::zeros(shape.k),
+            g_rows: 0,
+            sums: Sums::default(),
+            optimizer: OptimizerState::default(),
         }
     }
 
@@ -42,6 +51,46 @@ impl<T: Real> CpuBackend<T> {
     fn to_f64(v: T) -> f64 {
         v.to_f64().unwrap_or(f64::NAN)
     }
+
+    fn from_f64(v: f64) -> T {
+        T::from_f64(v).unwrap_or_else(T::nan)
+    }
+
+    /// The batch's rows in precision `T`.
+    fn rows_of(&self, batch: &Batch<'_>) -> Result<(Array2<T>, Vec<u32>)> {
+        match batch.rows() {
+            BatchRows::Held { set, rows } => {
+                let held = self
+                    .held
+                    .get(set.id())
+                    .filter(|h| h.len() == set.len())
+                    .ok_or_else(|| {
+                        Error::Internal(format!("held set {} is not this backend's", set.id()))
+                    })?;
+                Ok(gather(rows, held.x(), held.y()))
+            }
+            BatchRows::Host(chunk) => {
+                if chunk.x().ncols() != self.shape.d {
+                    return Err(Error::shape(
+                        "batch features",
+                        self.shape.d,
+                        chunk.x().ncols(),
+                    ));
+                }
+                Ok((cast(chunk.x()), chunk.y().to_vec()))
+            }
+        }
+    }
+
+    /// Forward pass: the softmax, the per-row stats, and the sums added to the running ones.
+    fn forward_rows(&mut self, xb: &Array2<T>, yb: &[u32]) -> Array2<T> {
+        let z = logits(xb.view(), self.w.view(), self.b.view());
+        let (s, stats) = softmax(z.view(), yb);
+        let (loss, hits) = metrics(stats.view());
+        self.sums
+            .add(Self::to_f64(loss), Self::to_f64(hits), yb.len());
+        s
+    }
 }
 
 impl<T: Real> Backend for CpuBackend<T> {
@@ -49,41 +98,99 @@ impl<T: Real> Backend for CpuBackend<T> {
         format!("cpu ({})", std::any::type_name::<T>())
     }
 
-    fn train_epoch(
-        &mut self,
-        order: &[u32],
-        batch_size: usize,
-        lr: f32,
-        l2: f32,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Sums> {
-        let lr = T::from_f32(lr).expect("f32 converts");
-        let l2 = T::from_f32(l2).expect("f32 converts");
-        let mut sums = Sums::default();
-        for batch in order.chunks(batch_size) {
-            let (xb, yb) = gather(batch, self.x.view(), &self.y);
-            let (loss, hits) = step(xb.view(), &yb, &mut self.w, &mut self.b, lr, l2);
-            sums.add(Self::to_f64(loss), Self::to_f64(hits), batch.len());
-            progress(batch.len());
-        }
-        Ok(sums)
+    fn shape(&self) -> Shape {
+        self.shape
     }
 
-    fn evaluate(&mut self) -> Result<Option<Sums>> {
-        let Some((x, y)) = &self.held_out else {
-            return Ok(None);
-        };
-        let mut sums = Sums::default();
-        // Blocks of rows keep the temporaries small on large held-out sets.
-        for start in (0..y.len()).step_by(4096) {
-            let end = (start + 4096).min(y.len());
-            let xb = x.slice(ndarray::s![start..end, ..]);
-            let z = logits(xb, self.w.view(), self.b.view());
-            let (_, stats) = softmax(z.view(), &y[start..end]);
-            let (loss, hits) = metrics(stats.view());
-            sums.add(Self::to_f64(loss), Self::to_f64(hits), end - start);
+    fn max_batch(&self) -> usize {
+        crate::config::MAX_BATCH
+    }
+
+    fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held> {
+        self.shape.check_source(source)?;
+        let rows = HostRows::read(source)?;
+        let held = Held::new(self.held.len(), rows.len());
+        self.held.push(rows);
+        Ok(held)
+    }
+
+    fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
+        let (xb, yb) = self.rows_of(batch)?;
+        let s = self.forward_rows(&xb, &yb);
+        let r = residual(s.view(), &yb);
+        let (g, gb) = grad(xb.view(), r.view());
+        if self.g_rows == 0 {
+            self.g = g;
+            self.gb = gb;
+        } else {
+            self.g.zip_mut_with(&g, |a, &b| *a = *a + b);
+            self.gb.zip_mut_with(&gb, |a, &b| *a = *a + b);
         }
-        Ok(Some(sums))
+        self.g_rows += yb.len() as u64;
+        Ok(())
+    }
+
+    fn forward(&mut self, batch: &Batch<'_>) -> Result<()> {
+        let (xb, yb) = self.rows_of(batch)?;
+        self.forward_rows(&xb, &yb);
+        Ok(())
+    }
+
+    fn update(&mut self, u: &Update) -> Result<()> {
+        if self.g_rows == 0 {
+            return Err(Error::Internal(
+                "update without accumulated gradient sums".into(),
+            ));
+        }
+        let lr = Self::from_f64(f64::from(u.lr));
+        let l2 = Self::from_f64(f64::from(u.l2));
+        let rows = Self::from_f64(self.g_rows as f64);
+        update(
+            self.g.view(),
+            self.gb.view(),
+            self.w.view_mut(),
+            self.b.view_mut(),
+            lr,
+            l2,
+            rows,
+        );
+        self.g_rows = 0;
+        self.optimizer.steps += 1;
+        Ok(())
+    }
+
+    fn take_gradient(&mut self) -> Result<Gradient> {
+        let rows = std::mem::take(&mut self.g_rows);
+        if rows == 0 {
+            return Ok(Gradient {
+                w: Array2::zeros((self.shape.d, self.shape.k)),
+                b: Array1::zeros(self.shape.k),
+                rows: 0,
+            });
+        }
+        Ok(Gradient {
+            w: self.g.mapv(Self::to_f64),
+            b: self.gb.mapv(Self::to_f64),
+            rows,
+        })
+    }
+
+    fn set_gradient(&mut self, g: &Gradient) -> Result<()> {
+        if g.w.dim() != (self.shape.d, self.shape.k) || g.b.len() != self.shape.k {
+            return Err(Error::shape(
+                "gradient",
+                format!("{:?}", (self.shape.d, self.shape.k)),
+                format!("{:?}", g.w.dim()),
+            ));
+        }
+        self.g = g.w.mapv(Self::from_f64);
+        self.gb = g.b.mapv(Self::from_f64);
+        self.g_rows = g.rows;
+        Ok(())
+    }
+
+    fn take_sums(&mut self) -> Result<Sums> {
+        Ok(std::mem::take(&mut self.sums))
     }
 
     fn params(&mut self) -> Result<Params> {
@@ -91,5 +198,28 @@ impl<T: Real> Backend for CpuBackend<T> {
             w: self.w.mapv(|v| v.to_f32().unwrap_or(f32::NAN)),
             b: self.b.mapv(|v| v.to_f32().unwrap_or(f32::NAN)),
         })
+    }
+
+    fn set_params(&mut self, p: &Params) -> Result<()> {
+        p.check(self.shape)?;
+        self.w = cast(p.w.view());
+        self.b = p.b.mapv(|v| T::from_f32(v).unwrap_or_else(T::nan));
+        Ok(())
+    }
+
+    fn optimizer_state(&mut self) -> Result<OptimizerState> {
+        Ok(self.optimizer.clone())
+    }
+
+    fn set_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
+        if !s.tensors.is_empty() {
+            return Err(Error::shape(
+                "SGD optimizer state tensors",
+                0,
+                s.tensors.len(),
+            ));
+        }
+        self.optimizer = s.clone();
+        Ok(())
     }
 }

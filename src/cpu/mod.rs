@@ -1,6 +1,6 @@
 //! The CPU reference path: one function per shader, with the shader's name and its binding order, in ndarray,
 //! generic over `f32` and `f64`. These are the definitions the GPU kernels are tested against, and
-//! [`CpuBackend`] is a complete trainer built from them (`--device cpu`).
+//! [`CpuBackend`] is a complete trainer built from them (`--device cpu`, and the `--check-every` shadow).
 
 mod backend;
 
@@ -64,15 +64,14 @@ pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32]) -> Array2<T> {
     r
 }
 
-/// Mirror of `grad.wgsl`: G = Xᵀ·R / rows and g_b = colsum(R) / rows.
+/// Mirror of `grad.wgsl`: the gradient sums G = Xᵀ·R and g_b = colsum(R) over the batch's rows (divided by the row
+/// count in [`update`], so that sums from several batches or processes can be added first).
 pub fn grad<T: Real>(x: ArrayView2<T>, r: ArrayView2<T>) -> (Array2<T>, Array1<T>) {
-    let rows = T::from_usize(x.nrows()).expect("row count is representable");
-    let g = x.t().dot(&r) / rows;
-    let gb = r.sum_axis(Axis(0)) / rows;
-    (g, gb)
+    (x.t().dot(&r), r.sum_axis(Axis(0)))
 }
 
-/// Mirror of `update.wgsl`: W ← W − lr·(G + l2·W), b ← b − lr·g_b.
+/// Mirror of `update.wgsl`: W ← W − lr·(G/rows + l2·W), b ← b − lr·g_b/rows, where G, g_b are gradient sums over
+/// `rows` rows.
 pub fn update<T: Real>(
     g: ArrayView2<T>,
     gb: ArrayView1<T>,
@@ -80,13 +79,14 @@ pub fn update<T: Real>(
     mut b: ArrayViewMut1<T>,
     lr: T,
     l2: T,
+    rows: T,
 ) {
     Zip::from(&mut w)
         .and(&g)
-        .for_each(|w, &g| *w = *w - lr * (g + l2 * *w));
+        .for_each(|w, &g| *w = *w - lr * (g / rows + l2 * *w));
     Zip::from(&mut b)
         .and(&gb)
-        .for_each(|b, &g| *b = *b - lr * g);
+        .for_each(|b, &g| *b = *b - lr * (g / rows));
 }
 
 /// Mirror of `metrics.wgsl`: the batch's (Σ loss, Σ correct) from softmax's per-row pairs.
@@ -95,30 +95,22 @@ pub fn metrics<T: Real>(stats: ArrayView2<T>) -> (T, T) {
     (sums[0], sums[1])
 }
 
-/// Mirror of `gather.wgsl` (all chunks at once): the rows `perm[offset..offset + rows]` of X and y.
-pub fn gather<T: Real>(perm: &[u32], x: ArrayView2<T>, y: &[u32]) -> (Array2<T>, Vec<u32>) {
-    let idx: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
-    let xb = x.select(Axis(0), &idx);
-    let yb = idx.iter().map(|&i| y[i]).collect();
-    (xb, yb)
-}
-
-/// One SGD step on a gathered batch: the mirrors composed in the order the GPU records its kernels. Returns the
-/// batch's (Σ loss, Σ correct), taken before the update.
-pub fn step<T: Real>(
-    xb: ArrayView2<T>,
-    yb: &[u32],
-    w: &mut Array2<T>,
-    b: &mut Array1<T>,
-    lr: T,
-    l2: T,
-) -> (T, T) {
-    let z = logits(xb, w.view(), b.view());
-    let (s, stats) = softmax(z.view(), yb);
-    let r = residual(s.view(), yb);
-    let (g, gb) = grad(xb, r.view());
-    update(g.view(), gb.view(), w.view_mut(), b.view_mut(), lr, l2);
-    metrics(stats.view())
+/// Mirror of `gather.wgsl` (all chunks at once): the rows `perm` of X and y, converted to the precision `T`.
+pub fn gather<T: Real>(perm: &[u32], x: ArrayView2<f32>, y: &[u32]) -> (Array2<T>, Vec<u32>) {
+    let d = x.ncols();
+    let mut xb = Vec::with_capacity(perm.len() * d);
+    for &p in perm {
+        xb.extend(
+            x.row(p as usize)
+                .iter()
+                .map(|&v| T::from_f32(v).expect("f32 converts to every Real")),
+        );
+    }
+    let yb = perm.iter().map(|&i| y[i as usize]).collect();
+    (
+        Array2::from_shape_vec((perm.len(), d), xb).expect("rows × d values"),
+        yb,
+    )
 }
 
 /// Converts an f32 array to the reference precision.

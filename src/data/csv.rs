@@ -5,7 +5,7 @@ use std::path::Path;
 use ndarray::Array2;
 
 use super::read_file;
-use crate::error::{Error, Result};
+use crate::error::{Error, Position, Result};
 
 /// A parsed CSV file.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ fn reader(bytes: &[u8]) -> ::csv::Reader<&[u8]> {
 
 fn csv_error(path: &Path, e: &::csv::Error) -> Error {
     match e.position() {
-        Some(p) => Error::input_at(path, format!("line {}", p.line()), e.to_string()),
+        Some(p) => Error::input_at(path, Position::Line(p.line()), e.to_string()),
         None => Error::input(path, e.to_string()),
     }
 }
@@ -57,11 +57,8 @@ fn number(cell: &str) -> Option<f64> {
     cell.parse::<f64>().ok()
 }
 
-pub(super) fn parse_csv(
-    path: &Path,
-    bytes: &[u8],
-    label_column: Option<isize>,
-) -> Result<CsvTable> {
+/// [`read_csv`] on the file's bytes (`path` names it in errors).
+pub fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) -> Result<CsvTable> {
     let mut reader = reader(bytes);
     let mut width: Option<usize> = None;
     let mut label: Option<usize> = None;
@@ -85,7 +82,12 @@ pub(super) fn parse_csv(
                     if i < 0 || i as usize >= w {
                         return Err(Error::param(
                             "--label-column",
-                            format!("{c} is outside the {w} columns of {}", path.display()),
+                            format!(
+                                "in -{w}..={} for the {w} columns of {}",
+                                w - 1,
+                                path.display()
+                            ),
+                            c,
                         ));
                     }
                     Some(i as usize)
@@ -94,7 +96,7 @@ pub(super) fn parse_csv(
             if l.is_some() && w < 2 {
                 return Err(Error::input_at(
                     path,
-                    format!("line {line}"),
+                    Position::Line(line),
                     "a label column and at least one feature are needed",
                 ));
             }
@@ -117,7 +119,7 @@ pub(super) fn parse_csv(
         if record.len() != w {
             return Err(Error::input_at(
                 path,
-                format!("line {line}"),
+                Position::Line(line),
                 format!("expected {w} columns, found {}", record.len()),
             ));
         }
@@ -132,7 +134,7 @@ pub(super) fn parse_csv(
     }
     let d = if label.is_some() { w - 1 } else { w };
     let x = Array2::from_shape_vec((lines.len(), d), values)
-        .map_err(|e| Error::input(path, e.to_string()))?;
+        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
     Ok(CsvTable {
         x,
         labels,
@@ -154,14 +156,20 @@ fn push_row(
             if cell.is_empty() {
                 return Err(Error::input_at(
                     path,
-                    format!("line {line}, column {}", i + 1),
+                    Position::Cell {
+                        line,
+                        column: i as u64 + 1,
+                    },
                     "empty label",
                 ));
             }
             labels.push(cell.to_string());
             continue;
         }
-        let at = || format!("line {line}, column {}", i + 1);
+        let at = || Position::Cell {
+            line,
+            column: i as u64 + 1,
+        };
         let v = number(cell).ok_or_else(|| {
             Error::input_at(path, at(), format!("cannot parse {cell:?} as a number"))
         })?;

@@ -3,10 +3,12 @@
 
 mod csv;
 mod npy;
+mod source;
 mod synthetic;
 
-pub use self::csv::{csv_columns, read_csv, CsvTable};
-pub use self::npy::{read_npy_features, read_npy_labels};
+pub use self::csv::{csv_columns, parse_csv, read_csv, CsvTable};
+pub use self::npy::{parse_npy_features, parse_npy_labels, read_npy_features, read_npy_labels};
+pub use self::source::{check_rows, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES};
 pub use self::synthetic::synthetic;
 
 use std::io::Read;
@@ -15,11 +17,34 @@ use std::path::Path;
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{bytes, Error, Position, Result};
 use crate::rng::SplitMix64;
 
-/// Most classes a data set may have.
-pub const MAX_CLASSES: usize = 65_536;
+/// Bytes of memory this machine can still give (Linux: MemAvailable), or None where it cannot be read.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Refuses to allocate `needed` bytes for `what` when the machine does not have them available, before anything is
+/// allocated (an allocation that fails aborts the process instead of reporting an error).
+pub fn check_host_memory(what: &str, needed: u64) -> Result<()> {
+    match available_memory() {
+        Some(available) if needed > available => Err(Error::Limits {
+            device: "this machine".into(),
+            what: what.to_string(),
+            needed,
+            limit: available,
+            hint: Some(format!(
+                "{} of memory is available; use a smaller data set",
+                bytes(available)
+            )),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// Features, class indices and class names.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +73,12 @@ impl Dataset {
     /// Features per row.
     pub fn features(&self) -> usize {
         self.x.ncols()
+    }
+
+    /// The data as a checked [`RowSource`] (moves the rows; no copy).
+    pub fn into_source(self) -> Result<InMemory> {
+        let k = self.classes.len();
+        InMemory::from_arrays(self.source, self.x, self.y, k)
     }
 
     /// The rows at `idx`, in that order.
@@ -89,7 +120,7 @@ pub fn encode_labels(path: &Path, labels: &[String]) -> Result<(Vec<String>, Vec
         return Err(Error::input(
             path,
             format!(
-                "{} distinct labels; at most {MAX_CLASSES} classes",
+                "{} distinct labels; at most {MAX_CLASSES} classes are supported",
                 classes.len()
             ),
         ));
@@ -127,7 +158,7 @@ pub fn labels_to_classes(
                 let more = if classes.len() > 12 { ", …" } else { "" };
                 Error::input_at(
                     path,
-                    format!("line {}", lines.get(i).copied().unwrap_or(i as u64 + 1)),
+                    Position::Line(lines.get(i).copied().unwrap_or(i as u64 + 1)),
                     format!(
                         "label {l:?} is not one of the {what} classes [{}{more}]",
                         shown.join(", ")
@@ -138,25 +169,6 @@ pub fn labels_to_classes(
         .collect()
 }
 
-/// Checks that every feature is finite; names the first offender as `"{unit} r, column c"` (1-based).
-pub fn check_finite(
-    path: &Path,
-    x: ArrayView2<f32>,
-    row_names: impl Fn(usize) -> String,
-) -> Result<()> {
-    for (r, row) in x.outer_iter().enumerate() {
-        if let Some(c) = row.iter().position(|v| !v.is_finite()) {
-            let what = if row[c].is_nan() { "NaN" } else { "infinite" };
-            return Err(Error::input_at(
-                path,
-                format!("{}, column {}", row_names(r), c + 1),
-                format!("feature is {what}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The embedded UCI digits (1,797 × 64, classes "0".."9").
 pub fn digits() -> Result<Dataset> {
     static GZ: &[u8] = include_bytes!("../../data/digits.csv.gz");
@@ -164,7 +176,7 @@ pub fn digits() -> Result<Dataset> {
     flate2::read::GzDecoder::new(GZ)
         .read_to_string(&mut text)
         .map_err(|e| Error::input("<embedded digits.csv.gz>", e.to_string()))?;
-    let table = csv::parse_csv(Path::new("<embedded digits>"), text.as_bytes(), Some(-1))?;
+    let table = parse_csv(Path::new("<embedded digits>"), text.as_bytes(), Some(-1))?;
     let (classes, y) = encode_labels(Path::new("<embedded digits>"), &table.labels)?;
     Ok(Dataset {
         x: table.x,
@@ -184,7 +196,8 @@ pub fn split_holdout(ds: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset,
     if n_val >= n {
         return Err(Error::param(
             "--val-split",
-            format!("{fraction} of {n} rows leaves no training rows"),
+            format!("a fraction that leaves training rows among the {n}"),
+            fraction,
         ));
     }
     let mut idx: Vec<usize> = (0..n).collect();

@@ -6,7 +6,7 @@ use std::path::Path;
 use ndarray::Array2;
 
 use super::{read_file, MAX_CLASSES};
-use crate::error::{Error, Result};
+use crate::error::{Error, Position, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -26,6 +26,47 @@ struct Header {
     data_start: usize,
 }
 
+/// The element kind of a NumPy type string, or why it cannot be a number we train on.
+fn kind_of(descr: &str) -> std::result::Result<(Kind, usize, bool), String> {
+    let mut chars = descr.chars();
+    let order = chars.next().unwrap_or('?');
+    let letter = chars.next().unwrap_or('?');
+    let size: usize = chars.as_str().parse().unwrap_or(0);
+    if !matches!(order, '<' | '>' | '|' | '=') {
+        return Err(format!("unsupported dtype {descr:?}"));
+    }
+    let kind = match letter {
+        'f' => Kind::Float,
+        'i' => Kind::Int,
+        'u' | 'b' => Kind::Uint,
+        'c' => {
+            return Err(format!(
+                "dtype {descr:?} holds complex numbers, not real ones"
+            ))
+        }
+        'O' => return Err(format!("dtype {descr:?} holds Python objects, not numbers")),
+        'M' | 'm' => return Err(format!("dtype {descr:?} holds dates or times, not numbers")),
+        'S' | 'U' | 'a' => return Err(format!("dtype {descr:?} holds strings, not numbers")),
+        'V' => {
+            return Err(format!(
+                "dtype {descr:?} is raw or structured data, not numbers"
+            ))
+        }
+        _ => return Err(format!("unsupported dtype {descr:?}")),
+    };
+    if !matches!(size, 1 | 2 | 4 | 8) || (kind == Kind::Float && size == 1) {
+        return Err(format!("unsupported dtype {descr:?}"));
+    }
+    Ok((kind, size, order == '>'))
+}
+
+/// The value of `'key':` in a header dictionary, up to the end of the header.
+fn field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
+    let key = format!("'{name}':");
+    let at = text.find(&key)?;
+    Some(text[at + key.len()..].trim_start())
+}
+
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let bad = |m: &str| Error::input(path, format!("not a valid NPY file: {m}"));
     if bytes.is_empty() {
@@ -35,36 +76,41 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         return Err(bad("missing the \\x93NUMPY magic"));
     }
     let (len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
+        2 | 3 => return Err(bad("header length runs past the end of the file")),
         v => return Err(bad(&format!("unsupported version {v}"))),
     };
-    let text = bytes
-        .get(start..start + len)
+    let text = start
+        .checked_add(len)
+        .and_then(|end| bytes.get(start..end))
         .ok_or_else(|| bad("header runs past the end of the file"))?;
     let text = std::str::from_utf8(text).map_err(|_| bad("header is not text"))?;
-    let field = |name: &str| -> Result<&str> {
-        let key = format!("'{name}':");
-        let at = text
-            .find(&key)
-            .ok_or_else(|| bad(&format!("header has no '{name}'")))?;
-        Ok(text[at + key.len()..].trim_start())
-    };
-    let descr_raw = field("descr")?;
+    let descr_raw = field(text, "descr").ok_or_else(|| bad("header has no 'descr'"))?;
+    if descr_raw.starts_with('[') || descr_raw.starts_with('{') {
+        return Err(Error::input(
+            path,
+            "dtype is structured (named fields), not a plain numeric array",
+        ));
+    }
     let descr = descr_raw
         .strip_prefix('\'')
         .and_then(|s| s.split('\'').next())
-        .ok_or_else(|| bad("descr"))?
+        .ok_or_else(|| bad("'descr' is not a quoted type string"))?
         .to_string();
-    let fortran = field("fortran_order")?.starts_with("True");
-    let shape_raw = field("shape")?;
+    let fortran = match field(text, "fortran_order") {
+        Some(v) if v.starts_with("True") => true,
+        Some(v) if v.starts_with("False") => false,
+        _ => return Err(bad("'fortran_order' is not True or False")),
+    };
+    let shape_raw = field(text, "shape").ok_or_else(|| bad("header has no 'shape'"))?;
     let inner = shape_raw
         .strip_prefix('(')
         .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("shape"))?;
+        .ok_or_else(|| bad("'shape' is not a tuple"))?;
     let shape = inner
         .split(',')
         .map(str::trim)
@@ -72,27 +118,14 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         .map(|s| {
             s.trim_end_matches('L')
                 .parse::<usize>()
-                .map_err(|_| bad("shape"))
+                .map_err(|_| bad(&format!("'shape' holds {s:?}, not a size")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut chars = descr.chars();
-    let order = chars.next().unwrap_or('?');
-    let kind = match chars.next() {
-        Some('f') => Kind::Float,
-        Some('i') => Kind::Int,
-        Some('u') => Kind::Uint,
-        Some('b') => Kind::Uint,
-        _ => Kind::Float,
-    };
-    let size: usize = chars.as_str().parse().unwrap_or(0);
-    let descr_ok = matches!(order, '<' | '>' | '|' | '=') && size > 0;
-    if !descr_ok {
-        return Err(Error::input(path, format!("unsupported dtype {descr:?}")));
-    }
+    let (kind, size, big_endian) = kind_of(&descr).map_err(|m| Error::input(path, m))?;
     Ok(Header {
         kind,
         size,
-        big_endian: order == '>',
+        big_endian,
         descr,
         fortran,
         shape,
@@ -100,13 +133,17 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     })
 }
 
-fn data<'a>(path: &Path, bytes: &'a [u8], h: &Header, count: usize) -> Result<&'a [u8]> {
-    let need = count
-        .checked_mul(h.size)
-        .ok_or_else(|| Error::input(path, "shape is too large"))?;
-    let body = &bytes[h.data_start..];
-    if body.len() < need {
-        return Err(Error::input(
+/// The data bytes of `count` elements, checked against the file's length with overflow-free arithmetic.
+fn data<'a>(path: &Path, bytes: &'a [u8], h: &Header) -> Result<&'a [u8]> {
+    let count = h
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &s| acc.checked_mul(s))
+        .and_then(|c| c.checked_mul(h.size));
+    let body = &bytes[h.data_start.min(bytes.len())..];
+    match count {
+        Some(need) if body.len() >= need => Ok(&body[..need]),
+        Some(need) => Err(Error::input(
             path,
             format!(
                 "truncated: shape {:?} of {} needs {need} bytes of data, found {}",
@@ -114,9 +151,15 @@ fn data<'a>(path: &Path, bytes: &'a [u8], h: &Header, count: usize) -> Result<&'
                 h.descr,
                 body.len()
             ),
-        ));
+        )),
+        None => Err(Error::input(
+            path,
+            format!(
+                "shape {:?} of {} is larger than any file can be",
+                h.shape, h.descr
+            ),
+        )),
     }
-    Ok(&body[..need])
 }
 
 fn word<const N: usize>(c: &[u8], big: bool) -> [u8; N] {
@@ -131,8 +174,12 @@ fn word<const N: usize>(c: &[u8], big: bool) -> [u8; N] {
 /// Reads a 2-D f32 or f64 array (converted to f32) and checks every value is finite. Positions in errors are
 /// NumPy's 0-based indices.
 pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
-    let bytes = read_file(path)?;
-    let h = parse_header(path, &bytes)?;
+    parse_npy_features(path, &read_file(path)?)
+}
+
+/// [`read_npy_features`] on the file's bytes (`path` names it in errors).
+pub fn parse_npy_features(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
+    let h = parse_header(path, bytes)?;
     if h.kind != Kind::Float || !(h.size == 4 || h.size == 8) {
         return Err(Error::input(
             path,
@@ -161,8 +208,8 @@ pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
             format!("features are empty: shape {:?}", h.shape),
         ));
     }
-    let raw = data(path, &bytes, &h, n * d)?;
-    let mut out = Vec::with_capacity(n * d);
+    let raw = data(path, bytes, &h)?;
+    let mut out = Vec::with_capacity(raw.len() / h.size);
     for (e, c) in raw.chunks_exact(h.size).enumerate() {
         let v = if h.size == 4 {
             f32::from_le_bytes(word(c, h.big_endian))
@@ -177,7 +224,7 @@ pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
             };
             return Err(Error::input_at(
                 path,
-                format!("index [{}, {}]", e / d, e % d),
+                Position::Index2((e / d) as u64, (e % d) as u64),
                 format!("feature is {what}"),
             ));
         }
@@ -189,18 +236,22 @@ pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
 /// Reads a 1-D integer array of class indices (an [n, 1] column is accepted too). Indices must be ≥ 0 and below
 /// `classes` when given, else below [`MAX_CLASSES`].
 pub fn read_npy_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> {
-    let bytes = read_file(path)?;
-    let h = parse_header(path, &bytes)?;
+    parse_npy_labels(path, &read_file(path)?, classes)
+}
+
+/// [`read_npy_labels`] on the file's bytes (`path` names it in errors).
+pub fn parse_npy_labels(path: &Path, bytes: &[u8], classes: Option<usize>) -> Result<Vec<u32>> {
+    let h = parse_header(path, bytes)?;
     if h.kind == Kind::Float {
         return Err(Error::input(
             path,
             format!("labels must be an integer array, found dtype {:?}", h.descr),
         ));
     }
-    if !matches!(h.size, 1 | 2 | 4 | 8) {
+    if h.fortran && h.shape.len() > 1 {
         return Err(Error::input(
             path,
-            format!("unsupported dtype {:?}", h.descr),
+            "labels must be in C order, found Fortran order",
         ));
     }
     let n = match h.shape.as_slice() {
@@ -215,7 +266,14 @@ pub fn read_npy_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> 
     if n == 0 {
         return Err(Error::input(path, "labels are empty: shape (0,)"));
     }
-    let raw = data(path, &bytes, &h, n)?;
+    if let Some(k) = classes.filter(|k| !(2..=MAX_CLASSES).contains(k)) {
+        return Err(Error::param(
+            "--classes",
+            format!("in 2..={MAX_CLASSES}"),
+            k,
+        ));
+    }
+    let raw = data(path, bytes, &h)?;
     let limit = classes.unwrap_or(MAX_CLASSES) as i128;
     let mut out = Vec::with_capacity(n);
     for (e, c) in raw.chunks_exact(h.size).enumerate() {
@@ -230,7 +288,7 @@ pub fn read_npy_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> 
             (_, 4) => u32::from_le_bytes(word(c, be)) as i128,
             _ => u64::from_le_bytes(word(c, be)) as i128,
         };
-        let at = format!("index {e}");
+        let at = Position::Index(e as u64);
         if v < 0 {
             return Err(Error::input_at(
                 path,

@@ -2,35 +2,30 @@
 
 use ndarray::Array2;
 
-use super::Dataset;
-use crate::error::{Error, Result};
+use super::{check_host_memory, Dataset, MAX_CLASSES};
+use crate::error::{checked_product, Error, Result};
 use crate::rng::SplitMix64;
 
 /// `n` rows of `d` features in `k` classes: class c's centre is drawn from N(0, s²·I) with s = 3/√(2d), so two centres
 /// are ≈ 3 noise standard deviations apart whatever d is; rows are centre + N(0, I); labels cycle 0, 1, …, k−1 so every
 /// class is present. Classes are named "0".."k−1".
 pub fn synthetic(n: usize, d: usize, k: usize, seed: u64) -> Result<Dataset> {
-    if n == 0 || d == 0 || k < 2 {
+    if n == 0 || d == 0 || !(2..=MAX_CLASSES).contains(&k) {
         return Err(Error::param(
             "--synthetic",
-            format!("needs N ≥ 1, D ≥ 1 and K ≥ 2 (got {n},{d},{k})"),
+            format!("N ≥ 1, D ≥ 1 and K in 2..={MAX_CLASSES}"),
+            format!("{n},{d},{k}"),
         ));
     }
-    if k > super::MAX_CLASSES {
-        return Err(Error::param(
-            "--synthetic",
-            format!(
-                "K = {k} is above the {} classes supported",
-                super::MAX_CLASSES
-            ),
-        ));
-    }
-    if n.checked_mul(d).is_none_or(|v| v > (1usize << 34)) {
-        return Err(Error::param(
-            "--synthetic",
-            format!("N × D = {n} × {d} is too large to generate in memory"),
-        ));
-    }
+    let x_bytes = checked_product(
+        &format!("--synthetic {n},{d},{k}"),
+        &[n as u64, d as u64, 4],
+    )?;
+    let centre_bytes = checked_product("the class centres", &[k as u64, d as u64, 8])?;
+    check_host_memory(
+        &format!("--synthetic {n},{d},{k}"),
+        x_bytes.saturating_add(centre_bytes),
+    )?;
     let mut g = SplitMix64::derive(seed, 0xB10B);
     let scale = 3.0 / (2.0 * d as f64).sqrt();
     let centres: Vec<f64> = (0..k * d).map(|_| g.normal() * scale).collect();

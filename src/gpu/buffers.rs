@@ -78,16 +78,18 @@ pub fn read<T: bytemuck::Pod>(
     ctx.wait()?;
     match pollster::block_on(rx.receive()) {
         Some(Ok(())) => {}
-        Some(Err(e)) => return Err(Error::Gpu(format!("mapping a readback buffer: {e}"))),
+        Some(Err(e)) => return Err(Error::gpu(ctx.describe(), "mapping a readback buffer", e)),
         None => {
-            return Err(Error::Gpu(
-                "mapping a readback buffer: the callback never ran".into(),
+            return Err(Error::gpu(
+                ctx.describe(),
+                "mapping a readback buffer",
+                "the callback never ran",
             ))
         }
     }
     let view = staging
         .get_mapped_range(..)
-        .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
+        .map_err(|e| Error::gpu(ctx.describe(), "reading a mapped buffer", e))?;
     let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
     drop(view);
     staging.unmap();

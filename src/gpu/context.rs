@@ -13,21 +13,6 @@ pub fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 
-/// Parses a `--backend` value.
-pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
-    match name.to_ascii_lowercase().as_str() {
-        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
-        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
-        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
-        "gl" | "opengl" | "gles" => Ok(wgpu::Backends::GL),
-        "all" => Ok(wgpu::Backends::all()),
-        other => Err(Error::param(
-            "--backend",
-            format!("unknown backend {other:?} (expected vulkan, metal, dx12 or gl)"),
-        )),
-    }
-}
-
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let ty = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -54,9 +39,9 @@ pub fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 pub fn select_adapter(backends: wgpu::Backends, adapter: Option<&str>) -> Result<wgpu::Adapter> {
     let mut found = adapters(backends);
     if found.is_empty() {
-        return Err(Error::NoAdapter(format!(
-            "wgpu found none on backends {backends:?}"
-        )));
+        return Err(Error::NoAdapter {
+            backends: format!("{backends:?}"),
+        });
     }
     let Some(want) = adapter else {
         return Ok(found.remove(0));
@@ -68,7 +53,8 @@ pub fn select_adapter(backends: wgpu::Backends, adapter: Option<&str>) -> Result
         } else {
             Err(Error::param(
                 "--adapter",
-                format!("index {i} is out of range: {n} adapter(s) found (see `devices`)"),
+                format!("an index below {n}, the adapters found (see `devices`)"),
+                i,
             ))
         };
     }
@@ -79,7 +65,8 @@ pub fn select_adapter(backends: wgpu::Backends, adapter: Option<&str>) -> Result
         .ok_or_else(|| {
             Error::param(
                 "--adapter",
-                format!("no adapter's name contains {want:?} (see `devices`)"),
+                "an index or a substring of an adapter's name (see `devices`)",
+                format!("{want:?}, which no adapter's name contains"),
             )
         })
 }
@@ -176,7 +163,7 @@ impl GpuContext {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .map_err(|e| Error::Gpu(format!("{}: cannot open a device: {e}", info.name)))?;
+        .map_err(|e| Error::gpu(&info.name, "opening a device", e))?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -187,10 +174,7 @@ impl GpuContext {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device);
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!(
-                "{}: building the pipelines failed: {e}",
-                info.name
-            )));
+            return Err(Error::gpu(&info.name, "building the pipelines", e));
         }
         Ok(GpuContext {
             adapter,
@@ -218,13 +202,13 @@ impl GpuContext {
         let mut v = self
             .errors
             .lock()
-            .map_err(|_| Error::Gpu("error log poisoned".into()))?;
+            .map_err(|_| Error::Internal("the GPU error log is poisoned".into()))?;
         if v.is_empty() {
             Ok(())
         } else {
             let first = v.remove(0);
             v.clear();
-            Err(Error::Gpu(first))
+            Err(Error::gpu(self.describe(), "running submitted work", first))
         }
     }
 
@@ -235,7 +219,7 @@ impl GpuContext {
                 submission_index: None,
                 timeout: None,
             })
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+            .map_err(|e| Error::gpu(self.describe(), "waiting for the device", e))?;
         self.take_error()
     }
 
@@ -246,7 +230,7 @@ impl GpuContext {
                 submission_index: Some(index),
                 timeout: None,
             })
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+            .map_err(|e| Error::gpu(self.describe(), "waiting for the device", e))?;
         self.take_error()
     }
 

@@ -7,6 +7,6 @@ pub mod kernels;
 pub mod ops;
 mod trainer;
 
-pub use context::{adapters, parse_backend, select_adapter, AdapterSummary, GpuContext};
+pub use context::{adapters, select_adapter, AdapterSummary, GpuContext};
 pub use kernels::Kernel;
 pub use trainer::{GpuBackend, GpuOptions};

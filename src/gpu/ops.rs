@@ -10,27 +10,36 @@ use crate::error::{Error, Result};
 
 fn dims(rows: usize, d: usize, k: usize) -> Result<(u32, u32, u32)> {
     let c = |v: usize, what: &str| {
-        u32::try_from(v).map_err(|_| Error::param(what, format!("{v} is too large")))
+        u32::try_from(v).map_err(|_| Error::shape(what, format!("at most {}", u32::MAX), v))
     };
     Ok((c(rows, "rows")?, c(d, "features")?, c(k, "classes")?))
 }
 
-fn check(ok: bool, what: impl FnOnce() -> String) -> Result<()> {
+fn check(
+    ok: bool,
+    what: &str,
+    expected: impl FnOnce() -> String,
+    found: impl FnOnce() -> String,
+) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::param("shape", what()))
+        Err(Error::shape(what, expected(), found()))
     }
 }
 
 fn check_labels(y: &[u32], rows: usize, k: usize) -> Result<()> {
-    check(y.len() == rows, || {
-        format!("{} labels for {rows} rows", y.len())
-    })?;
+    check(
+        y.len() == rows,
+        "labels",
+        || rows.to_string(),
+        || y.len().to_string(),
+    )?;
     match y.iter().position(|&c| c as usize >= k) {
-        Some(i) => Err(Error::param(
-            "labels",
-            format!("label {} at row {i} is not below k = {k}", y[i]),
+        Some(i) => Err(Error::shape(
+            format!("label at row {i}"),
+            format!("below k = {k}"),
+            y[i],
         )),
         None => Ok(()),
     }
@@ -66,7 +75,8 @@ fn contiguous(a: ArrayView2<f32>) -> Vec<f32> {
 }
 
 fn to2(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
-    Array2::from_shape_vec((rows, cols), v).map_err(|e| Error::Gpu(format!("readback shape: {e}")))
+    Array2::from_shape_vec((rows, cols), v)
+        .map_err(|e| Error::Internal(format!("readback shape: {e}")))
 }
 
 /// `logits.wgsl` on the GPU: Z = X·W + b.
@@ -78,9 +88,12 @@ pub fn logits(
 ) -> Result<Array2<f32>> {
     let (rows, d) = x.dim();
     let k = w.ncols();
-    check(w.nrows() == d && b.len() == k, || {
-        format!("x {:?}, w {:?}, b {}", x.dim(), w.dim(), b.len())
-    })?;
+    check(
+        w.nrows() == d && b.len() == k,
+        "logits operands",
+        || format!("w [{d}, k], b [k]"),
+        || format!("x {:?}, w {:?}, b {}", x.dim(), w.dim(), b.len()),
+    )?;
     let (r, dd, kk) = dims(rows, d, k)?;
     let xb = storage_init(ctx, "x", &contiguous(x));
     let wb = storage_init(ctx, "w", &contiguous(w));
@@ -150,7 +163,7 @@ pub fn residual(ctx: &GpuContext, s: ArrayView2<f32>, y: &[u32]) -> Result<Array
     to2(read(ctx, &out, 0, rows * k)?, rows, k)
 }
 
-/// `grad.wgsl` on the GPU: (G = Xᵀ·R / rows, g_b = colsum(R) / rows).
+/// `grad.wgsl` on the GPU: the gradient sums (G = Xᵀ·R, g_b = colsum(R)).
 pub fn grad(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
@@ -158,9 +171,12 @@ pub fn grad(
 ) -> Result<(Array2<f32>, Array1<f32>)> {
     let (rows, d) = x.dim();
     let k = r.ncols();
-    check(r.nrows() == rows && rows > 0, || {
-        format!("x {:?}, r {:?}", x.dim(), r.dim())
-    })?;
+    check(
+        r.nrows() == rows && rows > 0,
+        "grad operands",
+        || format!("x and r with the same rows, at least 1 (x has {rows})"),
+        || format!("x {:?}, r {:?}", x.dim(), r.dim()),
+    )?;
     let (rr, dd, kk) = dims(rows, d, k)?;
     let xb = storage_init(ctx, "x", &contiguous(x));
     let rb = storage_init(ctx, "r", &contiguous(r));
@@ -183,7 +199,8 @@ pub fn grad(
     ))
 }
 
-/// `update.wgsl` on the GPU: returns the updated (W, b).
+/// `update.wgsl` on the GPU, from gradient sums over `rows` rows: returns the updated (W, b).
+#[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order
 pub fn update(
     ctx: &GpuContext,
     g: ArrayView2<f32>,
@@ -192,17 +209,29 @@ pub fn update(
     b: ArrayView1<f32>,
     lr: f32,
     l2: f32,
+    rows: u32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
     let (d, k) = w.dim();
-    check(g.dim() == (d, k) && gb.len() == k && b.len() == k, || {
-        format!("g {:?}, w {:?}", g.dim(), w.dim())
-    })?;
+    check(
+        g.dim() == (d, k) && gb.len() == k && b.len() == k && rows > 0,
+        "update operands",
+        || format!("g {:?}, g_b and b [{k}], rows ≥ 1", (d, k)),
+        || {
+            format!(
+                "g {:?}, g_b [{}], b [{}], rows {rows}",
+                g.dim(),
+                gb.len(),
+                b.len()
+            )
+        },
+    )?;
     let (_, dd, kk) = dims(0, d, k)?;
     let gbuf = storage_init(ctx, "g", &contiguous(g));
     let gbb = storage_init(ctx, "gb", &gb.to_vec());
     let wb = storage_init(ctx, "w", &contiguous(w));
     let bb = storage_init(ctx, "b", &b.to_vec());
     let step = StepUniform {
+        rows,
         d: dd,
         k: kk,
         lr,
@@ -219,7 +248,12 @@ pub fn update(
 /// `metrics.wgsl` on the GPU: (Σ loss, Σ correct) of per-row pairs.
 pub fn metrics(ctx: &GpuContext, stats: ArrayView2<f32>) -> Result<(f32, f32)> {
     let rows = stats.nrows();
-    check(stats.ncols() == 2, || format!("stats {:?}", stats.dim()))?;
+    check(
+        stats.ncols() == 2,
+        "row stats",
+        || "[rows, 2]".into(),
+        || format!("{:?}", stats.dim()),
+    )?;
     let (r, _, _) = dims(rows, 0, 0)?;
     let sb = storage_init(ctx, "row stats", &contiguous(stats));
     let out = storage_zeroed(ctx, "sums", 8);
@@ -245,12 +279,18 @@ pub fn gather(
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Vec<u32>)> {
     let (n, d) = x.dim();
-    check(y.len() == n && chunk_rows > 0, || {
-        format!("x {:?}, y {}", x.dim(), y.len())
-    })?;
-    check(perm.iter().all(|&p| (p as usize) < n), || {
-        "permutation index out of range".into()
-    })?;
+    check(
+        y.len() == n && chunk_rows > 0,
+        "gather operands",
+        || format!("{n} labels and chunks of at least 1 row"),
+        || format!("x {:?}, y {}, chunk rows {chunk_rows}", x.dim(), y.len()),
+    )?;
+    check(
+        perm.iter().all(|&p| (p as usize) < n),
+        "permutation index",
+        || format!("below {n}"),
+        || "an index out of range".into(),
+    )?;
     let rows = perm.len();
     let (r, dd, _) = dims(rows, d, 0)?;
     let pb = storage_init(ctx, "perm", perm);

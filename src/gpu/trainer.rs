@@ -1,323 +1,480 @@
-//! The GPU trainer. X and y are uploaded once, split into chunks that each fit the adapter's largest storage
-//! binding, and stay on the device across epochs. A step gathers its (shuffled) rows from the chunks into a batch
-//! buffer, then runs logits → softmax → residual → grad → update → metrics. Many steps are recorded into one
-//! submission; the epoch's loss and accuracy sums stay on the device until one read at the end of the epoch.
+//! The GPU trainer on the [`Backend`] seam.
+//!
+//! Held data is uploaded once, split into chunks that each fit the adapter's largest storage binding, and stays on
+//! the device. Backend calls are not executed one by one: each appends an op (accumulate, forward, update) to a
+//! short list, and the list is recorded into one compute pass and submitted when it is full, when a value must be
+//! read back, or before the host writes a buffer the queued ops use. A step of a held batch gathers its (shuffled)
+//! rows from the chunks into the batch buffer, then runs logits → softmax → residual → grad (sums) → metrics; the
+//! update kernel divides the sums by the rows they cover. Loss and hit sums go to per-op slots on the device and
+//! are read once, by [`Backend::take_sums`]. At most two submissions are in flight.
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{ChunkUniform, Kernel, StepUniform};
+use crate::data::RowSource;
 use crate::error::{Error, Result};
-use crate::train::{Backend, Params, Sums};
+use crate::train::{
+    Backend, Batch, BatchRows, Gradient, Held, OptimizerState, Params, Shape, Sums, Update,
+};
 
-/// Steps recorded into one submission.
-const STEPS_PER_SUBMIT: usize = 64;
+/// Ops recorded into one submission.
+const OPS_PER_SUBMIT: usize = 128;
+/// Loss / hit slots on the device before they are read back.
+const SUM_SLOTS: usize = 4096;
+/// The batch buffers' first size in rows; they grow on demand up to the adapter's limit.
+const FIRST_CAPACITY: usize = 1024;
 
 /// Tuning that is not part of the model.
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
-    /// Largest chunk of X in bytes (default: the adapter's max storage binding). Lower it to test chunking.
+    /// Largest chunk of held data in bytes (default: the adapter's max storage binding). Lower it to test chunking.
     pub max_chunk_bytes: Option<u64>,
 }
 
-/// A data set resident on the device, in chunks.
+/// One held chunk on the device and its gather bind group (rebuilt when the batch buffers change).
 #[derive(Debug)]
-struct Resident {
-    rows: usize,
-    perm: wgpu::Buffer,
-    gathers: Vec<wgpu::BindGroup>,
+struct DeviceChunk {
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+    info: wgpu::Buffer,
+    gather: Option<wgpu::BindGroup>,
 }
 
 #[derive(Debug)]
-struct BindGroups {
+struct Resident {
+    rows: usize,
+    chunks: Vec<DeviceChunk>,
+}
+
+/// The per-batch buffers and the bind groups that use them.
+#[derive(Debug)]
+struct BatchBuffers {
+    capacity: usize,
+    perm_capacity: usize,
+    perm: wgpu::Buffer,
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
     logits: wgpu::BindGroup,
     softmax: wgpu::BindGroup,
     residual: wgpu::BindGroup,
     grad: wgpu::BindGroup,
-    update: wgpu::BindGroup,
     metrics: wgpu::BindGroup,
+}
+
+/// The buffers that live as long as the model: weights, gradient sums, loss slots.
+#[derive(Debug)]
+struct ModelBuffers {
+    w: wgpu::Buffer,
+    b: wgpu::Buffer,
+    g: wgpu::Buffer,
+    gb: wgpu::Buffer,
+    sums: wgpu::Buffer,
+    update: wgpu::BindGroup,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rows {
+    Held(usize),
+    Host,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Accumulate { rows: Rows, uniform: StepUniform },
+    Forward { rows: Rows, uniform: StepUniform },
+    Update { uniform: StepUniform },
 }
 
 /// The training state on one device.
 #[derive(Debug)]
 pub struct GpuBackend<'a> {
     ctx: &'a GpuContext,
-    d: usize,
-    k: usize,
-    capacity: usize,
-    train: Resident,
-    held_out: Option<Resident>,
-    w: wgpu::Buffer,
-    b: wgpu::Buffer,
-    row_stats: wgpu::Buffer,
-    sums: wgpu::Buffer,
-    sum_slots: usize,
+    shape: Shape,
+    max_batch: usize,
+    chunk_rows: usize,
+    held: Vec<Resident>,
+    model: ModelBuffers,
+    batch: BatchBuffers,
     steps: StepSlots,
-    groups: BindGroups,
+    /// Ops queued for the next submission, the perm entries of their held batches, and the rows of each loss slot.
+    ops: Vec<Op>,
+    perm_data: Vec<u32>,
+    slot_rows: Vec<usize>,
+    in_flight: Option<wgpu::SubmissionIndex>,
+    /// Loss / hit sums already read back from the slots.
+    host_sums: Sums,
+    /// Rows summed in the gradient accumulator (0: empty).
+    g_rows: u64,
+    optimizer: OptimizerState,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Limits(format!("{what} = {v} does not fit in 32 bits")))
+    u32::try_from(v).map_err(|_| Error::shape(what, format!("at most {}", u32::MAX), v))
 }
 
 impl<'a> GpuBackend<'a> {
-    /// Uploads the training rows (and held-out rows) and a zero model of `k` classes; `batch_size` is the largest
-    /// batch `train_epoch` will be asked for.
-    pub fn new(
-        ctx: &'a GpuContext,
-        x: ArrayView2<f32>,
-        y: &[u32],
-        k: usize,
-        held_out: Option<(ArrayView2<f32>, &[u32])>,
-        batch_size: usize,
-        options: &GpuOptions,
-    ) -> Result<Self> {
-        let (n, d) = x.dim();
-        let batch_size = batch_size.min(n.max(1));
-        if y.len() != n {
-            return Err(Error::param(
-                "labels",
-                format!("{} labels for {n} rows", y.len()),
-            ));
+    /// A zero model of `shape` on `ctx`'s device.
+    pub fn new(ctx: &'a GpuContext, shape: Shape, options: &GpuOptions) -> Result<Self> {
+        let (d, k) = (shape.d, shape.k);
+        u32_of(d, "features")?;
+        u32_of(k, "classes")?;
+        let max_binding = Self::max_binding(ctx);
+        let w_bytes = crate::error::checked_product("W", &[d as u64, k as u64, 4])?;
+        if w_bytes > max_binding {
+            return Err(Error::Limits {
+                device: ctx.describe(),
+                what: format!("W of {d} features × {k} classes"),
+                needed: w_bytes,
+                limit: max_binding,
+                hint: None,
+            });
         }
-        let limits = &ctx.limits;
-        let max_binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        let row_bytes = (d as u64) * 4;
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        // Batch buffers: rows × d for X, rows × k for Z/S/R. Logits dispatches rows/8 workgroups along y.
-        let by_binding = max_binding / row_bytes.max(4 * k as u64).max(1);
-        let by_dispatch = 8 * u64::from(limits.max_compute_workgroups_per_dimension);
-        let max_batch = by_binding.min(by_dispatch) as usize;
-        if batch_size > max_batch {
-            return Err(Error::Limits(format!(
-                "a batch of {batch_size} rows × {d} features needs {:.1} MiB, above this adapter's largest storage \
-                 binding of {:.1} MiB: use --batch-size {max_batch} or less",
-                mib(batch_size as u64 * row_bytes),
-                mib(max_binding)
-            )));
+        let max_batch = Self::largest_batch(ctx, shape);
+        if max_batch == 0 {
+            return Err(Error::Limits {
+                device: ctx.describe(),
+                what: format!("one row of {d} features"),
+                needed: d as u64 * 4,
+                limit: max_binding,
+                hint: None,
+            });
         }
-        if (d * k) as u64 * 4 > max_binding {
-            return Err(Error::Limits(format!(
-                "W of {d} × {k} needs {:.1} MiB, above this adapter's largest storage binding of {:.1} MiB",
-                mib((d * k) as u64 * 4),
-                mib(max_binding)
-            )));
-        }
-        let (_, _, _) = (
-            u32_of(n, "rows")?,
-            u32_of(d, "features")?,
-            u32_of(k, "classes")?,
-        );
-        // Evaluation batches are as large as allowed up to 4096 rows, and never below the training batch.
-        let capacity = batch_size.max(max_batch.min(4096)).max(1);
         let chunk_bytes = options
             .max_chunk_bytes
             .unwrap_or(max_binding)
             .min(max_binding);
-        let chunk_rows = (chunk_bytes / row_bytes.max(1)).max(1) as usize;
-
-        let xb = storage_zeroed(ctx, "batch x", capacity as u64 * row_bytes);
-        let yb = storage_zeroed(ctx, "batch y", capacity as u64 * 4);
-        let bk = capacity as u64 * k as u64 * 4;
-        let (z, s, r) = (
-            storage_zeroed(ctx, "z", bk),
-            storage_zeroed(ctx, "s", bk),
-            storage_zeroed(ctx, "r", bk),
-        );
-        let row_stats = storage_zeroed(ctx, "row stats", capacity as u64 * 8);
-        let w = storage_zeroed(ctx, "w", (d * k) as u64 * 4);
-        let b = storage_zeroed(ctx, "b", k as u64 * 4);
-        let g = storage_zeroed(ctx, "g", (d * k) as u64 * 4);
-        let gb = storage_zeroed(ctx, "gb", k as u64 * 4);
-        let sum_slots = n.div_ceil(batch_size.max(1)).max(1);
-        let sums = storage_zeroed(ctx, "sums", sum_slots as u64 * 8);
-        let kern = &ctx.kernels;
-        let dev = &ctx.device;
-        let groups = BindGroups {
-            logits: kern.bind(dev, Kernel::Logits, &[&xb, &w, &b, &z]),
-            softmax: kern.bind(dev, Kernel::Softmax, &[&z, &yb, &s, &row_stats]),
-            residual: kern.bind(dev, Kernel::Residual, &[&s, &yb, &r]),
-            grad: kern.bind(dev, Kernel::Grad, &[&xb, &r, &g, &gb]),
-            update: kern.bind(dev, Kernel::Update, &[&g, &gb, &w, &b]),
-            metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &sums]),
-        };
-        let upload = |x: ArrayView2<f32>, y: &[u32], name: &str| -> Resident {
-            let x = x.as_standard_layout();
-            let flat = x.as_slice().expect("standard layout is contiguous");
-            let rows = y.len();
-            let identity: Vec<u32> = (0..rows as u32).collect();
-            let perm = storage_init(ctx, &format!("{name} perm"), &identity);
-            let gathers = (0..rows)
-                .step_by(chunk_rows)
-                .map(|first| {
-                    let last = (first + chunk_rows).min(rows);
-                    let xc = storage_init(
-                        ctx,
-                        &format!("{name} x[{first}..{last}]"),
-                        &flat[first * d..last * d],
-                    );
-                    let yc =
-                        storage_init(ctx, &format!("{name} y[{first}..{last}]"), &y[first..last]);
-                    let cu = uniform_init(
-                        ctx,
-                        "chunk",
-                        &ChunkUniform {
-                            first_row: first as u32,
-                            rows: (last - first) as u32,
-                        },
-                    );
-                    kern.bind(dev, Kernel::Gather, &[&perm, &xc, &yc, &cu, &xb, &yb])
-                })
-                .collect();
-            Resident {
-                rows,
-                perm,
-                gathers,
-            }
-        };
-        let train = upload(x, y, "train");
-        let held_out = held_out.map(|(hx, hy)| upload(hx, hy, "held-out"));
-        let steps = StepSlots::new(ctx, STEPS_PER_SUBMIT);
-        ctx.wait()?;
+        if chunk_bytes == 0 {
+            return Err(Error::param("--chunk-mib", "at least 1", 0));
+        }
+        let chunk_rows = (chunk_bytes / (d as u64 * 4)).max(1) as usize;
+        let model = Self::model_buffers(ctx, shape);
+        let batch = Self::batch_buffers(ctx, shape, &model, FIRST_CAPACITY.min(max_batch));
+        let steps = StepSlots::new(ctx, OPS_PER_SUBMIT);
+        ctx.take_error()?;
         Ok(GpuBackend {
             ctx,
-            d,
-            k,
-            capacity,
-            train,
-            held_out,
-            w,
-            b,
-            row_stats,
-            sums,
-            sum_slots,
+            shape,
+            max_batch,
+            chunk_rows,
+            held: Vec::new(),
+            model,
+            batch,
             steps,
-            groups,
+            ops: Vec::new(),
+            perm_data: Vec::new(),
+            slot_rows: Vec::new(),
+            in_flight: None,
+            host_sums: Sums::default(),
+            g_rows: 0,
+            optimizer: OptimizerState::default(),
         })
     }
 
-    /// Number of chunks the training set was split into.
-    pub fn train_chunks(&self) -> usize {
-        self.train.gathers.len()
+    fn max_binding(ctx: &GpuContext) -> u64 {
+        ctx.limits
+            .max_storage_buffer_binding_size
+            .min(ctx.limits.max_buffer_size)
     }
 
-    /// Replaces the parameters (`w` [d, k], `b` [k]).
-    pub fn set_params(&mut self, p: &Params) -> Result<()> {
-        if p.w.dim() != (self.d, self.k) || p.b.len() != self.k {
-            return Err(Error::param(
-                "params",
-                format!("expected W {:?}, got {:?}", (self.d, self.k), p.w.dim()),
-            ));
+    /// The most rows one batch may have: its X (rows × d) and Z, S, R (rows × k) must each fit one binding, and the
+    /// logits kernel dispatches rows / 8 workgroups along y.
+    fn largest_batch(ctx: &GpuContext, shape: Shape) -> usize {
+        let row_bytes = (shape.d as u64 * 4).max(shape.k as u64 * 4).max(8);
+        let by_binding = Self::max_binding(ctx) / row_bytes;
+        let by_dispatch = 8 * u64::from(ctx.limits.max_compute_workgroups_per_dimension);
+        by_binding.min(by_dispatch).min(u64::from(u32::MAX)) as usize
+    }
+
+    fn model_buffers(ctx: &GpuContext, shape: Shape) -> ModelBuffers {
+        let dk = (shape.d * shape.k) as u64 * 4;
+        let k = shape.k as u64 * 4;
+        let w = storage_zeroed(ctx, "w", dk);
+        let b = storage_zeroed(ctx, "b", k);
+        let g = storage_zeroed(ctx, "g", dk);
+        let gb = storage_zeroed(ctx, "gb", k);
+        let sums = storage_zeroed(ctx, "sums", SUM_SLOTS as u64 * 8);
+        let update = ctx
+            .kernels
+            .bind(&ctx.device, Kernel::Update, &[&g, &gb, &w, &b]);
+        ModelBuffers {
+            w,
+            b,
+            g,
+            gb,
+            sums,
+            update,
         }
-        let w: Vec<f32> = p.w.iter().copied().collect();
-        self.ctx
-            .queue
-            .write_buffer(&self.w, 0, bytemuck::cast_slice(&w));
-        self.ctx
-            .queue
-            .write_buffer(&self.b, 0, bytemuck::cast_slice(&p.b.to_vec()));
+    }
+
+    /// Batch buffers of `capacity` rows and the bind groups that use them.
+    fn batch_buffers(
+        ctx: &GpuContext,
+        shape: Shape,
+        m: &ModelBuffers,
+        capacity: usize,
+    ) -> BatchBuffers {
+        let (d, k) = (shape.d as u64, shape.k as u64);
+        let rows = capacity as u64;
+        let x = storage_zeroed(ctx, "batch x", rows * d * 4);
+        let y = storage_zeroed(ctx, "batch y", rows * 4);
+        let (z, s, r) = (
+            storage_zeroed(ctx, "z", rows * k * 4),
+            storage_zeroed(ctx, "s", rows * k * 4),
+            storage_zeroed(ctx, "r", rows * k * 4),
+        );
+        let row_stats = storage_zeroed(ctx, "row stats", rows * 8);
+        // Room for the rows of many queued steps; a full ring is submitted before it is reused.
+        let perm_capacity = (capacity * 16).max(1 << 16);
+        let perm = storage_zeroed(ctx, "perm", perm_capacity as u64 * 4);
+        let (kern, dev) = (&ctx.kernels, &ctx.device);
+        BatchBuffers {
+            capacity,
+            perm_capacity,
+            logits: kern.bind(dev, Kernel::Logits, &[&x, &m.w, &m.b, &z]),
+            softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats]),
+            residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r]),
+            grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
+            metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &m.sums]),
+            perm,
+            x,
+            y,
+        }
+    }
+
+    fn gather_group(&self, c: &DeviceChunk) -> wgpu::BindGroup {
+        let b = &self.batch;
+        self.ctx.kernels.bind(
+            &self.ctx.device,
+            Kernel::Gather,
+            &[&b.perm, &c.x, &c.y, &c.info, &b.x, &b.y],
+        )
+    }
+
+    /// Number of chunks the first held set was split into.
+    pub fn train_chunks(&self) -> usize {
+        self.held.first().map_or(0, |h| h.chunks.len())
+    }
+
+    /// Makes the batch buffers hold `rows` rows, or says why they cannot.
+    fn ensure_capacity(&mut self, rows: usize) -> Result<()> {
+        if rows <= self.batch.capacity {
+            return Ok(());
+        }
+        if rows > self.max_batch {
+            let d = self.shape.d;
+            return Err(Error::Limits {
+                device: self.ctx.describe(),
+                what: format!("a batch of {rows} rows × {d} features"),
+                needed: rows as u64 * (d.max(self.shape.k) as u64) * 4,
+                limit: Self::max_binding(self.ctx),
+                hint: Some(format!(
+                    "use --batch-size {} or less (this adapter's largest storage binding)",
+                    self.max_batch
+                )),
+            });
+        }
+        self.flush()?;
+        let capacity = rows.max(self.batch.capacity * 2).min(self.max_batch);
+        self.batch = Self::batch_buffers(self.ctx, self.shape, &self.model, capacity);
+        for h in 0..self.held.len() {
+            for c in 0..self.held[h].chunks.len() {
+                let group = self.gather_group(&self.held[h].chunks[c]);
+                self.held[h].chunks[c].gather = Some(group);
+            }
+        }
         Ok(())
     }
 
-    fn ensure_sum_slots(&mut self, slots: usize) {
-        if slots > self.sum_slots {
-            self.sums = storage_zeroed(self.ctx, "sums", slots as u64 * 8);
-            self.groups.metrics = self.ctx.kernels.bind(
-                &self.ctx.device,
-                Kernel::Metrics,
-                &[&self.row_stats, &self.sums],
-            );
-            self.sum_slots = slots;
+    /// Makes room for one more op with `perm_rows` perm entries and a loss slot if `slot`: submits what is queued
+    /// when the op list or the perm ring is full, reads the slots back when they are.
+    fn reserve(&mut self, perm_rows: usize, slot: bool) -> Result<()> {
+        if self.ops.len() >= OPS_PER_SUBMIT
+            || self.perm_data.len() + perm_rows > self.batch.perm_capacity
+        {
+            self.flush()?;
+        }
+        if slot && self.slot_rows.len() >= SUM_SLOTS {
+            self.drain_sums()?;
+        }
+        Ok(())
+    }
+
+    /// Queues the rows of `batch` for the next op: perm entries for held rows, a copy into the batch buffer for
+    /// host rows. Returns where the op reads them from and its perm offset.
+    fn stage(&mut self, batch: &Batch<'_>, slot: bool) -> Result<(Rows, u32)> {
+        let n = batch.len();
+        self.ensure_capacity(n)?;
+        match batch.rows() {
+            BatchRows::Held { set, rows } => {
+                if self.held.get(set.id()).is_none_or(|h| h.rows != set.len()) {
+                    return Err(Error::Internal(format!(
+                        "held set {} is not this backend's",
+                        set.id()
+                    )));
+                }
+                self.reserve(n, slot)?;
+                let offset = self.perm_data.len() as u32;
+                self.perm_data.extend_from_slice(rows);
+                Ok((Rows::Held(set.id()), offset))
+            }
+            BatchRows::Host(chunk) => {
+                if chunk.x().ncols() != self.shape.d {
+                    return Err(Error::shape(
+                        "batch features",
+                        self.shape.d,
+                        chunk.x().ncols(),
+                    ));
+                }
+                // Queued ops read the batch buffer: submit them before the host overwrites it.
+                self.flush()?;
+                self.reserve(0, slot)?;
+                let x = chunk.x();
+                let x = x.as_standard_layout();
+                let flat = x.as_slice().expect("standard layout is contiguous");
+                let q = &self.ctx.queue;
+                q.write_buffer(&self.batch.x, 0, bytemuck::cast_slice(flat));
+                q.write_buffer(&self.batch.y, 0, bytemuck::cast_slice(chunk.y()));
+                Ok((Rows::Host, 0))
+            }
         }
     }
 
-    /// Runs the steps of one pass over `resident` rows in `order` (training) or in storage order (evaluation).
-    fn run_pass(
-        &self,
-        train: bool,
-        order_len: usize,
-        batch: usize,
-        lr: f32,
-        l2: f32,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Sums> {
-        let ctx = self.ctx;
-        let resident = if train {
-            &self.train
-        } else {
-            self.held_out.as_ref().expect("checked by the caller")
-        };
-        let total = if train { order_len } else { resident.rows };
-        let n_steps = total.div_ceil(batch);
-        let (d, k) = (self.d as u32, self.k as u32);
-        let mut pending: Option<wgpu::SubmissionIndex> = None;
-        for group_start in (0..n_steps).step_by(self.steps.capacity()) {
-            let group_end = (group_start + self.steps.capacity()).min(n_steps);
-            let params: Vec<StepUniform> = (group_start..group_end)
-                .map(|s| StepUniform {
-                    rows: (batch.min(total - s * batch)) as u32,
-                    perm_offset: (s * batch) as u32,
-                    d,
-                    k,
-                    lr,
-                    l2,
-                    slot: s as u32,
-                    flags: 0,
-                })
-                .collect();
-            self.steps.write(ctx, &params);
-            let mut encoder = ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("steps"),
-                });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("steps"),
-                    timestamp_writes: None,
-                });
-                for (i, p) in params.iter().enumerate() {
-                    let at = self.steps.offset(i);
-                    let sb = &self.steps.bind_group;
-                    let dims = (p.rows, d, k);
-                    for gather in &resident.gathers {
-                        Kernel::Gather.record(ctx, &mut pass, sb, at, gather, dims);
-                    }
-                    Kernel::Logits.record(ctx, &mut pass, sb, at, &self.groups.logits, dims);
-                    Kernel::Softmax.record(ctx, &mut pass, sb, at, &self.groups.softmax, dims);
-                    if train {
-                        Kernel::Residual.record(
-                            ctx,
-                            &mut pass,
-                            sb,
-                            at,
-                            &self.groups.residual,
-                            dims,
-                        );
-                        Kernel::Grad.record(ctx, &mut pass, sb, at, &self.groups.grad, dims);
-                        Kernel::Update.record(ctx, &mut pass, sb, at, &self.groups.update, dims);
-                    }
-                    Kernel::Metrics.record(ctx, &mut pass, sb, at, &self.groups.metrics, dims);
-                }
-            }
-            let index = ctx.queue.submit([encoder.finish()]);
-            // Keep at most two submissions in flight: bounded queue, and honest progress.
-            if let Some(previous) = pending.replace(index) {
-                ctx.wait_for(previous)?;
-            }
-            progress(params.iter().map(|p| p.rows as usize).sum());
+    fn uniform(&self, rows: usize, perm_offset: u32, slot: u32, flags: u32) -> StepUniform {
+        StepUniform {
+            rows: rows as u32,
+            perm_offset,
+            d: self.shape.d as u32,
+            k: self.shape.k as u32,
+            lr: 0.0,
+            l2: 0.0,
+            slot,
+            flags,
         }
-        let raw = read::<f32>(ctx, &self.sums, 0, 2 * n_steps)?;
-        let mut sums = Sums::default();
-        for (s, pair) in raw.chunks_exact(2).enumerate() {
-            let rows = batch.min(total - s * batch);
-            sums.add(f64::from(pair[0]), f64::from(pair[1]), rows);
-        }
-        Ok(sums)
     }
+
+    fn take_slot(&mut self, rows: usize) -> u32 {
+        self.slot_rows.push(rows);
+        (self.slot_rows.len() - 1) as u32
+    }
+
+    /// Records the queued ops into one pass and submits it; keeps at most two submissions in flight.
+    fn flush(&mut self) -> Result<()> {
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        let ctx = self.ctx;
+        if !self.perm_data.is_empty() {
+            ctx.queue
+                .write_buffer(&self.batch.perm, 0, bytemuck::cast_slice(&self.perm_data));
+        }
+        let uniforms: Vec<StepUniform> = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Accumulate { uniform, .. }
+                | Op::Forward { uniform, .. }
+                | Op::Update { uniform } => *uniform,
+            })
+            .collect();
+        self.steps.write(ctx, &uniforms);
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("steps"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("steps"),
+                timestamp_writes: None,
+            });
+            for (i, op) in self.ops.iter().enumerate() {
+                self.record(&mut pass, self.steps.offset(i), op);
+            }
+        }
+        let index = ctx.queue.submit([encoder.finish()]);
+        self.ops.clear();
+        self.perm_data.clear();
+        if let Some(previous) = self.in_flight.replace(index) {
+            ctx.wait_for(previous)?;
+        }
+        Ok(())
+    }
+
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, at: u32, op: &Op) {
+        let ctx = self.ctx;
+        let sb = &self.steps.bind_group;
+        let (d, k) = (self.shape.d as u32, self.shape.k as u32);
+        let bg = &self.batch;
+        match *op {
+            Op::Accumulate { rows, uniform } | Op::Forward { rows, uniform } => {
+                let dims = (uniform.rows, d, k);
+                if let Rows::Held(h) = rows {
+                    for c in &self.held[h].chunks {
+                        let group = c.gather.as_ref().expect("bound when held or resized");
+                        Kernel::Gather.record(ctx, pass, sb, at, group, dims);
+                    }
+                }
+                Kernel::Logits.record(ctx, pass, sb, at, &bg.logits, dims);
+                Kernel::Softmax.record(ctx, pass, sb, at, &bg.softmax, dims);
+                if matches!(op, Op::Accumulate { .. }) {
+                    Kernel::Residual.record(ctx, pass, sb, at, &bg.residual, dims);
+                    Kernel::Grad.record(ctx, pass, sb, at, &bg.grad, dims);
+                }
+                Kernel::Metrics.record(ctx, pass, sb, at, &bg.metrics, dims);
+            }
+            Op::Update { uniform } => {
+                Kernel::Update.record(ctx, pass, sb, at, &self.model.update, (uniform.rows, d, k));
+            }
+        }
+    }
+
+    /// Submits what is queued and adds the loss slots, in order, to the host's sums.
+    fn drain_sums(&mut self) -> Result<()> {
+        self.flush()?;
+        if self.slot_rows.is_empty() {
+            return Ok(());
+        }
+        let raw = read::<f32>(self.ctx, &self.model.sums, 0, 2 * self.slot_rows.len())?;
+        for (pair, &rows) in raw.chunks_exact(2).zip(&self.slot_rows) {
+            self.host_sums
+                .add(f64::from(pair[0]), f64::from(pair[1]), rows);
+        }
+        self.slot_rows.clear();
+        Ok(())
+    }
+
+    fn read_matrix(&mut self, buffer: Buffer2) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.flush()?;
+        let (d, k) = (self.shape.d, self.shape.k);
+        let (a, b) = match buffer {
+            Buffer2::Weights => (&self.model.w, &self.model.b),
+            Buffer2::Gradient => (&self.model.g, &self.model.gb),
+        };
+        Ok((
+            read::<f32>(self.ctx, a, 0, d * k)?,
+            read::<f32>(self.ctx, b, 0, k)?,
+        ))
+    }
+
+    fn write_matrix(&mut self, buffer: Buffer2, w: &[f32], b: &[f32]) -> Result<()> {
+        // Queued ops must run before the host's write lands.
+        self.flush()?;
+        let (wb, bb) = match buffer {
+            Buffer2::Weights => (&self.model.w, &self.model.b),
+            Buffer2::Gradient => (&self.model.g, &self.model.gb),
+        };
+        self.ctx.queue.write_buffer(wb, 0, bytemuck::cast_slice(w));
+        self.ctx.queue.write_buffer(bb, 0, bytemuck::cast_slice(b));
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Buffer2 {
+    Weights,
+    Gradient,
 }
 
 impl Backend for GpuBackend<'_> {
@@ -325,51 +482,166 @@ impl Backend for GpuBackend<'_> {
         self.ctx.describe()
     }
 
-    fn train_epoch(
-        &mut self,
-        order: &[u32],
-        batch_size: usize,
-        lr: f32,
-        l2: f32,
-        progress: &mut dyn FnMut(usize),
-    ) -> Result<Sums> {
-        if batch_size == 0 || batch_size > self.capacity {
-            return Err(Error::param(
-                "--batch-size",
-                format!("must be in 1..={} here (got {batch_size})", self.capacity),
-            ));
-        }
-        if order.len() > self.train.rows || order.iter().any(|&i| i as usize >= self.train.rows) {
-            let n = self.train.rows;
-            return Err(Error::param(
-                "order",
-                format!("must hold at most {n} row indices below {n}"),
-            ));
-        }
-        self.ctx
-            .queue
-            .write_buffer(&self.train.perm, 0, bytemuck::cast_slice(order));
-        self.ensure_sum_slots(order.len().div_ceil(batch_size));
-        self.run_pass(true, order.len(), batch_size, lr, l2, progress)
+    fn shape(&self) -> Shape {
+        self.shape
     }
 
-    fn evaluate(&mut self) -> Result<Option<Sums>> {
-        let Some(held_out) = &self.held_out else {
-            return Ok(None);
-        };
-        let slots = held_out.rows.div_ceil(self.capacity);
-        self.ensure_sum_slots(slots);
-        self.run_pass(false, 0, self.capacity, 0.0, 0.0, &mut |_| {})
-            .map(Some)
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held> {
+        self.shape.check_source(source)?;
+        source.rewind()?;
+        let ctx = self.ctx;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let mut chunks = Vec::new();
+        let mut rows = 0usize;
+        let name = source.name().to_string();
+        while let Some(chunk) = source.next_chunk(self.chunk_rows)? {
+            let first = u32_of(rows, "held rows")?;
+            let n = chunk.len();
+            rows += n;
+            u32_of(rows, "held rows")?;
+            let x = chunk.x();
+            let x = x.as_standard_layout();
+            let flat = x.as_slice().expect("standard layout is contiguous");
+            let label = format!("{name} rows {first}..{rows}");
+            chunks.push(DeviceChunk {
+                x: storage_init(ctx, &label, flat),
+                y: storage_init(ctx, &label, chunk.y()),
+                info: uniform_init(
+                    ctx,
+                    "chunk",
+                    &ChunkUniform {
+                        first_row: first,
+                        rows: n as u32,
+                    },
+                ),
+                gather: None,
+            });
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::gpu(
+                ctx.describe(),
+                format!("uploading {rows} rows of {name}"),
+                e,
+            ));
+        }
+        if rows == 0 {
+            return Err(Error::input(&name, "no rows"));
+        }
+        for c in &mut chunks {
+            c.gather = Some(self.gather_group(c));
+        }
+        self.held.push(Resident { rows, chunks });
+        ctx.wait()?;
+        Ok(Held::new(self.held.len() - 1, rows))
+    }
+
+    fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
+        let (rows, offset) = self.stage(batch, true)?;
+        let slot = self.take_slot(batch.len());
+        let flags = u32::from(self.g_rows > 0);
+        let uniform = self.uniform(batch.len(), offset, slot, flags);
+        self.ops.push(Op::Accumulate { rows, uniform });
+        self.g_rows += batch.len() as u64;
+        Ok(())
+    }
+
+    fn forward(&mut self, batch: &Batch<'_>) -> Result<()> {
+        let (rows, offset) = self.stage(batch, true)?;
+        let slot = self.take_slot(batch.len());
+        let uniform = self.uniform(batch.len(), offset, slot, 0);
+        self.ops.push(Op::Forward { rows, uniform });
+        Ok(())
+    }
+
+    fn update(&mut self, u: &Update) -> Result<()> {
+        if self.g_rows == 0 {
+            return Err(Error::Internal(
+                "update without accumulated gradient sums".into(),
+            ));
+        }
+        let rows = u32_of(self.g_rows as usize, "rows in one update")?;
+        self.reserve(0, false)?;
+        let mut uniform = self.uniform(rows as usize, 0, 0, 0);
+        uniform.lr = u.lr;
+        uniform.l2 = u.l2;
+        self.ops.push(Op::Update { uniform });
+        self.g_rows = 0;
+        self.optimizer.steps += 1;
+        Ok(())
+    }
+
+    fn take_gradient(&mut self) -> Result<Gradient> {
+        let (d, k) = (self.shape.d, self.shape.k);
+        let rows = std::mem::take(&mut self.g_rows);
+        if rows == 0 {
+            return Ok(Gradient {
+                w: Array2::zeros((d, k)),
+                b: Array1::zeros(k),
+                rows: 0,
+            });
+        }
+        let (w, b) = self.read_matrix(Buffer2::Gradient)?;
+        Ok(Gradient {
+            w: Array2::from_shape_vec((d, k), w.into_iter().map(f64::from).collect())
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            b: b.into_iter().map(f64::from).collect(),
+            rows,
+        })
+    }
+
+    fn set_gradient(&mut self, g: &Gradient) -> Result<()> {
+        let (d, k) = (self.shape.d, self.shape.k);
+        if g.w.dim() != (d, k) || g.b.len() != k {
+            return Err(Error::shape(
+                "gradient",
+                format!("{:?}", (d, k)),
+                format!("{:?}", g.w.dim()),
+            ));
+        }
+        let w: Vec<f32> = g.w.iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = g.b.iter().map(|&v| v as f32).collect();
+        self.write_matrix(Buffer2::Gradient, &w, &b)?;
+        self.g_rows = g.rows;
+        Ok(())
+    }
+
+    fn take_sums(&mut self) -> Result<Sums> {
+        self.drain_sums()?;
+        Ok(std::mem::take(&mut self.host_sums))
     }
 
     fn params(&mut self) -> Result<Params> {
-        let (d, k) = (self.d, self.k);
-        let w = read::<f32>(self.ctx, &self.w, 0, d * k)?;
-        let b = read::<f32>(self.ctx, &self.b, 0, k)?;
+        let (d, k) = (self.shape.d, self.shape.k);
+        let (w, b) = self.read_matrix(Buffer2::Weights)?;
         Ok(Params {
-            w: Array2::from_shape_vec((d, k), w).map_err(|e| Error::Gpu(e.to_string()))?,
+            w: Array2::from_shape_vec((d, k), w).map_err(|e| Error::Internal(e.to_string()))?,
             b: Array1::from(b),
         })
+    }
+
+    fn set_params(&mut self, p: &Params) -> Result<()> {
+        p.check(self.shape)?;
+        let w: Vec<f32> = p.w.iter().copied().collect();
+        self.write_matrix(Buffer2::Weights, &w, &p.b.to_vec())
+    }
+
+    fn optimizer_state(&mut self) -> Result<OptimizerState> {
+        Ok(self.optimizer.clone())
+    }
+
+    fn set_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
+        if !s.tensors.is_empty() {
+            return Err(Error::shape(
+                "SGD optimizer state tensors",
+                0,
+                s.tensors.len(),
+            ));
+        }
+        self.optimizer = s.clone();
+        Ok(())
     }
 }

@@ -1,0 +1,120 @@
+//! What the commands share: opening the device, building its backend, checking output paths, progress bars and
+//! writing text output.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::Result;
+use softmax_wgpu::cpu::CpuBackend;
+use softmax_wgpu::gpu::{self, GpuBackend, GpuContext, GpuOptions};
+use softmax_wgpu::{Backend, Error, Shape};
+
+use super::args::{BackendArg, DeviceArgs, DeviceKind, Precision};
+
+/// Where a command computes.
+pub enum Device {
+    Cpu(Precision),
+    Gpu(Box<GpuContext>),
+}
+
+impl Device {
+    /// The device `--device`, `--backend` and `--adapter` ask for.
+    pub fn open(a: &DeviceArgs) -> Result<Device> {
+        let backends = BackendArg::backends(a.backend);
+        match a.device {
+            DeviceKind::Cpu => Ok(Device::Cpu(a.precision)),
+            DeviceKind::Gpu => Ok(Device::Gpu(Box::new(GpuContext::select(
+                backends,
+                a.adapter.as_deref(),
+            )?))),
+            DeviceKind::Auto => match gpu::select_adapter(backends, a.adapter.as_deref()) {
+                Ok(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
+                Err(e @ Error::NoAdapter { .. }) => {
+                    eprintln!("{e}; training on the CPU");
+                    Ok(Device::Cpu(a.precision))
+                }
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// A zero model of `shape` on this device.
+    pub fn backend(&self, shape: Shape, chunk_bytes: Option<u64>) -> Result<Box<dyn Backend + '_>> {
+        Ok(match self {
+            Device::Cpu(Precision::F32) => Box::new(CpuBackend::<f32>::new(shape)),
+            Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::new(shape)),
+            Device::Gpu(ctx) => Box::new(GpuBackend::new(
+                ctx,
+                shape,
+                &GpuOptions {
+                    max_chunk_bytes: chunk_bytes,
+                },
+            )?),
+        })
+    }
+}
+
+/// Refuses an output path whose directory does not exist or that is a directory, before any work is done.
+pub fn check_out_path(path: &Path, flag: &str) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::param(
+            flag,
+            "a file in an existing directory",
+            format!("{} (no directory {})", path.display(), parent.display()),
+        )
+        .into());
+    }
+    if path.is_dir() {
+        return Err(Error::param(flag, "a file, not a directory", path.display()).into());
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr when it is a terminal (hidden otherwise), counting `unit`.
+pub fn progress_bar(total: u64, unit: &str) -> indicatif::ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Writes `text` to `out` atomically, or to standard output (a closed pipe is not an error).
+pub fn write_output(out: Option<&Path>, text: &str) -> Result<()> {
+    match out {
+        Some(path) => softmax_wgpu::model::write_atomically(path, text.as_bytes())?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(Error::io("<stdout>", e).into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// "yes" or "no".
+pub fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}

@@ -1,0 +1,57 @@
+//! `softmax-wgpu predict`: a saved model applied to rows (CSV or NPY), written as CSV with the original labels.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use softmax_wgpu::Model;
+
+use super::args::PredictArgs;
+use super::common::{check_out_path, write_output};
+use super::load;
+
+/// Runs the command.
+pub fn run(a: PredictArgs) -> Result<ExitCode> {
+    if let Some(out) = &a.out {
+        check_out_path(out, "--out")?;
+    }
+    let model = Model::load(&a.model)?;
+    let data = load::prediction_data(&a, &model)?;
+    let proba = model.predict_proba(data.x.view())?;
+    let predicted = softmax_wgpu::model::argmax_rows(proba.view());
+    let mut text = String::from("label");
+    if a.proba {
+        for c in &model.classes {
+            text.push(',');
+            text.push_str(&csv_cell(&format!("p_{c}")));
+        }
+    }
+    text.push('\n');
+    for (i, &c) in predicted.iter().enumerate() {
+        text.push_str(&csv_cell(&model.classes[c as usize]));
+        if a.proba {
+            for p in proba.row(i) {
+                text.push_str(&format!(",{p}"));
+            }
+        }
+        text.push('\n');
+    }
+    if let Some(y) = &data.y {
+        let hits = y.iter().zip(&predicted).filter(|(a, b)| a == b).count();
+        eprintln!(
+            "accuracy {:.4} ({hits} of {} rows)",
+            hits as f64 / y.len().max(1) as f64,
+            y.len()
+        );
+    }
+    write_output(a.out.as_deref(), &text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A CSV cell, quoted when it must be.
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,168 @@
+//! `softmax-wgpu train`: load and check the data, open the device, train through the seam with observers for the
+//! progress bar, the epoch lines (or JSON) and the optional `--check-every` shadow, then save the model.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use softmax_wgpu::data::Standardizer;
+use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
+use softmax_wgpu::train::{EpochReport, Observer, OnEpoch, OnRows};
+use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
+
+use super::args::TrainArgs;
+use super::common::{check_out_path, progress_bar, Device};
+use super::load;
+
+/// Runs the command.
+pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    let cfg = a.config();
+    cfg.check()?;
+    let check = a
+        .check_every
+        .map(|every| ShadowOptions {
+            every,
+            tolerance: a.check_tolerance,
+        })
+        .map(|c| c.check().map(|()| c))
+        .transpose()?;
+    let chunk_bytes = a.chunk_bytes()?;
+    if let Some(out) = &a.out {
+        check_out_path(out, "--out")?;
+    }
+    let mut loaded = load::training_data(&a, &cfg)?;
+    let standardizer = cfg
+        .standardize
+        .then(|| Standardizer::fit(loaded.train.x.view()));
+    if let Some(s) = &standardizer {
+        s.apply(&mut loaded.train.x);
+        if let Some(h) = &mut loaded.held_out {
+            s.apply(&mut h.x);
+        }
+    }
+    let classes = loaded.train.classes.clone();
+    let data_name = loaded.train.source.clone();
+    let mut train = loaded.train.into_source()?;
+    let mut held_out = loaded.held_out.map(|h| h.into_source()).transpose()?;
+    let shape = Shape {
+        d: train.features(),
+        k: classes.len(),
+    };
+    let device = Device::open(&a.device)?;
+    let mut backend = device.backend(shape, chunk_bytes)?;
+    eprintln!(
+        "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
+        backend.device(),
+        train.rows_ref().len(),
+        held_out.as_ref().map_or(String::new(), |h| format!(
+            " / {} held-out",
+            h.rows_ref().len()
+        )),
+        shape.d,
+        shape.k
+    );
+    let mut shadow = check.map(|c| Shadow::new(shape, c)).transpose()?;
+    if let Some(c) = &check {
+        eprintln!(
+            "checking: every step replayed on the CPU in f64, weights compared every {} steps (tolerance {:.1e})",
+            c.every, c.tolerance
+        );
+    }
+    let bar = progress_bar(
+        (train.rows_ref().len() as u64).saturating_mul(cfg.epochs as u64),
+        "rows",
+    );
+    let mut rows = OnRows(|n| bar.inc(n as u64));
+    let json = a.json;
+    let mut print = OnEpoch(|r: &EpochReport| {
+        bar.suspend(|| print_epoch(r, json))?;
+        Ok(())
+    });
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut rows];
+    if let Some(s) = shadow.as_mut() {
+        observers.push(s);
+    }
+    observers.push(&mut print);
+    let result = fit(
+        backend.as_mut(),
+        &mut train,
+        held_out.as_mut().map(|h| h as &mut dyn RowSource),
+        &cfg,
+        &mut observers,
+    );
+    drop(observers);
+    bar.finish_and_clear();
+    let reports = match result {
+        Err(e @ Error::Drift { .. }) => {
+            let stopped = match &a.out {
+                Some(out) => format!("training stopped, {} not written", out.display()),
+                None => "training stopped".to_string(),
+            };
+            return Err(anyhow::Error::from(e).context(stopped));
+        }
+        r => r?,
+    };
+    let checked = shadow.as_ref().map(Shadow::summary);
+    if let Some(s) = &checked {
+        print_check_summary(s);
+    }
+    if let Some(out) = &a.out {
+        let model = Model {
+            params: backend.params()?,
+            classes,
+            standardizer,
+            settings: settings(&cfg, &data_name, &backend.device(), reports.last(), checked),
+        };
+        model.save(out)?;
+        eprintln!("saved {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One epoch as a line, or as one JSON object (the report's own serde form).
+fn print_epoch(r: &EpochReport, json: bool) -> softmax_wgpu::Result<()> {
+    if json {
+        let line = serde_json::to_string(r)
+            .map_err(|e| Error::Internal(format!("epoch report as JSON: {e}")))?;
+        println!("{line}");
+        return Ok(());
+    }
+    let held = match (r.val_loss, r.val_accuracy) {
+        (Some(l), Some(a)) => format!("val_loss {l:.4}  val_acc {:6.2}%", 100.0 * a),
+        _ => "val_loss    -    val_acc      -".to_string(),
+    };
+    let drift = r
+        .drift
+        .map_or(String::new(), |d| format!("  drift {d:.1e}"));
+    println!(
+        "epoch {:3}  train_loss {:.4}  {held}  {:>10.0} samples/s  {:6.2}s{drift}  [{}]",
+        r.epoch, r.train_loss, r.samples_per_sec, r.seconds, r.device
+    );
+    Ok(())
+}
+
+fn print_check_summary(s: &ShadowSummary) {
+    if let Some(worst) = s.worst {
+        eprintln!(
+            "checked against the CPU f64 reference: {} comparisons over {} steps, largest drift {:.2e} after step {} \
+             (the CPU's f32 path: {:.2e}), tolerance {:.1e}",
+            s.checks, s.steps, worst.drift, worst.step, worst.cpu_f32_drift, s.options.tolerance
+        );
+    }
+}
+
+/// What the model file records about the run that made it.
+fn settings(
+    cfg: &TrainConfig,
+    data: &str,
+    device: &str,
+    last: Option<&EpochReport>,
+    check: Option<ShadowSummary>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "config": cfg,
+        "data": data,
+        "device": device,
+        "final": last,
+        "check": check,
+    })
+}

@@ -1,0 +1,362 @@
+//! Data as a source of row chunks: the only way rows reach a trainer.
+//!
+//! A [`RowSource`] yields [`Chunk`]s of consecutive rows, each checked once, here, by [`check_rows`]: X and y of the
+//! same length, every feature finite, every label below the class count. A backend either copies a whole source into
+//! its own memory ([`crate::train::Backend::hold`]: resident data, what every backend does today) or is handed the
+//! chunks batch by batch as host rows (a streaming reader's data, and the full-batch objective of
+//! [`crate::train::objective`]). [`InMemory`] is the source for data already in RAM; it shares its rows through an
+//! [`Arc`] so that a CPU backend (and the `--check-every` shadow) can hold them without a copy.
+
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayView2, CowArray, Ix2};
+
+use crate::error::{Error, Position, Result};
+
+/// Most classes a data set may have.
+pub const MAX_CLASSES: usize = 65_536;
+
+/// Checks a block of rows: as many labels as rows, every feature finite, every label below `k`. `first_row` is the
+/// block's first row in its source, so positions in errors are the source's. Written once; every path into a trainer
+/// goes through it.
+pub fn check_rows(
+    name: &str,
+    x: ArrayView2<f32>,
+    y: &[u32],
+    k: usize,
+    first_row: u64,
+) -> Result<()> {
+    if y.len() != x.nrows() {
+        return Err(Error::shape(
+            format!("{name}: labels"),
+            format!("{} (one per row)", x.nrows()),
+            y.len(),
+        ));
+    }
+    if !(2..=MAX_CLASSES).contains(&k) {
+        return Err(Error::param("classes", format!("in 2..={MAX_CLASSES}"), k));
+    }
+    if let Some(i) = y.iter().position(|&c| c as usize >= k) {
+        return Err(Error::input_at(
+            name,
+            Position::Row {
+                row: first_row + i as u64,
+                column: None,
+            },
+            format!("label {} is not below the {k} classes", y[i]),
+        ));
+    }
+    for (r, row) in x.outer_iter().enumerate() {
+        if let Some(c) = row.iter().position(|v| !v.is_finite()) {
+            let what = if row[c].is_nan() { "NaN" } else { "infinite" };
+            return Err(Error::input_at(
+                name,
+                Position::Row {
+                    row: first_row + r as u64,
+                    column: Some(c as u64),
+                },
+                format!("feature is {what}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Consecutive rows of a source with their class indices, checked by [`check_rows`] when made.
+#[derive(Debug, Clone)]
+pub struct Chunk<'a> {
+    x: CowArray<'a, f32, Ix2>,
+    y: std::borrow::Cow<'a, [u32]>,
+    first_row: u64,
+}
+
+impl<'a> Chunk<'a> {
+    /// Borrowed rows; `first_row` is where they start in their source.
+    pub fn new(
+        name: &str,
+        x: ArrayView2<'a, f32>,
+        y: &'a [u32],
+        k: usize,
+        first_row: u64,
+    ) -> Result<Self> {
+        check_rows(name, x, y, k, first_row)?;
+        Ok(Chunk {
+            x: CowArray::from(x),
+            y: std::borrow::Cow::Borrowed(y),
+            first_row,
+        })
+    }
+
+    /// Owned rows (what a reader that decodes a file produces).
+    pub fn owned(
+        name: &str,
+        x: Array2<f32>,
+        y: Vec<u32>,
+        k: usize,
+        first_row: u64,
+    ) -> Result<Chunk<'static>> {
+        check_rows(name, x.view(), &y, k, first_row)?;
+        Ok(Chunk {
+            x: CowArray::from(x),
+            y: std::borrow::Cow::Owned(y),
+            first_row,
+        })
+    }
+
+    /// The features, [rows, d].
+    pub fn x(&self) -> ArrayView2<'_, f32> {
+        self.x.view()
+    }
+
+    /// The class indices.
+    pub fn y(&self) -> &[u32] {
+        &self.y
+    }
+
+    /// Rows in the chunk.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// True when the chunk has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Where the chunk starts in its source.
+    pub fn first_row(&self) -> u64 {
+        self.first_row
+    }
+
+    /// The rows `start..end` of the chunk, as a chunk (already checked).
+    pub fn slice(&self, start: usize, end: usize) -> Chunk<'_> {
+        Chunk {
+            x: CowArray::from(self.x.slice(ndarray::s![start..end, ..])),
+            y: std::borrow::Cow::Borrowed(&self.y[start..end]),
+            first_row: self.first_row + start as u64,
+        }
+    }
+}
+
+/// Where rows come from. Implemented by [`InMemory`] today, and by the streaming readers (NPY memory-mapped, CSV,
+/// LIBSVM, IDX) that read a file a chunk at a time.
+pub trait RowSource {
+    /// A name for messages: the file, or `<training rows>`.
+    fn name(&self) -> &str;
+    /// Features per row.
+    fn features(&self) -> usize;
+    /// Class count (labels are below it).
+    fn classes(&self) -> usize;
+    /// Rows in the source, when known before reading it.
+    fn rows(&self) -> Option<u64>;
+    /// Starts again from the first row.
+    fn rewind(&mut self) -> Result<()>;
+    /// The next at most `max_rows` rows (at least one), or None at the end.
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>>;
+    /// All the rows as one shared host array, when the source already holds them in memory: a CPU backend then
+    /// holds them without a copy.
+    fn shared(&self) -> Option<Arc<HostRows>> {
+        None
+    }
+}
+
+/// Rows held in host memory: checked features, labels and class count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRows {
+    name: String,
+    x: Array2<f32>,
+    y: Vec<u32>,
+    k: usize,
+}
+
+impl HostRows {
+    /// Checks and takes the rows.
+    pub fn new(name: impl Into<String>, x: Array2<f32>, y: Vec<u32>, k: usize) -> Result<Self> {
+        let name = name.into();
+        check_rows(&name, x.view(), &y, k, 0)?;
+        if x.ncols() == 0 || x.nrows() == 0 {
+            return Err(Error::input(&name, format!("no data: shape {:?}", x.dim())));
+        }
+        Ok(HostRows {
+            name,
+            x: x.as_standard_layout().into_owned(),
+            y,
+            k,
+        })
+    }
+
+    /// Reads a whole source into host memory.
+    pub fn read(source: &mut dyn RowSource) -> Result<Arc<HostRows>> {
+        if let Some(rows) = source.shared() {
+            return Ok(rows);
+        }
+        source.rewind()?;
+        let (d, k) = (source.features(), source.classes());
+        let name = source.name().to_string();
+        let mut x: Vec<f32> = Vec::new();
+        let mut y: Vec<u32> = Vec::new();
+        while let Some(c) = source.next_chunk(1 << 16)? {
+            x.extend(c.x().iter());
+            y.extend_from_slice(c.y());
+        }
+        let n = y.len();
+        let x = Array2::from_shape_vec((n, d), x)
+            .map_err(|e| Error::Internal(format!("{name}: chunks of the wrong width: {e}")))?;
+        Ok(Arc::new(HostRows::new(name, x, y, k)?))
+    }
+
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Features, [n, d], standard layout.
+    pub fn x(&self) -> ArrayView2<'_, f32> {
+        self.x.view()
+    }
+
+    /// Class indices.
+    pub fn y(&self) -> &[u32] {
+        &self.y
+    }
+
+    /// Class count.
+    pub fn classes(&self) -> usize {
+        self.k
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Always false: empty data is refused at construction.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// Features per row.
+    pub fn features(&self) -> usize {
+        self.x.ncols()
+    }
+}
+
+/// A [`RowSource`] over rows in memory.
+#[derive(Debug, Clone)]
+pub struct InMemory {
+    rows: Arc<HostRows>,
+    pos: usize,
+}
+
+impl InMemory {
+    /// A source over `rows`.
+    pub fn new(rows: Arc<HostRows>) -> Self {
+        InMemory { rows, pos: 0 }
+    }
+
+    /// Checks and wraps `x` and `y`.
+    pub fn from_arrays(
+        name: impl Into<String>,
+        x: Array2<f32>,
+        y: Vec<u32>,
+        k: usize,
+    ) -> Result<Self> {
+        Ok(InMemory::new(Arc::new(HostRows::new(name, x, y, k)?)))
+    }
+
+    /// The rows.
+    pub fn rows_ref(&self) -> &Arc<HostRows> {
+        &self.rows
+    }
+}
+
+impl RowSource for InMemory {
+    fn name(&self) -> &str {
+        self.rows.name()
+    }
+
+    fn features(&self) -> usize {
+        self.rows.features()
+    }
+
+    fn classes(&self) -> usize {
+        self.rows.classes()
+    }
+
+    fn rows(&self) -> Option<u64> {
+        Some(self.rows.len() as u64)
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.pos = 0;
+        Ok(())
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
+        let n = self.rows.len();
+        if self.pos >= n {
+            return Ok(None);
+        }
+        let start = self.pos;
+        let end = (start + max_rows.max(1)).min(n);
+        self.pos = end;
+        // Already checked when the rows were taken: no second pass over them.
+        Ok(Some(Chunk {
+            x: CowArray::from(self.rows.x.slice(ndarray::s![start..end, ..])),
+            y: std::borrow::Cow::Borrowed(&self.rows.y[start..end]),
+            first_row: start as u64,
+        }))
+    }
+
+    fn shared(&self) -> Option<Arc<HostRows>> {
+        Some(self.rows.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_out_of_range_and_non_finite_features_are_refused_with_their_row() {
+        let x = Array2::from_shape_vec((3, 2), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let e = check_rows("t", x.view(), &[0, 1, 3], 3, 10).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t: row 12: label 3 is not below the 3 classes"
+        );
+        let mut bad = x.clone();
+        bad[[1, 1]] = f32::INFINITY;
+        let e = check_rows("t", bad.view(), &[0, 1, 2], 3, 0).unwrap_err();
+        assert_eq!(e.to_string(), "t: row 1, column 1: feature is infinite");
+        let e = check_rows("t", x.view(), &[0, 1], 3, 0).unwrap_err();
+        assert!(
+            e.to_string().contains("expected 3 (one per row), found 2"),
+            "{e}"
+        );
+        assert!(
+            check_rows("t", x.view(), &[0, 0, 0], 1, 0).is_err(),
+            "k = 1"
+        );
+    }
+
+    #[test]
+    fn in_memory_yields_every_row_once_in_chunks_and_rewinds() {
+        let x = Array2::from_shape_fn((10, 3), |(i, j)| (i * 3 + j) as f32);
+        let y: Vec<u32> = (0..10).map(|i| i % 2).collect();
+        let mut s = InMemory::from_arrays("m", x.clone(), y.clone(), 2).unwrap();
+        for _ in 0..2 {
+            let mut seen = Vec::new();
+            let mut firsts = Vec::new();
+            while let Some(c) = s.next_chunk(4).unwrap() {
+                firsts.push(c.first_row());
+                seen.extend(c.x().iter().copied());
+            }
+            assert_eq!(firsts, [0, 4, 8]);
+            assert_eq!(seen, x.iter().copied().collect::<Vec<_>>());
+            s.rewind().unwrap();
+        }
+        let read = HostRows::read(&mut s).unwrap();
+        assert_eq!(read.y(), &y[..]);
+    }
+}
