@@ -1,0 +1,203 @@
+//! Property tests of every reader: random bytes, and valid files with bytes flipped, inserted or cut, give either a
+//! typed error or a result that holds what the reader promises (finite features, labels below the class count,
+//! shapes that agree) — never a panic.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use softmax_wgpu::data::{parse_csv, parse_npy_features, parse_npy_labels, MAX_CLASSES};
+use softmax_wgpu::{Error, Model, Params};
+
+fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(body);
+    out
+}
+
+fn valid_npy_x() -> Vec<u8> {
+    let body: Vec<u8> = (0..12)
+        .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
+        .collect();
+    npy("<f4", "(4, 3)", &body)
+}
+
+fn valid_npy_y() -> Vec<u8> {
+    let body: Vec<u8> = [0i64, 2, 1, 2]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    npy("<i8", "(4,)", &body)
+}
+
+fn valid_model() -> Vec<u8> {
+    let m = Model {
+        params: Params {
+            w: ndarray::Array2::from_shape_fn((3, 2), |(i, j)| (i + j) as f32 * 0.1),
+            b: ndarray::Array1::from(vec![0.5, -0.5]),
+        },
+        classes: vec!["cat".into(), "dog".into()],
+        standardizer: Some(softmax_wgpu::data::Standardizer {
+            mean: vec![0.0, 1.0, 2.0],
+            std: vec![1.0, 2.0, 3.0],
+        }),
+        settings: serde_json::json!({"note": "property test"}),
+    };
+    m.to_bytes().unwrap()
+}
+
+const VALID_CSV: &[u8] = b"a,b,label\n1,2.5,cat\n3,-4e2,dog\n5,6,cat\n";
+
+/// A valid file with a few random edits: byte overwrites, insertions and a possible cut.
+fn mutated(valid: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    let len = valid.len();
+    (
+        proptest::collection::vec((0..len, any::<u8>(), any::<bool>()), 1..6),
+        proptest::option::of(0..len),
+    )
+        .prop_map(move |(edits, cut)| {
+            let mut v = valid.clone();
+            for (at, byte, insert) in edits {
+                let at = at.min(v.len().saturating_sub(1));
+                if insert {
+                    v.insert(at, byte);
+                } else if !v.is_empty() {
+                    v[at] = byte;
+                }
+            }
+            if let Some(c) = cut {
+                v.truncate(c);
+            }
+            v
+        })
+}
+
+/// Errors from bad bytes are the user's (exit 2), never an internal fault.
+fn is_users(e: &Error) -> bool {
+    e.is_input() && !matches!(e, Error::Internal(_))
+}
+
+fn check_csv(bytes: &[u8], label: Option<isize>) -> Result<(), TestCaseError> {
+    match parse_csv(Path::new("p.csv"), bytes, label) {
+        Ok(t) => {
+            prop_assert!(t.x.iter().all(|v| v.is_finite()));
+            prop_assert_eq!(t.x.nrows(), t.lines.len());
+            if label.is_some() {
+                prop_assert_eq!(t.labels.len(), t.x.nrows());
+            }
+        }
+        Err(e) => prop_assert!(is_users(&e), "{e}"),
+    }
+    Ok(())
+}
+
+fn check_npy(bytes: &[u8], classes: Option<usize>) -> Result<(), TestCaseError> {
+    match parse_npy_features(Path::new("x.npy"), bytes) {
+        Ok(x) => prop_assert!(x.iter().all(|v| v.is_finite()) && !x.is_empty()),
+        Err(e) => prop_assert!(is_users(&e), "{e}"),
+    }
+    match parse_npy_labels(Path::new("y.npy"), bytes, classes) {
+        Ok(y) => {
+            let limit = classes.unwrap_or(MAX_CLASSES);
+            prop_assert!(!y.is_empty() && y.iter().all(|&c| (c as usize) < limit));
+        }
+        Err(e) => prop_assert!(is_users(&e), "{e}"),
+    }
+    Ok(())
+}
+
+fn check_model(bytes: &[u8]) -> Result<(), TestCaseError> {
+    match Model::from_bytes(Path::new("m.safetensors"), bytes) {
+        Ok(m) => {
+            let s = m.shape();
+            prop_assert!(s.k >= 2 && s.d >= 1);
+            prop_assert_eq!(m.classes.len(), s.k);
+            prop_assert_eq!(m.params.b.len(), s.k);
+            prop_assert!(m
+                .params
+                .w
+                .iter()
+                .chain(m.params.b.iter())
+                .all(|v| v.is_finite()));
+            // A model that loads can predict without panicking.
+            let p = m
+                .predict(ndarray::Array2::<f32>::zeros((2, s.d)).view())
+                .unwrap();
+            prop_assert!(p.iter().all(|&c| (c as usize) < s.k));
+        }
+        Err(e) => prop_assert!(is_users(&e), "{e}"),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn csv_from_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200), label in proptest::option::of(-4isize..4)) {
+        check_csv(&bytes, label)?;
+    }
+
+    #[test]
+    fn csv_from_random_text(text in "[0-9a-z,.\\-+eE\" \n\r]{0,120}", label in proptest::option::of(-3isize..3)) {
+        check_csv(text.as_bytes(), label)?;
+    }
+
+    #[test]
+    fn csv_mutated(bytes in mutated(VALID_CSV.to_vec()), label in proptest::option::of(-3isize..3)) {
+        check_csv(&bytes, label)?;
+    }
+
+    #[test]
+    fn npy_from_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200), classes in proptest::option::of(0usize..100)) {
+        check_npy(&bytes, classes)?;
+    }
+
+    #[test]
+    fn npy_with_random_headers(descr in "[<>|=]?[a-zA-Z]?[0-9]{0,3}", shape in "\\(([0-9]{0,21}, ?){0,3}[0-9]{0,21}\\)", body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        check_npy(&npy(&descr, &shape, &body), Some(3))?;
+    }
+
+    #[test]
+    fn npy_features_mutated(bytes in mutated(valid_npy_x())) {
+        check_npy(&bytes, None)?;
+    }
+
+    #[test]
+    fn npy_labels_mutated(bytes in mutated(valid_npy_y()), classes in proptest::option::of(0usize..5)) {
+        check_npy(&bytes, classes)?;
+    }
+
+    #[test]
+    fn model_from_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        check_model(&bytes)?;
+    }
+
+    #[test]
+    fn model_mutated(bytes in mutated(valid_model())) {
+        check_model(&bytes)?;
+    }
+}
+
+#[test]
+fn the_unmutated_files_are_valid() {
+    assert!(parse_csv(Path::new("p.csv"), VALID_CSV, Some(-1)).is_ok());
+    assert_eq!(
+        parse_npy_features(Path::new("x.npy"), &valid_npy_x())
+            .unwrap()
+            .dim(),
+        (4, 3)
+    );
+    assert_eq!(
+        parse_npy_labels(Path::new("y.npy"), &valid_npy_y(), Some(3)).unwrap(),
+        [0, 2, 1, 2]
+    );
+    let m = Model::from_bytes(Path::new("m.safetensors"), &valid_model()).unwrap();
+    assert_eq!(m.classes, ["cat", "dog"]);
+}
