@@ -87,6 +87,11 @@ impl Model {
                 x.ncols(),
             ));
         }
+        let (n, k) = (x.nrows() as u64, self.shape().k as u64);
+        let what = format!("probabilities of {n} rows × {k} classes");
+        // Z, S and the standardised copy of X.
+        let bytes = crate::error::checked_product(&what, &[n, k.max(x.ncols() as u64), 12])?;
+        crate::data::check_host_memory(&what, bytes)?;
         let mut x = x.to_owned();
         if let Some(s) = &self.standardizer {
             s.apply(&mut x);

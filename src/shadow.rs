@@ -111,8 +111,8 @@ impl Shadow {
     pub fn new(shape: Shape, options: ShadowOptions) -> Result<Self> {
         options.check()?;
         Ok(Shadow {
-            f64_path: CpuBackend::new(shape),
-            f32_path: CpuBackend::new(shape),
+            f64_path: CpuBackend::try_new(shape)?,
+            f32_path: CpuBackend::try_new(shape)?,
             held: None,
             options,
             steps: 0,

@@ -409,6 +409,27 @@ fn cases() -> Vec<Case> {
             &["--classes", "1"],
             &["--classes"],
         ),
+        // 200,000 features × 65,536 classes: a 100 GB model, refused before it is allocated.
+        case(
+            "model larger than memory",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--data",
+                "wide.npy",
+                "--labels",
+                "y2.npy",
+                "--classes",
+                "65536",
+            ],
+            &["200000 features × 65536 classes", "this machine"],
+        )
+        .file(
+            "wide.npy",
+            npy("'<f4'", "(2, 200000)", false, &vec![0u8; 1_600_000]),
+        )
+        .file("y2.npy", npy("'<i8'", "(2,)", false, &i64s(&[0, 1]))),
         case(
             "NPY without labels",
             &["train", "--device", "cpu", "--data", "x.npy"],

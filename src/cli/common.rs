@@ -41,8 +41,8 @@ impl Device {
     /// A zero model of `shape` on this device.
     pub fn backend(&self, shape: Shape, chunk_bytes: Option<u64>) -> Result<Box<dyn Backend + '_>> {
         Ok(match self {
-            Device::Cpu(Precision::F32) => Box::new(CpuBackend::<f32>::new(shape)),
-            Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::new(shape)),
+            Device::Cpu(Precision::F32) => Box::new(CpuBackend::<f32>::try_new(shape)?),
+            Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::try_new(shape)?),
             Device::Gpu(ctx) => Box::new(GpuBackend::new(
                 ctx,
                 shape,

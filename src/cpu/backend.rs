@@ -43,6 +43,24 @@ impl<T: Real> CpuBackend<T> {
         }
     }
 
+    /// [`CpuBackend::new`] after checking that the weights and gradient sums (2·d·k values of `T`) fit this
+    /// machine's available memory, so that a huge `d × k` is an error rather than an aborted allocation.
+    pub fn try_new(shape: Shape) -> Result<Self> {
+        let bytes = crate::error::checked_product(
+            &format!("a model of {} features × {} classes", shape.d, shape.k),
+            &[
+                shape.d as u64,
+                shape.k as u64,
+                2 * std::mem::size_of::<T>() as u64,
+            ],
+        )?;
+        crate::data::check_host_memory(
+            &format!("a model of {} features × {} classes", shape.d, shape.k),
+            bytes,
+        )?;
+        Ok(Self::new(shape))
+    }
+
     /// The weights in the backend's own precision.
     pub fn weights(&self) -> (&Array2<T>, &Array1<T>) {
         (&self.w, &self.b)
