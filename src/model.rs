@@ -196,20 +196,8 @@ impl Model {
         if bs != [k] {
             return Err(bad(format!("bias has shape {bs:?}, expected [{k}]")));
         }
-        for (name, values, cols) in [("weight", &w, d), ("bias", &b, 1)] {
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                let at = if cols == 1 {
-                    Position::Index(i as u64)
-                } else {
-                    Position::Index2((i / cols) as u64, (i % cols) as u64)
-                };
-                return Err(Error::input_at(
-                    path,
-                    Position::Key(format!("tensor {name:?}, {at}")),
-                    format!("{} is not finite", values[i]),
-                ));
-            }
-        }
+        check_finite(path, "weight", &w, d)?;
+        check_finite(path, "bias", &b, 1)?;
         if let Some(f) = meta.get("features") {
             if f.parse::<usize>().ok() != Some(d) {
                 return Err(bad(format!(
@@ -222,17 +210,72 @@ impl Model {
             .reversed_axes()
             .as_standard_layout()
             .to_owned();
-        let parse = |key: &str| -> Result<Option<Vec<serde_json::Value>>> {
-            meta.get(key)
-                .map(|s| {
-                    serde_json::from_str(s)
-                        .map_err(|e| bad(format!("metadata {key:?} is not a JSON list: {e}")))
-                })
-                .transpose()
-        };
-        let classes: Vec<String> = match parse("classes")? {
+        let meta = Metadata { path, meta: &meta };
+        let classes = meta.classes(k)?;
+        let standardizer = meta.standardizer(d)?;
+        let settings = meta
+            .meta
+            .get("settings")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(serde_json::Value::Null);
+        Ok(Model {
+            params: Params {
+                w,
+                b: Array1::from(b),
+            },
+            classes,
+            standardizer,
+            settings,
+        })
+    }
+}
+
+/// A tensor's values must all be finite; `cols` is its row length (1 for a vector).
+fn check_finite(path: &Path, name: &str, values: &[f32], cols: usize) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => {
+            let at = if cols == 1 {
+                Position::Index(i as u64)
+            } else {
+                Position::Index2((i / cols) as u64, (i % cols) as u64)
+            };
+            Err(Error::input_at(
+                path,
+                Position::Key(format!("tensor {name:?}, {at}")),
+                format!("{} is not finite", values[i]),
+            ))
+        }
+    }
+}
+
+/// A model file's string metadata, read with its checks.
+struct Metadata<'a> {
+    path: &'a Path,
+    meta: &'a HashMap<String, String>,
+}
+
+impl Metadata<'_> {
+    fn bad(&self, m: impl Into<String>) -> Error {
+        Error::input(self.path, m)
+    }
+
+    /// A JSON list under `key`, if present.
+    fn list(&self, key: &str) -> Result<Option<Vec<serde_json::Value>>> {
+        self.meta
+            .get(key)
+            .map(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| self.bad(format!("metadata {key:?} is not a JSON list: {e}")))
+            })
+            .transpose()
+    }
+
+    /// `k` distinct class names (0..k when the file names none).
+    fn classes(&self, k: usize) -> Result<Vec<String>> {
+        let classes: Vec<String> = match self.list("classes")? {
             Some(v) if v.len() != k => {
-                return Err(bad(format!("{} class names for {k} classes", v.len())))
+                return Err(self.bad(format!("{} class names for {k} classes", v.len())))
             }
             Some(v) => v
                 .into_iter()
@@ -248,51 +291,42 @@ impl Model {
         unique.sort();
         unique.dedup();
         if unique.len() != k {
-            return Err(bad("metadata \"classes\" names a class twice".into()));
+            return Err(self.bad("metadata \"classes\" names a class twice"));
         }
-        let floats = |v: Vec<serde_json::Value>, key: &str| -> Result<Vec<f32>> {
-            let out: Option<Vec<f32>> = v.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
-            match out {
-                Some(o) if o.len() == d => Ok(o),
-                _ => Err(bad(format!("metadata {key:?} must hold {d} numbers"))),
-            }
-        };
-        let standardizer = match (parse("standardize_mean")?, parse("standardize_std")?) {
+        Ok(classes)
+    }
+
+    /// `d` finite numbers under `key`.
+    fn floats(&self, key: &str, v: Vec<serde_json::Value>, d: usize) -> Result<Vec<f32>> {
+        let out: Option<Vec<f32>> = v.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
+        match out {
+            Some(o) if o.len() == d && o.iter().all(|v| v.is_finite()) => Ok(o),
+            _ => Err(self.bad(format!("metadata {key:?} must hold {d} finite numbers"))),
+        }
+    }
+
+    /// The standardisation, when the file has both halves of it, each of `d` values, every std > 0.
+    fn standardizer(&self, d: usize) -> Result<Option<Standardizer>> {
+        match (
+            self.list("standardize_mean")?,
+            self.list("standardize_std")?,
+        ) {
             (Some(m), Some(s)) => {
                 let st = Standardizer {
-                    mean: floats(m, "standardize_mean")?,
-                    std: floats(s, "standardize_std")?,
+                    mean: self.floats("standardize_mean", m, d)?,
+                    std: self.floats("standardize_std", s, d)?,
                 };
-                if st.mean.iter().any(|v| !v.is_finite())
-                    || st.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
-                {
-                    return Err(bad(
-                        "metadata \"standardize_mean\" / \"standardize_std\" must be finite, with every std > 0"
-                            .into(),
-                    ));
+                if st.std.iter().any(|v| *v <= 0.0) {
+                    return Err(self.bad("metadata \"standardize_std\" must be > 0 everywhere"));
                 }
-                Some(st)
+                Ok(Some(st))
             }
-            (None, None) => None,
+            (None, None) => Ok(None),
             _ => {
-                return Err(bad(
-                    "metadata has only one of \"standardize_mean\" and \"standardize_std\"".into(),
-                ))
+                Err(self
+                    .bad("metadata has only one of \"standardize_mean\" and \"standardize_std\""))
             }
-        };
-        let settings = meta
-            .get("settings")
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(serde_json::Value::Null);
-        Ok(Model {
-            params: Params {
-                w,
-                b: Array1::from(b),
-            },
-            classes,
-            standardizer,
-            settings,
-        })
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use softmax_wgpu::data::Standardizer;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
 use softmax_wgpu::train::{EpochReport, Observer, OnEpoch, OnRows};
-use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
+use softmax_wgpu::{fit, Error, InMemory, Model, RowSource, Shape, TrainConfig};
 
 use super::args::TrainArgs;
 use super::common::{check_out_path, progress_bar, Device};
@@ -29,20 +29,13 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         check_out_path(out, "--out")?;
     }
-    let mut loaded = load::training_data(&a, &cfg)?;
-    let standardizer = cfg
-        .standardize
-        .then(|| Standardizer::fit(loaded.train.x.view()));
-    if let Some(s) = &standardizer {
-        s.apply(&mut loaded.train.x);
-        if let Some(h) = &mut loaded.held_out {
-            s.apply(&mut h.x);
-        }
-    }
-    let classes = loaded.train.classes.clone();
-    let data_name = loaded.train.source.clone();
-    let mut train = loaded.train.into_source()?;
-    let mut held_out = loaded.held_out.map(|h| h.into_source()).transpose()?;
+    let Prepared {
+        mut train,
+        mut held_out,
+        classes,
+        data_name,
+        standardizer,
+    } = prepare(&a, &cfg)?;
     let shape = Shape {
         d: train.features(),
         k: classes.len(),
@@ -116,6 +109,35 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         eprintln!("saved {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The checked, standardised data as sources, and what the model records about them.
+struct Prepared {
+    train: InMemory,
+    held_out: Option<InMemory>,
+    classes: Vec<String>,
+    data_name: String,
+    standardizer: Option<Standardizer>,
+}
+
+fn prepare(a: &TrainArgs, cfg: &TrainConfig) -> Result<Prepared> {
+    let mut loaded = load::training_data(a, cfg)?;
+    let standardizer = cfg
+        .standardize
+        .then(|| Standardizer::fit(loaded.train.x.view()));
+    if let Some(s) = &standardizer {
+        s.apply(&mut loaded.train.x);
+        if let Some(h) = &mut loaded.held_out {
+            s.apply(&mut h.x);
+        }
+    }
+    Ok(Prepared {
+        classes: loaded.train.classes.clone(),
+        data_name: loaded.train.source.clone(),
+        train: loaded.train.into_source()?,
+        held_out: loaded.held_out.map(|h| h.into_source()).transpose()?,
+        standardizer,
+    })
 }
 
 /// One epoch as a line, or as one JSON object (the report's own serde form).
