@@ -361,6 +361,13 @@ fn save_load_predict_gives_the_same_answers_on_digits() {
         "the device is reported: {}",
         r.stderr
     );
+    // --device auto never picks a software adapter: a hardware GPU, or the CPU path with a line saying why.
+    let software_only = common::gpus()
+        .iter()
+        .all(|c| c.info.device_type == wgpu::DeviceType::Cpu);
+    if software_only {
+        assert!(r.stderr.contains("device: cpu"), "{}", r.stderr);
+    }
     let digits = softmax_wgpu::data::digits().unwrap();
     let loaded = Model::load(&model).unwrap();
     let saved_again = dir.path().join("again.safetensors");
@@ -420,8 +427,22 @@ fn devices_lists_adapters() {
 
 #[test]
 fn check_every_reports_the_drift_and_a_failed_check_keeps_the_old_model() {
+    // On a GPU adapter when there is one (software ones included), else on the CPU path.
+    let device = if common::gpus().is_empty() {
+        "cpu"
+    } else {
+        "gpu"
+    };
     // Passing: the default tolerance, every epoch line carries the drift, the summary line is printed.
-    let ok = run(&["train", "--epochs", "2", "--check-every", "7"]);
+    let ok = run(&[
+        "train",
+        "--device",
+        device,
+        "--epochs",
+        "2",
+        "--check-every",
+        "7",
+    ]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     assert_eq!(ok.stdout.lines().count(), 2);
     assert!(
@@ -441,6 +462,8 @@ fn check_every_reports_the_drift_and_a_failed_check_keeps_the_old_model() {
     let out = write(dir.path(), "model.safetensors", b"precious");
     let bad = run(&[
         "train",
+        "--device",
+        device,
         "--check-every",
         "3",
         "--check-tolerance",

@@ -27,14 +27,44 @@ impl Device {
                 backends,
                 a.adapter.as_deref(),
             )?))),
-            DeviceKind::Auto => match gpu::select_adapter(backends, a.adapter.as_deref()) {
-                Ok(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
-                Err(e @ Error::NoAdapter { .. }) => {
-                    eprintln!("{e}; training on the CPU");
-                    Ok(Device::Cpu(a.precision))
-                }
-                Err(e) => Err(e.into()),
-            },
+            // An adapter named with --adapter is used whatever it is.
+            DeviceKind::Auto if a.adapter.is_some() => Ok(Device::Gpu(Box::new(
+                GpuContext::select(backends, a.adapter.as_deref())?,
+            ))),
+            DeviceKind::Auto => Self::auto(backends, a.precision),
+        }
+    }
+
+    /// The best hardware adapter (discrete, integrated, virtual: `adapters` sorts them so). A software adapter
+    /// (device type Cpu: lavapipe, llvmpipe, WARP) runs the kernels on the same cores as the CPU path, only slower,
+    /// so with nothing else the CPU path trains, and one line says so.
+    fn auto(backends: wgpu::Backends, precision: Precision) -> Result<Device> {
+        let found = gpu::adapters(backends);
+        let software: Vec<String> = found
+            .iter()
+            .filter(|a| a.get_info().device_type == wgpu::DeviceType::Cpu)
+            .map(|a| {
+                let info = a.get_info();
+                format!("{} on {:?}", info.name, info.backend)
+            })
+            .collect();
+        match found
+            .into_iter()
+            .find(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+        {
+            Some(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
+            None if software.is_empty() => {
+                eprintln!("no GPU adapter found; training on the CPU path");
+                Ok(Device::Cpu(precision))
+            }
+            None => {
+                eprintln!(
+                    "only software GPU adapters found ({}), which run on these same cores more slowly than the \
+                     CPU path: training on the CPU path (--device gpu to use them anyway)",
+                    software.join(", ")
+                );
+                Ok(Device::Cpu(precision))
+            }
         }
     }
 
