@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::Result;
-use softmax_wgpu::cpu::CpuBackend;
+use softmax_wgpu::cpu::{CpuBackend, FastCpu};
 use softmax_wgpu::gpu::{self, GpuBackend, GpuContext, GpuOptions};
 use softmax_wgpu::{Backend, Error, Shape};
 
@@ -71,7 +71,7 @@ impl Device {
     /// A zero model of `shape` on this device.
     pub fn backend(&self, shape: Shape, chunk_bytes: Option<u64>) -> Result<Box<dyn Backend + '_>> {
         Ok(match self {
-            Device::Cpu(Precision::F32) => Box::new(CpuBackend::<f32>::try_new(shape)?),
+            Device::Cpu(Precision::F32) => Box::new(FastCpu::new(shape)?),
             Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::try_new(shape)?),
             Device::Gpu(ctx) => Box::new(GpuBackend::new(
                 ctx,

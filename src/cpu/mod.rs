@@ -3,8 +3,10 @@
 //! [`CpuBackend`] is a complete trainer built from them (`--device cpu`, and the `--check-every` shadow).
 
 mod backend;
+mod fast;
 
 pub use backend::CpuBackend;
+pub use fast::{FastCpu, BLOCK, LANES};
 
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, LinalgScalar,
