@@ -15,6 +15,7 @@
 //! [`train::fit`] drives either through the [`train::Backend`] trait, the one seam every trainer implements; data
 //! reaches it through a [`data::RowSource`]. docs/ARCHITECTURE.md draws the whole design.
 
+pub mod bench;
 pub mod config;
 pub mod cpu;
 pub mod data;

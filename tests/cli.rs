@@ -495,3 +495,55 @@ fn check_every_reports_the_drift_and_a_failed_check_keeps_the_old_model() {
         &["--check-tolerance"],
     );
 }
+
+#[test]
+fn bench_times_the_cpu_path_and_every_adapter_with_a_peer_or_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.md");
+    let r = run(&[
+        "bench",
+        "--shape",
+        "3000,64,5",
+        "--batch",
+        "256",
+        "--batch",
+        "0",
+        "--epochs",
+        "1",
+        "--peers",
+        "numpy",
+        "--json",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    // The CPU path and each adapter, at two batch sizes.
+    assert_eq!(rows.len(), 2 * (1 + common::gpus().len()));
+    for row in rows {
+        let t = &row["timing"];
+        assert!(t["median"].as_f64().unwrap() > 0.0, "{row}");
+        let expected = 4.0 * 3000.0 * 64.0 * 5.0 / t["median"].as_f64().unwrap() / 1e9;
+        assert!((t["gflops"].as_f64().unwrap() - expected).abs() < 1e-6 * expected);
+        // NumPy either timed the same case or says why it could not.
+        let peer = &row["peers"][0];
+        assert!(
+            peer["timing"].is_object() || peer["skipped"].is_string(),
+            "{peer}"
+        );
+        if peer["timing"].is_object() {
+            assert!(peer["ratio"].as_f64().unwrap() > 0.0);
+        }
+    }
+    assert_eq!(
+        rows[1]["case"]["batch"], 3000,
+        "batch 0 is the whole data set"
+    );
+    let table = std::fs::read_to_string(&report).unwrap();
+    assert!(table.contains("| cpu (f32"), "{table}");
+    assert!(table.contains("ours ÷ numpy"), "{table}");
+    // A peer we do not have is refused, not ignored.
+    let bad = run(&["bench", "--quick", "--peers", "matlab"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

@@ -23,6 +23,60 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Check every kernel, the gradient, a training trajectory and determinism: GPU f32 against CPU f64.
     Validate(ValidateArgs),
+    /// Time training epochs on the CPU path and on GPU adapters, with NumPy as a peer in the same run.
+    Bench(BenchArgs),
+}
+
+/// Which devices `bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchDevices {
+    /// The CPU path and every adapter.
+    All,
+    /// The CPU path only.
+    Cpu,
+    /// GPU adapters only: --adapter, or with --all-adapters every one, else the best.
+    Gpu,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which devices to time.
+    #[arg(long, value_enum, default_value_t = BenchDevices::All)]
+    pub device: BenchDevices,
+    /// Only adapters of this backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// One adapter by index or name substring (implies --device gpu unless --device is given).
+    #[arg(long, conflicts_with = "all_adapters")]
+    pub adapter: Option<String>,
+    /// Every adapter (the default with --device all).
+    #[arg(long)]
+    pub all_adapters: bool,
+    /// A problem N,D,K (repeatable). Default: 60000,784,10 and 1000000,256,32.
+    #[arg(long = "shape", value_name = "N,D,K")]
+    pub shapes: Vec<String>,
+    /// A batch size (repeatable; 0 means the whole data set). Default: 256, 4096 and full batch for 60000,784,10,
+    /// 4096 for 1000000,256,32; 256 and full batch for shapes given with --shape.
+    #[arg(long = "batch", value_name = "B")]
+    pub batches: Vec<usize>,
+    /// Timed epochs per case, after one warm-up epoch (1 to 100).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// A small set: 20000,784,10 at batch 256 and full batch.
+    #[arg(long)]
+    pub quick: bool,
+    /// Peers timed in the same run on the identical data, e.g. --peers numpy (scripts in benches/peers/).
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// One JSON document with every figure instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the markdown table to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// A graphics API wgpu can use, parsed once for every command.

@@ -2,6 +2,7 @@
 //! share (opening a device, checking an output path, progress bars, writing output) live in [`common`].
 
 mod args;
+mod bench;
 mod common;
 mod devices;
 mod load;
@@ -35,6 +36,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Predict(a) => predict::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Validate(a) => validate::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 

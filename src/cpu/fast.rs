@@ -51,12 +51,16 @@ struct Dims {
 
 impl Dims {
     fn of(shape: Shape) -> Self {
-        // Classes per forward group: all of them up to 8, else a divisor of k when one of 5..=8 divides it (no
-        // padding), else 8.
-        let cb = if shape.k <= 8 {
+        // Classes per forward group: two rows × `cb` accumulators plus the operands must fit the 16 vector registers
+        // of AVX2, so at most 6; all of them when k ≤ 6, else the group of 4..=6 that pads k least (the larger on a
+        // tie): k = 10 → 5, k = 32 → 4, k = 100 → 5.
+        let cb = if shape.k <= 6 {
             shape.k
         } else {
-            (5..=8).rev().find(|&c| shape.k.is_multiple_of(c)).unwrap_or(8)
+            (4..=6)
+                .rev()
+                .min_by_key(|&c| shape.k.next_multiple_of(c) - shape.k)
+                .unwrap_or(4)
         };
         Dims {
             d: shape.d,

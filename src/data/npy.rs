@@ -308,6 +308,42 @@ pub fn parse_npy_labels(path: &Path, bytes: &[u8], classes: Option<usize>) -> Re
     Ok(out)
 }
 
+/// The bytes of a version-1 NPY file holding `body` as `descr` (`'<f4'`, `'<u4'` …) of `shape`, C order.
+fn npy_file(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    // The data starts at a multiple of 64 bytes, as NumPy writes it.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + body.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Writes X as a float32 NPY file that NumPy, PyTorch and JAX read as they are (atomically).
+pub fn write_npy_features(path: &Path, x: ndarray::ArrayView2<f32>) -> Result<()> {
+    let x = x.as_standard_layout();
+    let values = x.as_slice().expect("standard layout is contiguous");
+    let body: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    crate::model::write_atomically(path, &npy_file("<f4", &[x.nrows(), x.ncols()], &body))
+}
+
+/// Writes class indices as a uint32 NPY vector (atomically).
+pub fn write_npy_labels(path: &Path, y: &[u32]) -> Result<()> {
+    let body: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
+    crate::model::write_atomically(path, &npy_file("<u4", &[y.len()], &body))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -339,6 +375,20 @@ pub(crate) mod tests {
         let p = dir.join(name);
         std::fs::write(&p, bytes).unwrap();
         p
+    }
+
+    #[test]
+    fn written_files_read_back() {
+        let x = Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32 - 1.5);
+        let dir = std::env::temp_dir().join(format!("softmax-wgpu-npyw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_npy_features(&dir.join("x.npy"), x.view()).unwrap();
+        write_npy_labels(&dir.join("y.npy"), &[2, 0, 1]).unwrap();
+        assert_eq!(read_npy_features(&dir.join("x.npy")).unwrap(), x);
+        assert_eq!(
+            read_npy_labels(&dir.join("y.npy"), Some(3)).unwrap(),
+            [2, 0, 1]
+        );
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! What `softmax-wgpu bench` measures: whole training epochs through the seam, on seeded synthetic data held by the
+//! device, timed after a warm-up epoch with the device's work finished before the clock stops (the epoch's loss sums
+//! are read back). Figures are derived from the shape: an epoch is 4·N·D·K floating-point operations (the forward
+//! and the backward product) and reads X (N·D·4 bytes) at least once.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::train::{Backend, Batch, Held, Optimizer, Update};
+
+/// A problem to time: N rows of D features in K classes, in batches of `batch` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Case {
+    /// Rows.
+    pub n: usize,
+    /// Features.
+    pub d: usize,
+    /// Classes.
+    pub k: usize,
+    /// Rows per step (at most n: larger is full batch).
+    pub batch: usize,
+}
+
+impl Case {
+    /// Floating-point operations of one epoch: 2·N·D·K for Z = X·W and as many for Xᵀ·R.
+    pub fn flops(&self) -> f64 {
+        4.0 * self.n as f64 * self.d as f64 * self.k as f64
+    }
+
+    /// Bytes of X.
+    pub fn x_bytes(&self) -> u64 {
+        self.n as u64 * self.d as u64 * 4
+    }
+
+    /// Steps in an epoch.
+    pub fn steps(&self) -> usize {
+        self.n.div_ceil(self.batch.min(self.n).max(1))
+    }
+}
+
+/// Timings of one device on one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    /// Wall seconds of each timed epoch.
+    pub epoch_seconds: Vec<f64>,
+    /// The fastest epoch.
+    pub best: f64,
+    /// The median epoch.
+    pub median: f64,
+    /// Rows per second at the median.
+    pub samples_per_sec: f64,
+    /// GFLOP/s at the median (4·N·D·K per epoch).
+    pub gflops: f64,
+    /// GB/s of X read once per epoch, at the median.
+    pub x_gb_per_sec: f64,
+}
+
+impl Timing {
+    /// Figures of `case` from the epochs' wall seconds.
+    pub fn of(case: &Case, epoch_seconds: Vec<f64>) -> Result<Self> {
+        if epoch_seconds.is_empty() {
+            return Err(Error::Internal("no epoch was timed".into()));
+        }
+        let mut sorted = epoch_seconds.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2].max(1e-12);
+        Ok(Timing {
+            best: sorted[0],
+            median,
+            samples_per_sec: case.n as f64 / median,
+            gflops: case.flops() / median / 1e9,
+            x_gb_per_sec: case.x_bytes() as f64 / median / 1e9,
+            epoch_seconds,
+        })
+    }
+}
+
+/// Runs one warm-up epoch and then `epochs` timed epochs of plain SGD (lr 0.01, the data's order) over the held set,
+/// and returns each timed epoch's wall seconds. The epoch's sums are read back before its clock stops.
+pub fn time_epochs(
+    backend: &mut dyn Backend,
+    set: Held,
+    batch: usize,
+    epochs: usize,
+) -> Result<Vec<f64>> {
+    let update = Update {
+        optimizer: Optimizer::Sgd,
+        lr: 0.01,
+        l2: 0.0,
+    };
+    let batch = batch.min(set.len()).max(1);
+    let order = set.order(0, 0, false);
+    let mut seconds = Vec::with_capacity(epochs);
+    for e in 0..=epochs {
+        let start = Instant::now();
+        for rows in order.chunks(batch) {
+            backend.accumulate(&Batch::held(set, rows)?)?;
+            backend.update(&update)?;
+        }
+        let sums = backend.take_sums()?;
+        let t = start.elapsed().as_secs_f64();
+        if !sums.mean_loss().is_finite() {
+            return Err(Error::Internal(format!(
+                "bench epoch diverged on {}",
+                backend.device()
+            )));
+        }
+        if e > 0 {
+            seconds.push(t);
+        }
+    }
+    Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::FastCpu;
+    use crate::train::Shape;
+
+    #[test]
+    fn figures_follow_from_the_shape_and_the_median() {
+        let case = Case {
+            n: 1000,
+            d: 10,
+            k: 5,
+            batch: 100,
+        };
+        let t = Timing::of(&case, vec![0.3, 0.1, 0.2]).unwrap();
+        assert_eq!((t.best, t.median), (0.1, 0.2));
+        assert!((t.samples_per_sec - 5000.0).abs() < 1e-9);
+        assert!((t.gflops - 4.0 * 1000.0 * 10.0 * 5.0 / 0.2 / 1e9).abs() < 1e-12);
+        assert_eq!(case.steps(), 10);
+        assert!(Timing::of(&case, vec![]).is_err());
+    }
+
+    #[test]
+    fn epochs_are_timed_after_a_warm_up() {
+        let data = crate::data::synthetic(300, 8, 3, 1).unwrap();
+        let mut source = data.into_source().unwrap();
+        let mut cpu = FastCpu::new(Shape { d: 8, k: 3 }).unwrap();
+        let set = cpu.hold(&mut source).unwrap();
+        let s = time_epochs(&mut cpu, set, 64, 2).unwrap();
+        assert_eq!(s.len(), 2);
+        // One warm-up and two timed epochs of 5 steps each.
+        assert_eq!(cpu.optimizer_state().unwrap().steps, 15);
+    }
+}

@@ -1,0 +1,402 @@
+//! `softmax-wgpu bench`: training epochs timed on the CPU path and on GPU adapters, on seeded synthetic data, with
+//! peers (NumPy) timing the identical step on the identical data in the same run; a markdown table or one JSON
+//! document.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+use softmax_wgpu::bench::{time_epochs, Case, Timing};
+use softmax_wgpu::cpu::FastCpu;
+use softmax_wgpu::data::{self, write_npy_features, write_npy_labels, InMemory};
+use softmax_wgpu::error::bytes;
+use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions};
+use softmax_wgpu::{Backend, Error, RowSource, Shape};
+
+use super::args::{BackendArg, BenchArgs, BenchDevices};
+use super::common::{check_out_path, write_output};
+
+/// The NumPy peer, embedded so that an installed binary carries it.
+const NUMPY_PEER: &str = include_str!("../../benches/peers/numpy_step.py");
+
+/// One row of the report.
+#[derive(Debug, Serialize)]
+struct Row {
+    device: String,
+    case: Case,
+    /// Reads of X per step (the GPU gathers the batch, then reads it in the forward and backward kernels).
+    x_reads_per_step: u32,
+    /// Kernel dispatches per step, where the device has them.
+    dispatches_per_step: Option<usize>,
+    timing: Option<Timing>,
+    /// Why there is no timing (the device refused the case).
+    refused: Option<String>,
+    peers: Vec<PeerResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct PeerResult {
+    peer: String,
+    timing: Option<Timing>,
+    skipped: Option<String>,
+    /// Our median epoch ÷ the peer's (below 1: we are faster).
+    ratio: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    adapters: &'a [AdapterSummary],
+    cpu_threads: usize,
+    epochs: usize,
+    rows: &'a [Row],
+}
+
+/// Runs the command.
+pub fn run(a: BenchArgs) -> Result<ExitCode> {
+    if !(1..=100).contains(&a.epochs) {
+        return Err(Error::param("--epochs", "in 1..=100", a.epochs).into());
+    }
+    if let Some(out) = &a.out {
+        check_out_path(out, "--out")?;
+    }
+    for p in &a.peers {
+        if p != "numpy" {
+            return Err(Error::param("--peers", "a list of: numpy", p).into());
+        }
+    }
+    let plan = plan(&a)?;
+    let contexts = open_adapters(&a)?;
+    let adapters: Vec<AdapterSummary> = contexts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| AdapterSummary::of(i, &c.adapter))
+        .collect();
+    let with_cpu = a.device != BenchDevices::Gpu && a.adapter.is_none();
+    let mut rows = Vec::new();
+    for (shape, batches) in &plan {
+        rows.extend(bench_shape(&a, *shape, batches, with_cpu, &contexts)?);
+    }
+    let table = markdown(&rows, a.epochs);
+    if a.json {
+        let report = Report {
+            adapters: &adapters,
+            cpu_threads: rayon::current_num_threads(),
+            epochs: a.epochs,
+            rows: &rows,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{table}");
+    }
+    if let Some(out) = &a.out {
+        write_output(Some(out), &table)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A shape N, D, K and the batch sizes to time on it (0: the whole data set).
+type Planned = ((usize, usize, usize), Vec<usize>);
+
+/// The shapes and, for each, the batch sizes to time.
+fn plan(a: &BenchArgs) -> Result<Vec<Planned>> {
+    let full = 0;
+    if a.shapes.is_empty() {
+        if a.quick {
+            return Ok(vec![((20_000, 784, 10), batches(a, &[256, full]))]);
+        }
+        return Ok(vec![
+            ((60_000, 784, 10), batches(a, &[256, 4096, full])),
+            ((1_000_000, 256, 32), batches(a, &[4096])),
+        ]);
+    }
+    a.shapes
+        .iter()
+        .map(|s| Ok((parse_shape(s)?, batches(a, &[256, full]))))
+        .collect()
+}
+
+fn batches(a: &BenchArgs, default: &[usize]) -> Vec<usize> {
+    if a.batches.is_empty() {
+        default.to_vec()
+    } else {
+        a.batches.clone()
+    }
+}
+
+fn parse_shape(spec: &str) -> Result<(usize, usize, usize)> {
+    let nums: Option<Vec<usize>> = spec.split(',').map(|p| p.trim().parse().ok()).collect();
+    match nums.as_deref() {
+        Some(&[n, d, k]) if n > 0 && d > 0 && k >= 2 => Ok((n, d, k)),
+        _ => Err(Error::param(
+            "--shape",
+            "N,D,K with N, D ≥ 1 and K ≥ 2",
+            format!("{spec:?}"),
+        )
+        .into()),
+    }
+}
+
+fn open_adapters(a: &BenchArgs) -> Result<Vec<GpuContext>> {
+    let backends = BackendArg::backends(a.backend);
+    if a.device == BenchDevices::Cpu {
+        return Ok(Vec::new());
+    }
+    if a.adapter.is_some() || (a.device == BenchDevices::Gpu && !a.all_adapters) {
+        return Ok(vec![GpuContext::select(backends, a.adapter.as_deref())?]);
+    }
+    let mut out = Vec::new();
+    for adapter in gpu::adapters(backends) {
+        match GpuContext::new(adapter) {
+            Ok(c) => out.push(c),
+            Err(e) => eprintln!("skipped an adapter: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Every device and batch on one shape, and the peers on the same data.
+fn bench_shape(
+    a: &BenchArgs,
+    (n, d, k): (usize, usize, usize),
+    batches: &[usize],
+    with_cpu: bool,
+    contexts: &[GpuContext],
+) -> Result<Vec<Row>> {
+    let x_bytes = n as u64 * d as u64 * 4;
+    eprintln!(
+        "{n} × {d} × {k}: X is {} in memory{}",
+        bytes(x_bytes),
+        if a.peers.is_empty() {
+            String::new()
+        } else {
+            ", written once more as NPY for the peers".to_string()
+        }
+    );
+    let dataset = data::synthetic(n, d, k, a.seed)?;
+    let peer_dir = tempfile_dir()?;
+    if !a.peers.is_empty() {
+        write_npy_features(&peer_dir.join("x.npy"), dataset.x.view())?;
+        write_npy_labels(&peer_dir.join("y.npy"), &dataset.y)?;
+        std::fs::write(peer_dir.join("numpy_step.py"), NUMPY_PEER)
+            .map_err(|e| Error::io(peer_dir.join("numpy_step.py"), e))?;
+    }
+    let mut source = dataset.into_source()?;
+    let cases: Vec<Case> = batches
+        .iter()
+        .map(|&b| Case {
+            n,
+            d,
+            k,
+            batch: if b == 0 { n } else { b.min(n) },
+        })
+        .collect();
+    let peers: Vec<Vec<PeerResult>> = cases.iter().map(|c| run_peers(a, c, &peer_dir)).collect();
+    let mut rows = Vec::new();
+    let shape = Shape { d, k };
+    if with_cpu {
+        let mut cpu = FastCpu::new(shape)?;
+        rows.extend(bench_device(
+            &mut cpu,
+            &mut source,
+            &cases,
+            &peers,
+            a.epochs,
+            1,
+            None,
+        )?);
+    }
+    for ctx in contexts {
+        let chunks = x_bytes.div_ceil(ctx.limits.max_storage_buffer_binding_size.max(1)) as usize;
+        let made = GpuBackend::new(ctx, shape, &GpuOptions::default());
+        match made {
+            Ok(mut g) => rows.extend(bench_device(
+                &mut g,
+                &mut source,
+                &cases,
+                &peers,
+                a.epochs,
+                3,
+                Some(chunks + 6),
+            )?),
+            Err(e) => rows.extend(cases.iter().zip(&peers).map(|(c, p)| Row {
+                device: ctx.describe(),
+                case: *c,
+                x_reads_per_step: 3,
+                dispatches_per_step: Some(chunks + 6),
+                timing: None,
+                refused: Some(e.to_string()),
+                peers: p.clone(),
+            })),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&peer_dir);
+    Ok(rows)
+}
+
+fn bench_device(
+    backend: &mut dyn Backend,
+    source: &mut InMemory,
+    cases: &[Case],
+    peers: &[Vec<PeerResult>],
+    epochs: usize,
+    x_reads_per_step: u32,
+    dispatches_per_step: Option<usize>,
+) -> Result<Vec<Row>> {
+    let device = backend.device();
+    eprintln!("timing {device} …");
+    let set = backend.hold(source as &mut dyn RowSource)?;
+    let mut rows = Vec::new();
+    for (case, peer) in cases.iter().zip(peers) {
+        let (timing, refused) = match time_epochs(backend, set, case.batch, epochs) {
+            Ok(s) => (Some(Timing::of(case, s)?), None),
+            Err(e @ Error::Limits { .. }) => (None, Some(e.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        let peers = peer
+            .iter()
+            .map(|p| PeerResult {
+                ratio: match (&timing, &p.timing) {
+                    (Some(t), Some(pt)) => Some(t.median / pt.median),
+                    _ => None,
+                },
+                ..p.clone()
+            })
+            .collect();
+        rows.push(Row {
+            device: device.clone(),
+            case: *case,
+            x_reads_per_step,
+            dispatches_per_step,
+            timing,
+            refused,
+            peers,
+        });
+    }
+    Ok(rows)
+}
+
+/// Times every requested peer on one case; a missing interpreter or package is a skip with its reason.
+fn run_peers(a: &BenchArgs, case: &Case, dir: &Path) -> Vec<PeerResult> {
+    a.peers
+        .iter()
+        .map(|peer| {
+            let skipped = |why: String| PeerResult {
+                peer: peer.clone(),
+                timing: None,
+                skipped: Some(why),
+                ratio: None,
+            };
+            eprintln!("timing {peer} (batch {}) …", case.batch);
+            let out = std::process::Command::new("python3")
+                .arg(dir.join("numpy_step.py"))
+                .arg(dir.join("x.npy"))
+                .arg(dir.join("y.npy"))
+                .arg(case.batch.to_string())
+                .arg((a.epochs + 1).to_string())
+                .output();
+            let out = match out {
+                Ok(o) if o.status.success() => o,
+                Ok(o) => {
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    let last = err.lines().last().unwrap_or("failed").to_string();
+                    return skipped(last);
+                }
+                Err(e) => return skipped(format!("python3: {e}")),
+            };
+            let parsed: Option<Vec<f64>> = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| {
+                    v["epoch_seconds"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|s| s.as_f64()).collect())
+                });
+            match parsed {
+                // The first epoch is the peer's warm-up too.
+                Some(s) if s.len() > 1 => match Timing::of(case, s[1..].to_vec()) {
+                    Ok(t) => PeerResult {
+                        peer: peer.clone(),
+                        timing: Some(t),
+                        skipped: None,
+                        ratio: None,
+                    },
+                    Err(e) => skipped(e.to_string()),
+                },
+                _ => skipped("the peer printed no timings".into()),
+            }
+        })
+        .collect()
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("softmax-wgpu-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// The report as a markdown table, one row per device × shape × batch.
+fn markdown(rows: &[Row], epochs: usize) -> String {
+    let mut peers: Vec<&str> = Vec::new();
+    for r in rows {
+        for p in &r.peers {
+            if !peers.contains(&p.peer.as_str()) {
+                peers.push(&p.peer);
+            }
+        }
+    }
+    let mut s = format!(
+        "\n| device | N × D × K | batch | steps | epoch ms (median / best of {epochs}) | samples/s | GFLOP/s | X GB/s | X reads / step | dispatches / step |"
+    );
+    for p in &peers {
+        s.push_str(&format!(" {p} ms | ours ÷ {p} |"));
+    }
+    s.push('\n');
+    s.push_str(&"|---".repeat(10 + 2 * peers.len()));
+    s.push_str("|\n");
+    for r in rows {
+        let c = &r.case;
+        let batch = if c.batch >= c.n {
+            format!("{} (full)", c.batch)
+        } else {
+            c.batch.to_string()
+        };
+        let figures = match (&r.timing, &r.refused) {
+            (Some(t), _) => format!(
+                "{:.1} / {:.1} | {:.0} | {:.2} | {:.2}",
+                t.median * 1e3,
+                t.best * 1e3,
+                t.samples_per_sec,
+                t.gflops,
+                t.x_gb_per_sec
+            ),
+            (None, Some(why)) => format!("refused: {why} | | | "),
+            (None, None) => " | | | ".into(),
+        };
+        s.push_str(&format!(
+            "| {} | {} × {} × {} | {batch} | {} | {figures} | {} | {} |",
+            r.device,
+            c.n,
+            c.d,
+            c.k,
+            c.steps(),
+            r.x_reads_per_step,
+            r.dispatches_per_step.map_or("–".into(), |d| d.to_string())
+        ));
+        for name in &peers {
+            match r.peers.iter().find(|p| p.peer == *name) {
+                Some(p) => match (&p.timing, &p.skipped) {
+                    (Some(t), _) => s.push_str(&format!(
+                        " {:.1} | {} |",
+                        t.median * 1e3,
+                        p.ratio.map_or("–".into(), |x| format!("{x:.2}"))
+                    )),
+                    (None, Some(why)) => s.push_str(&format!(" skipped: {why} | – |")),
+                    _ => s.push_str(" – | – |"),
+                },
+                None => s.push_str(" – | – |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
