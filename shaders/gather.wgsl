@@ -2,23 +2,11 @@
 // contiguous batch buffers. Dispatched once per chunk; each copies the rows that live in its chunk, so a shuffled batch
 // may draw from every chunk while no binding exceeds the adapter's max_storage_buffer_binding_size.
 
-struct Step {
-    rows: u32,
-    perm_offset: u32,
-    d: u32,
-    k: u32,
-    lr: f32,
-    l2: f32,
-    slot: u32,
-    flags: u32,
-}
-
 struct Chunk {
     first_row: u32,
     rows: u32,
 }
 
-@group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> perm: array<u32>;
 @group(1) @binding(1) var<storage, read> xc: array<f32>;
 @group(1) @binding(2) var<storage, read> yc: array<u32>;
@@ -26,12 +14,14 @@ struct Chunk {
 @group(1) @binding(4) var<storage, read_write> xb: array<f32>;
 @group(1) @binding(5) var<storage, read_write> yb: array<u32>;
 
-@compute @workgroup_size(64)
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let e = gid.x + gid.y * nwg.x * 64u;
+    let e = flat_index(gid, nwg, WG);
     if (e >= step.rows * step.d) {
         return;
     }

@@ -9,18 +9,6 @@
 const TK: u32 = 8u;
 const TB: u32 = 32u;
 
-struct Step {
-    rows: u32,
-    perm_offset: u32,
-    d: u32,
-    k: u32,
-    lr: f32,
-    l2: f32,
-    slot: u32,
-    flags: u32,
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> x: array<f32>;
 @group(1) @binding(1) var<storage, read> r: array<f32>;
 @group(1) @binding(2) var<storage, read_write> g: array<f32>;

@@ -3,24 +3,15 @@
 // One invocation per output element; the 8 lanes of a workgroup row walk 8 consecutive classes, so the W reads are
 // contiguous and the X read is shared. The sum over features runs in index order: deterministic.
 
-struct Step {
-    rows: u32,
-    perm_offset: u32,
-    d: u32,
-    k: u32,
-    lr: f32,
-    l2: f32,
-    slot: u32,
-    flags: u32,
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> x: array<f32>;
 @group(1) @binding(1) var<storage, read> w: array<f32>;
 @group(1) @binding(2) var<storage, read> b: array<f32>;
 @group(1) @binding(3) var<storage, read_write> z: array<f32>;
 
-@compute @workgroup_size(8, 8)
+override TX: u32 = 8u; // classes per workgroup
+override TY: u32 = 8u; // rows per workgroup
+
+@compute @workgroup_size(TX, TY)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     let i = gid.y;

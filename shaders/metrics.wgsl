@@ -2,18 +2,6 @@
 // whole epoch's loss and accuracy stay on the device and are read back once. One workgroup; lanes sum fixed strides
 // of rows in index order, then a fixed tree: deterministic.
 
-struct Step {
-    rows: u32,
-    perm_offset: u32,
-    d: u32,
-    k: u32,
-    lr: f32,
-    l2: f32,
-    slot: u32,
-    flags: u32,
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> stats: array<f32>;
 @group(1) @binding(1) var<storage, read_write> out: array<f32>;
 

@@ -3,29 +3,19 @@
 // probability) and whether argmax(z) == y (first maximum on ties), as stats[2i] and stats[2i + 1].
 // One invocation per row: the cost is O(rows·k), small beside the O(rows·d·k) products around it.
 
-struct Step {
-    rows: u32,
-    perm_offset: u32,
-    d: u32,
-    k: u32,
-    lr: f32,
-    l2: f32,
-    slot: u32,
-    flags: u32,
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> z: array<f32>;
 @group(1) @binding(1) var<storage, read> y: array<u32>;
 @group(1) @binding(2) var<storage, read_write> s: array<f32>;
 @group(1) @binding(3) var<storage, read_write> stats: array<f32>;
 
-@compute @workgroup_size(64)
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let i = gid.x + gid.y * nwg.x * 64u;
+    let i = flat_index(gid, nwg, WG);
     if (i >= step.rows) {
         return;
     }

@@ -1,29 +1,19 @@
 // Plain gradient step from gradient sums over step.rows rows: W ← W − lr·(G/rows + l2·W) and b ← b − lr·g_b/rows
 // (the bias is not penalised). One invocation per parameter; elements [0, d·k) are W, [d·k, d·k + k) are b.
 
-struct Step {
-    rows: u32,
-    perm_offset: u32,
-    d: u32,
-    k: u32,
-    lr: f32,
-    l2: f32,
-    slot: u32,
-    flags: u32,
-}
-
-@group(0) @binding(0) var<uniform> step: Step;
 @group(1) @binding(0) var<storage, read> g: array<f32>;
 @group(1) @binding(1) var<storage, read> gb: array<f32>;
 @group(1) @binding(2) var<storage, read_write> w: array<f32>;
 @group(1) @binding(3) var<storage, read_write> b: array<f32>;
 
-@compute @workgroup_size(64)
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
 ) {
-    let e = gid.x + gid.y * nwg.x * 64u;
+    let e = flat_index(gid, nwg, WG);
     let nw = step.d * step.k;
     let rows = f32(step.rows);
     if (e < nw) {

@@ -1,9 +1,16 @@
-//! The shaders, their binding layouts and their pipelines, built once per device.
-//!
-//! Every kernel binds the per-step uniform [`StepUniform`] at group 0 (with a dynamic offset, so one buffer holds
-//! the parameters of many steps of a submission) and its own buffers at group 1, in the order of its CPU mirror.
+//! The GPU kernels, declared once each: [`KernelSpec`] holds a kernel's WGSL source, its bindings, the override
+//! constants it declares (workgroup and tile sizes, with their defaults) and the shape of its dispatch. Every shader
+//! is compiled behind the shared preamble `shaders/common.wgsl` (the `Step` uniform at group 0 and helpers), and its
+//! own buffers are bound at group 1 in the order of its CPU mirror. Pipelines are cached by kernel and constants:
+//! the defaults are built when a device is opened, other constants (an autotuner's choice) on first use.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use bytemuck::{Pod, Zeroable};
+
+/// The declarations every shader shares, prepended at load time.
+pub const PREAMBLE: &str = include_str!("../../shaders/common.wgsl");
 
 /// One compute kernel, one file in shaders/.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,9 +23,9 @@ pub enum Kernel {
     Softmax,
     /// R = S − onehot(y).
     Residual,
-    /// G = Xᵀ·R / rows, g_b = colsum(R) / rows.
+    /// Gradient sums G = Xᵀ·R, g_b = colsum(R).
     Grad,
-    /// W ← W − lr·(G + l2·W), b ← b − lr·g_b.
+    /// W ← W − lr·(G/rows + l2·W), b ← b − lr·g_b/rows.
     Update,
     /// Sums a batch's per-row loss and correctness into a slot.
     Metrics,
@@ -26,11 +33,118 @@ pub enum Kernel {
 
 /// How a kernel sees one of its group-1 buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub enum Access {
+    /// `var<storage, read>`.
     Read,
+    /// `var<storage, read_write>`.
     ReadWrite,
+    /// `var<uniform>`.
     Uniform,
 }
+
+/// The sizes a dispatch covers: a batch of `rows` rows, `d` features, `k` classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Rows.
+    pub rows: u32,
+    /// Features.
+    pub d: u32,
+    /// Classes.
+    pub k: u32,
+}
+
+/// The shape of a kernel's dispatch, in terms of its override constants.
+#[derive(Debug, Clone, Copy)]
+pub enum Grid {
+    /// One invocation per item, `items(dims)` of them, in workgroups of the constant `WG` along x; folded into x
+    /// and y when there are more workgroups than one dimension allows (the shader calls `flat_index`).
+    Items(fn(Dims) -> u64),
+    /// One workgroup per item, `groups(dims)` of them, folded the same way (the shader flattens `workgroup_id`).
+    Groups(fn(Dims) -> u64),
+    /// A 2-D grid: x covers the classes in tiles of the constant `TX`, y the rows in tiles of `TY`.
+    ClassesByRows,
+    /// One workgroup.
+    Single,
+}
+
+/// Everything about one kernel, in one place.
+#[derive(Debug)]
+pub struct KernelSpec {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// The shader file's stem.
+    pub name: &'static str,
+    /// The WGSL source (without the preamble).
+    pub source: &'static str,
+    /// Its group-1 buffers, in binding order.
+    pub bindings: &'static [Access],
+    /// The override constants it declares, with their defaults.
+    pub constants: &'static [(&'static str, f64)],
+    /// Its dispatch.
+    pub grid: Grid,
+}
+
+use Access::{Read, ReadWrite, Uniform};
+
+static SPECS: [KernelSpec; 7] = [
+    KernelSpec {
+        kernel: Kernel::Gather,
+        name: "gather",
+        source: include_str!("../../shaders/gather.wgsl"),
+        bindings: &[Read, Read, Read, Uniform, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| u64::from(s.rows) * u64::from(s.d)),
+    },
+    KernelSpec {
+        kernel: Kernel::Logits,
+        name: "logits",
+        source: include_str!("../../shaders/logits.wgsl"),
+        bindings: &[Read, Read, Read, ReadWrite],
+        constants: &[("TX", 8.0), ("TY", 8.0)],
+        grid: Grid::ClassesByRows,
+    },
+    KernelSpec {
+        kernel: Kernel::Softmax,
+        name: "softmax",
+        source: include_str!("../../shaders/softmax.wgsl"),
+        bindings: &[Read, Read, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| u64::from(s.rows)),
+    },
+    KernelSpec {
+        kernel: Kernel::Residual,
+        name: "residual",
+        source: include_str!("../../shaders/residual.wgsl"),
+        bindings: &[Read, Read, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| u64::from(s.rows) * u64::from(s.k)),
+    },
+    KernelSpec {
+        kernel: Kernel::Grad,
+        name: "grad",
+        source: include_str!("../../shaders/grad.wgsl"),
+        bindings: &[Read, Read, ReadWrite, ReadWrite],
+        constants: &[],
+        // One workgroup per feature (and one for the bias) per tile of 8 classes (TK in the shader).
+        grid: Grid::Groups(|s| u64::from(s.k).div_ceil(8) * (u64::from(s.d) + 1)),
+    },
+    KernelSpec {
+        kernel: Kernel::Update,
+        name: "update",
+        source: include_str!("../../shaders/update.wgsl"),
+        bindings: &[Read, Read, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| u64::from(s.d) * u64::from(s.k) + u64::from(s.k)),
+    },
+    KernelSpec {
+        kernel: Kernel::Metrics,
+        name: "metrics",
+        source: include_str!("../../shaders/metrics.wgsl"),
+        bindings: &[Read, ReadWrite],
+        constants: &[],
+        grid: Grid::Single,
+    },
+];
 
 impl Kernel {
     /// Every kernel.
@@ -44,50 +158,23 @@ impl Kernel {
         Kernel::Metrics,
     ];
 
+    /// The kernel's description.
+    pub fn spec(self) -> &'static KernelSpec {
+        &SPECS[self as usize]
+    }
+
     /// The shader file's stem.
     pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Gather => "gather",
-            Kernel::Logits => "logits",
-            Kernel::Softmax => "softmax",
-            Kernel::Residual => "residual",
-            Kernel::Grad => "grad",
-            Kernel::Update => "update",
-            Kernel::Metrics => "metrics",
-        }
+        self.spec().name
     }
 
-    /// The WGSL source, embedded at build time.
-    pub fn source(self) -> &'static str {
-        match self {
-            Kernel::Gather => include_str!("../../shaders/gather.wgsl"),
-            Kernel::Logits => include_str!("../../shaders/logits.wgsl"),
-            Kernel::Softmax => include_str!("../../shaders/softmax.wgsl"),
-            Kernel::Residual => include_str!("../../shaders/residual.wgsl"),
-            Kernel::Grad => include_str!("../../shaders/grad.wgsl"),
-            Kernel::Update => include_str!("../../shaders/update.wgsl"),
-            Kernel::Metrics => include_str!("../../shaders/metrics.wgsl"),
-        }
-    }
-
-    fn bindings(self) -> &'static [Access] {
-        use Access::*;
-        match self {
-            Kernel::Gather => &[Read, Read, Read, Uniform, ReadWrite, ReadWrite],
-            Kernel::Logits => &[Read, Read, Read, ReadWrite],
-            Kernel::Softmax => &[Read, Read, ReadWrite, ReadWrite],
-            Kernel::Residual => &[Read, Read, ReadWrite],
-            Kernel::Grad => &[Read, Read, ReadWrite, ReadWrite],
-            Kernel::Update => &[Read, Read, ReadWrite, ReadWrite],
-            Kernel::Metrics => &[Read, ReadWrite],
-        }
-    }
-
-    fn index(self) -> usize {
-        Kernel::ALL
-            .iter()
-            .position(|&k| k == self)
-            .expect("every kernel is in ALL")
+    /// The WGSL source as compiled: the shared preamble, then the kernel's file.
+    pub fn source(self) -> String {
+        format!(
+            "{PREAMBLE}\n// ---- {}.wgsl ----\n{}",
+            self.name(),
+            self.spec().source
+        )
     }
 }
 
@@ -123,12 +210,18 @@ pub struct ChunkUniform {
     pub rows: u32,
 }
 
-/// Pipelines and layouts for every kernel on one device.
+/// Constants of one pipeline: (name, value) pairs, sorted by name, as a cache key (values by their bits).
+type ConstantsKey = Vec<(&'static str, u64)>;
+
+/// Layouts and pipelines of every kernel on one device; pipelines cached by kernel and override constants.
 #[derive(Debug)]
 pub struct Kernels {
     pub(crate) step_layout: wgpu::BindGroupLayout,
     layouts: Vec<wgpu::BindGroupLayout>,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipeline_layouts: Vec<wgpu::PipelineLayout>,
+    modules: Vec<wgpu::ShaderModule>,
+    defaults: Vec<wgpu::ComputePipeline>,
+    cache: Mutex<HashMap<(Kernel, ConstantsKey), wgpu::ComputePipeline>>,
 }
 
 fn entry(binding: u32, ty: wgpu::BufferBindingType, dynamic: bool) -> wgpu::BindGroupLayoutEntry {
@@ -144,63 +237,119 @@ fn entry(binding: u32, ty: wgpu::BufferBindingType, dynamic: bool) -> wgpu::Bind
     }
 }
 
+fn build_pipeline(
+    device: &wgpu::Device,
+    kernel: Kernel,
+    layout: &wgpu::PipelineLayout,
+    module: &wgpu::ShaderModule,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(kernel.name()),
+        layout: Some(layout),
+        module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            ..Default::default()
+        },
+        cache: None,
+    })
+}
+
 impl Kernels {
-    /// Compiles every shader and builds its pipeline.
+    /// Compiles every shader and builds its pipeline with the default constants.
     pub fn new(device: &wgpu::Device) -> Self {
         let step_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("step"),
             entries: &[entry(0, wgpu::BufferBindingType::Uniform, true)],
         });
-        let mut layouts = Vec::new();
-        let mut pipelines = Vec::new();
+        let (mut layouts, mut pipeline_layouts, mut modules, mut defaults) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for kernel in Kernel::ALL {
-            let entries: Vec<_> = kernel
-                .bindings()
+            let spec = kernel.spec();
+            let entries: Vec<_> = spec
+                .bindings
                 .iter()
                 .enumerate()
                 .map(|(i, a)| {
                     let ty = match a {
-                        Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                        Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                        Uniform => wgpu::BufferBindingType::Uniform,
                     };
                     entry(i as u32, ty, false)
                 })
                 .collect();
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(kernel.name()),
+                label: Some(spec.name),
                 entries: &entries,
             });
             let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.name()),
+                label: Some(spec.name),
                 bind_group_layouts: &[Some(&step_layout), Some(&layout)],
                 immediate_size: 0,
             });
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name()),
+                label: Some(spec.name),
                 source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
             });
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.name()),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+            defaults.push(build_pipeline(
+                device,
+                kernel,
+                &pipeline_layout,
+                &module,
+                spec.constants,
+            ));
             layouts.push(layout);
-            pipelines.push(pipeline);
+            pipeline_layouts.push(pipeline_layout);
+            modules.push(module);
         }
         Kernels {
             step_layout,
             layouts,
-            pipelines,
+            pipeline_layouts,
+            modules,
+            defaults,
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The pipeline of `kernel`.
+    /// The pipeline of `kernel` with its default constants.
     pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[kernel.index()]
+        &self.defaults[kernel as usize]
+    }
+
+    /// The pipeline of `kernel` with `constants` overriding its defaults (built once, then cached).
+    pub fn pipeline_with(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        constants: &[(&'static str, f64)],
+    ) -> wgpu::ComputePipeline {
+        let mut merged: Vec<(&'static str, f64)> = kernel.spec().constants.to_vec();
+        for &(name, value) in constants {
+            match merged.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => merged.push((name, value)),
+            }
+        }
+        merged.sort_by(|a, b| a.0.cmp(b.0));
+        let key: ConstantsKey = merged.iter().map(|&(n, v)| (n, v.to_bits())).collect();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry((kernel, key))
+            .or_insert_with(|| {
+                let i = kernel as usize;
+                build_pipeline(
+                    device,
+                    kernel,
+                    &self.pipeline_layouts[i],
+                    &self.modules[i],
+                    &merged,
+                )
+            })
+            .clone()
     }
 
     /// Binds `buffers` (in the kernel's binding order) for `kernel`.
@@ -212,10 +361,10 @@ impl Kernels {
     ) -> wgpu::BindGroup {
         debug_assert_eq!(
             buffers.len(),
-            kernel.bindings().len(),
+            kernel.spec().bindings.len(),
             "{} binds {} buffers",
             kernel.name(),
-            kernel.bindings().len()
+            kernel.spec().bindings.len()
         );
         let entries: Vec<_> = buffers
             .iter()
@@ -227,28 +376,34 @@ impl Kernels {
             .collect();
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
-            layout: &self.layouts[kernel.index()],
+            layout: &self.layouts[kernel as usize],
             entries: &entries,
         })
     }
 }
 
 impl Kernel {
-    /// Workgroup counts for a dispatch over a batch of `rows` rows, `d` features and `k` classes; must agree with
-    /// the indexing in the shader.
-    pub fn workgroups(self, ctx: &super::GpuContext, rows: u32, d: u32, k: u32) -> (u32, u32) {
-        let (rows, d, k) = (u64::from(rows), u64::from(d), u64::from(k));
-        let flat = |threads: u64, wg: u64| {
-            ctx.fold(u32::try_from(threads.div_ceil(wg)).unwrap_or(u32::MAX))
-        };
-        match self {
-            Kernel::Gather => flat(rows * d, 64),
-            Kernel::Logits => (k.div_ceil(8) as u32, rows.div_ceil(8) as u32),
-            Kernel::Softmax => flat(rows, 64),
-            Kernel::Residual => flat(rows * k, 64),
-            Kernel::Grad => flat(k.div_ceil(8) * (d + 1), 1),
-            Kernel::Update => flat(d * k + k, 64),
-            Kernel::Metrics => (1, 1),
+    /// The value of one of the kernel's override constants (its default).
+    fn constant(self, name: &str) -> u64 {
+        self.spec()
+            .constants
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(1, |&(_, v)| v as u64)
+    }
+
+    /// Workgroup counts (x, y) of a dispatch over `dims`, from the kernel's grid and default constants; must agree
+    /// with the indexing in the shader.
+    pub fn workgroups(self, ctx: &super::GpuContext, dims: Dims) -> (u32, u32) {
+        let fold = |groups: u64| ctx.fold(u32::try_from(groups).unwrap_or(u32::MAX));
+        match self.spec().grid {
+            Grid::Items(items) => fold(items(dims).div_ceil(self.constant("WG"))),
+            Grid::Groups(groups) => fold(groups(dims)),
+            Grid::ClassesByRows => (
+                u64::from(dims.k).div_ceil(self.constant("TX")) as u32,
+                u64::from(dims.rows).div_ceil(self.constant("TY")) as u32,
+            ),
+            Grid::Single => (1, 1),
         }
     }
 
@@ -260,12 +415,35 @@ impl Kernel {
         steps: &wgpu::BindGroup,
         step_offset: u32,
         buffers: &wgpu::BindGroup,
-        dims: (u32, u32, u32),
+        dims: Dims,
     ) {
-        let (x, y) = self.workgroups(ctx, dims.0, dims.1, dims.2);
+        let (x, y) = self.workgroups(ctx, dims);
         pass.set_pipeline(ctx.kernels.pipeline(self));
         pass.set_bind_group(0, steps, &[step_offset]);
         pass.set_bind_group(1, buffers, &[]);
         pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_is_described_once_and_in_order() {
+        for (i, k) in Kernel::ALL.iter().enumerate() {
+            assert_eq!(k.spec().kernel, *k);
+            assert_eq!(*k as usize, i);
+            assert!(k.source().contains("fn main("), "{}", k.name());
+            // The shared declarations come from the preamble only.
+            assert!(!k.spec().source.contains("struct Step"), "{}", k.name());
+            for (name, _) in k.spec().constants {
+                assert!(
+                    k.spec().source.contains(&format!("override {name}")),
+                    "{} declares {name}",
+                    k.name()
+                );
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
-use super::kernels::{ChunkUniform, Kernel, StepUniform};
+use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform};
 use crate::error::{Error, Result};
 
 fn dims(rows: usize, d: usize, k: usize) -> Result<(u32, u32, u32)> {
@@ -63,7 +63,11 @@ fn run(
             &slots.bind_group,
             slots.offset(0),
             &bg,
-            (step.rows, step.d, step.k),
+            Dims {
+                rows: step.rows,
+                d: step.d,
+                k: step.k,
+            },
         );
     }
     ctx.queue.submit([encoder.finish()]);

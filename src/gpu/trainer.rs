@@ -12,7 +12,7 @@ use ndarray::{Array1, Array2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
-use super::kernels::{ChunkUniform, Kernel, StepUniform};
+use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform};
 use crate::data::RowSource;
 use crate::error::{Error, Result};
 use crate::train::{
@@ -409,7 +409,11 @@ impl<'a> GpuBackend<'a> {
         let bg = &self.batch;
         match *op {
             Op::Accumulate { rows, uniform } | Op::Forward { rows, uniform } => {
-                let dims = (uniform.rows, d, k);
+                let dims = Dims {
+                    rows: uniform.rows,
+                    d,
+                    k,
+                };
                 if let Rows::Held(h) = rows {
                     for c in &self.held[h].chunks {
                         let group = c.gather.as_ref().expect("bound when held or resized");
@@ -425,7 +429,12 @@ impl<'a> GpuBackend<'a> {
                 Kernel::Metrics.record(ctx, pass, sb, at, &bg.metrics, dims);
             }
             Op::Update { uniform } => {
-                Kernel::Update.record(ctx, pass, sb, at, &self.model.update, (uniform.rows, d, k));
+                let dims = Dims {
+                    rows: uniform.rows,
+                    d,
+                    k,
+                };
+                Kernel::Update.record(ctx, pass, sb, at, &self.model.update, dims);
             }
         }
     }

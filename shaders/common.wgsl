@@ -1,0 +1,23 @@
+// Declarations every kernel shares, written once and prepended to each shader when its pipeline is built
+// (src/gpu/kernels.rs). Not a kernel itself.
+
+// The per-step parameters at group 0, bound with a dynamic offset so one buffer holds the parameters of many steps.
+// Mirrors `StepUniform` in src/gpu/kernels.rs.
+struct Step {
+    rows: u32,          // rows in this batch (for the update: the rows the gradient sums cover)
+    perm_offset: u32,   // where the batch's row indices start in the perm buffer
+    d: u32,             // features
+    k: u32,             // classes
+    lr: f32,            // learning rate
+    l2: f32,            // L2 penalty on W
+    slot: u32,          // slot of this batch's loss / hit sums
+    flags: u32,         // bit 0: the gradient kernel adds to the sums it holds
+}
+
+@group(0) @binding(0) var<uniform> step: Step;
+
+// The index of an invocation in a one-dimensional dispatch that the host folded into x and y because it exceeded
+// the adapter's workgroups per dimension (GpuContext::fold); `wg` is the workgroup's size in x.
+fn flat_index(gid: vec3<u32>, nwg: vec3<u32>, wg: u32) -> u32 {
+    return gid.x + gid.y * nwg.x * wg;
+}
