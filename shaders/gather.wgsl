@@ -1,5 +1,6 @@
 // Copies the rows of one batch, X[perm[perm_offset + i]] and y[...], from one resident chunk of the data set into the
-// contiguous batch buffers. Dispatched once per chunk; each copies the rows that live in its chunk, so a shuffled batch
+// contiguous batch buffers: X both row-major (xb, for the gradient kernel) and feature-major (xbt[j·rows + i], for
+// the logits kernel). Dispatched once per chunk; each copies the rows that live in its chunk, so a shuffled batch
 // may draw from every chunk while no binding exceeds the adapter's max_storage_buffer_binding_size.
 
 struct Chunk {
@@ -13,6 +14,7 @@ struct Chunk {
 @group(1) @binding(3) var<uniform> chunk: Chunk;
 @group(1) @binding(4) var<storage, read_write> xb: array<f32>;
 @group(1) @binding(5) var<storage, read_write> yb: array<u32>;
+@group(1) @binding(6) var<storage, read_write> xbt: array<f32>;
 
 override WG: u32 = 64u;
 
@@ -32,7 +34,9 @@ fn main(
         return;
     }
     let local = row - chunk.first_row;
-    xb[e] = xc[local * step.d + j];
+    let v = xc[local * step.d + j];
+    xb[e] = v;
+    xbt[j * step.rows + i] = v;
     if (j == 0u) {
         yb[i] = yc[local];
     }

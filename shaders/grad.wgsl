@@ -1,55 +1,66 @@
 // G = Xᵀ·R and g_b = colsum(R): the gradient sums of the batch's cross-entropy (the update divides by the row count,
 // so that sums over several batches or processes can be added first). With bit 0 of step.flags set, the batch's sums
 // are added to what G and g_b already hold (accumulation over the chunks of a full-batch objective).
-// A parallel reduction over the batch. Each workgroup owns one feature j (j == d stands for the bias, whose "feature"
-// is 1) and a tile of TK classes. Its TB lanes per class each sum a fixed stride of rows (i ≡ lane mod TB, in index
-// order), then a fixed-shape tree in workgroup memory adds the TB partial sums. No atomics: the order of every
-// addition is fixed, so the result is bitwise reproducible on a given adapter.
+//
+// One invocation per feature j (j == d stands for the bias, whose "feature" is 1) and tile of 16 classes (y of the
+// grid). It walks the batch's rows in order and keeps the 16 sums in four vec4 registers: consecutive invocations
+// read consecutive elements of a row of X (one vector load on SIMD hardware and on llvmpipe) and the same residuals
+// (a broadcast). No workgroup memory, no barrier, no atomics: every sum is added in row order, so the result is
+// bitwise reproducible.
 
-const TK: u32 = 8u;
-const TB: u32 = 32u;
+override WG: u32 = 64u;
 
 @group(1) @binding(0) var<storage, read> x: array<f32>;
 @group(1) @binding(1) var<storage, read> r: array<f32>;
 @group(1) @binding(2) var<storage, read_write> g: array<f32>;
 @group(1) @binding(3) var<storage, read_write> gb: array<f32>;
 
-var<workgroup> partial: array<f32, 256>; // TK * TB
+// r[i, c], with c clamped to the last class: a tile's classes past k compute sums that are never stored, and no
+// branch is taken per element.
+fn res(i: u32, c: u32) -> f32 {
+    return r[i * step.k + min(c, step.k - 1u)];
+}
 
-@compute @workgroup_size(8, 32)
-fn main(
-    @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-) {
-    let tiles = (step.k + TK - 1u) / TK;
-    let flat = wid.x + wid.y * nwg.x;
-    // Workgroup-uniform: a whole workgroup past the end leaves together, before any barrier.
-    if (flat >= tiles * (step.d + 1u)) {
+fn res4(i: u32, c: u32) -> vec4<f32> {
+    return vec4<f32>(res(i, c), res(i, c + 1u), res(i, c + 2u), res(i, c + 3u));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let c0 = gid.y * 16u;
+    if (j > step.d || c0 >= step.k) {
         return;
     }
-    let j = flat / tiles;
-    let c = (flat % tiles) * TK + lid.x;
     let is_bias = j == step.d;
-
-    var acc = 0.0;
-    if (c < step.k) {
-        for (var i = lid.y; i < step.rows; i = i + TB) {
-            let xv = select(x[i * step.d + j], 1.0, is_bias);
-            acc = fma(xv, r[i * step.k + c], acc);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var i = 0u; i < step.rows; i = i + 1u) {
+        var xv = 1.0;
+        if (!is_bias) {
+            xv = x[i * step.d + j];
         }
+        let v = vec4<f32>(xv);
+        a0 = fma(v, res4(i, c0), a0);
+        a1 = fma(v, res4(i, c0 + 4u), a1);
+        a2 = fma(v, res4(i, c0 + 8u), a2);
+        a3 = fma(v, res4(i, c0 + 12u), a3);
     }
-    partial[lid.y * TK + lid.x] = acc;
-    workgroupBarrier();
-    for (var half = TB / 2u; half > 0u; half = half / 2u) {
-        if (lid.y < half) {
-            partial[lid.y * TK + lid.x] = partial[lid.y * TK + lid.x] + partial[(lid.y + half) * TK + lid.x];
+    let add = (step.flags & 1u) != 0u;
+    for (var t = 0u; t < 16u; t = t + 1u) {
+        let c = c0 + t;
+        if (c >= step.k) {
+            break;
         }
-        workgroupBarrier();
-    }
-    if (lid.y == 0u && c < step.k) {
-        let add = (step.flags & 1u) != 0u;
-        let v = partial[lid.x];
+        var v: f32;
+        switch (t / 4u) {
+            case 0u: { v = a0[t % 4u]; }
+            case 1u: { v = a1[t % 4u]; }
+            case 2u: { v = a2[t % 4u]; }
+            default: { v = a3[t % 4u]; }
+        }
         if (is_bias) {
             gb[c] = select(v, gb[c] + v, add);
         } else {

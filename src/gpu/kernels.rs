@@ -17,7 +17,7 @@ pub const PREAMBLE: &str = include_str!("../../shaders/common.wgsl");
 pub enum Kernel {
     /// Copies a batch's rows out of one resident chunk.
     Gather,
-    /// Z = X·W + b.
+    /// Z = X·W + b (X feature-major).
     Logits,
     /// Row-wise softmax and per-row loss / correctness.
     Softmax,
@@ -61,8 +61,10 @@ pub enum Grid {
     Items(fn(Dims) -> u64),
     /// One workgroup per item, `groups(dims)` of them, folded the same way (the shader flattens `workgroup_id`).
     Groups(fn(Dims) -> u64),
-    /// A 2-D grid: x covers the classes in tiles of the constant `TX`, y the rows in tiles of `TY`.
-    ClassesByRows,
+    /// A 2-D grid: x covers the rows in workgroups of `WG`, y the classes in tiles of 16.
+    RowsByClassTiles,
+    /// A 2-D grid: x covers the features and the bias (d + 1) in workgroups of `WG`, y the classes in tiles of 16.
+    FeaturesByClassTiles,
     /// One workgroup.
     Single,
 }
@@ -91,7 +93,7 @@ static SPECS: [KernelSpec; 7] = [
         kernel: Kernel::Gather,
         name: "gather",
         source: include_str!("../../shaders/gather.wgsl"),
-        bindings: &[Read, Read, Read, Uniform, ReadWrite, ReadWrite],
+        bindings: &[Read, Read, Read, Uniform, ReadWrite, ReadWrite, ReadWrite],
         constants: &[("WG", 64.0)],
         grid: Grid::Items(|s| u64::from(s.rows) * u64::from(s.d)),
     },
@@ -100,8 +102,8 @@ static SPECS: [KernelSpec; 7] = [
         name: "logits",
         source: include_str!("../../shaders/logits.wgsl"),
         bindings: &[Read, Read, Read, ReadWrite],
-        constants: &[("TX", 8.0), ("TY", 8.0)],
-        grid: Grid::ClassesByRows,
+        constants: &[("WG", 64.0)],
+        grid: Grid::RowsByClassTiles,
     },
     KernelSpec {
         kernel: Kernel::Softmax,
@@ -124,9 +126,8 @@ static SPECS: [KernelSpec; 7] = [
         name: "grad",
         source: include_str!("../../shaders/grad.wgsl"),
         bindings: &[Read, Read, ReadWrite, ReadWrite],
-        constants: &[],
-        // One workgroup per feature (and one for the bias) per tile of 8 classes (TK in the shader).
-        grid: Grid::Groups(|s| u64::from(s.k).div_ceil(8) * (u64::from(s.d) + 1)),
+        constants: &[("WG", 64.0)],
+        grid: Grid::FeaturesByClassTiles,
     },
     KernelSpec {
         kernel: Kernel::Update,
@@ -399,9 +400,13 @@ impl Kernel {
         match self.spec().grid {
             Grid::Items(items) => fold(items(dims).div_ceil(self.constant("WG"))),
             Grid::Groups(groups) => fold(groups(dims)),
-            Grid::ClassesByRows => (
-                u64::from(dims.k).div_ceil(self.constant("TX")) as u32,
-                u64::from(dims.rows).div_ceil(self.constant("TY")) as u32,
+            Grid::RowsByClassTiles => (
+                u64::from(dims.rows).div_ceil(self.constant("WG")) as u32,
+                u64::from(dims.k).div_ceil(16) as u32,
+            ),
+            Grid::FeaturesByClassTiles => (
+                (u64::from(dims.d) + 1).div_ceil(self.constant("WG")) as u32,
+                u64::from(dims.k).div_ceil(16) as u32,
             ),
             Grid::Single => (1, 1),
         }

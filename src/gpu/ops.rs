@@ -99,7 +99,8 @@ pub fn logits(
         || format!("x {:?}, w {:?}, b {}", x.dim(), w.dim(), b.len()),
     )?;
     let (r, dd, kk) = dims(rows, d, k)?;
-    let xb = storage_init(ctx, "x", &contiguous(x));
+    // The kernel reads X feature-major, as the gather kernel leaves it.
+    let xb = storage_init(ctx, "x feature-major", &contiguous(x.t()));
     let wb = storage_init(ctx, "w", &contiguous(w));
     let bb = storage_init(ctx, "b", &b.to_vec());
     let z = storage_zeroed(ctx, "z", (rows * k * 4) as u64);
@@ -299,6 +300,7 @@ pub fn gather(
     let (r, dd, _) = dims(rows, d, 0)?;
     let pb = storage_init(ctx, "perm", perm);
     let xb = storage_zeroed(ctx, "xb", (rows * d * 4) as u64);
+    let xbt = storage_zeroed(ctx, "xb feature-major", (rows * d * 4) as u64);
     let yb = storage_zeroed(ctx, "yb", (rows * 4) as u64);
     let x = contiguous(x);
     let step = StepUniform {
@@ -318,10 +320,20 @@ pub fn gather(
                 rows: (last - first) as u32,
             },
         );
-        run(ctx, Kernel::Gather, step, &[&pb, &xc, &yc, &cu, &xb, &yb])?;
+        run(
+            ctx,
+            Kernel::Gather,
+            step,
+            &[&pb, &xc, &yc, &cu, &xb, &yb, &xbt],
+        )?;
     }
-    Ok((
-        to2(read(ctx, &xb, 0, rows * d)?, rows, d)?,
-        read(ctx, &yb, 0, rows)?,
-    ))
+    let row_major = to2(read(ctx, &xb, 0, rows * d)?, rows, d)?;
+    // Both copies must hold the same rows.
+    let feature_major = to2(read(ctx, &xbt, 0, rows * d)?, d, rows)?;
+    if feature_major.t() != row_major {
+        return Err(Error::Internal(
+            "gather: the feature-major copy differs from the row-major one".into(),
+        ));
+    }
+    Ok((row_major, read(ctx, &yb, 0, rows)?))
 }

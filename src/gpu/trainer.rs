@@ -54,7 +54,9 @@ struct BatchBuffers {
     capacity: usize,
     perm_capacity: usize,
     perm: wgpu::Buffer,
+    /// The batch's X row-major (the gradient reads it) and feature-major (the logits kernel reads it).
     x: wgpu::Buffer,
+    xt: wgpu::Buffer,
     y: wgpu::Buffer,
     logits: wgpu::BindGroup,
     softmax: wgpu::BindGroup,
@@ -131,6 +133,17 @@ impl<'a> GpuBackend<'a> {
                 hint: None,
             });
         }
+        // The gradient kernel dispatches (d + 1) / 64 workgroups along x.
+        let max_groups = u64::from(ctx.limits.max_compute_workgroups_per_dimension);
+        if (d as u64 + 1).div_ceil(64) > max_groups {
+            return Err(Error::Limits {
+                device: ctx.describe(),
+                what: format!("a gradient dispatch over {d} features"),
+                needed: (d as u64 + 1).div_ceil(64),
+                limit: max_groups,
+                hint: Some("counts of workgroups, not bytes".into()),
+            });
+        }
         let max_batch = Self::largest_batch(ctx, shape);
         if max_batch == 0 {
             return Err(Error::Limits {
@@ -179,11 +192,11 @@ impl<'a> GpuBackend<'a> {
     }
 
     /// The most rows one batch may have: its X (rows × d) and Z, S, R (rows × k) must each fit one binding, and the
-    /// logits kernel dispatches rows / 8 workgroups along y.
+    /// logits kernel dispatches rows / 64 workgroups along x.
     fn largest_batch(ctx: &GpuContext, shape: Shape) -> usize {
         let row_bytes = (shape.d as u64 * 4).max(shape.k as u64 * 4).max(8);
         let by_binding = Self::max_binding(ctx) / row_bytes;
-        let by_dispatch = 8 * u64::from(ctx.limits.max_compute_workgroups_per_dimension);
+        let by_dispatch = 64 * u64::from(ctx.limits.max_compute_workgroups_per_dimension);
         by_binding.min(by_dispatch).min(u64::from(u32::MAX)) as usize
     }
 
@@ -218,6 +231,7 @@ impl<'a> GpuBackend<'a> {
         let (d, k) = (shape.d as u64, shape.k as u64);
         let rows = capacity as u64;
         let x = storage_zeroed(ctx, "batch x", rows * d * 4);
+        let xt = storage_zeroed(ctx, "batch x feature-major", rows * d * 4);
         let y = storage_zeroed(ctx, "batch y", rows * 4);
         let (z, s, r) = (
             storage_zeroed(ctx, "z", rows * k * 4),
@@ -232,13 +246,14 @@ impl<'a> GpuBackend<'a> {
         BatchBuffers {
             capacity,
             perm_capacity,
-            logits: kern.bind(dev, Kernel::Logits, &[&x, &m.w, &m.b, &z]),
+            logits: kern.bind(dev, Kernel::Logits, &[&xt, &m.w, &m.b, &z]),
             softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats]),
             residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r]),
             grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
             metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &m.sums]),
             perm,
             x,
+            xt,
             y,
         }
     }
@@ -248,7 +263,7 @@ impl<'a> GpuBackend<'a> {
         self.ctx.kernels.bind(
             &self.ctx.device,
             Kernel::Gather,
-            &[&b.perm, &c.x, &c.y, &c.info, &b.x, &b.y],
+            &[&b.perm, &c.x, &c.y, &c.info, &b.x, &b.y, &b.xt],
         )
     }
 
@@ -335,6 +350,8 @@ impl<'a> GpuBackend<'a> {
                 let flat = x.as_slice().expect("standard layout is contiguous");
                 let q = &self.ctx.queue;
                 q.write_buffer(&self.batch.x, 0, bytemuck::cast_slice(flat));
+                let transposed: Vec<f32> = x.t().iter().copied().collect();
+                q.write_buffer(&self.batch.xt, 0, bytemuck::cast_slice(&transposed));
                 q.write_buffer(&self.batch.y, 0, bytemuck::cast_slice(chunk.y()));
                 Ok((Rows::Host, 0))
             }
