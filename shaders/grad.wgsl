@@ -2,11 +2,11 @@
 // so that sums over several batches or processes can be added first). With bit 0 of step.flags set, the batch's sums
 // are added to what G and g_b already hold (accumulation over the chunks of a full-batch objective).
 //
-// One invocation per feature j (j == d stands for the bias, whose "feature" is 1) and tile of 16 classes (y of the
-// grid). It walks the batch's rows in order and keeps the 16 sums in four vec4 registers: consecutive invocations
-// read consecutive elements of a row of X (one vector load on SIMD hardware and on llvmpipe) and the same residuals
-// (a broadcast). No workgroup memory, no barrier, no atomics: every sum is added in row order, so the result is
-// bitwise reproducible.
+// Register tiling for the tall-skinny shape: one invocation per 4 consecutive features (one vec4 of a row of X) and
+// tile of 16 classes (y of the grid), 16 vec4 accumulators (features × classes) in registers; the invocation after
+// the last feature quad sums the bias (its "feature" is 1). Each walks the batch's rows in order: per row one vec4 of
+// X and 16 residuals (the same for every invocation: a broadcast) for 16 vec4 FMAs. No workgroup memory, no barrier,
+// no atomics: every sum is added in row order, so the result is bitwise reproducible.
 
 override WG: u32 = 64u;
 
@@ -21,51 +21,97 @@ fn res(i: u32, c: u32) -> f32 {
     return r[i * step.k + min(c, step.k - 1u)];
 }
 
-fn res4(i: u32, c: u32) -> vec4<f32> {
-    return vec4<f32>(res(i, c), res(i, c + 1u), res(i, c + 2u), res(i, c + 3u));
+// x[i, j..j + 4], features past d read as 0; the bias invocation (j ≥ d) reads 1.
+fn x4(i: u32, j: u32) -> vec4<f32> {
+    let d = step.d;
+    if (j >= d) {
+        return vec4<f32>(1.0);
+    }
+    let base = i * d;
+    return vec4<f32>(
+        x[base + j],
+        select(0.0, x[base + min(j + 1u, d - 1u)], j + 1u < d),
+        select(0.0, x[base + min(j + 2u, d - 1u)], j + 2u < d),
+        select(0.0, x[base + min(j + 3u, d - 1u)], j + 3u < d),
+    );
+}
+
+// Stores the sums of one class for the invocation's features (or the bias).
+fn put(j0: u32, c: u32, acc: vec4<f32>, add: bool) {
+    if (c >= step.k) {
+        return;
+    }
+    if (j0 >= step.d) {
+        gb[c] = select(acc[0], gb[c] + acc[0], add);
+        return;
+    }
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let j = j0 + q;
+        if (j < step.d) {
+            let e = j * step.k + c;
+            g[e] = select(acc[q], g[e] + acc[q], add);
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
+    let j0 = gid.x * 4u;
     let c0 = gid.y * 16u;
-    if (j > step.d || c0 >= step.k) {
+    let quads = (step.d + 3u) / 4u;
+    if (gid.x > quads || c0 >= step.k) {
         return;
     }
-    let is_bias = j == step.d;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
     for (var i = 0u; i < step.rows; i = i + 1u) {
-        var xv = 1.0;
-        if (!is_bias) {
-            xv = x[i * step.d + j];
-        }
-        let v = vec4<f32>(xv);
-        a0 = fma(v, res4(i, c0), a0);
-        a1 = fma(v, res4(i, c0 + 4u), a1);
-        a2 = fma(v, res4(i, c0 + 8u), a2);
-        a3 = fma(v, res4(i, c0 + 12u), a3);
+        let x = x4(i, j0);
+        a0 = fma(x, vec4<f32>(res(i, c0 + 0u)), a0);
+        a1 = fma(x, vec4<f32>(res(i, c0 + 1u)), a1);
+        a2 = fma(x, vec4<f32>(res(i, c0 + 2u)), a2);
+        a3 = fma(x, vec4<f32>(res(i, c0 + 3u)), a3);
+        a4 = fma(x, vec4<f32>(res(i, c0 + 4u)), a4);
+        a5 = fma(x, vec4<f32>(res(i, c0 + 5u)), a5);
+        a6 = fma(x, vec4<f32>(res(i, c0 + 6u)), a6);
+        a7 = fma(x, vec4<f32>(res(i, c0 + 7u)), a7);
+        a8 = fma(x, vec4<f32>(res(i, c0 + 8u)), a8);
+        a9 = fma(x, vec4<f32>(res(i, c0 + 9u)), a9);
+        a10 = fma(x, vec4<f32>(res(i, c0 + 10u)), a10);
+        a11 = fma(x, vec4<f32>(res(i, c0 + 11u)), a11);
+        a12 = fma(x, vec4<f32>(res(i, c0 + 12u)), a12);
+        a13 = fma(x, vec4<f32>(res(i, c0 + 13u)), a13);
+        a14 = fma(x, vec4<f32>(res(i, c0 + 14u)), a14);
+        a15 = fma(x, vec4<f32>(res(i, c0 + 15u)), a15);
     }
     let add = (step.flags & 1u) != 0u;
-    for (var t = 0u; t < 16u; t = t + 1u) {
-        let c = c0 + t;
-        if (c >= step.k) {
-            break;
-        }
-        var v: f32;
-        switch (t / 4u) {
-            case 0u: { v = a0[t % 4u]; }
-            case 1u: { v = a1[t % 4u]; }
-            case 2u: { v = a2[t % 4u]; }
-            default: { v = a3[t % 4u]; }
-        }
-        if (is_bias) {
-            gb[c] = select(v, gb[c] + v, add);
-        } else {
-            let e = j * step.k + c;
-            g[e] = select(v, g[e] + v, add);
-        }
-    }
+    put(j0, c0 + 0u, a0, add);
+    put(j0, c0 + 1u, a1, add);
+    put(j0, c0 + 2u, a2, add);
+    put(j0, c0 + 3u, a3, add);
+    put(j0, c0 + 4u, a4, add);
+    put(j0, c0 + 5u, a5, add);
+    put(j0, c0 + 6u, a6, add);
+    put(j0, c0 + 7u, a7, add);
+    put(j0, c0 + 8u, a8, add);
+    put(j0, c0 + 9u, a9, add);
+    put(j0, c0 + 10u, a10, add);
+    put(j0, c0 + 11u, a11, add);
+    put(j0, c0 + 12u, a12, add);
+    put(j0, c0 + 13u, a13, add);
+    put(j0, c0 + 14u, a14, add);
+    put(j0, c0 + 15u, a15, add);
 }

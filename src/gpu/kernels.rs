@@ -61,9 +61,10 @@ pub enum Grid {
     Items(fn(Dims) -> u64),
     /// One workgroup per item, `groups(dims)` of them, folded the same way (the shader flattens `workgroup_id`).
     Groups(fn(Dims) -> u64),
-    /// A 2-D grid: x covers the rows in workgroups of `WG`, y the classes in tiles of 16.
+    /// A 2-D grid: x covers the rows, 4 per invocation, in workgroups of `WG`; y the classes in tiles of 16.
     RowsByClassTiles,
-    /// A 2-D grid: x covers the features and the bias (d + 1) in workgroups of `WG`, y the classes in tiles of 16.
+    /// A 2-D grid: x covers the features, 4 per invocation, and one more invocation for the bias, in workgroups of
+    /// `WG`; y the classes in tiles of 16.
     FeaturesByClassTiles,
     /// One workgroup.
     Single,
@@ -401,11 +402,13 @@ impl Kernel {
             Grid::Items(items) => fold(items(dims).div_ceil(self.constant("WG"))),
             Grid::Groups(groups) => fold(groups(dims)),
             Grid::RowsByClassTiles => (
-                u64::from(dims.rows).div_ceil(self.constant("WG")) as u32,
+                u64::from(dims.rows)
+                    .div_ceil(4)
+                    .div_ceil(self.constant("WG")) as u32,
                 u64::from(dims.k).div_ceil(16) as u32,
             ),
             Grid::FeaturesByClassTiles => (
-                (u64::from(dims.d) + 1).div_ceil(self.constant("WG")) as u32,
+                (u64::from(dims.d).div_ceil(4) + 1).div_ceil(self.constant("WG")) as u32,
                 u64::from(dims.k).div_ceil(16) as u32,
             ),
             Grid::Single => (1, 1),
