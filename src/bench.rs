@@ -77,6 +77,29 @@ impl Timing {
     }
 }
 
+/// One epoch of plain SGD (lr 0.01, the data's order) over the held set, its sums read back at the end.
+pub fn run_epoch(backend: &mut dyn Backend, set: Held, batch: usize) -> Result<()> {
+    let update = Update {
+        optimizer: Optimizer::Sgd,
+        lr: 0.01,
+        l2: 0.0,
+    };
+    let batch = batch.min(set.len()).max(1);
+    let order = set.order(0, 0, false);
+    for rows in order.chunks(batch) {
+        backend.accumulate(&Batch::held(set, rows)?)?;
+        backend.update(&update)?;
+    }
+    let sums = backend.take_sums()?;
+    if !sums.mean_loss().is_finite() {
+        return Err(Error::Internal(format!(
+            "bench epoch diverged on {}",
+            backend.device()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one warm-up epoch and then `epochs` timed epochs of plain SGD (lr 0.01, the data's order) over the held set,
 /// and returns each timed epoch's wall seconds. The epoch's sums are read back before its clock stops.
 pub fn time_epochs(
@@ -85,28 +108,11 @@ pub fn time_epochs(
     batch: usize,
     epochs: usize,
 ) -> Result<Vec<f64>> {
-    let update = Update {
-        optimizer: Optimizer::Sgd,
-        lr: 0.01,
-        l2: 0.0,
-    };
-    let batch = batch.min(set.len()).max(1);
-    let order = set.order(0, 0, false);
     let mut seconds = Vec::with_capacity(epochs);
     for e in 0..=epochs {
         let start = Instant::now();
-        for rows in order.chunks(batch) {
-            backend.accumulate(&Batch::held(set, rows)?)?;
-            backend.update(&update)?;
-        }
-        let sums = backend.take_sums()?;
+        run_epoch(backend, set, batch)?;
         let t = start.elapsed().as_secs_f64();
-        if !sums.mean_loss().is_finite() {
-            return Err(Error::Internal(format!(
-                "bench epoch diverged on {}",
-                backend.device()
-            )));
-        }
         if e > 0 {
             seconds.push(t);
         }

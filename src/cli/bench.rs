@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde::Serialize;
-use softmax_wgpu::bench::{time_epochs, Case, Timing};
+use softmax_wgpu::bench::{run_epoch, time_epochs, Case, Timing};
 use softmax_wgpu::cpu::FastCpu;
 use softmax_wgpu::data::{self, write_npy_features, write_npy_labels, InMemory};
 use softmax_wgpu::error::bytes;
-use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions};
+use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions, KernelTime};
 use softmax_wgpu::{Backend, Error, RowSource, Shape};
 
 use super::args::{BackendArg, BenchArgs, BenchDevices};
@@ -32,6 +32,9 @@ struct Row {
     timing: Option<Timing>,
     /// Why there is no timing (the device refused the case).
     refused: Option<String>,
+    /// GPU time per kernel over one more epoch, from timestamp queries written between dispatches, where the
+    /// adapter has them.
+    kernels: Option<Vec<KernelTime>>,
     peers: Vec<PeerResult>,
 }
 
@@ -196,29 +199,30 @@ fn bench_shape(
     let shape = Shape { d, k };
     if with_cpu {
         let mut cpu = FastCpu::new(shape)?;
-        rows.extend(bench_device(
-            &mut cpu,
-            &mut source,
-            &cases,
-            &peers,
-            a.epochs,
-            1,
-            None,
-        )?);
+        rows.extend(bench_device(&mut cpu, &mut source, &cases, &peers, a.epochs, 1, None)?.0);
     }
     for ctx in contexts {
         let chunks = x_bytes.div_ceil(ctx.limits.max_storage_buffer_binding_size.max(1)) as usize;
         let made = GpuBackend::new(ctx, shape, &GpuOptions::default());
         match made {
-            Ok(mut g) => rows.extend(bench_device(
-                &mut g,
-                &mut source,
-                &cases,
-                &peers,
-                a.epochs,
-                3,
-                Some(chunks + 6),
-            )?),
+            Ok(mut g) => {
+                let (mut timed, set) = bench_device(
+                    &mut g,
+                    &mut source,
+                    &cases,
+                    &peers,
+                    a.epochs,
+                    3,
+                    Some(chunks + 6),
+                )?;
+                if g.enable_profiling() {
+                    for row in timed.iter_mut().filter(|r| r.timing.is_some()) {
+                        run_epoch(&mut g, set, row.case.batch)?;
+                        row.kernels = Some(g.take_profile()?);
+                    }
+                }
+                rows.extend(timed);
+            }
             Err(e) => rows.extend(cases.iter().zip(&peers).map(|(c, p)| Row {
                 device: ctx.describe(),
                 case: *c,
@@ -226,6 +230,7 @@ fn bench_shape(
                 dispatches_per_step: Some(chunks + 6),
                 timing: None,
                 refused: Some(e.to_string()),
+                kernels: None,
                 peers: p.clone(),
             })),
         }
@@ -242,7 +247,7 @@ fn bench_device(
     epochs: usize,
     x_reads_per_step: u32,
     dispatches_per_step: Option<usize>,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, softmax_wgpu::train::Held)> {
     let device = backend.device();
     eprintln!("timing {device} …");
     let set = backend.hold(source as &mut dyn RowSource)?;
@@ -270,10 +275,11 @@ fn bench_device(
             dispatches_per_step,
             timing,
             refused,
+            kernels: None,
             peers,
         });
     }
-    Ok(rows)
+    Ok((rows, set))
 }
 
 /// Times every requested peer on one case; a missing interpreter or package is a skip with its reason.
@@ -397,6 +403,37 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
             }
         }
         s.push('\n');
+    }
+    let profiled: Vec<&Row> = rows.iter().filter(|r| r.kernels.is_some()).collect();
+    if !profiled.is_empty() {
+        s.push_str(
+            "\nGPU time per kernel over one epoch (timestamp queries between dispatches):\n\n",
+        );
+        for r in profiled {
+            let kernels = r.kernels.as_deref().unwrap_or_default();
+            let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+            let parts: Vec<String> = kernels
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{} {:.1} ms ({:.0} %)",
+                        k.kernel,
+                        k.seconds * 1e3,
+                        100.0 * k.seconds / total.max(1e-12)
+                    )
+                })
+                .collect();
+            s.push_str(&format!(
+                "- {}, {} × {} × {}, batch {}: {:.1} ms in kernels — {}\n",
+                r.device,
+                r.case.n,
+                r.case.d,
+                r.case.k,
+                r.case.batch,
+                total * 1e3,
+                parts.join(", ")
+            ));
+        }
     }
     s
 }

@@ -148,6 +148,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// The limits the device was opened with.
     pub limits: wgpu::Limits,
+    /// The optional features the device was opened with (timestamp queries, where the adapter has them).
+    pub features: wgpu::Features,
     pub(crate) kernels: Kernels,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -157,9 +159,12 @@ impl GpuContext {
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Timestamps between dispatches let `bench` time each kernel; nothing else depends on them.
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("softmax-wgpu"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))
@@ -182,6 +187,7 @@ impl GpuContext {
             queue,
             info,
             limits,
+            features,
             kernels,
             errors,
         })

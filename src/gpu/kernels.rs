@@ -66,6 +66,10 @@ pub enum Grid {
     /// A 2-D grid: x covers the features, 4 per invocation, and one more invocation for the bias, in workgroups of
     /// `WG`; y the classes in tiles of 16.
     FeaturesByClassTiles,
+    /// A 2-D grid: x covers `dims.d` in workgroups of `WG`, y covers `dims.rows` but at most 64 high (the shader's
+    /// invocations loop over the rest): a copy needs few, long-lived invocations, and a software adapter pays for
+    /// every workgroup it launches.
+    Plane,
     /// One workgroup.
     Single,
 }
@@ -96,7 +100,7 @@ static SPECS: [KernelSpec; 7] = [
         source: include_str!("../../shaders/gather.wgsl"),
         bindings: &[Read, Read, Read, Uniform, ReadWrite, ReadWrite, ReadWrite],
         constants: &[("WG", 64.0)],
-        grid: Grid::Items(|s| u64::from(s.rows) * u64::from(s.d)),
+        grid: Grid::Plane,
     },
     KernelSpec {
         kernel: Kernel::Logits,
@@ -411,6 +415,13 @@ impl Kernel {
                 (u64::from(dims.d).div_ceil(4) + 1).div_ceil(self.constant("WG")) as u32,
                 u64::from(dims.k).div_ceil(16) as u32,
             ),
+            Grid::Plane => (
+                u64::from(dims.d).div_ceil(self.constant("WG")) as u32,
+                dims.rows
+                    .min(64)
+                    .min(ctx.limits.max_compute_workgroups_per_dimension)
+                    .max(1),
+            ),
             Grid::Single => (1, 1),
         }
     }
@@ -425,8 +436,29 @@ impl Kernel {
         buffers: &wgpu::BindGroup,
         dims: Dims,
     ) {
+        self.record_with(
+            ctx,
+            ctx.kernels.pipeline(self),
+            pass,
+            (steps, step_offset),
+            buffers,
+            dims,
+        );
+    }
+
+    /// [`Kernel::record`] with one of the kernel's pipelines built for other constants (an autotuner's choice), or
+    /// over a grid of other sizes.
+    pub fn record_with(
+        self,
+        ctx: &super::GpuContext,
+        pipeline: &wgpu::ComputePipeline,
+        pass: &mut wgpu::ComputePass<'_>,
+        (steps, step_offset): (&wgpu::BindGroup, u32),
+        buffers: &wgpu::BindGroup,
+        dims: Dims,
+    ) {
         let (x, y) = self.workgroups(ctx, dims);
-        pass.set_pipeline(ctx.kernels.pipeline(self));
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, steps, &[step_offset]);
         pass.set_bind_group(1, buffers, &[]);
         pass.dispatch_workgroups(x, y, 1);

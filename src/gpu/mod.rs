@@ -9,4 +9,4 @@ mod trainer;
 
 pub use context::{adapters, select_adapter, AdapterSummary, GpuContext};
 pub use kernels::Kernel;
-pub use trainer::{GpuBackend, GpuOptions};
+pub use trainer::{GpuBackend, GpuOptions, KernelTime};

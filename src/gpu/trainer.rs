@@ -89,6 +89,27 @@ enum Op {
     Update { uniform: StepUniform },
 }
 
+/// Per-kernel GPU time from timestamps written between dispatches (`TIMESTAMP_QUERY_INSIDE_PASSES`).
+#[derive(Debug)]
+struct Profiler {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    capacity: u32,
+    /// Nanoseconds and dispatches per kernel (or pass of one) since the last take.
+    totals: Vec<(&'static str, f64, u64)>,
+}
+
+/// Time one kernel took over the dispatches profiled.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelTime {
+    /// The kernel's name.
+    pub kernel: String,
+    /// Its dispatches.
+    pub dispatches: u64,
+    /// Their summed GPU time, seconds.
+    pub seconds: f64,
+}
+
 /// The training state on one device.
 #[derive(Debug)]
 pub struct GpuBackend<'a> {
@@ -110,6 +131,7 @@ pub struct GpuBackend<'a> {
     /// Rows summed in the gradient accumulator (0: empty).
     g_rows: u64,
     optimizer: OptimizerState,
+    profiler: Option<Profiler>,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
@@ -182,7 +204,72 @@ impl<'a> GpuBackend<'a> {
             host_sums: Sums::default(),
             g_rows: 0,
             optimizer: OptimizerState::default(),
+            profiler: None,
         })
+    }
+
+    /// Starts timing every dispatch with timestamps (slower: each submission is then waited for and read back).
+    /// Returns false, and changes nothing, when the device cannot write timestamps inside a compute pass.
+    pub fn enable_profiling(&mut self) -> bool {
+        let needed =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        if !self.ctx.features.contains(needed) {
+            return false;
+        }
+        let capacity = wgpu::QUERY_SET_MAX_QUERIES;
+        self.profiler = Some(Profiler {
+            set: self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("kernel timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: capacity,
+            }),
+            resolve: self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: u64::from(capacity) * 8,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            capacity,
+            totals: Vec::new(),
+        });
+        true
+    }
+
+    /// The GPU time of each kernel since profiling was enabled or last taken, slowest first.
+    pub fn take_profile(&mut self) -> Result<Vec<KernelTime>> {
+        self.flush()?;
+        let Some(p) = self.profiler.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<KernelTime> = std::mem::take(&mut p.totals)
+            .into_iter()
+            .map(|(k, ns, n)| KernelTime {
+                kernel: k.to_string(),
+                dispatches: n,
+                seconds: ns * 1e-9,
+            })
+            .collect();
+        out.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        Ok(out)
+    }
+
+    /// Dispatches one op records: its gathers (one per chunk) and kernels.
+    fn dispatches_of(&self, op: &Op) -> usize {
+        match op {
+            Op::Accumulate { rows, .. } | Op::Forward { rows, .. } => {
+                let gathers = match rows {
+                    Rows::Held(h) => self.held[*h].chunks.len(),
+                    Rows::Host => 0,
+                };
+                gathers
+                    + if matches!(op, Op::Accumulate { .. }) {
+                        5
+                    } else {
+                        3
+                    }
+            }
+            Op::Update { .. } => 1,
+        }
     }
 
     fn max_binding(ctx: &GpuContext) -> u64 {
@@ -305,8 +392,15 @@ impl<'a> GpuBackend<'a> {
     /// Makes room for one more op with `perm_rows` perm entries and a loss slot if `slot`: submits what is queued
     /// when the op list or the perm ring is full, reads the slots back when they are.
     fn reserve(&mut self, perm_rows: usize, slot: bool) -> Result<()> {
+        // Each dispatch writes one timestamp when profiling; the most an op can add is its gathers and 5 kernels.
+        let queries_full = self.profiler.as_ref().is_some_and(|p| {
+            let per_op = self.held.iter().map(|h| h.chunks.len()).max().unwrap_or(0) + 5;
+            let queued: usize = self.ops.iter().map(|op| self.dispatches_of(op)).sum();
+            queued + per_op + 1 > p.capacity as usize
+        });
         if self.ops.len() >= OPS_PER_SUBMIT
             || self.perm_data.len() + perm_rows > self.batch.perm_capacity
+            || queries_full
         {
             self.flush()?;
         }
@@ -401,14 +495,22 @@ impl<'a> GpuBackend<'a> {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("steps"),
             });
+        let mut log: Vec<&'static str> = Vec::new();
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("steps"),
                 timestamp_writes: None,
             });
-            for (i, op) in self.ops.iter().enumerate() {
-                self.record(&mut pass, self.steps.offset(i), op);
+            let set = self.profiler.as_ref().map(|p| &p.set);
+            if let Some(set) = set {
+                pass.write_timestamp(set, 0);
             }
+            for (i, op) in self.ops.iter().enumerate() {
+                self.record(&mut pass, self.steps.offset(i), op, set, &mut log);
+            }
+        }
+        if let Some(p) = &self.profiler {
+            encoder.resolve_query_set(&p.set, 0..log.len() as u32 + 1, &p.resolve, 0);
         }
         let index = ctx.queue.submit([encoder.finish()]);
         self.ops.clear();
@@ -416,14 +518,59 @@ impl<'a> GpuBackend<'a> {
         if let Some(previous) = self.in_flight.replace(index) {
             ctx.wait_for(previous)?;
         }
+        if self.profiler.is_some() {
+            self.account(&log)?;
+        }
         Ok(())
     }
 
-    fn record(&self, pass: &mut wgpu::ComputePass<'_>, at: u32, op: &Op) {
+    /// Adds the time between consecutive timestamps of the last submission to the kernel that ran between them.
+    fn account(&mut self, log: &[&'static str]) -> Result<()> {
+        let Some(p) = self.profiler.as_mut() else {
+            return Ok(());
+        };
+        let ticks = read::<u64>(self.ctx, &p.resolve, 0, log.len() + 1)?;
+        let period = f64::from(self.ctx.queue.get_timestamp_period());
+        for (kernel, pair) in log.iter().zip(ticks.windows(2)) {
+            let ns = pair[1].saturating_sub(pair[0]) as f64 * period;
+            match p.totals.iter_mut().find(|(k, _, _)| k == kernel) {
+                Some(t) => {
+                    t.1 += ns;
+                    t.2 += 1;
+                }
+                None => p.totals.push((*kernel, ns, 1)),
+            }
+        }
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        at: u32,
+        op: &Op,
+        timestamps: Option<&wgpu::QuerySet>,
+        log: &mut Vec<&'static str>,
+    ) {
         let ctx = self.ctx;
         let sb = &self.steps.bind_group;
         let (d, k) = (self.shape.d as u32, self.shape.k as u32);
         let bg = &self.batch;
+        // Each dispatch, then (when profiling) a timestamp closing its interval.
+        let mut stamp = |pass: &mut wgpu::ComputePass<'_>, name: &'static str| {
+            if let Some(set) = timestamps {
+                log.push(name);
+                pass.write_timestamp(set, log.len() as u32);
+            }
+        };
+        let dispatch = |pass: &mut wgpu::ComputePass<'_>,
+                        stamp: &mut dyn FnMut(&mut wgpu::ComputePass<'_>, &'static str),
+                        kernel: Kernel,
+                        group: &wgpu::BindGroup,
+                        dims: Dims| {
+            kernel.record(ctx, pass, sb, at, group, dims);
+            stamp(pass, kernel.name());
+        };
         match *op {
             Op::Accumulate { rows, uniform } | Op::Forward { rows, uniform } => {
                 let dims = Dims {
@@ -434,16 +581,16 @@ impl<'a> GpuBackend<'a> {
                 if let Rows::Held(h) = rows {
                     for c in &self.held[h].chunks {
                         let group = c.gather.as_ref().expect("bound when held or resized");
-                        Kernel::Gather.record(ctx, pass, sb, at, group, dims);
+                        dispatch(pass, &mut stamp, Kernel::Gather, group, dims);
                     }
                 }
-                Kernel::Logits.record(ctx, pass, sb, at, &bg.logits, dims);
-                Kernel::Softmax.record(ctx, pass, sb, at, &bg.softmax, dims);
+                dispatch(pass, &mut stamp, Kernel::Logits, &bg.logits, dims);
+                dispatch(pass, &mut stamp, Kernel::Softmax, &bg.softmax, dims);
                 if matches!(op, Op::Accumulate { .. }) {
-                    Kernel::Residual.record(ctx, pass, sb, at, &bg.residual, dims);
-                    Kernel::Grad.record(ctx, pass, sb, at, &bg.grad, dims);
+                    dispatch(pass, &mut stamp, Kernel::Residual, &bg.residual, dims);
+                    dispatch(pass, &mut stamp, Kernel::Grad, &bg.grad, dims);
                 }
-                Kernel::Metrics.record(ctx, pass, sb, at, &bg.metrics, dims);
+                dispatch(pass, &mut stamp, Kernel::Metrics, &bg.metrics, dims);
             }
             Op::Update { uniform } => {
                 let dims = Dims {
@@ -451,7 +598,7 @@ impl<'a> GpuBackend<'a> {
                     d,
                     k,
                 };
-                Kernel::Update.record(ctx, pass, sb, at, &self.model.update, dims);
+                dispatch(pass, &mut stamp, Kernel::Update, &self.model.update, dims);
             }
         }
     }
