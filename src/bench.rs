@@ -120,6 +120,42 @@ pub fn time_epochs(
     Ok(seconds)
 }
 
+/// What an adapter can do at best, measured by two small kernels.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Ceilings {
+    /// Streaming read of one large buffer, GB/s.
+    pub read_gb_per_sec: f64,
+    /// Independent vec4 FMAs, GFLOP/s.
+    pub fma_gflops: f64,
+}
+
+/// Measures the ceilings of `ctx`'s adapter: a read of up to 64 MiB (within its binding limit) by 256 workgroups,
+/// and FMA rounds scaled until the dispatch takes ≥ 50 ms; the better of two runs each.
+pub fn ceilings(ctx: &crate::gpu::GpuContext) -> Result<Ceilings> {
+    use crate::gpu::ops;
+    let bytes = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .clamp(1 << 20, 64 << 20);
+    let data = vec![1.0f32; (bytes / 4) as usize / 4 * 4];
+    let mut read = f64::INFINITY;
+    for _ in 0..2 {
+        read = read.min(ops::ceiling_read(ctx, &data, 256)?.1);
+    }
+    let mut rounds = 256u32;
+    let mut fma = ops::ceiling_fma(ctx, 256, rounds)?.1;
+    while fma < 0.05 && rounds < (1 << 22) {
+        rounds *= 4;
+        fma = ops::ceiling_fma(ctx, 256, rounds)?.1;
+    }
+    fma = fma.min(ops::ceiling_fma(ctx, 256, rounds)?.1);
+    let flops = 256.0 * 64.0 * f64::from(rounds) * 64.0;
+    Ok(Ceilings {
+        read_gb_per_sec: (data.len() * 4) as f64 / read.max(1e-12) / 1e9,
+        fma_gflops: flops / fma.max(1e-12) / 1e9,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -218,3 +218,33 @@ fn iproduct<'a>(
     a.iter()
         .flat_map(move |x| b.iter().flat_map(move |y| c.iter().map(move |z| (x, y, z))))
 }
+
+#[test]
+fn ceiling_kernels_match_their_mirrors() {
+    on_every_gpu(|ctx| {
+        // 40,000 floats over 2 × 64 invocations: each sums 312 or 313 values in [-1, 1); 2·(n + 2)·u·Σ|terms| bounds
+        // the difference of any two summation orders.
+        let data: Vec<f32> = uniform(1, 40_000, -1.0, 1.0, 3).into_raw_vec_and_offset().0;
+        let (got, seconds) = ops::ceiling_read(ctx, &data, 2).unwrap();
+        let want = cpu::ceiling_read(&data, 128);
+        assert_eq!(got.len(), want.len());
+        assert!(seconds > 0.0);
+        for (t, (g, w)) in got.iter().zip(&want).enumerate() {
+            let tol = 2.0 * 322.0 * U * 320.0;
+            assert!(
+                (f64::from(*g) - f64::from(*w)).abs() <= tol,
+                "invocation {t}: {g} vs {w}"
+            );
+        }
+        // 100 rounds of contracting FMAs (|m| < 1): fused or not, each round rounds once or twice, so the results
+        // agree to a few hundred ULP of values near 8·seed/(1 − m) ≤ 8 000.
+        let (got, _) = ops::ceiling_fma(ctx, 1, 100).unwrap();
+        let want = cpu::ceiling_fma(64, 100);
+        for (t, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "invocation {t}: {g} vs {w}"
+            );
+        }
+    });
+}

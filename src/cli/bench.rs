@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde::Serialize;
-use softmax_wgpu::bench::{run_epoch, time_epochs, Case, Timing};
+use softmax_wgpu::bench::{ceilings, run_epoch, time_epochs, Case, Ceilings, Timing};
 use softmax_wgpu::cpu::FastCpu;
 use softmax_wgpu::data::{self, write_npy_features, write_npy_labels, InMemory};
 use softmax_wgpu::error::bytes;
@@ -35,6 +35,9 @@ struct Row {
     /// GPU time per kernel over one more epoch, from timestamp queries written between dispatches, where the
     /// adapter has them.
     kernels: Option<Vec<KernelTime>>,
+    /// GFLOP/s as a fraction of the adapter's FMA ceiling, and X GB/s of its streaming-read ceiling.
+    of_fma_ceiling: Option<f64>,
+    of_read_ceiling: Option<f64>,
     peers: Vec<PeerResult>,
 }
 
@@ -50,6 +53,8 @@ struct PeerResult {
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     adapters: &'a [AdapterSummary],
+    /// Per adapter, in the same order.
+    ceilings: &'a [Option<Ceilings>],
     cpu_threads: usize,
     epochs: usize,
     rows: &'a [Row],
@@ -76,14 +81,41 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         .map(|(i, c)| AdapterSummary::of(i, &c.adapter))
         .collect();
     let with_cpu = a.device != BenchDevices::Gpu && a.adapter.is_none();
+    let limits: Vec<Option<Ceilings>> = contexts
+        .iter()
+        .map(|c| {
+            eprintln!("measuring the ceilings of {} …", c.describe());
+            ceilings(c)
+                .map_err(|e| eprintln!("ceilings of {}: {e}", c.describe()))
+                .ok()
+        })
+        .collect();
     let mut rows = Vec::new();
     for (shape, batches) in &plan {
         rows.extend(bench_shape(&a, *shape, batches, with_cpu, &contexts)?);
     }
-    let table = markdown(&rows, a.epochs);
+    for r in &mut rows {
+        let at = contexts.iter().position(|c| c.describe() == r.device);
+        if let (Some(Some(c)), Some(t)) = (at.map(|i| limits[i]), &r.timing) {
+            r.of_fma_ceiling = Some(t.gflops / c.fma_gflops);
+            r.of_read_ceiling = Some(t.x_gb_per_sec / c.read_gb_per_sec);
+        }
+    }
+    let mut table = markdown(&rows, a.epochs);
+    for (c, l) in contexts.iter().zip(&limits) {
+        if let Some(l) = l {
+            table.push_str(&format!(
+                "\nCeilings of {} (two small kernels): streaming read {:.1} GB/s, FMA {:.1} GFLOP/s.\n",
+                c.describe(),
+                l.read_gb_per_sec,
+                l.fma_gflops
+            ));
+        }
+    }
     if a.json {
         let report = Report {
             adapters: &adapters,
+            ceilings: &limits,
             cpu_threads: rayon::current_num_threads(),
             epochs: a.epochs,
             rows: &rows,
@@ -231,6 +263,8 @@ fn bench_shape(
                 timing: None,
                 refused: Some(e.to_string()),
                 kernels: None,
+                of_fma_ceiling: None,
+                of_read_ceiling: None,
                 peers: p.clone(),
             })),
         }
@@ -276,6 +310,8 @@ fn bench_device(
             timing,
             refused,
             kernels: None,
+            of_fma_ceiling: None,
+            of_read_ceiling: None,
             peers,
         });
     }
@@ -351,7 +387,7 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
         }
     }
     let mut s = format!(
-        "\n| device | N × D × K | batch | steps | epoch ms (median / best of {epochs}) | samples/s | GFLOP/s | X GB/s | X reads / step | dispatches / step |"
+        "\n| device | N × D × K | batch | steps | epoch ms (median / best of {epochs}) | samples/s | GFLOP/s (of FMA ceiling) | X GB/s | X reads / step | dispatches / step |"
     );
     for p in &peers {
         s.push_str(&format!(" {p} ms | ours ÷ {p} |"));
@@ -368,11 +404,13 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
         };
         let figures = match (&r.timing, &r.refused) {
             (Some(t), _) => format!(
-                "{:.1} / {:.1} | {:.0} | {:.2} | {:.2}",
+                "{:.1} / {:.1} | {:.0} | {:.2}{} | {:.2}",
                 t.median * 1e3,
                 t.best * 1e3,
                 t.samples_per_sec,
                 t.gflops,
+                r.of_fma_ceiling
+                    .map_or(String::new(), |f| format!(" ({:.1} %)", 100.0 * f)),
                 t.x_gb_per_sec
             ),
             (None, Some(why)) => format!("refused: {why} | | | "),

@@ -115,6 +115,56 @@ pub fn gather<T: Real>(perm: &[u32], x: ArrayView2<f32>, y: &[u32]) -> (Array2<T
     )
 }
 
+/// Mirror of `ceiling_read.wgsl`: with `invocations` invocations, invocation t sums the floats t, t + invocations, …
+/// of `data` into four accumulators taken in turn (the rounds of four, then the rest into the first) and gives
+/// (a0 + a1) + (a2 + a3).
+pub fn ceiling_read(data: &[f32], invocations: usize) -> Vec<f32> {
+    let n = data.len();
+    let total = invocations.max(1);
+    (0..invocations)
+        .map(|t| {
+            let mut acc = [0.0f32; 4];
+            let mut i = t;
+            while i + 3 * total < n {
+                for (q, a) in acc.iter_mut().enumerate() {
+                    *a += data[i + q * total];
+                }
+                i += 4 * total;
+            }
+            while i < n {
+                acc[0] += data[i];
+                i += total;
+            }
+            (acc[0] + acc[1]) + (acc[2] + acc[3])
+        })
+        .collect()
+}
+
+/// Mirror of `ceiling_fma.wgsl`: invocation t's result after `rounds` rounds.
+pub fn ceiling_fma(invocations: usize, rounds: u32) -> Vec<f32> {
+    let m = [0.999f32, 0.998, 0.997, 0.996];
+    (0..invocations)
+        .map(|t| {
+            let seed = (t % 7) as f32 * 1e-3;
+            let mut a: [[f32; 4]; 8] = std::array::from_fn(|q| [seed + q as f32; 4]);
+            for _ in 0..rounds {
+                for chain in a.iter_mut() {
+                    for (v, mm) in chain.iter_mut().zip(m) {
+                        *v = v.mul_add(mm, seed);
+                    }
+                }
+            }
+            let add =
+                |x: [f32; 4], y: [f32; 4]| -> [f32; 4] { std::array::from_fn(|l| x[l] + y[l]) };
+            let s = add(
+                add(add(a[0], a[1]), add(a[2], a[3])),
+                add(add(a[4], a[5]), add(a[6], a[7])),
+            );
+            (s[0] + s[1]) + (s[2] + s[3])
+        })
+        .collect()
+}
+
 /// Converts an f32 array to the reference precision.
 pub fn cast<T: Real>(a: ArrayView2<f32>) -> Array2<T> {
     a.mapv(|v| T::from_f32(v).expect("f32 converts to every Real"))

@@ -29,6 +29,10 @@ pub enum Kernel {
     Update,
     /// Sums a batch's per-row loss and correctness into a slot.
     Metrics,
+    /// `bench`: the adapter's streaming-read ceiling.
+    CeilingRead,
+    /// `bench`: the adapter's FMA ceiling.
+    CeilingFma,
 }
 
 /// How a kernel sees one of its group-1 buffers.
@@ -93,7 +97,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 7] = [
+static SPECS: [KernelSpec; 9] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -150,11 +154,28 @@ static SPECS: [KernelSpec; 7] = [
         constants: &[],
         grid: Grid::Single,
     },
+    KernelSpec {
+        kernel: Kernel::CeilingRead,
+        name: "ceiling_read",
+        source: include_str!("../../shaders/ceiling_read.wgsl"),
+        bindings: &[Read, ReadWrite],
+        constants: &[("WG", 64.0)],
+        // A fixed number of workgroups (dims.k of them), each invocation looping over its share.
+        grid: Grid::Groups(|s| u64::from(s.k)),
+    },
+    KernelSpec {
+        kernel: Kernel::CeilingFma,
+        name: "ceiling_fma",
+        source: include_str!("../../shaders/ceiling_fma.wgsl"),
+        bindings: &[ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Groups(|s| u64::from(s.k)),
+    },
 ];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
@@ -162,6 +183,8 @@ impl Kernel {
         Kernel::Grad,
         Kernel::Update,
         Kernel::Metrics,
+        Kernel::CeilingRead,
+        Kernel::CeilingFma,
     ];
 
     /// The kernel's description.

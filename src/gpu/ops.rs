@@ -355,3 +355,43 @@ pub fn gather(
     }
     Ok((row_major, read(ctx, &yb, 0, rows)?))
 }
+
+/// `ceiling_read.wgsl` on the GPU: `groups` workgroups of 64 sum `data` in strides;
+/// returns each invocation's sum and the GPU seconds of the dispatch (wall time around it when the adapter has no
+/// timestamps).
+pub fn ceiling_read(ctx: &GpuContext, data: &[f32], groups: u32) -> Result<(Vec<f32>, f64)> {
+    let n4 = u32::try_from(data.len())
+        .map_err(|_| Error::shape("ceiling_read data", "at most 2³² floats", data.len()))?;
+    let buf = storage_init(ctx, "ceiling data", data);
+    let invocations = groups as usize * 64;
+    let out = storage_zeroed(ctx, "ceiling sums", invocations as u64 * 4);
+    let step = StepUniform {
+        rows: n4,
+        k: groups,
+        ..Default::default()
+    };
+    let seconds = timed(ctx, || run(ctx, Kernel::CeilingRead, step, &[&buf, &out]))?;
+    Ok((read(ctx, &out, 0, invocations)?, seconds))
+}
+
+/// `ceiling_fma.wgsl` on the GPU: `groups` workgroups of 64 invocations, `rounds` rounds of 64 flops each; returns
+/// each invocation's result and the seconds of the dispatch.
+pub fn ceiling_fma(ctx: &GpuContext, groups: u32, rounds: u32) -> Result<(Vec<f32>, f64)> {
+    let invocations = groups as usize * 64;
+    let out = storage_zeroed(ctx, "ceiling results", invocations as u64 * 4);
+    let step = StepUniform {
+        rows: rounds,
+        k: groups,
+        ..Default::default()
+    };
+    let seconds = timed(ctx, || run(ctx, Kernel::CeilingFma, step, &[&out]))?;
+    Ok((read(ctx, &out, 0, invocations)?, seconds))
+}
+
+/// Wall seconds of `f`, which submits work and waits for it.
+fn timed(ctx: &GpuContext, f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    ctx.wait()?;
+    let start = std::time::Instant::now();
+    f()?;
+    Ok(start.elapsed().as_secs_f64())
+}
