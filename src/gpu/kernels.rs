@@ -411,35 +411,73 @@ impl Kernels {
     }
 }
 
-impl Kernel {
-    /// The value of one of the kernel's override constants (its default).
-    fn constant(self, name: &str) -> u64 {
-        self.spec()
-            .constants
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(1, |&(_, v)| v as u64)
+/// A pipeline built for constants other than a kernel's defaults, with those constants (its grid depends on them).
+#[derive(Debug, Clone)]
+pub struct Tuned {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Its pipeline for `constants`.
+    pub pipeline: wgpu::ComputePipeline,
+    /// The constants it was built with.
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl Tuned {
+    /// The workgroup width for a kernel whose invocations each own a tile of rows or features: two subgroups of the
+    /// adapter's smallest subgroup size, between 16 and 64. Small batches then still spread over several
+    /// workgroups — on a software adapter each workgroup runs on one core — while a GPU with 32-wide subgroups keeps
+    /// 64. Read from the adapter, never fixed for one machine; an autotuner can replace it.
+    pub fn width_for(ctx: &super::GpuContext) -> f64 {
+        let sub = ctx.info.subgroup_min_size.max(1);
+        f64::from((2 * sub).clamp(16, 64))
     }
 
+    /// `kernel` with its workgroup width `WG` chosen for `ctx`'s adapter.
+    pub fn for_adapter(ctx: &super::GpuContext, kernel: Kernel) -> Self {
+        let constants = vec![("WG", Self::width_for(ctx))];
+        Tuned {
+            kernel,
+            pipeline: ctx.kernels.pipeline_with(&ctx.device, kernel, &constants),
+            constants,
+        }
+    }
+}
+
+impl Kernel {
     /// Workgroup counts (x, y) of a dispatch over `dims`, from the kernel's grid and default constants; must agree
     /// with the indexing in the shader.
     pub fn workgroups(self, ctx: &super::GpuContext, dims: Dims) -> (u32, u32) {
+        self.workgroups_with(ctx, dims, &[])
+    }
+
+    /// [`Kernel::workgroups`] for a pipeline built with `constants` overriding the defaults.
+    pub fn workgroups_with(
+        self,
+        ctx: &super::GpuContext,
+        dims: Dims,
+        constants: &[(&'static str, f64)],
+    ) -> (u32, u32) {
+        let constant = |name: &str| -> u64 {
+            constants
+                .iter()
+                .chain(self.spec().constants)
+                .find(|(n, _)| *n == name)
+                .map_or(1, |&(_, v)| v as u64)
+        };
         let fold = |groups: u64| ctx.fold(u32::try_from(groups).unwrap_or(u32::MAX));
         match self.spec().grid {
-            Grid::Items(items) => fold(items(dims).div_ceil(self.constant("WG"))),
+            Grid::Items(items) => fold(items(dims).div_ceil(constant("WG"))),
             Grid::Groups(groups) => fold(groups(dims)),
             Grid::RowsByClassTiles => (
-                u64::from(dims.rows)
-                    .div_ceil(4)
-                    .div_ceil(self.constant("WG")) as u32,
+                u64::from(dims.rows).div_ceil(4).div_ceil(constant("WG")) as u32,
                 u64::from(dims.k).div_ceil(16) as u32,
             ),
             Grid::FeaturesByClassTiles => (
-                (u64::from(dims.d).div_ceil(4) + 1).div_ceil(self.constant("WG")) as u32,
+                (u64::from(dims.d).div_ceil(4) + 1).div_ceil(constant("WG")) as u32,
                 u64::from(dims.k).div_ceil(16) as u32,
             ),
             Grid::Plane => (
-                u64::from(dims.d).div_ceil(self.constant("WG")) as u32,
+                u64::from(dims.d).div_ceil(constant("WG")) as u32,
                 dims.rows
                     .min(64)
                     .min(ctx.limits.max_compute_workgroups_per_dimension)
@@ -459,28 +497,22 @@ impl Kernel {
         buffers: &wgpu::BindGroup,
         dims: Dims,
     ) {
-        self.record_with(
-            ctx,
-            ctx.kernels.pipeline(self),
-            pass,
-            (steps, step_offset),
-            buffers,
-            dims,
-        );
+        let pipeline = (ctx.kernels.pipeline(self), &[][..]);
+        self.record_with(ctx, pipeline, pass, (steps, step_offset), buffers, dims);
     }
 
-    /// [`Kernel::record`] with one of the kernel's pipelines built for other constants (an autotuner's choice), or
-    /// over a grid of other sizes.
+    /// [`Kernel::record`] with one of the kernel's pipelines built for other `constants` (from
+    /// [`Kernels::pipeline_with`]), its grid sized for them.
     pub fn record_with(
         self,
         ctx: &super::GpuContext,
-        pipeline: &wgpu::ComputePipeline,
+        (pipeline, constants): (&wgpu::ComputePipeline, &[(&'static str, f64)]),
         pass: &mut wgpu::ComputePass<'_>,
         (steps, step_offset): (&wgpu::BindGroup, u32),
         buffers: &wgpu::BindGroup,
         dims: Dims,
     ) {
-        let (x, y) = self.workgroups(ctx, dims);
+        let (x, y) = self.workgroups_with(ctx, dims, constants);
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, steps, &[step_offset]);
         pass.set_bind_group(1, buffers, &[]);

@@ -54,7 +54,7 @@ fn run(
     run_with(
         ctx,
         kernel,
-        ctx.kernels.pipeline(kernel),
+        (ctx.kernels.pipeline(kernel), &[]),
         step,
         buffers,
         None,
@@ -64,7 +64,7 @@ fn run(
 fn run_with(
     ctx: &GpuContext,
     kernel: Kernel,
-    pipeline: &wgpu::ComputePipeline,
+    pipeline: (&wgpu::ComputePipeline, &[(&'static str, f64)]),
     step: StepUniform,
     buffers: &[&wgpu::Buffer],
     grid: Option<Dims>,

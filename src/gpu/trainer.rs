@@ -12,7 +12,7 @@ use ndarray::{Array1, Array2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
-use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform};
+use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned};
 use crate::data::RowSource;
 use crate::error::{Error, Result};
 use crate::train::{
@@ -132,6 +132,8 @@ pub struct GpuBackend<'a> {
     g_rows: u64,
     optimizer: OptimizerState,
     profiler: Option<Profiler>,
+    /// Pipelines whose workgroup width is chosen for this adapter (logits and grad).
+    tuned: Vec<Tuned>,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
@@ -205,6 +207,10 @@ impl<'a> GpuBackend<'a> {
             g_rows: 0,
             optimizer: OptimizerState::default(),
             profiler: None,
+            tuned: vec![
+                Tuned::for_adapter(ctx, Kernel::Logits),
+                Tuned::for_adapter(ctx, Kernel::Grad),
+            ],
         })
     }
 
@@ -568,7 +574,17 @@ impl<'a> GpuBackend<'a> {
                         kernel: Kernel,
                         group: &wgpu::BindGroup,
                         dims: Dims| {
-            kernel.record(ctx, pass, sb, at, group, dims);
+            match self.tuned.iter().find(|t| t.kernel == kernel) {
+                Some(t) => kernel.record_with(
+                    ctx,
+                    (&t.pipeline, &t.constants),
+                    pass,
+                    (sb, at),
+                    group,
+                    dims,
+                ),
+                None => kernel.record(ctx, pass, sb, at, group, dims),
+            }
             stamp(pass, kernel.name());
         };
         match *op {
