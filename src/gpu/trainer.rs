@@ -365,6 +365,23 @@ impl<'a> GpuBackend<'a> {
         self.held.first().map_or(0, |h| h.chunks.len())
     }
 
+    /// A batch cut into pieces of at most [`Backend::max_batch`] rows, in order: a batch larger than one binding
+    /// (full-batch gradient descent on a large data set) is accumulated piece by piece, its gradient sums added in
+    /// piece order, so any batch size works on every adapter.
+    fn pieces<'b>(&self, batch: &'b Batch<'_>) -> Result<Vec<Batch<'b>>> {
+        let n = batch.len();
+        let piece = self.max_batch.max(1);
+        let mut out = Vec::with_capacity(n.div_ceil(piece));
+        for start in (0..n).step_by(piece) {
+            let end = (start + piece).min(n);
+            out.push(match batch.rows() {
+                BatchRows::Held { set, rows } => Batch::held(*set, &rows[start..end])?,
+                BatchRows::Host(chunk) => Batch::host(chunk.slice(start, end))?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Makes the batch buffers hold `rows` rows, or says why they cannot.
     fn ensure_capacity(&mut self, rows: usize) -> Result<()> {
         if rows <= self.batch.capacity {
@@ -675,6 +692,7 @@ impl Backend for GpuBackend<'_> {
         self.shape
     }
 
+    /// The most rows one dispatch handles; larger batches are accepted and accumulated in pieces of this size.
     fn max_batch(&self) -> usize {
         self.max_batch
     }
@@ -729,20 +747,24 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
-        let (rows, offset) = self.stage(batch, true)?;
-        let slot = self.take_slot(batch.len());
-        let flags = u32::from(self.g_rows > 0);
-        let uniform = self.uniform(batch.len(), offset, slot, flags);
-        self.ops.push(Op::Accumulate { rows, uniform });
-        self.g_rows += batch.len() as u64;
+        for piece in self.pieces(batch)? {
+            let (rows, offset) = self.stage(&piece, true)?;
+            let slot = self.take_slot(piece.len());
+            let flags = u32::from(self.g_rows > 0);
+            let uniform = self.uniform(piece.len(), offset, slot, flags);
+            self.ops.push(Op::Accumulate { rows, uniform });
+            self.g_rows += piece.len() as u64;
+        }
         Ok(())
     }
 
     fn forward(&mut self, batch: &Batch<'_>) -> Result<()> {
-        let (rows, offset) = self.stage(batch, true)?;
-        let slot = self.take_slot(batch.len());
-        let uniform = self.uniform(batch.len(), offset, slot, 0);
-        self.ops.push(Op::Forward { rows, uniform });
+        for piece in self.pieces(batch)? {
+            let (rows, offset) = self.stage(&piece, true)?;
+            let slot = self.take_slot(piece.len());
+            let uniform = self.uniform(piece.len(), offset, slot, 0);
+            self.ops.push(Op::Forward { rows, uniform });
+        }
         Ok(())
     }
 
