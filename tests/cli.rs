@@ -496,10 +496,28 @@ fn check_every_reports_the_drift_and_a_failed_check_keeps_the_old_model() {
     );
 }
 
+/// Bars the plot must have: one per timed row and per timed peer case.
+fn rows_expected(json: &str) -> usize {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let timed = rows.iter().filter(|r| r["timing"].is_object()).count();
+    let mut peer_cases: Vec<String> = Vec::new();
+    for r in rows {
+        if r["peers"][0]["timing"].is_object() {
+            let key = r["case"].to_string();
+            if !peer_cases.contains(&key) {
+                peer_cases.push(key);
+            }
+        }
+    }
+    timed + peer_cases.len()
+}
+
 #[test]
 fn bench_times_the_cpu_path_and_every_adapter_with_a_peer_or_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("bench.md");
+    let plot = dir.path().join("bench.svg");
     let r = run(&[
         "bench",
         "--shape",
@@ -515,8 +533,13 @@ fn bench_times_the_cpu_path_and_every_adapter_with_a_peer_or_a_reason() {
         "--json",
         "--out",
         report.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("cpu (f32"), "{svg}");
+    assert_eq!(svg.matches("<rect x=").count(), rows_expected(&r.stdout));
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let rows = v["rows"].as_array().unwrap();
     // The CPU path and each adapter, at two batch sizes.

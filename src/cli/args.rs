@@ -77,6 +77,9 @@ pub struct BenchArgs {
     /// Also write the markdown table to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also draw the median epoch times as an SVG bar chart (log scale, one group per case, peers included).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 /// A graphics API wgpu can use, parsed once for every command.

@@ -68,6 +68,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         check_out_path(out, "--out")?;
     }
+    if let Some(plot) = &a.plot {
+        check_out_path(plot, "--plot")?;
+    }
     for p in &a.peers {
         if p != "numpy" {
             return Err(Error::param("--peers", "a list of: numpy", p).into());
@@ -127,7 +130,118 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         write_output(Some(out), &table)?;
     }
+    if let Some(plot) = &a.plot {
+        write_output(Some(plot), &svg(&rows))?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Escapes text for SVG.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The median epoch times as horizontal bars on a log scale, grouped by case, each device and peer a bar with its
+/// time written beside it. Plain SVG with generic font families: it renders anywhere, no fonts are embedded.
+fn svg(rows: &[Row]) -> String {
+    let mut bars: Vec<(String, String, f64)> = Vec::new(); // (case, label, ms)
+    for r in rows {
+        let case = format!(
+            "{} × {} × {}, batch {}",
+            r.case.n,
+            r.case.d,
+            r.case.k,
+            if r.case.batch >= r.case.n {
+                "full".to_string()
+            } else {
+                r.case.batch.to_string()
+            }
+        );
+        if let Some(t) = &r.timing {
+            bars.push((case.clone(), r.device.clone(), t.median * 1e3));
+        }
+        for p in &r.peers {
+            if let Some(t) = &p.timing {
+                let label = p.peer.clone();
+                if !bars.iter().any(|(c, l, _)| *c == case && *l == label) {
+                    bars.push((case.clone(), label, t.median * 1e3));
+                }
+            }
+        }
+    }
+    // One group per case, in the order cases first appear, devices and peers within it in row order.
+    let mut cases: Vec<String> = Vec::new();
+    for (c, _, _) in &bars {
+        if !cases.contains(c) {
+            cases.push(c.clone());
+        }
+    }
+    bars.sort_by_key(|(c, _, _)| cases.iter().position(|x| x == c));
+    let (bar_h, gap, left, width) = (18.0, 26.0, 330.0, 900.0);
+    let plot_w = width - left - 120.0;
+    let (lo, hi) = bars.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), b| {
+        (lo.min(b.2), hi.max(b.2))
+    });
+    let (lo, hi) = (
+        lo.max(1e-3).log10().floor(),
+        hi.max(1e-3)
+            .log10()
+            .ceil()
+            .max(lo.max(1e-3).log10().floor() + 1.0),
+    );
+    let x_of = |ms: f64| left + plot_w * (ms.max(1e-3).log10() - lo) / (hi - lo);
+    let mut y = 40.0;
+    let mut body = String::new();
+    let mut last_case = String::new();
+    for (case, label, ms) in &bars {
+        if *case != last_case {
+            y += gap - bar_h;
+            body.push_str(&format!(
+                "<text x=\"10\" y=\"{:.0}\" font-weight=\"bold\">{}</text>\n",
+                y + 12.0,
+                xml(case)
+            ));
+            y += bar_h;
+            last_case = case.clone();
+        }
+        let colour = if label.starts_with("cpu") {
+            "#4c78a8"
+        } else if label.contains('(') {
+            "#f58518"
+        } else {
+            "#54a24b"
+        };
+        body.push_str(&format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n<rect x=\"{left}\" y=\"{:.0}\" width=\"{:.1}\" height=\"{:.0}\" fill=\"{colour}\"/>\n<text x=\"{:.1}\" y=\"{:.0}\">{:.1} ms</text>\n",
+            left - 6.0,
+            y + 13.0,
+            xml(label),
+            y,
+            (x_of(*ms) - left).max(1.0),
+            bar_h - 4.0,
+            x_of(*ms) + 4.0,
+            y + 13.0,
+            ms
+        ));
+        y += bar_h;
+    }
+    let mut axis = String::new();
+    let mut e = lo;
+    while e <= hi + 1e-9 {
+        let x = x_of(10f64.powf(e));
+        axis.push_str(&format!(
+            "<line x1=\"{x:.1}\" y1=\"30\" x2=\"{x:.1}\" y2=\"{:.0}\" stroke=\"#ddd\"/>\n<text x=\"{x:.1}\" y=\"24\" text-anchor=\"middle\">{} ms</text>\n",
+            y + 4.0,
+            10f64.powf(e)
+        ));
+        e += 1.0;
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"14\" font-size=\"14\">Median epoch time (log scale), softmax-wgpu bench</text>\n{axis}{body}</svg>\n",
+        y + 20.0
+    )
 }
 
 /// A shape N, D, K and the batch sizes to time on it (0: the whole data set).
