@@ -15,8 +15,12 @@ struct Out {
 }
 
 fn run(args: &[&str]) -> Out {
+    // Autotuning caches its choices: keep the tests' cache out of the user's.
+    let cache =
+        std::env::temp_dir().join(format!("softmax-wgpu-test-cache-{}", std::process::id()));
     let o = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
         .args(args)
+        .env("SOFTMAX_WGPU_CACHE_DIR", cache)
         .output()
         .expect("runs");
     Out {

@@ -203,6 +203,7 @@ fn chunked_data_trains_exactly_like_resident_data() {
         let run = |chunk: Option<u64>| {
             let opts = GpuOptions {
                 max_chunk_bytes: chunk,
+                ..GpuOptions::default()
             };
             let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
             let reports = train_on(&mut g, &train, Some(&held), &cfg);
@@ -468,4 +469,45 @@ fn a_batch_larger_than_one_binding_is_accumulated_in_pieces() {
         assert!(worst <= tol, "worst {worst:e} over {tol:e}");
         assert_eq!(g.take_sums().unwrap().rows, n);
     });
+}
+
+#[test]
+fn autotune_picks_a_candidate_caches_it_and_changes_no_result() {
+    let cache = tempfile::tempdir().unwrap();
+    // Only this test turns autotune on, so the variable reaches no other test's tuning.
+    std::env::set_var("SOFTMAX_WGPU_CACHE_DIR", cache.path());
+    let (train, _) = problem(600, 12, 3);
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 64,
+        lr: 0.1,
+        ..TrainConfig::default()
+    };
+    on_every_gpu(|ctx| {
+        let tuned_options = GpuOptions {
+            autotune: true,
+            ..GpuOptions::default()
+        };
+        let mut plain = gpu(ctx, shape(&train));
+        train_on(&mut plain, &train, None, &cfg);
+        let mut tuned = GpuBackend::new(ctx, shape(&train), &tuned_options).unwrap();
+        train_on(&mut tuned, &train, None, &cfg);
+        // A width changes the grid, never an invocation's order of additions.
+        assert_eq!(tuned.params().unwrap(), plain.params().unwrap());
+        let candidates = softmax_wgpu::gpu::tune::candidates(ctx);
+        let chosen = tuned.tuning();
+        assert_eq!(chosen.len(), 2);
+        assert!(
+            chosen.iter().all(|(_, w)| candidates.contains(w)),
+            "{chosen:?} of {candidates:?}"
+        );
+        let key = softmax_wgpu::gpu::tune::key(ctx, 12, 3, 64);
+        let cached = softmax_wgpu::gpu::tune::cached(&key).expect("the choice is cached");
+        assert_eq!(cached.len(), 2);
+        // A second backend takes the cached widths.
+        let mut again = GpuBackend::new(ctx, shape(&train), &tuned_options).unwrap();
+        train_on(&mut again, &train, None, &cfg);
+        assert_eq!(again.tuning(), chosen);
+    });
+    assert!(cache.path().join("tuning.json").exists() || gpus().is_empty());
 }

@@ -80,6 +80,9 @@ pub struct BenchArgs {
     /// Also draw the median epoch times as an SVG bar chart (log scale, one group per case, peers included).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Do not time the GPU kernels' workgroup widths on first use (the width derived from the adapter is used).
+    #[arg(long)]
+    pub no_autotune: bool,
 }
 
 /// A graphics API wgpu can use, parsed once for every command.
@@ -218,6 +221,9 @@ pub struct TrainArgs {
     /// Print one JSON object per epoch instead of a line.
     #[arg(long)]
     pub json: bool,
+    /// Do not time the GPU kernels' workgroup widths on first use (the width derived from the adapter is used).
+    #[arg(long)]
+    pub no_autotune: bool,
     /// Largest chunk of the training data on the GPU, in MiB, 1 to 1,048,576 (default: the adapter's largest storage
     /// binding).
     #[arg(long, value_name = "MIB")]

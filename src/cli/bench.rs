@@ -38,6 +38,8 @@ struct Row {
     /// GFLOP/s as a fraction of the adapter's FMA ceiling, and X GB/s of its streaming-read ceiling.
     of_fma_ceiling: Option<f64>,
     of_read_ceiling: Option<f64>,
+    /// The workgroup width of each tuned kernel after the run (autotuned unless --no-autotune).
+    tuning: Vec<(String, u32)>,
     peers: Vec<PeerResult>,
 }
 
@@ -349,7 +351,11 @@ fn bench_shape(
     }
     for ctx in contexts {
         let chunks = x_bytes.div_ceil(ctx.limits.max_storage_buffer_binding_size.max(1)) as usize;
-        let made = GpuBackend::new(ctx, shape, &GpuOptions::default());
+        let options = GpuOptions {
+            autotune: !a.no_autotune,
+            ..GpuOptions::default()
+        };
+        let made = GpuBackend::new(ctx, shape, &options);
         match made {
             Ok(mut g) => {
                 let (mut timed, set) = bench_device(
@@ -367,6 +373,10 @@ fn bench_shape(
                         row.kernels = Some(g.take_profile()?);
                     }
                 }
+                let tuning = g.tuning();
+                for row in &mut timed {
+                    row.tuning = tuning.clone();
+                }
                 rows.extend(timed);
             }
             Err(e) => rows.extend(cases.iter().zip(&peers).map(|(c, p)| Row {
@@ -379,6 +389,7 @@ fn bench_shape(
                 kernels: None,
                 of_fma_ceiling: None,
                 of_read_ceiling: None,
+                tuning: Vec::new(),
                 peers: p.clone(),
             })),
         }
@@ -426,6 +437,7 @@ fn bench_device(
             kernels: None,
             of_fma_ceiling: None,
             of_read_ceiling: None,
+            tuning: Vec::new(),
             peers,
         });
     }
@@ -575,15 +587,17 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
                     )
                 })
                 .collect();
+            let widths: Vec<String> = r.tuning.iter().map(|(k, w)| format!("{k} {w}")).collect();
             s.push_str(&format!(
-                "- {}, {} × {} × {}, batch {}: {:.1} ms in kernels — {}\n",
+                "- {}, {} × {} × {}, batch {}: {:.1} ms in kernels — {} (workgroup widths: {})\n",
                 r.device,
                 r.case.n,
                 r.case.d,
                 r.case.k,
                 r.case.batch,
                 total * 1e3,
-                parts.join(", ")
+                parts.join(", "),
+                widths.join(", ")
             ));
         }
     }

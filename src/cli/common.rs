@@ -69,7 +69,12 @@ impl Device {
     }
 
     /// A zero model of `shape` on this device.
-    pub fn backend(&self, shape: Shape, chunk_bytes: Option<u64>) -> Result<Box<dyn Backend + '_>> {
+    pub fn backend(
+        &self,
+        shape: Shape,
+        chunk_bytes: Option<u64>,
+        autotune: bool,
+    ) -> Result<Box<dyn Backend + '_>> {
         Ok(match self {
             Device::Cpu(Precision::F32) => Box::new(FastCpu::new(shape)?),
             Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::try_new(shape)?),
@@ -78,6 +83,7 @@ impl Device {
                 shape,
                 &GpuOptions {
                     max_chunk_bytes: chunk_bytes,
+                    autotune,
                 },
             )?),
         })

@@ -41,7 +41,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         k: classes.len(),
     };
     let device = Device::open(&a.device)?;
-    let mut backend = device.backend(shape, chunk_bytes)?;
+    let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune)?;
     eprintln!(
         "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
         backend.device(),

@@ -6,6 +6,7 @@ pub mod context;
 pub mod kernels;
 pub mod ops;
 mod trainer;
+pub mod tune;
 
 pub use context::{adapters, select_adapter, AdapterSummary, GpuContext};
 pub use kernels::Kernel;

@@ -31,6 +31,9 @@ const FIRST_CAPACITY: usize = 1024;
 pub struct GpuOptions {
     /// Largest chunk of held data in bytes (default: the adapter's max storage binding). Lower it to test chunking.
     pub max_chunk_bytes: Option<u64>,
+    /// Time the kernels' workgroup widths on the first batch of each shape class and keep the fastest, cached on
+    /// disk ([`super::tune`]); off: the width derived from the subgroup size.
+    pub autotune: bool,
 }
 
 /// One held chunk on the device and its gather bind group (rebuilt when the batch buffers change).
@@ -134,6 +137,9 @@ pub struct GpuBackend<'a> {
     profiler: Option<Profiler>,
     /// Pipelines whose workgroup width is chosen for this adapter (logits and grad).
     tuned: Vec<Tuned>,
+    /// Autotune on the first batch of each shape class; the classes tuned so far.
+    autotune: bool,
+    tuned_for: Vec<String>,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
@@ -211,6 +217,8 @@ impl<'a> GpuBackend<'a> {
                 Tuned::for_adapter(ctx, Kernel::Logits),
                 Tuned::for_adapter(ctx, Kernel::Grad),
             ],
+            autotune: options.autotune,
+            tuned_for: Vec::new(),
         })
     }
 
@@ -358,6 +366,90 @@ impl<'a> GpuBackend<'a> {
             Kernel::Gather,
             &[&b.perm, &c.x, &c.y, &c.info, &b.x, &b.y, &b.xt],
         )
+    }
+
+    /// The workgroup width each tuned kernel uses now.
+    pub fn tuning(&self) -> Vec<(String, u32)> {
+        self.tuned
+            .iter()
+            .map(|t| {
+                let wg = t
+                    .constants
+                    .iter()
+                    .find(|(n, _)| *n == "WG")
+                    .map_or(0, |c| c.1 as u32);
+                (t.kernel.name().to_string(), wg)
+            })
+            .collect()
+    }
+
+    /// Tunes the widths for batches of `rows` rows (once per shape class): from the disk cache, or by timing the
+    /// candidates on the batch buffers. Only called with no gradient sums pending: timing the gradient kernel
+    /// overwrites them.
+    fn autotune_for(&mut self, rows: usize) -> Result<()> {
+        use super::tune;
+        let key = tune::key(self.ctx, self.shape.d, self.shape.k, rows);
+        if self.tuned_for.contains(&key) {
+            return Ok(());
+        }
+        self.tuned_for.push(key.clone());
+        let widths = match tune::cached(&key) {
+            Some(w) => w,
+            None => {
+                self.ensure_capacity(rows)?;
+                self.flush()?;
+                self.ctx.wait()?;
+                let candidates = tune::candidates(self.ctx);
+                let mut widths = std::collections::BTreeMap::new();
+                for kernel in tune::TUNED_KERNELS {
+                    let best = tune::fastest(self.ctx, kernel, &candidates, |t| {
+                        self.time_dispatches(t, rows)
+                    })?;
+                    widths.insert(kernel.name().to_string(), best);
+                }
+                tune::store(&key, &widths);
+                widths
+            }
+        };
+        self.tuned = tune::TUNED_KERNELS
+            .iter()
+            .map(|&k| tune::tuned(self.ctx, k, widths[k.name()]))
+            .collect();
+        Ok(())
+    }
+
+    /// Wall seconds of 4 dispatches of a tuned kernel over a batch of `rows` rows (whatever the buffers hold).
+    fn time_dispatches(&self, t: &Tuned, rows: usize) -> Result<f64> {
+        let ctx = self.ctx;
+        let uniform = self.uniform(rows, 0, 0, 0);
+        self.steps.write(ctx, &[uniform]);
+        let group = match t.kernel {
+            Kernel::Logits => &self.batch.logits,
+            _ => &self.batch.grad,
+        };
+        let dims = Dims {
+            rows: rows as u32,
+            d: self.shape.d as u32,
+            k: self.shape.k as u32,
+        };
+        let start = std::time::Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for _ in 0..4 {
+                t.kernel.record_with(
+                    ctx,
+                    (&t.pipeline, &t.constants),
+                    &mut pass,
+                    (&self.steps.bind_group, self.steps.offset(0)),
+                    group,
+                    dims,
+                );
+            }
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.wait()?;
+        Ok(start.elapsed().as_secs_f64())
     }
 
     /// Number of chunks the first held set was split into.
@@ -747,6 +839,9 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
+        if self.autotune && self.g_rows == 0 {
+            self.autotune_for(batch.len().min(self.max_batch))?;
+        }
         for piece in self.pieces(batch)? {
             let (rows, offset) = self.stage(&piece, true)?;
             let slot = self.take_slot(piece.len());

@@ -1,0 +1,127 @@
+//! Autotuning of the kernels' workgroup width on the adapter and shape at hand, cached on disk.
+//!
+//! The candidates come from the adapter: its smallest subgroup size times 1, 2, 4 and 8, within 8..=256 and the
+//! adapter's invocations per workgroup. Each candidate pipeline of the logits and gradient kernels is timed on the
+//! real batch shape (a few dispatches in one submission, the best of two, wall time around a device sync), and the
+//! fastest is kept. The choice is stored in `tuning.json` in the cache directory (`$SOFTMAX_WGPU_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/softmax-wgpu`, else `~/.cache/softmax-wgpu`), keyed by adapter, backend, driver and shape class
+//! (d, k and batch rows rounded up to powers of two), so each adapter is tuned once per kind of problem. A width
+//! never changes a result: every invocation sums in the same order whatever its workgroup.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::context::GpuContext;
+use super::kernels::{Kernel, Tuned};
+use crate::error::Result;
+
+/// The kernels whose width is tuned.
+pub const TUNED_KERNELS: [Kernel; 2] = [Kernel::Logits, Kernel::Grad];
+
+/// Workgroup widths worth timing on this adapter.
+pub fn candidates(ctx: &GpuContext) -> Vec<u32> {
+    let sub = ctx.info.subgroup_min_size.max(1);
+    let max = ctx
+        .limits
+        .max_compute_invocations_per_workgroup
+        .min(ctx.limits.max_compute_workgroup_size_x)
+        .min(256);
+    let mut out: Vec<u32> = [1, 2, 4, 8]
+        .iter()
+        .map(|m| (sub * m).clamp(8, 256))
+        .filter(|&w| w <= max)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        out.push(max.max(1));
+    }
+    out
+}
+
+/// The cache key of an adapter and a shape class.
+pub fn key(ctx: &GpuContext, d: usize, k: usize, rows: usize) -> String {
+    let i = &ctx.info;
+    format!(
+        "{} | {:?} | {} {} | d{} k{} b{}",
+        i.name,
+        i.backend,
+        i.driver,
+        i.driver_info,
+        d.next_power_of_two(),
+        k.next_power_of_two(),
+        rows.next_power_of_two()
+    )
+}
+
+/// Where the cache lives, if anywhere.
+pub fn cache_file() -> Option<PathBuf> {
+    let dir = std::env::var_os("SOFTMAX_WGPU_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("softmax-wgpu"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("softmax-wgpu"))
+        })?;
+    Some(dir.join("tuning.json"))
+}
+
+/// Chosen widths per kernel name, per key.
+type Cache = BTreeMap<String, BTreeMap<String, u32>>;
+
+fn load() -> Cache {
+    cache_file()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The cached widths for `key`, when every tuned kernel has one.
+pub fn cached(key: &str) -> Option<BTreeMap<String, u32>> {
+    load()
+        .remove(key)
+        .filter(|m| TUNED_KERNELS.iter().all(|k| m.contains_key(k.name())))
+}
+
+/// Records the widths for `key` (best effort: a cache that cannot be written only costs a retune next time).
+pub fn store(key: &str, widths: &BTreeMap<String, u32>) {
+    let Some(path) = cache_file() else {
+        return;
+    };
+    let mut cache = load();
+    cache.insert(key.to_string(), widths.clone());
+    if let (Some(dir), Ok(bytes)) = (path.parent(), serde_json::to_vec_pretty(&cache)) {
+        if std::fs::create_dir_all(dir).is_ok() {
+            let _ = crate::model::write_atomically(&path, &bytes);
+        }
+    }
+}
+
+/// A kernel's pipeline at width `wg`.
+pub fn tuned(ctx: &GpuContext, kernel: Kernel, wg: u32) -> Tuned {
+    let constants = vec![("WG", f64::from(wg))];
+    Tuned {
+        kernel,
+        pipeline: ctx.kernels.pipeline_with(&ctx.device, kernel, &constants),
+        constants,
+    }
+}
+
+/// Picks the fastest of `candidates` by `time(tuned) → seconds`.
+pub fn fastest(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    candidates: &[u32],
+    mut time: impl FnMut(&Tuned) -> Result<f64>,
+) -> Result<u32> {
+    let mut best = (f64::INFINITY, candidates[0]);
+    for &wg in candidates {
+        let t = tuned(ctx, kernel, wg);
+        let seconds = time(&t)?.min(time(&t)?);
+        if seconds < best.0 {
+            best = (seconds, wg);
+        }
+    }
+    Ok(best.1)
+}
