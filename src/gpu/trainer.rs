@@ -137,9 +137,9 @@ pub struct GpuBackend<'a> {
     profiler: Option<Profiler>,
     /// Pipelines whose workgroup width is chosen for this adapter (logits and grad).
     tuned: Vec<Tuned>,
-    /// Autotune on the first batch of each shape class; the classes tuned so far.
+    /// Autotune on the first batch of each shape class; the widths chosen for each class seen so far.
     autotune: bool,
-    tuned_for: Vec<String>,
+    tuned_for: std::collections::HashMap<String, Vec<Tuned>>,
 }
 
 fn u32_of(v: usize, what: &str) -> Result<u32> {
@@ -218,7 +218,7 @@ impl<'a> GpuBackend<'a> {
                 Tuned::for_adapter(ctx, Kernel::Grad),
             ],
             autotune: options.autotune,
-            tuned_for: Vec::new(),
+            tuned_for: std::collections::HashMap::new(),
         })
     }
 
@@ -383,16 +383,39 @@ impl<'a> GpuBackend<'a> {
             .collect()
     }
 
+    /// The widths chosen for batches of `rows` rows, once such a batch has run with autotune on.
+    pub fn tuning_for(&self, rows: usize) -> Option<Vec<(String, u32)>> {
+        let key = super::tune::key(
+            self.ctx,
+            self.shape.d,
+            self.shape.k,
+            rows.min(self.max_batch),
+        );
+        self.tuned_for.get(&key).map(|tuned| {
+            tuned
+                .iter()
+                .map(|t| {
+                    let wg = t
+                        .constants
+                        .iter()
+                        .find(|(n, _)| *n == "WG")
+                        .map_or(0, |c| c.1 as u32);
+                    (t.kernel.name().to_string(), wg)
+                })
+                .collect()
+        })
+    }
+
     /// Tunes the widths for batches of `rows` rows (once per shape class): from the disk cache, or by timing the
     /// candidates on the batch buffers. Only called with no gradient sums pending: timing the gradient kernel
     /// overwrites them.
     fn autotune_for(&mut self, rows: usize) -> Result<()> {
         use super::tune;
         let key = tune::key(self.ctx, self.shape.d, self.shape.k, rows);
-        if self.tuned_for.contains(&key) {
+        if let Some(t) = self.tuned_for.get(&key) {
+            self.tuned = t.clone();
             return Ok(());
         }
-        self.tuned_for.push(key.clone());
         let widths = match tune::cached(&key) {
             Some(w) => w,
             None => {
@@ -415,6 +438,7 @@ impl<'a> GpuBackend<'a> {
             .iter()
             .map(|&k| tune::tuned(self.ctx, k, widths[k.name()]))
             .collect();
+        self.tuned_for.insert(key, self.tuned.clone());
         Ok(())
     }
 
