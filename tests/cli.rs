@@ -571,6 +571,6 @@ fn bench_times_the_cpu_path_and_every_adapter_with_a_peer_or_a_reason() {
     assert!(table.contains("| cpu (f32"), "{table}");
     assert!(table.contains("ours ÷ numpy"), "{table}");
     // A peer we do not have is refused, not ignored.
-    let bad = run(&["bench", "--quick", "--peers", "matlab"]);
+    let bad = run(&["bench", "--quick", "--peers", "numpy,matlab"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }

@@ -65,7 +65,8 @@ pub struct BenchArgs {
     /// A small set: 20000,784,10 at batch 256 and full batch.
     #[arg(long)]
     pub quick: bool,
-    /// Peers timed in the same run on the identical data, e.g. --peers numpy (scripts in benches/peers/).
+    /// Peers timed in the same run on the identical data: numpy, torch, jax (scripts in benches/peers/; a missing
+    /// package is a skipped cell with the reason).
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Seed of the synthetic data.

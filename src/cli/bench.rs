@@ -17,8 +17,16 @@ use softmax_wgpu::{Backend, Error, RowSource, Shape};
 use super::args::{BackendArg, BenchArgs, BenchDevices};
 use super::common::{check_out_path, write_output};
 
-/// The NumPy peer, embedded so that an installed binary carries it.
-const NUMPY_PEER: &str = include_str!("../../benches/peers/numpy_step.py");
+/// The peers, by name, and their scripts, embedded so that an installed binary carries them.
+const PEERS: [(&str, &str); 3] = [
+    ("numpy", include_str!("../../benches/peers/numpy_step.py")),
+    ("torch", include_str!("../../benches/peers/torch_step.py")),
+    ("jax", include_str!("../../benches/peers/jax_step.py")),
+];
+
+fn script_name(peer: &str) -> String {
+    format!("{peer}_step.py")
+}
 
 /// One row of the report.
 #[derive(Debug, Serialize)]
@@ -74,8 +82,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         check_out_path(plot, "--plot")?;
     }
     for p in &a.peers {
-        if p != "numpy" {
-            return Err(Error::param("--peers", "a list of: numpy", p).into());
+        if !PEERS.iter().any(|(name, _)| name == p) {
+            return Err(Error::param("--peers", "a list of: numpy, torch, jax", p).into());
         }
     }
     let plan = plan(&a)?;
@@ -329,8 +337,10 @@ fn bench_shape(
     if !a.peers.is_empty() {
         write_npy_features(&peer_dir.join("x.npy"), dataset.x.view())?;
         write_npy_labels(&peer_dir.join("y.npy"), &dataset.y)?;
-        std::fs::write(peer_dir.join("numpy_step.py"), NUMPY_PEER)
-            .map_err(|e| Error::io(peer_dir.join("numpy_step.py"), e))?;
+        for (name, script) in PEERS {
+            let path = peer_dir.join(script_name(name));
+            std::fs::write(&path, script).map_err(|e| Error::io(&path, e))?;
+        }
     }
     let mut source = dataset.into_source()?;
     let cases: Vec<Case> = batches
@@ -457,7 +467,7 @@ fn run_peers(a: &BenchArgs, case: &Case, dir: &Path) -> Vec<PeerResult> {
             };
             eprintln!("timing {peer} (batch {}) …", case.batch);
             let out = std::process::Command::new("python3")
-                .arg(dir.join("numpy_step.py"))
+                .arg(dir.join(script_name(peer)))
                 .arg(dir.join("x.npy"))
                 .arg(dir.join("y.npy"))
                 .arg(case.batch.to_string())
