@@ -139,6 +139,10 @@ fn check_case(
     let z_tol = tolerance::logits(x64.view(), w64.view(), b64.view());
     checks.push(Kernel::Logits, "Z", &case, compare(&z, &z_ref, &z_tol));
 
+    if k <= 16 {
+        check_forward(ctx, checks, &case, (&x, &w, &bias), &y)?;
+    }
+
     let z_in = if scale == 1.0 {
         z.clone()
     } else {
@@ -178,6 +182,46 @@ fn check_case(
             &Array1::from(vec![loss, hits]),
             &Array1::from(vec![loss_ref, hits_ref]),
             &Array1::from(vec![l_tol, 0.5]),
+        ),
+    );
+    Ok(())
+}
+
+/// The fused forward kernel (K ≤ 16) against the f64 composition of logits, softmax and residual. A logit off by δ
+/// moves each probability by at most 2·S·δ and the loss by 2·δ, so each bound is the softmax's on the exact logits
+/// plus the logits' own bound carried through.
+fn check_forward(
+    ctx: &GpuContext,
+    checks: &mut Checks,
+    case: &str,
+    (x, w, bias): (&Array2<f32>, &Array2<f32>, &Array1<f32>),
+    y: &[u32],
+) -> Result<()> {
+    let (mut r, stats) = ops::forward(ctx, x.view(), w.view(), bias.view(), y)?;
+    checks.corrupt(Kernel::Forward, &mut r);
+    let (x64, w64, b64) = (to64(x), to64(w), to64(bias));
+    let (r_ref, stats_ref) = cpu::forward(x64.view(), w64.view(), b64.view(), y);
+    let z_ref = cpu::logits(x64.view(), w64.view(), b64.view());
+    let z_tol = tolerance::logits(x64.view(), w64.view(), b64.view());
+    let worst_dz = z_tol.map_axis(ndarray::Axis(1), |row| row.fold(0.0f64, |a, &v| a.max(v)));
+    let (s_ref, _) = cpu::softmax(z_ref.view(), y);
+    let (mut r_tol, l_tol) = tolerance::softmax(z_ref.view(), y);
+    for (i, mut row) in r_tol.outer_iter_mut().enumerate() {
+        for (c, t) in row.iter_mut().enumerate() {
+            // + the residual's one subtraction.
+            *t += 2.0 * s_ref[[i, c]] * worst_dz[i] + 2.0 * U;
+        }
+    }
+    checks.push(Kernel::Forward, "R", case, compare(&r, &r_ref, &r_tol));
+    let l_tol = &l_tol + &(worst_dz * 2.0);
+    checks.push(
+        Kernel::Forward,
+        "loss",
+        case,
+        compare(
+            &stats.column(0).to_owned(),
+            &stats_ref.column(0).to_owned(),
+            &l_tol,
         ),
     );
     Ok(())

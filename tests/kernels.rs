@@ -248,3 +248,57 @@ fn ceiling_kernels_match_their_mirrors() {
         }
     });
 }
+
+#[test]
+fn the_fused_forward_kernel_matches_its_mirror_and_the_separate_kernels() {
+    on_every_gpu(|ctx| {
+        for (s, &(b, d, k)) in [
+            (1, 1, 2),
+            (63, 784, 10),
+            (65, 3, 16),
+            (1000, 64, 7),
+            (5, 20, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let s = s as u64 * 5;
+            let x = uniform(b, d, -2.0, 2.0, s);
+            let w = uniform(d, k, -1.0, 1.0, s + 1);
+            let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
+            let y = labels(b, k, s + 3);
+            let (r, stats) = ops::forward(ctx, x.view(), w.view(), bias.view(), &y).unwrap();
+            // The same arithmetic as logits → softmax → residual on the GPU, so the same values: compare with the
+            // separate kernels exactly, and with the f64 mirror within the bounds of its parts.
+            let z = ops::logits(ctx, x.view(), w.view(), bias.view()).unwrap();
+            let (sep_s, sep_stats) = ops::softmax(ctx, z.view(), &y).unwrap();
+            let sep_r = ops::residual(ctx, sep_s.view(), &y).unwrap();
+            assert_eq!(r, sep_r, "R B={b} D={d} K={k}");
+            assert_eq!(stats, sep_stats, "stats B={b} D={d} K={k}");
+            let (x64, w64, b64) = (to64(&x), to64(&w), bias.mapv(f64::from));
+            let (r_ref, stats_ref) = cpu::forward(x64.view(), w64.view(), b64.view(), &y);
+            // A logit off by δ moves each probability by at most 2·S·δ and the loss by 2·δ: the softmax bound on
+            // the exact logits plus the logits' own bound carried through.
+            let z_ref = cpu::logits(x64.view(), w64.view(), b64.view());
+            let z_tol = tolerance::logits(x64.view(), w64.view(), b64.view());
+            let (s_tol, l_tol) = tolerance::softmax(z_ref.view(), &y);
+            let (s_ref, _) = cpu::softmax(z_ref.view(), &y);
+            let worst_dz =
+                z_tol.map_axis(ndarray::Axis(1), |row| row.fold(0.0f64, |a, &v| a.max(v)));
+            let mut r_tol = s_tol.clone();
+            for (i, mut row) in r_tol.outer_iter_mut().enumerate() {
+                for (c, t) in row.iter_mut().enumerate() {
+                    *t += 2.0 * s_ref[[i, c]] * worst_dz[i] + 2.0 * U;
+                }
+            }
+            assert_within(&format!("forward R B={b} D={d} K={k}"), &r, &r_ref, &r_tol);
+            let l_tol = &l_tol + &(worst_dz * 2.0);
+            assert_within(
+                &format!("forward loss B={b} D={d} K={k}"),
+                &stats.column(0).to_owned(),
+                &stats_ref.column(0).to_owned(),
+                &l_tol,
+            );
+        }
+    });
+}

@@ -502,7 +502,8 @@ fn autotune_picks_a_candidate_caches_it_and_changes_no_result() {
             "{chosen:?} of {candidates:?}"
         );
         let key = softmax_wgpu::gpu::tune::key(ctx, 12, 3, 64);
-        let cached = softmax_wgpu::gpu::tune::cached(&key).expect("the choice is cached");
+        let kernels = softmax_wgpu::gpu::tune::tuned_kernels(3);
+        let cached = softmax_wgpu::gpu::tune::cached(&key, kernels).expect("the choice is cached");
         assert_eq!(cached.len(), 2);
         // A second backend takes the cached widths.
         let mut again = GpuBackend::new(ctx, shape(&train), &tuned_options).unwrap();

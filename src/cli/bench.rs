@@ -375,7 +375,7 @@ fn bench_shape(
                     &peers,
                     a.epochs,
                     3,
-                    Some(chunks + 6),
+                    Some(chunks + if k <= 16 { 4 } else { 6 }),
                 )?;
                 let profiling = g.enable_profiling();
                 for row in timed.iter_mut().filter(|r| r.timing.is_some()) {
@@ -393,7 +393,7 @@ fn bench_shape(
                 device: ctx.describe(),
                 case: *c,
                 x_reads_per_step: 3,
-                dispatches_per_step: Some(chunks + 6),
+                dispatches_per_step: Some(chunks + if k <= 16 { 4 } else { 6 }),
                 timing: None,
                 refused: Some(e.to_string()),
                 kernels: None,

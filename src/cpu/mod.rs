@@ -91,6 +91,19 @@ pub fn update<T: Real>(
         .for_each(|b, &g| *b = *b - lr * (g / rows));
 }
 
+/// Mirror of `forward.wgsl` (K ≤ 16): logits, softmax and residual composed, as the GPU does them in one pass:
+/// the residual R = softmax(X·W + b) − onehot(y) and the per-row (loss, hit) pairs.
+pub fn forward<T: Real>(
+    x: ArrayView2<T>,
+    w: ArrayView2<T>,
+    b: ArrayView1<T>,
+    y: &[u32],
+) -> (Array2<T>, Array2<T>) {
+    let z = logits(x, w, b);
+    let (s, stats) = softmax(z.view(), y);
+    (residual(s.view(), y), stats)
+}
+
 /// Mirror of `metrics.wgsl`: the batch's (Σ loss, Σ correct) from softmax's per-row pairs.
 pub fn metrics<T: Real>(stats: ArrayView2<T>) -> (T, T) {
     let sums = stats.sum_axis(Axis(0));

@@ -29,6 +29,8 @@ pub enum Kernel {
     Update,
     /// Sums a batch's per-row loss and correctness into a slot.
     Metrics,
+    /// Logits, softmax, loss and residual fused, for K ≤ 16.
+    Forward,
     /// `bench`: the adapter's streaming-read ceiling.
     CeilingRead,
     /// `bench`: the adapter's FMA ceiling.
@@ -97,7 +99,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 9] = [
+static SPECS: [KernelSpec; 10] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -155,6 +157,14 @@ static SPECS: [KernelSpec; 9] = [
         grid: Grid::Single,
     },
     KernelSpec {
+        kernel: Kernel::Forward,
+        name: "forward",
+        source: include_str!("../../shaders/forward.wgsl"),
+        bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::RowsByClassTiles,
+    },
+    KernelSpec {
         kernel: Kernel::CeilingRead,
         name: "ceiling_read",
         source: include_str!("../../shaders/ceiling_read.wgsl"),
@@ -175,7 +185,7 @@ static SPECS: [KernelSpec; 9] = [
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
@@ -183,6 +193,7 @@ impl Kernel {
         Kernel::Grad,
         Kernel::Update,
         Kernel::Metrics,
+        Kernel::Forward,
         Kernel::CeilingRead,
         Kernel::CeilingFma,
     ];

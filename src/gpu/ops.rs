@@ -395,3 +395,45 @@ fn timed(ctx: &GpuContext, f: impl FnOnce() -> Result<()>) -> Result<f64> {
     f()?;
     Ok(start.elapsed().as_secs_f64())
 }
+
+/// `forward.wgsl` on the GPU (K ≤ 16): (R = softmax(X·W + b) − onehot(y), per-row [loss, hit]).
+pub fn forward(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    y: &[u32],
+) -> Result<(Array2<f32>, Array2<f32>)> {
+    let (rows, d) = x.dim();
+    let k = w.ncols();
+    check(
+        w.nrows() == d && b.len() == k && (1..=16).contains(&k),
+        "forward operands",
+        || format!("w [{d}, k ≤ 16], b [k]"),
+        || format!("x {:?}, w {:?}, b {}", x.dim(), w.dim(), b.len()),
+    )?;
+    check_labels(y, rows, k)?;
+    let (r, dd, kk) = dims(rows, d, k)?;
+    // The kernel reads X feature-major, as the gather kernel leaves it.
+    let xb = storage_init(ctx, "x feature-major", &contiguous(x.t()));
+    let wb = storage_init(ctx, "w", &contiguous(w));
+    let bb = storage_init(ctx, "b", &b.to_vec());
+    let yb = storage_init(ctx, "y", y);
+    let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
+    let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
+    run(
+        ctx,
+        Kernel::Forward,
+        StepUniform {
+            rows: r,
+            d: dd,
+            k: kk,
+            ..Default::default()
+        },
+        &[&xb, &wb, &bb, &yb, &out, &stats],
+    )?;
+    Ok((
+        to2(read(ctx, &out, 0, rows * k)?, rows, k)?,
+        to2(read(ctx, &stats, 0, rows * 2)?, rows, 2)?,
+    ))
+}

@@ -62,6 +62,8 @@ struct BatchBuffers {
     xt: wgpu::Buffer,
     y: wgpu::Buffer,
     logits: wgpu::BindGroup,
+    /// The fused forward pass (K ≤ 16).
+    forward: wgpu::BindGroup,
     softmax: wgpu::BindGroup,
     residual: wgpu::BindGroup,
     grad: wgpu::BindGroup,
@@ -213,10 +215,10 @@ impl<'a> GpuBackend<'a> {
             g_rows: 0,
             optimizer: OptimizerState::default(),
             profiler: None,
-            tuned: vec![
-                Tuned::for_adapter(ctx, Kernel::Logits),
-                Tuned::for_adapter(ctx, Kernel::Grad),
-            ],
+            tuned: super::tune::tuned_kernels(shape.k)
+                .iter()
+                .map(|&k| Tuned::for_adapter(ctx, k))
+                .collect(),
             autotune: options.autotune,
             tuned_for: std::collections::HashMap::new(),
         })
@@ -265,6 +267,11 @@ impl<'a> GpuBackend<'a> {
             .collect();
         out.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         Ok(out)
+    }
+
+    /// Whether steps use the fused forward kernel: all classes of a row fit one invocation's registers.
+    fn fused(&self) -> bool {
+        self.shape.k <= 16
     }
 
     /// Dispatches one op records: its gathers (one per chunk) and kernels.
@@ -348,6 +355,7 @@ impl<'a> GpuBackend<'a> {
             capacity,
             perm_capacity,
             logits: kern.bind(dev, Kernel::Logits, &[&xt, &m.w, &m.b, &z]),
+            forward: kern.bind(dev, Kernel::Forward, &[&xt, &m.w, &m.b, &y, &r, &row_stats]),
             softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats]),
             residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r]),
             grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
@@ -416,7 +424,7 @@ impl<'a> GpuBackend<'a> {
             self.tuned = t.clone();
             return Ok(());
         }
-        let widths = match tune::cached(&key) {
+        let widths = match tune::cached(&key, tune::tuned_kernels(self.shape.k)) {
             Some(w) => w,
             None => {
                 self.ensure_capacity(rows)?;
@@ -424,7 +432,7 @@ impl<'a> GpuBackend<'a> {
                 self.ctx.wait()?;
                 let candidates = tune::candidates(self.ctx);
                 let mut widths = std::collections::BTreeMap::new();
-                for kernel in tune::TUNED_KERNELS {
+                for &kernel in tune::tuned_kernels(self.shape.k) {
                     let best = tune::fastest(self.ctx, kernel, &candidates, |t| {
                         self.time_dispatches(t, rows)
                     })?;
@@ -434,7 +442,7 @@ impl<'a> GpuBackend<'a> {
                 widths
             }
         };
-        self.tuned = tune::TUNED_KERNELS
+        self.tuned = tune::tuned_kernels(self.shape.k)
             .iter()
             .map(|&k| tune::tuned(self.ctx, k, widths[k.name()]))
             .collect();
@@ -449,6 +457,7 @@ impl<'a> GpuBackend<'a> {
         self.steps.write(ctx, &[uniform]);
         let group = match t.kernel {
             Kernel::Logits => &self.batch.logits,
+            Kernel::Forward => &self.batch.forward,
             _ => &self.batch.grad,
         };
         let dims = Dims {
@@ -733,10 +742,18 @@ impl<'a> GpuBackend<'a> {
                         dispatch(pass, &mut stamp, Kernel::Gather, group, dims);
                     }
                 }
-                dispatch(pass, &mut stamp, Kernel::Logits, &bg.logits, dims);
-                dispatch(pass, &mut stamp, Kernel::Softmax, &bg.softmax, dims);
-                if matches!(op, Op::Accumulate { .. }) {
-                    dispatch(pass, &mut stamp, Kernel::Residual, &bg.residual, dims);
+                let train = matches!(op, Op::Accumulate { .. });
+                if self.fused() {
+                    // Logits, softmax, loss and residual in one pass.
+                    dispatch(pass, &mut stamp, Kernel::Forward, &bg.forward, dims);
+                } else {
+                    dispatch(pass, &mut stamp, Kernel::Logits, &bg.logits, dims);
+                    dispatch(pass, &mut stamp, Kernel::Softmax, &bg.softmax, dims);
+                    if train {
+                        dispatch(pass, &mut stamp, Kernel::Residual, &bg.residual, dims);
+                    }
+                }
+                if train {
                     dispatch(pass, &mut stamp, Kernel::Grad, &bg.grad, dims);
                 }
                 dispatch(pass, &mut stamp, Kernel::Metrics, &bg.metrics, dims);

@@ -15,8 +15,15 @@ use super::context::GpuContext;
 use super::kernels::{Kernel, Tuned};
 use crate::error::Result;
 
-/// The kernels whose width is tuned.
-pub const TUNED_KERNELS: [Kernel; 2] = [Kernel::Logits, Kernel::Grad];
+/// The kernels whose width is tuned for `k` classes: the fused forward pass and the gradient for K ≤ 16 (what a step
+/// runs then), the logits and the gradient above.
+pub fn tuned_kernels(k: usize) -> &'static [Kernel] {
+    if k <= 16 {
+        &[Kernel::Forward, Kernel::Grad]
+    } else {
+        &[Kernel::Logits, Kernel::Grad]
+    }
+}
 
 /// Workgroup widths worth timing on this adapter.
 pub fn candidates(ctx: &GpuContext) -> Vec<u32> {
@@ -77,11 +84,11 @@ fn load() -> Cache {
         .unwrap_or_default()
 }
 
-/// The cached widths for `key`, when every tuned kernel has one.
-pub fn cached(key: &str) -> Option<BTreeMap<String, u32>> {
+/// The cached widths for `key`, when each of `kernels` has one.
+pub fn cached(key: &str, kernels: &[Kernel]) -> Option<BTreeMap<String, u32>> {
     load()
         .remove(key)
-        .filter(|m| TUNED_KERNELS.iter().all(|k| m.contains_key(k.name())))
+        .filter(|m| kernels.iter().all(|k| m.contains_key(k.name())))
 }
 
 /// Records the widths for `key` (best effort: a cache that cannot be written only costs a retune next time).

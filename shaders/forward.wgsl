@@ -1,0 +1,126 @@
+// The fused forward pass for K ≤ 16 classes: Z = X·W + b, then for each row the max-subtracted softmax S, the loss
+// −log S_y (as logsumexp(z) − z_y), the hit [argmax z = y] and the residual R = S − onehot(y), in one pass over the
+// batch. It does exactly what logits.wgsl, softmax.wgsl and residual.wgsl do one after another (CPU mirror:
+// cpu::forward, their composition), without writing Z and S to memory or launching two more kernels.
+//
+// One invocation per 4 consecutive rows; all K ≤ 16 classes of those rows in 16 vec4 accumulators (classes × rows),
+// as in logits.wgsl, reading X feature-major. The host uses it only when K ≤ 16.
+
+override WG: u32 = 64u;
+
+@group(1) @binding(0) var<storage, read> xt: array<f32>;
+@group(1) @binding(1) var<storage, read> w: array<f32>;
+@group(1) @binding(2) var<storage, read> b: array<f32>;
+@group(1) @binding(3) var<storage, read> y: array<u32>;
+@group(1) @binding(4) var<storage, read_write> r: array<f32>;
+@group(1) @binding(5) var<storage, read_write> stats: array<f32>;
+
+// w[j, c] with c clamped to the last class (classes past k are computed and never used).
+fn wt(j: u32, c: u32) -> f32 {
+    return w[j * step.k + min(c, step.k - 1u)];
+}
+
+fn bias(c: u32) -> f32 {
+    return b[min(c, step.k - 1u)];
+}
+
+// xt[j, i..i + 4], rows past the batch read as 0 (never stored).
+fn x4(j: u32, i: u32) -> vec4<f32> {
+    let base = j * step.rows;
+    let n = step.rows;
+    return vec4<f32>(
+        select(0.0, xt[base + min(i, n - 1u)], i < n),
+        select(0.0, xt[base + min(i + 1u, n - 1u)], i + 1u < n),
+        select(0.0, xt[base + min(i + 2u, n - 1u)], i + 2u < n),
+        select(0.0, xt[base + min(i + 3u, n - 1u)], i + 3u < n),
+    );
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i0 = gid.x * 4u;
+    if (i0 >= step.rows) {
+        return;
+    }
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    for (var j = 0u; j < step.d; j = j + 1u) {
+        let x4 = x4(j, i0);
+        a0 = fma(x4, vec4<f32>(wt(j, 0u)), a0);
+        a1 = fma(x4, vec4<f32>(wt(j, 1u)), a1);
+        a2 = fma(x4, vec4<f32>(wt(j, 2u)), a2);
+        a3 = fma(x4, vec4<f32>(wt(j, 3u)), a3);
+        a4 = fma(x4, vec4<f32>(wt(j, 4u)), a4);
+        a5 = fma(x4, vec4<f32>(wt(j, 5u)), a5);
+        a6 = fma(x4, vec4<f32>(wt(j, 6u)), a6);
+        a7 = fma(x4, vec4<f32>(wt(j, 7u)), a7);
+        a8 = fma(x4, vec4<f32>(wt(j, 8u)), a8);
+        a9 = fma(x4, vec4<f32>(wt(j, 9u)), a9);
+        a10 = fma(x4, vec4<f32>(wt(j, 10u)), a10);
+        a11 = fma(x4, vec4<f32>(wt(j, 11u)), a11);
+        a12 = fma(x4, vec4<f32>(wt(j, 12u)), a12);
+        a13 = fma(x4, vec4<f32>(wt(j, 13u)), a13);
+        a14 = fma(x4, vec4<f32>(wt(j, 14u)), a14);
+        a15 = fma(x4, vec4<f32>(wt(j, 15u)), a15);
+    }
+    let k = step.k;
+    var z: array<f32, 16>;
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let i = i0 + q;
+        if (i >= step.rows) {
+            break;
+        }
+        z[0] = a0[q] + bias(0u);
+        z[1] = a1[q] + bias(1u);
+        z[2] = a2[q] + bias(2u);
+        z[3] = a3[q] + bias(3u);
+        z[4] = a4[q] + bias(4u);
+        z[5] = a5[q] + bias(5u);
+        z[6] = a6[q] + bias(6u);
+        z[7] = a7[q] + bias(7u);
+        z[8] = a8[q] + bias(8u);
+        z[9] = a9[q] + bias(9u);
+        z[10] = a10[q] + bias(10u);
+        z[11] = a11[q] + bias(11u);
+        z[12] = a12[q] + bias(12u);
+        z[13] = a13[q] + bias(13u);
+        z[14] = a14[q] + bias(14u);
+        z[15] = a15[q] + bias(15u);
+        // softmax.wgsl's order: the first maximum, exp(z − m) summed in class order, one division, then scaling.
+        var m = z[0];
+        var arg = 0u;
+        for (var c = 1u; c < k; c = c + 1u) {
+            if (z[c] > m) {
+                m = z[c];
+                arg = c;
+            }
+        }
+        var e: array<f32, 16>;
+        var sum = 0.0;
+        for (var c = 0u; c < k; c = c + 1u) {
+            e[c] = exp(z[c] - m);
+            sum = sum + e[c];
+        }
+        let inv = 1.0 / sum;
+        let label = y[i];
+        for (var c = 0u; c < k; c = c + 1u) {
+            r[i * k + c] = e[c] * inv - select(0.0, 1.0, label == c);
+        }
+        stats[2u * i] = (m + log(sum)) - z[label];
+        stats[2u * i + 1u] = select(0.0, 1.0, arg == label);
+    }
+}
