@@ -112,6 +112,29 @@ fn check_npy(bytes: &[u8], classes: Option<usize>) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// The streaming reader on a file of `bytes` (labels valid for its 4 rows): an error or finite rows, never a panic.
+fn check_npy_stream(bytes: &[u8], chunk: usize) -> Result<(), TestCaseError> {
+    use softmax_wgpu::RowSource;
+    let dir = tempfile::tempdir().unwrap();
+    let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    std::fs::write(&xp, bytes).unwrap();
+    std::fs::write(&yp, valid_npy_y()).unwrap();
+    match softmax_wgpu::data::NpyRows::open(&xp, &yp, None) {
+        Ok(mut s) => loop {
+            match s.next_chunk(chunk) {
+                Ok(Some(c)) => prop_assert!(c.x().iter().all(|v| v.is_finite())),
+                Ok(None) => break,
+                Err(e) => {
+                    prop_assert!(is_users(&e), "{e}");
+                    break;
+                }
+            }
+        },
+        Err(e) => prop_assert!(is_users(&e), "{e}"),
+    }
+    Ok(())
+}
+
 fn check_model(bytes: &[u8]) -> Result<(), TestCaseError> {
     match Model::from_bytes(Path::new("m.safetensors"), bytes) {
         Ok(m) => {
@@ -172,6 +195,11 @@ proptest! {
     #[test]
     fn npy_labels_mutated(bytes in mutated(valid_npy_y()), classes in proptest::option::of(0usize..5)) {
         check_npy(&bytes, classes)?;
+    }
+
+    #[test]
+    fn npy_streamed_mutated(bytes in mutated(valid_npy_x()), chunk in 1usize..6) {
+        check_npy_stream(&bytes, chunk)?;
     }
 
     #[test]

@@ -15,7 +15,7 @@ enum Kind {
     Uint,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Header {
     kind: Kind,
     size: usize,
@@ -180,6 +180,15 @@ pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
 /// [`read_npy_features`] on the file's bytes (`path` names it in errors).
 pub fn parse_npy_features(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
     let h = parse_header(path, bytes)?;
+    let (n, d) = feature_shape(path, &h)?;
+    let raw = data(path, bytes, &h)?;
+    let mut out = Vec::with_capacity(raw.len() / h.size);
+    decode_features(path, raw, &h, d, 0, &mut out)?;
+    Ok(Array2::from_shape_vec((n, d), out).expect("n·d values"))
+}
+
+/// The (rows, features) of a features header: float32 or float64, 2-D, C order, not empty.
+fn feature_shape(path: &Path, h: &Header) -> Result<(usize, usize)> {
     if h.kind != Kind::Float || !(h.size == 4 || h.size == 8) {
         return Err(Error::input(
             path,
@@ -208,8 +217,19 @@ pub fn parse_npy_features(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
             format!("features are empty: shape {:?}", h.shape),
         ));
     }
-    let raw = data(path, bytes, &h)?;
-    let mut out = Vec::with_capacity(raw.len() / h.size);
+    Ok((n, d))
+}
+
+/// Appends the values of whole rows `raw` (starting at row `first_row` of the file) to `out` as f32, refusing a
+/// non-finite value with its NumPy index.
+fn decode_features(
+    path: &Path,
+    raw: &[u8],
+    h: &Header,
+    d: usize,
+    first_row: usize,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     for (e, c) in raw.chunks_exact(h.size).enumerate() {
         let v = if h.size == 4 {
             f32::from_le_bytes(word(c, h.big_endian))
@@ -218,19 +238,182 @@ pub fn parse_npy_features(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
         };
         if !v.is_finite() {
             let what = if v.is_nan() {
-                "NaN".to_string()
+                "NaN"
             } else {
-                "infinite or outside the f32 range".to_string()
+                "infinite or outside the f32 range"
             };
             return Err(Error::input_at(
                 path,
-                Position::Index2((e / d) as u64, (e % d) as u64),
+                Position::Index2((first_row + e / d) as u64, (e % d) as u64),
                 format!("feature is {what}"),
             ));
         }
         out.push(v);
     }
-    Ok(Array2::from_shape_vec((n, d), out).expect("n·d values"))
+    Ok(())
+}
+
+/// NPY features (and their labels) read a chunk of rows at a time, never the whole file: a [`RowSource`] whose
+/// memory is one chunk, for data larger than RAM. The header, the file's length and the labels are checked when
+/// it is opened; each chunk's values when it is read (a NaN is reported at its NumPy index).
+#[derive(Debug)]
+pub struct NpyRows {
+    path: std::path::PathBuf,
+    name: String,
+    file: std::fs::File,
+    header: Header,
+    n: usize,
+    d: usize,
+    k: usize,
+    y: Vec<u32>,
+    pos: usize,
+    buf: Vec<u8>,
+}
+
+impl NpyRows {
+    /// Opens features `x_path` and labels `y_path` (class indices below `classes`, or the largest + 1).
+    pub fn open(x_path: &Path, y_path: &Path, classes: Option<usize>) -> Result<Self> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(x_path).map_err(|e| Error::io(x_path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(x_path, e))?.len();
+        let mut prefix = vec![0u8; 12.min(len as usize)];
+        file.read_exact(&mut prefix)
+            .map_err(|e| Error::io(x_path, e))?;
+        let header_len = match prefix.get(6) {
+            Some(1) if prefix.len() >= 10 => 10 + u16::from_le_bytes([prefix[8], prefix[9]]) as u64,
+            Some(2 | 3) if prefix.len() >= 12 => {
+                12 + u64::from(u32::from_le_bytes([
+                    prefix[8], prefix[9], prefix[10], prefix[11],
+                ]))
+            }
+            _ => 12.min(len),
+        };
+        if header_len > len {
+            // parse_header names the problem (bad magic, past the end …) from what there is.
+            let mut all = Vec::new();
+            std::fs::File::open(x_path)
+                .and_then(|mut f| f.read_to_end(&mut all))
+                .map_err(|e| Error::io(x_path, e))?;
+            return Err(parse_header(x_path, &all).err().unwrap_or_else(|| {
+                Error::input(
+                    x_path,
+                    "not a valid NPY file: header runs past the end of the file",
+                )
+            }));
+        }
+        let mut head = vec![0u8; header_len as usize];
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::io(x_path, e))?;
+        file.read_exact(&mut head)
+            .map_err(|e| Error::io(x_path, e))?;
+        let header = parse_header(x_path, &head)?;
+        let (n, d) = feature_shape(x_path, &header)?;
+        let need = (n as u64)
+            .checked_mul(d as u64)
+            .and_then(|v| v.checked_mul(header.size as u64));
+        let body = len - header.data_start as u64;
+        match need {
+            Some(need) if body >= need => {}
+            Some(need) => {
+                return Err(Error::input(
+                    x_path,
+                    format!(
+                        "truncated: shape {:?} of {} needs {need} bytes of data, found {body}",
+                        header.shape, header.descr
+                    ),
+                ))
+            }
+            None => {
+                return Err(Error::input(
+                    x_path,
+                    format!(
+                        "shape {:?} of {} is larger than any file can be",
+                        header.shape, header.descr
+                    ),
+                ))
+            }
+        }
+        let y = read_npy_labels(y_path, classes)?;
+        if y.len() != n {
+            return Err(Error::input(
+                y_path,
+                format!(
+                    "has {} labels but {} has {n} rows",
+                    y.len(),
+                    x_path.display()
+                ),
+            ));
+        }
+        let k = classes.unwrap_or_else(|| y.iter().max().map_or(0, |&m| m as usize + 1));
+        if k < 2 {
+            return Err(Error::input(
+                y_path,
+                format!("needs at least 2 classes, found {k}"),
+            ));
+        }
+        Ok(NpyRows {
+            path: x_path.to_path_buf(),
+            name: x_path.display().to_string(),
+            file,
+            header,
+            n,
+            d,
+            k,
+            y,
+            pos: 0,
+            buf: Vec::new(),
+        })
+    }
+}
+
+impl super::RowSource for NpyRows {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn features(&self) -> usize {
+        self.d
+    }
+
+    fn classes(&self) -> usize {
+        self.k
+    }
+
+    fn rows(&self) -> Option<u64> {
+        Some(self.n as u64)
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.pos = 0;
+        Ok(())
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<super::Chunk<'_>>> {
+        use std::io::{Read, Seek, SeekFrom};
+        if self.pos >= self.n {
+            return Ok(None);
+        }
+        let (start, d, size) = (self.pos, self.d, self.header.size);
+        let m = max_rows.max(1).min(self.n - start);
+        let offset = self.header.data_start as u64 + (start * d * size) as u64;
+        self.buf.resize(m * d * size, 0);
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| self.file.read_exact(&mut self.buf))
+            .map_err(|e| Error::io(&self.path, e))?;
+        let mut x = Vec::with_capacity(m * d);
+        decode_features(&self.path, &self.buf, &self.header, d, start, &mut x)?;
+        self.pos = start + m;
+        let x = Array2::from_shape_vec((m, d), x).expect("m·d values");
+        let chunk = super::Chunk::owned(
+            &self.name,
+            x,
+            self.y[start..start + m].to_vec(),
+            self.k,
+            start as u64,
+        )?;
+        Ok(Some(chunk))
+    }
 }
 
 /// Reads a 1-D integer array of class indices (an [n, 1] column is accepted too). Indices must be ≥ 0 and below

@@ -94,7 +94,7 @@ impl<'a> Chunk<'a> {
         y: Vec<u32>,
         k: usize,
         first_row: u64,
-    ) -> Result<Chunk<'static>> {
+    ) -> Result<Self> {
         check_rows(name, x.view(), &y, k, first_row)?;
         Ok(Chunk {
             x: CowArray::from(x),
