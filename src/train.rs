@@ -163,6 +163,20 @@ pub struct OptimizerState {
     pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
 }
 
+impl OptimizerState {
+    /// This state, if it can be plain SGD's (a step count and no tensors); what every backend checks before taking it.
+    pub fn checked_for_sgd(&self) -> Result<Self> {
+        if !self.tensors.is_empty() {
+            return Err(Error::shape(
+                "SGD optimizer state tensors",
+                0,
+                self.tensors.len(),
+            ));
+        }
+        Ok(self.clone())
+    }
+}
+
 /// Adds sums across the processes of a data-parallel run. [`Local`] is the one-process identity.
 pub trait Reducer {
     /// True when combining changes nothing (one process): backends then leave their sums where they are.

@@ -230,14 +230,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn set_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
-        if !s.tensors.is_empty() {
-            return Err(Error::shape(
-                "SGD optimizer state tensors",
-                0,
-                s.tensors.len(),
-            ));
-        }
-        self.optimizer = s.clone();
+        self.optimizer = s.checked_for_sgd()?;
         Ok(())
     }
 }

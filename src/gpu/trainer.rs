@@ -144,6 +144,21 @@ pub struct GpuBackend<'a> {
     tuned_for: std::collections::HashMap<String, Vec<Tuned>>,
 }
 
+/// Each tuned kernel's name and workgroup width.
+fn widths(tuned: &[Tuned]) -> Vec<(String, u32)> {
+    tuned
+        .iter()
+        .map(|t| {
+            let wg = t
+                .constants
+                .iter()
+                .find(|(n, _)| *n == "WG")
+                .map_or(0, |c| c.1 as u32);
+            (t.kernel.name().to_string(), wg)
+        })
+        .collect()
+}
+
 fn u32_of(v: usize, what: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::shape(what, format!("at most {}", u32::MAX), v))
 }
@@ -378,17 +393,7 @@ impl<'a> GpuBackend<'a> {
 
     /// The workgroup width each tuned kernel uses now.
     pub fn tuning(&self) -> Vec<(String, u32)> {
-        self.tuned
-            .iter()
-            .map(|t| {
-                let wg = t
-                    .constants
-                    .iter()
-                    .find(|(n, _)| *n == "WG")
-                    .map_or(0, |c| c.1 as u32);
-                (t.kernel.name().to_string(), wg)
-            })
-            .collect()
+        widths(&self.tuned)
     }
 
     /// The widths chosen for batches of `rows` rows, once such a batch has run with autotune on.
@@ -399,19 +404,7 @@ impl<'a> GpuBackend<'a> {
             self.shape.k,
             rows.min(self.max_batch),
         );
-        self.tuned_for.get(&key).map(|tuned| {
-            tuned
-                .iter()
-                .map(|t| {
-                    let wg = t
-                        .constants
-                        .iter()
-                        .find(|(n, _)| *n == "WG")
-                        .map_or(0, |c| c.1 as u32);
-                    (t.kernel.name().to_string(), wg)
-                })
-                .collect()
-        })
+        self.tuned_for.get(&key).map(|tuned| widths(tuned))
     }
 
     /// Tunes the widths for batches of `rows` rows (once per shape class): from the disk cache, or by timing the
@@ -981,14 +974,7 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn set_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
-        if !s.tensors.is_empty() {
-            return Err(Error::shape(
-                "SGD optimizer state tensors",
-                0,
-                s.tensors.len(),
-            ));
-        }
-        self.optimizer = s.clone();
+        self.optimizer = s.checked_for_sgd()?;
         Ok(())
     }
 }
