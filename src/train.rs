@@ -43,6 +43,16 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// Checks that a batch's host rows have this many features (held rows were checked when they were held).
+    pub fn check_batch(&self, batch: &Batch<'_>) -> Result<()> {
+        match batch.rows() {
+            BatchRows::Host(chunk) if chunk.x().ncols() != self.d => {
+                Err(Error::shape("batch features", self.d, chunk.x().ncols()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Checks that a source has this shape.
     pub fn check_source(&self, source: &dyn RowSource) -> Result<()> {
         let found = Shape {
@@ -103,6 +113,27 @@ pub struct Gradient {
 }
 
 impl Gradient {
+    /// No rows summed yet.
+    pub fn zeros(shape: Shape) -> Self {
+        Gradient {
+            w: Array2::zeros((shape.d, shape.k)),
+            b: Array1::zeros(shape.k),
+            rows: 0,
+        }
+    }
+
+    /// Checks that these are gradient sums of a model of `shape`.
+    pub fn check(&self, shape: Shape) -> Result<()> {
+        if self.w.dim() != (shape.d, shape.k) || self.b.len() != shape.k {
+            return Err(Error::shape(
+                "gradient sums G [d, k] and g_b [k]",
+                format!("G {:?}, g_b [{}]", (shape.d, shape.k), shape.k),
+                format!("G {:?}, g_b [{}]", self.w.dim(), self.b.len()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every value in one vector, the row count last (what a [`Reducer`] adds up).
     pub fn to_flat(&self) -> Vec<f64> {
         let mut v: Vec<f64> = self.w.iter().chain(self.b.iter()).copied().collect();
@@ -273,6 +304,22 @@ impl<'a> Batch<'a> {
             return Err(Error::param("batch", "at least 1 row", 0));
         }
         Ok(Batch(BatchRows::Host(chunk)))
+    }
+
+    /// Rows `start..end` of the batch (not empty), as a batch: a part of a checked batch needs no new check.
+    pub fn slice(&self, start: usize, end: usize) -> Batch<'_> {
+        debug_assert!(
+            start < end && end <= self.len(),
+            "{start}..{end} of {}",
+            self.len()
+        );
+        Batch(match &self.0 {
+            BatchRows::Held { set, rows } => BatchRows::Held {
+                set: *set,
+                rows: &rows[start..end],
+            },
+            BatchRows::Host(chunk) => BatchRows::Host(chunk.slice(start, end)),
+        })
     }
 
     /// The rows.

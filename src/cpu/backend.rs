@@ -1,11 +1,9 @@
 //! A complete trainer built from the CPU mirrors, in f32 or f64, on the [`Backend`] seam.
 
-use std::sync::Arc;
-
 use ndarray::{Array1, Array2};
 
-use super::{cast, gather, grad, logits, metrics, residual, softmax, update, Real};
-use crate::data::{HostRows, RowSource};
+use super::{cast, gather, grad, logits, metrics, residual, softmax, update, HostSets, Real};
+use crate::data::RowSource;
 use crate::error::{Error, Result};
 use crate::train::{
     Backend, Batch, BatchRows, Gradient, Held, OptimizerState, Params, Shape, Sums, Update,
@@ -16,7 +14,7 @@ use crate::train::{
 #[derive(Debug)]
 pub struct CpuBackend<T: Real> {
     shape: Shape,
-    held: Vec<Arc<HostRows>>,
+    held: HostSets,
     w: Array2<T>,
     b: Array1<T>,
     /// Gradient sums since the last update, and the rows they sum (0: empty).
@@ -32,7 +30,7 @@ impl<T: Real> CpuBackend<T> {
     pub fn new(shape: Shape) -> Self {
         CpuBackend {
             shape,
-            held: Vec::new(),
+            held: HostSets::default(),
             w: Array2::zeros((shape.d, shape.k)),
             b: Array1::zeros(shape.k),
             g: Array2::zeros((shape.d, shape.k)),
@@ -76,27 +74,13 @@ impl<T: Real> CpuBackend<T> {
 
     /// The batch's rows in precision `T`.
     fn rows_of(&self, batch: &Batch<'_>) -> Result<(Array2<T>, Vec<u32>)> {
+        self.shape.check_batch(batch)?;
         match batch.rows() {
             BatchRows::Held { set, rows } => {
-                let held = self
-                    .held
-                    .get(set.id())
-                    .filter(|h| h.len() == set.len())
-                    .ok_or_else(|| {
-                        Error::Internal(format!("held set {} is not this backend's", set.id()))
-                    })?;
+                let held = self.held.get(*set)?;
                 Ok(gather(rows, held.x(), held.y()))
             }
-            BatchRows::Host(chunk) => {
-                if chunk.x().ncols() != self.shape.d {
-                    return Err(Error::shape(
-                        "batch features",
-                        self.shape.d,
-                        chunk.x().ncols(),
-                    ));
-                }
-                Ok((cast(chunk.x()), chunk.y().to_vec()))
-            }
+            BatchRows::Host(chunk) => Ok((cast(chunk.x()), chunk.y().to_vec())),
         }
     }
 
@@ -125,11 +109,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held> {
-        self.shape.check_source(source)?;
-        let rows = HostRows::read(source)?;
-        let held = Held::new(self.held.len(), rows.len());
-        self.held.push(rows);
-        Ok(held)
+        self.held.hold(self.shape, source)
     }
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
@@ -180,11 +160,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn take_gradient(&mut self) -> Result<Gradient> {
         let rows = std::mem::take(&mut self.g_rows);
         if rows == 0 {
-            return Ok(Gradient {
-                w: Array2::zeros((self.shape.d, self.shape.k)),
-                b: Array1::zeros(self.shape.k),
-                rows: 0,
-            });
+            return Ok(Gradient::zeros(self.shape));
         }
         Ok(Gradient {
             w: self.g.mapv(Self::to_f64),
@@ -194,13 +170,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn set_gradient(&mut self, g: &Gradient) -> Result<()> {
-        if g.w.dim() != (self.shape.d, self.shape.k) || g.b.len() != self.shape.k {
-            return Err(Error::shape(
-                "gradient",
-                format!("{:?}", (self.shape.d, self.shape.k)),
-                format!("{:?}", g.w.dim()),
-            ));
-        }
+        g.check(self.shape)?;
         self.g = g.w.mapv(Self::from_f64);
         self.gb = g.b.mapv(Self::from_f64);
         self.g_rows = g.rows;

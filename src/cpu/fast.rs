@@ -19,11 +19,10 @@
 //! (AVX2 + FMA where present, scalar elsewhere) by its runtime dispatch, which keeps this crate free of `unsafe`.
 //! Every addition has a fixed place in a fixed order, so a run is bitwise reproducible on a given machine.
 
-use std::sync::Arc;
-
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
+use super::HostSets;
 use crate::data::{HostRows, RowSource};
 use crate::error::{Error, Result};
 use crate::train::{
@@ -133,7 +132,7 @@ pub struct FastCpu {
     shape: Shape,
     dims: Dims,
     arch: pulp::Arch,
-    held: Vec<Arc<HostRows>>,
+    held: HostSets,
     /// Wᵀ, [kp, dp], zero outside [k, d].
     wt: Vec<f32>,
     b: Vec<f32>,
@@ -167,7 +166,7 @@ impl FastCpu {
             shape,
             dims,
             arch: pulp::Arch::new(),
-            held: Vec::new(),
+            held: HostSets::default(),
             wt: vec![0.0; dims.kp * dims.dp],
             b: vec![0.0; shape.k],
             gt: vec![0.0; dims.kp * dims.dp],
@@ -312,24 +311,12 @@ impl pulp::WithSimd for UpdateOp<'_> {
 }
 
 /// Where the rows of `batch` are.
-fn rows_of<'a>(held: &'a [Arc<HostRows>], shape: Shape, batch: &'a Batch<'_>) -> Result<Rows<'a>> {
-    match batch.rows() {
-        BatchRows::Held { set, rows } => {
-            let h = held
-                .get(set.id())
-                .filter(|h| h.len() == set.len())
-                .ok_or_else(|| {
-                    Error::Internal(format!("held set {} is not this backend's", set.id()))
-                })?;
-            Ok(Rows::Held(h, rows))
-        }
-        BatchRows::Host(chunk) => {
-            if chunk.x().ncols() != shape.d {
-                return Err(Error::shape("batch features", shape.d, chunk.x().ncols()));
-            }
-            Ok(Rows::Host(chunk.x(), chunk.y()))
-        }
-    }
+fn rows_of<'a>(held: &'a HostSets, shape: Shape, batch: &'a Batch<'_>) -> Result<Rows<'a>> {
+    shape.check_batch(batch)?;
+    Ok(match batch.rows() {
+        BatchRows::Held { set, rows } => Rows::Held(held.get(*set)?, rows),
+        BatchRows::Host(chunk) => Rows::Host(chunk.x(), chunk.y()),
+    })
 }
 
 /// One lane: blocks `l, l + used, l + 2·used, …` of the batch, in order.
@@ -523,11 +510,7 @@ impl Backend for FastCpu {
     }
 
     fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held> {
-        self.shape.check_source(source)?;
-        let rows = HostRows::read(source)?;
-        let held = Held::new(self.held.len(), rows.len());
-        self.held.push(rows);
-        Ok(held)
+        self.held.hold(self.shape, source)
     }
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
@@ -564,11 +547,7 @@ impl Backend for FastCpu {
         let rows = std::mem::take(&mut self.g_rows);
         let Dims { d, k, dp, .. } = self.dims;
         if rows == 0 {
-            return Ok(Gradient {
-                w: Array2::zeros((d, k)),
-                b: Array1::zeros(k),
-                rows: 0,
-            });
+            return Ok(Gradient::zeros(self.shape));
         }
         Ok(Gradient {
             w: Array2::from_shape_fn((d, k), |(j, c)| f64::from(self.gt[c * dp + j])),
@@ -578,14 +557,8 @@ impl Backend for FastCpu {
     }
 
     fn set_gradient(&mut self, g: &Gradient) -> Result<()> {
-        let Dims { d, k, dp, .. } = self.dims;
-        if g.w.dim() != (d, k) || g.b.len() != k {
-            return Err(Error::shape(
-                "gradient",
-                format!("{:?}", (d, k)),
-                format!("{:?}", g.w.dim()),
-            ));
-        }
+        let dp = self.dims.dp;
+        g.check(self.shape)?;
         for ((j, c), &v) in g.w.indexed_iter() {
             self.gt[c * dp + j] = v as f32;
         }

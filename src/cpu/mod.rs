@@ -8,6 +8,37 @@ mod fast;
 pub use backend::CpuBackend;
 pub use fast::{FastCpu, BLOCK, LANES};
 
+use std::sync::Arc;
+
+use crate::data::{HostRows, RowSource};
+use crate::error::{Error, Result};
+use crate::train::{Held, Shape};
+
+/// The row sets a CPU backend holds: host rows (shared with their source when it has them in memory), each
+/// addressed by the [`Held`] handle [`HostSets::hold`] gave for it.
+#[derive(Debug, Default)]
+pub(crate) struct HostSets(Vec<Arc<HostRows>>);
+
+impl HostSets {
+    /// Holds every row of `source`, which must have `shape`.
+    pub(crate) fn hold(&mut self, shape: Shape, source: &mut dyn RowSource) -> Result<Held> {
+        shape.check_source(source)?;
+        let rows = HostRows::read(source)?;
+        let held = Held::new(self.0.len(), rows.len());
+        self.0.push(rows);
+        Ok(held)
+    }
+
+    /// The rows of a set this backend holds.
+    pub(crate) fn get(&self, set: Held) -> Result<&HostRows> {
+        self.0
+            .get(set.id())
+            .filter(|h| h.len() == set.len())
+            .map(|h| h.as_ref())
+            .ok_or_else(|| Error::Internal(format!("held set {} is not this backend's", set.id())))
+    }
+}
+
 use ndarray::{
     Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, LinalgScalar,
     ScalarOperand, Zip,

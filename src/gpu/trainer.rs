@@ -487,17 +487,13 @@ impl<'a> GpuBackend<'a> {
     /// (full-batch gradient descent on a large data set) is accumulated piece by piece, its gradient sums added in
     /// piece order, so any batch size works on every adapter.
     fn pieces<'b>(&self, batch: &'b Batch<'_>) -> Result<Vec<Batch<'b>>> {
+        self.shape.check_batch(batch)?;
         let n = batch.len();
         let piece = self.max_batch.max(1);
-        let mut out = Vec::with_capacity(n.div_ceil(piece));
-        for start in (0..n).step_by(piece) {
-            let end = (start + piece).min(n);
-            out.push(match batch.rows() {
-                BatchRows::Held { set, rows } => Batch::held(*set, &rows[start..end])?,
-                BatchRows::Host(chunk) => Batch::host(chunk.slice(start, end))?,
-            });
-        }
-        Ok(out)
+        Ok((0..n)
+            .step_by(piece)
+            .map(|start| batch.slice(start, (start + piece).min(n)))
+            .collect())
     }
 
     /// Makes the batch buffers hold `rows` rows, or says why they cannot.
@@ -570,13 +566,6 @@ impl<'a> GpuBackend<'a> {
                 Ok((Rows::Held(set.id()), offset))
             }
             BatchRows::Host(chunk) => {
-                if chunk.x().ncols() != self.shape.d {
-                    return Err(Error::shape(
-                        "batch features",
-                        self.shape.d,
-                        chunk.x().ncols(),
-                    ));
-                }
                 // Queued ops read the batch buffer: submit them before the host overwrites it.
                 self.flush()?;
                 self.reserve(0, slot)?;
@@ -918,11 +907,7 @@ impl Backend for GpuBackend<'_> {
         let (d, k) = (self.shape.d, self.shape.k);
         let rows = std::mem::take(&mut self.g_rows);
         if rows == 0 {
-            return Ok(Gradient {
-                w: Array2::zeros((d, k)),
-                b: Array1::zeros(k),
-                rows: 0,
-            });
+            return Ok(Gradient::zeros(self.shape));
         }
         let (w, b) = self.read_matrix(Buffer2::Gradient)?;
         Ok(Gradient {
@@ -934,14 +919,7 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn set_gradient(&mut self, g: &Gradient) -> Result<()> {
-        let (d, k) = (self.shape.d, self.shape.k);
-        if g.w.dim() != (d, k) || g.b.len() != k {
-            return Err(Error::shape(
-                "gradient",
-                format!("{:?}", (d, k)),
-                format!("{:?}", g.w.dim()),
-            ));
-        }
+        g.check(self.shape)?;
         let w: Vec<f32> = g.w.iter().map(|&v| v as f32).collect();
         let b: Vec<f32> = g.b.iter().map(|&v| v as f32).collect();
         self.write_matrix(Buffer2::Gradient, &w, &b)?;
