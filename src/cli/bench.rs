@@ -357,10 +357,9 @@ fn bench_shape(
     let shape = Shape { d, k };
     if with_cpu {
         let mut cpu = FastCpu::new(shape)?;
-        rows.extend(bench_device(&mut cpu, &mut source, &cases, &peers, a.epochs, 1, None)?.0);
+        rows.extend(bench_device(&mut cpu, &mut source, &cases, &peers, a.epochs, 1)?.0);
     }
     for ctx in contexts {
-        let chunks = x_bytes.div_ceil(ctx.limits.max_storage_buffer_binding_size.max(1)) as usize;
         let options = GpuOptions {
             autotune: !a.no_autotune,
             ..GpuOptions::default()
@@ -368,15 +367,8 @@ fn bench_shape(
         let made = GpuBackend::new(ctx, shape, &options);
         match made {
             Ok(mut g) => {
-                let (mut timed, set) = bench_device(
-                    &mut g,
-                    &mut source,
-                    &cases,
-                    &peers,
-                    a.epochs,
-                    3,
-                    Some(chunks + if k <= 16 { 4 } else { 6 }),
-                )?;
+                let (mut timed, set) =
+                    bench_device(&mut g, &mut source, &cases, &peers, a.epochs, 3)?;
                 let profiling = g.enable_profiling();
                 for row in timed.iter_mut().filter(|r| r.timing.is_some()) {
                     // Another epoch of the row's case: timed per kernel where the adapter can, and it puts the
@@ -387,13 +379,16 @@ fn bench_shape(
                     }
                     row.tuning = g.tuning_for(row.case.batch).unwrap_or_else(|| g.tuning());
                 }
+                for row in &mut timed {
+                    row.dispatches_per_step = Some(g.dispatches_per_step(set));
+                }
                 rows.extend(timed);
             }
             Err(e) => rows.extend(cases.iter().zip(&peers).map(|(c, p)| Row {
                 device: ctx.describe(),
                 case: *c,
                 x_reads_per_step: 3,
-                dispatches_per_step: Some(chunks + if k <= 16 { 4 } else { 6 }),
+                dispatches_per_step: None,
                 timing: None,
                 refused: Some(e.to_string()),
                 kernels: None,
@@ -415,7 +410,6 @@ fn bench_device(
     peers: &[Vec<PeerResult>],
     epochs: usize,
     x_reads_per_step: u32,
-    dispatches_per_step: Option<usize>,
 ) -> Result<(Vec<Row>, softmax_wgpu::train::Held)> {
     let device = backend.device();
     eprintln!("timing {device} …");
@@ -441,7 +435,7 @@ fn bench_device(
             device: device.clone(),
             case: *case,
             x_reads_per_step,
-            dispatches_per_step,
+            dispatches_per_step: None,
             timing,
             refused,
             kernels: None,

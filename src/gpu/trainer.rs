@@ -289,6 +289,18 @@ impl<'a> GpuBackend<'a> {
         self.shape.k <= 16
     }
 
+    /// Dispatches one training step on rows of `set` records: its accumulate (gathers and kernels) and its update.
+    pub fn dispatches_per_step(&self, set: Held) -> usize {
+        let accumulate = Op::Accumulate {
+            rows: Rows::Held(set.id()),
+            uniform: StepUniform::default(),
+        };
+        self.dispatches_of(&accumulate)
+            + self.dispatches_of(&Op::Update {
+                uniform: StepUniform::default(),
+            })
+    }
+
     /// Dispatches one op records: its gathers (one per chunk) and kernels.
     fn dispatches_of(&self, op: &Op) -> usize {
         match op {
