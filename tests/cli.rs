@@ -48,25 +48,6 @@ fn assert_input_error(out: &Out, parts: &[&str]) {
     assert!(!out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"));
 }
 
-fn npy(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(body);
-    out
-}
-
 fn f32s(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -127,15 +108,23 @@ fn bad_npy_files_are_named_with_their_index() {
     let x = write(
         d,
         "x.npy",
-        &npy("<f4", &[3, 2], &f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+        &softmax_wgpu::data::npy_bytes("<f4", &[3, 2], &f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
     );
     let xs = x.to_str().unwrap();
-    let y_neg = write(d, "yneg.npy", &npy("<i8", &[3], &i64s(&[0, -1, 1])));
+    let y_neg = write(
+        d,
+        "yneg.npy",
+        &softmax_wgpu::data::npy_bytes("<i8", &[3], &i64s(&[0, -1, 1])),
+    );
     assert_input_error(
         &run(&["train", "--data", xs, "--labels", y_neg.to_str().unwrap()]),
         &["yneg.npy", "index 1", "negative"],
     );
-    let y_big = write(d, "ybig.npy", &npy("<i8", &[3], &i64s(&[0, 1, 9])));
+    let y_big = write(
+        d,
+        "ybig.npy",
+        &softmax_wgpu::data::npy_bytes("<i8", &[3], &i64s(&[0, 1, 9])),
+    );
     assert_input_error(
         &run(&[
             "train",
@@ -148,24 +137,44 @@ fn bad_npy_files_are_named_with_their_index() {
         ]),
         &["ybig.npy", "index 2", "not below the 3 classes"],
     );
-    let y_huge = write(d, "yhuge.npy", &npy("<i8", &[3], &i64s(&[0, 1, 1 << 40])));
+    let y_huge = write(
+        d,
+        "yhuge.npy",
+        &softmax_wgpu::data::npy_bytes("<i8", &[3], &i64s(&[0, 1, 1 << 40])),
+    );
     assert_input_error(
         &run(&["train", "--data", xs, "--labels", y_huge.to_str().unwrap()]),
         &["yhuge.npy", "index 2", "too large"],
     );
-    let y_short = write(d, "yshort.npy", &npy("<i8", &[2], &i64s(&[0, 1])));
+    let y_short = write(
+        d,
+        "yshort.npy",
+        &softmax_wgpu::data::npy_bytes("<i8", &[2], &i64s(&[0, 1])),
+    );
     assert_input_error(
         &run(&["train", "--data", xs, "--labels", y_short.to_str().unwrap()]),
         &["yshort.npy", "2 labels", "3 rows"],
     );
-    let y_ok = write(d, "y.npy", &npy("<i8", &[3], &i64s(&[0, 1, 0])));
+    let y_ok = write(
+        d,
+        "y.npy",
+        &softmax_wgpu::data::npy_bytes("<i8", &[3], &i64s(&[0, 1, 0])),
+    );
     let ys = y_ok.to_str().unwrap();
-    let x_int = write(d, "xint.npy", &npy("<i4", &[3, 2], &[0u8; 24]));
+    let x_int = write(
+        d,
+        "xint.npy",
+        &softmax_wgpu::data::npy_bytes("<i4", &[3, 2], &[0u8; 24]),
+    );
     assert_input_error(
         &run(&["train", "--data", x_int.to_str().unwrap(), "--labels", ys]),
         &["xint.npy", "float32 or float64", "<i4"],
     );
-    let x_1d = write(d, "x1d.npy", &npy("<f4", &[3], &f32s(&[1.0, 2.0, 3.0])));
+    let x_1d = write(
+        d,
+        "x1d.npy",
+        &softmax_wgpu::data::npy_bytes("<f4", &[3], &f32s(&[1.0, 2.0, 3.0])),
+    );
     assert_input_error(
         &run(&["train", "--data", x_1d.to_str().unwrap(), "--labels", ys]),
         &["x1d.npy", "2-D", "[3]"],
@@ -173,13 +182,17 @@ fn bad_npy_files_are_named_with_their_index() {
     let x_nan = write(
         d,
         "xnan.npy",
-        &npy("<f4", &[3, 2], &f32s(&[1.0, 2.0, 3.0, f32::NAN, 5.0, 6.0])),
+        &softmax_wgpu::data::npy_bytes("<f4", &[3, 2], &f32s(&[1.0, 2.0, 3.0, f32::NAN, 5.0, 6.0])),
     );
     assert_input_error(
         &run(&["train", "--data", x_nan.to_str().unwrap(), "--labels", ys]),
         &["xnan.npy", "index [1, 1]", "NaN"],
     );
-    let y_float = write(d, "yfloat.npy", &npy("<f4", &[3], &f32s(&[0.0, 1.0, 0.0])));
+    let y_float = write(
+        d,
+        "yfloat.npy",
+        &softmax_wgpu::data::npy_bytes("<f4", &[3], &f32s(&[0.0, 1.0, 0.0])),
+    );
     assert_input_error(
         &run(&["train", "--data", xs, "--labels", y_float.to_str().unwrap()]),
         &["yfloat.npy", "integer"],

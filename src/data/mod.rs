@@ -8,8 +8,8 @@ mod synthetic;
 
 pub use self::csv::{csv_columns, parse_csv, read_csv, CsvTable};
 pub use self::npy::{
-    parse_npy_features, parse_npy_labels, read_npy_features, read_npy_labels, write_npy_features,
-    write_npy_labels, NpyRows,
+    npy_bytes, parse_npy_features, parse_npy_labels, read_npy_features, read_npy_labels,
+    write_npy_features, write_npy_labels, NpyRows,
 };
 pub use self::source::{check_rows, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES};
 pub use self::synthetic::synthetic;

@@ -491,8 +491,9 @@ pub fn parse_npy_labels(path: &Path, bytes: &[u8], classes: Option<usize>) -> Re
     Ok(out)
 }
 
-/// The bytes of a version-1 NPY file holding `body` as `descr` (`'<f4'`, `'<u4'` …) of `shape`, C order.
-fn npy_file(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
+/// The bytes of a version-1 NPY file holding `body` as `descr` (`'<f4'`, `'<u4'` …) of `shape`, C order, as NumPy
+/// writes it. `body` is taken as given (the tests build truncated and malformed files with it).
+pub fn npy_bytes(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
     let shape = if dims.len() == 1 {
         format!("({},)", dims[0])
@@ -518,39 +519,18 @@ pub fn write_npy_features(path: &Path, x: ndarray::ArrayView2<f32>) -> Result<()
     let x = x.as_standard_layout();
     let values = x.as_slice().expect("standard layout is contiguous");
     let body: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    crate::model::write_atomically(path, &npy_file("<f4", &[x.nrows(), x.ncols()], &body))
+    crate::model::write_atomically(path, &npy_bytes("<f4", &[x.nrows(), x.ncols()], &body))
 }
 
 /// Writes class indices as a uint32 NPY vector (atomically).
 pub fn write_npy_labels(path: &Path, y: &[u32]) -> Result<()> {
     let body: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
-    crate::model::write_atomically(path, &npy_file("<u4", &[y.len()], &body))
+    crate::model::write_atomically(path, &npy_bytes("<u4", &[y.len()], &body))
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Writes a version-1 NPY file (shared with the integration tests' helper of the same shape).
-    pub fn npy_bytes(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {
-        let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
-        let shape = if dims.len() == 1 {
-            format!("({},)", dims[0])
-        } else {
-            format!("({})", dims.join(", "))
-        };
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(body);
-        out
-    }
 
     fn write(name: &str, bytes: &[u8]) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("softmax-wgpu-npy-{}", std::process::id()));
