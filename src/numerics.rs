@@ -43,6 +43,27 @@ pub mod tolerance {
         (s_tol, l_tol)
     }
 
+    /// The fused forward pass (logits, softmax, residual) on X, W, b: a logit off by δ moves each probability by at
+    /// most 2·S·δ and the loss by 2·δ, so the residual's bound is the softmax's on the exact logits plus the logits'
+    /// own bound (the row's largest) carried through, plus the residual's one subtraction; the loss's likewise.
+    pub fn forward(
+        x: ArrayView2<f64>,
+        w: ArrayView2<f64>,
+        b: ArrayView1<f64>,
+        y: &[u32],
+    ) -> (Array2<f64>, Array1<f64>) {
+        let z = crate::cpu::logits(x, w, b);
+        let worst_dz = logits(x, w, b).map_axis(Axis(1), |row| row.fold(0.0f64, |a, &v| a.max(v)));
+        let (s, _) = crate::cpu::softmax(z.view(), y);
+        let (mut r_tol, l_tol) = softmax(z.view(), y);
+        for (i, mut row) in r_tol.outer_iter_mut().enumerate() {
+            for (c, t) in row.iter_mut().enumerate() {
+                *t += 2.0 * s[[i, c]] * worst_dz[i] + 2.0 * U;
+            }
+        }
+        (r_tol, l_tol + worst_dz * 2.0)
+    }
+
     /// R = S − Y: one subtraction.
     pub fn residual(r: ArrayView2<f64>) -> Array2<f64> {
         r.mapv(|v| 2.0 * v.abs() * U + f64::MIN_POSITIVE)

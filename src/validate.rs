@@ -187,9 +187,8 @@ fn check_case(
     Ok(())
 }
 
-/// The fused forward kernel (K ≤ 16) against the f64 composition of logits, softmax and residual. A logit off by δ
-/// moves each probability by at most 2·S·δ and the loss by 2·δ, so each bound is the softmax's on the exact logits
-/// plus the logits' own bound carried through.
+/// The fused forward kernel (K ≤ 16) against the f64 composition of logits, softmax and residual, within
+/// [`tolerance::forward`].
 fn check_forward(
     ctx: &GpuContext,
     checks: &mut Checks,
@@ -201,19 +200,8 @@ fn check_forward(
     checks.corrupt(Kernel::Forward, &mut r);
     let (x64, w64, b64) = (to64(x), to64(w), to64(bias));
     let (r_ref, stats_ref) = cpu::forward(x64.view(), w64.view(), b64.view(), y);
-    let z_ref = cpu::logits(x64.view(), w64.view(), b64.view());
-    let z_tol = tolerance::logits(x64.view(), w64.view(), b64.view());
-    let worst_dz = z_tol.map_axis(ndarray::Axis(1), |row| row.fold(0.0f64, |a, &v| a.max(v)));
-    let (s_ref, _) = cpu::softmax(z_ref.view(), y);
-    let (mut r_tol, l_tol) = tolerance::softmax(z_ref.view(), y);
-    for (i, mut row) in r_tol.outer_iter_mut().enumerate() {
-        for (c, t) in row.iter_mut().enumerate() {
-            // + the residual's one subtraction.
-            *t += 2.0 * s_ref[[i, c]] * worst_dz[i] + 2.0 * U;
-        }
-    }
+    let (r_tol, l_tol) = tolerance::forward(x64.view(), w64.view(), b64.view(), y);
     checks.push(Kernel::Forward, "R", case, compare(&r, &r_ref, &r_tol));
-    let l_tol = &l_tol + &(worst_dz * 2.0);
     checks.push(
         Kernel::Forward,
         "loss",
