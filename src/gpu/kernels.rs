@@ -438,19 +438,23 @@ impl Tuned {
     /// adapter's smallest subgroup size, between 16 and 64. Small batches then still spread over several
     /// workgroups — on a software adapter each workgroup runs on one core — while a GPU with 32-wide subgroups keeps
     /// 64. Read from the adapter, never fixed for one machine; an autotuner can replace it.
-    pub fn width_for(ctx: &super::GpuContext) -> f64 {
-        let sub = ctx.info.subgroup_min_size.max(1);
-        f64::from((2 * sub).clamp(16, 64))
+    pub fn width_for(ctx: &super::GpuContext) -> u32 {
+        (2 * ctx.info.subgroup_min_size.max(1)).clamp(16, 64)
     }
 
-    /// `kernel` with its workgroup width `WG` chosen for `ctx`'s adapter.
-    pub fn for_adapter(ctx: &super::GpuContext, kernel: Kernel) -> Self {
-        let constants = vec![("WG", Self::width_for(ctx))];
+    /// `kernel` with workgroup width `WG` = `wg` (from the pipeline cache).
+    pub fn new(ctx: &super::GpuContext, kernel: Kernel, wg: u32) -> Self {
+        let constants = vec![("WG", f64::from(wg))];
         Tuned {
             kernel,
             pipeline: ctx.kernels.pipeline_with(&ctx.device, kernel, &constants),
             constants,
         }
+    }
+
+    /// `kernel` with its workgroup width chosen for `ctx`'s adapter ([`Tuned::width_for`]).
+    pub fn for_adapter(ctx: &super::GpuContext, kernel: Kernel) -> Self {
+        Self::new(ctx, kernel, Self::width_for(ctx))
     }
 }
 

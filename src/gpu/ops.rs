@@ -51,41 +51,24 @@ fn run(
     step: StepUniform,
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
-    run_with(
-        ctx,
-        kernel,
-        (ctx.kernels.pipeline(kernel), &[]),
-        step,
-        buffers,
-        None,
-    )
-}
-
-fn run_with(
-    ctx: &GpuContext,
-    kernel: Kernel,
-    pipeline: (&wgpu::ComputePipeline, &[(&'static str, f64)]),
-    step: StepUniform,
-    buffers: &[&wgpu::Buffer],
-    grid: Option<Dims>,
-) -> Result<()> {
     let slots = StepSlots::new(ctx, 1);
     slots.write(ctx, &[step]);
     let bg = ctx.kernels.bind(&ctx.device, kernel, buffers);
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        kernel.record_with(
+        let dims = Dims {
+            rows: step.rows,
+            d: step.d,
+            k: step.k,
+        };
+        kernel.record(
             ctx,
-            pipeline,
             &mut pass,
-            (&slots.bind_group, slots.offset(0)),
+            &slots.bind_group,
+            slots.offset(0),
             &bg,
-            grid.unwrap_or(Dims {
-                rows: step.rows,
-                d: step.d,
-                k: step.k,
-            }),
+            dims,
         );
     }
     ctx.queue.submit([encoder.finish()]);

@@ -449,7 +449,7 @@ impl<'a> GpuBackend<'a> {
         };
         self.tuned = tune::tuned_kernels(self.shape.k)
             .iter()
-            .map(|&k| tune::tuned(self.ctx, k, widths[k.name()]))
+            .map(|&k| Tuned::new(self.ctx, k, widths[k.name()]))
             .collect();
         self.tuned_for.insert(key, self.tuned.clone());
         Ok(())

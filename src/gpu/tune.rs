@@ -105,16 +105,6 @@ pub fn store(key: &str, widths: &BTreeMap<String, u32>) {
     }
 }
 
-/// A kernel's pipeline at width `wg`.
-pub fn tuned(ctx: &GpuContext, kernel: Kernel, wg: u32) -> Tuned {
-    let constants = vec![("WG", f64::from(wg))];
-    Tuned {
-        kernel,
-        pipeline: ctx.kernels.pipeline_with(&ctx.device, kernel, &constants),
-        constants,
-    }
-}
-
 /// Picks the fastest of `candidates` by `time(tuned) → seconds`.
 pub fn fastest(
     ctx: &GpuContext,
@@ -124,7 +114,7 @@ pub fn fastest(
 ) -> Result<u32> {
     let mut best = (f64::INFINITY, candidates[0]);
     for &wg in candidates {
-        let t = tuned(ctx, kernel, wg);
+        let t = Tuned::new(ctx, kernel, wg);
         let seconds = time(&t)?.min(time(&t)?);
         if seconds < best.0 {
             best = (seconds, wg);
