@@ -35,6 +35,14 @@ pub struct TrainConfig {
     /// The update rule.
     #[serde(default)]
     pub optimizer: Optimizer,
+    /// Host memory the training rows may be held in (bytes); larger data is streamed from its file. None: half the
+    /// memory available when training starts ([`crate::train::default_memory_budget`]).
+    #[serde(default)]
+    pub memory_budget: Option<u64>,
+    /// Device memory the training rows may be held in (bytes), for adapters with memory of their own; None: no
+    /// limit but the device's. Software adapters hold rows in host memory, under `memory_budget` as well.
+    #[serde(default)]
+    pub device_memory: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -49,6 +57,8 @@ impl Default for TrainConfig {
             val_split: 0.2,
             standardize: false,
             optimizer: Optimizer::Sgd,
+            memory_budget: None,
+            device_memory: None,
         }
     }
 }
@@ -75,6 +85,14 @@ impl TrainConfig {
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return Err(Error::param("--l2", "a finite number ≥ 0", self.l2));
+        }
+        for (flag, bytes) in [
+            ("--memory-budget", self.memory_budget),
+            ("--device-memory", self.device_memory),
+        ] {
+            if bytes == Some(0) {
+                return Err(Error::param(flag, "a positive number of bytes", 0));
+            }
         }
         if !(self.val_split.is_finite() && (0.0..1.0).contains(&self.val_split)) {
             return Err(Error::param("--val-split", "in [0, 1)", self.val_split));

@@ -27,10 +27,11 @@ use serde::Serialize;
 
 use crate::config::TrainConfig;
 use crate::cpu::CpuBackend;
-use crate::data::RowSource;
 use crate::error::{Error, Result};
 use crate::numerics::relative_distance;
-use crate::train::{Backend, Batch, BatchRows, EpochReport, Held, Observer, Shape, StepEvent};
+use crate::train::{
+    Backend, Batch, BatchRows, EpochReport, Held, Observer, Residency, Shape, Start, StepEvent,
+};
 
 /// How often and how strictly to check.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -180,18 +181,26 @@ impl Shadow {
         }
     }
 
-    fn replay(&mut self, event: &StepEvent<'_, '_>) -> Result<()> {
-        let (h64, h32) = self
-            .held
-            .ok_or_else(|| Error::Internal("shadow used before on_start".into()))?;
-        let (b64, b32) = match event.batch.rows() {
-            BatchRows::Held { rows, .. } => (Batch::held(h64, rows)?, Batch::held(h32, rows)?),
+    /// Accumulates one part of a step on both CPU paths: rows of the held set by the same indices, or the rows
+    /// themselves when the device streams them.
+    fn replay_part(&mut self, batch: &Batch<'_>) -> Result<()> {
+        let (b64, b32) = match batch.rows() {
+            BatchRows::Held { rows, .. } => {
+                let (h64, h32) = self.held.ok_or_else(|| {
+                    Error::Internal("shadow given held rows it does not hold".into())
+                })?;
+                (Batch::held(h64, rows)?, Batch::held(h32, rows)?)
+            }
             BatchRows::Host(chunk) => (Batch::host(chunk.clone())?, Batch::host(chunk.clone())?),
         };
-        let paths: [(&mut dyn Backend, &Batch<'_>); 2] =
-            [(&mut self.f64_path, &b64), (&mut self.f32_path, &b32)];
-        for (cpu, batch) in paths {
-            cpu.accumulate(batch)?;
+        self.f64_path.accumulate(&b64)?;
+        self.f32_path.accumulate(&b32)
+    }
+
+    /// Applies the step's update on both CPU paths.
+    fn replay_update(&mut self, event: &StepEvent<'_>) -> Result<()> {
+        let paths: [&mut dyn Backend; 2] = [&mut self.f64_path, &mut self.f32_path];
+        for cpu in paths {
             cpu.update(event.update)?;
             cpu.take_sums()?;
         }
@@ -202,20 +211,33 @@ impl Shadow {
 impl Observer for Shadow {
     fn on_start(
         &mut self,
-        train: &mut dyn RowSource,
+        start: &mut Start<'_>,
         _cfg: &TrainConfig,
         device: &mut dyn Backend,
     ) -> Result<()> {
-        let h64 = self.f64_path.hold(train)?;
-        let h32 = self.f32_path.hold(train)?;
-        self.held = Some((h64, h32));
+        // Held data is held here too (shared, not copied, when it is in RAM); streamed rows are replayed as the
+        // device sees them.
+        self.held = None;
+        if start.residency == Residency::Held {
+            let h64 = self.f64_path.hold(start.train)?;
+            let h32 = self.f32_path.hold(start.train)?;
+            self.held = Some((h64, h32));
+        }
         let start = device.params()?;
         self.f64_path.set_params(&start)?;
         self.f32_path.set_params(&start)
     }
 
-    fn on_step(&mut self, event: &StepEvent<'_, '_>, device: &mut dyn Backend) -> Result<()> {
-        self.replay(event)?;
+    fn wants_rows(&self) -> bool {
+        true
+    }
+
+    fn on_batch(&mut self, batch: &Batch<'_>, _device: &mut dyn Backend) -> Result<()> {
+        self.replay_part(batch)
+    }
+
+    fn on_step(&mut self, event: &StepEvent<'_>, device: &mut dyn Backend) -> Result<()> {
+        self.replay_update(event)?;
         self.steps += 1;
         self.since += 1;
         if self.since >= self.options.every {

@@ -28,7 +28,9 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::data::{Chunk, RowSource};
+use std::sync::Arc;
+
+use crate::data::{Chunk, HostRows, InMemory, RowSource};
 use crate::error::{Error, Result};
 pub use crate::model::Params;
 use crate::rng::SplitMix64;
@@ -359,6 +361,16 @@ pub trait Backend {
     /// Copies every row of `source` (from its first) into the backend's memory; batches then name rows of it.
     fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held>;
 
+    /// Gives back the memory of a held set (streaming holds each chunk only while it trains on it). Batches of it
+    /// already queued still run; the handle must not be used again.
+    fn release(&mut self, set: Held) -> Result<()>;
+
+    /// Where [`Backend::hold`] keeps rows: host memory (the CPU backends, and software adapters whose device memory
+    /// is the host's), or memory of the device's own.
+    fn holds_in_host_memory(&self) -> bool {
+        true
+    }
+
     /// Forward pass over `batch`: its loss and hit sums are added to the running [`Sums`], its gradient sums to the
     /// gradient accumulator.
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()>;
@@ -405,32 +417,63 @@ pub trait Backend {
 
 /// What a step did, as observers see it.
 #[derive(Debug)]
-pub struct StepEvent<'a, 'b> {
+pub struct StepEvent<'a> {
     /// 1-based count of steps in the run.
     pub step: u64,
     /// 1-based epoch.
     pub epoch: usize,
-    /// The batch.
-    pub batch: &'a Batch<'b>,
+    /// Rows in the step's batch.
+    pub rows: usize,
     /// The update applied after it.
     pub update: &'a Update,
 }
 
+/// What observers are told before the first step.
+pub struct Start<'a> {
+    /// The training source (rewind it to read it again).
+    pub train: &'a mut dyn RowSource,
+    /// How the backend keeps the training rows: held ([`Observer::on_batch`] then sees batches of the held set, the
+    /// rows of `train` by index), or streamed (it sees the rows themselves, when it asks for them).
+    pub residency: Residency,
+}
+
+impl std::fmt::Debug for Start<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Start")
+            .field("train", &self.train.name())
+            .field("residency", &self.residency)
+            .finish()
+    }
+}
+
 /// Watches a run from outside the backend: progress, logs, the `--check-every` shadow, checkpoints.
 pub trait Observer {
-    /// Before the first step, with the training source (already held by the backend; rewind it to read it again)
-    /// and the backend with its starting weights.
+    /// Before the first step, with the training source and the backend with its starting weights.
     fn on_start(
         &mut self,
-        _train: &mut dyn RowSource,
+        _start: &mut Start<'_>,
         _cfg: &TrainConfig,
         _backend: &mut dyn Backend,
     ) -> Result<()> {
         Ok(())
     }
 
+    /// True when the observer needs the rows of streamed batches in [`Observer::on_batch`] (they are then copied
+    /// out of each chunk for it); resident batches are always given by index.
+    fn wants_rows(&self) -> bool {
+        false
+    }
+
+    /// After each part of a step's batch was accumulated (a step over held rows is one part; a streamed step that
+    /// spans two chunks is two). For held data the batch names rows of the training source by index; for streamed
+    /// data it holds the rows when [`Observer::wants_rows`], otherwise it names rows of a chunk the observer never
+    /// saw.
+    fn on_batch(&mut self, _batch: &Batch<'_>, _backend: &mut dyn Backend) -> Result<()> {
+        Ok(())
+    }
+
     /// After each step's update has been queued.
-    fn on_step(&mut self, _event: &StepEvent<'_, '_>, _backend: &mut dyn Backend) -> Result<()> {
+    fn on_step(&mut self, _event: &StepEvent<'_>, _backend: &mut dyn Backend) -> Result<()> {
         Ok(())
     }
 
@@ -464,8 +507,8 @@ impl<F> std::fmt::Debug for OnEpoch<F> {
 pub struct OnRows<F>(pub F);
 
 impl<F: FnMut(usize)> Observer for OnRows<F> {
-    fn on_step(&mut self, event: &StepEvent<'_, '_>, _backend: &mut dyn Backend) -> Result<()> {
-        (self.0)(event.batch.len());
+    fn on_step(&mut self, event: &StepEvent<'_>, _backend: &mut dyn Backend) -> Result<()> {
+        (self.0)(event.rows);
         Ok(())
     }
 }
@@ -497,6 +540,25 @@ pub struct EpochReport {
     pub drift: Option<f64>,
     /// The device that ran it.
     pub device: String,
+    /// How the training rows were read from their source, when they were streamed.
+    pub stream: Option<StreamReport>,
+}
+
+/// What reading a streamed epoch cost and how much of it overlapped the training.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StreamReport {
+    /// Chunks read.
+    pub chunks: usize,
+    /// Rows read.
+    pub rows: u64,
+    /// Seconds the reader thread spent reading and decoding.
+    pub read_seconds: f64,
+    /// Seconds the trainer waited for a chunk (reading that did not overlap computation).
+    pub waited_seconds: f64,
+    /// Fraction of the reading hidden behind computation: 1 − waited / read (1 when nothing was waited for).
+    pub overlap: f64,
+    /// Whether the order of chunks was shuffled (the source can seek) as well as the rows within each chunk.
+    pub chunk_order_shuffled: bool,
 }
 
 /// The row order of one epoch: the data's order, or a permutation seeded by (seed, epoch).
@@ -506,6 +568,69 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<u32>
         SplitMix64::derive(seed, 0x5EED_0000 + epoch as u64).shuffle(&mut order);
     }
     order
+}
+
+/// How [`fit`] keeps a source's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Residency {
+    /// Held by the backend: copied once into its memory (a CPU backend shares rows already in RAM).
+    Held,
+    /// Read from the source every epoch, `chunk_rows` rows at a time; a reader thread reads the next chunk while the
+    /// backend trains on the current one, which it holds only while it trains on it.
+    Streamed {
+        /// Rows per chunk.
+        chunk_rows: usize,
+    },
+}
+
+/// Most bytes of X one streamed chunk holds: large enough that a chunk is many batches and its read is a few long
+/// sequential reads, small enough that the chunks in flight stay a small part of any memory budget.
+pub const MAX_CHUNK_BYTES: u64 = 64 << 20;
+
+/// Chunks a streamed epoch has in memory at once, at most: one the trainer holds (and, on a software adapter, its
+/// device copy), one waiting in the channel and one the reader is filling. The budget is divided by this and by
+/// two again for the reader's decode buffer.
+const CHUNKS_IN_FLIGHT: u64 = 4;
+
+/// The host memory budget when none is given: half the memory available when training starts (4 GiB where that
+/// cannot be read).
+pub fn default_memory_budget() -> u64 {
+    crate::data::available_memory().map_or(4 << 30, |a| a / 2)
+}
+
+/// Bytes one row takes when held: its features as f32 and its label.
+pub fn held_row_bytes(d: usize) -> u64 {
+    d as u64 * 4 + 4
+}
+
+/// Whether `source` is held or streamed on `backend` under the budgets of `cfg`. Rows already in RAM (an
+/// [`crate::data::InMemory`] source) are held, as they always were; a source whose rows, held, would take more than
+/// the memory they would be held in (`cfg.memory_budget` of host memory for the CPU backends and software
+/// adapters, `cfg.device_memory` of the device's own when it has some) is streamed, and so is a source that does
+/// not know its length before it is read.
+pub fn residency(backend: &dyn Backend, source: &dyn RowSource, cfg: &TrainConfig) -> Residency {
+    let host = cfg.memory_budget.unwrap_or_else(default_memory_budget);
+    let limit = if backend.holds_in_host_memory() {
+        host.min(cfg.device_memory.unwrap_or(u64::MAX))
+    } else {
+        cfg.device_memory.unwrap_or(u64::MAX)
+    };
+    let row = held_row_bytes(source.features());
+    let fits = source
+        .rows()
+        .and_then(|n| n.checked_mul(row))
+        .is_some_and(|bytes| bytes <= limit);
+    if source.shared().is_some() || fits {
+        return Residency::Held;
+    }
+    let per_chunk = (host / CHUNKS_IN_FLIGHT / 2).clamp(row, MAX_CHUNK_BYTES.max(row));
+    let mut chunk_rows = (per_chunk / row).max(1) as usize;
+    // Chunks of whole batches, so that batches do not straddle chunks (a straddling batch is two parts of one step).
+    let batch = cfg.batch_size.max(1);
+    if batch < chunk_rows {
+        chunk_rows -= chunk_rows % batch;
+    }
+    Residency::Streamed { chunk_rows }
 }
 
 /// Rows per evaluation batch: large enough to amortise a dispatch, at least the training batch, within the device.
@@ -523,9 +648,37 @@ pub fn evaluate(backend: &mut dyn Backend, set: Held, batch: usize) -> Result<Su
     backend.take_sums()
 }
 
-/// Trains for `cfg.epochs` epochs: the backend holds `train` (and `held_out`), then each epoch runs one step per
-/// `cfg.batch_size` rows of a seeded shuffle, reads the epoch's loss sums, and evaluates the held-out rows.
-/// `observers` see every step and epoch, in order. Stops with [`Error::Diverged`] when the loss overflows.
+/// Loss and accuracy of the current weights on every row of `source`, read a chunk of `chunk_rows` at a time and
+/// held only while it is evaluated.
+pub fn evaluate_streamed(
+    backend: &mut dyn Backend,
+    source: &mut dyn RowSource,
+    chunk_rows: usize,
+    batch: usize,
+) -> Result<Sums> {
+    let rows = eval_rows(backend, batch);
+    source.rewind()?;
+    let name = source.name().to_string();
+    let k = source.classes();
+    while let Some(chunk) = source.next_chunk(chunk_rows)? {
+        let rows_of = Arc::new(HostRows::from_chunk(&name, chunk.into_owned(), k));
+        let set = backend.hold(&mut InMemory::new(rows_of))?;
+        let order = set.order(0, 0, false);
+        for slice in order.chunks(rows) {
+            backend.forward(&Batch::held(set, slice)?)?;
+        }
+        backend.release(set)?;
+    }
+    backend.take_sums()
+}
+
+/// Trains for `cfg.epochs` epochs: each epoch runs one step per `cfg.batch_size` rows of a seeded shuffle, reads the
+/// epoch's loss sums, and evaluates the held-out rows. The training rows (and the held-out ones) are held by the
+/// backend or streamed, as [`residency`] decides: streamed rows are read a chunk at a time by a reader thread while
+/// the backend trains on the previous chunk, and shuffled at chunk granularity (the order of chunks, where the
+/// source can seek) and within each chunk. With shuffling off, streamed training takes the same steps over the same
+/// rows as resident training. `observers` see every step and epoch, in order. Stops with [`Error::Diverged`] when the
+/// loss overflows.
 pub fn fit(
     backend: &mut dyn Backend,
     train: &mut dyn RowSource,
@@ -534,6 +687,67 @@ pub fn fit(
     observers: &mut [&mut dyn Observer],
 ) -> Result<Vec<EpochReport>> {
     fit_with(backend, train, held_out, cfg, &mut Local, observers)
+}
+
+/// A step being assembled from parts: accumulated part by part, then combined and applied.
+struct Stepper<'r> {
+    batch: usize,
+    in_batch: usize,
+    step: u64,
+    epoch: usize,
+    update: Update,
+    reducer: &'r mut dyn Reducer,
+}
+
+impl Stepper<'_> {
+    /// Rows the current step still takes.
+    fn room(&self) -> usize {
+        self.batch - self.in_batch
+    }
+
+    /// Accumulates one part of the current step; `seen` is what observers are shown of it.
+    fn part(
+        &mut self,
+        backend: &mut dyn Backend,
+        observers: &mut [&mut dyn Observer],
+        part: &Batch<'_>,
+        seen: &Batch<'_>,
+    ) -> Result<()> {
+        backend.accumulate(part)?;
+        for o in observers.iter_mut() {
+            o.on_batch(seen, backend)?;
+        }
+        self.in_batch += part.len();
+        if self.in_batch >= self.batch {
+            self.finish(backend, observers)?;
+        }
+        Ok(())
+    }
+
+    /// Combines and applies what the current step accumulated (nothing when it is empty).
+    fn finish(
+        &mut self,
+        backend: &mut dyn Backend,
+        observers: &mut [&mut dyn Observer],
+    ) -> Result<()> {
+        if self.in_batch == 0 {
+            return Ok(());
+        }
+        backend.combine(self.reducer)?;
+        backend.update(&self.update)?;
+        self.step += 1;
+        let event = StepEvent {
+            step: self.step,
+            epoch: self.epoch,
+            rows: self.in_batch,
+            update: &self.update,
+        };
+        self.in_batch = 0;
+        for o in observers.iter_mut() {
+            o.on_step(&event, backend)?;
+        }
+        Ok(())
+    }
 }
 
 /// [`fit`] with gradient sums combined by `reducer` at every step.
@@ -552,42 +766,66 @@ pub fn fit_with(
         shape.check_source(h)?;
     }
     let device = backend.device();
-    let train_set = backend.hold(train)?;
-    let held_set = match &mut held_out {
-        Some(h) => Some(backend.hold(&mut **h)?),
-        None => None,
+    let train_residency = residency(backend, train, cfg);
+    let train_set = match train_residency {
+        Residency::Held => Some(backend.hold(train)?),
+        Residency::Streamed { .. } => None,
+    };
+    let held_residency = held_out.as_deref().map(|h| residency(backend, h, cfg));
+    let held_set = match (&mut held_out, held_residency) {
+        (Some(h), Some(Residency::Held)) => Some(backend.hold(&mut **h)?),
+        _ => None,
+    };
+    let mut start = Start {
+        train: &mut *train,
+        residency: train_residency,
     };
     for o in observers.iter_mut() {
-        o.on_start(train, cfg, backend)?;
+        o.on_start(&mut start, cfg, backend)?;
     }
+    let wants_rows = observers.iter().any(|o| o.wants_rows());
     // A batch larger than the data set is the whole data set (full-batch gradient descent).
-    let batch = cfg.batch_size.min(train_set.len()).max(1);
-    let update = Update {
-        optimizer: cfg.optimizer,
-        lr: cfg.lr,
-        l2: cfg.l2,
+    let rows_known = train_set.map(|s| s.len() as u64).or(train.rows());
+    let batch = rows_known.map_or(cfg.batch_size, |n| {
+        cfg.batch_size.min(usize::try_from(n).unwrap_or(usize::MAX))
+    });
+    let mut stepper = Stepper {
+        batch: batch.max(1),
+        in_batch: 0,
+        step: 0,
+        epoch: 0,
+        update: Update {
+            optimizer: cfg.optimizer,
+            lr: cfg.lr,
+            l2: cfg.l2,
+        },
+        reducer,
     };
-    let mut step = 0u64;
     let mut reports = Vec::new();
     for epoch in 1..=cfg.epochs {
-        let order = train_set.order(cfg.seed, epoch, cfg.shuffle);
+        stepper.epoch = epoch;
         let start = Instant::now();
-        for slice in order.chunks(batch) {
-            let b = Batch::held(train_set, slice)?;
-            backend.accumulate(&b)?;
-            backend.combine(reducer)?;
-            backend.update(&update)?;
-            step += 1;
-            let event = StepEvent {
-                step,
-                epoch,
-                batch: &b,
-                update: &update,
-            };
-            for o in observers.iter_mut() {
-                o.on_step(&event, backend)?;
+        let stream = match (train_set, train_residency) {
+            (Some(set), _) => {
+                let order = set.order(cfg.seed, epoch, cfg.shuffle);
+                for slice in order.chunks(stepper.batch) {
+                    let b = Batch::held(set, slice)?;
+                    stepper.part(backend, observers, &b, &b)?;
+                }
+                None
             }
-        }
+            (None, Residency::Streamed { chunk_rows }) => Some(stream_epoch(
+                backend,
+                &mut *train,
+                cfg,
+                chunk_rows,
+                &mut stepper,
+                observers,
+                wants_rows,
+            )?),
+            (None, Residency::Held) => unreachable!("a held source has a set"),
+        };
+        stepper.finish(backend, observers)?;
         let sums = backend.take_sums()?;
         let penalty = if cfg.l2 > 0.0 {
             0.5 * f64::from(cfg.l2) * backend.params()?.w_norm_sq()
@@ -595,9 +833,12 @@ pub fn fit_with(
             0.0
         };
         let train_seconds = start.elapsed().as_secs_f64();
-        let held = match held_set {
-            Some(h) => Some(evaluate(backend, h, batch)?),
-            None => None,
+        let held = match (held_set, held_residency, held_out.as_deref_mut()) {
+            (Some(h), _, _) => Some(evaluate(backend, h, batch)?),
+            (None, Some(Residency::Streamed { chunk_rows }), Some(source)) => {
+                Some(evaluate_streamed(backend, source, chunk_rows, batch)?)
+            }
+            _ => None,
         };
         let mut report = EpochReport {
             epoch,
@@ -609,10 +850,11 @@ pub fn fit_with(
             seconds: start.elapsed().as_secs_f64(),
             drift: None,
             device: device.clone(),
+            stream,
         };
         if !report.train_loss.is_finite() {
             return Err(Error::Diverged {
-                step,
+                step: stepper.step,
                 what: format!("training loss {} in epoch {epoch}", report.train_loss),
             });
         }
@@ -625,6 +867,143 @@ pub fn fit_with(
         o.on_finish(backend)?;
     }
     Ok(reports)
+}
+
+/// The chunks of one streamed epoch, as (first row, rows): in order, or in a seeded order of chunks.
+fn chunk_plan(rows: u64, chunk_rows: usize, seed: u64, epoch: usize) -> Vec<(u64, usize)> {
+    let c = chunk_rows.max(1) as u64;
+    let mut plan: Vec<(u64, usize)> = (0..rows.div_ceil(c))
+        .map(|i| (i * c, (rows - i * c).min(c) as usize))
+        .collect();
+    SplitMix64::derive(seed, 0xC4A4_0000 + epoch as u64).shuffle(&mut plan);
+    plan
+}
+
+/// Reads one epoch's chunks into `tx`: in the source's order, or (shuffling a source that can seek) in a seeded
+/// order of chunks. Stops at the first error (sent on) or when the trainer hangs up. Returns its busy seconds.
+fn read_epoch(
+    source: &mut dyn RowSource,
+    chunk_rows: usize,
+    cfg: &TrainConfig,
+    epoch: usize,
+    tx: std::sync::mpsc::SyncSender<Result<Chunk<'static>>>,
+) -> (f64, bool) {
+    let mut busy = 0.0;
+    let mut read = |source: &mut dyn RowSource, rows: usize| -> Option<Result<Chunk<'static>>> {
+        let t = Instant::now();
+        let chunk = source.next_chunk(rows).map(|c| c.map(Chunk::into_owned));
+        busy += t.elapsed().as_secs_f64();
+        chunk.transpose()
+    };
+    let rows = source.rows();
+    let seekable = cfg.shuffle && rows.is_some() && matches!(source.seek(0), Ok(true));
+    if seekable {
+        for (first, n) in chunk_plan(rows.unwrap_or(0), chunk_rows, cfg.seed, epoch) {
+            let chunk = match source.seek(first) {
+                Ok(_) => read(source, n),
+                Err(e) => Some(Err(e)),
+            };
+            let stop = !matches!(chunk, Some(Ok(_)));
+            if let Some(c) = chunk {
+                if tx.send(c).is_err() {
+                    break;
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+    } else if let Err(e) = source.rewind() {
+        let _ = tx.send(Err(e));
+    } else {
+        while let Some(chunk) = read(source, chunk_rows) {
+            let stop = chunk.is_err();
+            if tx.send(chunk).is_err() || stop {
+                break;
+            }
+        }
+    }
+    (busy, seekable)
+}
+
+/// One epoch over a streamed source: a reader thread fills the next chunk while the backend trains on the current
+/// one, held only while it is trained on; rows are shuffled within each chunk (and chunks among themselves, see
+/// [`read_epoch`]).
+fn stream_epoch(
+    backend: &mut dyn Backend,
+    source: &mut dyn RowSource,
+    cfg: &TrainConfig,
+    chunk_rows: usize,
+    stepper: &mut Stepper<'_>,
+    observers: &mut [&mut dyn Observer],
+    wants_rows: bool,
+) -> Result<StreamReport> {
+    let name = source.name().to_string();
+    let k = source.classes();
+    let epoch = stepper.epoch;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk<'static>>>(1);
+        let reader = scope.spawn(move || read_epoch(source, chunk_rows, cfg, epoch, tx));
+        let mut waited = 0.0;
+        let mut chunks = 0usize;
+        let mut rows = 0u64;
+        let mut train = || -> Result<()> {
+            loop {
+                let t = Instant::now();
+                let Ok(chunk) = rx.recv() else {
+                    return Ok(());
+                };
+                waited += t.elapsed().as_secs_f64();
+                let chunk = chunk?;
+                chunks += 1;
+                rows += chunk.len() as u64;
+                let first = chunk.first_row();
+                let host = Arc::new(HostRows::from_chunk(&name, chunk, k));
+                let set = backend.hold(&mut InMemory::new(host.clone()))?;
+                let mut order = set.order(0, 0, false);
+                if cfg.shuffle {
+                    SplitMix64::derive(
+                        cfg.seed ^ first.rotate_left(17),
+                        0x5EED_0000 + epoch as u64,
+                    )
+                    .shuffle(&mut order);
+                }
+                let mut at = 0;
+                while at < order.len() {
+                    let take = stepper.room().min(order.len() - at);
+                    let rows_of = &order[at..at + take];
+                    let part = Batch::held(set, rows_of)?;
+                    if wants_rows {
+                        let seen = host.chunk(first, rows_of);
+                        stepper.part(backend, observers, &part, &Batch::host(seen)?)?;
+                    } else {
+                        stepper.part(backend, observers, &part, &part)?;
+                    }
+                    at += take;
+                }
+                backend.release(set)?;
+            }
+        };
+        let trained = train();
+        drop(rx);
+        let (read_seconds, shuffled) = reader
+            .join()
+            .map_err(|_| Error::Internal(format!("the reader thread of {name} panicked")))?;
+        trained?;
+        let overlap = if read_seconds > 0.0 {
+            (1.0 - waited / read_seconds).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        Ok(StreamReport {
+            chunks,
+            rows,
+            read_seconds,
+            waited_seconds: waited,
+            overlap,
+            chunk_order_shuffled: shuffled,
+        })
+    })
 }
 
 /// The full-batch objective and its gradient at `params` over every row of `source`, what L-BFGS and its line

@@ -323,12 +323,18 @@ fn cases() -> Vec<Case> {
         npy_train(
             "integer features",
             npy("'<i4'", "(4, 2)", false, &[0; 32]),
-            &["bad.npy", "float32 or float64"],
+            &["bad.npy", "float32, float64 or uint8"],
         ),
         npy_train(
-            "Fortran order",
-            npy(f4, "(4, 2)", true, &f32s(&[1.0; 8])),
-            &["bad.npy", "Fortran"],
+            // Column-major: element 5 is column 1, row 1.
+            "NaN in a Fortran-order array",
+            npy(
+                f4,
+                "(4, 2)",
+                true,
+                &f32s(&[1.0, 1.0, 1.0, 1.0, 1.0, f32::NAN, 1.0, 1.0]),
+            ),
+            &["bad.npy", "index [1, 1]", "NaN"],
         ),
         npy_train(
             "NaN feature",

@@ -168,7 +168,7 @@ fn bad_npy_files_are_named_with_their_index() {
     );
     assert_input_error(
         &run(&["train", "--data", x_int.to_str().unwrap(), "--labels", ys]),
-        &["xint.npy", "float32 or float64", "<i4"],
+        &["xint.npy", "float32, float64 or uint8", "<i4"],
     );
     let x_1d = write(
         d,

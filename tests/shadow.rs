@@ -119,6 +119,12 @@ impl Backend for Corrupt<'_> {
     fn hold(&mut self, source: &mut dyn RowSource) -> softmax_wgpu::Result<Held> {
         self.inner.hold(source)
     }
+    fn release(&mut self, set: Held) -> softmax_wgpu::Result<()> {
+        self.inner.release(set)
+    }
+    fn holds_in_host_memory(&self) -> bool {
+        self.inner.holds_in_host_memory()
+    }
     fn accumulate(&mut self, batch: &Batch<'_>) -> softmax_wgpu::Result<()> {
         self.inner.accumulate(batch)
     }

@@ -4,9 +4,10 @@
 mod common;
 
 use common::*;
-use softmax_wgpu::cpu::FastCpu;
 use softmax_wgpu::data::{self, HostRows, NpyRows};
-use softmax_wgpu::{fit, Backend, RowSource, Shape, TrainConfig};
+use softmax_wgpu::numerics::relative_distance;
+use softmax_wgpu::train::{residency, Residency};
+use softmax_wgpu::{fit, Backend, EpochReport, RowSource, Shape, TrainConfig};
 
 fn files(
     n: usize,
@@ -49,32 +50,148 @@ fn chunks_hold_the_file_s_rows_in_order_for_any_chunk_size() {
     assert_eq!(HostRows::read(&mut s).unwrap().x(), want.view());
 }
 
+/// A budget that streams `files(600, 16, 4)`: 600 rows × 68 bytes held = 40,800 bytes; chunks of
+/// budget / 8 / 68 = 73 rows, cut to whole batches.
+const STREAMING_BUDGET: u64 = 40_000;
+
+fn train(
+    backend: &mut dyn Backend,
+    source: &mut dyn RowSource,
+    cfg: &TrainConfig,
+) -> Vec<EpochReport> {
+    fit(backend, source, None, cfg, &mut []).unwrap()
+}
+
 #[test]
-fn training_from_the_stream_equals_training_from_memory() {
+fn streamed_training_takes_the_resident_steps_when_unshuffled() {
+    let (_dir, xp, yp) = files(600, 16, 4);
+    let x = data::read_npy_features(&xp).unwrap();
+    let y = data::read_npy_labels(&yp, None).unwrap();
+    let shape = Shape { d: 16, k: 4 };
+    on_every_backend(|name, make| {
+        for batch in [50, 7, 600] {
+            let cfg = TrainConfig {
+                epochs: 2,
+                batch_size: batch,
+                lr: 0.1,
+                val_split: 0.0,
+                shuffle: false,
+                memory_budget: Some(STREAMING_BUDGET),
+                ..TrainConfig::default()
+            };
+            let mut npy = NpyRows::open(&xp, &yp, None).unwrap();
+            let mut streamed = make(shape);
+            let Residency::Streamed { chunk_rows } = residency(streamed.as_ref(), &npy, &cfg)
+            else {
+                panic!("{name}: 600 rows over a {STREAMING_BUDGET}-byte budget are not streamed");
+            };
+            let reports = train(streamed.as_mut(), &mut npy, &cfg);
+            let io = reports[1]
+                .stream
+                .expect("a streamed epoch reports its reading");
+            assert_eq!(io.rows, 600, "{name}");
+            assert_eq!(io.chunks, 600usize.div_ceil(chunk_rows), "{name}");
+            assert!(!io.chunk_order_shuffled && (0.0..=1.0).contains(&io.overlap));
+            let mut memory = data::InMemory::from_arrays("x", x.clone(), y.clone(), 4).unwrap();
+            let mut resident = make(shape);
+            let held = train(resident.as_mut(), &mut memory, &cfg);
+            assert!(held[1].stream.is_none());
+            let (s, r) = (streamed.params().unwrap(), resident.params().unwrap());
+            if chunk_rows % batch == 0 {
+                // Batches of whole chunks: the same rows in the same order through the same kernels.
+                assert_eq!(s, r, "{name}, batch {batch}");
+            } else {
+                // A batch that straddles two chunks is accumulated in two parts, which only reorders its f32 sums:
+                // each step's gradient moves by a few units of roundoff (≈ 1e-7 relative), over 2–170 steps.
+                let d = relative_distance(s.w.iter().copied(), r.w.iter().map(|&v| f64::from(v)));
+                assert!(d < 1e-5, "{name}, batch {batch}: ‖ΔW‖/‖W‖ = {d:e}");
+            }
+            assert!((reports[1].train_loss - held[1].train_loss).abs() < 1e-5 * held[1].train_loss);
+        }
+    });
+}
+
+#[test]
+fn streamed_training_shuffles_chunks_and_rows_and_learns() {
+    // Rows sorted by class: only a shuffle across chunks gives batches of mixed classes.
+    let dir = tempfile::tempdir().unwrap();
+    let ds = data::synthetic(2000, 8, 4, 3).unwrap();
+    let mut order: Vec<usize> = (0..2000).collect();
+    order.sort_by_key(|&i| ds.y[i]);
+    let sorted = ds.select(&order);
+    let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    data::write_npy_features(&xp, sorted.x.view()).unwrap();
+    data::write_npy_labels(&yp, &sorted.y).unwrap();
+    let cfg = TrainConfig {
+        epochs: 5,
+        batch_size: 32,
+        lr: 0.5,
+        val_split: 0.0,
+        memory_budget: Some(20_000),
+        ..TrainConfig::default()
+    };
+    on_every_backend(|name, make| {
+        let mut s = make(Shape { d: 8, k: 4 });
+        let mut npy = NpyRows::open(&xp, &yp, None).unwrap();
+        let reports = train(s.as_mut(), &mut npy, &cfg);
+        let io = reports[0].stream.unwrap();
+        assert!(io.chunk_order_shuffled && io.chunks > 20, "{name}: {io:?}");
+        // The same run again is the same run (seeded chunk order and row order).
+        let mut again = make(Shape { d: 8, k: 4 });
+        train(again.as_mut(), &mut npy, &cfg);
+        assert_eq!(s.params().unwrap(), again.params().unwrap(), "{name}");
+        let mut resident = make(Shape { d: 8, k: 4 });
+        let mut mem =
+            data::InMemory::from_arrays("x", sorted.x.clone(), sorted.y.clone(), 4).unwrap();
+        let r = train(resident.as_mut(), &mut mem, &cfg);
+        let last = reports.last().unwrap();
+        // Learned about as well as with every row shuffled (the data are sorted by class, so batches are of one
+        // class but chunks come in a random order): within 5 points of the resident run's accuracy.
+        let want = r.last().unwrap().train_accuracy;
+        assert!(
+            last.train_accuracy > want - 0.05,
+            "{name}: {} vs {want}",
+            last.train_accuracy
+        );
+    });
+}
+
+#[test]
+fn a_streamed_held_out_set_is_evaluated_like_a_held_one() {
     let (_dir, xp, yp) = files(600, 16, 4);
     let cfg = TrainConfig {
-        epochs: 2,
+        epochs: 1,
         batch_size: 50,
-        lr: 0.1,
         val_split: 0.0,
         ..TrainConfig::default()
     };
+    let small = TrainConfig {
+        memory_budget: Some(STREAMING_BUDGET),
+        ..cfg.clone()
+    };
     let shape = Shape { d: 16, k: 4 };
-    let mut streamed = FastCpu::new(shape).unwrap();
-    fit(
-        &mut streamed,
-        &mut NpyRows::open(&xp, &yp, None).unwrap(),
-        None,
-        &cfg,
-        &mut [],
-    )
-    .unwrap();
     let x = data::read_npy_features(&xp).unwrap();
     let y = data::read_npy_labels(&yp, None).unwrap();
-    let mut memory = data::InMemory::from_arrays("x", x, y, 4).unwrap();
-    let mut resident = FastCpu::new(shape).unwrap();
-    fit(&mut resident, &mut memory, None, &cfg, &mut []).unwrap();
-    assert_eq!(streamed.params().unwrap(), resident.params().unwrap());
+    on_every_backend(|name, make| {
+        let mut a = make(shape);
+        let mut train_rows = data::InMemory::from_arrays("x", x.clone(), y.clone(), 4).unwrap();
+        let mut held = NpyRows::open(&xp, &yp, None).unwrap();
+        let streamed = fit(
+            a.as_mut(),
+            &mut train_rows,
+            Some(&mut held),
+            &small,
+            &mut [],
+        )
+        .unwrap();
+        let mut b = make(shape);
+        let mut held = data::InMemory::from_arrays("x", x.clone(), y.clone(), 4).unwrap();
+        let resident = fit(b.as_mut(), &mut train_rows, Some(&mut held), &cfg, &mut []).unwrap();
+        // Same weights, same rows; the evaluation batches differ (chunks vs. the whole set) only in summation order.
+        let (s, r) = (streamed[0].val_loss.unwrap(), resident[0].val_loss.unwrap());
+        assert!((s - r).abs() < 1e-6 * r, "{name}: {s} vs {r}");
+        assert_eq!(streamed[0].val_accuracy, resident[0].val_accuracy, "{name}");
+    });
 }
 
 #[test]

@@ -61,19 +61,6 @@ fn rel_diff(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> f64 {
     relative_distance(a.iter().copied(), b.iter().map(|&v| f64::from(v)))
 }
 
-/// Runs `body` on the CPU path (f32 and f64) and on every adapter.
-fn on_every_backend(
-    mut body: impl for<'c> FnMut(&str, &mut dyn FnMut(Shape) -> Box<dyn Backend + 'c>),
-) {
-    body("cpu f32", &mut |s| Box::new(CpuBackend::<f32>::new(s)));
-    body("cpu f64", &mut |s| Box::new(CpuBackend::<f64>::new(s)));
-    body("fast cpu", &mut |s| Box::new(FastCpu::new(s).unwrap()));
-    for ctx in gpus() {
-        let name = ctx.describe();
-        body(&name, &mut |s| Box::new(gpu(&ctx, s)));
-    }
-}
-
 #[test]
 fn gpu_and_cpu_weights_agree_after_many_steps() {
     let (train, _) = problem(1300, 20, 5);

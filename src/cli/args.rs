@@ -229,12 +229,54 @@ pub struct TrainArgs {
     /// binding).
     #[arg(long, value_name = "MIB")]
     pub chunk_mib: Option<u64>,
+    /// Host memory the training data may be held in, e.g. 2GiB or 1500M (default: half the memory available).
+    /// Larger data is streamed from its file a chunk at a time, the next chunk read while the current one trains.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
+    /// Device memory the training data may be held in, for GPUs with memory of their own (default: no limit but
+    /// the device's); larger data is streamed.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub device_memory: Option<u64>,
     /// Replay every step on the CPU in f64 and compare the weights every N steps; stop if they drift apart.
     #[arg(long, value_name = "N")]
     pub check_every: Option<usize>,
     /// Largest relative drift ‖W_device − W_f64‖/‖W_f64‖ that --check-every accepts.
     #[arg(long, value_name = "REL", requires = "check_every", default_value_t = softmax_wgpu::shadow::ShadowOptions::DEFAULT_TOLERANCE, allow_negative_numbers = true)]
     pub check_tolerance: f64,
+}
+
+/// A byte count: a number (decimals allowed) with an optional unit: B; K, M, G, T or KiB … TiB (powers of 1024); KB,
+/// MB, GB, TB (powers of 1000). At least one byte, at most 2⁶⁴ − 1.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024f64.powi(2),
+        "g" | "gib" => 1024f64.powi(3),
+        "t" | "tib" => 1024f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        u => {
+            return Err(format!(
+            "unknown unit {u:?} in {text:?} (use B, K/KiB, M/MiB, G/GiB, T/TiB, KB, MB, GB or TB)"
+        ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count such as 2GiB or 1500M"))?;
+    let bytes = (value * scale).round();
+    if !(1.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(format!("{text:?} is not between 1 byte and 16 EiB"));
+    }
+    Ok(bytes as u64)
 }
 
 /// Largest `--chunk-mib`: 1 TiB, beyond any adapter's binding limit.
@@ -268,6 +310,8 @@ impl TrainArgs {
                 self.val_split
             },
             standardize: self.standardize,
+            memory_budget: self.memory_budget,
+            device_memory: self.device_memory,
             ..TrainConfig::default()
         }
     }

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use anyhow::Result;
 use ndarray::Array2;
-use softmax_wgpu::data::{self, Dataset};
+use softmax_wgpu::data::{self, Dataset, NpyRows, Side, Split, Standardized, Standardizer};
 use softmax_wgpu::error::Position;
+use softmax_wgpu::{train, RowSource};
 use softmax_wgpu::{Error, Model, TrainConfig};
 
 use super::args::{PredictArgs, TrainArgs};
@@ -70,6 +71,100 @@ fn npy_dataset(
         classes: (0..k).map(|c| c.to_string()).collect(),
         source: x_path.display().to_string(),
     })
+}
+
+/// Training data streamed from its file rather than loaded: the sources, the class names and the statistics.
+pub struct Streamed {
+    pub train: Box<dyn RowSource>,
+    pub held_out: Option<Box<dyn RowSource>>,
+    pub classes: Vec<String>,
+    pub standardizer: Option<Standardizer>,
+    /// The host memory budget the rows exceed.
+    pub budget: u64,
+}
+
+/// The NPY --data when its rows, held as f32, would not fit the host memory budget: streamed a chunk at a time,
+/// with the --val-split held-out rows chosen row by row, --test streamed too, and the standardisation statistics
+/// from one streaming pass. None when the data fit (they are then loaded as before).
+pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Streamed>> {
+    let (Some(path), None) = (&a.data, &a.synthetic) else {
+        return Ok(None);
+    };
+    if !is_npy(path) {
+        return Ok(None);
+    }
+    let labels = a.labels.as_deref().ok_or_else(|| {
+        Error::param(
+            "--labels",
+            format!("given (required) with the NPY file {}", path.display()),
+            "none",
+        )
+    })?;
+    let open = || NpyRows::open(path, labels, a.classes);
+    let probe = open()?;
+    let bytes = probe
+        .rows()
+        .unwrap_or(0)
+        .saturating_mul(train::held_row_bytes(probe.features()));
+    let budget = cfg
+        .memory_budget
+        .unwrap_or_else(train::default_memory_budget);
+    if bytes <= budget {
+        return Ok(None);
+    }
+    let k = probe.classes();
+    let d = probe.features();
+    let (mut train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>) = match &a.test {
+        Some(test) => {
+            let tl = a.test_labels.as_deref().ok_or_else(|| {
+                Error::param(
+                    "--test-labels",
+                    format!("given (required) with the NPY file {}", test.display()),
+                    "none",
+                )
+            })?;
+            let t = NpyRows::open(test, tl, Some(k))?;
+            if t.features() != d {
+                return Err(Error::input(
+                    test,
+                    format!("has {} features, the training data has {d}", t.features()),
+                )
+                .into());
+            }
+            (Box::new(probe), Some(Box::new(t)))
+        }
+        None if cfg.val_split > 0.0 => (
+            Box::new(Split::new(probe, cfg.seed, cfg.val_split, Side::Train)?),
+            Some(Box::new(Split::new(
+                open()?,
+                cfg.seed,
+                cfg.val_split,
+                Side::HeldOut,
+            )?)),
+        ),
+        None => (Box::new(probe), None),
+    };
+    let standardizer = if cfg.standardize {
+        Some(Standardizer::fit_source(train.as_mut())?)
+    } else {
+        None
+    };
+    if let Some(s) = &standardizer {
+        train = Box::new(Standardized::new(train, s.clone())?);
+    }
+    let held_out = match (held_out, &standardizer) {
+        (Some(h), Some(s)) => {
+            Some(Box::new(Standardized::new(h, s.clone())?) as Box<dyn RowSource>)
+        }
+        (h, _) => h,
+    };
+    Ok(Some(Streamed {
+        train,
+        held_out,
+        classes: (0..k).map(|c| c.to_string()).collect(),
+        standardizer,
+        budget,
+    }))
 }
 
 /// Loads --data/--synthetic/the digits, and --test or the --val-split held-out part.

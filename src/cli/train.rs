@@ -5,9 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use softmax_wgpu::data::Standardizer;
+use softmax_wgpu::error::bytes;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
-use softmax_wgpu::train::{EpochReport, Observer, OnEpoch, OnRows};
-use softmax_wgpu::{fit, Error, InMemory, Model, RowSource, Shape, TrainConfig};
+use softmax_wgpu::train::{
+    held_row_bytes, residency, EpochReport, Observer, OnEpoch, OnRows, Residency,
+};
+use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
 
 use super::args::TrainArgs;
 use super::common::{check_out_path, progress_bar, Device};
@@ -35,6 +38,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         classes,
         data_name,
         standardizer,
+        stream_budget,
     } = prepare(&a, &cfg)?;
     let shape = Shape {
         d: train.features(),
@@ -42,17 +46,35 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     };
     let device = Device::open(&a.device)?;
     let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune)?;
+    let train_rows = train.rows().unwrap_or(0);
     eprintln!(
         "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
         backend.device(),
-        train.rows_ref().len(),
+        train_rows,
         held_out.as_ref().map_or(String::new(), |h| format!(
             " / {} held-out",
-            h.rows_ref().len()
+            h.rows().unwrap_or(0)
         )),
         shape.d,
         shape.k
     );
+    if let Residency::Streamed { chunk_rows } = residency(backend.as_ref(), train.as_ref(), &cfg) {
+        eprintln!(
+            "streaming: the rows would take {} held, over {}; read {chunk_rows} rows ({}) at a time, the next chunk \
+             while the current one trains, shuffled {}",
+            bytes(train_rows * held_row_bytes(shape.d)),
+            stream_budget.map_or("the device's memory".to_string(), |b| format!(
+                "the memory budget of {}",
+                bytes(b)
+            )),
+            bytes(chunk_rows as u64 * held_row_bytes(shape.d)),
+            if cfg.shuffle {
+                "by chunk and within each chunk"
+            } else {
+                "not at all"
+            }
+        );
+    }
     let mut shadow = check.map(|c| Shadow::new(shape, c)).transpose()?;
     if let Some(c) = &check {
         eprintln!(
@@ -60,10 +82,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             c.every, c.tolerance
         );
     }
-    let bar = progress_bar(
-        (train.rows_ref().len() as u64).saturating_mul(cfg.epochs as u64),
-        "rows",
-    );
+    let bar = progress_bar(train_rows.saturating_mul(cfg.epochs as u64), "rows");
     let mut rows = OnRows(|n| bar.inc(n as u64));
     let json = a.json;
     let mut print = OnEpoch(|r: &EpochReport| {
@@ -77,8 +96,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     observers.push(&mut print);
     let result = fit(
         backend.as_mut(),
-        &mut train,
-        held_out.as_mut().map(|h| h as &mut dyn RowSource),
+        train.as_mut(),
+        held_out.as_mut().map(|h| h.as_mut() as &mut dyn RowSource),
         &cfg,
         &mut observers,
     );
@@ -113,14 +132,26 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
 
 /// The checked, standardised data as sources, and what the model records about them.
 struct Prepared {
-    train: InMemory,
-    held_out: Option<InMemory>,
+    train: Box<dyn RowSource>,
+    held_out: Option<Box<dyn RowSource>>,
     classes: Vec<String>,
     data_name: String,
     standardizer: Option<Standardizer>,
+    /// The memory budget the data exceeded, when they are streamed from their file.
+    stream_budget: Option<u64>,
 }
 
 fn prepare(a: &TrainArgs, cfg: &TrainConfig) -> Result<Prepared> {
+    if let Some(s) = load::streamed_training(a, cfg)? {
+        return Ok(Prepared {
+            data_name: s.train.name().to_string(),
+            train: s.train,
+            held_out: s.held_out,
+            classes: s.classes,
+            standardizer: s.standardizer,
+            stream_budget: Some(s.budget),
+        });
+    }
     let mut loaded = load::training_data(a, cfg)?;
     let standardizer = cfg
         .standardize
@@ -134,9 +165,13 @@ fn prepare(a: &TrainArgs, cfg: &TrainConfig) -> Result<Prepared> {
     Ok(Prepared {
         classes: loaded.train.classes.clone(),
         data_name: loaded.train.source.clone(),
-        train: loaded.train.into_source()?,
-        held_out: loaded.held_out.map(|h| h.into_source()).transpose()?,
+        train: Box::new(loaded.train.into_source()?),
+        held_out: loaded
+            .held_out
+            .map(|h| h.into_source().map(|s| Box::new(s) as Box<dyn RowSource>))
+            .transpose()?,
         standardizer,
+        stream_budget: None,
     })
 }
 

@@ -112,6 +112,10 @@ impl<T: Real> Backend for CpuBackend<T> {
         self.held.hold(self.shape, source)
     }
 
+    fn release(&mut self, set: Held) -> Result<()> {
+        self.held.release(set)
+    }
+
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
         let (xb, yb) = self.rows_of(batch)?;
         let s = self.forward_rows(&xb, &yb);

@@ -513,6 +513,10 @@ impl Backend for FastCpu {
         self.held.hold(self.shape, source)
     }
 
+    fn release(&mut self, set: Held) -> Result<()> {
+        self.held.release(set)
+    }
+
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
         self.pass(batch, true)
     }

@@ -17,22 +17,39 @@ use crate::train::{Held, Shape};
 /// The row sets a CPU backend holds: host rows (shared with their source when it has them in memory), each
 /// addressed by the [`Held`] handle [`HostSets::hold`] gave for it.
 #[derive(Debug, Default)]
-pub(crate) struct HostSets(Vec<Arc<HostRows>>);
+pub(crate) struct HostSets(Vec<Option<Arc<HostRows>>>);
 
 impl HostSets {
-    /// Holds every row of `source`, which must have `shape`.
+    /// Holds every row of `source`, which must have `shape`, in the first free slot.
     pub(crate) fn hold(&mut self, shape: Shape, source: &mut dyn RowSource) -> Result<Held> {
         shape.check_source(source)?;
         let rows = HostRows::read(source)?;
-        let held = Held::new(self.0.len(), rows.len());
-        self.0.push(rows);
-        Ok(held)
+        let n = rows.len();
+        let id = match self.0.iter().position(Option::is_none) {
+            Some(free) => {
+                self.0[free] = Some(rows);
+                free
+            }
+            None => {
+                self.0.push(Some(rows));
+                self.0.len() - 1
+            }
+        };
+        Ok(Held::new(id, n))
+    }
+
+    /// Drops a held set; its slot is reused.
+    pub(crate) fn release(&mut self, set: Held) -> Result<()> {
+        self.get(set)?;
+        self.0[set.id()] = None;
+        Ok(())
     }
 
     /// The rows of a set this backend holds.
     pub(crate) fn get(&self, set: Held) -> Result<&HostRows> {
         self.0
             .get(set.id())
+            .and_then(Option::as_ref)
             .filter(|h| h.len() == set.len())
             .map(|h| h.as_ref())
             .ok_or_else(|| Error::Internal(format!("held set {} is not this backend's", set.id())))

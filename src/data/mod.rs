@@ -4,6 +4,7 @@
 mod csv;
 mod npy;
 mod source;
+mod stream;
 mod synthetic;
 
 pub use self::csv::{csv_columns, parse_csv, read_csv, CsvTable};
@@ -12,6 +13,7 @@ pub use self::npy::{
     write_npy_features, write_npy_labels, NpyRows,
 };
 pub use self::source::{check_rows, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES};
+pub use self::stream::{held_out, Side, Split, Standardized};
 pub use self::synthetic::synthetic;
 
 use std::io::Read;
@@ -221,20 +223,98 @@ pub struct Standardizer {
     pub std: Vec<f32>,
 }
 
-impl Standardizer {
-    /// Statistics of `x`'s columns, accumulated in f64.
-    pub fn fit(x: ArrayView2<f32>) -> Self {
-        let n = x.nrows().max(1) as f64;
-        let x64 = x.mapv(f64::from);
-        let mean = x64.sum_axis(Axis(0)) / n;
-        let var = (&x64 - &mean).mapv(|v| v * v).sum_axis(Axis(0)) / n;
+/// Rows per block of the standardisation statistics: each block's column means and squared deviations are
+/// computed in f64 and merged into the running ones (Chan et al.'s pairwise update), so that one streaming pass gives
+/// the statistics an in-memory pass gives, bit for bit, whatever the chunking of the source.
+const STATS_BLOCK: usize = 4096;
+
+/// Column means and sums of squared deviations, merged block by block.
+#[derive(Debug, Clone)]
+struct Moments {
+    n: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Moments {
+    fn new(d: usize) -> Self {
+        Moments {
+            n: 0.0,
+            mean: vec![0.0; d],
+            m2: vec![0.0; d],
+        }
+    }
+
+    /// Merges one block of rows.
+    fn add(&mut self, x: ArrayView2<f32>) {
+        let nb = x.nrows() as f64;
+        if nb == 0.0 {
+            return;
+        }
+        let d = self.mean.len();
+        let mut mean = vec![0f64; d];
+        for row in x.outer_iter() {
+            for (m, &v) in mean.iter_mut().zip(row.iter()) {
+                *m += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= nb);
+        let mut m2 = vec![0f64; d];
+        for row in x.outer_iter() {
+            for ((s, &v), m) in m2.iter_mut().zip(row.iter()).zip(&mean) {
+                let e = f64::from(v) - m;
+                *s += e * e;
+            }
+        }
+        let n = self.n + nb;
+        for j in 0..d {
+            let delta = mean[j] - self.mean[j];
+            self.mean[j] += delta * nb / n;
+            self.m2[j] += m2[j] + delta * delta * self.n * nb / n;
+        }
+        self.n = n;
+    }
+
+    fn finish(&self) -> Standardizer {
+        let n = self.n.max(1.0);
         Standardizer {
-            mean: mean.iter().map(|&m| m as f32).collect(),
-            std: var
+            mean: self.mean.iter().map(|&m| m as f32).collect(),
+            std: self
+                .m2
                 .iter()
-                .map(|&v| if v > 0.0 { v.sqrt() as f32 } else { 1.0 })
+                .map(|&s| {
+                    let v = s / n;
+                    if v > 0.0 {
+                        v.sqrt() as f32
+                    } else {
+                        1.0
+                    }
+                })
                 .collect(),
         }
+    }
+}
+
+impl Standardizer {
+    /// Statistics of `x`'s columns, accumulated in f64 a block of rows at a time (no copy of `x`).
+    pub fn fit(x: ArrayView2<f32>) -> Self {
+        let mut m = Moments::new(x.ncols());
+        for block in x.axis_chunks_iter(Axis(0), STATS_BLOCK) {
+            m.add(block);
+        }
+        m.finish()
+    }
+
+    /// The statistics of every row of `source`, in one streaming pass: equal to [`Standardizer::fit`] on the same
+    /// rows held in memory.
+    pub fn fit_source(source: &mut dyn RowSource) -> Result<Self> {
+        let mut m = Moments::new(source.features());
+        source.rewind()?;
+        while let Some(chunk) = source.next_chunk(STATS_BLOCK)? {
+            // Sources give the rows asked for but at their end, so the blocks are those of `fit`.
+            m.add(chunk.x());
+        }
+        Ok(m.finish())
     }
 
     /// Standardises `x` in place.

@@ -171,29 +171,97 @@ fn word<const N: usize>(c: &[u8], big: bool) -> [u8; N] {
     a
 }
 
-/// Reads a 2-D f32 or f64 array (converted to f32) and checks every value is finite. Positions in errors are
-/// NumPy's 0-based indices.
+/// Reads a 2-D float32, float64 or uint8 array (converted to f32; uint8 values as they are, 0 to 255) in C or
+/// Fortran order, and checks every value is finite. Positions in errors are NumPy's 0-based indices. The file is
+/// read straight into the array (f32 little-endian without any other copy), so loading costs the array's memory
+/// and no more.
 pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
-    parse_npy_features(path, &read_file(path)?)
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let h = read_header(path, &mut file)?;
+    let (n, d) = feature_shape(path, &h)?;
+    check_body(path, &h, file_len(path, &file)?)?;
+    super::check_host_memory(
+        &format!("{} as f32", path.display()),
+        (n as u64).saturating_mul(d as u64).saturating_mul(4),
+    )?;
+    let mut out = vec![0f32; n * d];
+    read_rows(path, &mut file, &h, (n, d), 0, &mut out, &mut Vec::new())?;
+    Ok(Array2::from_shape_vec((n, d), out).expect("n·d values"))
 }
 
 /// [`read_npy_features`] on the file's bytes (`path` names it in errors).
 pub fn parse_npy_features(path: &Path, bytes: &[u8]) -> Result<Array2<f32>> {
     let h = parse_header(path, bytes)?;
     let (n, d) = feature_shape(path, &h)?;
-    let raw = data(path, bytes, &h)?;
-    let mut out = Vec::with_capacity(raw.len() / h.size);
-    decode_features(path, raw, &h, d, 0, &mut out)?;
+    data(path, bytes, &h)?;
+    let mut out = vec![0f32; n * d];
+    let mut cursor = std::io::Cursor::new(bytes);
+    read_rows(path, &mut cursor, &h, (n, d), 0, &mut out, &mut Vec::new())?;
     Ok(Array2::from_shape_vec((n, d), out).expect("n·d values"))
 }
 
-/// The (rows, features) of a features header: float32 or float64, 2-D, C order, not empty.
+fn file_len(path: &Path, file: &std::fs::File) -> Result<u64> {
+    Ok(file.metadata().map_err(|e| Error::io(path, e))?.len())
+}
+
+/// Reads and parses the header at the start of `file`, reading no more of it than the header.
+fn read_header(path: &Path, file: &mut std::fs::File) -> Result<Header> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file_len(path, file)?;
+    let mut prefix = vec![0u8; 12.min(len as usize)];
+    file.read_exact(&mut prefix)
+        .map_err(|e| Error::io(path, e))?;
+    let header_len = match prefix.get(6) {
+        Some(1) if prefix.len() >= 10 => 10 + u64::from(u16::from_le_bytes([prefix[8], prefix[9]])),
+        Some(2 | 3) if prefix.len() >= 12 => {
+            12 + u64::from(u32::from_le_bytes([
+                prefix[8], prefix[9], prefix[10], prefix[11],
+            ]))
+        }
+        _ => prefix.len() as u64,
+    };
+    // parse_header names the problem (bad magic, past the end …) from what there is.
+    let mut head = vec![0u8; header_len.min(len) as usize];
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.read_exact(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    parse_header(path, &head)
+}
+
+/// Checks that the file holds as many data bytes as its header's shape needs (overflow-free).
+fn check_body(path: &Path, h: &Header, len: u64) -> Result<()> {
+    let need = h
+        .shape
+        .iter()
+        .try_fold(h.size as u64, |acc, &s| acc.checked_mul(s as u64));
+    let body = len.saturating_sub(h.data_start as u64);
+    match need {
+        Some(need) if body >= need => Ok(()),
+        Some(need) => Err(Error::input(
+            path,
+            format!(
+                "truncated: shape {:?} of {} needs {need} bytes of data, found {body}",
+                h.shape, h.descr
+            ),
+        )),
+        None => Err(Error::input(
+            path,
+            format!(
+                "shape {:?} of {} is larger than any file can be",
+                h.shape, h.descr
+            ),
+        )),
+    }
+}
+
+/// The (rows, features) of a features header: float32, float64 or uint8, 2-D, not empty.
 fn feature_shape(path: &Path, h: &Header) -> Result<(usize, usize)> {
-    if h.kind != Kind::Float || !(h.size == 4 || h.size == 8) {
+    let supported = matches!((h.kind, h.size), (Kind::Float, 4 | 8) | (Kind::Uint, 1));
+    if !supported {
         return Err(Error::input(
             path,
             format!(
-                "features must be float32 or float64, found dtype {:?}",
+                "features must be float32, float64 or uint8, found dtype {:?}",
                 h.descr
             ),
         ));
@@ -202,12 +270,6 @@ fn feature_shape(path: &Path, h: &Header) -> Result<(usize, usize)> {
         return Err(Error::input(
             path,
             format!("features must be a 2-D array, found shape {:?}", h.shape),
-        ));
-    }
-    if h.fortran {
-        return Err(Error::input(
-            path,
-            "features must be in C order (save with np.ascontiguousarray), found Fortran order",
         ));
     }
     let (n, d) = (h.shape[0], h.shape[1]);
@@ -220,42 +282,108 @@ fn feature_shape(path: &Path, h: &Header) -> Result<(usize, usize)> {
     Ok((n, d))
 }
 
-/// Appends the values of whole rows `raw` (starting at row `first_row` of the file) to `out` as f32, refusing a
-/// non-finite value with its NumPy index.
-fn decode_features(
+/// Reads exactly `buf.len()` bytes at `offset`; a file that ends first (truncated, or shrunk since it was opened) is
+/// an input error at the byte where it ended.
+fn read_at<R: std::io::Read + std::io::Seek>(
     path: &Path,
-    raw: &[u8],
-    h: &Header,
-    d: usize,
-    first_row: usize,
-    out: &mut Vec<f32>,
+    r: &mut R,
+    offset: u64,
+    buf: &mut [u8],
 ) -> Result<()> {
-    for (e, c) in raw.chunks_exact(h.size).enumerate() {
-        let v = if h.size == 4 {
-            f32::from_le_bytes(word(c, h.big_endian))
-        } else {
-            f64::from_le_bytes(word(c, h.big_endian)) as f32
-        };
-        if !v.is_finite() {
-            let what = if v.is_nan() {
-                "NaN"
-            } else {
-                "infinite or outside the f32 range"
-            };
-            return Err(Error::input_at(
-                path,
-                Position::Index2((first_row + e / d) as u64, (e % d) as u64),
-                format!("feature is {what}"),
-            ));
+    use std::io::SeekFrom;
+    r.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(path, e))?;
+    let mut done = 0;
+    while done < buf.len() {
+        match r.read(&mut buf[done..]) {
+            Ok(0) => {
+                return Err(Error::input_at(
+                    path,
+                    Position::Byte(offset + done as u64),
+                    format!(
+                        "the file ends here, {} bytes short of what its header promises (it was truncated or shrank \
+                         while it was read)",
+                        buf.len() - done
+                    ),
+                ))
+            }
+            Ok(k) => done += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
         }
-        out.push(v);
+    }
+    Ok(())
+}
+
+/// One value of a features array as f32.
+fn decode(c: &[u8], h: &Header) -> f32 {
+    match h.size {
+        1 => f32::from(c[0]),
+        4 => f32::from_le_bytes(word(c, h.big_endian)),
+        _ => f64::from_le_bytes(word(c, h.big_endian)) as f32,
+    }
+}
+
+/// Reads rows `first..first + out.len() / d` of a features array of shape `(n, d)` into `out` (row-major f32) and
+/// checks that every value is finite (naming the first that is not by its NumPy index). Little-endian float32 in C
+/// order is read straight into `out`; other types go through `buf`. Fortran order is read one column at a time.
+fn read_rows<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    r: &mut R,
+    h: &Header,
+    (n, d): (usize, usize),
+    first: usize,
+    out: &mut [f32],
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    let m = out.len() / d;
+    let size = h.size as u64;
+    let start = h.data_start as u64;
+    if !h.fortran {
+        let offset = start + (first * d) as u64 * size;
+        let native_f32 =
+            h.kind == Kind::Float && h.size == 4 && h.big_endian == cfg!(target_endian = "big");
+        if native_f32 {
+            read_at(path, r, offset, bytemuck::cast_slice_mut(out))?;
+        } else {
+            buf.resize(m * d * h.size, 0);
+            read_at(path, r, offset, buf)?;
+            for (v, c) in out.iter_mut().zip(buf.chunks_exact(h.size)) {
+                *v = decode(c, h);
+            }
+        }
+    } else {
+        buf.resize(m * h.size, 0);
+        for j in 0..d {
+            let offset = start + (j as u64 * n as u64 + first as u64) * size;
+            read_at(path, r, offset, buf)?;
+            for (i, c) in buf.chunks_exact(h.size).enumerate() {
+                out[i * d + j] = decode(c, h);
+            }
+        }
+    }
+    if let Some(e) = out.iter().position(|v| !v.is_finite()) {
+        let what = if out[e].is_nan() {
+            "NaN"
+        } else {
+            "infinite or outside the f32 range"
+        };
+        return Err(Error::input_at(
+            path,
+            Position::Index2((first + e / d) as u64, (e % d) as u64),
+            format!("feature is {what}"),
+        ));
     }
     Ok(())
 }
 
 /// NPY features (and their labels) read a chunk of rows at a time, never the whole file: a [`RowSource`] whose
-/// memory is one chunk, for data larger than RAM. The header, the file's length and the labels are checked when
-/// it is opened; each chunk's values when it is read (a NaN is reported at its NumPy index).
+/// memory is one chunk, for data larger than RAM. The header, the file's length and the labels are checked when it
+/// is opened; each chunk's values when it is read (a NaN is reported at its NumPy index, a file that shrank since at
+/// the byte where it now ends). Rows are read with positioned reads rather than a memory map: from the page cache
+/// that is as fast, and a file truncated under a map kills the process with SIGBUS instead of giving an error.
+///
+/// [`RowSource`]: super::RowSource
 #[derive(Debug)]
 pub struct NpyRows {
     path: std::path::PathBuf,
@@ -273,66 +401,10 @@ pub struct NpyRows {
 impl NpyRows {
     /// Opens features `x_path` and labels `y_path` (class indices below `classes`, or the largest + 1).
     pub fn open(x_path: &Path, y_path: &Path, classes: Option<usize>) -> Result<Self> {
-        use std::io::Read;
         let mut file = std::fs::File::open(x_path).map_err(|e| Error::io(x_path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(x_path, e))?.len();
-        let mut prefix = vec![0u8; 12.min(len as usize)];
-        file.read_exact(&mut prefix)
-            .map_err(|e| Error::io(x_path, e))?;
-        let header_len = match prefix.get(6) {
-            Some(1) if prefix.len() >= 10 => 10 + u16::from_le_bytes([prefix[8], prefix[9]]) as u64,
-            Some(2 | 3) if prefix.len() >= 12 => {
-                12 + u64::from(u32::from_le_bytes([
-                    prefix[8], prefix[9], prefix[10], prefix[11],
-                ]))
-            }
-            _ => 12.min(len),
-        };
-        if header_len > len {
-            // parse_header names the problem (bad magic, past the end …) from what there is.
-            let mut all = Vec::new();
-            std::fs::File::open(x_path)
-                .and_then(|mut f| f.read_to_end(&mut all))
-                .map_err(|e| Error::io(x_path, e))?;
-            return Err(parse_header(x_path, &all).err().unwrap_or_else(|| {
-                Error::input(
-                    x_path,
-                    "not a valid NPY file: header runs past the end of the file",
-                )
-            }));
-        }
-        let mut head = vec![0u8; header_len as usize];
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
-            .map_err(|e| Error::io(x_path, e))?;
-        file.read_exact(&mut head)
-            .map_err(|e| Error::io(x_path, e))?;
-        let header = parse_header(x_path, &head)?;
+        let header = read_header(x_path, &mut file)?;
         let (n, d) = feature_shape(x_path, &header)?;
-        let need = (n as u64)
-            .checked_mul(d as u64)
-            .and_then(|v| v.checked_mul(header.size as u64));
-        let body = len - header.data_start as u64;
-        match need {
-            Some(need) if body >= need => {}
-            Some(need) => {
-                return Err(Error::input(
-                    x_path,
-                    format!(
-                        "truncated: shape {:?} of {} needs {need} bytes of data, found {body}",
-                        header.shape, header.descr
-                    ),
-                ))
-            }
-            None => {
-                return Err(Error::input(
-                    x_path,
-                    format!(
-                        "shape {:?} of {} is larger than any file can be",
-                        header.shape, header.descr
-                    ),
-                ))
-            }
-        }
+        check_body(x_path, &header, file_len(x_path, &file)?)?;
         let y = read_npy_labels(y_path, classes)?;
         if y.len() != n {
             return Err(Error::input(
@@ -364,6 +436,11 @@ impl NpyRows {
             buf: Vec::new(),
         })
     }
+
+    /// Bytes of the features in the file.
+    pub fn data_bytes(&self) -> u64 {
+        self.n as u64 * self.d as u64 * self.header.size as u64
+    }
 }
 
 impl super::RowSource for NpyRows {
@@ -388,21 +465,27 @@ impl super::RowSource for NpyRows {
         Ok(())
     }
 
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        self.pos = usize::try_from(row).unwrap_or(usize::MAX);
+        Ok(true)
+    }
+
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<super::Chunk<'_>>> {
-        use std::io::{Read, Seek, SeekFrom};
         if self.pos >= self.n {
             return Ok(None);
         }
-        let (start, d, size) = (self.pos, self.d, self.header.size);
+        let (start, d) = (self.pos, self.d);
         let m = max_rows.max(1).min(self.n - start);
-        let offset = self.header.data_start as u64 + (start * d * size) as u64;
-        self.buf.resize(m * d * size, 0);
-        self.file
-            .seek(SeekFrom::Start(offset))
-            .and_then(|_| self.file.read_exact(&mut self.buf))
-            .map_err(|e| Error::io(&self.path, e))?;
-        let mut x = Vec::with_capacity(m * d);
-        decode_features(&self.path, &self.buf, &self.header, d, start, &mut x)?;
+        let mut x = vec![0f32; m * d];
+        read_rows(
+            &self.path,
+            &mut self.file,
+            &self.header,
+            (self.n, d),
+            start,
+            &mut x,
+            &mut self.buf,
+        )?;
         self.pos = start + m;
         let x = Array2::from_shape_vec((m, d), x).expect("m·d values");
         let chunk = super::Chunk::owned(
@@ -571,11 +654,46 @@ mod tests {
     }
 
     #[test]
+    fn reads_uint8_big_endian_and_fortran_order_as_c_order_f32() {
+        // The 2 × 3 array [[1, 2, 3], [4, 5, 6]] in each layout.
+        let want = ndarray::arr2(&[[1f32, 2., 3.], [4., 5., 6.]]);
+        let u8s = npy_bytes("|u1", &[2, 3], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(read_npy_features(&write("u8.npy", &u8s)).unwrap(), want);
+        let be: Vec<u8> = [1f32, 2., 3., 4., 5., 6.]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let big = npy_bytes(">f4", &[2, 3], &be);
+        assert_eq!(read_npy_features(&write("be.npy", &big)).unwrap(), want);
+        // Column-major: the values of column 0, then column 1, then column 2.
+        let fo: Vec<u8> = [1f64, 4., 2., 5., 3., 6.]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut fortran = npy_bytes("<f8", &[2, 3], &fo);
+        let at = fortran.windows(5).position(|w| w == b"False").unwrap();
+        fortran[at..at + 5].copy_from_slice(b"True ");
+        assert_eq!(read_npy_features(&write("f.npy", &fortran)).unwrap(), want);
+        // A Fortran-order NaN is still named by its NumPy index.
+        let mut bad = fortran.clone();
+        let n = bad.len();
+        bad[n - 8..].copy_from_slice(&f64::NAN.to_le_bytes());
+        let e = read_npy_features(&write("fn.npy", &bad)).unwrap_err();
+        assert!(
+            e.to_string().ends_with("index [1, 2]: feature is NaN"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn rejects_wrong_dtype_shape_and_labels() {
         let f = |v: &[f32]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
         let e =
             read_npy_features(&write("a.npy", &npy_bytes("<i4", &[1, 1], &[0; 4]))).unwrap_err();
-        assert!(e.to_string().contains("must be float32 or float64"), "{e}");
+        assert!(
+            e.to_string().contains("must be float32, float64 or uint8"),
+            "{e}"
+        );
         let e = read_npy_features(&write("b.npy", &npy_bytes("<f4", &[2], &f(&[1.0, 2.0]))))
             .unwrap_err();
         assert!(e.to_string().contains("2-D"), "{e}");

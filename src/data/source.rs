@@ -128,6 +128,16 @@ impl<'a> Chunk<'a> {
         self.first_row
     }
 
+    /// The chunk with rows it owns (a copy when it borrows them), free of the source it came from: what a reader
+    /// thread hands to the trainer.
+    pub fn into_owned(self) -> Chunk<'static> {
+        Chunk {
+            x: CowArray::from(self.x.into_owned()),
+            y: std::borrow::Cow::Owned(self.y.into_owned()),
+            first_row: self.first_row,
+        }
+    }
+
     /// The rows `start..end` of the chunk, as a chunk (already checked).
     pub fn slice(&self, start: usize, end: usize) -> Chunk<'_> {
         Chunk {
@@ -138,9 +148,10 @@ impl<'a> Chunk<'a> {
     }
 }
 
-/// Where rows come from. Implemented by [`InMemory`] today, and by the streaming readers (NPY memory-mapped, CSV,
-/// LIBSVM, IDX) that read a file a chunk at a time.
-pub trait RowSource {
+/// Where rows come from: [`InMemory`] for rows in RAM, and the streaming readers ([`super::NpyRows`], …) that read a
+/// file a chunk at a time. `Send`, so that a reader thread can fill the next chunk while the trainer computes on the
+/// current one (see [`crate::train::fit`]).
+pub trait RowSource: Send {
     /// A name for messages: the file, or `<training rows>`.
     fn name(&self) -> &str;
     /// Features per row.
@@ -153,6 +164,11 @@ pub trait RowSource {
     fn rewind(&mut self) -> Result<()>;
     /// The next at most `max_rows` rows (at least one), or None at the end.
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>>;
+    /// Positions the source so that the next chunk starts at `row`; false (and no change) when the source can only
+    /// be read in order. Streaming training shuffles the order of chunks only where the source can seek.
+    fn seek(&mut self, _row: u64) -> Result<bool> {
+        Ok(false)
+    }
     /// All the rows as one shared host array, when the source already holds them in memory: a CPU backend then
     /// holds them without a copy.
     fn shared(&self) -> Option<Arc<HostRows>> {
@@ -179,10 +195,40 @@ impl HostRows {
         }
         Ok(HostRows {
             name,
-            x: x.as_standard_layout().into_owned(),
+            x: if x.is_standard_layout() {
+                x
+            } else {
+                x.as_standard_layout().into_owned()
+            },
             y,
             k,
         })
+    }
+
+    /// The rows of a chunk, which were checked when it was made (no second pass over them).
+    pub fn from_chunk(name: &str, chunk: Chunk<'static>, k: usize) -> Self {
+        let x = chunk.x.into_owned();
+        let x = if x.is_standard_layout() {
+            x
+        } else {
+            x.as_standard_layout().into_owned()
+        };
+        HostRows {
+            name: name.to_string(),
+            x,
+            y: chunk.y.into_owned(),
+            k,
+        }
+    }
+
+    /// The rows `rows` (indices into these rows, which start at row `first_row` of their source) as an owned chunk.
+    pub fn chunk(&self, first_row: u64, rows: &[u32]) -> Chunk<'static> {
+        let idx: Vec<usize> = rows.iter().map(|&i| i as usize).collect();
+        Chunk {
+            x: CowArray::from(self.x.select(ndarray::Axis(0), &idx)),
+            y: std::borrow::Cow::Owned(idx.iter().map(|&i| self.y[i]).collect()),
+            first_row,
+        }
     }
 
     /// Reads a whole source into host memory.
@@ -290,6 +336,11 @@ impl RowSource for InMemory {
     fn rewind(&mut self) -> Result<()> {
         self.pos = 0;
         Ok(())
+    }
+
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        self.pos = usize::try_from(row).unwrap_or(usize::MAX);
+        Ok(true)
     }
 
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {

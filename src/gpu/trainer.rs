@@ -868,9 +868,46 @@ impl Backend for GpuBackend<'_> {
         for c in &mut chunks {
             c.gather = Some(self.gather_group(c));
         }
-        self.held.push(Resident { rows, chunks });
-        ctx.wait()?;
-        Ok(Held::new(self.held.len() - 1, rows))
+        // Into the first released slot: streaming holds and releases a set per chunk.
+        let resident = Resident { rows, chunks };
+        let id = match self.held.iter().position(|h| h.chunks.is_empty()) {
+            Some(free) => {
+                self.held[free] = resident;
+                free
+            }
+            None => {
+                self.held.push(resident);
+                self.held.len() - 1
+            }
+        };
+        ctx.take_error()?;
+        Ok(Held::new(id, rows))
+    }
+
+    fn release(&mut self, set: Held) -> Result<()> {
+        if self
+            .held
+            .get(set.id())
+            .is_none_or(|h| h.rows != set.len() || h.chunks.is_empty())
+        {
+            return Err(Error::Internal(format!(
+                "held set {} is not this backend's",
+                set.id()
+            )));
+        }
+        // Queued ops name the set by its slot: submit them first. The buffers live on until the submissions that
+        // use them are done (wgpu counts references), and flush keeps at most two submissions in flight, so a
+        // stream of chunks never has more than a few on the device.
+        self.flush()?;
+        self.held[set.id()] = Resident {
+            rows: 0,
+            chunks: Vec::new(),
+        };
+        Ok(())
+    }
+
+    fn holds_in_host_memory(&self) -> bool {
+        self.ctx.info.device_type == wgpu::DeviceType::Cpu
     }
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {

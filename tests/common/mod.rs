@@ -40,6 +40,26 @@ pub fn on_every_gpu(mut body: impl FnMut(&GpuContext)) {
     }
 }
 
+/// Runs `body` on the CPU path (the f32 and f64 reference and the fast f32 trainer) and on every adapter.
+pub fn on_every_backend(
+    mut body: impl for<'c> FnMut(
+        &str,
+        &mut dyn FnMut(softmax_wgpu::Shape) -> Box<dyn softmax_wgpu::Backend + 'c>,
+    ),
+) {
+    use softmax_wgpu::cpu::{CpuBackend, FastCpu};
+    use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
+    body("cpu f32", &mut |s| Box::new(CpuBackend::<f32>::new(s)));
+    body("cpu f64", &mut |s| Box::new(CpuBackend::<f64>::new(s)));
+    body("fast cpu", &mut |s| Box::new(FastCpu::new(s).unwrap()));
+    for ctx in gpus() {
+        let name = ctx.describe();
+        body(&name, &mut |s| {
+            Box::new(GpuBackend::new(&ctx, s, &GpuOptions::default()).unwrap())
+        });
+    }
+}
+
 /// Uniform values in [lo, hi) as f32.
 pub fn uniform(rows: usize, cols: usize, lo: f64, hi: f64, seed: u64) -> Array2<f32> {
     let mut g = SplitMix64::new(seed);

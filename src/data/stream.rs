@@ -1,0 +1,343 @@
+//! Sources built on other sources, for data too large to load: a seeded held-out split decided row by row
+//! ([`Split`]) and standardisation applied chunk by chunk ([`Standardized`]), with the statistics from one streaming
+//! pass ([`Standardizer::fit_source`]).
+
+use super::{Chunk, RowSource, Standardizer};
+use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+
+/// Rows of the inner source per entry of a [`Split`]'s seek index.
+const BLOCK: u64 = 4096;
+
+/// Which side of a [`Split`] a source yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The rows kept for training.
+    Train,
+    /// The held-out rows.
+    HeldOut,
+}
+
+/// True when row `row` is held out: a seeded hash of the row index below `fraction`. Decided per row, so that both
+/// sides of a split can be streamed independently and agree; the held-out share is `fraction` up to sampling noise
+/// (±√(n·f·(1−f)) rows), where the in-memory split holds out exactly round(n·f).
+pub fn held_out(seed: u64, fraction: f64, row: u64) -> bool {
+    let h = SplitMix64::derive(seed ^ 0x5B17_0000_0000, row).next_u64();
+    ((h >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < fraction
+}
+
+/// One side of a seeded held-out split of a source, streamed: each chunk is the kept rows of the inner source's
+/// next rows. Seekable when the inner source is (an index of kept rows every 4,096 inner rows, 2 KiB per 1M rows).
+#[derive(Debug)]
+pub struct Split<S> {
+    inner: S,
+    name: String,
+    seed: u64,
+    fraction: f64,
+    side: Side,
+    rows: u64,
+    /// Kept rows before each block of BLOCK inner rows.
+    index: Vec<u64>,
+    /// Kept rows to drop before the next chunk (after a seek into the middle of a block).
+    skip: u64,
+    /// The kept row the next chunk starts at.
+    pos: u64,
+}
+
+impl<S: RowSource> Split<S> {
+    /// The `side` of the split of `inner` that holds out `fraction` of its rows, seeded by `seed`. The inner source
+    /// must know its length.
+    pub fn new(inner: S, seed: u64, fraction: f64, side: Side) -> Result<Self> {
+        if !(fraction.is_finite() && fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::param("--val-split", "in (0, 1)", fraction));
+        }
+        let n = inner.rows().ok_or_else(|| {
+            Error::Internal(format!(
+                "{}: a split needs the source's length",
+                inner.name()
+            ))
+        })?;
+        let mut index = Vec::with_capacity(n.div_ceil(BLOCK) as usize);
+        let mut kept = 0u64;
+        for row in 0..n {
+            if row % BLOCK == 0 {
+                index.push(kept);
+            }
+            if held_out(seed, fraction, row) == (side == Side::HeldOut) {
+                kept += 1;
+            }
+        }
+        if kept == 0 {
+            return Err(Error::param(
+                "--val-split",
+                format!("a fraction that leaves rows on both sides of the {n}"),
+                fraction,
+            ));
+        }
+        let what = match side {
+            Side::Train => "training rows",
+            Side::HeldOut => "held-out rows",
+        };
+        Ok(Split {
+            name: format!("{} ({what})", inner.name()),
+            inner,
+            seed,
+            fraction,
+            side,
+            rows: kept,
+            index,
+            skip: 0,
+            pos: 0,
+        })
+    }
+}
+
+impl<S: RowSource> RowSource for Split<S> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+
+    fn rows(&self) -> Option<u64> {
+        Some(self.rows)
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.skip = 0;
+        self.pos = 0;
+        self.inner.rewind()
+    }
+
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        let block = self.index.partition_point(|&k| k <= row).saturating_sub(1);
+        if !self.inner.seek(block as u64 * BLOCK)? {
+            return Ok(false);
+        }
+        self.skip = row - self.index.get(block).copied().unwrap_or(0);
+        self.pos = row;
+        Ok(true)
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
+        let want = max_rows.max(1);
+        let (d, k) = (self.features(), self.classes());
+        let mut x: Vec<f32> = Vec::new();
+        let mut y: Vec<u32> = Vec::new();
+        while y.len() < want && self.pos < self.rows {
+            // Read as many inner rows as should hold the rows still wanted, plus the ones to skip.
+            let expect = match self.side {
+                Side::Train => 1.0 - self.fraction,
+                Side::HeldOut => self.fraction,
+            };
+            let need = (want - y.len()) as u64 + self.skip;
+            let ask = ((need as f64 / expect).ceil() as u64 + 64).min(1 << 20) as usize;
+            let (seed, fraction, side) = (self.seed, self.fraction, self.side);
+            let Some(chunk) = self.inner.next_chunk(ask)? else {
+                break;
+            };
+            let first = chunk.first_row();
+            for (i, (row, &label)) in chunk.x().outer_iter().zip(chunk.y()).enumerate() {
+                if held_out(seed, fraction, first + i as u64) != (side == Side::HeldOut) {
+                    continue;
+                }
+                if self.skip > 0 {
+                    self.skip -= 1;
+                    continue;
+                }
+                if y.len() == want {
+                    // Past what was asked: step the inner source back to this row.
+                    if !self.inner.seek(first + i as u64)? {
+                        return Err(Error::Internal(format!(
+                            "{}: read past a chunk of a source that cannot seek",
+                            self.name
+                        )));
+                    }
+                    break;
+                }
+                x.extend(row.iter());
+                y.push(label);
+            }
+        }
+        if y.is_empty() {
+            return Ok(None);
+        }
+        let first_row = self.pos;
+        self.pos += y.len() as u64;
+        let m = y.len();
+        let x = ndarray::Array2::from_shape_vec((m, d), x)
+            .map_err(|e| Error::Internal(format!("{}: {e}", self.name)))?;
+        Ok(Some(Chunk::owned(&self.name, x, y, k, first_row)?))
+    }
+}
+
+/// A source whose features are standardised chunk by chunk with fixed statistics.
+#[derive(Debug)]
+pub struct Standardized<S> {
+    inner: S,
+    stats: Standardizer,
+}
+
+impl<S: RowSource> Standardized<S> {
+    /// `inner` standardised with `stats` (one mean and deviation per feature).
+    pub fn new(inner: S, stats: Standardizer) -> Result<Self> {
+        if stats.mean.len() != inner.features() {
+            return Err(Error::shape(
+                "standardizer",
+                format!("{} features", inner.features()),
+                stats.mean.len(),
+            ));
+        }
+        Ok(Standardized { inner, stats })
+    }
+}
+
+impl<S: RowSource> RowSource for Standardized<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+
+    fn rows(&self) -> Option<u64> {
+        self.inner.rows()
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.inner.rewind()
+    }
+
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        self.inner.seek(row)
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
+        let k = self.inner.classes();
+        let name = self.inner.name().to_string();
+        let Some(chunk) = self.inner.next_chunk(max_rows)? else {
+            return Ok(None);
+        };
+        let first = chunk.first_row();
+        let mut x = chunk.x().to_owned();
+        let y = chunk.y().to_vec();
+        self.stats.apply(&mut x);
+        Ok(Some(Chunk::owned(&name, x, y, k, first)?))
+    }
+}
+
+impl<S: RowSource + ?Sized> RowSource for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn features(&self) -> usize {
+        (**self).features()
+    }
+
+    fn classes(&self) -> usize {
+        (**self).classes()
+    }
+
+    fn rows(&self) -> Option<u64> {
+        (**self).rows()
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        (**self).rewind()
+    }
+
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        (**self).seek(row)
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
+        (**self).next_chunk(max_rows)
+    }
+
+    fn shared(&self) -> Option<std::sync::Arc<super::HostRows>> {
+        (**self).shared()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{HostRows, InMemory};
+    use ndarray::Array2;
+
+    fn source(n: usize) -> InMemory {
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| (i * 3 + j) as f32 * 0.5 - 7.0);
+        let y: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
+        InMemory::from_arrays("m", x, y, 3).unwrap()
+    }
+
+    fn rows_of(s: &mut dyn RowSource, chunk: usize) -> Vec<f32> {
+        s.rewind().unwrap();
+        let mut out = Vec::new();
+        while let Some(c) = s.next_chunk(chunk).unwrap() {
+            assert!(c.len() <= chunk);
+            out.extend(c.x().column(0).iter().copied());
+        }
+        out
+    }
+
+    #[test]
+    fn the_two_sides_of_a_split_partition_the_rows_whatever_the_chunking() {
+        let n = 10_000;
+        let mut train = Split::new(source(n), 9, 0.25, Side::Train).unwrap();
+        let mut held = Split::new(source(n), 9, 0.25, Side::HeldOut).unwrap();
+        let (a, b) = (rows_of(&mut train, 1), rows_of(&mut held, 777));
+        assert_eq!(a.len() as u64, train.rows().unwrap());
+        assert_eq!(a.len() + b.len(), n);
+        // About a quarter held out: 2,500 ± 4.3 standard deviations (σ = √(n·f·(1−f)) ≈ 43).
+        assert!((b.len() as i64 - 2500).abs() < 190, "{}", b.len());
+        let mut all: Vec<f32> = a.iter().chain(&b).copied().collect();
+        all.sort_by(f32::total_cmp);
+        assert_eq!(all, rows_of(&mut source(n), 4096));
+        for chunk in [3, 4096, 5000, 20_000] {
+            assert_eq!(rows_of(&mut train, chunk), a, "chunks of {chunk}");
+        }
+        // Seeking to any kept row starts there, in and across the index's blocks.
+        for at in [0u64, 1, 4095, 4096, 5000, a.len() as u64 - 1] {
+            assert!(train.seek(at).unwrap());
+            let c = train.next_chunk(10).unwrap().unwrap();
+            assert_eq!(c.first_row(), at);
+            let want: Vec<f32> = a[at as usize..(at as usize + 10).min(a.len())].to_vec();
+            assert_eq!(c.x().column(0).to_vec(), want, "seek to {at}");
+        }
+        assert!(Split::new(source(10), 9, 1.0, Side::Train).is_err());
+    }
+
+    #[test]
+    fn streamed_statistics_equal_in_memory_ones_and_standardize_chunks() {
+        let n = 10_000;
+        let mut s = source(n);
+        let rows: std::sync::Arc<HostRows> = s.rows_ref().clone();
+        let fitted = Standardizer::fit(rows.x());
+        assert_eq!(Standardizer::fit_source(&mut s).unwrap(), fitted);
+        // Welford's merge against the two-pass formula in f64: the same to f32 rounding.
+        let x = rows.x().mapv(f64::from);
+        let mean = x.mean_axis(ndarray::Axis(0)).unwrap();
+        let std = x.std_axis(ndarray::Axis(0), 0.0);
+        for j in 0..3 {
+            assert!((f64::from(fitted.mean[j]) - mean[j]).abs() <= 1e-6 * mean[j].abs().max(1.0));
+            assert!((f64::from(fitted.std[j]) - std[j]).abs() <= 1e-6 * std[j]);
+        }
+        let mut z = Standardized::new(s, fitted.clone()).unwrap();
+        let mut want = rows.x().to_owned();
+        fitted.apply(&mut want);
+        assert_eq!(rows_of(&mut z, 333), want.column(0).to_vec());
+    }
+}
