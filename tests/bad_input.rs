@@ -164,9 +164,193 @@ fn flag(name: &'static str, extra: &[&str], expect: &[&'static str]) -> Case {
     case(name, &args, expect)
 }
 
+fn svm_train(name: &'static str, text: &str, extra: &[&str], expect: &[&'static str]) -> Case {
+    let mut args = vec!["train", "--device", "cpu", "--data", "bad.svm"];
+    args.extend_from_slice(extra);
+    case(name, &args, expect).file("bad.svm", text.as_bytes())
+}
+
+/// An IDX file: magic (0, 0, type, dims), big-endian u32 dimensions, then `body`.
+fn idx(kind: u8, dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, kind, dims.len() as u8];
+    for d in dims {
+        out.extend(d.to_be_bytes());
+    }
+    out.extend(body);
+    out
+}
+
+fn idx_train(name: &'static str, x: Vec<u8>, y: Vec<u8>, expect: &[&'static str]) -> Case {
+    case(
+        name,
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            "bad-images-idx3-ubyte",
+            "--labels",
+            "bad-labels-idx1-ubyte",
+        ],
+        expect,
+    )
+    .file("bad-images-idx3-ubyte", x)
+    .file("bad-labels-idx1-ubyte", y)
+}
+
 fn cases() -> Vec<Case> {
     let f4 = "'<f4'";
+    let images = || idx(0x08, &[4, 2, 2], &[0, 64, 128, 255].repeat(4));
+    let labels = || idx(0x08, &[4], &[0, 1, 0, 1]);
     vec![
+        // LIBSVM files.
+        svm_train(
+            "LIBSVM duplicated index",
+            "1 1:0.5 3:2\n2 2:1 2:3\n",
+            &[],
+            &["bad.svm", "line 2", "index 2 repeats"],
+        ),
+        svm_train(
+            "LIBSVM descending index",
+            "1 4:1 2:1\n2 1:1\n",
+            &[],
+            &["bad.svm", "line 1", "below the previous index 4"],
+        ),
+        svm_train(
+            "LIBSVM index out of range",
+            "1 1:1 9:1\n2 2:1\n",
+            &["--features", "5"],
+            &["bad.svm", "line 1", "out of range for --features 5"],
+        ),
+        svm_train(
+            "LIBSVM index 0 in a 1-based file",
+            "1 0:1\n2 2:1\n",
+            &[],
+            &["bad.svm", "line 1", "--zero-based"],
+        ),
+        svm_train(
+            "LIBSVM unparsable value",
+            "1 1:1\n2 2:abc\n",
+            &[],
+            &["bad.svm", "line 2", "\"abc\" is not a number"],
+        ),
+        svm_train(
+            "LIBSVM NaN value",
+            "1 1:1\n2 2:nan\n",
+            &[],
+            &["bad.svm", "line 2", "not finite"],
+        ),
+        svm_train(
+            "LIBSVM missing label",
+            "1 1:1\n2:1 3:1\n",
+            &[],
+            &["bad.svm", "line 2", "no label"],
+        ),
+        svm_train(
+            "LIBSVM empty line",
+            "1 1:1\n\n2 1:1\n",
+            &[],
+            &["bad.svm", "line 2", "no label"],
+        ),
+        svm_train(
+            "LIBSVM entry without a colon",
+            "1 1:1\n2 3\n",
+            &["--format", "libsvm"],
+            &["bad.svm", "line 2", "not index:value"],
+        ),
+        svm_train(
+            "LIBSVM one class",
+            "1 1:1\n1 2:1\n",
+            &[],
+            &["bad.svm", "at least 2 classes"],
+        ),
+        svm_train(
+            "LIBSVM with --labels",
+            "1 1:1\n2 2:1\n",
+            &["--labels", "y.npy"],
+            &["--labels", "holds its labels"],
+        ),
+        // IDX files.
+        idx_train(
+            "IDX wrong magic",
+            b"\x00\x01\x08\x03rest".to_vec(),
+            labels(),
+            &["bad-images-idx3-ubyte", "not an IDX file"],
+        ),
+        idx_train(
+            "IDX truncated",
+            idx(0x08, &[4, 2, 2], &[0; 10]),
+            labels(),
+            &["bad-images-idx3-ubyte", "truncated", "need 16 bytes"],
+        ),
+        idx_train(
+            "IDX dimensions overflow",
+            idx(0x08, &[u32::MAX, u32::MAX, u32::MAX], &[]),
+            labels(),
+            &["bad-images-idx3-ubyte", "larger than any file"],
+        ),
+        idx_train(
+            "IDX labels of another length",
+            images(),
+            idx(0x08, &[3], &[0, 1, 0]),
+            &["bad-labels-idx1-ubyte", "3 labels", "4 rows"],
+        ),
+        idx_train(
+            "IDX labels truncated",
+            images(),
+            idx(0x08, &[4], &[0, 1]),
+            &["bad-labels-idx1-ubyte", "truncated"],
+        ),
+        idx_train(
+            "IDX gzip that is not",
+            images(),
+            b"\x1f\x8bnot gzip at all".to_vec(),
+            &["bad-labels-idx1-ubyte", "gzip"],
+        ),
+        // gen and the memory flags.
+        case(
+            "gen bad shape",
+            &[
+                "gen",
+                "--shape",
+                "10,0,3",
+                "--out",
+                "g.npy",
+                "--labels-out",
+                "gy.npy",
+            ],
+            &["--shape"],
+        ),
+        case(
+            "gen without labels",
+            &["gen", "--shape", "10,2,3", "--out", "g.npy"],
+            &["--labels-out"],
+        ),
+        case(
+            "gen density",
+            &[
+                "gen",
+                "--shape",
+                "10,2,3",
+                "--format",
+                "libsvm",
+                "--density",
+                "2",
+                "--out",
+                "g.svm",
+            ],
+            &["--density", "(0, 1]"],
+        ),
+        flag(
+            "memory budget unit",
+            &["--memory-budget", "12 parsecs"],
+            &["--memory-budget", "unknown unit"],
+        ),
+        flag(
+            "memory budget zero",
+            &["--memory-budget", "0"],
+            &["--memory-budget", "between 1 byte"],
+        ),
         // CSV files.
         csv_train(
             "ragged row",

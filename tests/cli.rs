@@ -587,3 +587,156 @@ fn bench_times_the_cpu_path_and_every_adapter_with_a_peer_or_a_reason() {
     let bad = run(&["bench", "--quick", "--peers", "numpy,matlab"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+/// The last epoch's JSON object of a `train --json` run.
+fn last_epoch(out: &Out) -> serde_json::Value {
+    let line = out.stdout.lines().last().expect("an epoch line");
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn gen_writes_what_train_synthetic_trains_on_and_big_files_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (x, y) = (format!("{d}/x.npy"), format!("{d}/y.npy"));
+    let g = run(&[
+        "gen",
+        "--shape",
+        "3000,16,4",
+        "--out",
+        &x,
+        "--labels-out",
+        &y,
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let common = ["--device", "cpu", "--epochs", "2", "--seed", "5", "--json"];
+    let from_file = run(&[&["train", "--data", &x, "--labels", &y][..], &common].concat());
+    let synthetic = run(&[&["train", "--synthetic", "3000,16,4"][..], &common].concat());
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    let (a, b) = (last_epoch(&from_file), last_epoch(&synthetic));
+    assert_eq!(
+        a["train_loss"], b["train_loss"],
+        "gen's rows are --synthetic's"
+    );
+    assert_eq!(a["val_accuracy"], b["val_accuracy"]);
+    assert!(a["stream"].is_null());
+    // Over a memory budget the same file streams: the run says so, reports its reading, and learns as well.
+    let model = format!("{d}/m.safetensors");
+    let streamed = run(&[
+        &[
+            "train",
+            "--data",
+            &x,
+            "--labels",
+            &y,
+            "--memory-budget",
+            "64KiB",
+            "--standardize",
+        ][..],
+        &common,
+        &["--out", &model],
+    ]
+    .concat());
+    assert_eq!(streamed.code, 0, "{}", streamed.stderr);
+    assert!(
+        streamed.stderr.contains("streaming:"),
+        "{}",
+        streamed.stderr
+    );
+    let s = last_epoch(&streamed);
+    assert!(s["stream"]["chunks"].as_u64().unwrap() > 10, "{s}");
+    let (acc, want) = (
+        s["val_accuracy"].as_f64().unwrap(),
+        b["val_accuracy"].as_f64().unwrap(),
+    );
+    assert!(acc > want - 0.05, "streamed {acc} vs resident {want}");
+    // The model standardises as it was trained: predicting the training file scores like the held-out rows.
+    let p = run(&["predict", "--model", &model, "--data", &x, "--labels", &y]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let predicted: f64 = p.stderr.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        (predicted - acc).abs() < 0.05,
+        "predict {predicted} vs held-out {acc}"
+    );
+}
+
+#[test]
+fn libsvm_and_idx_files_train_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let svm = format!("{d}/s.svm");
+    let g = run(&[
+        "gen",
+        "--format",
+        "libsvm",
+        "--shape",
+        "2000,300,3",
+        "--density",
+        "0.05",
+        "--out",
+        &svm,
+    ]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let model = format!("{d}/m.safetensors");
+    let t = run(&[
+        "train", "--device", "cpu", "--data", &svm, "--epochs", "5", "--lr", "0.5", "--json",
+        "--out", &model,
+    ]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    // Class features make this easy: nearly every held-out row right.
+    assert!(
+        last_epoch(&t)["val_accuracy"].as_f64().unwrap() > 0.95,
+        "{}",
+        t.stdout
+    );
+    let p = run(&["predict", "--model", &model, "--data", &svm]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    assert!(p.stderr.contains("accuracy 0.9"), "{}", p.stderr);
+    assert_eq!(p.stdout.lines().count(), 2001);
+    // IDX: MNIST's layout, 8 × 8 images.
+    let n = 400;
+    let mut images = vec![0u8, 0, 8, 3];
+    for v in [n as u32, 8, 8] {
+        images.extend(v.to_be_bytes());
+    }
+    let mut labels = vec![0u8, 0, 8, 1];
+    labels.extend((n as u32).to_be_bytes());
+    for i in 0..n {
+        let class = (i % 2) as u8;
+        labels.push(class);
+        // Class 0 lights the top half, class 1 the bottom half, with a little texture.
+        images.extend((0..64).map(|p| {
+            if (p < 32) == (class == 0) {
+                200 + (p as u8 % 50)
+            } else {
+                (i % 30) as u8
+            }
+        }));
+    }
+    let xi = write(dir.path(), "train-images-idx3-ubyte", &images);
+    let yi = write(dir.path(), "train-labels-idx1-ubyte", &labels);
+    let t = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        xi.to_str().unwrap(),
+        "--labels",
+        yi.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--lr",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert!(t.stderr.contains("64 features, 2 classes"), "{}", t.stderr);
+    assert_eq!(
+        last_epoch(&t)["val_accuracy"].as_f64().unwrap(),
+        1.0,
+        "{}",
+        t.stdout
+    );
+}

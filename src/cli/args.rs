@@ -25,6 +25,39 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Time training epochs on the CPU path and on GPU adapters, with NumPy as a peer in the same run.
     Bench(BenchArgs),
+    /// Write a seeded synthetic data set of any size: dense NPY features and labels, or sparse LIBSVM text.
+    Gen(GenArgs),
+}
+
+/// What `gen` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenFormat {
+    /// Dense float32 features (--out) and uint32 labels (--labels-out), Gaussian classes.
+    Npy,
+    /// Sparse text with --density non-zeros, class-specific features.
+    Libsvm,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Rows, features and classes.
+    #[arg(long, value_name = "N,D,K")]
+    pub shape: String,
+    /// The file to write (features for NPY).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The labels file (NPY only).
+    #[arg(long)]
+    pub labels_out: Option<PathBuf>,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = GenFormat::Npy)]
+    pub format: GenFormat,
+    /// Fraction of non-zero features per row (LIBSVM only), in (0, 1].
+    #[arg(long, default_value_t = 0.001)]
+    pub density: f64,
+    /// Seed: the same arguments write the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Which devices `bench` times.
@@ -167,16 +200,43 @@ pub struct DeviceArgs {
     pub precision: Precision,
 }
 
+/// The data formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// From the file's first bytes and its extension.
+    Auto,
+    Csv,
+    Npy,
+    Libsvm,
+    Idx,
+}
+
+/// How data files are read.
+#[derive(Debug, Clone, Args)]
+pub struct FormatArgs {
+    /// The format of the data files.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+    /// LIBSVM indices start at 0 (default: at 1).
+    #[arg(long)]
+    pub zero_based: bool,
+    /// LIBSVM feature count (default: the largest index in the training file).
+    #[arg(long, value_name = "D")]
+    pub features: Option<usize>,
+}
+
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Training data: a CSV file, or an NPY file of features (with --labels).
+    /// Training data: CSV, LIBSVM, or NPY / IDX features (with --labels). The format is detected; see --format.
     #[arg(long, conflicts_with = "synthetic")]
     pub data: Option<PathBuf>,
-    /// NPY file of integer class indices for an NPY --data.
+    /// Class indices for NPY or IDX --data (an NPY or IDX file).
     #[arg(long, requires = "data")]
     pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// The label column of CSV files (0-based; negative counts from the end).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub label_column: isize,
@@ -322,12 +382,14 @@ pub struct PredictArgs {
     /// The model file written by `train --out`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Rows to predict: CSV (with or without a label column) or NPY features.
+    /// Rows to predict: CSV (with or without a label column), LIBSVM, or NPY / IDX features.
     #[arg(long)]
     pub data: PathBuf,
-    /// NPY class indices for an NPY --data, to report accuracy.
+    /// Class indices for NPY or IDX --data, to report accuracy.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// The CSV label column when the file has one (default: the last column, when the file has one more column
     /// than the model has features).
     #[arg(long, allow_negative_numbers = true)]

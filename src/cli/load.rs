@@ -4,20 +4,19 @@ use std::path::Path;
 
 use anyhow::Result;
 use ndarray::Array2;
-use softmax_wgpu::data::{self, Dataset, NpyRows, Side, Split, Standardized, Standardizer};
+use softmax_wgpu::data::{
+    self, Dataset, Format, IdxRows, LibsvmOptions, LibsvmRows, NpyRows, Side, Split, Standardized,
+    Standardizer,
+};
 use softmax_wgpu::error::Position;
 use softmax_wgpu::{train, RowSource};
 use softmax_wgpu::{Error, Model, TrainConfig};
 
-use super::args::{PredictArgs, TrainArgs};
+use super::args::{FormatArg, FormatArgs, PredictArgs, TrainArgs};
 
 pub struct Loaded {
     pub train: Dataset,
     pub held_out: Option<Dataset>,
-}
-
-fn is_npy(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
 fn parse_synthetic(spec: &str) -> Result<(usize, usize, usize)> {
@@ -73,6 +72,108 @@ fn npy_dataset(
     })
 }
 
+/// Opens a row-format file again (a held-out split reads it twice, independently).
+pub type Opener = Box<dyn Fn() -> softmax_wgpu::Result<Box<dyn RowSource>>>;
+
+/// A file in a row format (NPY, IDX, LIBSVM): how to open it, its class names, rows and features.
+pub struct Rows {
+    pub open: Opener,
+    pub classes: Vec<String>,
+    pub rows: u64,
+    pub d: usize,
+}
+
+/// The format of `path`: as given, or detected.
+pub fn format_of(path: &Path, f: &FormatArgs) -> Result<Format> {
+    Ok(match f.format {
+        FormatArg::Auto => data::detect_format(path)?,
+        FormatArg::Csv => Format::Csv,
+        FormatArg::Npy => Format::Npy,
+        FormatArg::Libsvm => Format::Libsvm,
+        FormatArg::Idx => Format::Idx,
+    })
+}
+
+/// Opens `path` when it is in a row format (None for CSV). `classes`: the class names when they are fixed already
+/// (held-out data: the training classes); `k`: --classes for label files; `d`: the feature count when it is fixed.
+pub fn rows_of(
+    path: &Path,
+    labels: Option<&Path>,
+    labels_flag: &str,
+    f: &FormatArgs,
+    classes: Option<&[String]>,
+    k: Option<usize>,
+    d: Option<usize>,
+) -> Result<Option<Rows>> {
+    let format = format_of(path, f)?;
+    let need_labels = || {
+        labels.map(Path::to_path_buf).ok_or_else(|| {
+            Error::param(
+                labels_flag,
+                format!("given (required) with the {format} file {}", path.display()),
+                "none",
+            )
+        })
+    };
+    let k = classes.map(<[String]>::len).or(k);
+    let (open, names, rows, features): (Opener, Vec<String>, u64, usize) = match format {
+        Format::Csv => return Ok(None),
+        Format::Npy | Format::Idx => {
+            let (x, y) = (path.to_path_buf(), need_labels()?);
+            let open: Opener = if format == Format::Npy {
+                Box::new(move || Ok(Box::new(NpyRows::open(&x, &y, k)?) as Box<dyn RowSource>))
+            } else {
+                Box::new(move || Ok(Box::new(IdxRows::open(&x, &y, k)?) as Box<dyn RowSource>))
+            };
+            let probe = open()?;
+            let names = match classes {
+                Some(c) => c.to_vec(),
+                None => (0..probe.classes()).map(|c| c.to_string()).collect(),
+            };
+            (open, names, probe.rows().unwrap_or(0), probe.features())
+        }
+        Format::Libsvm => {
+            if labels.is_some() {
+                return Err(Error::param(
+                    labels_flag,
+                    format!(
+                        "not given: the LIBSVM file {} holds its labels",
+                        path.display()
+                    ),
+                    labels.map(|l| l.display().to_string()).unwrap_or_default(),
+                )
+                .into());
+            }
+            let probe = LibsvmRows::open(
+                path,
+                &LibsvmOptions {
+                    zero_based: f.zero_based,
+                    features: d.or(f.features),
+                    classes: classes.map(<[String]>::to_vec),
+                },
+            )?;
+            let names = probe.class_names().to_vec();
+            let (rows, features) = (probe.rows().unwrap_or(0), probe.features());
+            let open: Opener =
+                Box::new(move || Ok(Box::new(probe.try_clone()?) as Box<dyn RowSource>));
+            (open, names, rows, features)
+        }
+    };
+    if let Some(d) = d.filter(|&d| d != features) {
+        return Err(Error::input(
+            path,
+            format!("has {features} features, the training data has {d}"),
+        )
+        .into());
+    }
+    Ok(Some(Rows {
+        open,
+        classes: names,
+        rows,
+        d: features,
+    }))
+}
+
 /// Training data streamed from its file rather than loaded: the sources, the class names and the statistics.
 pub struct Streamed {
     pub train: Box<dyn RowSource>,
@@ -83,66 +184,49 @@ pub struct Streamed {
     pub budget: u64,
 }
 
-/// The NPY --data when its rows, held as f32, would not fit the host memory budget: streamed a chunk at a time,
-/// with the --val-split held-out rows chosen row by row, --test streamed too, and the standardisation statistics
-/// from one streaming pass. None when the data fit (they are then loaded as before).
+/// The training data when their rows, held as f32, would not fit the host memory budget: streamed a chunk at a
+/// time, with the --val-split held-out rows chosen row by row and the standardisation statistics from one streaming
+/// pass. None when the data fit or are not in a row format (they are then loaded as before).
 pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Streamed>> {
     let (Some(path), None) = (&a.data, &a.synthetic) else {
         return Ok(None);
     };
-    if !is_npy(path) {
+    let Some(rows) = rows_of(
+        path,
+        a.labels.as_deref(),
+        "--labels",
+        &a.format,
+        None,
+        a.classes,
+        None,
+    )?
+    else {
         return Ok(None);
-    }
-    let labels = a.labels.as_deref().ok_or_else(|| {
-        Error::param(
-            "--labels",
-            format!("given (required) with the NPY file {}", path.display()),
-            "none",
-        )
-    })?;
-    let open = || NpyRows::open(path, labels, a.classes);
-    let probe = open()?;
-    let bytes = probe
-        .rows()
-        .unwrap_or(0)
-        .saturating_mul(train::held_row_bytes(probe.features()));
+    };
+    let bytes = rows.rows.saturating_mul(train::held_row_bytes(rows.d));
     let budget = cfg
         .memory_budget
         .unwrap_or_else(train::default_memory_budget);
     if bytes <= budget {
         return Ok(None);
     }
-    let k = probe.classes();
-    let d = probe.features();
     let (mut train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>) = match &a.test {
-        Some(test) => {
-            let tl = a.test_labels.as_deref().ok_or_else(|| {
-                Error::param(
-                    "--test-labels",
-                    format!("given (required) with the NPY file {}", test.display()),
-                    "none",
-                )
-            })?;
-            let t = NpyRows::open(test, tl, Some(k))?;
-            if t.features() != d {
-                return Err(Error::input(
-                    test,
-                    format!("has {} features, the training data has {d}", t.features()),
-                )
-                .into());
-            }
-            (Box::new(probe), Some(Box::new(t)))
-        }
+        Some(_) => ((rows.open)()?, test_source(a, &rows.classes, rows.d)?),
         None if cfg.val_split > 0.0 => (
-            Box::new(Split::new(probe, cfg.seed, cfg.val_split, Side::Train)?),
+            Box::new(Split::new(
+                (rows.open)()?,
+                cfg.seed,
+                cfg.val_split,
+                Side::Train,
+            )?),
             Some(Box::new(Split::new(
-                open()?,
+                (rows.open)()?,
                 cfg.seed,
                 cfg.val_split,
                 Side::HeldOut,
             )?)),
         ),
-        None => (Box::new(probe), None),
+        None => ((rows.open)()?, None),
     };
     let standardizer = if cfg.standardize {
         Some(Standardizer::fit_source(train.as_mut())?)
@@ -161,10 +245,67 @@ pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Stre
     Ok(Some(Streamed {
         train,
         held_out,
-        classes: (0..k).map(|c| c.to_string()).collect(),
+        classes: rows.classes,
         standardizer,
         budget,
     }))
+}
+
+/// The --test rows as a source (None when there is no --test): a row-format file opened as a source (held or
+/// streamed by the trainer, as its size says), a CSV file read whole.
+pub fn test_source(
+    a: &TrainArgs,
+    classes: &[String],
+    d: usize,
+) -> Result<Option<Box<dyn RowSource>>> {
+    let Some(test) = &a.test else {
+        return Ok(None);
+    };
+    if let Some(rows) = rows_of(
+        test,
+        a.test_labels.as_deref(),
+        "--test-labels",
+        &a.format,
+        Some(classes),
+        None,
+        Some(d),
+    )? {
+        return Ok(Some((rows.open)()?));
+    }
+    let t = csv_test(a, test, classes)?;
+    if t.features() != d {
+        return Err(Error::input(
+            test,
+            format!("has {} features, the training data has {d}", t.features()),
+        )
+        .into());
+    }
+    Ok(Some(Box::new(t.into_source()?)))
+}
+
+fn csv_test(a: &TrainArgs, test_path: &Path, classes: &[String]) -> Result<Dataset> {
+    let t = data::read_csv(test_path, Some(a.label_column))?;
+    let y = data::labels_to_classes(test_path, &t.labels, &t.lines, classes, "training")?;
+    Ok(Dataset {
+        x: t.x,
+        y,
+        classes: classes.to_vec(),
+        source: test_path.display().to_string(),
+    })
+}
+
+/// Every row of a row-format file, read into memory.
+fn read_dataset(rows: Rows, path: &Path) -> Result<Dataset> {
+    let mut source = (rows.open)()?;
+    let held = data::HostRows::read(source.as_mut())?;
+    let held = std::sync::Arc::try_unwrap(held).unwrap_or_else(|shared| (*shared).clone());
+    let (x, y) = held.into_parts();
+    Ok(Dataset {
+        x,
+        y,
+        classes: rows.classes,
+        source: path.display().to_string(),
+    })
 }
 
 /// Loads --data/--synthetic/the digits, and --test or the --val-split held-out part.
@@ -173,8 +314,19 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
         let (n, d, k) = parse_synthetic(spec)?;
         data::synthetic(n, d, k, cfg.seed)?
     } else if let Some(path) = &a.data {
-        if is_npy(path) {
+        if format_of(path, &a.format)? == Format::Npy {
+            // Straight into one array: no copy beyond the data themselves.
             npy_dataset(path, a.labels.as_deref(), a.classes, "--labels")?
+        } else if let Some(rows) = rows_of(
+            path,
+            a.labels.as_deref(),
+            "--labels",
+            &a.format,
+            None,
+            a.classes,
+            None,
+        )? {
+            read_dataset(rows, path)?
         } else {
             let t = data::read_csv(path, Some(a.label_column))?;
             let (classes, y) = data::encode_labels(path, &t.labels)?;
@@ -199,24 +351,17 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
         let (train, held_out) = data::split_holdout(&full, cfg.val_split, cfg.seed)?;
         return Ok(Loaded { train, held_out });
     };
-    let test = if is_npy(test_path) {
-        let mut t = npy_dataset(
-            test_path,
-            a.test_labels.as_deref(),
-            Some(full.classes.len()),
-            "--test-labels",
-        )?;
-        t.classes = full.classes.clone();
-        t
-    } else {
-        let t = data::read_csv(test_path, Some(a.label_column))?;
-        let y = data::labels_to_classes(test_path, &t.labels, &t.lines, &full.classes, "training")?;
-        Dataset {
-            x: t.x,
-            y,
-            classes: full.classes.clone(),
-            source: test_path.display().to_string(),
-        }
+    let test = match rows_of(
+        test_path,
+        a.test_labels.as_deref(),
+        "--test-labels",
+        &a.format,
+        Some(&full.classes),
+        None,
+        Some(full.features()),
+    )? {
+        Some(rows) => read_dataset(rows, test_path)?,
+        None => csv_test(a, test_path, &full.classes)?,
     };
     if test.features() != full.features() {
         return Err(Error::input(
@@ -244,7 +389,25 @@ pub struct ToPredict {
 pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
     let d = model.features();
     let path = &a.data;
-    let (x, y) = if is_npy(path) {
+    let format = format_of(path, &a.format)?;
+    if matches!(format, Format::Libsvm | Format::Idx) {
+        let rows = rows_of(
+            path,
+            a.labels.as_deref(),
+            "--labels",
+            &a.format,
+            Some(&model.classes),
+            None,
+            Some(d),
+        )?
+        .ok_or_else(|| Error::Internal("a row format without rows".into()))?;
+        let ds = read_dataset(rows, path)?;
+        return Ok(ToPredict {
+            x: ds.x,
+            y: Some(ds.y),
+        });
+    }
+    let (x, y) = if format == Format::Npy {
         let x = data::read_npy_features(path)?;
         let y = match &a.labels {
             Some(lp) => {

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod common;
 mod devices;
+mod gen;
 mod load;
 mod predict;
 mod train;
@@ -37,6 +38,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Devices(a) => devices::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Gen(a) => gen::run(a),
     }
 }
 

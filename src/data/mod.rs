@@ -2,19 +2,25 @@
 //! and standardisation. Every loader checks what it reads and names the file and position of the first problem.
 
 mod csv;
+mod idx;
+mod libsvm;
 mod npy;
 mod source;
 mod stream;
 mod synthetic;
 
 pub use self::csv::{csv_columns, parse_csv, read_csv, CsvTable};
+pub use self::idx::{is_gzip, looks_like_idx, read_idx_labels, IdxRows};
+pub use self::libsvm::{
+    looks_like_libsvm, write_libsvm_rows, LibsvmOptions, LibsvmRows, SparseChunk,
+};
 pub use self::npy::{
     npy_bytes, parse_npy_features, parse_npy_labels, read_npy_features, read_npy_labels,
-    write_npy_features, write_npy_labels, NpyRows,
+    write_npy_features, write_npy_labels, write_npy_source, NpyRows,
 };
 pub use self::source::{check_rows, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES};
 pub use self::stream::{held_out, Side, Split, Standardized};
-pub use self::synthetic::synthetic;
+pub use self::synthetic::{synthetic, SparseSynthetic, SyntheticRows};
 
 use std::io::Read;
 use std::path::Path;
@@ -24,6 +30,61 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{bytes, Error, Position, Result};
 use crate::rng::SplitMix64;
+
+/// A data file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Comma-separated text with a label column.
+    Csv,
+    /// NumPy's array format (features; labels in a second file).
+    Npy,
+    /// LIBSVM / svmlight sparse text.
+    Libsvm,
+    /// MNIST's IDX (features; labels in a second file), plain or gzipped.
+    Idx,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Csv => "CSV",
+            Format::Npy => "NPY",
+            Format::Libsvm => "LIBSVM",
+            Format::Idx => "IDX",
+        })
+    }
+}
+
+/// The format of `path`, from its first bytes (the NPY, IDX and gzip magics, LIBSVM's `label idx:value` lines) and
+/// then its extension (.npy, .csv, .svm / .libsvm / .svmlight, -idxN-ubyte); CSV when nothing else fits.
+pub fn detect_format(path: &Path) -> Result<Format> {
+    let head = libsvm::head(path, 4096)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if head.starts_with(b"\x93NUMPY") || ext == "npy" {
+        return Ok(Format::Npy);
+    }
+    if looks_like_idx(&head) || name.contains("idx") && (is_gzip(&head) || name.contains("ubyte")) {
+        return Ok(Format::Idx);
+    }
+    if is_gzip(&head) {
+        return Err(Error::input(
+            path,
+            "is gzipped: only IDX files are read compressed (decompress it, or pass --format idx)",
+        ));
+    }
+    if matches!(ext.as_str(), "svm" | "libsvm" | "svmlight") || looks_like_libsvm(&head) {
+        return Ok(Format::Libsvm);
+    }
+    Ok(Format::Csv)
+}
 
 /// Bytes of memory this machine can still give (Linux: MemAvailable), or None where it cannot be read.
 pub fn available_memory() -> Option<u64> {

@@ -605,6 +605,64 @@ pub fn write_npy_features(path: &Path, x: ndarray::ArrayView2<f32>) -> Result<()
     crate::model::write_atomically(path, &npy_bytes("<f4", &[x.nrows(), x.ncols()], &body))
 }
 
+/// Writes every row of `source` as a float32 features NPY and a uint32 labels NPY, a chunk at a time (memory: one
+/// chunk), each file atomically: when anything fails neither file is replaced. `progress` is told the rows written.
+/// Returns the rows written.
+pub fn write_npy_source(
+    x_path: &Path,
+    y_path: &Path,
+    source: &mut dyn super::RowSource,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64> {
+    use std::io::Write;
+    let n = source.rows().ok_or_else(|| {
+        Error::Internal(format!(
+            "{}: an NPY header needs the row count",
+            source.name()
+        ))
+    })?;
+    let n = usize::try_from(n).map_err(|_| Error::Internal("row count above usize".into()))?;
+    let d = source.features();
+    let header = |descr: &str, shape: &[usize]| {
+        let mut h = npy_bytes(descr, shape, &[]);
+        h.shrink_to_fit();
+        h
+    };
+    let mut xf = crate::model::AtomicFile::create(x_path)?;
+    let mut yf = crate::model::AtomicFile::create(y_path)?;
+    xf.write_all(&header("<f4", &[n, d]))
+        .map_err(|e| Error::io(x_path, e))?;
+    yf.write_all(&header("<u4", &[n]))
+        .map_err(|e| Error::io(y_path, e))?;
+    source.rewind()?;
+    let rows_per_chunk = ((16usize << 20) / (4 * d)).max(1);
+    let mut written = 0u64;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = source.next_chunk(rows_per_chunk)? {
+        bytes.clear();
+        for v in chunk.x().iter() {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        xf.write_all(&bytes).map_err(|e| Error::io(x_path, e))?;
+        bytes.clear();
+        for v in chunk.y() {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        yf.write_all(&bytes).map_err(|e| Error::io(y_path, e))?;
+        written += chunk.len() as u64;
+        progress(written);
+    }
+    if written != n as u64 {
+        return Err(Error::Internal(format!(
+            "{}: {written} rows read, {n} announced",
+            source.name()
+        )));
+    }
+    xf.commit()?;
+    yf.commit()?;
+    Ok(written)
+}
+
 /// Writes class indices as a uint32 NPY vector (atomically).
 pub fn write_npy_labels(path: &Path, y: &[u32]) -> Result<()> {
     let body: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();

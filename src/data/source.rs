@@ -241,6 +241,12 @@ impl HostRows {
         let name = source.name().to_string();
         let mut x: Vec<f32> = Vec::new();
         let mut y: Vec<u32> = Vec::new();
+        if let Some(n) = source.rows() {
+            let values = n.saturating_mul(d as u64);
+            super::check_host_memory(&format!("{name} as f32"), values.saturating_mul(4))?;
+            x.reserve_exact(values as usize);
+            y.reserve_exact(n as usize);
+        }
         while let Some(c) = source.next_chunk(1 << 16)? {
             x.extend(c.x().iter());
             y.extend_from_slice(c.y());
@@ -249,6 +255,11 @@ impl HostRows {
         let x = Array2::from_shape_vec((n, d), x)
             .map_err(|e| Error::Internal(format!("{name}: chunks of the wrong width: {e}")))?;
         Ok(Arc::new(HostRows::new(name, x, y, k)?))
+    }
+
+    /// The features and labels, taken out.
+    pub fn into_parts(self) -> (Array2<f32>, Vec<u32>) {
+        (self.x, self.y)
     }
 
     /// The source's name.

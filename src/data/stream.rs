@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
 /// Rows of the inner source per entry of a [`Split`]'s seek index.
-const BLOCK: u64 = 4096;
+const BLOCK: u64 = 1024;
 
 /// Which side of a [`Split`] a source yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub fn held_out(seed: u64, fraction: f64, row: u64) -> bool {
 }
 
 /// One side of a seeded held-out split of a source, streamed: each chunk is the kept rows of the inner source's
-/// next rows. Seekable when the inner source is (an index of kept rows every 4,096 inner rows, 2 KiB per 1M rows).
+/// next rows. Seekable when the inner source is (an index of kept rows every 1,024 inner rows, 8 KiB per 1M rows).
 #[derive(Debug)]
 pub struct Split<S> {
     inner: S,
@@ -42,6 +42,8 @@ pub struct Split<S> {
     skip: u64,
     /// The kept row the next chunk starts at.
     pos: u64,
+    /// The rest of the last inner chunk read, and the next of its rows to look at.
+    pending: Option<(Chunk<'static>, usize)>,
 }
 
 impl<S: RowSource> Split<S> {
@@ -88,6 +90,7 @@ impl<S: RowSource> Split<S> {
             index,
             skip: 0,
             pos: 0,
+            pending: None,
         })
     }
 }
@@ -112,6 +115,7 @@ impl<S: RowSource> RowSource for Split<S> {
     fn rewind(&mut self) -> Result<()> {
         self.skip = 0;
         self.pos = 0;
+        self.pending = None;
         self.inner.rewind()
     }
 
@@ -122,28 +126,39 @@ impl<S: RowSource> RowSource for Split<S> {
         }
         self.skip = row - self.index.get(block).copied().unwrap_or(0);
         self.pos = row;
+        self.pending = None;
         Ok(true)
     }
 
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
         let want = max_rows.max(1);
         let (d, k) = (self.features(), self.classes());
+        let (seed, fraction, side) = (self.seed, self.fraction, self.side);
         let mut x: Vec<f32> = Vec::new();
         let mut y: Vec<u32> = Vec::new();
-        while y.len() < want && self.pos < self.rows {
-            // Read as many inner rows as should hold the rows still wanted, plus the ones to skip.
-            let expect = match self.side {
-                Side::Train => 1.0 - self.fraction,
-                Side::HeldOut => self.fraction,
-            };
-            let need = (want - y.len()) as u64 + self.skip;
-            let ask = ((need as f64 / expect).ceil() as u64 + 64).min(1 << 20) as usize;
-            let (seed, fraction, side) = (self.seed, self.fraction, self.side);
-            let Some(chunk) = self.inner.next_chunk(ask)? else {
-                break;
-            };
+        while y.len() < want && self.pos + (y.len() as u64) < self.rows {
+            let exhausted = self
+                .pending
+                .as_ref()
+                .is_none_or(|(c, next)| *next >= c.len());
+            if exhausted {
+                // As many inner rows as should hold the rows still wanted and the ones to skip.
+                let expect = match side {
+                    Side::Train => 1.0 - fraction,
+                    Side::HeldOut => fraction,
+                };
+                let need = (want - y.len()) as u64 + self.skip;
+                let ask = ((need as f64 / expect).ceil() as u64 + 64).min(1 << 20) as usize;
+                let Some(chunk) = self.inner.next_chunk(ask)? else {
+                    break;
+                };
+                self.pending = Some((chunk.into_owned(), 0));
+            }
+            let (chunk, next) = self.pending.as_mut().expect("filled above");
             let first = chunk.first_row();
-            for (i, (row, &label)) in chunk.x().outer_iter().zip(chunk.y()).enumerate() {
+            while *next < chunk.len() && y.len() < want {
+                let i = *next;
+                *next += 1;
                 if held_out(seed, fraction, first + i as u64) != (side == Side::HeldOut) {
                     continue;
                 }
@@ -151,18 +166,8 @@ impl<S: RowSource> RowSource for Split<S> {
                     self.skip -= 1;
                     continue;
                 }
-                if y.len() == want {
-                    // Past what was asked: step the inner source back to this row.
-                    if !self.inner.seek(first + i as u64)? {
-                        return Err(Error::Internal(format!(
-                            "{}: read past a chunk of a source that cannot seek",
-                            self.name
-                        )));
-                    }
-                    break;
-                }
-                x.extend(row.iter());
-                y.push(label);
+                x.extend(chunk.x().row(i).iter());
+                y.push(chunk.y()[i]);
             }
         }
         if y.is_empty() {

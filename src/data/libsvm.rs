@@ -1,0 +1,539 @@
+//! LIBSVM / svmlight text: one row per line, `label idx:value idx:value … [# comment]`, indices ascending, 1-based
+//! unless the file is zero-based, an optional `qid:N` after the label (ignored). Read a chunk of rows at a time: a
+//! first pass when the file is opened checks every line (naming the line and entry of the first problem), counts
+//! rows and non-zeros, collects the labels and the largest index, and notes where every 256th row starts so that
+//! chunks can be read in any order. Rows come out sparse ([`SparseChunk`], CSR) or, through [`RowSource`], as dense
+//! rows of one chunk.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+
+use super::{sort_labels, Chunk, RowSource, MAX_CLASSES};
+use crate::error::{Error, Position, Result};
+
+/// Rows between entries of the seek index (16 bytes each: 640 KB for 10M rows); a seek reads at most this many lines.
+const BLOCK: u64 = 256;
+
+/// How to read a LIBSVM file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LibsvmOptions {
+    /// Indices start at 0 (default: at 1, LIBSVM's convention).
+    pub zero_based: bool,
+    /// The feature count; every index must be below it. Default: the largest index in the file + 1.
+    pub features: Option<usize>,
+    /// The classes, in index order, when they are fixed already (held-out data, prediction): a label outside them is
+    /// an error. Default: the labels found in the file, sorted (numerically when they are numbers).
+    pub classes: Option<Vec<String>>,
+}
+
+/// Rows in compressed sparse row form: row i's entries are `indices[offsets[i]..offsets[i + 1]]` with their
+/// `values`, indices strictly ascending and below `d`. Offsets are u64 so that a file may hold more than 2³¹
+/// non-zeros; a chunk's offsets start at 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseChunk {
+    /// Row starts into `indices` / `values`, rows + 1 of them.
+    pub offsets: Vec<u64>,
+    /// Column of each non-zero.
+    pub indices: Vec<u32>,
+    /// Value of each non-zero (finite).
+    pub values: Vec<f32>,
+    /// Class index of each row.
+    pub y: Vec<u32>,
+    /// Columns.
+    pub d: usize,
+    /// The first row's position in its source.
+    pub first_row: u64,
+}
+
+impl SparseChunk {
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+
+    /// The rows as a dense [rows, d] array.
+    pub fn to_dense(&self) -> Array2<f32> {
+        let mut x = Array2::zeros((self.len(), self.d));
+        for (i, w) in self.offsets.windows(2).enumerate() {
+            for e in w[0] as usize..w[1] as usize {
+                x[[i, self.indices[e] as usize]] = self.values[e];
+            }
+        }
+        x
+    }
+}
+
+/// One line's label and entries, or None for a line with neither (a blank or comment-only line is an error: a row
+/// without a label).
+struct Line<'t> {
+    label: &'t str,
+    entries: Vec<(u64, f32)>,
+}
+
+/// Parses one line. `line_no` is 1-based.
+fn parse_line<'t>(path: &Path, text: &'t str, line_no: u64, zero_based: bool) -> Result<Line<'t>> {
+    let at = Position::Line(line_no);
+    let text = text.split('#').next().unwrap_or("");
+    let mut tokens = text.split_ascii_whitespace();
+    let label = tokens
+        .next()
+        .ok_or_else(|| Error::input_at(path, at.clone(), "no label: the line is empty"))?;
+    if label.contains(':') {
+        return Err(Error::input_at(
+            path,
+            at,
+            format!("no label: the line starts with the entry {label:?}"),
+        ));
+    }
+    if !label.parse::<f64>().is_ok_and(f64::is_finite) {
+        return Err(Error::input_at(
+            path,
+            at,
+            format!("label {label:?} is not a number"),
+        ));
+    }
+    let mut entries = Vec::new();
+    let mut previous: Option<u64> = None;
+    for (t, token) in tokens.enumerate() {
+        let entry = t + 1;
+        let Some((idx, value)) = token.split_once(':') else {
+            return Err(Error::input_at(
+                path,
+                at,
+                format!("entry {entry} {token:?} is not index:value"),
+            ));
+        };
+        if idx == "qid" {
+            if t == 0 {
+                continue;
+            }
+            return Err(Error::input_at(
+                path,
+                at,
+                format!("entry {entry}: qid must come right after the label"),
+            ));
+        }
+        let i: u64 = idx.parse().map_err(|_| {
+            Error::input_at(
+                path,
+                at.clone(),
+                format!("entry {entry} {token:?}: index {idx:?} is not a non-negative integer"),
+            )
+        })?;
+        let v: f32 = value.parse().map_err(|_| {
+            Error::input_at(
+                path,
+                at.clone(),
+                format!("entry {entry} {token:?}: value {value:?} is not a number"),
+            )
+        })?;
+        if !v.is_finite() {
+            return Err(Error::input_at(
+                path,
+                at,
+                format!("entry {entry} {token:?}: value is not finite (or outside the f32 range)"),
+            ));
+        }
+        if !zero_based && i == 0 {
+            return Err(Error::input_at(
+                path,
+                at,
+                format!("entry {entry} {token:?}: index 0 in a 1-based file (read it with --zero-based)"),
+            ));
+        }
+        let column = if zero_based { i } else { i - 1 };
+        if let Some(p) = previous {
+            if i <= p {
+                let what = if i == p { "repeats" } else { "is below" };
+                return Err(Error::input_at(
+                    path,
+                    at,
+                    format!(
+                        "entry {entry} {token:?}: index {i} {what} the previous index {p} (indices must be ascending)"
+                    ),
+                ));
+            }
+        }
+        previous = Some(i);
+        entries.push((column, v));
+    }
+    Ok(Line { label, entries })
+}
+
+/// Reads one line into `buf` (without the newline); false at the end of the file. Non-UTF-8 text is an error.
+fn read_line<R: BufRead>(
+    path: &Path,
+    r: &mut R,
+    raw: &mut Vec<u8>,
+    line_no: u64,
+) -> Result<Option<usize>> {
+    raw.clear();
+    let n = r.read_until(b'\n', raw).map_err(|e| Error::io(path, e))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    while raw.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        raw.pop();
+    }
+    if std::str::from_utf8(raw).is_err() {
+        return Err(Error::input_at(
+            path,
+            Position::Line(line_no),
+            "not text (invalid UTF-8)",
+        ));
+    }
+    Ok(Some(n))
+}
+
+/// A LIBSVM file read a chunk of rows at a time.
+#[derive(Debug)]
+pub struct LibsvmRows {
+    path: PathBuf,
+    name: String,
+    reader: BufReader<std::fs::File>,
+    zero_based: bool,
+    d: usize,
+    classes: Vec<String>,
+    class_index: std::collections::HashMap<String, u32>,
+    rows: u64,
+    nnz: u64,
+    /// (byte offset, line number) of rows 0, BLOCK, 2·BLOCK, …
+    index: Vec<(u64, u64)>,
+    /// The next row, its line and its byte offset.
+    pos: u64,
+    line: u64,
+    offset: u64,
+    raw: Vec<u8>,
+}
+
+impl LibsvmRows {
+    /// Opens and checks `path` (one pass over the file).
+    pub fn open(path: &Path, options: &LibsvmOptions) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut raw = Vec::new();
+        let mut labels: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let (mut rows, mut nnz, mut line_no, mut offset) = (0u64, 0u64, 0u64, 0u64);
+        let mut index = Vec::new();
+        let mut largest: Option<u64> = None;
+        while let Some(n) = read_line(path, &mut reader, &mut raw, line_no + 1)? {
+            line_no += 1;
+            let text = std::str::from_utf8(&raw).expect("checked");
+            let line = parse_line(path, text, line_no, options.zero_based)?;
+            if let Some(d) = options.features {
+                if let Some(&(c, _)) = line.entries.iter().find(|(c, _)| *c >= d as u64) {
+                    let shown = if options.zero_based { c } else { c + 1 };
+                    return Err(Error::input_at(
+                        path,
+                        Position::Line(line_no),
+                        format!("index {shown} is out of range for --features {d}"),
+                    ));
+                }
+            }
+            if let Some(&(c, _)) = line.entries.last() {
+                largest = Some(largest.map_or(c, |l| l.max(c)));
+            }
+            match &options.classes {
+                Some(known) => {
+                    if !known.iter().any(|k| k == line.label) {
+                        let shown: Vec<&str> = known.iter().take(12).map(String::as_str).collect();
+                        return Err(Error::input_at(
+                            path,
+                            Position::Line(line_no),
+                            format!(
+                                "label {:?} is not one of the training classes [{}{}]",
+                                line.label,
+                                shown.join(", "),
+                                if known.len() > 12 { ", …" } else { "" }
+                            ),
+                        ));
+                    }
+                }
+                None => {
+                    if !labels.contains(line.label) {
+                        if labels.len() == MAX_CLASSES {
+                            return Err(Error::input_at(
+                                path,
+                                Position::Line(line_no),
+                                format!("more than {MAX_CLASSES} distinct labels"),
+                            ));
+                        }
+                        labels.insert(line.label.to_string());
+                    }
+                }
+            }
+            if rows % BLOCK == 0 {
+                index.push((offset, line_no - 1));
+            }
+            rows += 1;
+            nnz += line.entries.len() as u64;
+            offset += n as u64;
+        }
+        if rows == 0 {
+            return Err(Error::input(path, "no rows: the file is empty"));
+        }
+        let classes = match &options.classes {
+            Some(k) => k.clone(),
+            None => {
+                let mut c: Vec<String> = labels.into_iter().collect();
+                sort_labels(&mut c);
+                c
+            }
+        };
+        if classes.len() < 2 {
+            return Err(Error::input(
+                path,
+                format!("needs at least 2 classes, found {}", classes.len()),
+            ));
+        }
+        let d = match options.features {
+            Some(d) => d,
+            None => largest.map_or(1, |l| l as usize + 1),
+        };
+        if d == 0 {
+            return Err(Error::param("--features", "at least 1", 0));
+        }
+        let class_index = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i as u32))
+            .collect();
+        let mut s = LibsvmRows {
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+            reader,
+            zero_based: options.zero_based,
+            d,
+            classes,
+            class_index,
+            rows,
+            nnz,
+            index,
+            pos: 0,
+            line: 0,
+            offset: 0,
+            raw,
+        };
+        s.rewind()?;
+        Ok(s)
+    }
+
+    /// A second reader of the same file, at its first row, without a second pass over it.
+    pub fn try_clone(&self) -> Result<Self> {
+        let file = std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut s = LibsvmRows {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            zero_based: self.zero_based,
+            d: self.d,
+            classes: self.classes.clone(),
+            class_index: self.class_index.clone(),
+            rows: self.rows,
+            nnz: self.nnz,
+            index: self.index.clone(),
+            pos: 0,
+            line: 0,
+            offset: 0,
+            raw: Vec::new(),
+        };
+        s.rewind()?;
+        Ok(s)
+    }
+
+    /// The class names, in index order.
+    pub fn class_names(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// Non-zeros in the file.
+    pub fn nnz(&self) -> u64 {
+        self.nnz
+    }
+
+    /// The next at most `max_rows` rows, sparse; None at the end.
+    pub fn next_sparse(&mut self, max_rows: usize) -> Result<Option<SparseChunk>> {
+        if self.pos >= self.rows {
+            return Ok(None);
+        }
+        let m = (max_rows.max(1) as u64).min(self.rows - self.pos) as usize;
+        let mut chunk = SparseChunk {
+            offsets: Vec::with_capacity(m + 1),
+            indices: Vec::new(),
+            values: Vec::new(),
+            y: Vec::with_capacity(m),
+            d: self.d,
+            first_row: self.pos,
+        };
+        chunk.offsets.push(0);
+        for _ in 0..m {
+            let at = self.offset;
+            let Some(n) = read_line(&self.path, &mut self.reader, &mut self.raw, self.line + 1)?
+            else {
+                return Err(Error::input_at(
+                    &self.path,
+                    Position::Byte(at),
+                    format!(
+                        "the file ends at row {} of the {} it had when it was opened (it changed while being read)",
+                        self.pos, self.rows
+                    ),
+                ));
+            };
+            self.line += 1;
+            self.offset += n as u64;
+            let text = std::str::from_utf8(&self.raw).expect("checked");
+            let line = parse_line(&self.path, text, self.line, self.zero_based)?;
+            let changed = |what: &str| {
+                Error::input_at(
+                    &self.path,
+                    Position::Line(self.line),
+                    format!("{what} (the file changed since it was opened)"),
+                )
+            };
+            let class = *self
+                .class_index
+                .get(line.label)
+                .ok_or_else(|| changed(&format!("label {:?} was not in the file", line.label)))?;
+            for (c, v) in line.entries {
+                if c >= self.d as u64 {
+                    return Err(changed(&format!(
+                        "index {c} is beyond the {} features",
+                        self.d
+                    )));
+                }
+                chunk.indices.push(c as u32);
+                chunk.values.push(v);
+            }
+            chunk.offsets.push(chunk.indices.len() as u64);
+            chunk.y.push(class);
+            self.pos += 1;
+        }
+        Ok(Some(chunk))
+    }
+}
+
+impl RowSource for LibsvmRows {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn features(&self) -> usize {
+        self.d
+    }
+
+    fn classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    fn rows(&self) -> Option<u64> {
+        Some(self.rows)
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.seek(0).map(|_| ())
+    }
+
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        let block = (row / BLOCK) as usize;
+        let Some(&(offset, line)) = self.index.get(block) else {
+            self.pos = self.rows;
+            return Ok(true);
+        };
+        self.reader
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.pos = block as u64 * BLOCK;
+        self.line = line;
+        self.offset = offset;
+        // Step over the rows before `row` in its block.
+        while self.pos < row {
+            let n = read_line(&self.path, &mut self.reader, &mut self.raw, self.line + 1)?
+                .ok_or_else(|| {
+                    Error::input_at(
+                        &self.path,
+                        Position::Byte(self.offset),
+                        "the file ends early (it changed while being read)",
+                    )
+                })?;
+            self.line += 1;
+            self.offset += n as u64;
+            self.pos += 1;
+        }
+        Ok(true)
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
+        let Some(s) = self.next_sparse(max_rows)? else {
+            return Ok(None);
+        };
+        let k = self.classes.len();
+        Ok(Some(Chunk::owned(
+            &self.name,
+            s.to_dense(),
+            s.y,
+            k,
+            s.first_row,
+        )?))
+    }
+}
+
+/// True when `bytes` (the start of a file) look like LIBSVM text: the first line is a number followed by index:value
+/// entries.
+pub fn looks_like_libsvm(bytes: &[u8]) -> bool {
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let Ok(text) = std::str::from_utf8(first) else {
+        return false;
+    };
+    let mut t = text
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_ascii_whitespace();
+    let label_ok = t.next().is_some_and(|l| l.parse::<f64>().is_ok());
+    let rest: Vec<&str> = t.collect();
+    label_ok && !rest.is_empty() && rest.iter().all(|e| e.contains(':'))
+}
+
+/// Writes rows as LIBSVM text (1-based indices, labels by class index), `label idx:value …` with values in the
+/// shortest form that reads back to the same f32.
+pub fn write_libsvm_rows<W: std::io::Write>(
+    out: &mut W,
+    chunk: &SparseChunk,
+) -> std::io::Result<()> {
+    let mut line = String::new();
+    for (i, w) in chunk.offsets.windows(2).enumerate() {
+        use std::fmt::Write;
+        line.clear();
+        let _ = write!(line, "{}", chunk.y[i]);
+        for e in w[0] as usize..w[1] as usize {
+            let _ = write!(line, " {}:{}", chunk.indices[e] + 1, chunk.values[e]);
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Reads the first bytes of a file (for format detection).
+pub(crate) fn head(path: &Path, n: usize) -> Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}

@@ -1,0 +1,246 @@
+//! Every data format read a chunk at a time: LIBSVM (sparse rows, 1- and 0-based, comments, qid), IDX (plain and
+//! gzipped), format detection, files that shrink while they are read, and `gen`'s files read back.
+
+mod common;
+
+use std::io::Write;
+
+use ndarray::{arr2, Array2};
+use softmax_wgpu::data::{
+    self, detect_format, Format, IdxRows, LibsvmOptions, LibsvmRows, NpyRows,
+};
+use softmax_wgpu::RowSource;
+
+fn all_rows(s: &mut dyn RowSource, chunk: usize) -> (Array2<f32>, Vec<u32>, Vec<u64>) {
+    s.rewind().unwrap();
+    let (mut x, mut y, mut firsts) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(c) = s.next_chunk(chunk).unwrap() {
+        assert!(!c.is_empty() && c.len() <= chunk);
+        firsts.push(c.first_row());
+        x.extend(c.x().iter().copied());
+        y.extend_from_slice(c.y());
+    }
+    let n = y.len();
+    (
+        Array2::from_shape_vec((n, s.features()), x).unwrap(),
+        y,
+        firsts,
+    )
+}
+
+#[test]
+fn libsvm_rows_read_back_dense_and_sparse_for_any_chunking() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.svm");
+    // Labels -1 / +1 / 2 sort numerically; a qid, a comment, CRLF, an explicit zero and a row with no entries.
+    std::fs::write(
+        &p,
+        "+1 qid:3 1:0.5 4:2 # first\r\n-1 2:1.25\n2 1:0 3:-3e-2 4:7\n-1\n",
+    )
+    .unwrap();
+    let mut s = LibsvmRows::open(&p, &LibsvmOptions::default()).unwrap();
+    assert_eq!(s.class_names(), ["-1", "+1", "2"]);
+    assert_eq!(
+        (s.features(), s.classes(), s.rows(), s.nnz()),
+        (4, 3, Some(4), 6)
+    );
+    let want = arr2(&[
+        [0.5f32, 0., 0., 2.],
+        [0., 1.25, 0., 0.],
+        [0., 0., -3e-2, 7.],
+        [0., 0., 0., 0.],
+    ]);
+    for chunk in [1, 2, 3, 4, 10] {
+        let (x, y, firsts) = all_rows(&mut s, chunk);
+        assert_eq!(x, want, "chunks of {chunk}");
+        assert_eq!(y, [1, 0, 2, 0]);
+        assert_eq!(firsts[0], 0);
+    }
+    s.rewind().unwrap();
+    let sparse = s.next_sparse(10).unwrap().unwrap();
+    assert_eq!(sparse.offsets, [0, 2, 3, 6, 6]);
+    assert_eq!(sparse.indices, [0, 3, 1, 0, 2, 3]);
+    assert_eq!(sparse.to_dense(), want);
+    // Seek to any row; a clone reads the same rows without a second pass.
+    assert!(s.seek(2).unwrap());
+    assert_eq!(s.next_chunk(1).unwrap().unwrap().x().row(0), want.row(2));
+    let mut c = s.try_clone().unwrap();
+    assert_eq!(all_rows(&mut c, 3).0, want);
+    // Zero-based, a fixed width, and the training classes for a held-out file.
+    let z = dir.path().join("z.svm");
+    std::fs::write(&z, "1 0:1 3:2\n2 1:1\n").unwrap();
+    let opts = LibsvmOptions {
+        zero_based: true,
+        features: Some(6),
+        classes: Some(vec!["1".into(), "2".into(), "3".into()]),
+    };
+    let mut zs = LibsvmRows::open(&z, &opts).unwrap();
+    assert_eq!((zs.features(), zs.classes()), (6, 3));
+    assert_eq!(
+        all_rows(&mut zs, 5).0.row(0).to_vec(),
+        [1., 0., 0., 2., 0., 0.]
+    );
+    let e = LibsvmRows::open(
+        &z,
+        &LibsvmOptions {
+            classes: Some(vec!["1".into(), "3".into()]),
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("line 2: label \"2\" is not one of the training classes"),
+        "{e}"
+    );
+}
+
+#[test]
+fn libsvm_chunks_cross_the_seek_index_in_any_order() {
+    // 1,000 rows: several blocks of the seek index (every 256 rows).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.svm");
+    let mut f = std::fs::File::create(&p).unwrap();
+    for i in 0..1000 {
+        writeln!(f, "{} {}:{} {}:1", i % 3, 1 + i % 7, i, 8 + i % 5).unwrap();
+    }
+    drop(f);
+    let mut s = LibsvmRows::open(&p, &LibsvmOptions::default()).unwrap();
+    let (x, y, _) = all_rows(&mut s, 97);
+    assert_eq!((x.nrows(), x.ncols()), (1000, 12));
+    for at in [0u64, 255, 256, 257, 511, 999] {
+        assert!(s.seek(at).unwrap());
+        let c = s.next_chunk(3).unwrap().unwrap();
+        assert_eq!(c.first_row(), at);
+        assert_eq!(c.x().row(0), x.row(at as usize), "row {at}");
+        assert_eq!(c.y()[0], y[at as usize]);
+    }
+}
+
+fn idx_bytes(kind: u8, dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, kind, dims.len() as u8];
+    for d in dims {
+        out.extend(d.to_be_bytes());
+    }
+    out.extend(body);
+    out
+}
+
+#[test]
+fn idx_files_plain_and_gzipped_give_the_same_scaled_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let pixels: Vec<u8> = (0..3 * 2 * 2).map(|i| (i * 20) as u8).collect();
+    let images = idx_bytes(0x08, &[3, 2, 2], &pixels);
+    let labels = idx_bytes(0x08, &[3], &[2, 0, 1]);
+    let (xp, yp) = (
+        dir.path().join("t-images-idx3-ubyte"),
+        dir.path().join("t-labels-idx1-ubyte"),
+    );
+    std::fs::write(&xp, &images).unwrap();
+    std::fs::write(&yp, &labels).unwrap();
+    let gz = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::fast(),
+        );
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap();
+        p
+    };
+    let (xg, yg) = (
+        gz("t-images-idx3-ubyte.gz", &images),
+        gz("t-labels-idx1-ubyte.gz", &labels),
+    );
+    let want = Array2::from_shape_fn((3, 4), |(i, j)| ((i * 4 + j) * 20) as f32 / 255.0);
+    for (x, y) in [(&xp, &yp), (&xg, &yg), (&xp, &yg)] {
+        assert_eq!(detect_format(x).unwrap(), Format::Idx);
+        let mut s = IdxRows::open(x, y, None).unwrap();
+        assert_eq!((s.features(), s.classes()), (4, 3));
+        for chunk in [1, 2, 5] {
+            let (got, labels, _) = all_rows(&mut s, chunk);
+            assert_eq!(got, want);
+            assert_eq!(labels, [2, 0, 1]);
+        }
+    }
+}
+
+#[test]
+fn formats_are_detected_from_magic_and_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let npy = data::npy_bytes("<f4", &[1, 1], &1f32.to_le_bytes());
+    assert_eq!(detect_format(&w("x.bin", &npy)).unwrap(), Format::Npy);
+    assert_eq!(detect_format(&w("x.npy", b"junk")).unwrap(), Format::Npy);
+    assert_eq!(
+        detect_format(&w("d.txt", b"1 3:0.5 7:1\n")).unwrap(),
+        Format::Libsvm
+    );
+    assert_eq!(detect_format(&w("d.svm", b"")).unwrap(), Format::Libsvm);
+    assert_eq!(
+        detect_format(&w("d.csv", b"a,b\n1,2\n")).unwrap(),
+        Format::Csv
+    );
+    assert_eq!(detect_format(&w("noext", b"1,2,0\n")).unwrap(), Format::Csv);
+    assert_eq!(
+        detect_format(&w("m", &idx_bytes(8, &[1], &[0]))).unwrap(),
+        Format::Idx
+    );
+    let e = detect_format(&w("d.csv.gz", b"\x1f\x8b\x08rest")).unwrap_err();
+    assert!(e.to_string().contains("gzipped"), "{e}");
+}
+
+#[test]
+fn a_file_that_shrinks_while_it_is_read_is_an_error_at_its_new_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (
+        common::uniform(100, 4, -1.0, 1.0, 1),
+        common::labels(100, 2, 2),
+    );
+    let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    data::write_npy_features(&xp, x.view()).unwrap();
+    data::write_npy_labels(&yp, &y).unwrap();
+    let mut s = NpyRows::open(&xp, &yp, None).unwrap();
+    s.next_chunk(10).unwrap().unwrap();
+    let len = std::fs::metadata(&xp).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&xp)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let e = loop {
+        match s.next_chunk(10) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the shrunk file was read to its old end"),
+            Err(e) => break e,
+        }
+    };
+    assert!(e.is_input(), "{e}");
+    assert!(
+        e.to_string().contains(&format!("byte {}", len - 100)),
+        "{e}"
+    );
+    assert!(e.to_string().contains("shrank"), "{e}");
+
+    let p = dir.path().join("s.svm");
+    let text: String = (0..600).map(|i| format!("{} 1:{i}\n", i % 2)).collect();
+    std::fs::write(&p, &text).unwrap();
+    let mut s = LibsvmRows::open(&p, &LibsvmOptions::default()).unwrap();
+    std::fs::write(&p, &text[..text.len() / 2]).unwrap();
+    let e = loop {
+        match s.next_chunk(64) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the shrunk file was read to its old end"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        e.is_input() && e.to_string().contains("changed while being read"),
+        "{e}"
+    );
+}
