@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use std::sync::Arc;
 
-use crate::data::{Chunk, HostRows, InMemory, RowSource};
+use crate::data::{Chunk, HostRows, InMemory, RowSource, SparseChunk, SparseInMemory, SparseRows};
 use crate::error::{Error, Result};
 pub use crate::model::Params;
 use crate::rng::SplitMix64;
@@ -615,14 +615,16 @@ pub fn residency(backend: &dyn Backend, source: &dyn RowSource, cfg: &TrainConfi
     } else {
         cfg.device_memory.unwrap_or(u64::MAX)
     };
-    let row = held_row_bytes(source.features());
-    let fits = source
-        .rows()
-        .and_then(|n| n.checked_mul(row))
-        .is_some_and(|bytes| bytes <= limit);
-    if source.shared().is_some() || fits {
+    let held = source.held_bytes();
+    let fits = held.is_some_and(|bytes| bytes <= limit);
+    if source.shared().is_some() || source.shared_sparse().is_some() || fits {
         return Residency::Held;
     }
+    // Bytes a row takes held: its share of the source's, or a dense row's.
+    let row = match (held, source.rows()) {
+        (Some(b), Some(n)) if n > 0 => b.div_ceil(n).max(1),
+        _ => held_row_bytes(source.features()),
+    };
     let per_chunk = (host / CHUNKS_IN_FLIGHT / 2).clamp(row, MAX_CHUNK_BYTES.max(row));
     let mut chunk_rows = (per_chunk / row).max(1) as usize;
     // Chunks of whole batches, so that batches do not straddle chunks (a straddling batch is two parts of one step).
@@ -660,9 +662,19 @@ pub fn evaluate_streamed(
     source.rewind()?;
     let name = source.name().to_string();
     let k = source.classes();
-    while let Some(chunk) = source.next_chunk(chunk_rows)? {
-        let rows_of = Arc::new(HostRows::from_chunk(&name, chunk.into_owned(), k));
-        let set = backend.hold(&mut InMemory::new(rows_of))?;
+    loop {
+        let part = if source.is_sparse() {
+            source.next_sparse(chunk_rows)?.map(Part::Sparse)
+        } else {
+            source
+                .next_chunk(chunk_rows)?
+                .map(|c| Part::Dense(c.into_owned()))
+        };
+        let Some(part) = part else {
+            break;
+        };
+        let mut held_rows = part.into_source(&name, k)?;
+        let set = backend.hold(held_rows.as_mut())?;
         let order = set.order(0, 0, false);
         for slice in order.chunks(rows) {
             backend.forward(&Batch::held(set, slice)?)?;
@@ -879,6 +891,38 @@ fn chunk_plan(rows: u64, chunk_rows: usize, seed: u64, epoch: usize) -> Vec<(u64
     plan
 }
 
+/// A chunk a reader thread hands to the trainer: dense rows, or sparse ones from a sparse source.
+enum Part {
+    Dense(Chunk<'static>),
+    Sparse(SparseChunk),
+}
+
+impl Part {
+    fn len(&self) -> usize {
+        match self {
+            Part::Dense(c) => c.len(),
+            Part::Sparse(c) => c.len(),
+        }
+    }
+
+    fn first_row(&self) -> u64 {
+        match self {
+            Part::Dense(c) => c.first_row(),
+            Part::Sparse(c) => c.first_row,
+        }
+    }
+
+    /// The rows as a source a backend can hold.
+    fn into_source(self, name: &str, k: usize) -> Result<Box<dyn RowSource>> {
+        Ok(match self {
+            Part::Dense(c) => Box::new(InMemory::new(Arc::new(HostRows::from_chunk(name, c, k)))),
+            Part::Sparse(c) => Box::new(SparseInMemory::new(Arc::new(SparseRows::from_chunk(
+                name, &c, k,
+            )?))),
+        })
+    }
+}
+
 /// Reads one epoch's chunks into `tx`: in the source's order, or (shuffling a source that can seek) in a seeded
 /// order of chunks. Stops at the first error (sent on) or when the trainer hangs up. Returns its busy seconds.
 fn read_epoch(
@@ -886,12 +930,19 @@ fn read_epoch(
     chunk_rows: usize,
     cfg: &TrainConfig,
     epoch: usize,
-    tx: std::sync::mpsc::SyncSender<Result<Chunk<'static>>>,
+    tx: std::sync::mpsc::SyncSender<Result<Part>>,
 ) -> (f64, bool) {
     let mut busy = 0.0;
-    let mut read = |source: &mut dyn RowSource, rows: usize| -> Option<Result<Chunk<'static>>> {
+    let sparse = source.is_sparse();
+    let mut read = |source: &mut dyn RowSource, rows: usize| -> Option<Result<Part>> {
         let t = Instant::now();
-        let chunk = source.next_chunk(rows).map(|c| c.map(Chunk::into_owned));
+        let chunk = if sparse {
+            source.next_sparse(rows).map(|c| c.map(Part::Sparse))
+        } else {
+            source
+                .next_chunk(rows)
+                .map(|c| c.map(|c| Part::Dense(c.into_owned())))
+        };
         busy += t.elapsed().as_secs_f64();
         chunk.transpose()
     };
@@ -926,6 +977,25 @@ fn read_epoch(
     (busy, seekable)
 }
 
+/// The rows `rows` of a held chunk as host rows, for observers that replay them (dense; sparse rows made dense,
+/// a batch at a time).
+fn rows_for_observers(held: &dyn RowSource, first: u64, rows: &[u32]) -> Result<Chunk<'static>> {
+    if let Some(dense) = held.shared() {
+        return Ok(dense.chunk(first, rows));
+    }
+    let sparse = held
+        .shared_sparse()
+        .ok_or_else(|| Error::Internal("a held chunk neither dense nor sparse".into()))?;
+    let b = sparse.batch(rows);
+    Chunk::owned(
+        sparse.name(),
+        b.to_dense(),
+        b.y.clone(),
+        sparse.classes(),
+        first,
+    )
+}
+
 /// One epoch over a streamed source: a reader thread fills the next chunk while the backend trains on the current
 /// one, held only while it is trained on; rows are shuffled within each chunk (and chunks among themselves, see
 /// [`read_epoch`]).
@@ -942,7 +1012,7 @@ fn stream_epoch(
     let k = source.classes();
     let epoch = stepper.epoch;
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk<'static>>>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Part>>(1);
         let reader = scope.spawn(move || read_epoch(source, chunk_rows, cfg, epoch, tx));
         let mut waited = 0.0;
         let mut chunks = 0usize;
@@ -958,8 +1028,8 @@ fn stream_epoch(
                 chunks += 1;
                 rows += chunk.len() as u64;
                 let first = chunk.first_row();
-                let host = Arc::new(HostRows::from_chunk(&name, chunk, k));
-                let set = backend.hold(&mut InMemory::new(host.clone()))?;
+                let mut held_rows = chunk.into_source(&name, k)?;
+                let set = backend.hold(held_rows.as_mut())?;
                 let mut order = set.order(0, 0, false);
                 if cfg.shuffle {
                     SplitMix64::derive(
@@ -974,7 +1044,7 @@ fn stream_epoch(
                     let rows_of = &order[at..at + take];
                     let part = Batch::held(set, rows_of)?;
                     if wants_rows {
-                        let seen = host.chunk(first, rows_of);
+                        let seen = rows_for_observers(held_rows.as_ref(), first, rows_of)?;
                         stepper.part(backend, observers, &part, &Batch::host(seen)?)?;
                     } else {
                         stepper.part(backend, observers, &part, &part)?;

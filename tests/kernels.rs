@@ -289,3 +289,82 @@ fn the_fused_forward_kernel_matches_its_mirror_and_the_separate_kernels() {
         }
     });
 }
+
+/// A sparse batch of `b` rows over `d` columns, about `density` of them non-zero (some rows and columns empty),
+/// taken in a shuffled order from a larger held set.
+fn sparse_batch(
+    b: usize,
+    d: usize,
+    k: usize,
+    density: f64,
+    seed: u64,
+) -> softmax_wgpu::data::SparseBatch {
+    use softmax_wgpu::data::{SparseChunk, SparseRows};
+    let n = b + 7;
+    let x = uniform(n, d, -2.0, 2.0, seed);
+    let keep = uniform(n, d, 0.0, 1.0, seed + 1);
+    let mut dense = x.clone();
+    dense.zip_mut_with(&keep, |v, &p| {
+        if f64::from(p) >= density {
+            *v = 0.0;
+        }
+    });
+    let y = labels(n, k, seed + 2);
+    let chunk = SparseChunk::from_dense(dense.view(), &y, 0);
+    let rows = SparseRows::from_chunk("sparse", &chunk, k.max(2)).unwrap();
+    let mut perm: Vec<u32> = (0..n as u32).rev().collect();
+    perm.truncate(b);
+    perm.rotate_left(b / 3);
+    rows.batch(&perm)
+}
+
+#[test]
+fn sparse_kernels_match_cpu_on_edge_shapes() {
+    // Bounds: the dense ones for the same rows made dense. A row's logit sums its nnz ≤ d entries and a gradient
+    // element its column's ≤ B entries, so the dense bounds (d and B roundings) hold for the sparse sums.
+    on_every_gpu(|ctx| {
+        let shapes = iproduct(
+            &[1usize, 63, 65, 1000],
+            &[1usize, 3, 784, 5000],
+            &[2usize, 10, 100],
+        );
+        for (s, (&b, &d, &k)) in shapes.enumerate() {
+            for density in [0.01, 0.3] {
+                let seed = s as u64 * 7 + (density * 100.0) as u64;
+                let batch = sparse_batch(b, d, k, density, seed);
+                let dense = to64(&batch.to_dense());
+                let w = uniform(d, k, -1.0, 1.0, seed + 3);
+                let bias = Array1::from(
+                    uniform(1, k, -1.0, 1.0, seed + 4)
+                        .into_raw_vec_and_offset()
+                        .0,
+                );
+                let what = format!("B={b} D={d} K={k} density {density}");
+                let z = ops::sparse_logits(ctx, &batch, w.view(), bias.view()).unwrap();
+                let z_ref =
+                    cpu::sparse_logits(&batch, to64(&w).view(), bias.mapv(f64::from).view());
+                // The sparse mirror equals the dense mirror on the same rows.
+                let z_dense =
+                    cpu::logits(dense.view(), to64(&w).view(), bias.mapv(f64::from).view());
+                let tol =
+                    tolerance::logits(dense.view(), to64(&w).view(), bias.mapv(f64::from).view());
+                assert_within(&format!("sparse logits {what}"), &z, &z_ref, &tol);
+                assert!(
+                    (&z_ref - &z_dense).iter().all(|v| v.abs() < 1e-9),
+                    "{what}: mirrors"
+                );
+                let r = uniform(b, k, -1.0, 1.0, seed + 5);
+                let (g, gb) = ops::sparse_grad(ctx, &batch, r.view()).unwrap();
+                let (g_ref, gb_ref) = cpu::sparse_grad(&batch, to64(&r).view());
+                let (g_tol, gb_tol) = tolerance::grad(dense.view(), to64(&r).view());
+                assert_within(&format!("sparse grad G {what}"), &g, &g_ref, &g_tol);
+                assert_within(&format!("sparse grad g_b {what}"), &gb, &gb_ref, &gb_tol);
+                let (g_dense, _) = cpu::grad(dense.view(), to64(&r).view());
+                assert!(
+                    (&g_ref - &g_dense).iter().all(|v| v.abs() < 1e-9),
+                    "{what}: mirrors"
+                );
+            }
+        }
+    });
+}

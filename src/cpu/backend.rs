@@ -2,7 +2,17 @@
 
 use ndarray::{Array1, Array2};
 
-use super::{cast, gather, grad, logits, metrics, residual, softmax, update, HostSets, Real};
+use super::{
+    cast, gather, grad, logits, metrics, residual, softmax, sparse_grad, sparse_logits, update,
+    HostSet, HostSets, Real,
+};
+use crate::data::SparseBatch;
+
+/// A batch's rows: dense, widened to `T`, or sparse (f32 values, widened as they are used).
+enum Rows<T> {
+    Dense(Array2<T>),
+    Sparse(SparseBatch),
+}
 use crate::data::RowSource;
 use crate::error::{Error, Result};
 use crate::train::{
@@ -72,21 +82,31 @@ impl<T: Real> CpuBackend<T> {
         T::from_f64(v).unwrap_or_else(T::nan)
     }
 
-    /// The batch's rows in precision `T`.
-    fn rows_of(&self, batch: &Batch<'_>) -> Result<(Array2<T>, Vec<u32>)> {
+    /// The batch's rows: dense in precision `T`, or sparse.
+    fn rows_of(&self, batch: &Batch<'_>) -> Result<(Rows<T>, Vec<u32>)> {
         self.shape.check_batch(batch)?;
         match batch.rows() {
-            BatchRows::Held { set, rows } => {
-                let held = self.held.get(*set)?;
-                Ok(gather(rows, held.x(), held.y()))
-            }
-            BatchRows::Host(chunk) => Ok((cast(chunk.x()), chunk.y().to_vec())),
+            BatchRows::Held { set, rows } => match self.held.get_set(*set)? {
+                HostSet::Dense(held) => {
+                    let (x, y) = gather(rows, held.x(), held.y());
+                    Ok((Rows::Dense(x), y))
+                }
+                HostSet::Sparse(held) => {
+                    let b = held.batch(rows);
+                    let y = b.y.clone();
+                    Ok((Rows::Sparse(b), y))
+                }
+            },
+            BatchRows::Host(chunk) => Ok((Rows::Dense(cast(chunk.x())), chunk.y().to_vec())),
         }
     }
 
     /// Forward pass: the softmax, the per-row stats, and the sums added to the running ones.
-    fn forward_rows(&mut self, xb: &Array2<T>, yb: &[u32]) -> Array2<T> {
-        let z = logits(xb.view(), self.w.view(), self.b.view());
+    fn forward_rows(&mut self, xb: &Rows<T>, yb: &[u32]) -> Array2<T> {
+        let z = match xb {
+            Rows::Dense(x) => logits(x.view(), self.w.view(), self.b.view()),
+            Rows::Sparse(x) => sparse_logits(x, self.w.view(), self.b.view()),
+        };
         let (s, stats) = softmax(z.view(), yb);
         let (loss, hits) = metrics(stats.view());
         self.sums
@@ -120,7 +140,10 @@ impl<T: Real> Backend for CpuBackend<T> {
         let (xb, yb) = self.rows_of(batch)?;
         let s = self.forward_rows(&xb, &yb);
         let r = residual(s.view(), &yb);
-        let (g, gb) = grad(xb.view(), r.view());
+        let (g, gb) = match &xb {
+            Rows::Dense(x) => grad(x.view(), r.view()),
+            Rows::Sparse(x) => sparse_grad(x, r.view()),
+        };
         if self.g_rows == 0 {
             self.g = g;
             self.gb = gb;

@@ -10,20 +10,40 @@ pub use fast::{FastCpu, BLOCK, LANES};
 
 use std::sync::Arc;
 
-use crate::data::{HostRows, RowSource};
+use crate::data::{HostRows, RowSource, SparseBatch, SparseRows};
 use crate::error::{Error, Result};
 use crate::train::{Held, Shape};
 
 /// The row sets a CPU backend holds: host rows (shared with their source when it has them in memory), each
 /// addressed by the [`Held`] handle [`HostSets::hold`] gave for it.
+/// A held set: dense rows, or sparse ones (CSR).
+#[derive(Debug, Clone)]
+pub(crate) enum HostSet {
+    Dense(Arc<HostRows>),
+    Sparse(Arc<SparseRows>),
+}
+
+impl HostSet {
+    fn len(&self) -> usize {
+        match self {
+            HostSet::Dense(r) => r.len(),
+            HostSet::Sparse(r) => r.len(),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
-pub(crate) struct HostSets(Vec<Option<Arc<HostRows>>>);
+pub(crate) struct HostSets(Vec<Option<HostSet>>);
 
 impl HostSets {
-    /// Holds every row of `source`, which must have `shape`, in the first free slot.
+    /// Holds every row of `source`, which must have `shape`, in the first free slot: sparse sources as CSR.
     pub(crate) fn hold(&mut self, shape: Shape, source: &mut dyn RowSource) -> Result<Held> {
         shape.check_source(source)?;
-        let rows = HostRows::read(source)?;
+        let rows = if source.is_sparse() {
+            HostSet::Sparse(SparseRows::read(source)?)
+        } else {
+            HostSet::Dense(HostRows::read(source)?)
+        };
         let n = rows.len();
         let id = match self.0.iter().position(Option::is_none) {
             Some(free) => {
@@ -40,19 +60,30 @@ impl HostSets {
 
     /// Drops a held set; its slot is reused.
     pub(crate) fn release(&mut self, set: Held) -> Result<()> {
-        self.get(set)?;
+        self.get_set(set)?;
         self.0[set.id()] = None;
         Ok(())
     }
 
-    /// The rows of a set this backend holds.
-    pub(crate) fn get(&self, set: Held) -> Result<&HostRows> {
+    /// A set this backend holds.
+    pub(crate) fn get_set(&self, set: Held) -> Result<&HostSet> {
         self.0
             .get(set.id())
             .and_then(Option::as_ref)
             .filter(|h| h.len() == set.len())
-            .map(|h| h.as_ref())
             .ok_or_else(|| Error::Internal(format!("held set {} is not this backend's", set.id())))
+    }
+
+    /// The rows of a dense set this backend holds.
+    pub(crate) fn get(&self, set: Held) -> Result<&HostRows> {
+        match self.get_set(set)? {
+            HostSet::Dense(rows) => Ok(rows),
+            HostSet::Sparse(rows) => Err(Error::param(
+                "--device",
+                "the CPU reference (--precision f64, or f32 with sparse data) or a GPU for sparse data",
+                format!("the fast CPU trainer, which is dense-only, with the sparse rows of {}", rows.name()),
+            )),
+        }
     }
 }
 
@@ -118,6 +149,50 @@ pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32]) -> Array2<T> {
 /// count in [`update`], so that sums from several batches or processes can be added first).
 pub fn grad<T: Real>(x: ArrayView2<T>, r: ArrayView2<T>) -> (Array2<T>, Array1<T>) {
     (x.t().dot(&r), r.sum_axis(Axis(0)))
+}
+
+/// Mirror of `sparse_logits.wgsl`: Z = X·W + b for a sparse batch, each element b_c + Σ x_ij·W_jc over the row's
+/// entries in their order.
+pub fn sparse_logits<T: Real>(x: &SparseBatch, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
+    let k = w.ncols();
+    let mut z = Array2::<T>::zeros((x.len(), k));
+    for (i, span) in x.offsets.windows(2).enumerate() {
+        for c in 0..k {
+            let mut acc = T::zero();
+            for e in span[0] as usize..span[1] as usize {
+                let v = T::from_f32(x.values[e]).expect("f32 converts to every Real");
+                acc = acc + v * w[[x.indices[e] as usize, c]];
+            }
+            z[[i, c]] = b[c] + acc;
+        }
+    }
+    z
+}
+
+/// Mirror of `sparse_grad.wgsl`: the gradient sums G = Xᵀ·R, each element summed over its column's entries in
+/// ascending batch row (the batch's transposed layout), and g_b = colsum(R) in row order.
+pub fn sparse_grad<T: Real>(x: &SparseBatch, r: ArrayView2<T>) -> (Array2<T>, Array1<T>) {
+    let k = r.ncols();
+    let mut g = Array2::<T>::zeros((x.d, k));
+    for j in 0..x.d {
+        let (lo, hi) = (x.col_ptr[j] as usize, x.col_ptr[j + 1] as usize);
+        if lo == hi {
+            continue;
+        }
+        for c in 0..k {
+            let mut acc = T::zero();
+            for e in lo..hi {
+                let v = T::from_f32(x.col_vals[e]).expect("f32 converts to every Real");
+                acc = acc + v * r[[x.col_rows[e] as usize, c]];
+            }
+            g[[j, c]] = acc;
+        }
+    }
+    let mut gb = Array1::<T>::zeros(k);
+    for row in r.outer_iter() {
+        gb.zip_mut_with(&row, |a, &v| *a = *a + v);
+    }
+    (g, gb)
 }
 
 /// Mirror of `update.wgsl`: W ← W − lr·(G/rows + l2·W), b ← b − lr·g_b/rows, where G, g_b are gradient sums over

@@ -469,8 +469,20 @@ impl RowSource for LibsvmRows {
         Ok(true)
     }
 
+    fn is_sparse(&self) -> bool {
+        true
+    }
+
+    fn held_bytes(&self) -> Option<u64> {
+        Some(self.nnz * 8 + self.rows * 12)
+    }
+
+    fn next_sparse(&mut self, max_rows: usize) -> Result<Option<SparseChunk>> {
+        LibsvmRows::next_sparse(self, max_rows)
+    }
+
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
-        let Some(s) = self.next_sparse(max_rows)? else {
+        let Some(s) = LibsvmRows::next_sparse(self, max_rows)? else {
             return Ok(None);
         };
         let k = self.classes.len();

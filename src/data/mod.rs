@@ -6,6 +6,7 @@ mod idx;
 mod libsvm;
 mod npy;
 mod source;
+mod sparse;
 mod stream;
 mod synthetic;
 
@@ -19,6 +20,7 @@ pub use self::npy::{
     write_npy_features, write_npy_labels, write_npy_source, NpyRows,
 };
 pub use self::source::{check_rows, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES};
+pub use self::sparse::{SparseBatch, SparseInMemory, SparseRows};
 pub use self::stream::{held_out, Side, Split, Standardized};
 pub use self::synthetic::{synthetic, SparseSynthetic, SyntheticRows};
 

@@ -174,6 +174,26 @@ pub trait RowSource: Send {
     fn shared(&self) -> Option<Arc<HostRows>> {
         None
     }
+    /// True when the rows are sparse (LIBSVM): backends hold them as CSR, read through [`RowSource::next_sparse`].
+    fn is_sparse(&self) -> bool {
+        false
+    }
+    /// The next at most `max_rows` rows as CSR, or None at the end; by default the non-zeros of the next dense chunk.
+    fn next_sparse(&mut self, max_rows: usize) -> Result<Option<super::SparseChunk>> {
+        Ok(self
+            .next_chunk(max_rows)?
+            .map(|c| super::SparseChunk::from_dense(c.x(), c.y(), c.first_row())))
+    }
+    /// The rows as one shared sparse set, when the source already holds them so.
+    fn shared_sparse(&self) -> Option<Arc<super::SparseRows>> {
+        None
+    }
+    /// Bytes the rows take held in memory, when known: f32 features and a label a row, or for sparse rows 8 bytes a
+    /// non-zero and 12 a row.
+    fn held_bytes(&self) -> Option<u64> {
+        self.rows()?
+            .checked_mul(crate::train::held_row_bytes(self.features()))
+    }
 }
 
 /// Rows held in host memory: checked features, labels and class count.

@@ -2,7 +2,7 @@
 //! ([`Split`]) and standardisation applied chunk by chunk ([`Standardized`]), with the statistics from one streaming
 //! pass ([`Standardizer::fit_source`]).
 
-use super::{Chunk, RowSource, Standardizer};
+use super::{Chunk, RowSource, SparseChunk, Standardizer};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
@@ -44,6 +44,8 @@ pub struct Split<S> {
     pos: u64,
     /// The rest of the last inner chunk read, and the next of its rows to look at.
     pending: Option<(Chunk<'static>, usize)>,
+    /// The same for sparse reading.
+    pending_sparse: Option<(SparseChunk, usize)>,
 }
 
 impl<S: RowSource> Split<S> {
@@ -91,11 +93,81 @@ impl<S: RowSource> Split<S> {
             skip: 0,
             pos: 0,
             pending: None,
+            pending_sparse: None,
         })
     }
 }
 
+impl<S: RowSource> Split<S> {
+    /// Inner rows to read for `want` more kept rows (and the ones still to skip).
+    fn ask(&self, want: usize) -> usize {
+        let expect = match self.side {
+            Side::Train => 1.0 - self.fraction,
+            Side::HeldOut => self.fraction,
+        };
+        let need = want as u64 + self.skip;
+        ((need as f64 / expect).ceil() as u64 + 64).min(1 << 20) as usize
+    }
+}
+
 impl<S: RowSource> RowSource for Split<S> {
+    fn is_sparse(&self) -> bool {
+        self.inner.is_sparse()
+    }
+
+    fn held_bytes(&self) -> Option<u64> {
+        let share = self.rows as f64 / self.inner.rows()?.max(1) as f64;
+        Some((self.inner.held_bytes()? as f64 * share).ceil() as u64)
+    }
+
+    fn next_sparse(&mut self, max_rows: usize) -> Result<Option<SparseChunk>> {
+        let want = max_rows.max(1);
+        let (seed, fraction, side) = (self.seed, self.fraction, self.side);
+        let mut out = SparseChunk {
+            offsets: vec![0],
+            indices: Vec::new(),
+            values: Vec::new(),
+            y: Vec::new(),
+            d: self.inner.features(),
+            first_row: self.pos,
+        };
+        while out.y.len() < want && self.pos + (out.y.len() as u64) < self.rows {
+            if self
+                .pending_sparse
+                .as_ref()
+                .is_none_or(|(c, next)| *next >= c.len())
+            {
+                let ask = self.ask(want - out.y.len());
+                let Some(chunk) = self.inner.next_sparse(ask)? else {
+                    break;
+                };
+                self.pending_sparse = Some((chunk, 0));
+            }
+            let (chunk, next) = self.pending_sparse.as_mut().expect("filled above");
+            while *next < chunk.len() && out.y.len() < want {
+                let i = *next;
+                *next += 1;
+                if held_out(seed, fraction, chunk.first_row + i as u64) != (side == Side::HeldOut) {
+                    continue;
+                }
+                if self.skip > 0 {
+                    self.skip -= 1;
+                    continue;
+                }
+                let (lo, hi) = (chunk.offsets[i] as usize, chunk.offsets[i + 1] as usize);
+                out.indices.extend_from_slice(&chunk.indices[lo..hi]);
+                out.values.extend_from_slice(&chunk.values[lo..hi]);
+                out.offsets.push(out.indices.len() as u64);
+                out.y.push(chunk.y[i]);
+            }
+        }
+        if out.y.is_empty() {
+            return Ok(None);
+        }
+        self.pos += out.y.len() as u64;
+        Ok(Some(out))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -116,6 +188,7 @@ impl<S: RowSource> RowSource for Split<S> {
         self.skip = 0;
         self.pos = 0;
         self.pending = None;
+        self.pending_sparse = None;
         self.inner.rewind()
     }
 
@@ -127,6 +200,7 @@ impl<S: RowSource> RowSource for Split<S> {
         self.skip = row - self.index.get(block).copied().unwrap_or(0);
         self.pos = row;
         self.pending = None;
+        self.pending_sparse = None;
         Ok(true)
     }
 
@@ -192,6 +266,16 @@ pub struct Standardized<S> {
 impl<S: RowSource> Standardized<S> {
     /// `inner` standardised with `stats` (one mean and deviation per feature).
     pub fn new(inner: S, stats: Standardizer) -> Result<Self> {
+        if inner.is_sparse() {
+            return Err(Error::param(
+                "--standardize",
+                format!(
+                    "not given with sparse data ({}): centring would make every row dense",
+                    inner.name()
+                ),
+                "given",
+            ));
+        }
         if stats.mean.len() != inner.features() {
             return Err(Error::shape(
                 "standardizer",
@@ -273,6 +357,22 @@ impl<S: RowSource + ?Sized> RowSource for Box<S> {
 
     fn shared(&self) -> Option<std::sync::Arc<super::HostRows>> {
         (**self).shared()
+    }
+
+    fn is_sparse(&self) -> bool {
+        (**self).is_sparse()
+    }
+
+    fn next_sparse(&mut self, max_rows: usize) -> Result<Option<super::SparseChunk>> {
+        (**self).next_sparse(max_rows)
+    }
+
+    fn shared_sparse(&self) -> Option<std::sync::Arc<super::SparseRows>> {
+        (**self).shared_sparse()
+    }
+
+    fn held_bytes(&self) -> Option<u64> {
+        (**self).held_bytes()
     }
 }
 

@@ -31,6 +31,10 @@ pub enum Kernel {
     Metrics,
     /// Logits, softmax, loss and residual fused, for K ≤ 16.
     Forward,
+    /// Z = X·W + b for sparse rows (CSR).
+    SparseLogits,
+    /// Gradient sums G = Xᵀ·R, g_b = colsum(R) for sparse rows (their transpose).
+    SparseGrad,
     /// `bench`: the adapter's streaming-read ceiling.
     CeilingRead,
     /// `bench`: the adapter's FMA ceiling.
@@ -99,7 +103,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 10] = [
+static SPECS: [KernelSpec; 12] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -165,6 +169,22 @@ static SPECS: [KernelSpec; 10] = [
         grid: Grid::RowsByClassTiles,
     },
     KernelSpec {
+        kernel: Kernel::SparseLogits,
+        name: "sparse_logits",
+        source: include_str!("../../shaders/sparse_logits.wgsl"),
+        bindings: &[Read, Read, Read, Read, Read, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| u64::from(s.rows) * u64::from(s.k)),
+    },
+    KernelSpec {
+        kernel: Kernel::SparseGrad,
+        name: "sparse_grad",
+        source: include_str!("../../shaders/sparse_grad.wgsl"),
+        bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| (u64::from(s.d) + 1) * u64::from(s.k)),
+    },
+    KernelSpec {
         kernel: Kernel::CeilingRead,
         name: "ceiling_read",
         source: include_str!("../../shaders/ceiling_read.wgsl"),
@@ -185,7 +205,7 @@ static SPECS: [KernelSpec; 10] = [
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
@@ -194,6 +214,8 @@ impl Kernel {
         Kernel::Update,
         Kernel::Metrics,
         Kernel::Forward,
+        Kernel::SparseLogits,
+        Kernel::SparseGrad,
         Kernel::CeilingRead,
         Kernel::CeilingFma,
     ];

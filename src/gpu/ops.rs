@@ -420,3 +420,75 @@ pub fn forward(
         to2(read(ctx, &stats, 0, rows * 2)?, rows, 2)?,
     ))
 }
+
+/// `sparse_logits.wgsl` on the GPU: Z = X·W + b for a sparse batch.
+pub fn sparse_logits(
+    ctx: &GpuContext,
+    x: &crate::data::SparseBatch,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+) -> Result<Array2<f32>> {
+    let (rows, d, k) = (x.len(), x.d, w.ncols());
+    check(
+        w.nrows() == d && b.len() == k && rows > 0,
+        "sparse logits operands",
+        || format!("w [{d}, k], b [k], at least 1 row"),
+        || format!("{rows} rows, w {:?}, b {}", w.dim(), b.len()),
+    )?;
+    let (r, dd, kk) = dims(rows, d, k)?;
+    let off = storage_init(ctx, "offsets", &x.offsets);
+    let idx = storage_init(ctx, "indices", &x.indices);
+    let val = storage_init(ctx, "values", &x.values);
+    let wb = storage_init(ctx, "w", &contiguous(w));
+    let bb = storage_init(ctx, "b", &b.to_vec());
+    let z = storage_zeroed(ctx, "z", (rows * k * 4) as u64);
+    run(
+        ctx,
+        Kernel::SparseLogits,
+        StepUniform {
+            rows: r,
+            d: dd,
+            k: kk,
+            ..Default::default()
+        },
+        &[&off, &idx, &val, &wb, &bb, &z],
+    )?;
+    to2(read(ctx, &z, 0, rows * k)?, rows, k)
+}
+
+/// `sparse_grad.wgsl` on the GPU: the gradient sums (G = Xᵀ·R, g_b = colsum(R)) of a sparse batch.
+pub fn sparse_grad(
+    ctx: &GpuContext,
+    x: &crate::data::SparseBatch,
+    r: ArrayView2<f32>,
+) -> Result<(Array2<f32>, Array1<f32>)> {
+    let (rows, d, k) = (x.len(), x.d, r.ncols());
+    check(
+        r.nrows() == rows && rows > 0,
+        "sparse grad operands",
+        || format!("r with the batch's {rows} rows, at least 1"),
+        || format!("r {:?}", r.dim()),
+    )?;
+    let (rr, dd, kk) = dims(rows, d, k)?;
+    let ptr = storage_init(ctx, "col_ptr", &x.col_ptr);
+    let crow = storage_init(ctx, "col_rows", &x.col_rows);
+    let cval = storage_init(ctx, "col_vals", &x.col_vals);
+    let rb = storage_init(ctx, "r", &contiguous(r));
+    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
+    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
+    run(
+        ctx,
+        Kernel::SparseGrad,
+        StepUniform {
+            rows: rr,
+            d: dd,
+            k: kk,
+            ..Default::default()
+        },
+        &[&ptr, &crow, &cval, &rb, &g, &gb],
+    )?;
+    Ok((
+        to2(read(ctx, &g, 0, d * k)?, d, k)?,
+        Array1::from(read(ctx, &gb, 0, k)?),
+    ))
+}
