@@ -101,6 +101,26 @@ impl Model {
         Ok(cpu::softmax(z.view(), &zeros).0)
     }
 
+    /// Class probabilities of sparse rows (a model trained on sparse data has no standardisation).
+    pub fn predict_proba_sparse(&self, x: &crate::data::SparseBatch) -> Result<Array2<f32>> {
+        if x.d != self.features() {
+            return Err(Error::shape(
+                "features of the rows to predict",
+                self.features(),
+                x.d,
+            ));
+        }
+        if self.standardizer.is_some() {
+            return Err(Error::Internal(
+                "a standardising model given sparse rows (standardisation would make them dense)"
+                    .into(),
+            ));
+        }
+        let z = cpu::sparse_logits(x, self.params.w.view(), self.params.b.view());
+        let zeros = vec![0u32; z.nrows()];
+        Ok(cpu::softmax(z.view(), &zeros).0)
+    }
+
     /// The index of the most probable class of each row (first on ties).
     pub fn predict(&self, x: ArrayView2<f32>) -> Result<Vec<u32>> {
         Ok(argmax_rows(self.predict_proba(x)?.view()))

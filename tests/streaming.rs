@@ -236,3 +236,75 @@ fn bad_files_are_refused_with_their_position() {
     std::fs::write(&junk, b"\x93NUMPY\x01\x00\xff\xff").unwrap();
     assert!(NpyRows::open(&junk, &yp, None).is_err());
 }
+
+#[test]
+fn sparse_files_stream_sparse_and_train_like_resident_ones() {
+    use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.svm");
+    let mut text = String::new();
+    for i in 0..700u32 {
+        let c = i % 3;
+        text.push_str(&format!(
+            "{c} {}:1 {}:0.5 {}:2\n",
+            1 + c,
+            4 + i % 11,
+            20 + (i * 7) % 13
+        ));
+    }
+    std::fs::write(&p, text).unwrap();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 40,
+        lr: 0.3,
+        val_split: 0.0,
+        shuffle: false,
+        ..TrainConfig::default()
+    };
+    let streaming = TrainConfig {
+        memory_budget: Some(2_000),
+        ..cfg.clone()
+    };
+    let shape = Shape { d: 32, k: 3 };
+    let check = |name: &str, make: &mut dyn FnMut() -> Box<dyn Backend>| {
+        check_sparse_streaming(&p, &cfg, &streaming, name, make)
+    };
+    check("cpu f32", &mut || {
+        Box::new(softmax_wgpu::cpu::CpuBackend::<f32>::new(shape))
+    });
+    for ctx in common::gpus() {
+        let o = GpuOptions {
+            sparse: true,
+            ..GpuOptions::default()
+        };
+        check_sparse_streaming(&p, &cfg, &streaming, &ctx.describe(), &mut || {
+            Box::new(GpuBackend::new(&ctx, shape, &o).unwrap())
+        });
+    }
+}
+
+fn check_sparse_streaming<'c>(
+    p: &std::path::Path,
+    cfg: &TrainConfig,
+    streaming: &TrainConfig,
+    name: &str,
+    make: &mut dyn FnMut() -> Box<dyn Backend + 'c>,
+) {
+    use softmax_wgpu::data::{LibsvmOptions, LibsvmRows};
+    let mut file = LibsvmRows::open(p, &LibsvmOptions::default()).unwrap();
+    let mut resident = make();
+    assert_eq!(residency(resident.as_ref(), &file, cfg), Residency::Held);
+    let held = train(resident.as_mut(), &mut file, cfg);
+    let mut streamed = make();
+    assert!(matches!(
+        residency(streamed.as_ref(), &file, streaming),
+        Residency::Streamed { .. }
+    ));
+    let reports = train(streamed.as_mut(), &mut file, streaming);
+    assert!(reports[0].stream.unwrap().chunks > 5, "{name}");
+    let (s, r) = (streamed.params().unwrap(), resident.params().unwrap());
+    let d = relative_distance(s.w.iter().copied(), r.w.iter().map(|&v| f64::from(v)));
+    // Straddling batches are accumulated in parts: only the order of f32 sums differs.
+    assert!(d < 1e-5, "{name}: {d:e}");
+    assert!(held[1].train_accuracy > 0.9, "{name}: {:?}", held[1]);
+}

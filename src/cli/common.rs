@@ -68,14 +68,17 @@ impl Device {
         }
     }
 
-    /// A zero model of `shape` on this device.
+    /// A zero model of `shape` on this device, for sparse rows (LIBSVM) when `sparse`.
     pub fn backend(
         &self,
         shape: Shape,
         chunk_bytes: Option<u64>,
         autotune: bool,
+        sparse: bool,
     ) -> Result<Box<dyn Backend + '_>> {
         Ok(match self {
+            // The fast trainer is dense; the reference's work on sparse rows is O(non-zeros · k).
+            Device::Cpu(Precision::F32) if sparse => Box::new(CpuBackend::<f32>::try_new(shape)?),
             Device::Cpu(Precision::F32) => Box::new(FastCpu::new(shape)?),
             Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::try_new(shape)?),
             Device::Gpu(ctx) => Box::new(GpuBackend::new(
@@ -84,6 +87,7 @@ impl Device {
                 &GpuOptions {
                     max_chunk_bytes: chunk_bytes,
                     autotune,
+                    sparse,
                 },
             )?),
         })

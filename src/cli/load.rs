@@ -81,6 +81,7 @@ pub struct Rows {
     pub classes: Vec<String>,
     pub rows: u64,
     pub d: usize,
+    pub sparse: bool,
 }
 
 /// The format of `path`: as given, or detected.
@@ -116,6 +117,7 @@ pub fn rows_of(
         })
     };
     let k = classes.map(<[String]>::len).or(k);
+    let sparse = format == Format::Libsvm;
     let (open, names, rows, features): (Opener, Vec<String>, u64, usize) = match format {
         Format::Csv => return Ok(None),
         Format::Npy | Format::Idx => {
@@ -171,6 +173,7 @@ pub fn rows_of(
         classes: names,
         rows,
         d: features,
+        sparse,
     }))
 }
 
@@ -207,7 +210,9 @@ pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Stre
     let budget = cfg
         .memory_budget
         .unwrap_or_else(train::default_memory_budget);
-    if bytes <= budget {
+    // Sparse rows are never made dense: they always go through a source, and the trainer holds them sparse when
+    // they fit.
+    if bytes <= budget && !rows.sparse {
         return Ok(None);
     }
     let (mut train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>) = match &a.test {
@@ -380,8 +385,15 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
     })
 }
 
+/// The rows to predict: dense, or a sparse source read a chunk at a time (never made dense).
+pub enum Rows2 {
+    Dense(Array2<f32>),
+    Sparse(Box<dyn RowSource>),
+}
+
 pub struct ToPredict {
-    pub x: Array2<f32>,
+    pub x: Rows2,
+    /// The labels, when the rows are dense and come with them (a sparse source yields its own).
     pub y: Option<Vec<u32>>,
 }
 
@@ -401,9 +413,15 @@ pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
             Some(d),
         )?
         .ok_or_else(|| Error::Internal("a row format without rows".into()))?;
+        if rows.sparse {
+            return Ok(ToPredict {
+                x: Rows2::Sparse((rows.open)()?),
+                y: None,
+            });
+        }
         let ds = read_dataset(rows, path)?;
         return Ok(ToPredict {
-            x: ds.x,
+            x: Rows2::Dense(ds.x),
             y: Some(ds.y),
         });
     }
@@ -468,5 +486,8 @@ pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
         )
         .into());
     }
-    Ok(ToPredict { x, y })
+    Ok(ToPredict {
+        x: Rows2::Dense(x),
+        y,
+    })
 }

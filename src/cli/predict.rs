@@ -16,7 +16,29 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
     }
     let model = Model::load(&a.model)?;
     let data = load::prediction_data(&a, &model)?;
-    let proba = model.predict_proba(data.x.view())?;
+    let (proba, y) = match data.x {
+        load::Rows2::Dense(x) => (model.predict_proba(x.view())?, data.y),
+        load::Rows2::Sparse(mut source) => {
+            // A chunk at a time: the rows stay sparse; the probabilities are n × k.
+            let mut parts = Vec::new();
+            let mut y = Vec::new();
+            source.rewind()?;
+            while let Some(c) = source.next_sparse(1 << 14)? {
+                let rows = softmax_wgpu::data::SparseRows::from_chunk(
+                    source.name(),
+                    &c,
+                    model.classes.len(),
+                )?;
+                let all: Vec<u32> = (0..rows.len() as u32).collect();
+                parts.push(model.predict_proba_sparse(&rows.batch(&all))?);
+                y.extend_from_slice(&c.y);
+            }
+            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+            let proba = ndarray::concatenate(ndarray::Axis(0), &views)
+                .map_err(|e| softmax_wgpu::Error::Internal(format!("probabilities: {e}")))?;
+            (proba, Some(y))
+        }
+    };
     let predicted = softmax_wgpu::model::argmax_rows(proba.view());
     let mut text = String::from("label");
     if a.proba {
@@ -35,7 +57,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
         }
         text.push('\n');
     }
-    if let Some(y) = &data.y {
+    if let Some(y) = &y {
         let hits = y.iter().zip(&predicted).filter(|(a, b)| a == b).count();
         eprintln!(
             "accuracy {:.4} ({hits} of {} rows)",

@@ -45,7 +45,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         k: classes.len(),
     };
     let device = Device::open(&a.device)?;
-    let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune)?;
+    let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune, train.is_sparse())?;
     let train_rows = train.rows().unwrap_or(0);
     eprintln!(
         "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
@@ -59,15 +59,19 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         shape.k
     );
     if let Residency::Streamed { chunk_rows } = residency(backend.as_ref(), train.as_ref(), &cfg) {
+        let held = train
+            .held_bytes()
+            .unwrap_or(train_rows * held_row_bytes(shape.d));
+        let row = held.div_ceil(train_rows.max(1));
         eprintln!(
             "streaming: the rows would take {} held, over {}; read {chunk_rows} rows ({}) at a time, the next chunk \
              while the current one trains, shuffled {}",
-            bytes(train_rows * held_row_bytes(shape.d)),
+            bytes(held),
             stream_budget.map_or("the device's memory".to_string(), |b| format!(
                 "the memory budget of {}",
                 bytes(b)
             )),
-            bytes(chunk_rows as u64 * held_row_bytes(shape.d)),
+            bytes(chunk_rows as u64 * row),
             if cfg.shuffle {
                 "by chunk and within each chunk"
             } else {

@@ -8,12 +8,14 @@
 //! update kernel divides the sums by the rows they cover. Loss and hit sums go to per-op slots on the device and
 //! are read once, by [`Backend::take_sums`]. At most two submissions are in flight.
 
+use std::sync::Arc;
+
 use ndarray::{Array1, Array2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned};
-use crate::data::RowSource;
+use crate::data::{RowSource, SparseRows};
 use crate::error::{Error, Result};
 use crate::train::{
     Backend, Batch, BatchRows, Gradient, Held, OptimizerState, Params, Shape, Sums, Update,
@@ -34,6 +36,9 @@ pub struct GpuOptions {
     /// Time the kernels' workgroup widths on the first batch of each shape class and keep the fastest, cached on
     /// disk ([`super::tune`]); off: the width derived from the subgroup size.
     pub autotune: bool,
+    /// Train on sparse rows only (LIBSVM): no dense batch buffers (a batch's X would be rows × d floats), batches
+    /// limited by their non-zeros and by rows × k, and no autotuning of the dense kernels.
+    pub sparse: bool,
 }
 
 /// One held chunk on the device and its gather bind group (rebuilt when the batch buffers change).
@@ -49,6 +54,31 @@ struct DeviceChunk {
 struct Resident {
     rows: usize,
     chunks: Vec<DeviceChunk>,
+    /// Sparse rows, kept in host memory as CSR: each batch's rows go up in both layouts the sparse kernels read
+    /// (a few hundred KB a step), which a device-side gather of variable-length rows would need a prefix sum for.
+    sparse: Option<Arc<SparseRows>>,
+}
+
+impl Resident {
+    fn released(&self) -> bool {
+        self.chunks.is_empty() && self.sparse.is_none()
+    }
+}
+
+/// The buffers of one sparse batch and the bind groups of the sparse kernels over them (rebuilt when they or the
+/// batch buffers grow).
+#[derive(Debug)]
+struct SparseBuffers {
+    nnz: usize,
+    rows: usize,
+    offsets: wgpu::Buffer,
+    indices: wgpu::Buffer,
+    values: wgpu::Buffer,
+    col_ptr: wgpu::Buffer,
+    col_rows: wgpu::Buffer,
+    col_vals: wgpu::Buffer,
+    logits: wgpu::BindGroup,
+    grad: wgpu::BindGroup,
 }
 
 /// The per-batch buffers and the bind groups that use them.
@@ -61,6 +91,9 @@ struct BatchBuffers {
     x: wgpu::Buffer,
     xt: wgpu::Buffer,
     y: wgpu::Buffer,
+    /// Logits and residuals (the sparse kernels' bind groups name them).
+    z: wgpu::Buffer,
+    r: wgpu::Buffer,
     logits: wgpu::BindGroup,
     /// The fused forward pass (K ≤ 16).
     forward: wgpu::BindGroup,
@@ -85,6 +118,8 @@ struct ModelBuffers {
 enum Rows {
     Held(usize),
     Host,
+    /// The sparse batch in the sparse buffers.
+    Sparse,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +177,9 @@ pub struct GpuBackend<'a> {
     /// Autotune on the first batch of each shape class; the widths chosen for each class seen so far.
     autotune: bool,
     tuned_for: std::collections::HashMap<String, Vec<Tuned>>,
+    /// Sparse rows only ([`GpuOptions::sparse`]), and the current sparse batch's buffers.
+    sparse: bool,
+    sparse_buffers: Option<SparseBuffers>,
 }
 
 /// Each tuned kernel's name and workgroup width.
@@ -191,7 +229,7 @@ impl<'a> GpuBackend<'a> {
                 hint: Some("counts of workgroups, not bytes".into()),
             });
         }
-        let max_batch = Self::largest_batch(ctx, shape);
+        let max_batch = Self::largest_batch(ctx, shape, options.sparse);
         if max_batch == 0 {
             return Err(Error::Limits {
                 device: ctx.describe(),
@@ -210,7 +248,13 @@ impl<'a> GpuBackend<'a> {
         }
         let chunk_rows = (chunk_bytes / (d as u64 * 4)).max(1) as usize;
         let model = Self::model_buffers(ctx, shape);
-        let batch = Self::batch_buffers(ctx, shape, &model, FIRST_CAPACITY.min(max_batch));
+        let batch = Self::batch_buffers(
+            ctx,
+            shape,
+            &model,
+            FIRST_CAPACITY.min(max_batch),
+            options.sparse,
+        );
         let steps = StepSlots::new(ctx, OPS_PER_SUBMIT);
         ctx.take_error()?;
         Ok(GpuBackend {
@@ -234,8 +278,10 @@ impl<'a> GpuBackend<'a> {
                 .iter()
                 .map(|&k| Tuned::for_adapter(ctx, k))
                 .collect(),
-            autotune: options.autotune,
+            autotune: options.autotune && !options.sparse,
             tuned_for: std::collections::HashMap::new(),
+            sparse: options.sparse,
+            sparse_buffers: None,
         })
     }
 
@@ -307,7 +353,7 @@ impl<'a> GpuBackend<'a> {
             Op::Accumulate { rows, .. } | Op::Forward { rows, .. } => {
                 let gathers = match rows {
                     Rows::Held(h) => self.held[*h].chunks.len(),
-                    Rows::Host => 0,
+                    Rows::Host | Rows::Sparse => 0,
                 };
                 gathers
                     + if matches!(op, Op::Accumulate { .. }) {
@@ -328,8 +374,9 @@ impl<'a> GpuBackend<'a> {
 
     /// The most rows one batch may have: its X (rows × d) and Z, S, R (rows × k) must each fit one binding, and the
     /// logits kernel dispatches rows / 64 workgroups along x.
-    fn largest_batch(ctx: &GpuContext, shape: Shape) -> usize {
-        let row_bytes = (shape.d as u64 * 4).max(shape.k as u64 * 4).max(8);
+    fn largest_batch(ctx: &GpuContext, shape: Shape, sparse: bool) -> usize {
+        let x_row = if sparse { 0 } else { shape.d as u64 * 4 };
+        let row_bytes = x_row.max(shape.k as u64 * 4).max(8);
         let by_binding = Self::max_binding(ctx) / row_bytes;
         let by_dispatch = 64 * u64::from(ctx.limits.max_compute_workgroups_per_dimension);
         by_binding.min(by_dispatch).min(u64::from(u32::MAX)) as usize
@@ -362,11 +409,14 @@ impl<'a> GpuBackend<'a> {
         shape: Shape,
         m: &ModelBuffers,
         capacity: usize,
+        sparse: bool,
     ) -> BatchBuffers {
         let (d, k) = (shape.d as u64, shape.k as u64);
         let rows = capacity as u64;
-        let x = storage_zeroed(ctx, "batch x", rows * d * 4);
-        let xt = storage_zeroed(ctx, "batch x feature-major", rows * d * 4);
+        // Sparse training never has a dense X on the device.
+        let x_bytes = if sparse { 4 } else { rows * d * 4 };
+        let x = storage_zeroed(ctx, "batch x", x_bytes);
+        let xt = storage_zeroed(ctx, "batch x feature-major", x_bytes);
         let y = storage_zeroed(ctx, "batch y", rows * 4);
         let (z, s, r) = (
             storage_zeroed(ctx, "z", rows * k * 4),
@@ -391,6 +441,8 @@ impl<'a> GpuBackend<'a> {
             x,
             xt,
             y,
+            z,
+            r,
         }
     }
 
@@ -528,7 +580,8 @@ impl<'a> GpuBackend<'a> {
         }
         self.flush()?;
         let capacity = rows.max(self.batch.capacity * 2).min(self.max_batch);
-        self.batch = Self::batch_buffers(self.ctx, self.shape, &self.model, capacity);
+        self.batch = Self::batch_buffers(self.ctx, self.shape, &self.model, capacity, self.sparse);
+        self.sparse_buffers = None;
         for h in 0..self.held.len() {
             for c in 0..self.held[h].chunks.len() {
                 let group = self.gather_group(&self.held[h].chunks[c]);
@@ -561,16 +614,133 @@ impl<'a> GpuBackend<'a> {
 
     /// Queues the rows of `batch` for the next op: perm entries for held rows, a copy into the batch buffer for
     /// host rows. Returns where the op reads them from and its perm offset.
+    /// Puts a held set in the first released slot (streaming holds and releases a set per chunk).
+    fn free_slot(&mut self, resident: Resident) -> usize {
+        match self.held.iter().position(Resident::released) {
+            Some(free) => {
+                self.held[free] = resident;
+                free
+            }
+            None => {
+                self.held.push(resident);
+                self.held.len() - 1
+            }
+        }
+    }
+
+    /// The error for dense rows given to a sparse backend, or sparse rows to a dense one.
+    fn wrong_kind(&self, name: &str) -> Error {
+        let (have, made) = if self.sparse {
+            ("dense", "sparse")
+        } else {
+            ("sparse", "dense")
+        };
+        Error::Internal(format!(
+            "{name}: {have} rows given to a GPU trainer made for {made} rows (GpuOptions::sparse)"
+        ))
+    }
+
+    /// Makes the sparse buffers hold a batch of `rows` rows and `nnz` entries (and bind them to the batch buffers).
+    fn ensure_sparse(&mut self, rows: usize, nnz: usize) {
+        if self
+            .sparse_buffers
+            .as_ref()
+            .is_some_and(|b| b.rows >= rows && b.nnz >= nnz)
+        {
+            return;
+        }
+        let old = self
+            .sparse_buffers
+            .as_ref()
+            .map_or((0, 0), |b| (b.rows, b.nnz));
+        let rows = rows.max(old.0).max(self.batch.capacity);
+        let nnz = nnz.max(old.1 * 2).max(1 << 12);
+        let ctx = self.ctx;
+        let entries = nnz as u64 * 4;
+        let offsets = storage_zeroed(ctx, "sparse offsets", (rows as u64 + 1) * 4);
+        let indices = storage_zeroed(ctx, "sparse indices", entries);
+        let values = storage_zeroed(ctx, "sparse values", entries);
+        let col_ptr = storage_zeroed(ctx, "sparse col_ptr", (self.shape.d as u64 + 1) * 4);
+        let col_rows = storage_zeroed(ctx, "sparse col_rows", entries);
+        let col_vals = storage_zeroed(ctx, "sparse col_vals", entries);
+        let (kern, dev, m, b) = (&ctx.kernels, &ctx.device, &self.model, &self.batch);
+        let logits = kern.bind(
+            dev,
+            Kernel::SparseLogits,
+            &[&offsets, &indices, &values, &m.w, &m.b, &b.z],
+        );
+        let grad = kern.bind(
+            dev,
+            Kernel::SparseGrad,
+            &[&col_ptr, &col_rows, &col_vals, &b.r, &m.g, &m.gb],
+        );
+        self.sparse_buffers = Some(SparseBuffers {
+            nnz,
+            rows,
+            offsets,
+            indices,
+            values,
+            col_ptr,
+            col_rows,
+            col_vals,
+            logits,
+            grad,
+        });
+    }
+
+    /// Uploads the rows `rows` of a sparse set as one batch (both layouts) and its labels.
+    fn stage_sparse(&mut self, set: &SparseRows, rows: &[u32], slot: bool) -> Result<Rows> {
+        let b = set.batch(rows);
+        u32_of(b.nnz(), "non-zeros in one batch")?;
+        let max = Self::max_binding(self.ctx) / 4;
+        if b.nnz() as u64 > max {
+            return Err(Error::Limits {
+                device: self.ctx.describe(),
+                what: format!(
+                    "a sparse batch of {} rows with {} non-zeros",
+                    b.len(),
+                    b.nnz()
+                ),
+                needed: b.nnz() as u64 * 4,
+                limit: Self::max_binding(self.ctx),
+                hint: Some("use a smaller --batch-size".into()),
+            });
+        }
+        // Queued ops read the sparse buffers: submit them before the host overwrites them.
+        self.flush()?;
+        self.ensure_sparse(b.len(), b.nnz());
+        self.reserve(0, slot)?;
+        let q = &self.ctx.queue;
+        let sb = self.sparse_buffers.as_ref().expect("ensured above");
+        q.write_buffer(&sb.offsets, 0, bytemuck::cast_slice(&b.offsets));
+        q.write_buffer(&sb.col_ptr, 0, bytemuck::cast_slice(&b.col_ptr));
+        if b.nnz() > 0 {
+            q.write_buffer(&sb.indices, 0, bytemuck::cast_slice(&b.indices));
+            q.write_buffer(&sb.values, 0, bytemuck::cast_slice(&b.values));
+            q.write_buffer(&sb.col_rows, 0, bytemuck::cast_slice(&b.col_rows));
+            q.write_buffer(&sb.col_vals, 0, bytemuck::cast_slice(&b.col_vals));
+        }
+        q.write_buffer(&self.batch.y, 0, bytemuck::cast_slice(&b.y));
+        Ok(Rows::Sparse)
+    }
+
     fn stage(&mut self, batch: &Batch<'_>, slot: bool) -> Result<(Rows, u32)> {
         let n = batch.len();
         self.ensure_capacity(n)?;
         match batch.rows() {
             BatchRows::Held { set, rows } => {
-                if self.held.get(set.id()).is_none_or(|h| h.rows != set.len()) {
+                if self
+                    .held
+                    .get(set.id())
+                    .is_none_or(|h| h.rows != set.len() || h.released())
+                {
                     return Err(Error::Internal(format!(
                         "held set {} is not this backend's",
                         set.id()
                     )));
+                }
+                if let Some(sparse) = self.held[set.id()].sparse.clone() {
+                    return Ok((self.stage_sparse(&sparse, rows, slot)?, 0));
                 }
                 self.reserve(n, slot)?;
                 let offset = self.perm_data.len() as u32;
@@ -578,6 +748,9 @@ impl<'a> GpuBackend<'a> {
                 Ok((Rows::Held(set.id()), offset))
             }
             BatchRows::Host(chunk) => {
+                if self.sparse {
+                    return Err(self.wrong_kind(&format!("rows from {}", chunk.first_row())));
+                }
                 // Queued ops read the batch buffer: submit them before the host overwrites it.
                 self.flush()?;
                 self.reserve(0, slot)?;
@@ -737,6 +910,20 @@ impl<'a> GpuBackend<'a> {
                     }
                 }
                 let train = matches!(op, Op::Accumulate { .. });
+                if let Rows::Sparse = rows {
+                    let sb = self
+                        .sparse_buffers
+                        .as_ref()
+                        .expect("staged before it was queued");
+                    dispatch(pass, &mut stamp, Kernel::SparseLogits, &sb.logits, dims);
+                    dispatch(pass, &mut stamp, Kernel::Softmax, &bg.softmax, dims);
+                    if train {
+                        dispatch(pass, &mut stamp, Kernel::Residual, &bg.residual, dims);
+                        dispatch(pass, &mut stamp, Kernel::SparseGrad, &sb.grad, dims);
+                    }
+                    dispatch(pass, &mut stamp, Kernel::Metrics, &bg.metrics, dims);
+                    return;
+                }
                 if self.fused() {
                     // Logits, softmax, loss and residual in one pass.
                     dispatch(pass, &mut stamp, Kernel::Forward, &bg.forward, dims);
@@ -826,6 +1013,19 @@ impl Backend for GpuBackend<'_> {
 
     fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held> {
         self.shape.check_source(source)?;
+        if source.is_sparse() != self.sparse {
+            return Err(self.wrong_kind(source.name()));
+        }
+        if self.sparse {
+            let rows = SparseRows::read(source)?;
+            let n = rows.len();
+            let id = self.free_slot(Resident {
+                rows: n,
+                chunks: Vec::new(),
+                sparse: Some(rows),
+            });
+            return Ok(Held::new(id, n));
+        }
         source.rewind()?;
         let ctx = self.ctx;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -868,18 +1068,11 @@ impl Backend for GpuBackend<'_> {
         for c in &mut chunks {
             c.gather = Some(self.gather_group(c));
         }
-        // Into the first released slot: streaming holds and releases a set per chunk.
-        let resident = Resident { rows, chunks };
-        let id = match self.held.iter().position(|h| h.chunks.is_empty()) {
-            Some(free) => {
-                self.held[free] = resident;
-                free
-            }
-            None => {
-                self.held.push(resident);
-                self.held.len() - 1
-            }
-        };
+        let id = self.free_slot(Resident {
+            rows,
+            chunks,
+            sparse: None,
+        });
         ctx.take_error()?;
         Ok(Held::new(id, rows))
     }
@@ -888,7 +1081,7 @@ impl Backend for GpuBackend<'_> {
         if self
             .held
             .get(set.id())
-            .is_none_or(|h| h.rows != set.len() || h.chunks.is_empty())
+            .is_none_or(|h| h.rows != set.len() || h.released())
         {
             return Err(Error::Internal(format!(
                 "held set {} is not this backend's",
@@ -902,12 +1095,14 @@ impl Backend for GpuBackend<'_> {
         self.held[set.id()] = Resident {
             rows: 0,
             chunks: Vec::new(),
+            sparse: None,
         };
         Ok(())
     }
 
     fn holds_in_host_memory(&self) -> bool {
-        self.ctx.info.device_type == wgpu::DeviceType::Cpu
+        // Sparse rows stay in host memory; a software adapter's device memory is host memory.
+        self.sparse || self.ctx.info.device_type == wgpu::DeviceType::Cpu
     }
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
