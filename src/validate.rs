@@ -107,7 +107,69 @@ pub fn check_kernels(
     }
     check_adversarial_softmax(ctx, &mut checks, &mut g)?;
     check_gather(ctx, &mut checks, &mut g)?;
+    // (B, D, K, density): text-like (wide, very sparse), denser, and mostly empty rows and columns.
+    for (b, d, k, density) in [
+        (65, 5000, 10, 0.01),
+        (1000, 784, 3, 0.3),
+        (63, 64, 20, 0.005),
+    ] {
+        check_sparse(ctx, &mut checks, &mut g, (b, d, k), density)?;
+    }
     Ok(checks.out)
+}
+
+/// The sparse kernels on one random batch of B rows (taken in shuffled order from a held set) over D columns, about
+/// `density` of them non-zero. The bounds are the dense kernels' for the same rows made dense: a sparse sum has at
+/// most the dense one's terms.
+fn check_sparse(
+    ctx: &GpuContext,
+    checks: &mut Checks,
+    g: &mut SplitMix64,
+    (b, d, k): (usize, usize, usize),
+    density: f64,
+) -> Result<()> {
+    use crate::data::{SparseChunk, SparseRows};
+    let case = format!("B={b} D={d} K={k} density {density}");
+    let n = b + 10;
+    let mut x = rand2(n, d, -1.0, 1.0, g);
+    x.mapv_inplace(|v| if g.next_f64() < density { v } else { 0.0 });
+    let y: Vec<u32> = (0..n).map(|_| g.below(k as u64) as u32).collect();
+    let rows = SparseRows::from_chunk("validate", &SparseChunk::from_dense(x.view(), &y, 0), k)?;
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    g.shuffle(&mut perm);
+    let batch = rows.batch(&perm[..b]);
+    let dense = to64(&batch.to_dense());
+    let w = rand2(d, k, -1.0, 1.0, g);
+    let bias = rand2(1, k, -1.0, 1.0, g).row(0).to_owned();
+    let (w64, b64) = (to64(&w), to64(&bias));
+    let mut z = ops::sparse_logits(ctx, &batch, w.view(), bias.view())?;
+    checks.corrupt(Kernel::SparseLogits, &mut z);
+    let z_ref = cpu::sparse_logits(&batch, w64.view(), b64.view());
+    let z_tol = tolerance::logits(dense.view(), w64.view(), b64.view());
+    checks.push(
+        Kernel::SparseLogits,
+        "Z",
+        &case,
+        compare(&z, &z_ref, &z_tol),
+    );
+    let r = rand2(b, k, -1.0, 1.0, g);
+    let (mut gw, gb) = ops::sparse_grad(ctx, &batch, r.view())?;
+    checks.corrupt(Kernel::SparseGrad, &mut gw);
+    let (gw_ref, gb_ref) = cpu::sparse_grad(&batch, to64(&r).view());
+    let (gw_tol, gb_tol) = tolerance::grad(dense.view(), to64(&r).view());
+    checks.push(
+        Kernel::SparseGrad,
+        "G",
+        &case,
+        compare(&gw, &gw_ref, &gw_tol),
+    );
+    checks.push(
+        Kernel::SparseGrad,
+        "g_b",
+        &case,
+        compare(&gb, &gb_ref, &gb_tol),
+    );
+    Ok(())
 }
 
 /// Every kernel on one random problem of B rows, D features and K classes, features of magnitude `scale`. Each

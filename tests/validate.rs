@@ -37,6 +37,8 @@ fn a_perturbed_kernel_result_fails_and_is_named() {
             Kernel::Update,
             Kernel::Gather,
             Kernel::Forward,
+            Kernel::SparseLogits,
+            Kernel::SparseGrad,
         ] {
             // 1e-3 relative is thousands of ULP: far beyond every bound, yet small enough to be a plausible bug.
             let checks = check_kernels(

@@ -131,13 +131,13 @@ fn verdict(ok: bool) -> &'static str {
 fn print_report(r: &AdapterReport) {
     println!("\n{}", r.adapter);
     println!(
-        "  {:<9} {:<6} {:<34} {:>10} {:>10} {:>6} {:>6} {:>10} {:>10}  result",
+        "  {:<13} {:<6} {:<38} {:>10} {:>10} {:>6} {:>6} {:>10} {:>10}  result",
         "kernel", "output", "case", "max abs", "max rel", "ulp50", "ulp99", "ulp max", "err/tol"
     );
     for k in &r.kernels {
         let c = &k.cmp;
         println!(
-            "  {:<9} {:<6} {:<34} {:>10.3e} {:>10.3e} {:>6} {:>6} {:>10} {:>10.3e}  {}",
+            "  {:<13} {:<6} {:<38} {:>10.3e} {:>10.3e} {:>6} {:>6} {:>10} {:>10.3e}  {}",
             k.kernel,
             k.output,
             k.case,
