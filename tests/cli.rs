@@ -740,3 +740,34 @@ fn libsvm_and_idx_files_train_and_predict() {
         t.stdout
     );
 }
+
+#[test]
+fn a_csv_file_over_the_budget_streams_and_learns_what_it_learns_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("f1,f2,f3,label\n");
+    let ds = softmax_wgpu::data::synthetic(3000, 3, 3, 9).unwrap();
+    for (row, &y) in ds.x.outer_iter().zip(&ds.y) {
+        text.push_str(&format!("{},{},{},class{y}\n", row[0], row[1], row[2]));
+    }
+    let csv = write(dir.path(), "d.csv", text.as_bytes());
+    let csv = csv.to_str().unwrap();
+    let common = [
+        "train", "--device", "cpu", "--data", csv, "--epochs", "3", "--lr", "0.1", "--json",
+    ];
+    let memory = run(&common);
+    let streamed = run(&[&common[..], &["--memory-budget", "16KiB"]].concat());
+    assert_eq!(streamed.code, 0, "{}", streamed.stderr);
+    assert!(
+        streamed.stderr.contains("streaming:"),
+        "{}",
+        streamed.stderr
+    );
+    let (m, s) = (last_epoch(&memory), last_epoch(&streamed));
+    assert!(s["stream"]["chunks"].as_u64().unwrap() > 5);
+    // Different held-out rows (a per-row hash instead of an exact shuffle) and a chunked shuffle: close, not equal.
+    let (ma, sa) = (
+        m["val_accuracy"].as_f64().unwrap(),
+        s["val_accuracy"].as_f64().unwrap(),
+    );
+    assert!((ma - sa).abs() < 0.05, "in memory {ma}, streamed {sa}");
+}

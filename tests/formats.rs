@@ -244,3 +244,52 @@ fn a_file_that_shrinks_while_it_is_read_is_an_error_at_its_new_end() {
         "{e}"
     );
 }
+
+#[test]
+fn csv_rows_stream_what_read_csv_reads_with_its_errors() {
+    use softmax_wgpu::data::{read_csv, CsvRows};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.csv");
+    // A header, quoted cells, blank lines and string labels; 3,000 rows cross the seek index (every 1,024 rows).
+    let mut text = String::from("a,b,\"the label\"\n");
+    for i in 0..3000 {
+        if i % 700 == 0 {
+            text.push('\n');
+        }
+        let label = ["cat", "dog", "emu"][i % 3];
+        text.push_str(&format!("{},\"{}\",{label}\n", i as f32 * 0.5, -(i as f32)));
+    }
+    std::fs::write(&p, &text).unwrap();
+    let table = read_csv(&p, Some(-1)).unwrap();
+    let mut s = CsvRows::open(&p, -1, None).unwrap();
+    assert_eq!(s.class_names(), ["cat", "dog", "emu"]);
+    assert_eq!((s.rows(), s.features(), s.classes()), (Some(3000), 2, 3));
+    for chunk in [1, 999, 1024, 5000] {
+        let (x, y, _) = all_rows(&mut s, chunk);
+        assert_eq!(x, table.x, "chunks of {chunk}");
+        assert_eq!(y.len(), 3000);
+        assert!(y.iter().enumerate().all(|(i, &c)| c as usize == i % 3));
+    }
+    for at in [0u64, 1023, 1024, 2999] {
+        assert!(s.seek(at).unwrap());
+        let c = s.next_chunk(2).unwrap().unwrap();
+        assert_eq!(c.x().row(0), table.x.row(at as usize), "row {at}");
+    }
+    let mut c = s.try_clone().unwrap();
+    assert_eq!(all_rows(&mut c, 777).0, table.x);
+    // The same errors as the whole-file reader, found when the file is opened.
+    std::fs::write(&p, "1,2,a\n3,x,b\n").unwrap();
+    let e = CsvRows::open(&p, -1, None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        read_csv(&p, Some(-1)).unwrap_err().to_string()
+    );
+    std::fs::write(&p, "1,2,a\n3,4,b\n5,6,c\n").unwrap();
+    let fixed = ["a".to_string(), "b".to_string()];
+    let e = CsvRows::open(&p, -1, Some(&fixed)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("line 3: label \"c\" is not one of the training classes"),
+        "{e}"
+    );
+}

@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 use ndarray::Array2;
 use softmax_wgpu::data::{
-    self, Dataset, Format, IdxRows, LibsvmOptions, LibsvmRows, NpyRows, Side, Split, Standardized,
-    Standardizer,
+    self, CsvRows, Dataset, Format, IdxRows, LibsvmOptions, LibsvmRows, NpyRows, Side, Split,
+    Standardized, Standardizer,
 };
 use softmax_wgpu::error::Position;
 use softmax_wgpu::{train, RowSource};
@@ -97,6 +97,7 @@ pub fn format_of(path: &Path, f: &FormatArgs) -> Result<Format> {
 
 /// Opens `path` when it is in a row format (None for CSV). `classes`: the class names when they are fixed already
 /// (held-out data: the training classes); `k`: --classes for label files; `d`: the feature count when it is fixed.
+#[allow(clippy::too_many_arguments)] // each says something the file alone does not
 pub fn rows_of(
     path: &Path,
     labels: Option<&Path>,
@@ -105,6 +106,7 @@ pub fn rows_of(
     classes: Option<&[String]>,
     k: Option<usize>,
     d: Option<usize>,
+    csv_label: Option<isize>,
 ) -> Result<Option<Rows>> {
     let format = format_of(path, f)?;
     let need_labels = || {
@@ -119,7 +121,17 @@ pub fn rows_of(
     let k = classes.map(<[String]>::len).or(k);
     let sparse = format == Format::Libsvm;
     let (open, names, rows, features): (Opener, Vec<String>, u64, usize) = match format {
-        Format::Csv => return Ok(None),
+        Format::Csv => {
+            let Some(label) = csv_label else {
+                return Ok(None);
+            };
+            let probe = CsvRows::open(path, label, classes)?;
+            let names = probe.class_names().to_vec();
+            let (rows, features) = (probe.rows().unwrap_or(0), probe.features());
+            let open: Opener =
+                Box::new(move || Ok(Box::new(probe.try_clone()?) as Box<dyn RowSource>));
+            (open, names, rows, features)
+        }
         Format::Npy | Format::Idx => {
             let (x, y) = (path.to_path_buf(), need_labels()?);
             let open: Opener = if format == Format::Npy {
@@ -194,6 +206,23 @@ pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Stre
     let (Some(path), None) = (&a.data, &a.synthetic) else {
         return Ok(None);
     };
+    let budget = cfg
+        .memory_budget
+        .unwrap_or_else(train::default_memory_budget);
+    // A CSV file is read whole (as before) when its rows surely fit: as f32 they take at most twice the text ("0,"
+    // is two bytes a value); otherwise it is streamed.
+    let csv_label = match format_of(path, &a.format)? {
+        Format::Csv => {
+            let len = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len();
+            if len.saturating_mul(2) <= budget {
+                return Ok(None);
+            }
+            Some(a.label_column)
+        }
+        _ => None,
+    };
     let Some(rows) = rows_of(
         path,
         a.labels.as_deref(),
@@ -202,14 +231,12 @@ pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Stre
         None,
         a.classes,
         None,
+        csv_label,
     )?
     else {
         return Ok(None);
     };
     let bytes = rows.rows.saturating_mul(train::held_row_bytes(rows.d));
-    let budget = cfg
-        .memory_budget
-        .unwrap_or_else(train::default_memory_budget);
     // Sparse rows are never made dense: they always go through a source, and the trainer holds them sparse when
     // they fit.
     if bytes <= budget && !rows.sparse {
@@ -274,6 +301,7 @@ pub fn test_source(
         Some(classes),
         None,
         Some(d),
+        Some(a.label_column),
     )? {
         return Ok(Some((rows.open)()?));
     }
@@ -330,6 +358,7 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
             None,
             a.classes,
             None,
+            None,
         )? {
             read_dataset(rows, path)?
         } else {
@@ -364,6 +393,7 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
         Some(&full.classes),
         None,
         Some(full.features()),
+        None,
     )? {
         Some(rows) => read_dataset(rows, test_path)?,
         None => csv_test(a, test_path, &full.classes)?,
@@ -411,6 +441,7 @@ pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
             Some(&model.classes),
             None,
             Some(d),
+            None,
         )?
         .ok_or_else(|| Error::Internal("a row format without rows".into()))?;
         if rows.sparse {

@@ -57,11 +57,86 @@ fn number(cell: &str) -> Option<f64> {
     cell.parse::<f64>().ok()
 }
 
+/// What the first record of a file fixes: its width, the label column, and whether the record is a header (every
+/// feature cell not a number).
+#[derive(Debug, Clone, PartialEq)]
+struct Layout {
+    width: usize,
+    label: Option<usize>,
+}
+
+impl Layout {
+    /// The layout from the first record (at `line`), and whether that record is a header.
+    fn of(
+        path: &Path,
+        record: &::csv::StringRecord,
+        line: u64,
+        label_column: Option<isize>,
+    ) -> Result<(Layout, bool)> {
+        let w = record.len();
+        let l = match label_column {
+            None => None,
+            Some(c) => {
+                let i = if c < 0 { w as isize + c } else { c };
+                if i < 0 || i as usize >= w {
+                    return Err(Error::param(
+                        "--label-column",
+                        format!(
+                            "in -{w}..={} for the {w} columns of {}",
+                            w - 1,
+                            path.display()
+                        ),
+                        c,
+                    ));
+                }
+                Some(i as usize)
+            }
+        };
+        if l.is_some() && w < 2 {
+            return Err(Error::input_at(
+                path,
+                Position::Line(line),
+                "a label column and at least one feature are needed",
+            ));
+        }
+        let header = record
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != l)
+            .all(|(_, c)| number(c).is_none());
+        Ok((Layout { width: w, label: l }, header))
+    }
+
+    /// Features per row.
+    fn features(&self) -> usize {
+        if self.label.is_some() {
+            self.width - 1
+        } else {
+            self.width
+        }
+    }
+
+    /// Checks a data record's width.
+    fn check(&self, path: &Path, record: &::csv::StringRecord, line: u64) -> Result<()> {
+        if record.len() != self.width {
+            return Err(Error::input_at(
+                path,
+                Position::Line(line),
+                format!("expected {} columns, found {}", self.width, record.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_blank(record: &::csv::StringRecord) -> bool {
+    record.len() == 1 && record[0].is_empty()
+}
+
 /// [`read_csv`] on the file's bytes (`path` names it in errors).
 pub fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) -> Result<CsvTable> {
     let mut reader = reader(bytes);
-    let mut width: Option<usize> = None;
-    let mut label: Option<usize> = None;
+    let mut layout: Option<Layout> = None;
     let mut header = None;
     let mut values: Vec<f32> = Vec::new();
     let mut labels = Vec::new();
@@ -69,71 +144,33 @@ pub fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) -> Resu
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(path, &e))?;
         let line = record.position().map_or(0, |p| p.line());
-        if record.len() == 1 && record[0].is_empty() {
-            continue; // a blank line
-        }
-        let Some(w) = width else {
-            // The first record fixes the width and may be a header.
-            let w = record.len();
-            let l = match label_column {
-                None => None,
-                Some(c) => {
-                    let i = if c < 0 { w as isize + c } else { c };
-                    if i < 0 || i as usize >= w {
-                        return Err(Error::param(
-                            "--label-column",
-                            format!(
-                                "in -{w}..={} for the {w} columns of {}",
-                                w - 1,
-                                path.display()
-                            ),
-                            c,
-                        ));
-                    }
-                    Some(i as usize)
-                }
-            };
-            if l.is_some() && w < 2 {
-                return Err(Error::input_at(
-                    path,
-                    Position::Line(line),
-                    "a label column and at least one feature are needed",
-                ));
-            }
-            width = Some(w);
-            label = l;
-            let features: Vec<&str> = record
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| Some(*i) != l)
-                .map(|(_, c)| c)
-                .collect();
-            if features.iter().all(|c| number(c).is_none()) {
-                header = Some(record.iter().map(str::to_string).collect());
-                continue;
-            }
-            push_row(path, &record, line, l, &mut values, &mut labels)?;
-            lines.push(line);
+        if is_blank(&record) {
             continue;
-        };
-        if record.len() != w {
-            return Err(Error::input_at(
-                path,
-                Position::Line(line),
-                format!("expected {w} columns, found {}", record.len()),
-            ));
         }
-        push_row(path, &record, line, label, &mut values, &mut labels)?;
+        let l = match &layout {
+            Some(l) => l,
+            None => {
+                // The first record fixes the width and may be a header.
+                let (l, is_header) = Layout::of(path, &record, line, label_column)?;
+                let l = layout.insert(l);
+                if is_header {
+                    header = Some(record.iter().map(str::to_string).collect());
+                    continue;
+                }
+                l
+            }
+        };
+        l.check(path, &record, line)?;
+        push_row(path, &record, line, l.label, &mut values, &mut labels)?;
         lines.push(line);
     }
-    let Some(w) = width else {
+    let Some(l) = layout else {
         return Err(Error::input(path, "file is empty"));
     };
     if lines.is_empty() {
         return Err(Error::input(path, "no data rows (only a header)"));
     }
-    let d = if label.is_some() { w - 1 } else { w };
-    let x = Array2::from_shape_vec((lines.len(), d), values)
+    let x = Array2::from_shape_vec((lines.len(), l.features()), values)
         .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
     Ok(CsvTable {
         x,
@@ -141,6 +178,278 @@ pub fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) -> Resu
         lines,
         header,
     })
+}
+
+/// Data rows between entries of a [`CsvRows`] seek index.
+const BLOCK: u64 = 1024;
+
+/// A CSV file read a chunk of rows at a time. Opening it reads it once, checking every record as [`read_csv`]
+/// does (the same errors, at the same lines), collecting the labels and noting where every 1,024th row starts;
+/// each later pass parses one chunk at a time.
+#[derive(Debug)]
+pub struct CsvRows {
+    path: std::path::PathBuf,
+    name: String,
+    reader: ::csv::Reader<std::io::BufReader<std::fs::File>>,
+    layout: Layout,
+    classes: Vec<String>,
+    class_index: std::collections::HashMap<String, u32>,
+    rows: u64,
+    index: Vec<::csv::Position>,
+    pos: u64,
+    record: ::csv::StringRecord,
+}
+
+fn file_reader(path: &Path) -> Result<::csv::Reader<std::io::BufReader<std::fs::File>>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(std::io::BufReader::with_capacity(1 << 20, file)))
+}
+
+impl CsvRows {
+    /// Opens and checks `path`. `classes`: the class names when they are fixed already (a held-out file); else the
+    /// labels found, sorted as [`super::encode_labels`] sorts them.
+    pub fn open(path: &Path, label_column: isize, classes: Option<&[String]>) -> Result<Self> {
+        let mut reader = file_reader(path)?;
+        let mut record = ::csv::StringRecord::new();
+        let mut layout: Option<Layout> = None;
+        let mut labels: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut index = Vec::new();
+        let mut rows = 0u64;
+        let mut scratch = Vec::new();
+        let mut cells = Vec::new();
+        loop {
+            let start = reader.position().clone();
+            if !reader
+                .read_record(&mut record)
+                .map_err(|e| csv_error(path, &e))?
+            {
+                break;
+            }
+            let line = record.position().map_or(0, |p| p.line());
+            if is_blank(&record) {
+                continue;
+            }
+            let l = match &layout {
+                Some(l) => l,
+                None => {
+                    let (l, is_header) = Layout::of(path, &record, line, Some(label_column))?;
+                    let l = layout.insert(l);
+                    if is_header {
+                        continue;
+                    }
+                    l
+                }
+            };
+            l.check(path, &record, line)?;
+            scratch.clear();
+            cells.clear();
+            push_row(path, &record, line, l.label, &mut scratch, &mut cells)?;
+            let label = cells.pop().unwrap_or_default();
+            match classes {
+                Some(known) => {
+                    if !known.contains(&label) {
+                        return Err(super::labels_to_classes(
+                            path,
+                            &[label],
+                            &[line],
+                            known,
+                            "training",
+                        )
+                        .err()
+                        .unwrap_or_else(|| Error::Internal("a label both known and not".into())));
+                    }
+                }
+                None => {
+                    if !labels.contains(&label) {
+                        if labels.len() == super::MAX_CLASSES {
+                            return Err(Error::input_at(
+                                path,
+                                Position::Line(line),
+                                format!("more than {} distinct labels", super::MAX_CLASSES),
+                            ));
+                        }
+                        labels.insert(label);
+                    }
+                }
+            }
+            if rows.is_multiple_of(BLOCK) {
+                index.push(start);
+            }
+            rows += 1;
+        }
+        let Some(layout) = layout else {
+            return Err(Error::input(path, "file is empty"));
+        };
+        if rows == 0 {
+            return Err(Error::input(path, "no data rows (only a header)"));
+        }
+        let classes = match classes {
+            Some(c) => c.to_vec(),
+            None => {
+                let mut c: Vec<String> = labels.into_iter().collect();
+                super::sort_labels(&mut c);
+                c
+            }
+        };
+        if classes.len() < 2 {
+            return Err(Error::input(
+                path,
+                format!("needs at least 2 classes, found {}", classes.len()),
+            ));
+        }
+        let class_index = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i as u32))
+            .collect();
+        let mut s = CsvRows {
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+            reader,
+            layout,
+            classes,
+            class_index,
+            rows,
+            index,
+            pos: 0,
+            record,
+        };
+        super::RowSource::rewind(&mut s)?;
+        Ok(s)
+    }
+
+    /// A second reader of the same file, at its first row, without a second check of it.
+    pub fn try_clone(&self) -> Result<Self> {
+        let mut s = CsvRows {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            reader: file_reader(&self.path)?,
+            layout: self.layout.clone(),
+            classes: self.classes.clone(),
+            class_index: self.class_index.clone(),
+            rows: self.rows,
+            index: self.index.clone(),
+            pos: 0,
+            record: ::csv::StringRecord::new(),
+        };
+        super::RowSource::rewind(&mut s)?;
+        Ok(s)
+    }
+
+    /// The class names, in index order.
+    pub fn class_names(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// The next data record (blank lines skipped), or an error when the file ended early.
+    fn next_record(&mut self) -> Result<u64> {
+        loop {
+            let more = self
+                .reader
+                .read_record(&mut self.record)
+                .map_err(|e| csv_error(&self.path, &e))?;
+            let line = self.record.position().map_or(0, |p| p.line());
+            if !more {
+                return Err(Error::input_at(
+                    &self.path,
+                    Position::Line(line),
+                    format!(
+                        "the file ends at row {} of the {} it had when it was opened (it changed while being read)",
+                        self.pos, self.rows
+                    ),
+                ));
+            }
+            if !is_blank(&self.record) {
+                return Ok(line);
+            }
+        }
+    }
+}
+
+impl super::RowSource for CsvRows {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn features(&self) -> usize {
+        self.layout.features()
+    }
+
+    fn classes(&self) -> usize {
+        self.classes.len()
+    }
+
+    fn rows(&self) -> Option<u64> {
+        Some(self.rows)
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.seek(0).map(|_| ())
+    }
+
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        let block = (row / BLOCK) as usize;
+        let Some(at) = self.index.get(block).cloned() else {
+            self.pos = self.rows;
+            return Ok(true);
+        };
+        self.reader
+            .seek(at)
+            .map_err(|e| csv_error(&self.path, &e))?;
+        self.pos = block as u64 * BLOCK;
+        while self.pos < row {
+            self.next_record()?;
+            self.pos += 1;
+        }
+        Ok(true)
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<super::Chunk<'_>>> {
+        if self.pos >= self.rows {
+            return Ok(None);
+        }
+        let m = (max_rows.max(1) as u64).min(self.rows - self.pos) as usize;
+        let d = self.layout.features();
+        let mut values = Vec::with_capacity(m * d);
+        let mut labels = Vec::with_capacity(m);
+        let mut y = Vec::with_capacity(m);
+        let first = self.pos;
+        for _ in 0..m {
+            let line = self.next_record()?;
+            self.layout.check(&self.path, &self.record, line)?;
+            push_row(
+                &self.path,
+                &self.record,
+                line,
+                self.layout.label,
+                &mut values,
+                &mut labels,
+            )?;
+            let label = labels.pop().unwrap_or_default();
+            let class = *self.class_index.get(&label).ok_or_else(|| {
+                Error::input_at(
+                    &self.path,
+                    Position::Line(line),
+                    format!("label {label:?} was not in the file when it was opened (it changed while being read)"),
+                )
+            })?;
+            y.push(class);
+            self.pos += 1;
+        }
+        let x = Array2::from_shape_vec((m, d), values)
+            .map_err(|e| Error::Internal(format!("{}: {e}", self.name)))?;
+        Ok(Some(super::Chunk::owned(
+            &self.name,
+            x,
+            y,
+            self.classes.len(),
+            first,
+        )?))
+    }
 }
 
 fn push_row(

@@ -269,7 +269,7 @@ impl LibsvmRows {
                     }
                 }
             }
-            if rows % BLOCK == 0 {
+            if rows.is_multiple_of(BLOCK) {
                 index.push((offset, line_no - 1));
             }
             rows += 1;

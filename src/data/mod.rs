@@ -10,7 +10,7 @@ mod sparse;
 mod stream;
 mod synthetic;
 
-pub use self::csv::{csv_columns, parse_csv, read_csv, CsvTable};
+pub use self::csv::{csv_columns, parse_csv, read_csv, CsvRows, CsvTable};
 pub use self::idx::{is_gzip, looks_like_idx, read_idx_labels, IdxRows};
 pub use self::libsvm::{
     looks_like_libsvm, write_libsvm_rows, LibsvmOptions, LibsvmRows, SparseChunk,

@@ -64,7 +64,7 @@ impl<S: RowSource> Split<S> {
         let mut index = Vec::with_capacity(n.div_ceil(BLOCK) as usize);
         let mut kept = 0u64;
         for row in 0..n {
-            if row % BLOCK == 0 {
+            if row.is_multiple_of(BLOCK) {
                 index.push(kept);
             }
             if held_out(seed, fraction, row) == (side == Side::HeldOut) {
