@@ -502,7 +502,7 @@ pub fn trajectory(
     let (batch, k) = (32usize, 5usize);
     let shape = Shape { d: 32, k };
     let full = data::synthetic(1280, 32, k, seed)?;
-    let (mut train, held) = data::split_holdout(&full, 0.2, seed)?;
+    let (mut train, held) = data::split_holdout(full, 0.2, seed)?;
     let mut held = held.ok_or_else(|| Error::Internal("a fifth is held out".into()))?;
     let st = Standardizer::fit(train.x.view());
     st.apply(&mut train.x);

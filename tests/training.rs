@@ -15,7 +15,7 @@ use softmax_wgpu::{fit, Backend, EpochReport, Error, Params, RowSource, Shape, T
 /// A standardised synthetic problem of n × d in k classes, with a held-out fifth.
 fn problem(n: usize, d: usize, k: usize) -> (Dataset, Dataset) {
     let full = data::synthetic(n, d, k, 3).unwrap();
-    let (mut train, held) = data::split_holdout(&full, 0.2, 3).unwrap();
+    let (mut train, held) = data::split_holdout(full.clone(), 0.2, 3).unwrap();
     let mut held = held.unwrap();
     let s = Standardizer::fit(train.x.view());
     s.apply(&mut train.x);
@@ -167,7 +167,7 @@ fn digits_default_reaches_95_percent_held_out() {
         (full.len(), full.features(), full.classes.len()),
         (1797, 64, 10)
     );
-    let (train, held) = data::split_holdout(&full, cfg.val_split, cfg.seed).unwrap();
+    let (train, held) = data::split_holdout(full.clone(), cfg.val_split, cfg.seed).unwrap();
     let held = held.unwrap();
     on_every_backend(|name, make| {
         let mut b = make(shape(&train));

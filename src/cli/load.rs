@@ -382,7 +382,7 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
         data::digits()?
     };
     let Some(test_path) = &a.test else {
-        let (train, held_out) = data::split_holdout(&full, cfg.val_split, cfg.seed)?;
+        let (train, held_out) = data::split_holdout(full, cfg.val_split, cfg.seed)?;
         return Ok(Loaded { train, held_out });
     };
     let test = match rows_of(

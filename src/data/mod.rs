@@ -254,10 +254,12 @@ pub fn digits() -> Result<Dataset> {
     })
 }
 
-/// Splits off a seeded random `fraction` of the rows as a held-out set; the training rows keep their order.
-pub fn split_holdout(ds: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Option<Dataset>)> {
+/// Splits off a seeded random `fraction` of the rows as a held-out set; the training rows keep their order. Takes
+/// the data set: the held-out rows are copied out and the training rows moved up in place, so the split costs the
+/// held-out rows' memory and no more.
+pub fn split_holdout(ds: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Option<Dataset>)> {
     if fraction <= 0.0 {
-        return Ok((ds.clone(), None));
+        return Ok((ds, None));
     }
     let n = ds.len();
     let n_val = ((n as f64) * fraction).round().max(1.0) as usize;
@@ -274,7 +276,36 @@ pub fn split_holdout(ds: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset,
     let mut train_idx = idx[n_val..].to_vec();
     val_idx.sort_unstable();
     train_idx.sort_unstable();
-    Ok((ds.select(&train_idx), Some(ds.select(&val_idx))))
+    let held = ds.select(&val_idx);
+    let Dataset {
+        x,
+        y,
+        classes,
+        source,
+    } = ds;
+    let d = x.ncols();
+    let x = if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    };
+    let (mut values, _) = x.into_raw_vec_and_offset();
+    // Each kept row moves to a position at or before its own: in ascending order nothing is overwritten early.
+    for (to, &from) in train_idx.iter().enumerate() {
+        if to != from {
+            values.copy_within(from * d..(from + 1) * d, to * d);
+        }
+    }
+    values.truncate(train_idx.len() * d);
+    values.shrink_to_fit();
+    let train = Dataset {
+        x: Array2::from_shape_vec((train_idx.len(), d), values)
+            .map_err(|e| Error::Internal(format!("split: {e}")))?,
+        y: train_idx.iter().map(|&i| y[i]).collect(),
+        classes,
+        source,
+    };
+    Ok((train, Some(held)))
 }
 
 /// Per-feature mean and standard deviation of the training rows; applied as (x − mean) / std.

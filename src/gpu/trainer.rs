@@ -1032,7 +1032,15 @@ impl Backend for GpuBackend<'_> {
         let mut chunks = Vec::new();
         let mut rows = 0usize;
         let name = source.name().to_string();
+        let mut uploaded: Option<wgpu::SubmissionIndex> = None;
         while let Some(chunk) = source.next_chunk(self.chunk_rows)? {
+            // A buffer made with its contents goes up through a staging copy that lives until a submission
+            // carries it: submit each chunk's, and wait for the previous one before making the next, so that a set
+            // of many chunks never has more than two staging copies (on a software adapter they are host memory).
+            // A set of one chunk (a streamed chunk) is not waited for, and overlaps the training before it.
+            if let Some(previous) = uploaded.take() {
+                ctx.wait_for(previous)?;
+            }
             let first = u32_of(rows, "held rows")?;
             let n = chunk.len();
             rows += n;
@@ -1054,6 +1062,7 @@ impl Backend for GpuBackend<'_> {
                 ),
                 gather: None,
             });
+            uploaded = Some(ctx.queue.submit([]));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(
