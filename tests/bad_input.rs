@@ -484,6 +484,34 @@ fn cases() -> Vec<Case> {
             npy("[('a', '<f4')]", "(4, 2)", false, &[0; 32]),
             &["bad.npy", "structured"],
         ),
+        case(
+            // Streamed (a 16-byte budget): the NaN is met in the reader thread, mid-epoch, and still ends the run
+            // with its index and nothing written.
+            "NaN met while streaming",
+            &[
+                "train",
+                "--device",
+                "cpu",
+                "--data",
+                "bad.npy",
+                "--labels",
+                "y.npy",
+                "--memory-budget",
+                "16",
+                "--val-split",
+                "0",
+            ],
+            &["bad.npy", "index [3, 1]", "NaN"],
+        )
+        .file(
+            "bad.npy",
+            npy(
+                f4,
+                "(4, 2)",
+                false,
+                &f32s(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, f32::NAN]),
+            ),
+        ),
         npy_train(
             "shape overflows",
             npy(

@@ -79,7 +79,6 @@ pub type Opener = Box<dyn Fn() -> softmax_wgpu::Result<Box<dyn RowSource>>>;
 pub struct Rows {
     pub open: Opener,
     pub classes: Vec<String>,
-    pub rows: u64,
     pub d: usize,
     pub sparse: bool,
 }
@@ -120,17 +119,17 @@ pub fn rows_of(
     };
     let k = classes.map(<[String]>::len).or(k);
     let sparse = format == Format::Libsvm;
-    let (open, names, rows, features): (Opener, Vec<String>, u64, usize) = match format {
+    let (open, names, features): (Opener, Vec<String>, usize) = match format {
         Format::Csv => {
             let Some(label) = csv_label else {
                 return Ok(None);
             };
             let probe = CsvRows::open(path, label, classes)?;
             let names = probe.class_names().to_vec();
-            let (rows, features) = (probe.rows().unwrap_or(0), probe.features());
+            let features = probe.features();
             let open: Opener =
                 Box::new(move || Ok(Box::new(probe.try_clone()?) as Box<dyn RowSource>));
-            (open, names, rows, features)
+            (open, names, features)
         }
         Format::Npy | Format::Idx => {
             let (x, y) = (path.to_path_buf(), need_labels()?);
@@ -144,7 +143,7 @@ pub fn rows_of(
                 Some(c) => c.to_vec(),
                 None => (0..probe.classes()).map(|c| c.to_string()).collect(),
             };
-            (open, names, probe.rows().unwrap_or(0), probe.features())
+            (open, names, probe.features())
         }
         Format::Libsvm => {
             if labels.is_some() {
@@ -167,10 +166,10 @@ pub fn rows_of(
                 },
             )?;
             let names = probe.class_names().to_vec();
-            let (rows, features) = (probe.rows().unwrap_or(0), probe.features());
+            let features = probe.features();
             let open: Opener =
                 Box::new(move || Ok(Box::new(probe.try_clone()?) as Box<dyn RowSource>));
-            (open, names, rows, features)
+            (open, names, features)
         }
     };
     if let Some(d) = d.filter(|&d| d != features) {
@@ -183,7 +182,6 @@ pub fn rows_of(
     Ok(Some(Rows {
         open,
         classes: names,
-        rows,
         d: features,
         sparse,
     }))
@@ -199,9 +197,10 @@ pub struct Streamed {
     pub budget: u64,
 }
 
-/// The training data when their rows, held as f32, would not fit the host memory budget: streamed a chunk at a
-/// time, with the --val-split held-out rows chosen row by row and the standardisation statistics from one streaming
-/// pass. None when the data fit or are not in a row format (they are then loaded as before).
+/// Training data read through their file's reader (NPY, IDX, LIBSVM, and CSV that might not fit the budget): the
+/// trainer holds or streams them as they fit; the --val-split held-out rows are chosen row by row and the
+/// standardisation statistics come from one pass over the file. None for the embedded digits, --synthetic and CSV
+/// that fits (loaded whole, with an exact split, as before).
 pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Streamed>> {
     let (Some(path), None) = (&a.data, &a.synthetic) else {
         return Ok(None);
@@ -236,12 +235,9 @@ pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Stre
     else {
         return Ok(None);
     };
-    let bytes = rows.rows.saturating_mul(train::held_row_bytes(rows.d));
-    // Sparse rows are never made dense: they always go through a source, and the trainer holds them sparse when
-    // they fit.
-    if bytes <= budget && !rows.sparse {
-        return Ok(None);
-    }
+    // Files in a row format always go through their reader: the trainer holds them (reading the file once, straight
+    // into its own memory — host RAM for the CPU, device buffers for a GPU, never both) when they fit, and streams
+    // them when not. Sparse rows are never made dense.
     let (mut train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>) = match &a.test {
         Some(_) => ((rows.open)()?, test_source(a, &rows.classes, rows.d)?),
         None if cfg.val_split > 0.0 => (

@@ -488,14 +488,12 @@ impl super::RowSource for NpyRows {
         )?;
         self.pos = start + m;
         let x = Array2::from_shape_vec((m, d), x).expect("m·d values");
-        let chunk = super::Chunk::owned(
-            &self.name,
+        // read_rows checked every value; the labels were checked against k when the file was opened.
+        Ok(Some(super::Chunk::from_checked(
             x,
             self.y[start..start + m].to_vec(),
-            self.k,
             start as u64,
-        )?;
-        Ok(Some(chunk))
+        )))
     }
 }
 

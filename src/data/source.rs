@@ -103,6 +103,17 @@ impl<'a> Chunk<'a> {
         })
     }
 
+    /// Owned rows taken from rows that were checked already (a subset of checked chunks; values a reader checked
+    /// as it decoded them, with labels checked against `k` when the file was opened): no second pass.
+    pub(crate) fn from_checked(x: Array2<f32>, y: Vec<u32>, first_row: u64) -> Self {
+        debug_assert_eq!(x.nrows(), y.len());
+        Chunk {
+            x: CowArray::from(x),
+            y: std::borrow::Cow::Owned(y),
+            first_row,
+        }
+    }
+
     /// The features, [rows, d].
     pub fn x(&self) -> ArrayView2<'_, f32> {
         self.x.view()
@@ -267,14 +278,23 @@ impl HostRows {
             x.reserve_exact(values as usize);
             y.reserve_exact(n as usize);
         }
-        while let Some(c) = source.next_chunk(1 << 16)? {
-            x.extend(c.x().iter());
+        // Chunks of about 8 MiB: large enough for long reads, small enough to reuse the allocator's memory.
+        let rows = ((8usize << 20) / (4 * d.max(1))).max(1);
+        while let Some(c) = source.next_chunk(rows)? {
+            match c.x().as_slice() {
+                Some(values) => x.extend_from_slice(values),
+                None => x.extend(c.x().iter()),
+            }
             y.extend_from_slice(c.y());
         }
         let n = y.len();
+        if n == 0 {
+            return Err(Error::input(&name, "no rows"));
+        }
         let x = Array2::from_shape_vec((n, d), x)
             .map_err(|e| Error::Internal(format!("{name}: chunks of the wrong width: {e}")))?;
-        Ok(Arc::new(HostRows::new(name, x, y, k)?))
+        // Every chunk was checked when it was made.
+        Ok(Arc::new(HostRows { name, x, y, k }))
     }
 
     /// The features and labels, taken out.

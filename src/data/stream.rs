@@ -206,7 +206,7 @@ impl<S: RowSource> RowSource for Split<S> {
 
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
         let want = max_rows.max(1);
-        let (d, k) = (self.features(), self.classes());
+        let d = self.features();
         let (seed, fraction, side) = (self.seed, self.fraction, self.side);
         let mut x: Vec<f32> = Vec::new();
         let mut y: Vec<u32> = Vec::new();
@@ -252,7 +252,8 @@ impl<S: RowSource> RowSource for Split<S> {
         let m = y.len();
         let x = ndarray::Array2::from_shape_vec((m, d), x)
             .map_err(|e| Error::Internal(format!("{}: {e}", self.name)))?;
-        Ok(Some(Chunk::owned(&self.name, x, y, k, first_row)?))
+        // Rows of checked chunks.
+        Ok(Some(Chunk::from_checked(x, y, first_row)))
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ndarray::{Array1, Array2};
 
-use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
+use super::buffers::{read, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned};
 use crate::data::{RowSource, SparseRows};
@@ -1032,26 +1032,60 @@ impl Backend for GpuBackend<'_> {
         let mut chunks = Vec::new();
         let mut rows = 0usize;
         let name = source.name().to_string();
+        // Each device chunk is filled by reads of at most 16 MiB, each written with its own submission; the one
+        // before is waited for first, so that the staging copies in flight stay at two pieces (on a software
+        // adapter they are host memory) and a file is held on the device without ever being whole on the host. A
+        // set of one piece (a streamed chunk) is not waited for, and overlaps the training queued before it.
+        let d = self.shape.d;
+        let piece_rows = ((16usize << 20) / (d * 4)).max(1);
         let mut uploaded: Option<wgpu::SubmissionIndex> = None;
-        while let Some(chunk) = source.next_chunk(self.chunk_rows)? {
-            // A buffer made with its contents goes up through a staging copy that lives until a submission
-            // carries it: submit each chunk's, and wait for the previous one before making the next, so that a set
-            // of many chunks never has more than two staging copies (on a software adapter they are host memory).
-            // A set of one chunk (a streamed chunk) is not waited for, and overlaps the training before it.
-            if let Some(previous) = uploaded.take() {
-                ctx.wait_for(previous)?;
-            }
+        let total = source.rows().map_or(usize::MAX, |n| n as usize);
+        while rows < total {
             let first = u32_of(rows, "held rows")?;
-            let n = chunk.len();
+            let Some(piece) = source.next_chunk(piece_rows.min(self.chunk_rows))? else {
+                break;
+            };
+            // The device chunk: as many rows as remain, up to a chunk (or just this piece, when the length is
+            // unknown).
+            let n = if total == usize::MAX {
+                piece.len()
+            } else {
+                (total - rows).min(self.chunk_rows)
+            };
+            let label = format!("{name} rows {first}..{}", rows + n);
+            let x = storage_zeroed(ctx, &label, (n * d * 4) as u64);
+            let y = storage_zeroed(ctx, &label, (n * 4) as u64);
+            let mut filled = 0usize;
+            let mut next = Some(piece);
+            while let Some(piece) = next.take() {
+                if let Some(previous) = uploaded.take() {
+                    ctx.wait_for(previous)?;
+                }
+                let m = piece.len();
+                let xs = piece.x();
+                let xs = xs.as_standard_layout();
+                let flat = xs.as_slice().expect("standard layout is contiguous");
+                ctx.queue
+                    .write_buffer(&x, (filled * d * 4) as u64, bytemuck::cast_slice(flat));
+                ctx.queue
+                    .write_buffer(&y, (filled * 4) as u64, bytemuck::cast_slice(piece.y()));
+                uploaded = Some(ctx.queue.submit([]));
+                filled += m;
+                if filled < n {
+                    next = source.next_chunk(piece_rows.min(n - filled))?;
+                    if next.is_none() {
+                        return Err(Error::Internal(format!(
+                            "{name}: ended at row {}, before the {total} rows it announced",
+                            rows + filled
+                        )));
+                    }
+                }
+            }
             rows += n;
             u32_of(rows, "held rows")?;
-            let x = chunk.x();
-            let x = x.as_standard_layout();
-            let flat = x.as_slice().expect("standard layout is contiguous");
-            let label = format!("{name} rows {first}..{rows}");
             chunks.push(DeviceChunk {
-                x: storage_init(ctx, &label, flat),
-                y: storage_init(ctx, &label, chunk.y()),
+                x,
+                y,
                 info: uniform_init(
                     ctx,
                     "chunk",
@@ -1062,7 +1096,6 @@ impl Backend for GpuBackend<'_> {
                 ),
                 gather: None,
             });
-            uploaded = Some(ctx.queue.submit([]));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(
