@@ -135,6 +135,69 @@ fn check_npy_stream(bytes: &[u8], chunk: usize) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+const VALID_SVM: &[u8] = b"1 qid:2 1:0.5 3:2 # c\n-1 2:1.5\n2 1:-3e-2 4:7\n";
+
+/// `bytes` as a file read by `open` a chunk of `chunk` rows at a time, dense and sparse: an error (the user's), or
+/// finite rows whose labels are below the class count and, sparse, whose columns ascend below the width.
+fn check_rows_file(
+    name: &str,
+    bytes: &[u8],
+    chunk: usize,
+    open: impl Fn(&Path) -> softmax_wgpu::Result<Box<dyn softmax_wgpu::RowSource>>,
+) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, bytes).unwrap();
+    let mut s = match open(&p) {
+        Ok(s) => s,
+        Err(e) => {
+            prop_assert!(is_users(&e), "{e}");
+            return Ok(());
+        }
+    };
+    let (d, k) = (s.features(), s.classes());
+    prop_assert!(d >= 1 && k >= 2);
+    loop {
+        match s.next_chunk(chunk) {
+            Ok(Some(c)) => {
+                prop_assert!(c.x().iter().all(|v| v.is_finite()) && c.x().ncols() == d);
+                prop_assert!(c.y().iter().all(|&y| (y as usize) < k));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                prop_assert!(is_users(&e), "{e}");
+                return Ok(());
+            }
+        }
+    }
+    s.rewind().unwrap();
+    while let Some(c) = s.next_sparse(chunk).unwrap() {
+        prop_assert!(c.check(name, k).is_ok());
+    }
+    Ok(())
+}
+
+fn open_svm(p: &Path) -> softmax_wgpu::Result<Box<dyn softmax_wgpu::RowSource>> {
+    let o = softmax_wgpu::data::LibsvmOptions::default();
+    Ok(Box::new(softmax_wgpu::data::LibsvmRows::open(p, &o)?))
+}
+
+fn open_csv(p: &Path) -> softmax_wgpu::Result<Box<dyn softmax_wgpu::RowSource>> {
+    Ok(Box::new(softmax_wgpu::data::CsvRows::open(p, -1, None)?))
+}
+
+fn open_idx(p: &Path) -> softmax_wgpu::Result<Box<dyn softmax_wgpu::RowSource>> {
+    let y = p.with_file_name("labels-idx1-ubyte");
+    std::fs::write(&y, [0u8, 0, 8, 1, 0, 0, 0, 3, 0, 1, 2]).unwrap();
+    Ok(Box::new(softmax_wgpu::data::IdxRows::open(p, &y, None)?))
+}
+
+fn valid_idx() -> Vec<u8> {
+    let mut v = vec![0u8, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2];
+    v.extend((0..12).map(|i| i * 20));
+    v
+}
+
 fn check_model(bytes: &[u8]) -> Result<(), TestCaseError> {
     match Model::from_bytes(Path::new("m.safetensors"), bytes) {
         Ok(m) => {
@@ -203,6 +266,26 @@ proptest! {
     }
 
     #[test]
+    fn libsvm_from_random_text(text in "[0-9a-z:#. \\-+eE\n\r]{0,120}", chunk in 1usize..5) {
+        check_rows_file("r.svm", text.as_bytes(), chunk, open_svm)?;
+    }
+
+    #[test]
+    fn libsvm_mutated(bytes in mutated(VALID_SVM.to_vec()), chunk in 1usize..5) {
+        check_rows_file("m.svm", &bytes, chunk, open_svm)?;
+    }
+
+    #[test]
+    fn csv_streamed_mutated(bytes in mutated(VALID_CSV.to_vec()), chunk in 1usize..5) {
+        check_rows_file("m.csv", &bytes, chunk, open_csv)?;
+    }
+
+    #[test]
+    fn idx_mutated(bytes in mutated(valid_idx()), chunk in 1usize..5) {
+        check_rows_file("m-idx3-ubyte", &bytes, chunk, open_idx)?;
+    }
+
+    #[test]
     fn model_from_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         check_model(&bytes)?;
     }
@@ -228,4 +311,14 @@ fn the_unmutated_files_are_valid() {
     );
     let m = Model::from_bytes(Path::new("m.safetensors"), &valid_model()).unwrap();
     assert_eq!(m.classes, ["cat", "dog"]);
+    for (name, bytes, open) in [
+        ("v.svm", VALID_SVM.to_vec(), open_svm as fn(&Path) -> _),
+        ("v.csv", VALID_CSV.to_vec(), open_csv),
+        ("v-idx3-ubyte", valid_idx(), open_idx),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        assert_eq!(open(&p).unwrap().rows(), Some(3), "{name}");
+    }
 }
