@@ -470,6 +470,27 @@ impl super::RowSource for NpyRows {
         Ok(true)
     }
 
+    fn fill(&mut self, x: &mut [f32], y: &mut [u32]) -> Result<bool> {
+        let m = y.len();
+        if m == 0 || self.n - self.pos.min(self.n) < m || x.len() != m * self.d {
+            return Ok(false);
+        }
+        let start = self.pos;
+        read_rows(
+            &self.path,
+            &mut self.file,
+            &self.header,
+            (self.n, self.d),
+            start,
+            x,
+            &mut self.buf,
+        )?;
+        // The labels were checked against k when the file was opened.
+        y.copy_from_slice(&self.y[start..start + m]);
+        self.pos = start + m;
+        Ok(true)
+    }
+
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<super::Chunk<'_>>> {
         if self.pos >= self.n {
             return Ok(None);

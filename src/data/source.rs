@@ -185,6 +185,12 @@ pub trait RowSource: Send {
     fn shared(&self) -> Option<Arc<HostRows>> {
         None
     }
+    /// Reads the next `y.len()` rows straight into `x` (`y.len()` × features, row-major) and their labels into `y`,
+    /// checked; false (and nothing read) when the source has no such path, or fewer rows are left. What lets a
+    /// reader fill a held array without a copy.
+    fn fill(&mut self, _x: &mut [f32], _y: &mut [u32]) -> Result<bool> {
+        Ok(false)
+    }
     /// True when the rows are sparse (LIBSVM): backends hold them as CSR, read through [`RowSource::next_sparse`].
     fn is_sparse(&self) -> bool {
         false
@@ -275,7 +281,28 @@ impl HostRows {
         if let Some(n) = source.rows() {
             let values = n.saturating_mul(d as u64);
             super::check_host_memory(&format!("{name} as f32"), values.saturating_mul(4))?;
-            x.reserve_exact(values as usize);
+            // Straight into the array when the reader can: one copy, from the file.
+            let (n, values) = (n as usize, values as usize);
+            let mut x = vec![0f32; values];
+            let mut y = vec![0u32; n];
+            let piece = ((16usize << 20) / (4 * d.max(1))).max(1);
+            let mut at = 0;
+            while at < n {
+                let m = piece.min(n - at);
+                if !source.fill(&mut x[at * d..(at + m) * d], &mut y[at..at + m])? {
+                    break;
+                }
+                at += m;
+            }
+            if at == n && n > 0 {
+                let x = Array2::from_shape_vec((n, d), x)
+                    .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
+                return Ok(Arc::new(HostRows { name, x, y, k }));
+            }
+            source.rewind()?;
+        }
+        if let Some(n) = source.rows() {
+            x.reserve_exact((n as usize).saturating_mul(d));
             y.reserve_exact(n as usize);
         }
         // Chunks of about 8 MiB: large enough for long reads, small enough to reuse the allocator's memory.
