@@ -1,15 +1,17 @@
-// The gradient sums of a sparse batch: G = Xᵀ·R and g_b = colsum(R), from the batch's transposed layout (each
-// column's entries with their batch row, rows ascending). One invocation per element of G (and k more for g_b):
-// g[j, c] = Σ x_ij·r[i, c] over column j's entries in row order, a fixed order, so the result is bitwise
-// reproducible with no atomics. Columns no row of the batch touches get 0 (or keep their sums when adding).
-// With bit 0 of step.flags set the batch's sums are added to what G and g_b hold (a step in several parts).
+// The gradient sums of a sparse batch, added to G and g_b: G += Xᵀ·R and g_b += colsum(R), over the columns the batch
+// touches only. The batch's transpose comes without its empty columns: `cols` lists the touched columns, `ptr` where
+// each one's entries start (rows ascending), so step.d here is the number of touched columns, not the model's width.
+// One invocation per (touched column, class), and k more for g_b: each is one sum in a fixed order, so the result is
+// bitwise reproducible with no atomics. G and g_b hold zeros outside what this step has added (the sparse update
+// zeroes what it consumes), so adding is right for the first part of a step as for the next.
 
-@group(1) @binding(0) var<storage, read> col_ptr: array<u32>;
-@group(1) @binding(1) var<storage, read> col_rows: array<u32>;
-@group(1) @binding(2) var<storage, read> col_vals: array<f32>;
-@group(1) @binding(3) var<storage, read> r: array<f32>;
-@group(1) @binding(4) var<storage, read_write> g: array<f32>;
-@group(1) @binding(5) var<storage, read_write> gb: array<f32>;
+@group(1) @binding(0) var<storage, read> cols: array<u32>;
+@group(1) @binding(1) var<storage, read> ptr: array<u32>;
+@group(1) @binding(2) var<storage, read> col_rows: array<u32>;
+@group(1) @binding(3) var<storage, read> col_vals: array<f32>;
+@group(1) @binding(4) var<storage, read> r: array<f32>;
+@group(1) @binding(5) var<storage, read_write> g: array<f32>;
+@group(1) @binding(6) var<storage, read_write> gb: array<f32>;
 
 override WG: u32 = 64u;
 
@@ -20,21 +22,22 @@ fn main(
 ) {
     let e = flat_index(gid, nwg, WG);
     let k = step.k;
-    let add = (step.flags & 1u) != 0u;
-    if (e < step.d * k) {
-        let j = e / k;
+    let touched = step.d;
+    if (e < touched * k) {
+        let t = e / k;
         let c = e % k;
         var acc = 0.0;
-        for (var p = col_ptr[j]; p < col_ptr[j + 1u]; p = p + 1u) {
+        for (var p = ptr[t]; p < ptr[t + 1u]; p = p + 1u) {
             acc = acc + col_vals[p] * r[col_rows[p] * k + c];
         }
-        g[e] = select(acc, g[e] + acc, add);
-    } else if (e < step.d * k + k) {
-        let c = e - step.d * k;
+        let at = cols[t] * k + c;
+        g[at] = g[at] + acc;
+    } else if (e < touched * k + k) {
+        let c = e - touched * k;
         var acc = 0.0;
         for (var i = 0u; i < step.rows; i = i + 1u) {
             acc = acc + r[i * k + c];
         }
-        gb[c] = select(acc, gb[c] + acc, add);
+        gb[c] = gb[c] + acc;
     }
 }

@@ -169,6 +169,78 @@ fn check_sparse(
         &case,
         compare(&gb, &gb_ref, &gb_tol),
     );
+    check_sparse_update(
+        ctx,
+        checks,
+        &case,
+        &batch.cols,
+        (&w, &bias),
+        (&gw_ref, &gb_ref),
+        b,
+    )
+}
+
+/// The update over a batch's columns, from the exact gradient sums rounded to f32.
+fn check_sparse_update(
+    ctx: &GpuContext,
+    checks: &mut Checks,
+    case: &str,
+    cols: &[u32],
+    (w, bias): (&Array2<f32>, &Array1<f32>),
+    (gw, gb): (&Array2<f64>, &Array1<f64>),
+    rows: usize,
+) -> Result<()> {
+    let (g32, gb32) = (gw.mapv(|v| v as f32), gb.mapv(|v| v as f32));
+    let (lr, l2) = (0.1f32, 1e-3f32);
+    let ((mut wn, bn), _) = ops::sparse_update(
+        ctx,
+        cols,
+        g32.view(),
+        gb32.view(),
+        w.view(),
+        bias.view(),
+        (lr, l2, rows as u32),
+        true,
+    )?;
+    checks.corrupt(Kernel::SparseUpdate, &mut wn);
+    let (mut g64, mut gb64, mut w_ref, mut b_ref) = (to64(&g32), to64(&gb32), to64(w), to64(bias));
+    cpu::sparse_update(
+        cols,
+        g64.view_mut(),
+        gb64.view_mut(),
+        w_ref.view_mut(),
+        b_ref.view_mut(),
+        f64::from(lr),
+        f64::from(l2),
+        rows as f64,
+        true,
+    );
+    let w_tol = tolerance::update(
+        to64(w).view(),
+        to64(&g32).view(),
+        f64::from(lr),
+        rows as f64,
+    );
+    checks.push(
+        Kernel::SparseUpdate,
+        "W",
+        case,
+        compare(&wn, &w_ref, &w_tol),
+    );
+    let b_tol = tolerance::update(
+        to64(bias).insert_axis(ndarray::Axis(0)).view(),
+        to64(&gb32).insert_axis(ndarray::Axis(0)).view(),
+        f64::from(lr),
+        rows as f64,
+    )
+    .row(0)
+    .to_owned();
+    checks.push(
+        Kernel::SparseUpdate,
+        "b",
+        case,
+        compare(&bn, &b_ref, &b_tol),
+    );
     Ok(())
 }
 

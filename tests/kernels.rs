@@ -368,3 +368,59 @@ fn sparse_kernels_match_cpu_on_edge_shapes() {
         }
     });
 }
+
+#[test]
+fn sparse_update_matches_cpu_and_zeroes_what_it_consumed() {
+    on_every_gpu(|ctx| {
+        for (s, (&d, &k, _)) in
+            iproduct(&[1usize, 3, 784], &[2usize, 10, 100], &[0usize]).enumerate()
+        {
+            let s = s as u64 * 5;
+            let (g, w) = (uniform(d, k, -3.0, 3.0, s), uniform(d, k, -1.0, 1.0, s + 1));
+            let gb = Array1::from(uniform(1, k, -3.0, 3.0, s + 2).into_raw_vec_and_offset().0);
+            let b = Array1::from(uniform(1, k, -1.0, 1.0, s + 3).into_raw_vec_and_offset().0);
+            let cols: Vec<u32> = (0..d as u32).filter(|j| j % 3 != 1).collect();
+            for (l2, apply) in [(0.0f32, true), (0.01, true), (0.01, false)] {
+                let ((gw, gbw), (gg, ggb)) = ops::sparse_update(
+                    ctx,
+                    &cols,
+                    g.view(),
+                    gb.view(),
+                    w.view(),
+                    b.view(),
+                    (0.1, l2, 37),
+                    apply,
+                )
+                .unwrap();
+                let (mut g64, mut gb64, mut w64, mut b64) =
+                    (to64(&g), gb.mapv(f64::from), to64(&w), b.mapv(f64::from));
+                cpu::sparse_update(
+                    &cols,
+                    g64.view_mut(),
+                    gb64.view_mut(),
+                    w64.view_mut(),
+                    b64.view_mut(),
+                    0.1,
+                    f64::from(l2),
+                    37.0,
+                    apply,
+                );
+                let what = format!("D={d} K={k} l2={l2} apply={apply}");
+                let tol = tolerance::update(to64(&w).view(), to64(&g).view(), 0.1, 37.0);
+                assert_within(&format!("sparse update W {what}"), &gw, &w64, &tol);
+                let b_tol = tolerance::update(
+                    b.mapv(f64::from).insert_axis(ndarray::Axis(0)).view(),
+                    gb.mapv(f64::from).insert_axis(ndarray::Axis(0)).view(),
+                    0.1,
+                    37.0,
+                )
+                .row(0)
+                .to_owned();
+                assert_within(&format!("sparse update b {what}"), &gbw, &b64, &b_tol);
+                // The consumed sums are zero, the others untouched, exactly.
+                assert_eq!(gg, g64.mapv(|v| v as f32), "{what}: G");
+                assert!(ggb.iter().all(|&v| v == 0.0), "{what}: g_b");
+            }
+        }
+    });
+}

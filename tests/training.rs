@@ -521,12 +521,19 @@ fn sparse_problem(n: usize, d: usize, k: usize) -> (softmax_wgpu::data::SparseIn
 
 #[test]
 fn sparse_training_matches_the_dense_reference_on_every_backend() {
+    // Without a penalty the GPU updates only the columns a step touched; with one, every weight.
+    for l2 in [0.0, 1e-3] {
+        sparse_training_matches(l2);
+    }
+}
+
+fn sparse_training_matches(l2: f32) {
     let (mut sparse, mut dense) = sparse_problem(900, 40, 5);
     let cfg = TrainConfig {
         epochs: 2,
         batch_size: 32,
         lr: 0.2,
-        l2: 1e-3,
+        l2,
         val_split: 0.0,
         ..TrainConfig::default()
     };
@@ -555,7 +562,66 @@ fn sparse_training_matches_the_dense_reference_on_every_backend() {
         // The same steps on the same rows; f32 sums in another order (per column instead of per row): ≈ 1e-7 per
         // step over 58 steps of a contracting problem, as for the dense trainers (see above).
         let d = rel_diff(&got.w, &want.w);
-        assert!(d < 1e-4, "{name}: ‖W − W_dense_f64‖/‖W‖ = {d:e}");
+        assert!(d < 1e-4, "{name}, l2 {l2}: ‖W − W_dense_f64‖/‖W‖ = {d:e}");
         assert!(reports[1].train_accuracy > 0.5, "{name}: {reports:?}");
     }
+}
+
+#[test]
+fn sparse_steps_that_touch_few_columns_update_exactly_those() {
+    use softmax_wgpu::data::{SparseChunk, SparseInMemory, SparseRows};
+    // 400 rows of 3 non-zeros among 500 columns, batches of 8: a step touches at most 24 columns, so the GPU's
+    // touched-columns update (l2 = 0) is most of what is tested. The dense f64 reference updates every column.
+    let (n, d, k) = (400usize, 500usize, 4usize);
+    let mut chunk = SparseChunk {
+        offsets: vec![0],
+        indices: Vec::new(),
+        values: Vec::new(),
+        y: Vec::new(),
+        d,
+        first_row: 0,
+    };
+    for i in 0..n {
+        let class = i % k;
+        let mut cols = [class * 7, 100 + (i * 13) % 400, 50 + (i * 31) % 40];
+        cols.sort_unstable();
+        for (t, c) in cols.iter().enumerate() {
+            if t == 0 || *c != cols[t - 1] {
+                chunk.indices.push(*c as u32);
+                chunk.values.push(0.5 + (i % 5) as f32 * 0.25);
+            }
+        }
+        chunk.offsets.push(chunk.indices.len() as u64);
+        chunk.y.push(class as u32);
+    }
+    let rows = std::sync::Arc::new(SparseRows::from_chunk("few", &chunk, k).unwrap());
+    let all: Vec<u32> = (0..n as u32).collect();
+    let dense_x = rows.batch(&all).to_dense();
+    let mut dense = InMemory::from_arrays("dense", dense_x, chunk.y.clone(), k).unwrap();
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 8,
+        lr: 0.3,
+        val_split: 0.0,
+        ..TrainConfig::default()
+    };
+    let shape = Shape { d, k };
+    let mut reference = CpuBackend::<f64>::new(shape);
+    fit(&mut reference, &mut dense, None, &cfg, &mut []).unwrap();
+    let want = reference.params().unwrap();
+    on_every_gpu(|ctx| {
+        let options = GpuOptions {
+            sparse: true,
+            ..GpuOptions::default()
+        };
+        let mut g = GpuBackend::new(ctx, shape, &options).unwrap();
+        let mut source = SparseInMemory::new(rows.clone());
+        fit(&mut g, &mut source, None, &cfg, &mut []).unwrap();
+        let got = g.params().unwrap();
+        // 150 steps of f32 sums in another order than the f64 reference: ≈ 1e-7 relative each.
+        let dw = rel_diff(&got.w, &want.w);
+        assert!(dw < 1e-4, "‖W − W_f64‖/‖W‖ = {dw:e}");
+        // Columns no row touches (22 to 49) never move from 0.
+        assert!(got.w.row(30).iter().all(|&v| v == 0.0));
+    });
 }

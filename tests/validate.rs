@@ -39,6 +39,7 @@ fn a_perturbed_kernel_result_fails_and_is_named() {
             Kernel::Forward,
             Kernel::SparseLogits,
             Kernel::SparseGrad,
+            Kernel::SparseUpdate,
         ] {
             // 1e-3 relative is thousands of ULP: far beyond every bound, yet small enough to be a plausible bug.
             let checks = check_kernels(

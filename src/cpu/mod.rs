@@ -170,7 +170,8 @@ pub fn sparse_logits<T: Real>(x: &SparseBatch, w: ArrayView2<T>, b: ArrayView1<T
 }
 
 /// Mirror of `sparse_grad.wgsl`: the gradient sums G = Xᵀ·R, each element summed over its column's entries in
-/// ascending batch row (the batch's transposed layout), and g_b = colsum(R) in row order.
+/// ascending batch row (the batch's transposed layout), and g_b = colsum(R) in row order; the kernel adds them to
+/// what G and g_b hold (zeros outside the step so far).
 pub fn sparse_grad<T: Real>(x: &SparseBatch, r: ArrayView2<T>) -> (Array2<T>, Array1<T>) {
     let k = r.ncols();
     let mut g = Array2::<T>::zeros((x.d, k));
@@ -212,6 +213,37 @@ pub fn update<T: Real>(
     Zip::from(&mut b)
         .and(&gb)
         .for_each(|b, &g| *b = *b - lr * (g / rows));
+}
+
+/// Mirror of `sparse_update.wgsl`: the update of [`update`] over the columns `cols` of W (and b), with the sums it
+/// consumed (those columns of G, and g_b) set to zero; with `apply` false only the zeroing (after a dense update).
+#[allow(clippy::too_many_arguments)] // the shader's bindings and step parameters, in its order
+pub fn sparse_update<T: Real>(
+    cols: &[u32],
+    mut g: ArrayViewMut2<T>,
+    mut gb: ArrayViewMut1<T>,
+    mut w: ArrayViewMut2<T>,
+    mut b: ArrayViewMut1<T>,
+    lr: T,
+    l2: T,
+    rows: T,
+    apply: bool,
+) {
+    for &j in cols {
+        let j = j as usize;
+        if apply {
+            for c in 0..w.ncols() {
+                w[[j, c]] = w[[j, c]] - lr * (g[[j, c]] / rows + l2 * w[[j, c]]);
+            }
+        }
+        g.row_mut(j).fill(T::zero());
+    }
+    if apply {
+        Zip::from(&mut b)
+            .and(&gb)
+            .for_each(|b, &g| *b = *b - lr * (g / rows));
+    }
+    gb.fill(T::zero());
 }
 
 /// Mirror of `forward.wgsl` (K ≤ 16): logits, softmax and residual composed, as the GPU does them in one pass:

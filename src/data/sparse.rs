@@ -226,6 +226,7 @@ impl SparseRows {
             col_ptr: Vec::new(),
             col_rows: Vec::new(),
             col_vals: Vec::new(),
+            cols: Vec::new(),
             y: rows.iter().map(|&r| self.y[r as usize]).collect(),
         };
         b.offsets.push(0);
@@ -262,6 +263,8 @@ pub struct SparseBatch {
     pub col_rows: Vec<u32>,
     /// Value of each entry, column by column.
     pub col_vals: Vec<f32>,
+    /// The columns some row of the batch has an entry in, ascending (the only columns of G the batch changes).
+    pub cols: Vec<u32>,
     /// Class index of each row.
     pub y: Vec<u32>,
 }
@@ -292,6 +295,9 @@ impl SparseBatch {
             count[j + 1] += count[j];
         }
         self.col_ptr = count.clone();
+        self.cols = (0..self.d as u32)
+            .filter(|&j| count[j as usize + 1] > count[j as usize])
+            .collect();
         let mut next = count;
         self.col_rows = vec![0; self.indices.len()];
         self.col_vals = vec![0.0; self.indices.len()];
@@ -304,6 +310,18 @@ impl SparseBatch {
                 self.col_vals[at] = self.values[e];
             }
         }
+    }
+
+    /// The start of each touched column's entries, and the end of the last: `cols.len() + 1` offsets into
+    /// `col_rows` / `col_vals` (the transpose without its empty columns, what the GPU gets).
+    pub fn touched_ptr(&self) -> Vec<u32> {
+        let mut ptr: Vec<u32> = self
+            .cols
+            .iter()
+            .map(|&j| self.col_ptr[j as usize])
+            .collect();
+        ptr.push(self.col_vals.len() as u32);
+        ptr
     }
 
     /// The rows as a dense [rows, d] array (tests, and the dense paths' view of the same rows).

@@ -33,8 +33,10 @@ pub enum Kernel {
     Forward,
     /// Z = X·W + b for sparse rows (CSR).
     SparseLogits,
-    /// Gradient sums G = Xᵀ·R, g_b = colsum(R) for sparse rows (their transpose).
+    /// Gradient sums G += Xᵀ·R, g_b += colsum(R) for sparse rows, over the columns they touch (their transpose).
     SparseGrad,
+    /// The update over the columns a sparse step touched, zeroing the sums it consumed.
+    SparseUpdate,
     /// `bench`: the adapter's streaming-read ceiling.
     CeilingRead,
     /// `bench`: the adapter's FMA ceiling.
@@ -103,7 +105,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 12] = [
+static SPECS: [KernelSpec; 13] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -180,7 +182,15 @@ static SPECS: [KernelSpec; 12] = [
         kernel: Kernel::SparseGrad,
         name: "sparse_grad",
         source: include_str!("../../shaders/sparse_grad.wgsl"),
-        bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+        bindings: &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| (u64::from(s.d) + 1) * u64::from(s.k)),
+    },
+    KernelSpec {
+        kernel: Kernel::SparseUpdate,
+        name: "sparse_update",
+        source: include_str!("../../shaders/sparse_update.wgsl"),
+        bindings: &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
         constants: &[("WG", 64.0)],
         grid: Grid::Items(|s| (u64::from(s.d) + 1) * u64::from(s.k)),
     },
@@ -205,7 +215,7 @@ static SPECS: [KernelSpec; 12] = [
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
@@ -216,6 +226,7 @@ impl Kernel {
         Kernel::Forward,
         Kernel::SparseLogits,
         Kernel::SparseGrad,
+        Kernel::SparseUpdate,
         Kernel::CeilingRead,
         Kernel::CeilingFma,
     ];

@@ -469,8 +469,11 @@ pub fn sparse_grad(
         || format!("r with the batch's {rows} rows, at least 1"),
         || format!("r {:?}", r.dim()),
     )?;
-    let (rr, dd, kk) = dims(rows, d, k)?;
-    let ptr = storage_init(ctx, "col_ptr", &x.col_ptr);
+    // The kernel adds to G: start from zeros; its step.d is the number of touched columns.
+    let (rr, touched, kk) = dims(rows, x.cols.len(), k)?;
+    dims(0, d, 0)?;
+    let cols = storage_init(ctx, "cols", &x.cols);
+    let ptr = storage_init(ctx, "ptr", &x.touched_ptr());
     let crow = storage_init(ctx, "col_rows", &x.col_rows);
     let cval = storage_init(ctx, "col_vals", &x.col_vals);
     let rb = storage_init(ctx, "r", &contiguous(r));
@@ -481,14 +484,86 @@ pub fn sparse_grad(
         Kernel::SparseGrad,
         StepUniform {
             rows: rr,
-            d: dd,
+            d: touched,
             k: kk,
             ..Default::default()
         },
-        &[&ptr, &crow, &cval, &rb, &g, &gb],
+        &[&cols, &ptr, &crow, &cval, &rb, &g, &gb],
     )?;
     Ok((
         to2(read(ctx, &g, 0, d * k)?, d, k)?,
         Array1::from(read(ctx, &gb, 0, k)?),
+    ))
+}
+
+/// A matrix and a vector: (W, b) or (G, g_b).
+pub type Pair = (Array2<f32>, Array1<f32>);
+
+/// `sparse_update.wgsl` on the GPU: the update over the columns `cols` (and b), zeroing the consumed sums; returns
+/// ((W, b), (G, g_b)) after it. With `apply` false, only the zeroing.
+#[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order
+pub fn sparse_update(
+    ctx: &GpuContext,
+    cols: &[u32],
+    g: ArrayView2<f32>,
+    gb: ArrayView1<f32>,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    (lr, l2, rows): (f32, f32, u32),
+    apply: bool,
+) -> Result<(Pair, Pair)> {
+    let (d, k) = w.dim();
+    check(
+        g.dim() == (d, k)
+            && gb.len() == k
+            && b.len() == k
+            && rows > 0
+            && cols.iter().all(|&j| (j as usize) < d),
+        "sparse update operands",
+        || {
+            format!(
+                "g {:?}, g_b and b [{k}], rows ≥ 1, columns below {d}",
+                (d, k)
+            )
+        },
+        || {
+            format!(
+                "g {:?}, g_b [{}], b [{}], rows {rows}",
+                g.dim(),
+                gb.len(),
+                b.len()
+            )
+        },
+    )?;
+    let (_, touched, kk) = dims(0, cols.len(), k)?;
+    let cb = storage_init(ctx, "cols", cols);
+    let gbuf = storage_init(ctx, "g", &contiguous(g));
+    let gbb = storage_init(ctx, "gb", &gb.to_vec());
+    let wb = storage_init(ctx, "w", &contiguous(w));
+    let bb = storage_init(ctx, "b", &b.to_vec());
+    let step = StepUniform {
+        rows,
+        d: touched,
+        k: kk,
+        lr,
+        l2,
+        flags: if apply { 0 } else { 2 },
+        ..Default::default()
+    };
+    run(
+        ctx,
+        Kernel::SparseUpdate,
+        step,
+        &[&cb, &gbuf, &gbb, &wb, &bb],
+    )?;
+    Ok((
+        (
+            to2(read(ctx, &wb, 0, d * k)?, d, k)?,
+            Array1::from(read(ctx, &bb, 0, k)?),
+        ),
+        (
+            to2(read(ctx, &gbuf, 0, d * k)?, d, k)?,
+            Array1::from(read(ctx, &gbb, 0, k)?),
+        ),
     ))
 }

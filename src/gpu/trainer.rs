@@ -74,7 +74,8 @@ struct SparseBuffers {
     offsets: wgpu::Buffer,
     indices: wgpu::Buffer,
     values: wgpu::Buffer,
-    col_ptr: wgpu::Buffer,
+    cols: wgpu::Buffer,
+    ptr: wgpu::Buffer,
     col_rows: wgpu::Buffer,
     col_vals: wgpu::Buffer,
     logits: wgpu::BindGroup,
@@ -118,15 +119,29 @@ struct ModelBuffers {
 enum Rows {
     Held(usize),
     Host,
-    /// The sparse batch in the sparse buffers.
-    Sparse,
+    /// The sparse batch in the sparse buffers, touching this many columns.
+    Sparse {
+        touched: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Op {
-    Accumulate { rows: Rows, uniform: StepUniform },
-    Forward { rows: Rows, uniform: StepUniform },
-    Update { uniform: StepUniform },
+    Accumulate {
+        rows: Rows,
+        uniform: StepUniform,
+    },
+    Forward {
+        rows: Rows,
+        uniform: StepUniform,
+    },
+    Update {
+        uniform: StepUniform,
+    },
+    /// The update over the columns a sparse step touched (`uniform.d` of them, listed in the union buffer).
+    SparseUpdate {
+        uniform: StepUniform,
+    },
 }
 
 /// Per-kernel GPU time from timestamps written between dispatches (`TIMESTAMP_QUERY_INSIDE_PASSES`).
@@ -180,6 +195,11 @@ pub struct GpuBackend<'a> {
     /// Sparse rows only ([`GpuOptions::sparse`]), and the current sparse batch's buffers.
     sparse: bool,
     sparse_buffers: Option<SparseBuffers>,
+    /// Sparse: the columns the current step has touched (marks and list), and the buffer their list goes up in for
+    /// the update with its bind group.
+    touched_mark: Vec<bool>,
+    touched: Vec<u32>,
+    sparse_update: Option<(wgpu::Buffer, wgpu::BindGroup)>,
 }
 
 /// Each tuned kernel's name and workgroup width.
@@ -256,6 +276,15 @@ impl<'a> GpuBackend<'a> {
             options.sparse,
         );
         let steps = StepSlots::new(ctx, OPS_PER_SUBMIT);
+        let sparse_update = options.sparse.then(|| {
+            let list = storage_zeroed(ctx, "touched columns", d as u64 * 4);
+            let group = ctx.kernels.bind(
+                &ctx.device,
+                Kernel::SparseUpdate,
+                &[&list, &model.g, &model.gb, &model.w, &model.b],
+            );
+            (list, group)
+        });
         ctx.take_error()?;
         Ok(GpuBackend {
             ctx,
@@ -282,6 +311,13 @@ impl<'a> GpuBackend<'a> {
             tuned_for: std::collections::HashMap::new(),
             sparse: options.sparse,
             sparse_buffers: None,
+            touched_mark: if options.sparse {
+                vec![false; d]
+            } else {
+                Vec::new()
+            },
+            touched: Vec::new(),
+            sparse_update,
         })
     }
 
@@ -353,7 +389,7 @@ impl<'a> GpuBackend<'a> {
             Op::Accumulate { rows, .. } | Op::Forward { rows, .. } => {
                 let gathers = match rows {
                     Rows::Held(h) => self.held[*h].chunks.len(),
-                    Rows::Host | Rows::Sparse => 0,
+                    Rows::Host | Rows::Sparse { .. } => 0,
                 };
                 gathers
                     + if matches!(op, Op::Accumulate { .. }) {
@@ -362,7 +398,7 @@ impl<'a> GpuBackend<'a> {
                         3
                     }
             }
-            Op::Update { .. } => 1,
+            Op::Update { .. } | Op::SparseUpdate { .. } => 1,
         }
     }
 
@@ -660,7 +696,8 @@ impl<'a> GpuBackend<'a> {
         let offsets = storage_zeroed(ctx, "sparse offsets", (rows as u64 + 1) * 4);
         let indices = storage_zeroed(ctx, "sparse indices", entries);
         let values = storage_zeroed(ctx, "sparse values", entries);
-        let col_ptr = storage_zeroed(ctx, "sparse col_ptr", (self.shape.d as u64 + 1) * 4);
+        let cols = storage_zeroed(ctx, "sparse cols", self.shape.d as u64 * 4);
+        let ptr = storage_zeroed(ctx, "sparse ptr", (self.shape.d as u64 + 1) * 4);
         let col_rows = storage_zeroed(ctx, "sparse col_rows", entries);
         let col_vals = storage_zeroed(ctx, "sparse col_vals", entries);
         let (kern, dev, m, b) = (&ctx.kernels, &ctx.device, &self.model, &self.batch);
@@ -672,7 +709,7 @@ impl<'a> GpuBackend<'a> {
         let grad = kern.bind(
             dev,
             Kernel::SparseGrad,
-            &[&col_ptr, &col_rows, &col_vals, &b.r, &m.g, &m.gb],
+            &[&cols, &ptr, &col_rows, &col_vals, &b.r, &m.g, &m.gb],
         );
         self.sparse_buffers = Some(SparseBuffers {
             nnz,
@@ -680,7 +717,8 @@ impl<'a> GpuBackend<'a> {
             offsets,
             indices,
             values,
-            col_ptr,
+            cols,
+            ptr,
             col_rows,
             col_vals,
             logits,
@@ -713,7 +751,17 @@ impl<'a> GpuBackend<'a> {
         let q = &self.ctx.queue;
         let sb = self.sparse_buffers.as_ref().expect("ensured above");
         q.write_buffer(&sb.offsets, 0, bytemuck::cast_slice(&b.offsets));
-        q.write_buffer(&sb.col_ptr, 0, bytemuck::cast_slice(&b.col_ptr));
+        q.write_buffer(&sb.ptr, 0, bytemuck::cast_slice(&b.touched_ptr()));
+        if !b.cols.is_empty() {
+            q.write_buffer(&sb.cols, 0, bytemuck::cast_slice(&b.cols));
+        }
+        // The step's columns so far: what its update will cover.
+        for &j in &b.cols {
+            if !self.touched_mark[j as usize] {
+                self.touched_mark[j as usize] = true;
+                self.touched.push(j);
+            }
+        }
         if b.nnz() > 0 {
             q.write_buffer(&sb.indices, 0, bytemuck::cast_slice(&b.indices));
             q.write_buffer(&sb.values, 0, bytemuck::cast_slice(&b.values));
@@ -721,7 +769,9 @@ impl<'a> GpuBackend<'a> {
             q.write_buffer(&sb.col_vals, 0, bytemuck::cast_slice(&b.col_vals));
         }
         q.write_buffer(&self.batch.y, 0, bytemuck::cast_slice(&b.y));
-        Ok(Rows::Sparse)
+        Ok(Rows::Sparse {
+            touched: u32_of(b.cols.len(), "touched columns")?,
+        })
     }
 
     fn stage(&mut self, batch: &Batch<'_>, slot: bool) -> Result<(Rows, u32)> {
@@ -801,7 +851,8 @@ impl<'a> GpuBackend<'a> {
             .map(|op| match op {
                 Op::Accumulate { uniform, .. }
                 | Op::Forward { uniform, .. }
-                | Op::Update { uniform } => *uniform,
+                | Op::Update { uniform }
+                | Op::SparseUpdate { uniform } => *uniform,
             })
             .collect();
         self.steps.write(ctx, &uniforms);
@@ -910,7 +961,13 @@ impl<'a> GpuBackend<'a> {
                     }
                 }
                 let train = matches!(op, Op::Accumulate { .. });
-                if let Rows::Sparse = rows {
+                if let Rows::Sparse { .. } = rows {
+                    // For sparse kernels step.d is the batch's touched columns.
+                    let dims = Dims {
+                        rows: uniform.rows,
+                        d: uniform.d,
+                        k,
+                    };
                     let sb = self
                         .sparse_buffers
                         .as_ref()
@@ -946,6 +1003,19 @@ impl<'a> GpuBackend<'a> {
                     k,
                 };
                 dispatch(pass, &mut stamp, Kernel::Update, &self.model.update, dims);
+            }
+            Op::SparseUpdate { uniform } => {
+                let dims = Dims {
+                    rows: uniform.rows,
+                    d: uniform.d,
+                    k,
+                };
+                let group = self
+                    .sparse_update
+                    .as_ref()
+                    .map(|(_, g)| g)
+                    .expect("made with a sparse backend");
+                dispatch(pass, &mut stamp, Kernel::SparseUpdate, group, dims);
             }
         }
     }
@@ -1155,7 +1225,10 @@ impl Backend for GpuBackend<'_> {
             let (rows, offset) = self.stage(&piece, true)?;
             let slot = self.take_slot(piece.len());
             let flags = u32::from(self.g_rows > 0);
-            let uniform = self.uniform(piece.len(), offset, slot, flags);
+            let mut uniform = self.uniform(piece.len(), offset, slot, flags);
+            if let Rows::Sparse { touched } = rows {
+                uniform.d = touched;
+            }
             self.ops.push(Op::Accumulate { rows, uniform });
             self.g_rows += piece.len() as u64;
         }
@@ -1166,7 +1239,10 @@ impl Backend for GpuBackend<'_> {
         for piece in self.pieces(batch)? {
             let (rows, offset) = self.stage(&piece, true)?;
             let slot = self.take_slot(piece.len());
-            let uniform = self.uniform(piece.len(), offset, slot, 0);
+            let mut uniform = self.uniform(piece.len(), offset, slot, 0);
+            if let Rows::Sparse { touched } = rows {
+                uniform.d = touched;
+            }
             self.ops.push(Op::Forward { rows, uniform });
         }
         Ok(())
@@ -1183,7 +1259,30 @@ impl Backend for GpuBackend<'_> {
         let mut uniform = self.uniform(rows as usize, 0, 0, 0);
         uniform.lr = u.lr;
         uniform.l2 = u.l2;
-        self.ops.push(Op::Update { uniform });
+        if let Some((list, _)) = &self.sparse_update {
+            // G and g_b hold zeros outside the touched columns. Without a penalty nothing else moves: update those
+            // columns only. With one every weight decays: the dense update, then zero the consumed sums. No queued
+            // op reads the list: the step's batches flushed the previous update before they were uploaded.
+            let touched = std::mem::take(&mut self.touched);
+            for &j in &touched {
+                self.touched_mark[j as usize] = false;
+            }
+            if !touched.is_empty() {
+                self.ctx
+                    .queue
+                    .write_buffer(list, 0, bytemuck::cast_slice(&touched));
+            }
+            let mut sparse = uniform;
+            sparse.d = u32_of(touched.len(), "touched columns")?;
+            if u.l2 > 0.0 {
+                self.ops.push(Op::Update { uniform });
+                sparse.flags = 2;
+                self.reserve(0, false)?;
+            }
+            self.ops.push(Op::SparseUpdate { uniform: sparse });
+        } else {
+            self.ops.push(Op::Update { uniform });
+        }
         self.g_rows = 0;
         self.optimizer.steps += 1;
         Ok(())
@@ -1196,6 +1295,13 @@ impl Backend for GpuBackend<'_> {
             return Ok(Gradient::zeros(self.shape));
         }
         let (w, b) = self.read_matrix(Buffer2::Gradient)?;
+        if self.sparse {
+            // The sparse gradient adds to zeros: leave them.
+            self.write_matrix(Buffer2::Gradient, &vec![0.0; d * k], &vec![0.0; k])?;
+            for j in std::mem::take(&mut self.touched) {
+                self.touched_mark[j as usize] = false;
+            }
+        }
         Ok(Gradient {
             w: Array2::from_shape_vec((d, k), w.into_iter().map(f64::from).collect())
                 .map_err(|e| Error::Internal(e.to_string()))?,
@@ -1210,6 +1316,11 @@ impl Backend for GpuBackend<'_> {
         let b: Vec<f32> = g.b.iter().map(|&v| v as f32).collect();
         self.write_matrix(Buffer2::Gradient, &w, &b)?;
         self.g_rows = g.rows;
+        if self.sparse {
+            // Any column may hold a sum now.
+            self.touched = (0..self.shape.d as u32).collect();
+            self.touched_mark.iter_mut().for_each(|m| *m = true);
+        }
         Ok(())
     }
 
