@@ -4,7 +4,18 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::schedule::{Schedule, ScheduleKind};
 use crate::train::Optimizer;
+
+/// Stop when the held-out loss has not improved by more than `min_delta` for `patience` epochs; the weights of the
+/// best epoch are the ones the backend ends with (and the model saved).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// The least decrease of the held-out loss that counts as an improvement.
+    pub min_delta: f64,
+}
 
 /// Most epochs a run may ask for: a million passes is already years of work on any data worth training on, and the
 /// bound keeps a mistyped count from being taken literally.
@@ -43,6 +54,12 @@ pub struct TrainConfig {
     /// limit but the device's. Software adapters hold rows in host memory, under `memory_budget` as well.
     #[serde(default)]
     pub device_memory: Option<u64>,
+    /// The learning rate of each step.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Stop on the held-out loss (needs a held-out set).
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
 }
 
 impl Default for TrainConfig {
@@ -59,6 +76,8 @@ impl Default for TrainConfig {
             optimizer: Optimizer::Sgd,
             memory_budget: None,
             device_memory: None,
+            schedule: Schedule::default(),
+            early_stopping: None,
         }
     }
 }
@@ -92,6 +111,19 @@ impl TrainConfig {
         ] {
             if bytes == Some(0) {
                 return Err(Error::param(flag, "a positive number of bytes", 0));
+            }
+        }
+        self.schedule.check(self.lr)?;
+        if let Some(e) = self.early_stopping {
+            if e.patience == 0 {
+                return Err(Error::param("--patience", "at least 1 epoch", 0));
+            }
+            if !(e.min_delta.is_finite() && e.min_delta >= 0.0) {
+                return Err(Error::param(
+                    "--min-delta",
+                    "a finite number ≥ 0",
+                    e.min_delta,
+                ));
             }
         }
         if !(self.val_split.is_finite() && (0.0..1.0).contains(&self.val_split)) {

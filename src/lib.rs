@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod model;
 pub mod numerics;
 pub mod rng;
+pub mod schedule;
 pub mod shadow;
 pub mod train;
 pub mod validate;

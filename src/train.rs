@@ -542,6 +542,10 @@ pub struct EpochReport {
     pub device: String,
     /// How the training rows were read from their source, when they were streamed.
     pub stream: Option<StreamReport>,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
+    /// With early stopping: this epoch had the best held-out loss, and its weights are the ones kept.
+    pub best: bool,
 }
 
 /// What reading a streamed epoch cost and how much of it overlapped the training.
@@ -701,13 +705,16 @@ pub fn fit(
     fit_with(backend, train, held_out, cfg, &mut Local, observers)
 }
 
-/// A step being assembled from parts: accumulated part by part, then combined and applied.
+/// A step being assembled from parts: accumulated part by part, then combined and applied at the scheduled rate.
 struct Stepper<'r> {
     batch: usize,
     in_batch: usize,
     step: u64,
     epoch: usize,
     update: Update,
+    base_lr: f32,
+    schedule: crate::schedule::Schedule,
+    total_steps: u64,
     reducer: &'r mut dyn Reducer,
 }
 
@@ -746,6 +753,9 @@ impl Stepper<'_> {
             return Ok(());
         }
         backend.combine(self.reducer)?;
+        self.update.lr = self
+            .schedule
+            .lr(self.base_lr, self.step + 1, self.total_steps);
         backend.update(&self.update)?;
         self.step += 1;
         let event = StepEvent {
@@ -772,6 +782,13 @@ pub fn fit_with(
     observers: &mut [&mut dyn Observer],
 ) -> Result<Vec<EpochReport>> {
     cfg.check()?;
+    if cfg.early_stopping.is_some() && held_out.is_none() {
+        return Err(Error::param(
+            "--early-stopping",
+            "a held-out set (--val-split above 0, or --test)",
+            "none",
+        ));
+    }
     let shape = backend.shape();
     shape.check_source(train)?;
     if let Some(h) = held_out.as_deref() {
@@ -801,8 +818,13 @@ pub fn fit_with(
     let batch = rows_known.map_or(cfg.batch_size, |n| {
         cfg.batch_size.min(usize::try_from(n).unwrap_or(usize::MAX))
     });
+    let batch = batch.max(1);
+    // Steps in the run, for schedules that span it: the full batches and the partial one of each epoch.
+    let total_steps = rows_known.map_or(u64::MAX, |n| {
+        n.div_ceil(batch as u64).saturating_mul(cfg.epochs as u64)
+    });
     let mut stepper = Stepper {
-        batch: batch.max(1),
+        batch,
         in_batch: 0,
         step: 0,
         epoch: 0,
@@ -811,8 +833,14 @@ pub fn fit_with(
             lr: cfg.lr,
             l2: cfg.l2,
         },
+        base_lr: cfg.lr,
+        schedule: cfg.schedule,
+        total_steps,
         reducer,
     };
+    // The best held-out loss so far, its epoch and weights, and the epochs since.
+    let mut best: Option<(f64, usize, Params)> = None;
+    let mut since_best = 0usize;
     let mut reports = Vec::new();
     for epoch in 1..=cfg.epochs {
         stepper.epoch = epoch;
@@ -863,6 +891,8 @@ pub fn fit_with(
             drift: None,
             device: device.clone(),
             stream,
+            lr: f64::from(stepper.update.lr),
+            best: false,
         };
         if !report.train_loss.is_finite() {
             return Err(Error::Diverged {
@@ -873,10 +903,34 @@ pub fn fit_with(
         for o in observers.iter_mut() {
             o.on_epoch(&mut report, backend)?;
         }
+        let val_loss = report.val_loss;
         reports.push(report);
+        if let (Some(stop), Some(loss)) = (cfg.early_stopping, val_loss) {
+            let improved = best
+                .as_ref()
+                .is_none_or(|(b, _, _)| loss < b - stop.min_delta);
+            if improved {
+                best = Some((loss, epoch, backend.params()?));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= stop.patience {
+                    break;
+                }
+            }
+        }
     }
     for o in observers.iter_mut() {
         o.on_finish(backend)?;
+    }
+    // Observers saw the run as it ended; the backend ends with the best epoch's weights.
+    if let Some((_, epoch, params)) = best {
+        if epoch != reports.len() {
+            backend.set_params(&params)?;
+        }
+        if let Some(r) = reports.get_mut(epoch - 1) {
+            r.best = true;
+        }
     }
     Ok(reports)
 }

@@ -625,3 +625,87 @@ fn sparse_steps_that_touch_few_columns_update_exactly_those() {
         assert!(got.w.row(30).iter().all(|&v| v == 0.0));
     });
 }
+
+#[test]
+fn every_schedule_trains_the_same_on_every_backend() {
+    use softmax_wgpu::config::{Schedule, ScheduleKind};
+    let (train, held) = problem(600, 12, 4);
+    for kind in [
+        ScheduleKind::Step,
+        ScheduleKind::Exp,
+        ScheduleKind::Cosine,
+        ScheduleKind::Invscaling,
+    ] {
+        let cfg = TrainConfig {
+            epochs: 3,
+            batch_size: 32,
+            lr: 0.3,
+            schedule: Schedule {
+                kind,
+                warmup_steps: 7,
+                decay_steps: 10,
+                gamma: 0.7,
+                power: 0.5,
+                min_lr: 0.01,
+            },
+            ..TrainConfig::default()
+        };
+        let mut reference = CpuBackend::<f64>::new(shape(&train));
+        let want_reports = train_on(&mut reference, &train, Some(&held), &cfg);
+        let want = reference.params().unwrap();
+        // The rate of the last step is the schedule's at step 45 of 45 (15 steps an epoch).
+        let last = cfg.schedule.lr(cfg.lr, 45, 45);
+        assert_eq!(want_reports[2].lr, f64::from(last), "{kind:?}");
+        on_every_backend(|name, make| {
+            let mut b = make(shape(&train));
+            let reports = train_on(b.as_mut(), &train, Some(&held), &cfg);
+            assert_eq!(reports[2].lr, want_reports[2].lr, "{name} {kind:?}");
+            // As for the constant rate (see above): 45 steps, each ≈ 1e-7 relative apart.
+            let d = rel_diff(&b.params().unwrap().w, &want.w);
+            assert!(d < 1e-4, "{name} {kind:?}: {d:e}");
+        });
+    }
+}
+
+#[test]
+fn early_stopping_keeps_the_best_epoch_s_weights() {
+    use softmax_wgpu::config::EarlyStopping;
+    let (train, held) = problem(500, 10, 3);
+    // A rate too large for this problem: the held-out loss falls, then rises.
+    let cfg = TrainConfig {
+        epochs: 40,
+        batch_size: 16,
+        lr: 3.0,
+        early_stopping: Some(EarlyStopping {
+            patience: 2,
+            min_delta: 0.0,
+        }),
+        ..TrainConfig::default()
+    };
+    on_every_backend(|name, make| {
+        let mut b = make(shape(&train));
+        let reports = train_on(b.as_mut(), &train, Some(&held), &cfg);
+        let best = reports.iter().find(|r| r.best).expect("a best epoch");
+        let min = reports
+            .iter()
+            .map(|r| r.val_loss.unwrap())
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(best.val_loss.unwrap(), min, "{name}");
+        assert!(reports.len() < 40, "{name}: stopped early");
+        assert_eq!(reports.len(), best.epoch + 2, "{name}: patience 2");
+        // The weights are those of a run that ends at the best epoch.
+        let mut again = make(shape(&train));
+        let plain = TrainConfig {
+            epochs: best.epoch,
+            early_stopping: None,
+            ..cfg.clone()
+        };
+        train_on(again.as_mut(), &train, Some(&held), &plain);
+        assert_eq!(b.params().unwrap(), again.params().unwrap(), "{name}");
+    });
+    // No held-out rows: nothing to stop on.
+    let mut b = CpuBackend::<f32>::new(shape(&train));
+    let mut t = source(&train);
+    let e = fit(&mut b, &mut t, None, &cfg, &mut []).unwrap_err();
+    assert!(e.to_string().contains("--early-stopping"), "{e}");
+}

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use softmax_wgpu::config::{EarlyStopping, Schedule, ScheduleKind};
 use softmax_wgpu::{Error, TrainConfig};
 
 /// Softmax (multinomial logistic) regression on any GPU through wgpu, checked against a CPU reference.
@@ -16,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model (with no data arguments: the embedded UCI digits).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Predict classes (and probabilities) with a saved model.
     Predict(PredictArgs),
     /// List every adapter wgpu finds, with the limits that matter here.
@@ -200,6 +201,21 @@ pub struct DeviceArgs {
     pub precision: Precision,
 }
 
+/// The learning-rate schedules (see `softmax_wgpu::schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// --lr at every step.
+    Constant,
+    /// Multiplied by --lr-gamma every --lr-decay-steps steps.
+    Step,
+    /// The same decay, continuous.
+    Exp,
+    /// From --lr down to --lr-min over the run, along a half cosine.
+    Cosine,
+    /// --lr / (1 + s)^--power-t.
+    Invscaling,
+}
+
 /// The data formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
@@ -270,6 +286,44 @@ pub struct TrainArgs {
     /// Keep the data's order instead of shuffling every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// The learning rate's schedule over the run's steps.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    pub schedule: ScheduleArg,
+    /// Steps over which the rate rises linearly to --lr first (0: none).
+    #[arg(long, value_name = "STEPS", default_value_t = 0)]
+    pub warmup_steps: u64,
+    /// N of the step and exp schedules: the rate is multiplied by --lr-gamma every N steps.
+    #[arg(long, value_name = "STEPS", default_value_t = Schedule::default().decay_steps)]
+    pub lr_decay_steps: u64,
+    /// γ of the step and exp schedules, in (0, 1].
+    #[arg(long, value_name = "GAMMA", default_value_t = Schedule::default().gamma, allow_negative_numbers = true)]
+    pub lr_gamma: f64,
+    /// p of the invscaling schedule: lr / (1 + s)^p.
+    #[arg(long, value_name = "P", default_value_t = Schedule::default().power, allow_negative_numbers = true)]
+    pub power_t: f64,
+    /// The rate the cosine schedule ends at.
+    #[arg(long, value_name = "LR", default_value_t = Schedule::default().min_lr, allow_negative_numbers = true)]
+    pub lr_min: f64,
+    /// Stop when the held-out loss has not improved for --patience epochs; keep the best epoch's weights.
+    #[arg(long)]
+    pub early_stopping: bool,
+    /// Epochs without improvement before --early-stopping stops.
+    #[arg(
+        long,
+        value_name = "EPOCHS",
+        default_value_t = 5,
+        requires = "early_stopping"
+    )]
+    pub patience: usize,
+    /// The least decrease of the held-out loss that counts as an improvement.
+    #[arg(
+        long,
+        value_name = "DELTA",
+        default_value_t = 1e-4,
+        requires = "early_stopping",
+        allow_negative_numbers = true
+    )]
+    pub min_delta: f64,
     /// Fraction of rows held out for evaluation when no --test is given (0 to disable).
     #[arg(long, default_value_t = TrainConfig::default().val_split, allow_negative_numbers = true)]
     pub val_split: f64,
@@ -372,6 +426,24 @@ impl TrainArgs {
             standardize: self.standardize,
             memory_budget: self.memory_budget,
             device_memory: self.device_memory,
+            schedule: Schedule {
+                kind: match self.schedule {
+                    ScheduleArg::Constant => ScheduleKind::Constant,
+                    ScheduleArg::Step => ScheduleKind::Step,
+                    ScheduleArg::Exp => ScheduleKind::Exp,
+                    ScheduleArg::Cosine => ScheduleKind::Cosine,
+                    ScheduleArg::Invscaling => ScheduleKind::Invscaling,
+                },
+                warmup_steps: self.warmup_steps,
+                decay_steps: self.lr_decay_steps,
+                gamma: self.lr_gamma,
+                power: self.power_t,
+                min_lr: self.lr_min,
+            },
+            early_stopping: self.early_stopping.then_some(EarlyStopping {
+                patience: self.patience,
+                min_delta: self.min_delta,
+            }),
             ..TrainConfig::default()
         }
     }

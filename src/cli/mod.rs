@@ -33,7 +33,7 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
         Command::Predict(a) => predict::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Validate(a) => validate::run(a),

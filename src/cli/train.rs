@@ -117,6 +117,17 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
         r => r?,
     };
+    if cfg.early_stopping.is_some() {
+        if let Some(best) = reports.iter().find(|r| r.best) {
+            eprintln!(
+                "early stopping: the best held-out loss, {:.4}, came at epoch {} of the {} epochs run; {} that epoch's weights",
+                best.val_loss.unwrap_or(f64::NAN),
+                best.epoch,
+                reports.len(),
+                if a.out.is_some() { "the model holds" } else { "training ended with" }
+            );
+        }
+    }
     let checked = shadow.as_ref().map(Shadow::summary);
     if let Some(s) = &checked {
         print_check_summary(s);
