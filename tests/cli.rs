@@ -785,3 +785,58 @@ fn a_csv_file_over_the_budget_streams_and_learns_what_it_learns_in_memory() {
     );
     assert!((ma - sa).abs() < 0.05, "in memory {ma}, streamed {sa}");
 }
+
+#[test]
+fn eval_reports_what_predict_scores_as_tables_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let model = format!("{d}/m.safetensors");
+    let t = run(&["train", "--device", "cpu", "--epochs", "5", "--out", &model]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&include_bytes!("../data/digits.csv.gz")[..]),
+        &mut text,
+    )
+    .unwrap();
+    let csv = write(dir.path(), "digits.csv", text.as_bytes());
+    let csv = csv.to_str().unwrap();
+    let p = run(&["predict", "--model", &model, "--data", csv]);
+    let predicted: f64 = p.stderr.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let e = run(&[
+        "eval", "--model", &model, "--data", csv, "--json", "--top-k", "3",
+    ]);
+    assert_eq!(e.code, 0, "{}", e.stderr);
+    let r: serde_json::Value = serde_json::from_str(&e.stdout).unwrap();
+    assert!(
+        (r["accuracy"].as_f64().unwrap() - predicted).abs() < 1e-4,
+        "{r}"
+    );
+    assert_eq!(r["rows"], 1797);
+    assert_eq!(r["per_class"].as_array().unwrap().len(), 10);
+    let confusion: u64 = r["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(confusion, 1797);
+    let top3 = r["top_k_accuracy"].as_f64().unwrap();
+    assert!(top3 >= r["accuracy"].as_f64().unwrap() && top3 <= 1.0);
+    let tables = run(&["eval", "--model", &model, "--data", csv]);
+    assert_eq!(tables.code, 0, "{}", tables.stderr);
+    for part in [
+        "accuracy",
+        "log-loss",
+        "top-5 accuracy",
+        "macro avg",
+        "weighted avg",
+        "confusion matrix",
+    ] {
+        assert!(
+            tables.stdout.contains(part),
+            "{part} missing from:\n{}",
+            tables.stdout
+        );
+    }
+}

@@ -26,6 +26,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Time training epochs on the CPU path and on GPU adapters, with NumPy as a peer in the same run.
     Bench(BenchArgs),
+    /// Score a saved model on labelled rows: accuracy, log-loss, top-k accuracy, per-class precision / recall / F1
+    /// and their averages, the confusion matrix.
+    Eval(EvalArgs),
     /// Write a seeded synthetic data set of any size: dense NPY features and labels, or sparse LIBSVM text.
     Gen(GenArgs),
 }
@@ -470,6 +473,33 @@ pub struct PredictArgs {
     #[arg(long)]
     pub proba: bool,
     /// Write the CSV here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The model file written by `train --out`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled rows: CSV with a label column, LIBSVM, or NPY / IDX features with --labels.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Class indices for NPY or IDX --data.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub format: FormatArgs,
+    /// The CSV label column (default: the last).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub label_column: isize,
+    /// k of the top-k accuracy.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// One JSON document instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the report here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod common;
 mod devices;
+mod eval;
 mod gen;
 mod load;
 mod predict;
@@ -39,6 +40,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Validate(a) => validate::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Gen(a) => gen::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }
 

@@ -15,30 +15,7 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
         check_out_path(out, "--out")?;
     }
     let model = Model::load(&a.model)?;
-    let data = load::prediction_data(&a, &model)?;
-    let (proba, y) = match data.x {
-        load::Rows2::Dense(x) => (model.predict_proba(x.view())?, data.y),
-        load::Rows2::Sparse(mut source) => {
-            // A chunk at a time: the rows stay sparse; the probabilities are n × k.
-            let mut parts = Vec::new();
-            let mut y = Vec::new();
-            source.rewind()?;
-            while let Some(c) = source.next_sparse(1 << 14)? {
-                let rows = softmax_wgpu::data::SparseRows::from_chunk(
-                    source.name(),
-                    &c,
-                    model.classes.len(),
-                )?;
-                let all: Vec<u32> = (0..rows.len() as u32).collect();
-                parts.push(model.predict_proba_sparse(&rows.batch(&all))?);
-                y.extend_from_slice(&c.y);
-            }
-            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-            let proba = ndarray::concatenate(ndarray::Axis(0), &views)
-                .map_err(|e| softmax_wgpu::Error::Internal(format!("probabilities: {e}")))?;
-            (proba, Some(y))
-        }
-    };
+    let (proba, y) = probabilities(&a, &model)?;
     let predicted = softmax_wgpu::model::argmax_rows(proba.view());
     let mut text = String::from("label");
     if a.proba {
@@ -76,4 +53,35 @@ fn csv_cell(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// The class probabilities of the rows `a` names, and their classes when known.
+pub(super) fn probabilities(
+    a: &PredictArgs,
+    model: &Model,
+) -> Result<(ndarray::Array2<f32>, Option<Vec<u32>>)> {
+    let data = load::prediction_data(a, model)?;
+    Ok(match data.x {
+        load::Rows2::Dense(x) => (model.predict_proba(x.view())?, data.y),
+        load::Rows2::Sparse(mut source) => {
+            // A chunk at a time: the rows stay sparse; the probabilities are n × k.
+            let mut parts = Vec::new();
+            let mut y = Vec::new();
+            source.rewind()?;
+            while let Some(c) = source.next_sparse(1 << 14)? {
+                let rows = softmax_wgpu::data::SparseRows::from_chunk(
+                    source.name(),
+                    &c,
+                    model.classes.len(),
+                )?;
+                let all: Vec<u32> = (0..rows.len() as u32).collect();
+                parts.push(model.predict_proba_sparse(&rows.batch(&all))?);
+                y.extend_from_slice(&c.y);
+            }
+            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+            let proba = ndarray::concatenate(ndarray::Axis(0), &views)
+                .map_err(|e| softmax_wgpu::Error::Internal(format!("probabilities: {e}")))?;
+            (proba, Some(y))
+        }
+    })
 }
