@@ -24,6 +24,7 @@ pub mod gpu;
 pub mod metrics;
 pub mod model;
 pub mod numerics;
+pub mod plot;
 pub mod rng;
 pub mod schedule;
 pub mod shadow;

@@ -840,3 +840,33 @@ fn eval_reports_what_predict_scores_as_tables_and_json() {
         );
     }
 }
+
+#[test]
+fn plot_draws_the_run_and_quiet_says_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("curves.svg");
+    let svg = svg.to_str().unwrap();
+    let t = run(&[
+        "train", "--device", "cpu", "--epochs", "4", "--plot", svg, "--quiet",
+    ]);
+    assert_eq!(t.code, 0, "{}", t.stderr);
+    assert_eq!(t.stderr, "", "--quiet");
+    assert_eq!(t.stdout, "", "--quiet without --json prints no epoch lines");
+    let text = std::fs::read_to_string(svg).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("<polyline"))
+        .collect();
+    assert_eq!(lines.len(), 4, "train and held-out loss and accuracy");
+    for l in lines {
+        assert_eq!(
+            l.split("points=\"").nth(1).unwrap().split(' ').count(),
+            4,
+            "{l}"
+        );
+    }
+    let json = run(&[
+        "train", "--device", "cpu", "--epochs", "2", "--quiet", "--json",
+    ]);
+    assert_eq!((json.stdout.lines().count(), json.stderr.as_str()), (2, ""));
+}

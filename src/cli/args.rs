@@ -339,6 +339,12 @@ pub struct TrainArgs {
     /// Print one JSON object per epoch instead of a line.
     #[arg(long)]
     pub json: bool,
+    /// Draw the loss and accuracy per epoch (training and held-out) as an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// No progress bar, no notes on stderr, and no epoch lines unless --json asks for them; errors still print.
+    #[arg(long)]
+    pub quiet: bool,
     /// Do not time the GPU kernels' workgroup widths on first use (the width derived from the adapter is used).
     #[arg(long)]
     pub no_autotune: bool,

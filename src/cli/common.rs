@@ -19,7 +19,7 @@ pub enum Device {
 
 impl Device {
     /// The device `--device`, `--backend` and `--adapter` ask for.
-    pub fn open(a: &DeviceArgs) -> Result<Device> {
+    pub fn open(a: &DeviceArgs, quiet: bool) -> Result<Device> {
         let backends = BackendArg::backends(a.backend);
         match a.device {
             DeviceKind::Cpu => Ok(Device::Cpu(a.precision)),
@@ -31,14 +31,14 @@ impl Device {
             DeviceKind::Auto if a.adapter.is_some() => Ok(Device::Gpu(Box::new(
                 GpuContext::select(backends, a.adapter.as_deref())?,
             ))),
-            DeviceKind::Auto => Self::auto(backends, a.precision),
+            DeviceKind::Auto => Self::auto(backends, a.precision, quiet),
         }
     }
 
     /// The best hardware adapter (discrete, integrated, virtual: `adapters` sorts them so). A software adapter
     /// (device type Cpu: lavapipe, llvmpipe, WARP) runs the kernels on the same cores as the CPU path, only slower,
     /// so with nothing else the CPU path trains, and one line says so.
-    fn auto(backends: wgpu::Backends, precision: Precision) -> Result<Device> {
+    fn auto(backends: wgpu::Backends, precision: Precision, quiet: bool) -> Result<Device> {
         let found = gpu::adapters(backends);
         let software: Vec<String> = found
             .iter()
@@ -54,9 +54,12 @@ impl Device {
         {
             Some(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
             None if software.is_empty() => {
-                eprintln!("no GPU adapter found; training on the CPU path");
+                if !quiet {
+                    eprintln!("no GPU adapter found; training on the CPU path");
+                }
                 Ok(Device::Cpu(precision))
             }
+            None if quiet => Ok(Device::Cpu(precision)),
             None => {
                 eprintln!(
                     "only software GPU adapters found ({}), which run on these same cores more slowly than the \
@@ -114,7 +117,7 @@ pub fn check_out_path(path: &Path, flag: &str) -> Result<()> {
     Ok(())
 }
 
-/// A progress bar on stderr when it is a terminal (hidden otherwise), counting `unit`.
+/// A progress bar on stderr when it is a terminal (hidden otherwise), counting `unit`, with a message before it.
 pub fn progress_bar(total: u64, unit: &str) -> indicatif::ProgressBar {
     let target = if std::io::stderr().is_terminal() {
         indicatif::ProgressDrawTarget::stderr()
@@ -124,7 +127,7 @@ pub fn progress_bar(total: u64, unit: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
+            "{{msg}} {{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
         ))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );

@@ -7,9 +7,7 @@ use anyhow::Result;
 use softmax_wgpu::data::Standardizer;
 use softmax_wgpu::error::bytes;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
-use softmax_wgpu::train::{
-    held_row_bytes, residency, EpochReport, Observer, OnEpoch, OnRows, Residency,
-};
+use softmax_wgpu::train::{held_row_bytes, residency, EpochReport, Observer, OnEpoch, Residency};
 use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
 
 use super::args::TrainArgs;
@@ -32,6 +30,18 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         check_out_path(out, "--out")?;
     }
+    if let Some(plot) = &a.plot {
+        check_out_path(plot, "--plot")?;
+        if a.out.as_ref() == Some(plot) {
+            return Err(Error::param("--plot", "a file other than --out", plot.display()).into());
+        }
+    }
+    let quiet = a.quiet;
+    let say = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
     let Prepared {
         mut train,
         mut held_out,
@@ -44,10 +54,10 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         d: train.features(),
         k: classes.len(),
     };
-    let device = Device::open(&a.device)?;
+    let device = Device::open(&a.device, quiet)?;
     let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune, train.is_sparse())?;
     let train_rows = train.rows().unwrap_or(0);
-    eprintln!(
+    say(format!(
         "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
         backend.device(),
         train_rows,
@@ -57,13 +67,13 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         )),
         shape.d,
         shape.k
-    );
+    ));
     if let Residency::Streamed { chunk_rows } = residency(backend.as_ref(), train.as_ref(), &cfg) {
         let held = train
             .held_bytes()
             .unwrap_or(train_rows * held_row_bytes(shape.d));
         let row = held.div_ceil(train_rows.max(1));
-        eprintln!(
+        say(format!(
             "streaming: the rows would take {} held, over {}; read {chunk_rows} rows ({}) at a time, the next chunk \
              while the current one trains, shuffled {}",
             bytes(held),
@@ -77,20 +87,29 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             } else {
                 "not at all"
             }
-        );
+        ));
     }
     let mut shadow = check.map(|c| Shadow::new(shape, c)).transpose()?;
     if let Some(c) = &check {
-        eprintln!(
+        say(format!(
             "checking: every step replayed on the CPU in f64, weights compared every {} steps (tolerance {:.1e})",
             c.every, c.tolerance
-        );
+        ));
     }
-    let bar = progress_bar(train_rows.saturating_mul(cfg.epochs as u64), "rows");
-    let mut rows = OnRows(|n| bar.inc(n as u64));
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress_bar(train_rows.saturating_mul(cfg.epochs as u64), "rows")
+    };
+    let mut rows = Progress {
+        bar: &bar,
+        epochs: cfg.epochs,
+    };
     let json = a.json;
     let mut print = OnEpoch(|r: &EpochReport| {
-        bar.suspend(|| print_epoch(r, json))?;
+        if json || !quiet {
+            bar.suspend(|| print_epoch(r, json))?;
+        }
         Ok(())
     });
     let mut observers: Vec<&mut dyn Observer> = vec![&mut rows];
@@ -119,18 +138,26 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     };
     if cfg.early_stopping.is_some() {
         if let Some(best) = reports.iter().find(|r| r.best) {
-            eprintln!(
+            say(format!(
                 "early stopping: the best held-out loss, {:.4}, came at epoch {} of the {} epochs run; {} that epoch's weights",
                 best.val_loss.unwrap_or(f64::NAN),
                 best.epoch,
                 reports.len(),
                 if a.out.is_some() { "the model holds" } else { "training ended with" }
-            );
+            ));
         }
     }
     let checked = shadow.as_ref().map(Shadow::summary);
-    if let Some(s) = &checked {
+    if let Some(s) = checked.as_ref().filter(|_| !quiet) {
         print_check_summary(s);
+    }
+    if let Some(plot) = &a.plot {
+        let title = format!("softmax-wgpu train · {data_name} · {}", backend.device());
+        softmax_wgpu::model::write_atomically(
+            plot,
+            softmax_wgpu::plot::curves(&reports, &title).as_bytes(),
+        )?;
+        say(format!("drew {}", plot.display()));
     }
     if let Some(out) = &a.out {
         let model = Model {
@@ -140,9 +167,32 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             settings: settings(&cfg, &data_name, &backend.device(), reports.last(), checked),
         };
         model.save(out)?;
-        eprintln!("saved {}", out.display());
+        say(format!("saved {}", out.display()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The progress bar's observer: rows done, and the epoch and step in its message.
+struct Progress<'b> {
+    bar: &'b indicatif::ProgressBar,
+    epochs: usize,
+}
+
+impl Observer for Progress<'_> {
+    fn on_step(
+        &mut self,
+        event: &softmax_wgpu::train::StepEvent<'_>,
+        _backend: &mut dyn softmax_wgpu::Backend,
+    ) -> softmax_wgpu::Result<()> {
+        self.bar.inc(event.rows as u64);
+        if event.step % 16 == 1 {
+            self.bar.set_message(format!(
+                "epoch {}/{} · step {}",
+                event.epoch, self.epochs, event.step
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The checked, standardised data as sources, and what the model records about them.
