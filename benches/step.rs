@@ -18,6 +18,7 @@ fn epoch(backend: &mut dyn Backend, set: Held, order: &[u32], batch: usize) {
         optimizer: Optimizer::Sgd,
         lr: 0.01,
         l2: 0.0,
+        l1: 0.0,
     };
     for rows in order.chunks(batch) {
         backend

@@ -11,7 +11,11 @@ struct Step {
     lr: f32,            // learning rate
     l2: f32,            // L2 penalty on W
     slot: u32,          // slot of this batch's loss / hit sums
-    flags: u32,         // bit 0: the gradient kernel adds to the sums it holds
+    flags: u32,         // bit 0: the gradient kernel adds to the sums it holds; bit 1: the sparse update only zeroes
+    l1: f32,            // L1 penalty on W
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;

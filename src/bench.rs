@@ -83,6 +83,7 @@ pub fn run_epoch(backend: &mut dyn Backend, set: Held, batch: usize) -> Result<(
         optimizer: Optimizer::Sgd,
         lr: 0.01,
         l2: 0.0,
+        l1: 0.0,
     };
     let batch = batch.min(set.len()).max(1);
     let order = set.order(0, 0, false);

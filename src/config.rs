@@ -33,8 +33,11 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Step size α.
     pub lr: f32,
-    /// L2 penalty λ on W (not on b): objective = mean cross-entropy + λ/2·‖W‖².
+    /// L2 penalty λ on W (not on b): objective = mean cross-entropy + λ/2·‖W‖² (+ λ₁·‖W‖₁).
     pub l2: f32,
+    /// L1 penalty λ₁ on W (not on b), by a proximal step; with `l2` too, the elastic net.
+    #[serde(default)]
+    pub l1: f32,
     /// Seed of the per-epoch shuffle and of the validation split.
     pub seed: u64,
     /// Shuffle the training rows every epoch (false: the data's own order).
@@ -69,6 +72,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             lr: 0.01,
             l2: 0.0,
+            l1: 0.0,
             seed: 42,
             shuffle: true,
             val_split: 0.2,
@@ -104,6 +108,9 @@ impl TrainConfig {
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return Err(Error::param("--l2", "a finite number ≥ 0", self.l2));
+        }
+        if !(self.l1.is_finite() && self.l1 >= 0.0) {
+            return Err(Error::param("--l1", "a finite number ≥ 0", self.l1));
         }
         for (flag, bytes) in [
             ("--memory-budget", self.memory_budget),

@@ -184,6 +184,20 @@ pub struct Update {
     pub lr: f32,
     /// L2 penalty λ on W (never on b).
     pub l2: f32,
+    /// L1 penalty λ₁ on W (never on b), applied as a proximal step after the gradient step:
+    /// w ← sign(w)·max(|w| − α·λ₁, 0), so that weights become exactly zero.
+    pub l1: f32,
+}
+
+/// The proximal step of the L1 penalty on one weight after its gradient step: shrink towards 0 by `t` = α·λ₁, and
+/// stop at 0. Every backend applies this same expression (the WGSL update kernels spell it out identically).
+#[inline]
+pub fn shrink(w: f32, t: f32) -> f32 {
+    if t > 0.0 {
+        w.signum() * (w.abs() - t).max(0.0)
+    } else {
+        w
+    }
 }
 
 /// What an optimizer keeps between steps, beside the weights: a step count and named tensors (none for SGD;
@@ -832,6 +846,7 @@ pub fn fit_with(
             optimizer: cfg.optimizer,
             lr: cfg.lr,
             l2: cfg.l2,
+            l1: cfg.l1,
         },
         base_lr: cfg.lr,
         schedule: cfg.schedule,
@@ -867,8 +882,10 @@ pub fn fit_with(
         };
         stepper.finish(backend, observers)?;
         let sums = backend.take_sums()?;
-        let penalty = if cfg.l2 > 0.0 {
-            0.5 * f64::from(cfg.l2) * backend.params()?.w_norm_sq()
+        let penalty = if cfg.l2 > 0.0 || cfg.l1 > 0.0 {
+            let w = backend.params()?.w;
+            0.5 * f64::from(cfg.l2) * w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>()
+                + f64::from(cfg.l1) * w.iter().map(|&v| f64::from(v).abs()).sum::<f64>()
         } else {
             0.0
         };

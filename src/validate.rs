@@ -358,7 +358,8 @@ fn check_update(
     (gw_ref, gb_ref): (&Array2<f64>, &Array1<f64>),
     rows: usize,
 ) -> Result<()> {
-    let (lr, l2) = (0.05f32, 1e-3f32);
+    // With an L1 step too: the proximal shrink is checked wherever it does not reach zero and where it does.
+    let (lr, l2, l1) = (0.05f32, 1e-3f32, 2e-2f32);
     let gw32 = gw_ref.mapv(|v| v as f32);
     let gb32 = gb_ref.mapv(|v| v as f32);
     let (mut w_new, b_new) = ops::update(
@@ -369,6 +370,7 @@ fn check_update(
         bias.view(),
         lr,
         l2,
+        l1,
         rows as u32,
     )?;
     checks.corrupt(Kernel::Update, &mut w_new);
@@ -383,9 +385,12 @@ fn check_update(
         b_ref.view_mut(),
         lr64,
         f64::from(l2),
+        f64::from(l1),
         n,
     );
-    let w_tol = tolerance::update(w64.view(), g64.view(), lr64, n);
+    // The shrink's subtraction rounds once more, relative to lr·l1 at most.
+    let w_tol = tolerance::update(w64.view(), g64.view(), lr64, n)
+        + lr64 * f64::from(l1) * 4.0 * crate::numerics::U;
     checks.push(Kernel::Update, "W", case, compare(&w_new, &w_ref, &w_tol));
     let row = |a: &Array1<f64>| a.view().insert_axis(ndarray::Axis(0)).to_owned();
     let b_tol = tolerance::update(row(&b64).view(), row(&gb64).view(), lr64, n)
@@ -583,6 +588,7 @@ pub fn trajectory(
         optimizer: Optimizer::Sgd,
         lr: 0.1,
         l2: 1e-3,
+        l1: 0.0,
     };
     let (lr, l2) = (update.lr, update.l2);
     let n = train.len();

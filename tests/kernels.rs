@@ -148,10 +148,20 @@ fn update_matches_cpu() {
                 let gb = Array1::from(uniform(1, k, -1.0, 1.0, 3).into_raw_vec_and_offset().0);
                 let w = uniform(d, k, -1.0, 1.0, (d * k) as u64);
                 let b = Array1::from(uniform(1, k, -1.0, 1.0, 4).into_raw_vec_and_offset().0);
-                let (lr, l2, rows) = (0.1f32, 0.01f32, 7u32);
-                let (w_gpu, b_gpu) =
-                    ops::update(ctx, g.view(), gb.view(), w.view(), b.view(), lr, l2, rows)
-                        .unwrap();
+                // l1 = 0.5: lr·l1 = 0.05 shrinks some weights to exactly zero and leaves others.
+                let (lr, l2, l1, rows) = (0.1f32, 0.01f32, 0.5f32, 7u32);
+                let (w_gpu, b_gpu) = ops::update(
+                    ctx,
+                    g.view(),
+                    gb.view(),
+                    w.view(),
+                    b.view(),
+                    lr,
+                    l2,
+                    l1,
+                    rows,
+                )
+                .unwrap();
                 let (mut w_ref, mut b_ref) = (to64(&w), b.mapv(f64::from));
                 let (lr64, l264, n) = (f64::from(lr), f64::from(l2), f64::from(rows));
                 cpu::update(
@@ -161,11 +171,19 @@ fn update_matches_cpu() {
                     b_ref.view_mut(),
                     lr64,
                     l264,
+                    f64::from(l1),
                     n,
                 );
                 // w − lr·(g/rows + l2·w): five operations, each one rounding relative to the larger operand (the
-                // bound `validate` uses).
-                let tol = tolerance::update(to64(&w).view(), to64(&g).view(), lr64, n);
+                // bound `validate` uses), and the shrink's subtraction, relative to lr·l1 at most.
+                let tol = tolerance::update(to64(&w).view(), to64(&g).view(), lr64, n)
+                    + lr64 * f64::from(l1) * 4.0 * U;
+                if d * k >= 100 {
+                    assert!(
+                        w_gpu.iter().any(|&v| v == 0.0),
+                        "D={d} K={k}: the shrink reaches zero somewhere"
+                    );
+                }
                 assert_within(&format!("update W D={d} K={k}"), &w_gpu, &w_ref, &tol);
                 let row = |a: &Array1<f32>| a.mapv(f64::from).insert_axis(ndarray::Axis(0));
                 let btol = tolerance::update(row(&b).view(), row(&gb).view(), lr64, n)

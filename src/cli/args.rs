@@ -283,6 +283,10 @@ pub struct TrainArgs {
     /// L2 penalty on the weights (not the biases).
     #[arg(long, default_value_t = TrainConfig::default().l2, allow_negative_numbers = true)]
     pub l2: f32,
+    /// L1 penalty on the weights (not the biases), by a proximal step: weights become exactly zero. With --l2 too:
+    /// the elastic net.
+    #[arg(long, default_value_t = TrainConfig::default().l1, allow_negative_numbers = true)]
+    pub l1: f32,
     /// Seed of the shuffles, the held-out split and synthetic data.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
@@ -425,6 +429,7 @@ impl TrainArgs {
             batch_size: self.batch_size,
             lr: self.lr,
             l2: self.l2,
+            l1: self.l1,
             seed: self.seed,
             shuffle: !self.no_shuffle,
             val_split: if self.test.is_some() {

@@ -50,13 +50,25 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
         )
     })?;
     let report = metrics::report(proba.view(), &y, &model.classes, a.top_k)?;
+    let zero = model.params.w.iter().filter(|&&v| v == 0.0).count();
+    let total = model.params.w.len();
     let text = if a.json {
-        let mut s = serde_json::to_string_pretty(&report)
+        let mut value = serde_json::to_value(&report)
+            .map_err(|e| Error::Internal(format!("report as JSON: {e}")))?;
+        value["zero_weights"] = zero.into();
+        value["weights"] = total.into();
+        let mut s = serde_json::to_string_pretty(&value)
             .map_err(|e| Error::Internal(format!("report as JSON: {e}")))?;
         s.push('\n');
         s
     } else {
-        tables(&report, &a)
+        let mut s = tables(&report, &a);
+        let _ = writeln!(
+            s,
+            "\nmodel sparsity: {zero} of {total} weights are zero ({:.1} %)",
+            100.0 * zero as f64 / total.max(1) as f64
+        );
+        s
     };
     write_output(a.out.as_deref(), &text)?;
     Ok(ExitCode::SUCCESS)

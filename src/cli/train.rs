@@ -160,11 +160,20 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         say(format!("drew {}", plot.display()));
     }
     if let Some(out) = &a.out {
+        let params = backend.params()?;
+        let zero_weights = params.w.iter().filter(|&&v| v == 0.0).count();
         let model = Model {
-            params: backend.params()?,
+            params,
             classes,
             standardizer,
-            settings: settings(&cfg, &data_name, &backend.device(), reports.last(), checked),
+            settings: settings(
+                &cfg,
+                &data_name,
+                &backend.device(),
+                reports.last(),
+                checked,
+                zero_weights,
+            ),
         };
         model.save(out)?;
         say(format!("saved {}", out.display()));
@@ -279,8 +288,10 @@ fn settings(
     device: &str,
     last: Option<&EpochReport>,
     check: Option<ShadowSummary>,
+    zero_weights: usize,
 ) -> serde_json::Value {
     serde_json::json!({
+        "zero_weights": zero_weights,
         "config": cfg,
         "data": data,
         "device": device,

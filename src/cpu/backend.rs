@@ -169,6 +169,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
         let lr = Self::from_f64(f64::from(u.lr));
         let l2 = Self::from_f64(f64::from(u.l2));
+        let l1 = Self::from_f64(f64::from(u.l1));
         let rows = Self::from_f64(self.g_rows as f64);
         update(
             self.g.view(),
@@ -177,6 +178,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             self.b.view_mut(),
             lr,
             l2,
+            l1,
             rows,
         );
         self.g_rows = 0;

@@ -284,7 +284,8 @@ impl pulp::WithSimd for AddInto<'_> {
     }
 }
 
-/// W ← W − lr·(G/rows + l2·W), b ← b − lr·g_b/rows; the padding of Wᵀ and Gᵀ is zero and stays zero.
+/// W ← W − lr·(G/rows + l2·W) then the L1 proximal step, b ← b − lr·g_b/rows; the padding of Wᵀ and Gᵀ is zero
+/// and stays zero.
 struct UpdateOp<'a> {
     wt: &'a mut [f32],
     gt: &'a [f32],
@@ -292,6 +293,7 @@ struct UpdateOp<'a> {
     gb: &'a [f32],
     lr: f32,
     l2: f32,
+    l1: f32,
     rows: f32,
 }
 
@@ -301,8 +303,9 @@ impl pulp::WithSimd for UpdateOp<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         let (lr, l2, rows) = (self.lr, self.l2, self.rows);
+        let t = lr * self.l1;
         for (w, &g) in self.wt.iter_mut().zip(self.gt) {
-            *w -= lr * (g / rows + l2 * *w);
+            *w = crate::train::shrink(*w - lr * (g / rows + l2 * *w), t);
         }
         for (b, &g) in self.b.iter_mut().zip(self.gb) {
             *b -= lr * (g / rows);
@@ -540,6 +543,7 @@ impl Backend for FastCpu {
             gb: &self.gb,
             lr,
             l2,
+            l1: u.l1,
             rows,
         });
         self.g_rows = 0;

@@ -196,8 +196,9 @@ pub fn sparse_grad<T: Real>(x: &SparseBatch, r: ArrayView2<T>) -> (Array2<T>, Ar
     (g, gb)
 }
 
-/// Mirror of `update.wgsl`: W ← W − lr·(G/rows + l2·W), b ← b − lr·g_b/rows, where G, g_b are gradient sums over
-/// `rows` rows.
+/// Mirror of `update.wgsl`: W ← W − lr·(G/rows + l2·W), then the L1 proximal step W ← sign(W)·max(|W| − lr·l1, 0);
+/// b ← b − lr·g_b/rows, where G, g_b are gradient sums over `rows` rows.
+#[allow(clippy::too_many_arguments)] // the shader's bindings and step parameters, in its order
 pub fn update<T: Real>(
     g: ArrayView2<T>,
     gb: ArrayView1<T>,
@@ -205,11 +206,19 @@ pub fn update<T: Real>(
     mut b: ArrayViewMut1<T>,
     lr: T,
     l2: T,
+    l1: T,
     rows: T,
 ) {
-    Zip::from(&mut w)
-        .and(&g)
-        .for_each(|w, &g| *w = *w - lr * (g / rows + l2 * *w));
+    let t = lr * l1;
+    Zip::from(&mut w).and(&g).for_each(|w, &g| {
+        let v = *w - lr * (g / rows + l2 * *w);
+        // The L1 proximal step (train::shrink in T).
+        *w = if t > T::zero() {
+            v.signum() * (v.abs() - t).max(T::zero())
+        } else {
+            v
+        };
+    });
     Zip::from(&mut b)
         .and(&gb)
         .for_each(|b, &g| *b = *b - lr * (g / rows));

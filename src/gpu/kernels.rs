@@ -269,8 +269,12 @@ pub struct StepUniform {
     pub l2: f32,
     /// Slot of the metrics output.
     pub slot: u32,
-    /// Reserved.
+    /// Bit 0: the gradient kernels add to the sums they hold; bit 1: the sparse update only zeroes.
     pub flags: u32,
+    /// L1 penalty on W (the proximal step's α·λ₁ is lr·l1).
+    pub l1: f32,
+    /// Padding to 16 bytes.
+    pub pad: [u32; 3],
 }
 
 /// Mirrors `struct Chunk` in gather.wgsl.

@@ -215,6 +215,7 @@ pub fn update(
     b: ArrayView1<f32>,
     lr: f32,
     l2: f32,
+    l1: f32,
     rows: u32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
     let (d, k) = w.dim();
@@ -242,6 +243,7 @@ pub fn update(
         k: kk,
         lr,
         l2,
+        l1,
         ..Default::default()
     };
     run(ctx, Kernel::Update, step, &[&gbuf, &gbb, &wb, &bb])?;

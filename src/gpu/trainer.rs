@@ -823,10 +823,9 @@ impl<'a> GpuBackend<'a> {
             perm_offset,
             d: self.shape.d as u32,
             k: self.shape.k as u32,
-            lr: 0.0,
-            l2: 0.0,
             slot,
             flags,
+            ..StepUniform::default()
         }
     }
 
@@ -1259,9 +1258,10 @@ impl Backend for GpuBackend<'_> {
         let mut uniform = self.uniform(rows as usize, 0, 0, 0);
         uniform.lr = u.lr;
         uniform.l2 = u.l2;
+        uniform.l1 = u.l1;
         if let Some((list, _)) = &self.sparse_update {
             // G and g_b hold zeros outside the touched columns. Without a penalty nothing else moves: update those
-            // columns only. With one every weight decays: the dense update, then zero the consumed sums. No queued
+            // columns only. With one (L2 or L1) every weight shrinks: the dense update, then zero the consumed sums. No queued
             // op reads the list: the step's batches flushed the previous update before they were uploaded.
             let touched = std::mem::take(&mut self.touched);
             for &j in &touched {
@@ -1274,7 +1274,7 @@ impl Backend for GpuBackend<'_> {
             }
             let mut sparse = uniform;
             sparse.d = u32_of(touched.len(), "touched columns")?;
-            if u.l2 > 0.0 {
+            if u.l2 > 0.0 || u.l1 > 0.0 {
                 self.ops.push(Op::Update { uniform });
                 sparse.flags = 2;
                 self.reserve(0, false)?;
