@@ -13,9 +13,13 @@ struct Step {
     slot: u32,          // slot of this batch's loss / hit sums
     flags: u32,         // bit 0: the gradient kernel adds to the sums it holds; bit 1: the sparse update only zeroes
     l1: f32,            // L1 penalty on W
-    pad0: u32,
-    pad1: u32,
-    pad2: u32,
+    beta1: f32,         // μ of momentum, β₁ of Adam
+    beta2: f32,         // β₂ of Adam
+    eps: f32,           // ε of Adam
+    c1: f32,            // Adam's bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ
+    c2: f32,
+    weight_decay: f32,  // AdamW's decoupled decay
+    pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;

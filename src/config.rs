@@ -121,6 +121,7 @@ impl TrainConfig {
             }
         }
         self.schedule.check(self.lr)?;
+        self.optimizer.check()?;
         if let Some(e) = self.early_stopping {
             if e.patience == 0 {
                 return Err(Error::param("--patience", "at least 1 epoch", 0));

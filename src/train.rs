@@ -173,6 +173,88 @@ pub enum Optimizer {
     /// Plain gradient descent: W ← W − α·(G/B + λ·W), b ← b − α·g_b/B.
     #[default]
     Sgd,
+    /// Heavy-ball momentum (PyTorch's): v ← μ·v + g, then W ← W − α·v, or with Nesterov W ← W − α·(g + μ·v),
+    /// where g = G/B + λ·W (b: g_b/B).
+    Momentum {
+        /// μ, in [0, 1).
+        momentum: f32,
+        /// Nesterov's look-ahead.
+        nesterov: bool,
+    },
+    /// Adam (Kingma & Ba) with bias correction; `weight_decay` > 0 makes it AdamW (decay decoupled from the
+    /// moments: W ← W − α·(m̂/(√v̂ + ε) + wd·W)), while `--l2` adds λ·W to the gradient as for the others.
+    Adam {
+        /// β₁, in [0, 1).
+        beta1: f32,
+        /// β₂, in [0, 1).
+        beta2: f32,
+        /// ε, positive.
+        eps: f32,
+        /// Decoupled weight decay (AdamW), ≥ 0.
+        weight_decay: f32,
+    },
+}
+
+impl Optimizer {
+    /// The state this optimizer keeps per parameter (each a tensor over W and b): none, the velocity, or the two
+    /// moments.
+    pub fn slots(&self) -> &'static [&'static str] {
+        match self {
+            Optimizer::Sgd => &[],
+            Optimizer::Momentum { .. } => &["velocity"],
+            Optimizer::Adam { .. } => &["m", "v"],
+        }
+    }
+
+    /// Checks the hyper-parameters; the error names the flag.
+    pub fn check(&self) -> Result<()> {
+        let unit = |flag: &str, v: f32| {
+            if v.is_finite() && (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::param(flag, "in [0, 1)", v))
+            }
+        };
+        match *self {
+            Optimizer::Sgd => Ok(()),
+            Optimizer::Momentum { momentum, .. } => unit("--momentum", momentum),
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                unit("--beta1", beta1)?;
+                unit("--beta2", beta2)?;
+                if !(eps.is_finite() && eps > 0.0) {
+                    return Err(Error::param("--eps", "a positive, finite number", eps));
+                }
+                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+                    return Err(Error::param(
+                        "--weight-decay",
+                        "a finite number ≥ 0",
+                        weight_decay,
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Adam's bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ for update `t` (1-based), computed once on the host so every
+    /// backend uses the same values; (1, 1) for the others.
+    pub fn corrections(&self, t: u64) -> (f32, f32) {
+        match *self {
+            Optimizer::Adam { beta1, beta2, .. } => {
+                let t = i32::try_from(t).unwrap_or(i32::MAX);
+                (
+                    (1.0 - f64::from(beta1).powi(t)) as f32,
+                    (1.0 - f64::from(beta2).powi(t)) as f32,
+                )
+            }
+            _ => (1.0, 1.0),
+        }
+    }
 }
 
 /// One update: the optimizer, this step's learning rate (a schedule may change it every step) and the L2 penalty.
@@ -211,16 +293,57 @@ pub struct OptimizerState {
 }
 
 impl OptimizerState {
-    /// This state, if it can be plain SGD's (a step count and no tensors); what every backend checks before taking it.
-    pub fn checked_for_sgd(&self) -> Result<Self> {
-        if !self.tensors.is_empty() {
+    /// Checks a state for a model of `shape`: each tensor named after an optimizer slot (`velocity`, `m`, `v`),
+    /// flat over W then b (d·k + k values), the slots of one optimizer.
+    pub fn check(&self, shape: Shape) -> Result<()> {
+        let n = shape.d * shape.k + shape.k;
+        let names: Vec<&str> = self
+            .tensors
+            .iter()
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        if !(names.is_empty() || names == ["velocity"] || names == ["m", "v"]) {
             return Err(Error::shape(
-                "SGD optimizer state tensors",
-                0,
-                self.tensors.len(),
+                "optimizer state tensors",
+                "none, [velocity] or [m, v]",
+                format!("{names:?}"),
             ));
         }
-        Ok(self.clone())
+        for (name, dims, values) in &self.tensors {
+            if dims.as_slice() != [n] || values.len() != n {
+                return Err(Error::shape(
+                    format!("optimizer state {name}"),
+                    format!("[{n}] (W then b)"),
+                    format!("{dims:?} with {} values", values.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tensor of slot `name`, when the state has it.
+    pub fn slot(&self, name: &str) -> Option<&[f32]> {
+        self.tensors
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v.as_slice())
+    }
+}
+
+/// An optimizer state from a step count and its slots (none, the velocity, or the two moments), flat over W then b.
+pub fn state_of(steps: u64, slots: &[Vec<f32>]) -> OptimizerState {
+    let names: &[&str] = match slots.len() {
+        0 => &[],
+        1 => &["velocity"],
+        _ => &["m", "v"],
+    };
+    OptimizerState {
+        steps,
+        tensors: names
+            .iter()
+            .zip(slots)
+            .map(|(name, s)| (name.to_string(), vec![s.len()], s.clone()))
+            .collect(),
     }
 }
 

@@ -442,3 +442,121 @@ fn sparse_update_matches_cpu_and_zeroes_what_it_consumed() {
         }
     });
 }
+
+#[test]
+fn optimizer_kernels_match_their_mirror() {
+    use softmax_wgpu::cpu::StepParams;
+    on_every_gpu(|ctx| {
+        for (s, (&d, &k, _)) in
+            iproduct(&[1usize, 3, 784], &[2usize, 10, 100], &[0usize]).enumerate()
+        {
+            let s = s as u64 * 11;
+            let (g, w) = (uniform(d, k, -3.0, 3.0, s), uniform(d, k, -1.0, 1.0, s + 1));
+            let gb = Array1::from(uniform(1, k, -3.0, 3.0, s + 2).into_raw_vec_and_offset().0);
+            let b = Array1::from(uniform(1, k, -1.0, 1.0, s + 3).into_raw_vec_and_offset().0);
+            let n = d * k + k;
+            let s1: Vec<f32> = uniform(1, n, -0.5, 0.5, s + 4).into_raw_vec_and_offset().0;
+            let s2: Vec<f32> = uniform(1, n, 0.0, 0.5, s + 5).into_raw_vec_and_offset().0;
+            for (adam, nesterov, wd) in [
+                (false, false, 0.0),
+                (false, true, 0.0),
+                (true, false, 0.0),
+                (true, false, 0.1),
+            ] {
+                let p = StepParams {
+                    lr: 0.05f32,
+                    l2: 0.01,
+                    l1: 0.02,
+                    rows: 7.0,
+                    beta1: 0.9,
+                    beta2: 0.99,
+                    eps: 1e-6,
+                    weight_decay: wd,
+                    c1: 0.271,
+                    c2: 0.0297,
+                    nesterov,
+                };
+                let slots: Vec<&[f32]> = if adam { vec![&s1, &s2] } else { vec![&s1] };
+                let ((wg, bg), sg) = ops::optimizer_step(
+                    ctx,
+                    adam,
+                    g.view(),
+                    gb.view(),
+                    w.view(),
+                    b.view(),
+                    &slots,
+                    &p,
+                )
+                .unwrap();
+                let f = |v: f32| f64::from(v);
+                let p64 = StepParams {
+                    lr: f(p.lr),
+                    l2: f(p.l2),
+                    l1: f(p.l1),
+                    rows: f(p.rows),
+                    beta1: f(p.beta1),
+                    beta2: f(p.beta2),
+                    eps: f(p.eps),
+                    weight_decay: f(p.weight_decay),
+                    c1: f(p.c1),
+                    c2: f(p.c2),
+                    nesterov,
+                };
+                let (mut w64, mut b64) = (to64(&w), b.mapv(f64::from));
+                let (mut t1, mut t2): (Vec<f64>, Vec<f64>) = (
+                    s1.iter().map(|&v| f(v)).collect(),
+                    s2.iter().map(|&v| f(v)).collect(),
+                );
+                cpu::optimizer_step(
+                    adam,
+                    to64(&g).view(),
+                    gb.mapv(f64::from).view(),
+                    w64.view_mut(),
+                    b64.view_mut(),
+                    &mut t1,
+                    &mut t2,
+                    &p64,
+                );
+                // A handful of operations, each rounding relative to the largest term it adds: the weight, and α
+                // times each part of the step (the mean gradient, the old and new velocity; or Adam's moments
+                // through m̂/(√v̂ + ε) and the decay). 16 u of their sum, plus the shrink's lr·l1.
+                let what = format!("D={d} K={k} adam={adam} nesterov={nesterov} wd={wd}");
+                let before = to64(&w);
+                let mut tol = before.clone();
+                for j in 0..d {
+                    for c in 0..k {
+                        let e = j * k + c;
+                        let wv = before[[j, c]].abs();
+                        let grad = f(g[[j, c]]).abs() / p64.rows + p64.l2 * wv;
+                        let step = if adam {
+                            let num = p64.beta1 * f(s1[e]).abs() + (1.0 - p64.beta1) * grad;
+                            2.0 * num / p64.c1 / ((t2[e] / p64.c2).sqrt() + p64.eps)
+                                + p64.weight_decay * wv
+                        } else {
+                            grad + p64.beta1 * f(s1[e]).abs() + (1.0 + p64.beta1) * t1[e].abs()
+                        };
+                        tol[[j, c]] =
+                            16.0 * U * (wv + p64.lr * step) + p64.lr * p64.l1 * 4.0 * U + 1e-30;
+                    }
+                }
+                assert_within(&format!("W {what}"), &wg, &w64, &tol);
+                let btol = (b.mapv(|v| f64::from(v).abs())
+                    + (&b.mapv(f64::from) - &b64).mapv(f64::abs))
+                    * (16.0 * U)
+                    + 1e-30;
+                assert_within(&format!("b {what}"), &bg, &b64, &btol);
+                let s_tol = Array1::from(
+                    t1.iter()
+                        .map(|v| v.abs() * 8.0 * U + 4.0 * U)
+                        .collect::<Vec<_>>(),
+                );
+                assert_within(
+                    &format!("state {what}"),
+                    &Array1::from(sg[0].clone()),
+                    &Array1::from(t1.clone()),
+                    &s_tol,
+                );
+            }
+        }
+    });
+}

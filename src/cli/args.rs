@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use softmax_wgpu::config::{EarlyStopping, Schedule, ScheduleKind};
+use softmax_wgpu::train::Optimizer;
 use softmax_wgpu::{Error, TrainConfig};
 
 /// Softmax (multinomial logistic) regression on any GPU through wgpu, checked against a CPU reference.
@@ -204,6 +205,21 @@ pub struct DeviceArgs {
     pub precision: Precision,
 }
 
+/// The update rules (see `softmax_wgpu::train::Optimizer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    /// Plain minibatch gradient descent.
+    Sgd,
+    /// Heavy-ball momentum (--momentum).
+    Momentum,
+    /// Nesterov momentum (--momentum).
+    Nesterov,
+    /// Adam (--beta1, --beta2, --eps).
+    Adam,
+    /// Adam with decoupled weight decay (--weight-decay).
+    Adamw,
+}
+
 /// The learning-rate schedules (see `softmax_wgpu::schedule`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
@@ -293,6 +309,24 @@ pub struct TrainArgs {
     /// Keep the data's order instead of shuffling every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// The update rule.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    pub optimizer: OptimizerArg,
+    /// μ of momentum and nesterov, in [0, 1).
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    pub momentum: f32,
+    /// β₁ of adam and adamw, in [0, 1).
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    pub beta1: f32,
+    /// β₂ of adam and adamw, in [0, 1).
+    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
+    pub beta2: f32,
+    /// ε of adam and adamw.
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
+    pub eps: f32,
+    /// Decoupled weight decay of adamw (PyTorch's default 0.01).
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
+    pub weight_decay: f32,
     /// The learning rate's schedule over the run's steps.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
     pub schedule: ScheduleArg,
@@ -454,11 +488,27 @@ impl TrainArgs {
                 power: self.power_t,
                 min_lr: self.lr_min,
             },
+            optimizer: match self.optimizer {
+                OptimizerArg::Sgd => Optimizer::Sgd,
+                OptimizerArg::Momentum | OptimizerArg::Nesterov => Optimizer::Momentum {
+                    momentum: self.momentum,
+                    nesterov: self.optimizer == OptimizerArg::Nesterov,
+                },
+                OptimizerArg::Adam | OptimizerArg::Adamw => Optimizer::Adam {
+                    beta1: self.beta1,
+                    beta2: self.beta2,
+                    eps: self.eps,
+                    weight_decay: if self.optimizer == OptimizerArg::Adamw {
+                        self.weight_decay
+                    } else {
+                        0.0
+                    },
+                },
+            },
             early_stopping: self.early_stopping.then_some(EarlyStopping {
                 patience: self.patience,
                 min_delta: self.min_delta,
             }),
-            ..TrainConfig::default()
         }
     }
 }

@@ -3,10 +3,11 @@
 use ndarray::{Array1, Array2};
 
 use super::{
-    cast, gather, grad, logits, metrics, residual, softmax, sparse_grad, sparse_logits, update,
-    HostSet, HostSets, Real,
+    cast, gather, grad, logits, metrics, optimizer_step, residual, softmax, sparse_grad,
+    sparse_logits, update, HostSet, HostSets, Real, StepParams,
 };
 use crate::data::SparseBatch;
+use crate::train::Optimizer;
 
 /// A batch's rows: dense, widened to `T`, or sparse (f32 values, widened as they are used).
 enum Rows<T> {
@@ -33,6 +34,8 @@ pub struct CpuBackend<T: Real> {
     g_rows: u64,
     sums: Sums,
     optimizer: OptimizerState,
+    /// The optimizer's state slots in `T`, each flat over W then b (`optimizer` keeps the step count).
+    slots: Vec<Vec<T>>,
 }
 
 impl<T: Real> CpuBackend<T> {
@@ -48,6 +51,7 @@ impl<T: Real> CpuBackend<T> {
             g_rows: 0,
             sums: Sums::default(),
             optimizer: OptimizerState::default(),
+            slots: Vec::new(),
         }
     }
 
@@ -171,6 +175,70 @@ impl<T: Real> Backend for CpuBackend<T> {
         let l2 = Self::from_f64(f64::from(u.l2));
         let l1 = Self::from_f64(f64::from(u.l1));
         let rows = Self::from_f64(self.g_rows as f64);
+        if u.optimizer != Optimizer::Sgd {
+            let f = |v: f32| Self::from_f64(f64::from(v));
+            let (c1, c2) = u.optimizer.corrections(self.optimizer.steps + 1);
+            let mut p = StepParams {
+                lr,
+                l2,
+                l1,
+                rows,
+                beta1: T::zero(),
+                beta2: T::zero(),
+                eps: T::one(),
+                weight_decay: T::zero(),
+                c1: f(c1),
+                c2: f(c2),
+                nesterov: false,
+            };
+            let adam = match u.optimizer {
+                Optimizer::Momentum { momentum, nesterov } => {
+                    p.beta1 = f(momentum);
+                    p.nesterov = nesterov;
+                    false
+                }
+                Optimizer::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => {
+                    p.beta1 = f(beta1);
+                    p.beta2 = f(beta2);
+                    p.eps = f(eps);
+                    p.weight_decay = f(weight_decay);
+                    true
+                }
+                Optimizer::Sgd => unreachable!("handled below"),
+            };
+            let n = self.shape.d * self.shape.k + self.shape.k;
+            let wanted = u.optimizer.slots().len();
+            if self.slots.len() != wanted {
+                if !self.slots.is_empty() {
+                    return Err(Error::Internal(format!(
+                        "optimizer state of {} slots given to an optimizer with {wanted}",
+                        self.slots.len()
+                    )));
+                }
+                self.slots = vec![vec![T::zero(); n]; wanted];
+            }
+            let (s1, rest) = self.slots.split_at_mut(1);
+            let mut none = Vec::new();
+            let s2 = rest.first_mut().unwrap_or(&mut none);
+            optimizer_step(
+                adam,
+                self.g.view(),
+                self.gb.view(),
+                self.w.view_mut(),
+                self.b.view_mut(),
+                &mut s1[0],
+                s2,
+                &p,
+            );
+            self.g_rows = 0;
+            self.optimizer.steps += 1;
+            return Ok(());
+        }
         update(
             self.g.view(),
             self.gb.view(),
@@ -225,11 +293,25 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
-        Ok(self.optimizer.clone())
+        let slots: Vec<Vec<f32>> = self
+            .slots
+            .iter()
+            .map(|s| s.iter().map(|&x| Self::to_f64(x) as f32).collect())
+            .collect();
+        Ok(crate::train::state_of(self.optimizer.steps, &slots))
     }
 
     fn set_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
-        self.optimizer = s.checked_for_sgd()?;
+        s.check(self.shape)?;
+        self.optimizer = OptimizerState {
+            steps: s.steps,
+            tensors: Vec::new(),
+        };
+        self.slots = s
+            .tensors
+            .iter()
+            .map(|(_, _, v)| v.iter().map(|&x| Self::from_f64(f64::from(x))).collect())
+            .collect();
         Ok(())
     }
 }

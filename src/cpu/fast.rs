@@ -143,6 +143,8 @@ pub struct FastCpu {
     lanes: Vec<Lane>,
     sums: Sums,
     optimizer: OptimizerState,
+    /// The optimizer's state slots, flat over W ([d, k] row-major) then b: the exported layout.
+    slots: Vec<Vec<f32>>,
 }
 
 impl FastCpu {
@@ -175,7 +177,92 @@ impl FastCpu {
             lanes: (0..LANES).map(|_| Lane::new(dims)).collect(),
             sums: Sums::default(),
             optimizer: OptimizerState::default(),
+            slots: Vec::new(),
         })
+    }
+
+    /// A momentum or Adam step, element by element (the same expressions as the reference's, in f32).
+    fn optimize(&mut self, u: &Update, rows: f32) -> Result<()> {
+        let Dims { d, k, dp, .. } = self.dims;
+        let (c1, c2) = u.optimizer.corrections(self.optimizer.steps + 1);
+        let mut p = crate::cpu::StepParams {
+            lr: u.lr,
+            l2: u.l2,
+            l1: u.l1,
+            rows,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 1.0,
+            weight_decay: 0.0,
+            c1,
+            c2,
+            nesterov: false,
+        };
+        let adam = match u.optimizer {
+            crate::train::Optimizer::Momentum { momentum, nesterov } => {
+                p.beta1 = momentum;
+                p.nesterov = nesterov;
+                false
+            }
+            crate::train::Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                p.beta1 = beta1;
+                p.beta2 = beta2;
+                p.eps = eps;
+                p.weight_decay = weight_decay;
+                true
+            }
+            crate::train::Optimizer::Sgd => {
+                return Err(Error::Internal("plain SGD has no optimizer state".into()))
+            }
+        };
+        let wanted = u.optimizer.slots().len();
+        if self.slots.len() != wanted {
+            if !self.slots.is_empty() {
+                return Err(Error::Internal(format!(
+                    "optimizer state of {} slots given to an optimizer with {wanted}",
+                    self.slots.len()
+                )));
+            }
+            self.slots = vec![vec![0.0; d * k + k]; wanted];
+        }
+        let (s1, rest) = self.slots.split_at_mut(1);
+        let s1 = &mut s1[0];
+        let mut unused = 0.0f32;
+        let t = p.lr * p.l1;
+        for j in 0..d {
+            for c in 0..k {
+                let (e, at) = (j * k + c, c * dp + j);
+                let grad = self.gt[at] / rows + p.l2 * self.wt[at];
+                let s2 = match rest.first_mut() {
+                    Some(s2) => &mut s2[e],
+                    None => &mut unused,
+                };
+                let v = crate::cpu::optimize(adam, grad, self.wt[at], &mut s1[e], s2, &p, true);
+                self.wt[at] = crate::train::shrink(v, t);
+            }
+        }
+        for c in 0..k {
+            let e = d * k + c;
+            let s2 = match rest.first_mut() {
+                Some(s2) => &mut s2[e],
+                None => &mut unused,
+            };
+            self.b[c] = crate::cpu::optimize(
+                adam,
+                self.gb[c] / rows,
+                self.b[c],
+                &mut s1[e],
+                s2,
+                &p,
+                false,
+            );
+        }
+        Ok(())
     }
 
     /// Forward pass over the batch (and, with `grad`, the gradient sums), lane by lane; then the lanes' sums are
@@ -535,6 +622,12 @@ impl Backend for FastCpu {
             ));
         }
         let rows = self.g_rows as f32;
+        if u.optimizer != crate::train::Optimizer::Sgd {
+            self.optimize(u, rows)?;
+            self.g_rows = 0;
+            self.optimizer.steps += 1;
+            return Ok(());
+        }
         let (lr, l2) = (u.lr, u.l2);
         self.arch.dispatch(UpdateOp {
             wt: &mut self.wt,
@@ -599,11 +692,13 @@ impl Backend for FastCpu {
     }
 
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
-        Ok(self.optimizer.clone())
+        Ok(crate::train::state_of(self.optimizer.steps, &self.slots))
     }
 
     fn set_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
-        self.optimizer = s.checked_for_sgd()?;
+        s.check(self.shape)?;
+        self.optimizer.steps = s.steps;
+        self.slots = s.tensors.iter().map(|(_, _, v)| v.clone()).collect();
         Ok(())
     }
 }

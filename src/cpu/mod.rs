@@ -224,6 +224,100 @@ pub fn update<T: Real>(
         .for_each(|b, &g| *b = *b - lr * (g / rows));
 }
 
+/// The hyper-parameters of one optimizer step, in the precision of the path that takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepParams<T> {
+    /// α.
+    pub lr: T,
+    /// λ (added to W's gradient).
+    pub l2: T,
+    /// λ₁ (the proximal shrink after the step).
+    pub l1: T,
+    /// Rows the gradient sums cover.
+    pub rows: T,
+    /// μ (momentum) or β₁ (Adam).
+    pub beta1: T,
+    /// β₂ (Adam).
+    pub beta2: T,
+    /// ε (Adam).
+    pub eps: T,
+    /// Decoupled weight decay (AdamW).
+    pub weight_decay: T,
+    /// Adam's bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ.
+    pub c1: T,
+    /// See `c1`.
+    pub c2: T,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+}
+
+/// One parameter's step: `grad` is its mean gradient (with λ·w added for W), `s1` / `s2` its state; returns the new
+/// value before the L1 shrink. The same expressions as `update_momentum.wgsl` and `update_adam.wgsl`.
+pub(crate) fn optimize<T: Real>(
+    adam: bool,
+    grad: T,
+    w: T,
+    s1: &mut T,
+    s2: &mut T,
+    p: &StepParams<T>,
+    decay: bool,
+) -> T {
+    if adam {
+        let one = T::one();
+        *s1 = p.beta1 * *s1 + (one - p.beta1) * grad;
+        *s2 = p.beta2 * *s2 + (one - p.beta2) * grad * grad;
+        let m = *s1 / p.c1;
+        let v = *s2 / p.c2;
+        let wd = if decay { p.weight_decay * w } else { T::zero() };
+        w - p.lr * (m / (v.sqrt() + p.eps) + wd)
+    } else {
+        *s1 = p.beta1 * *s1 + grad;
+        let step = if p.nesterov {
+            grad + p.beta1 * *s1
+        } else {
+            *s1
+        };
+        w - p.lr * step
+    }
+}
+
+/// Mirror of `update_momentum.wgsl` (`adam` false) and `update_adam.wgsl` (`adam` true): one step from gradient
+/// sums over `p.rows` rows, the state slots `s1` (velocity, or first moment) and `s2` (second moment) flat over W
+/// then b, then the L1 shrink of W. The bias takes no penalty and no decay.
+#[allow(clippy::too_many_arguments)] // the shader's bindings, in its order
+pub fn optimizer_step<T: Real>(
+    adam: bool,
+    g: ArrayView2<T>,
+    gb: ArrayView1<T>,
+    mut w: ArrayViewMut2<T>,
+    mut b: ArrayViewMut1<T>,
+    s1: &mut [T],
+    s2: &mut [T],
+    p: &StepParams<T>,
+) {
+    let (d, k) = w.dim();
+    let t = p.lr * p.l1;
+    let mut unused = T::zero();
+    for j in 0..d {
+        for c in 0..k {
+            let e = j * k + c;
+            let grad = g[[j, c]] / p.rows + p.l2 * w[[j, c]];
+            let s2e = if adam { &mut s2[e] } else { &mut unused };
+            let v = optimize(adam, grad, w[[j, c]], &mut s1[e], s2e, p, true);
+            w[[j, c]] = if t > T::zero() {
+                v.signum() * (v.abs() - t).max(T::zero())
+            } else {
+                v
+            };
+        }
+    }
+    for c in 0..k {
+        let e = d * k + c;
+        let s2e = if adam { &mut s2[e] } else { &mut unused };
+        b[c] = optimize(adam, gb[c] / p.rows, b[c], &mut s1[e], s2e, p, false);
+    }
+}
+
 /// Mirror of `sparse_update.wgsl`: the update of [`update`] over the columns `cols` of W (and b), with the sums it
 /// consumed (those columns of G, and g_b) set to zero; with `apply` false only the zeroing (after a dense update).
 #[allow(clippy::too_many_arguments)] // the shader's bindings and step parameters, in its order

@@ -37,6 +37,10 @@ pub enum Kernel {
     SparseGrad,
     /// The update over the columns a sparse step touched, zeroing the sums it consumed.
     SparseUpdate,
+    /// A momentum (or Nesterov) step.
+    UpdateMomentum,
+    /// An Adam (or AdamW) step.
+    UpdateAdam,
     /// `bench`: the adapter's streaming-read ceiling.
     CeilingRead,
     /// `bench`: the adapter's FMA ceiling.
@@ -105,7 +109,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 13] = [
+static SPECS: [KernelSpec; 15] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -195,6 +199,22 @@ static SPECS: [KernelSpec; 13] = [
         grid: Grid::Items(|s| (u64::from(s.d) + 1) * u64::from(s.k)),
     },
     KernelSpec {
+        kernel: Kernel::UpdateMomentum,
+        name: "update_momentum",
+        source: include_str!("../../shaders/update_momentum.wgsl"),
+        bindings: &[Read, Read, ReadWrite, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| u64::from(s.d) * u64::from(s.k) + u64::from(s.k)),
+    },
+    KernelSpec {
+        kernel: Kernel::UpdateAdam,
+        name: "update_adam",
+        source: include_str!("../../shaders/update_adam.wgsl"),
+        bindings: &[Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0)],
+        grid: Grid::Items(|s| u64::from(s.d) * u64::from(s.k) + u64::from(s.k)),
+    },
+    KernelSpec {
         kernel: Kernel::CeilingRead,
         name: "ceiling_read",
         source: include_str!("../../shaders/ceiling_read.wgsl"),
@@ -215,7 +235,7 @@ static SPECS: [KernelSpec; 13] = [
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
@@ -227,6 +247,8 @@ impl Kernel {
         Kernel::SparseLogits,
         Kernel::SparseGrad,
         Kernel::SparseUpdate,
+        Kernel::UpdateMomentum,
+        Kernel::UpdateAdam,
         Kernel::CeilingRead,
         Kernel::CeilingFma,
     ];
@@ -273,8 +295,20 @@ pub struct StepUniform {
     pub flags: u32,
     /// L1 penalty on W (the proximal step's α·λ₁ is lr·l1).
     pub l1: f32,
-    /// Padding to 16 bytes.
-    pub pad: [u32; 3],
+    /// μ of momentum, β₁ of Adam.
+    pub beta1: f32,
+    /// β₂ of Adam.
+    pub beta2: f32,
+    /// ε of Adam.
+    pub eps: f32,
+    /// Adam's bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ.
+    pub c1: f32,
+    /// See `c1`.
+    pub c2: f32,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f32,
+    /// Padding to a multiple of 16 bytes.
+    pub pad: u32,
 }
 
 /// Mirrors `struct Chunk` in gather.wgsl.

@@ -569,3 +569,88 @@ pub fn sparse_update(
         ),
     ))
 }
+
+/// `update_momentum.wgsl` (`adam` false) or `update_adam.wgsl` on the GPU: one step from gradient sums; returns
+/// ((W, b), the state slots after it).
+#[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order
+pub fn optimizer_step(
+    ctx: &GpuContext,
+    adam: bool,
+    g: ArrayView2<f32>,
+    gb: ArrayView1<f32>,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    slots: &[&[f32]],
+    p: &crate::cpu::StepParams<f32>,
+) -> Result<(Pair, Vec<Vec<f32>>)> {
+    let (d, k) = w.dim();
+    let n = d * k + k;
+    check(
+        g.dim() == (d, k)
+            && gb.len() == k
+            && b.len() == k
+            && slots.len() == if adam { 2 } else { 1 }
+            && slots.iter().all(|s| s.len() == n),
+        "optimizer step operands",
+        || {
+            format!(
+                "g {:?}, g_b and b [{k}], {} slots of {n}",
+                (d, k),
+                if adam { 2 } else { 1 }
+            )
+        },
+        || {
+            format!(
+                "g {:?}, g_b [{}], b [{}], {} slots",
+                g.dim(),
+                gb.len(),
+                b.len(),
+                slots.len()
+            )
+        },
+    )?;
+    let (_, dd, kk) = dims(0, d, k)?;
+    let gbuf = storage_init(ctx, "g", &contiguous(g));
+    let gbb = storage_init(ctx, "gb", &gb.to_vec());
+    let wb = storage_init(ctx, "w", &contiguous(w));
+    let bb = storage_init(ctx, "b", &b.to_vec());
+    let state: Vec<wgpu::Buffer> = slots
+        .iter()
+        .map(|s| storage_init(ctx, "state", s))
+        .collect();
+    let step = StepUniform {
+        rows: p.rows as u32,
+        d: dd,
+        k: kk,
+        lr: p.lr,
+        l2: p.l2,
+        l1: p.l1,
+        beta1: p.beta1,
+        beta2: p.beta2,
+        eps: p.eps,
+        c1: p.c1,
+        c2: p.c2,
+        weight_decay: p.weight_decay,
+        flags: if p.nesterov { 4 } else { 0 },
+        ..Default::default()
+    };
+    let mut buffers = vec![&gbuf, &gbb, &wb, &bb];
+    buffers.extend(state.iter());
+    let kernel = if adam {
+        Kernel::UpdateAdam
+    } else {
+        Kernel::UpdateMomentum
+    };
+    run(ctx, kernel, step, &buffers)?;
+    let slots = state
+        .iter()
+        .map(|s| read(ctx, s, 0, n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((
+        (
+            to2(read(ctx, &wb, 0, d * k)?, d, k)?,
+            Array1::from(read(ctx, &bb, 0, k)?),
+        ),
+        slots,
+    ))
+}

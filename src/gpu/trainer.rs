@@ -18,7 +18,8 @@ use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned};
 use crate::data::{RowSource, SparseRows};
 use crate::error::{Error, Result};
 use crate::train::{
-    Backend, Batch, BatchRows, Gradient, Held, OptimizerState, Params, Shape, Sums, Update,
+    Backend, Batch, BatchRows, Gradient, Held, Optimizer, OptimizerState, Params, Shape, Sums,
+    Update,
 };
 
 /// Ops recorded into one submission.
@@ -142,6 +143,11 @@ enum Op {
     SparseUpdate {
         uniform: StepUniform,
     },
+    /// A momentum or Adam step, with the optimizer's state buffers.
+    Optimize {
+        uniform: StepUniform,
+        adam: bool,
+    },
 }
 
 /// Per-kernel GPU time from timestamps written between dispatches (`TIMESTAMP_QUERY_INSIDE_PASSES`).
@@ -200,6 +206,9 @@ pub struct GpuBackend<'a> {
     touched_mark: Vec<bool>,
     touched: Vec<u32>,
     sparse_update: Option<(wgpu::Buffer, wgpu::BindGroup)>,
+    /// The optimizer's state buffers (velocity, or the two moments; each flat over W then b) and the bind group of
+    /// its update kernel, made on its first step or when a state is restored.
+    opt_slots: Option<(Vec<wgpu::Buffer>, wgpu::BindGroup)>,
 }
 
 /// Each tuned kernel's name and workgroup width.
@@ -318,6 +327,7 @@ impl<'a> GpuBackend<'a> {
             },
             touched: Vec::new(),
             sparse_update,
+            opt_slots: None,
         })
     }
 
@@ -398,7 +408,7 @@ impl<'a> GpuBackend<'a> {
                         3
                     }
             }
-            Op::Update { .. } | Op::SparseUpdate { .. } => 1,
+            Op::Update { .. } | Op::SparseUpdate { .. } | Op::Optimize { .. } => 1,
         }
     }
 
@@ -650,6 +660,45 @@ impl<'a> GpuBackend<'a> {
 
     /// Queues the rows of `batch` for the next op: perm entries for held rows, a copy into the batch buffer for
     /// host rows. Returns where the op reads them from and its perm offset.
+    /// Makes the optimizer's `count` state buffers (zeros, or `values`) and its kernel's bind group, unless they
+    /// exist already with that count.
+    fn ensure_slots(&mut self, count: usize, values: Option<&[&[f32]]>) -> Result<()> {
+        match &self.opt_slots {
+            Some((buffers, _)) if buffers.len() == count => return Ok(()),
+            Some((buffers, _)) => {
+                return Err(Error::Internal(format!(
+                    "optimizer state of {} slots given to an optimizer with {count}",
+                    buffers.len()
+                )))
+            }
+            None => {}
+        }
+        let ctx = self.ctx;
+        let n = (self.shape.d * self.shape.k + self.shape.k) as u64;
+        let buffers: Vec<wgpu::Buffer> = (0..count)
+            .map(|i| match values {
+                Some(v) => super::buffers::storage_init(ctx, "optimizer state", v[i]),
+                None => storage_zeroed(ctx, "optimizer state", n * 4),
+            })
+            .collect();
+        let m = &self.model;
+        let group = if count == 1 {
+            ctx.kernels.bind(
+                &ctx.device,
+                Kernel::UpdateMomentum,
+                &[&m.g, &m.gb, &m.w, &m.b, &buffers[0]],
+            )
+        } else {
+            ctx.kernels.bind(
+                &ctx.device,
+                Kernel::UpdateAdam,
+                &[&m.g, &m.gb, &m.w, &m.b, &buffers[0], &buffers[1]],
+            )
+        };
+        self.opt_slots = Some((buffers, group));
+        Ok(())
+    }
+
     /// Puts a held set in the first released slot (streaming holds and releases a set per chunk).
     fn free_slot(&mut self, resident: Resident) -> usize {
         match self.held.iter().position(Resident::released) {
@@ -851,7 +900,8 @@ impl<'a> GpuBackend<'a> {
                 Op::Accumulate { uniform, .. }
                 | Op::Forward { uniform, .. }
                 | Op::Update { uniform }
-                | Op::SparseUpdate { uniform } => *uniform,
+                | Op::SparseUpdate { uniform }
+                | Op::Optimize { uniform, .. } => *uniform,
             })
             .collect();
         self.steps.write(ctx, &uniforms);
@@ -1002,6 +1052,23 @@ impl<'a> GpuBackend<'a> {
                     k,
                 };
                 dispatch(pass, &mut stamp, Kernel::Update, &self.model.update, dims);
+            }
+            Op::Optimize { uniform, adam } => {
+                let dims = Dims {
+                    rows: uniform.rows,
+                    d,
+                    k,
+                };
+                let (_, group) = self
+                    .opt_slots
+                    .as_ref()
+                    .expect("made before the op was queued");
+                let kernel = if adam {
+                    Kernel::UpdateAdam
+                } else {
+                    Kernel::UpdateMomentum
+                };
+                dispatch(pass, &mut stamp, kernel, group, dims);
             }
             Op::SparseUpdate { uniform } => {
                 let dims = Dims {
@@ -1259,6 +1326,37 @@ impl Backend for GpuBackend<'_> {
         uniform.lr = u.lr;
         uniform.l2 = u.l2;
         uniform.l1 = u.l1;
+        let dense = match u.optimizer {
+            Optimizer::Sgd => Op::Update { uniform },
+            Optimizer::Momentum { momentum, nesterov } => {
+                self.ensure_slots(1, None)?;
+                uniform.beta1 = momentum;
+                uniform.flags = if nesterov { 4 } else { 0 };
+                Op::Optimize {
+                    uniform,
+                    adam: false,
+                }
+            }
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                self.ensure_slots(2, None)?;
+                let (c1, c2) = u.optimizer.corrections(self.optimizer.steps + 1);
+                uniform.beta1 = beta1;
+                uniform.beta2 = beta2;
+                uniform.eps = eps;
+                uniform.c1 = c1;
+                uniform.c2 = c2;
+                uniform.weight_decay = weight_decay;
+                Op::Optimize {
+                    uniform,
+                    adam: true,
+                }
+            }
+        };
         if let Some((list, _)) = &self.sparse_update {
             // G and g_b hold zeros outside the touched columns. Without a penalty nothing else moves: update those
             // columns only. With one (L2 or L1) every weight shrinks: the dense update, then zero the consumed sums. No queued
@@ -1274,14 +1372,14 @@ impl Backend for GpuBackend<'_> {
             }
             let mut sparse = uniform;
             sparse.d = u32_of(touched.len(), "touched columns")?;
-            if u.l2 > 0.0 || u.l1 > 0.0 {
-                self.ops.push(Op::Update { uniform });
+            if u.l2 > 0.0 || u.l1 > 0.0 || u.optimizer != Optimizer::Sgd {
+                self.ops.push(dense);
                 sparse.flags = 2;
                 self.reserve(0, false)?;
             }
             self.ops.push(Op::SparseUpdate { uniform: sparse });
         } else {
-            self.ops.push(Op::Update { uniform });
+            self.ops.push(dense);
         }
         self.g_rows = 0;
         self.optimizer.steps += 1;
@@ -1345,11 +1443,27 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn optimizer_state(&mut self) -> Result<OptimizerState> {
-        Ok(self.optimizer.clone())
+        self.flush()?;
+        let n = self.shape.d * self.shape.k + self.shape.k;
+        let slots = match &self.opt_slots {
+            Some((buffers, _)) => buffers
+                .iter()
+                .map(|b| read::<f32>(self.ctx, b, 0, n))
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok(crate::train::state_of(self.optimizer.steps, &slots))
     }
 
     fn set_optimizer_state(&mut self, s: &OptimizerState) -> Result<()> {
-        self.optimizer = s.checked_for_sgd()?;
+        s.check(self.shape)?;
+        self.flush()?;
+        self.optimizer.steps = s.steps;
+        self.opt_slots = None;
+        if !s.tensors.is_empty() {
+            let values: Vec<&[f32]> = s.tensors.iter().map(|(_, _, v)| v.as_slice()).collect();
+            self.ensure_slots(values.len(), Some(&values))?;
+        }
         Ok(())
     }
 }
