@@ -85,6 +85,33 @@ pub mod tolerance {
         (w.mapv(f64::abs) + g.mapv(f64::abs) * (lr / rows)) * (10.0 * U) + 1e-38
     }
 
+    /// A momentum or Adam step of W from gradient sums `g` over `p.rows` rows, state `s1` before the step and
+    /// `s1_new`, `s2_new` after it (in f64, from the mirror): a handful of operations, each rounding relative to the
+    /// largest term it adds — the weight, and α times each part of the step (the mean gradient and the old and new
+    /// velocity; or Adam's first moment through m̂/(√v̂ + ε), and the decay) — so 16 u of their sum, plus the L1
+    /// shrink's subtraction (lr·l1).
+    pub fn optimizer(
+        adam: bool,
+        w: ArrayView2<f64>,
+        g: ArrayView2<f64>,
+        (s1, s1_new, s2_new): (&[f64], &[f64], &[f64]),
+        p: &crate::cpu::StepParams<f64>,
+    ) -> Array2<f64> {
+        let k = w.ncols();
+        Array2::from_shape_fn(w.dim(), |(j, c)| {
+            let e = j * k + c;
+            let wv = w[[j, c]].abs();
+            let grad = g[[j, c]].abs() / p.rows + p.l2 * wv;
+            let step = if adam {
+                let num = p.beta1 * s1[e].abs() + (1.0 - p.beta1) * grad;
+                2.0 * num / p.c1 / ((s2_new[e] / p.c2).sqrt() + p.eps) + p.weight_decay * wv
+            } else {
+                grad + p.beta1 * s1[e].abs() + (1.0 + p.beta1) * s1_new[e].abs()
+            };
+            16.0 * U * (wv + p.lr * step) + p.lr * p.l1 * 4.0 * U + 1e-30
+        })
+    }
+
     /// Σ of n values: n roundings.
     pub fn sum(values: ArrayView1<f64>) -> f64 {
         2.0 * (values.len() as f64 + 8.0) * U * values.mapv(f64::abs).sum() + 1e-30

@@ -300,6 +300,7 @@ fn check_case(
     checks.push(Kernel::Grad, "g_b", &case, compare(&gb, &gb_ref, &gb_tol));
 
     check_update(ctx, checks, &case, (&w, &bias), (&gw_ref, &gb_ref), b)?;
+    check_optimizers(ctx, checks, g, &case, (&w, &bias), (&gw_ref, &gb_ref), b)?;
 
     let (_, stats) = cpu::softmax(z_in.view(), &y);
     let (mut loss, hits) = ops::metrics(ctx, stats.view())?;
@@ -346,6 +347,91 @@ fn check_forward(
             &l_tol,
         ),
     );
+    Ok(())
+}
+
+/// The momentum (Nesterov) and Adam (AdamW) kernels from gradient sums over `rows` rows, with random state.
+fn check_optimizers(
+    ctx: &GpuContext,
+    checks: &mut Checks,
+    g: &mut SplitMix64,
+    case: &str,
+    (w, bias): (&Array2<f32>, &Array1<f32>),
+    (gw_ref, gb_ref): (&Array2<f64>, &Array1<f64>),
+    rows: usize,
+) -> Result<()> {
+    use crate::cpu::StepParams;
+    let (d, k) = w.dim();
+    let n = d * k + k;
+    let gw32 = gw_ref.mapv(|v| v as f32);
+    let gb32 = gb_ref.mapv(|v| v as f32);
+    let s1: Vec<f32> = (0..n).map(|_| (g.next_f64() - 0.5) as f32).collect();
+    let s2: Vec<f32> = (0..n).map(|_| (g.next_f64() * 0.5) as f32).collect();
+    for (kernel, adam, nesterov, wd) in [
+        (Kernel::UpdateMomentum, false, true, 0.0f32),
+        (Kernel::UpdateAdam, true, false, 0.01),
+    ] {
+        let p = StepParams {
+            lr: 0.05f32,
+            l2: 1e-3,
+            l1: 1e-3,
+            rows: rows as f32,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: wd,
+            c1: 0.1,
+            c2: 0.001,
+            nesterov,
+        };
+        let slots: Vec<&[f32]> = if adam { vec![&s1, &s2] } else { vec![&s1] };
+        let ((mut w_new, _), _) = ops::optimizer_step(
+            ctx,
+            adam,
+            gw32.view(),
+            gb32.view(),
+            w.view(),
+            bias.view(),
+            &slots,
+            &p,
+        )?;
+        checks.corrupt(kernel, &mut w_new);
+        let f = |v: f32| f64::from(v);
+        let p64 = StepParams {
+            lr: f(p.lr),
+            l2: f(p.l2),
+            l1: f(p.l1),
+            rows: f(p.rows),
+            beta1: f(p.beta1),
+            beta2: f(p.beta2),
+            eps: f(p.eps),
+            weight_decay: f(p.weight_decay),
+            c1: f(p.c1),
+            c2: f(p.c2),
+            nesterov,
+        };
+        let s1_64: Vec<f64> = s1.iter().map(|&v| f(v)).collect();
+        let (mut t1, mut t2) = (s1_64.clone(), s2.iter().map(|&v| f(v)).collect::<Vec<_>>());
+        let (mut w_ref, mut b_ref) = (to64(w), to64(bias));
+        cpu::optimizer_step(
+            adam,
+            to64(&gw32).view(),
+            to64(&gb32).view(),
+            w_ref.view_mut(),
+            b_ref.view_mut(),
+            &mut t1,
+            &mut t2,
+            &p64,
+        );
+        let tol = tolerance::optimizer(
+            adam,
+            to64(w).view(),
+            to64(&gw32).view(),
+            (&s1_64, &t1, &t2),
+            &p64,
+        );
+        checks.push(kernel, "W", case, compare(&w_new, &w_ref, &tol));
+    }
     Ok(())
 }
 

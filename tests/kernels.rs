@@ -517,28 +517,15 @@ fn optimizer_kernels_match_their_mirror() {
                     &mut t2,
                     &p64,
                 );
-                // A handful of operations, each rounding relative to the largest term it adds: the weight, and α
-                // times each part of the step (the mean gradient, the old and new velocity; or Adam's moments
-                // through m̂/(√v̂ + ε) and the decay). 16 u of their sum, plus the shrink's lr·l1.
                 let what = format!("D={d} K={k} adam={adam} nesterov={nesterov} wd={wd}");
-                let before = to64(&w);
-                let mut tol = before.clone();
-                for j in 0..d {
-                    for c in 0..k {
-                        let e = j * k + c;
-                        let wv = before[[j, c]].abs();
-                        let grad = f(g[[j, c]]).abs() / p64.rows + p64.l2 * wv;
-                        let step = if adam {
-                            let num = p64.beta1 * f(s1[e]).abs() + (1.0 - p64.beta1) * grad;
-                            2.0 * num / p64.c1 / ((t2[e] / p64.c2).sqrt() + p64.eps)
-                                + p64.weight_decay * wv
-                        } else {
-                            grad + p64.beta1 * f(s1[e]).abs() + (1.0 + p64.beta1) * t1[e].abs()
-                        };
-                        tol[[j, c]] =
-                            16.0 * U * (wv + p64.lr * step) + p64.lr * p64.l1 * 4.0 * U + 1e-30;
-                    }
-                }
+                let s1_64: Vec<f64> = s1.iter().map(|&v| f(v)).collect();
+                let tol = tolerance::optimizer(
+                    adam,
+                    to64(&w).view(),
+                    to64(&g).view(),
+                    (&s1_64, &t1, &t2),
+                    &p64,
+                );
                 assert_within(&format!("W {what}"), &wg, &w64, &tol);
                 let btol = (b.mapv(|v| f64::from(v).abs())
                     + (&b.mapv(f64::from) - &b64).mapv(f64::abs))

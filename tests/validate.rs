@@ -40,6 +40,8 @@ fn a_perturbed_kernel_result_fails_and_is_named() {
             Kernel::SparseLogits,
             Kernel::SparseGrad,
             Kernel::SparseUpdate,
+            Kernel::UpdateMomentum,
+            Kernel::UpdateAdam,
         ] {
             // 1e-3 relative is thousands of ULP: far beyond every bound, yet small enough to be a plausible bug.
             let checks = check_kernels(
