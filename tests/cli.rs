@@ -870,3 +870,41 @@ fn plot_draws_the_run_and_quiet_says_nothing() {
     ]);
     assert_eq!((json.stdout.lines().count(), json.stderr.as_str()), (2, ""));
 }
+
+#[test]
+fn a_warm_start_continues_the_run_it_starts_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (a, b, c) = (
+        format!("{d}/a.st"),
+        format!("{d}/b.st"),
+        format!("{d}/c.st"),
+    );
+    let common = [
+        "train",
+        "--device",
+        "cpu",
+        "--no-shuffle",
+        "--standardize",
+        "--quiet",
+    ];
+    for (epochs, out, init) in [("3", &a, None), ("2", &b, Some(&a)), ("5", &c, None)] {
+        let mut args = common.to_vec();
+        args.extend(["--epochs", epochs, "--out", out]);
+        if let Some(i) = init {
+            args.extend(["--init", i]);
+        }
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    // Plain SGD keeps no state and the rows come in the same order: 3 epochs then 2 are the 5, bit for bit.
+    let (mb, mc) = (
+        Model::load(Path::new(&b)).unwrap(),
+        Model::load(Path::new(&c)).unwrap(),
+    );
+    assert_eq!(mb.params, mc.params);
+    assert_eq!(mb.standardizer, mc.standardizer);
+    // The model's standardisation is part of what it was trained on.
+    let raw = run(&["train", "--device", "cpu", "--epochs", "1", "--init", &a]);
+    assert_input_error(&raw, &["--standardize", "standardises its features"]);
+}

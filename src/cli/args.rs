@@ -374,6 +374,9 @@ pub struct TrainArgs {
     /// Save the model (safetensors) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Start from the weights of this model (warm start): same features and classes, and its standardisation.
+    #[arg(long, value_name = "MODEL")]
+    pub init: Option<PathBuf>,
     /// Print one JSON object per epoch instead of a line.
     #[arg(long)]
     pub json: bool,

@@ -201,7 +201,11 @@ pub struct Streamed {
 /// trainer holds or streams them as they fit; the --val-split held-out rows are chosen row by row and the
 /// standardisation statistics come from one pass over the file. None for the embedded digits, --synthetic and CSV
 /// that fits (loaded whole, with an exact split, as before).
-pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Streamed>> {
+pub fn streamed_training(
+    a: &TrainArgs,
+    cfg: &TrainConfig,
+    fixed: Option<&Standardizer>,
+) -> Result<Option<Streamed>> {
     let (Some(path), None) = (&a.data, &a.synthetic) else {
         return Ok(None);
     };
@@ -256,10 +260,10 @@ pub fn streamed_training(a: &TrainArgs, cfg: &TrainConfig) -> Result<Option<Stre
         ),
         None => ((rows.open)()?, None),
     };
-    let standardizer = if cfg.standardize {
-        Some(Standardizer::fit_source(train.as_mut())?)
-    } else {
-        None
+    let standardizer = match fixed {
+        Some(s) => Some(s.clone()),
+        None if cfg.standardize => Some(Standardizer::fit_source(train.as_mut())?),
+        None => None,
     };
     if let Some(s) = &standardizer {
         train = Box::new(Standardized::new(train, s.clone())?);

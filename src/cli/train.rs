@@ -36,6 +36,35 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             return Err(Error::param("--plot", "a file other than --out", plot.display()).into());
         }
     }
+    // A warm start: its model's weights, and its standardisation (the weights are in its units).
+    let init = a.init.as_deref().map(Model::load).transpose()?;
+    if let (Some(m), Some(path)) = (&init, &a.init) {
+        match (m.standardizer.is_some(), cfg.standardize) {
+            (true, false) => {
+                return Err(Error::param(
+                    "--standardize",
+                    format!(
+                        "given: the --init model {} standardises its features",
+                        path.display()
+                    ),
+                    "none",
+                )
+                .into())
+            }
+            (false, true) => {
+                return Err(Error::param(
+                    "--standardize",
+                    format!(
+                        "not given: the --init model {} was trained on raw features",
+                        path.display()
+                    ),
+                    "given",
+                )
+                .into())
+            }
+            _ => {}
+        }
+    }
     let quiet = a.quiet;
     let say = |line: String| {
         if !quiet {
@@ -49,13 +78,39 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         data_name,
         standardizer,
         stream_budget,
-    } = prepare(&a, &cfg)?;
+    } = prepare(
+        &a,
+        &cfg,
+        init.as_ref().and_then(|m| m.standardizer.as_ref()),
+    )?;
     let shape = Shape {
         d: train.features(),
         k: classes.len(),
     };
     let device = Device::open(&a.device, quiet)?;
     let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune, train.is_sparse())?;
+    if let (Some(m), Some(path)) = (&init, &a.init) {
+        if m.features() != shape.d {
+            return Err(Error::input(
+                path,
+                format!("has {} features, the data have {}", m.features(), shape.d),
+            )
+            .into());
+        }
+        if m.classes != classes {
+            let show = |c: &[String]| c.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+            return Err(Error::input(
+                path,
+                format!(
+                    "has the classes [{}], the data have [{}]",
+                    show(&m.classes),
+                    show(&classes)
+                ),
+            )
+            .into());
+        }
+        backend.set_params(&m.params)?;
+    }
     let train_rows = train.rows().unwrap_or(0);
     say(format!(
         "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
@@ -215,8 +270,8 @@ struct Prepared {
     stream_budget: Option<u64>,
 }
 
-fn prepare(a: &TrainArgs, cfg: &TrainConfig) -> Result<Prepared> {
-    if let Some(s) = load::streamed_training(a, cfg)? {
+fn prepare(a: &TrainArgs, cfg: &TrainConfig, fixed: Option<&Standardizer>) -> Result<Prepared> {
+    if let Some(s) = load::streamed_training(a, cfg, fixed)? {
         return Ok(Prepared {
             data_name: s.train.name().to_string(),
             train: s.train,
@@ -227,9 +282,12 @@ fn prepare(a: &TrainArgs, cfg: &TrainConfig) -> Result<Prepared> {
         });
     }
     let mut loaded = load::training_data(a, cfg)?;
-    let standardizer = cfg
-        .standardize
-        .then(|| Standardizer::fit(loaded.train.x.view()));
+    let standardizer = match fixed {
+        Some(s) => Some(s.clone()),
+        None => cfg
+            .standardize
+            .then(|| Standardizer::fit(loaded.train.x.view())),
+    };
     if let Some(s) = &standardizer {
         s.apply(&mut loaded.train.x);
         if let Some(h) = &mut loaded.held_out {
