@@ -397,19 +397,7 @@ fn check_optimizers(
         )?;
         checks.corrupt(kernel, &mut w_new);
         let f = |v: f32| f64::from(v);
-        let p64 = StepParams {
-            lr: f(p.lr),
-            l2: f(p.l2),
-            l1: f(p.l1),
-            rows: f(p.rows),
-            beta1: f(p.beta1),
-            beta2: f(p.beta2),
-            eps: f(p.eps),
-            weight_decay: f(p.weight_decay),
-            c1: f(p.c1),
-            c2: f(p.c2),
-            nesterov,
-        };
+        let p64 = p.to_f64();
         let s1_64: Vec<f64> = s1.iter().map(|&v| f(v)).collect();
         let (mut t1, mut t2) = (s1_64.clone(), s2.iter().map(|&v| f(v)).collect::<Vec<_>>());
         let (mut w_ref, mut b_ref) = (to64(w), to64(bias));

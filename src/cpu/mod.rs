@@ -251,6 +251,26 @@ pub struct StepParams<T> {
     pub nesterov: bool,
 }
 
+impl StepParams<f32> {
+    /// The same parameters in f64, for the reference path.
+    pub fn to_f64(&self) -> StepParams<f64> {
+        let f = f64::from;
+        StepParams {
+            lr: f(self.lr),
+            l2: f(self.l2),
+            l1: f(self.l1),
+            rows: f(self.rows),
+            beta1: f(self.beta1),
+            beta2: f(self.beta2),
+            eps: f(self.eps),
+            weight_decay: f(self.weight_decay),
+            c1: f(self.c1),
+            c2: f(self.c2),
+            nesterov: self.nesterov,
+        }
+    }
+}
+
 /// One parameter's step: `grad` is its mean gradient (with λ·w added for W), `s1` / `s2` its state; returns the new
 /// value before the L1 shrink. The same expressions as `update_momentum.wgsl` and `update_adam.wgsl`.
 pub(crate) fn optimize<T: Real>(
