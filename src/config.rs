@@ -63,6 +63,10 @@ pub struct TrainConfig {
     /// Stop on the held-out loss (needs a held-out set).
     #[serde(default)]
     pub early_stopping: Option<EarlyStopping>,
+    /// Continue a run from a checkpoint's point instead of its start (the backend given the checkpoint's weights
+    /// and optimizer state). Not a setting of the run, so not saved with it.
+    #[serde(skip)]
+    pub resume: Option<crate::checkpoint::Resume>,
 }
 
 impl Default for TrainConfig {
@@ -82,6 +86,7 @@ impl Default for TrainConfig {
             device_memory: None,
             schedule: Schedule::default(),
             early_stopping: None,
+            resume: None,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! reaches it through a [`data::RowSource`]. docs/ARCHITECTURE.md draws the whole design.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod data;

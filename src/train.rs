@@ -980,13 +980,31 @@ pub fn fit_with(
     let mut best: Option<(f64, usize, Params)> = None;
     let mut since_best = 0usize;
     let mut reports = Vec::new();
-    for epoch in 1..=cfg.epochs {
+    // A resumed run: its first epoch, and the steps of that epoch already taken.
+    let (mut first_epoch, mut skip) = (1, 0usize);
+    if let Some(r) = cfg.resume {
+        let Some(set) = train_set else {
+            return Err(Error::param(
+                "--resume",
+                "a run whose training rows are held (a streamed run cannot resume yet)",
+                "a streamed run",
+            ));
+        };
+        let per_epoch = set.len().div_ceil(stepper.batch);
+        (first_epoch, skip) = if r.batches_done >= per_epoch {
+            (r.epoch + 1, 0)
+        } else {
+            (r.epoch, r.batches_done)
+        };
+        stepper.step = r.steps;
+    }
+    for epoch in first_epoch..=cfg.epochs {
         stepper.epoch = epoch;
         let start = Instant::now();
         let stream = match (train_set, train_residency) {
             (Some(set), _) => {
                 let order = set.order(cfg.seed, epoch, cfg.shuffle);
-                for slice in order.chunks(stepper.batch) {
+                for slice in order.chunks(stepper.batch).skip(std::mem::take(&mut skip)) {
                     let b = Batch::held(set, slice)?;
                     stepper.part(backend, observers, &b, &b)?;
                 }

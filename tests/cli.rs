@@ -908,3 +908,82 @@ fn a_warm_start_continues_the_run_it_starts_from() {
     let raw = run(&["train", "--device", "cpu", "--epochs", "1", "--init", &a]);
     assert_input_error(&raw, &["--standardize", "standardises its features"]);
 }
+
+#[test]
+fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (a, b, ck) = (
+        format!("{d}/a.st"),
+        format!("{d}/b.st"),
+        format!("{d}/ck.json"),
+    );
+    let args = [
+        "train",
+        "--device",
+        "cpu",
+        "--synthetic",
+        "20000,64,10",
+        "--epochs",
+        "300",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--optimizer",
+        "adam",
+        "--quiet",
+    ];
+    let whole = run(&[&args[..], &["--out", &a]].concat());
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    // The same run with checkpoints, killed (SIGKILL) as soon as its first checkpoint is on disk, then resumed.
+    let cache =
+        std::env::temp_dir().join(format!("softmax-wgpu-test-cache-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+        .args(args)
+        .args([
+            "--checkpoint",
+            &ck,
+            "--checkpoint-every",
+            "997",
+            "--out",
+            &b,
+        ])
+        .env("SOFTMAX_WGPU_CACHE_DIR", &cache)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !Path::new(&ck).exists() {
+        assert!(started.elapsed().as_secs() < 60, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!Path::new(&b).exists(), "killed before it finished");
+    let resumed = run(&[
+        &args[..],
+        &[
+            "--checkpoint",
+            &ck,
+            "--checkpoint-every",
+            "997",
+            "--out",
+            &b,
+            "--resume",
+            &ck,
+        ],
+    ]
+    .concat());
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let (ma, mb) = (
+        Model::load(Path::new(&a)).unwrap(),
+        Model::load(Path::new(&b)).unwrap(),
+    );
+    assert_eq!(ma.params, mb.params, "resumed bit for bit");
+    // A checkpoint of another run, or a damaged one, is refused with its file named.
+    let other = run(&[&args[..], &["--seed", "7", "--resume", &ck]].concat());
+    assert_input_error(&other, &["ck.json", "another run", "seed"]);
+    std::fs::write(&ck, br#"{"version": 1, "run": "#).unwrap();
+    let damaged = run(&[&args[..], &["--resume", &ck]].concat());
+    assert_input_error(&damaged, &["ck.json", "checkpoint"]);
+}

@@ -375,8 +375,23 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Start from the weights of this model (warm start): same features and classes, and its standardisation.
-    #[arg(long, value_name = "MODEL")]
+    #[arg(long, value_name = "MODEL", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
+    /// Write a checkpoint (weights, optimizer state, position) here every --checkpoint-every steps, atomically.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(
+        long,
+        value_name = "STEPS",
+        default_value_t = 1000,
+        requires = "checkpoint"
+    )]
+    pub checkpoint_every: u64,
+    /// Continue the run that wrote this checkpoint (the same command line; --epochs may grow): the result is the
+    /// uninterrupted run's, bit for bit, on the same device.
+    #[arg(long, value_name = "PATH")]
+    pub resume: Option<PathBuf>,
     /// Print one JSON object per epoch instead of a line.
     #[arg(long)]
     pub json: bool,
@@ -512,6 +527,7 @@ impl TrainArgs {
                 patience: self.patience,
                 min_delta: self.min_delta,
             }),
+            resume: None,
         }
     }
 }

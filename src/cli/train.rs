@@ -16,7 +16,7 @@ use super::load;
 
 /// Runs the command.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
-    let cfg = a.config();
+    let mut cfg = a.config();
     cfg.check()?;
     let check = a
         .check_every
@@ -29,6 +29,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let chunk_bytes = a.chunk_bytes()?;
     if let Some(out) = &a.out {
         check_out_path(out, "--out")?;
+    }
+    if let Some(c) = &a.checkpoint {
+        check_out_path(c, "--checkpoint")?;
     }
     if let Some(plot) = &a.plot {
         check_out_path(plot, "--plot")?;
@@ -111,6 +114,32 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
         backend.set_params(&m.params)?;
     }
+    let run_id = softmax_wgpu::checkpoint::run_identity(&cfg, &data_name, train.rows(), shape);
+    if let Some(path) = &a.resume {
+        let c = softmax_wgpu::checkpoint::Checkpoint::load(path)?;
+        c.check_run(path, &run_id)?;
+        c.restore(backend.as_mut())?;
+        cfg.resume = Some(c.at);
+        say(format!(
+            "resuming from {}: epoch {}, after step {} ({} of the epoch's)",
+            path.display(),
+            c.at.epoch,
+            c.at.steps,
+            c.at.batches_done
+        ));
+    }
+    let mut checkpointer = a
+        .checkpoint
+        .as_deref()
+        .map(|p| {
+            softmax_wgpu::checkpoint::Checkpointer::new(
+                p,
+                a.checkpoint_every,
+                run_id.clone(),
+                cfg.resume,
+            )
+        })
+        .transpose()?;
     let train_rows = train.rows().unwrap_or(0);
     say(format!(
         "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
@@ -170,6 +199,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let mut observers: Vec<&mut dyn Observer> = vec![&mut rows];
     if let Some(s) = shadow.as_mut() {
         observers.push(s);
+    }
+    if let Some(c) = checkpointer.as_mut() {
+        observers.push(c);
     }
     observers.push(&mut print);
     let result = fit(

@@ -1,0 +1,238 @@
+//! Checkpoints of a training run and exact resume. A [`Checkpointer`] observer writes, every N steps, the weights, the
+//! optimizer's state, and where the run is (epoch, steps done in it, steps in all) to a file — atomically: a
+//! temporary file beside it, fsync, rename — so a run killed at any moment leaves the last complete checkpoint.
+//! Shuffles and schedules are functions of (seed, epoch) and of the step count, so nothing else is needed: `fit`
+//! given the checkpoint's [`Resume`] point takes exactly the steps the uninterrupted run would have taken.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::error::{Error, Position, Result};
+use crate::model::Params;
+use crate::train::{Backend, Observer, OptimizerState, Shape, StepEvent};
+
+/// Where a resumed run starts: in epoch `epoch` (1-based) after its first `batches_done` steps, `steps` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The epoch in progress.
+    pub epoch: usize,
+    /// Steps of that epoch already taken.
+    pub batches_done: usize,
+    /// Steps taken in all.
+    pub steps: u64,
+}
+
+/// Everything a checkpoint file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The format's version.
+    pub version: u32,
+    /// What the run was (its settings and data, which a resumed run must share), as the JSON text it was written
+    /// as, compared as text: numbers parsed back from JSON need not print the same.
+    pub run: String,
+    /// Where it was.
+    pub at: Resume,
+    /// The model's shape.
+    pub shape: Shape,
+    /// W, [d, k] row-major, and b.
+    pub w: Vec<f32>,
+    /// See `w`.
+    pub b: Vec<f32>,
+    /// The optimizer's state.
+    pub optimizer: OptimizerState,
+}
+
+/// The format this build writes and reads.
+pub const VERSION: u32 = 1;
+
+impl Checkpoint {
+    /// Reads and checks a checkpoint file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::input_at(
+                path,
+                Position::Line(e.line() as u64),
+                format!("not a softmax-wgpu checkpoint (or a damaged one): {e}"),
+            )
+        })?;
+        if c.version != VERSION {
+            return Err(Error::input(
+                path,
+                format!(
+                    "checkpoint version {}, this build reads {VERSION}",
+                    c.version
+                ),
+            ));
+        }
+        let (d, k) = (c.shape.d, c.shape.k);
+        if c.w.len() != d * k || c.b.len() != k || c.at.epoch == 0 {
+            return Err(Error::input(
+                path,
+                format!(
+                    "damaged: {} weights and {} biases for {d} features × {k} classes, epoch {}",
+                    c.w.len(),
+                    c.b.len(),
+                    c.at.epoch
+                ),
+            ));
+        }
+        c.optimizer
+            .check(c.shape)
+            .map_err(|e| Error::input(path, format!("damaged optimizer state: {e}")))?;
+        if c.w.iter().chain(&c.b).any(|v| !v.is_finite()) {
+            return Err(Error::input(path, "damaged: a weight is not finite"));
+        }
+        Ok(c)
+    }
+
+    /// Refuses a checkpoint of another run, naming the first setting or data fact that differs.
+    pub fn check_run(&self, path: &Path, run: &str) -> Result<()> {
+        if self.run == run {
+            return Ok(());
+        }
+        let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or_default();
+        let (mine, theirs) = (parse(&self.run), parse(run));
+        let flat = |v: &serde_json::Value| -> Vec<(String, String)> {
+            let mut out = Vec::new();
+            if let Some(o) = v.as_object() {
+                for (k, v) in o {
+                    match v.as_object() {
+                        Some(inner) => out.extend(
+                            inner
+                                .iter()
+                                .map(|(k2, v2)| (format!("{k}.{k2}"), v2.to_string())),
+                        ),
+                        None => out.push((k.clone(), v.to_string())),
+                    }
+                }
+            }
+            out
+        };
+        let (a, b) = (flat(&mine), flat(&theirs));
+        let differs = b.iter().find(|(k, v)| {
+            a.iter()
+                .find(|(k2, _)| k2 == k)
+                .is_none_or(|(_, v2)| v2 != v)
+        });
+        Err(Error::input(
+            path,
+            match differs {
+                Some((k, v)) => format!(
+                    "was written by another run: {k} is {} there, {v} here",
+                    a.iter()
+                        .find(|(k2, _)| k2 == k)
+                        .map_or("missing", |(_, v2)| v2.as_str())
+                ),
+                None => "was written by another run (its settings differ)".to_string(),
+            },
+        ))
+    }
+
+    /// The weights.
+    pub fn params(&self) -> Result<Params> {
+        Ok(Params {
+            w: ndarray::Array2::from_shape_vec((self.shape.d, self.shape.k), self.w.clone())
+                .map_err(|e| Error::Internal(format!("checkpoint weights: {e}")))?,
+            b: ndarray::Array1::from(self.b.clone()),
+        })
+    }
+
+    /// Puts the checkpoint's weights and optimizer state into `backend`.
+    pub fn restore(&self, backend: &mut dyn Backend) -> Result<()> {
+        backend.set_params(&self.params()?)?;
+        backend.set_optimizer_state(&self.optimizer)
+    }
+}
+
+/// What identifies a run for its checkpoints: every setting but the number of epochs (a resumed run may train
+/// longer), and the data's name, size and shape.
+pub fn run_identity(cfg: &TrainConfig, data: &str, rows: Option<u64>, shape: Shape) -> String {
+    let mut settings = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(o) = settings.as_object_mut() {
+        o.remove("epochs");
+    }
+    serde_json::json!({
+        "settings": settings,
+        "data": data,
+        "rows": rows,
+        "features": shape.d,
+        "classes": shape.k,
+    })
+    .to_string()
+}
+
+/// Writes a checkpoint every `every` steps.
+#[derive(Debug)]
+pub struct Checkpointer {
+    path: PathBuf,
+    every: u64,
+    run: String,
+    epoch: usize,
+    epoch_start: u64,
+    written: usize,
+}
+
+impl Checkpointer {
+    /// Checkpoints of the run `run` to `path` every `every` steps; `start` is where the run starts (a resumed run's
+    /// point), so that positions count from the epoch's true start.
+    pub fn new(path: &Path, every: u64, run: String, start: Option<Resume>) -> Result<Self> {
+        if every == 0 {
+            return Err(Error::param("--checkpoint-every", "at least 1 step", 0));
+        }
+        let (epoch, epoch_start) =
+            start.map_or((1, 0), |r| (r.epoch, r.steps - r.batches_done as u64));
+        Ok(Checkpointer {
+            path: path.to_path_buf(),
+            every,
+            run,
+            epoch,
+            epoch_start,
+            written: 0,
+        })
+    }
+
+    /// Checkpoints written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    fn write(&mut self, backend: &mut dyn Backend, at: Resume) -> Result<()> {
+        let params = backend.params()?;
+        let c = Checkpoint {
+            version: VERSION,
+            run: self.run.clone(),
+            at,
+            shape: backend.shape(),
+            w: params.w.iter().copied().collect(),
+            b: params.b.to_vec(),
+            optimizer: backend.optimizer_state()?,
+        };
+        let bytes = serde_json::to_vec(&c)
+            .map_err(|e| Error::Internal(format!("checkpoint as JSON: {e}")))?;
+        crate::model::write_atomically(&self.path, &bytes)?;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+impl Observer for Checkpointer {
+    fn on_step(&mut self, event: &StepEvent<'_>, backend: &mut dyn Backend) -> Result<()> {
+        if event.epoch != self.epoch {
+            // The first step of a new epoch.
+            self.epoch = event.epoch;
+            self.epoch_start = event.step - 1;
+        }
+        if event.step.is_multiple_of(self.every) {
+            let at = Resume {
+                epoch: event.epoch,
+                batches_done: (event.step - self.epoch_start) as usize,
+                steps: event.step,
+            };
+            self.write(backend, at)?;
+        }
+        Ok(())
+    }
+}
