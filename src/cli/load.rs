@@ -48,22 +48,7 @@ fn npy_dataset(
     })?;
     let x = data::read_npy_features(x_path)?;
     let y = data::read_npy_labels(y_path, classes)?;
-    if y.len() != x.nrows() {
-        return Err(Error::input(
-            y_path,
-            format!(
-                "has {} labels but {} has {} rows",
-                y.len(),
-                x_path.display(),
-                x.nrows()
-            ),
-        )
-        .into());
-    }
-    let k = classes.unwrap_or_else(|| y.iter().max().map_or(0, |&m| m as usize + 1));
-    if k < 2 {
-        return Err(Error::input(y_path, format!("needs at least 2 classes, found {k}")).into());
-    }
+    let k = data::label_classes(x_path, y_path, &y, x.nrows(), classes)?;
     Ok(Dataset {
         x,
         y,
@@ -461,18 +446,7 @@ pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
         let y = match &a.labels {
             Some(lp) => {
                 let y = data::read_npy_labels(lp, Some(model.classes.len()))?;
-                if y.len() != x.nrows() {
-                    return Err(Error::input(
-                        lp,
-                        format!(
-                            "has {} labels but {} has {} rows",
-                            y.len(),
-                            path.display(),
-                            x.nrows()
-                        ),
-                    )
-                    .into());
-                }
+                data::check_label_count(path, lp, y.len(), x.nrows())?;
                 Some(y)
             }
             None => None,

@@ -216,7 +216,7 @@ impl CsvRows {
         let mut reader = file_reader(path)?;
         let mut record = ::csv::StringRecord::new();
         let mut layout: Option<Layout> = None;
-        let mut labels: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut labels = super::LabelSet::new(classes);
         let mut index = Vec::new();
         let mut rows = 0u64;
         let mut scratch = Vec::new();
@@ -249,33 +249,7 @@ impl CsvRows {
             cells.clear();
             push_row(path, &record, line, l.label, &mut scratch, &mut cells)?;
             let label = cells.pop().unwrap_or_default();
-            match classes {
-                Some(known) => {
-                    if !known.contains(&label) {
-                        return Err(super::labels_to_classes(
-                            path,
-                            &[label],
-                            &[line],
-                            known,
-                            "training",
-                        )
-                        .err()
-                        .unwrap_or_else(|| Error::Internal("a label both known and not".into())));
-                    }
-                }
-                None => {
-                    if !labels.contains(&label) {
-                        if labels.len() == super::MAX_CLASSES {
-                            return Err(Error::input_at(
-                                path,
-                                Position::Line(line),
-                                format!("more than {} distinct labels", super::MAX_CLASSES),
-                            ));
-                        }
-                        labels.insert(label);
-                    }
-                }
-            }
+            labels.see(path, line, &label)?;
             if rows.is_multiple_of(BLOCK) {
                 index.push(start);
             }
@@ -287,25 +261,7 @@ impl CsvRows {
         if rows == 0 {
             return Err(Error::input(path, "no data rows (only a header)"));
         }
-        let classes = match classes {
-            Some(c) => c.to_vec(),
-            None => {
-                let mut c: Vec<String> = labels.into_iter().collect();
-                super::sort_labels(&mut c);
-                c
-            }
-        };
-        if classes.len() < 2 {
-            return Err(Error::input(
-                path,
-                format!("needs at least 2 classes, found {}", classes.len()),
-            ));
-        }
-        let class_index = classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.clone(), i as u32))
-            .collect();
+        let (classes, class_index) = labels.finish(path)?;
         let mut s = CsvRows {
             path: path.to_path_buf(),
             name: path.display().to_string(),

@@ -217,23 +217,7 @@ impl IdxRows {
         let n = header.dims[0] as usize;
         let d = header.dims[1..].iter().product::<u64>() as usize;
         let y = read_idx_labels(y_path, classes)?;
-        if y.len() != n {
-            return Err(Error::input(
-                y_path,
-                format!(
-                    "has {} labels but {} has {n} rows",
-                    y.len(),
-                    x_path.display()
-                ),
-            ));
-        }
-        let k = classes.unwrap_or_else(|| y.iter().max().map_or(0, |&m| m as usize + 1));
-        if k < 2 {
-            return Err(Error::input(
-                y_path,
-                format!("needs at least 2 classes, found {k}"),
-            ));
-        }
+        let k = super::label_classes(x_path, y_path, &y, n, classes)?;
         Ok(IdxRows {
             path: x_path.to_path_buf(),
             name: x_path.display().to_string(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::{sort_labels, Chunk, RowSource, MAX_CLASSES};
+use super::{Chunk, RowSource};
 use crate::error::{Error, Position, Result};
 
 /// Rows between entries of the seek index (16 bytes each: 640 KB for 10M rows); a seek reads at most this many lines.
@@ -219,7 +219,7 @@ impl LibsvmRows {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut raw = Vec::new();
-        let mut labels: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut labels = super::LabelSet::new(options.classes.as_deref());
         let (mut rows, mut nnz, mut line_no, mut offset) = (0u64, 0u64, 0u64, 0u64);
         let mut index = Vec::new();
         let mut largest: Option<u64> = None;
@@ -240,35 +240,7 @@ impl LibsvmRows {
             if let Some(&(c, _)) = line.entries.last() {
                 largest = Some(largest.map_or(c, |l| l.max(c)));
             }
-            match &options.classes {
-                Some(known) => {
-                    if !known.iter().any(|k| k == line.label) {
-                        let shown: Vec<&str> = known.iter().take(12).map(String::as_str).collect();
-                        return Err(Error::input_at(
-                            path,
-                            Position::Line(line_no),
-                            format!(
-                                "label {:?} is not one of the training classes [{}{}]",
-                                line.label,
-                                shown.join(", "),
-                                if known.len() > 12 { ", …" } else { "" }
-                            ),
-                        ));
-                    }
-                }
-                None => {
-                    if !labels.contains(line.label) {
-                        if labels.len() == MAX_CLASSES {
-                            return Err(Error::input_at(
-                                path,
-                                Position::Line(line_no),
-                                format!("more than {MAX_CLASSES} distinct labels"),
-                            ));
-                        }
-                        labels.insert(line.label.to_string());
-                    }
-                }
-            }
+            labels.see(path, line_no, line.label)?;
             if rows.is_multiple_of(BLOCK) {
                 index.push((offset, line_no - 1));
             }
@@ -279,20 +251,7 @@ impl LibsvmRows {
         if rows == 0 {
             return Err(Error::input(path, "no rows: the file is empty"));
         }
-        let classes = match &options.classes {
-            Some(k) => k.clone(),
-            None => {
-                let mut c: Vec<String> = labels.into_iter().collect();
-                sort_labels(&mut c);
-                c
-            }
-        };
-        if classes.len() < 2 {
-            return Err(Error::input(
-                path,
-                format!("needs at least 2 classes, found {}", classes.len()),
-            ));
-        }
+        let (classes, class_index) = labels.finish(path)?;
         let d = match options.features {
             Some(d) => d,
             None => largest.map_or(1, |l| l as usize + 1),
@@ -300,11 +259,6 @@ impl LibsvmRows {
         if d == 0 {
             return Err(Error::param("--features", "at least 1", 0));
         }
-        let class_index = classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.clone(), i as u32))
-            .collect();
         let mut s = LibsvmRows {
             path: path.to_path_buf(),
             name: path.display().to_string(),

@@ -88,6 +88,109 @@ pub fn detect_format(path: &Path) -> Result<Format> {
     Ok(Format::Csv)
 }
 
+/// The classes of a text file whose rows carry their labels (CSV, LIBSVM), gathered in the pass that checks it:
+/// each label must be one of the `known` classes (a held-out file's), or else is collected (at most
+/// [`MAX_CLASSES`]), and at the end the classes are numbered in [`sort_labels`] order.
+#[derive(Debug)]
+pub(crate) struct LabelSet<'a> {
+    known: Option<&'a [String]>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl<'a> LabelSet<'a> {
+    pub(crate) fn new(known: Option<&'a [String]>) -> Self {
+        LabelSet {
+            known,
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Takes the label of the row at `line`.
+    pub(crate) fn see(&mut self, path: &Path, line: u64, label: &str) -> Result<()> {
+        match self.known {
+            Some(known) => {
+                if !known.iter().any(|k| k == label) {
+                    labels_to_classes(path, &[label.to_string()], &[line], known, "training")?;
+                }
+            }
+            None => {
+                if !self.seen.contains(label) {
+                    if self.seen.len() == MAX_CLASSES {
+                        return Err(Error::input_at(
+                            path,
+                            Position::Line(line),
+                            format!("more than {MAX_CLASSES} distinct labels"),
+                        ));
+                    }
+                    self.seen.insert(label.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The classes in index order and each one's index; at least 2.
+    pub(crate) fn finish(
+        self,
+        path: &Path,
+    ) -> Result<(Vec<String>, std::collections::HashMap<String, u32>)> {
+        let classes = match self.known {
+            Some(k) => k.to_vec(),
+            None => {
+                let mut c: Vec<String> = self.seen.into_iter().collect();
+                sort_labels(&mut c);
+                c
+            }
+        };
+        if classes.len() < 2 {
+            return Err(Error::input(
+                path,
+                format!("needs at least 2 classes, found {}", classes.len()),
+            ));
+        }
+        let index = classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i as u32))
+            .collect();
+        Ok((classes, index))
+    }
+}
+
+/// Refuses a labels file `y_path` whose `labels` are not one per row of the `rows` rows of `x_path`.
+pub fn check_label_count(x_path: &Path, y_path: &Path, labels: usize, rows: usize) -> Result<()> {
+    if labels != rows {
+        return Err(Error::input(
+            y_path,
+            format!(
+                "has {labels} labels but {} has {rows} rows",
+                x_path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The class count of the class indices `y` (from `y_path`) of the `rows` rows of `x_path`: `classes` when given,
+/// else the largest index + 1; at least 2. What every reader of separate features and labels files checks.
+pub fn label_classes(
+    x_path: &Path,
+    y_path: &Path,
+    y: &[u32],
+    rows: usize,
+    classes: Option<usize>,
+) -> Result<usize> {
+    check_label_count(x_path, y_path, y.len(), rows)?;
+    let k = classes.unwrap_or_else(|| y.iter().max().map_or(0, |&m| m as usize + 1));
+    if k < 2 {
+        return Err(Error::input(
+            y_path,
+            format!("needs at least 2 classes, found {k}"),
+        ));
+    }
+    Ok(k)
+}
+
 /// Bytes of memory this machine can still give (Linux: MemAvailable), or None where it cannot be read.
 pub fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
