@@ -3,11 +3,10 @@
 use ndarray::{Array1, Array2};
 
 use super::{
-    cast, gather, grad, logits, metrics, optimizer_step, residual, softmax, sparse_grad,
-    sparse_logits, update, HostSet, HostSets, Real, StepParams,
+    cast, ensure_slots, gather, grad, logits, metrics, optimizer_step, residual, softmax,
+    sparse_grad, sparse_logits, update, HostSet, HostSets, Real, StepParams,
 };
 use crate::data::SparseBatch;
-use crate::train::Optimizer;
 
 /// A batch's rows: dense, widened to `T`, or sparse (f32 values, widened as they are used).
 enum Rows<T> {
@@ -175,53 +174,14 @@ impl<T: Real> Backend for CpuBackend<T> {
         let l2 = Self::from_f64(f64::from(u.l2));
         let l1 = Self::from_f64(f64::from(u.l1));
         let rows = Self::from_f64(self.g_rows as f64);
-        if u.optimizer != Optimizer::Sgd {
-            let f = |v: f32| Self::from_f64(f64::from(v));
-            let (c1, c2) = u.optimizer.corrections(self.optimizer.steps + 1);
-            let mut p = StepParams {
-                lr,
-                l2,
-                l1,
+        let t = self.optimizer.steps + 1;
+        if let Some((p32, adam)) = StepParams::of(u, 0.0, t) {
+            let p = StepParams {
                 rows,
-                beta1: T::zero(),
-                beta2: T::zero(),
-                eps: T::one(),
-                weight_decay: T::zero(),
-                c1: f(c1),
-                c2: f(c2),
-                nesterov: false,
-            };
-            let adam = match u.optimizer {
-                Optimizer::Momentum { momentum, nesterov } => {
-                    p.beta1 = f(momentum);
-                    p.nesterov = nesterov;
-                    false
-                }
-                Optimizer::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                } => {
-                    p.beta1 = f(beta1);
-                    p.beta2 = f(beta2);
-                    p.eps = f(eps);
-                    p.weight_decay = f(weight_decay);
-                    true
-                }
-                Optimizer::Sgd => unreachable!("handled below"),
+                ..p32.map(|v| Self::from_f64(f64::from(v)))
             };
             let n = self.shape.d * self.shape.k + self.shape.k;
-            let wanted = u.optimizer.slots().len();
-            if self.slots.len() != wanted {
-                if !self.slots.is_empty() {
-                    return Err(Error::Internal(format!(
-                        "optimizer state of {} slots given to an optimizer with {wanted}",
-                        self.slots.len()
-                    )));
-                }
-                self.slots = vec![vec![T::zero(); n]; wanted];
-            }
+            ensure_slots(&mut self.slots, u.optimizer.slots().len(), n, T::zero())?;
             let (s1, rest) = self.slots.split_at_mut(1);
             let mut none = Vec::new();
             let s2 = rest.first_mut().unwrap_or(&mut none);

@@ -184,52 +184,9 @@ impl FastCpu {
     /// A momentum or Adam step, element by element (the same expressions as the reference's, in f32).
     fn optimize(&mut self, u: &Update, rows: f32) -> Result<()> {
         let Dims { d, k, dp, .. } = self.dims;
-        let (c1, c2) = u.optimizer.corrections(self.optimizer.steps + 1);
-        let mut p = crate::cpu::StepParams {
-            lr: u.lr,
-            l2: u.l2,
-            l1: u.l1,
-            rows,
-            beta1: 0.0,
-            beta2: 0.0,
-            eps: 1.0,
-            weight_decay: 0.0,
-            c1,
-            c2,
-            nesterov: false,
-        };
-        let adam = match u.optimizer {
-            crate::train::Optimizer::Momentum { momentum, nesterov } => {
-                p.beta1 = momentum;
-                p.nesterov = nesterov;
-                false
-            }
-            crate::train::Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                p.beta1 = beta1;
-                p.beta2 = beta2;
-                p.eps = eps;
-                p.weight_decay = weight_decay;
-                true
-            }
-            crate::train::Optimizer::Sgd => {
-                return Err(Error::Internal("plain SGD has no optimizer state".into()))
-            }
-        };
-        let wanted = u.optimizer.slots().len();
-        if self.slots.len() != wanted {
-            if !self.slots.is_empty() {
-                return Err(Error::Internal(format!(
-                    "optimizer state of {} slots given to an optimizer with {wanted}",
-                    self.slots.len()
-                )));
-            }
-            self.slots = vec![vec![0.0; d * k + k]; wanted];
-        }
+        let (p, adam) = crate::cpu::StepParams::of(u, rows, self.optimizer.steps + 1)
+            .ok_or_else(|| Error::Internal("plain SGD has no optimizer state".into()))?;
+        crate::cpu::ensure_slots(&mut self.slots, u.optimizer.slots().len(), d * k + k, 0.0)?;
         let (s1, rest) = self.slots.split_at_mut(1);
         let s1 = &mut s1[0];
         let mut unused = 0.0f32;

@@ -252,9 +252,49 @@ pub struct StepParams<T> {
 }
 
 impl StepParams<f32> {
-    /// The same parameters in f64, for the reference path.
-    pub fn to_f64(&self) -> StepParams<f64> {
-        let f = f64::from;
+    /// The parameters of the step `u` asks for, over `rows` rows, as update number `t` (1-based, for Adam's bias
+    /// corrections), and whether it is Adam's; None for plain SGD, which keeps no state. What every backend's
+    /// momentum and Adam steps are built from.
+    pub fn of(u: &crate::train::Update, rows: f32, t: u64) -> Option<(Self, bool)> {
+        let (c1, c2) = u.optimizer.corrections(t);
+        let mut p = StepParams {
+            lr: u.lr,
+            l2: u.l2,
+            l1: u.l1,
+            rows,
+            beta1: 0.0,
+            beta2: 0.0,
+            eps: 1.0,
+            weight_decay: 0.0,
+            c1,
+            c2,
+            nesterov: false,
+        };
+        let adam = match u.optimizer {
+            crate::train::Optimizer::Sgd => return None,
+            crate::train::Optimizer::Momentum { momentum, nesterov } => {
+                p.beta1 = momentum;
+                p.nesterov = nesterov;
+                false
+            }
+            crate::train::Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                p.beta1 = beta1;
+                p.beta2 = beta2;
+                p.eps = eps;
+                p.weight_decay = weight_decay;
+                true
+            }
+        };
+        Some((p, adam))
+    }
+
+    /// The same parameters in another precision.
+    pub fn map<U>(&self, f: impl Fn(f32) -> U) -> StepParams<U> {
         StepParams {
             lr: f(self.lr),
             l2: f(self.l2),
@@ -269,6 +309,31 @@ impl StepParams<f32> {
             nesterov: self.nesterov,
         }
     }
+
+    /// The same parameters in f64, for the reference path.
+    pub fn to_f64(&self) -> StepParams<f64> {
+        self.map(f64::from)
+    }
+}
+
+/// Makes `slots` the `wanted` state slots of `n` values each: zeros on an optimizer's first step; an error when a
+/// state of another optimizer is there.
+pub(crate) fn ensure_slots<T: Clone>(
+    slots: &mut Vec<Vec<T>>,
+    wanted: usize,
+    n: usize,
+    zero: T,
+) -> Result<()> {
+    if slots.len() != wanted {
+        if !slots.is_empty() {
+            return Err(Error::Internal(format!(
+                "optimizer state of {} slots given to an optimizer with {wanted}",
+                slots.len()
+            )));
+        }
+        *slots = vec![vec![zero; n]; wanted];
+    }
+    Ok(())
 }
 
 /// One parameter's step: `grad` is its mean gradient (with λ·w added for W), `s1` / `s2` its state; returns the new

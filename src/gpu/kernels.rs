@@ -311,6 +311,23 @@ pub struct StepUniform {
     pub pad: u32,
 }
 
+impl StepUniform {
+    /// These parameters with a momentum or Adam step's (`p`; Nesterov is flags bit 2). The rows and rates stay
+    /// this uniform's.
+    pub fn with_optimizer(self, p: &crate::cpu::StepParams<f32>) -> Self {
+        StepUniform {
+            beta1: p.beta1,
+            beta2: p.beta2,
+            eps: p.eps,
+            c1: p.c1,
+            c2: p.c2,
+            weight_decay: p.weight_decay,
+            flags: if p.nesterov { 4 } else { 0 },
+            ..self
+        }
+    }
+}
+
 /// Mirrors `struct Chunk` in gather.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]

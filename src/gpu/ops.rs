@@ -625,15 +625,9 @@ pub fn optimizer_step(
         lr: p.lr,
         l2: p.l2,
         l1: p.l1,
-        beta1: p.beta1,
-        beta2: p.beta2,
-        eps: p.eps,
-        c1: p.c1,
-        c2: p.c2,
-        weight_decay: p.weight_decay,
-        flags: if p.nesterov { 4 } else { 0 },
         ..Default::default()
-    };
+    }
+    .with_optimizer(p);
     let mut buffers = vec![&gbuf, &gbb, &wb, &bb];
     buffers.extend(state.iter());
     let kernel = if adam {

@@ -1326,34 +1326,13 @@ impl Backend for GpuBackend<'_> {
         uniform.lr = u.lr;
         uniform.l2 = u.l2;
         uniform.l1 = u.l1;
-        let dense = match u.optimizer {
-            Optimizer::Sgd => Op::Update { uniform },
-            Optimizer::Momentum { momentum, nesterov } => {
-                self.ensure_slots(1, None)?;
-                uniform.beta1 = momentum;
-                uniform.flags = if nesterov { 4 } else { 0 };
+        let dense = match crate::cpu::StepParams::of(u, rows as f32, self.optimizer.steps + 1) {
+            None => Op::Update { uniform },
+            Some((p, adam)) => {
+                self.ensure_slots(u.optimizer.slots().len(), None)?;
                 Op::Optimize {
-                    uniform,
-                    adam: false,
-                }
-            }
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                self.ensure_slots(2, None)?;
-                let (c1, c2) = u.optimizer.corrections(self.optimizer.steps + 1);
-                uniform.beta1 = beta1;
-                uniform.beta2 = beta2;
-                uniform.eps = eps;
-                uniform.c1 = c1;
-                uniform.c2 = c2;
-                uniform.weight_decay = weight_decay;
-                Op::Optimize {
-                    uniform,
-                    adam: true,
+                    uniform: uniform.with_optimizer(&p),
+                    adam,
                 }
             }
         };
