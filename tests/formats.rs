@@ -162,6 +162,9 @@ fn idx_files_plain_and_gzipped_give_the_same_scaled_rows() {
             assert_eq!(got, want);
             assert_eq!(labels, [2, 0, 1]);
         }
+        // A clone reads the same rows (a gzipped file's bytes shared, not inflated again).
+        let mut c = s.try_clone().unwrap();
+        assert_eq!(all_rows(&mut c, 2).0, want);
     }
 }
 

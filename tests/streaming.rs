@@ -48,6 +48,9 @@ fn chunks_hold_the_file_s_rows_in_order_for_any_chunk_size() {
     }
     // Held in memory from chunks: what the CPU backend sees.
     assert_eq!(HostRows::read(&mut s).unwrap().x(), want.view());
+    // A clone reads the same rows without reading the header and labels again.
+    let mut c = s.try_clone().unwrap();
+    assert_eq!(HostRows::read(&mut c).unwrap().x(), want.view());
 }
 
 /// A budget that streams `files(600, 16, 4)`: 600 rows × 68 bytes held = 40,800 bytes; chunks of

@@ -117,18 +117,26 @@ pub fn rows_of(
             (open, names, features)
         }
         Format::Npy | Format::Idx => {
-            let (x, y) = (path.to_path_buf(), need_labels()?);
-            let open: Opener = if format == Format::Npy {
-                Box::new(move || Ok(Box::new(NpyRows::open(&x, &y, k)?) as Box<dyn RowSource>))
+            let y = need_labels()?;
+            // Opened once (header and labels read and checked); each source after is a clone of it.
+            let (open, classes_found, features): (Opener, usize, usize) = if format == Format::Npy {
+                let probe = NpyRows::open(path, &y, k)?;
+                let (kk, d) = (probe.classes(), probe.features());
+                let open: Opener =
+                    Box::new(move || Ok(Box::new(probe.try_clone()?) as Box<dyn RowSource>));
+                (open, kk, d)
             } else {
-                Box::new(move || Ok(Box::new(IdxRows::open(&x, &y, k)?) as Box<dyn RowSource>))
+                let probe = IdxRows::open(path, &y, k)?;
+                let (kk, d) = (probe.classes(), probe.features());
+                let open: Opener =
+                    Box::new(move || Ok(Box::new(probe.try_clone()?) as Box<dyn RowSource>));
+                (open, kk, d)
             };
-            let probe = open()?;
             let names = match classes {
                 Some(c) => c.to_vec(),
-                None => (0..probe.classes()).map(|c| c.to_string()).collect(),
+                None => (0..classes_found).map(|c| c.to_string()).collect(),
             };
-            (open, names, probe.features())
+            (open, names, features)
         }
         Format::Libsvm => {
             if labels.is_some() {

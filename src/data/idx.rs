@@ -38,8 +38,29 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
 
+/// Where an opened IDX file's bytes are: the file itself, or (gzipped) its decompressed bytes, shared by every
+/// reader of it.
+#[derive(Debug, Clone)]
+enum Backing {
+    File(PathBuf),
+    Memory(std::sync::Arc<[u8]>),
+}
+
+impl Backing {
+    /// A reader at the start of the bytes.
+    fn reader(&self) -> Result<Box<dyn ReadSeek>> {
+        Ok(match self {
+            Backing::File(path) => {
+                let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+            }
+            Backing::Memory(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+        })
+    }
+}
+
 /// Opens an IDX file, decompressing a gzipped one into memory (after checking the memory is there).
-fn open(path: &Path) -> Result<(Box<dyn ReadSeek>, u64)> {
+fn open(path: &Path) -> Result<(Backing, u64)> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut magic = [0u8; 2];
     let got = file.read(&mut magic).map_err(|e| Error::io(path, e))?;
@@ -57,13 +78,10 @@ fn open(path: &Path) -> Result<(Box<dyn ReadSeek>, u64)> {
             .read_to_end(&mut bytes)
             .map_err(|e| Error::input(path, format!("not a valid gzip file: {e}")))?;
         let len = bytes.len() as u64;
-        return Ok((Box::new(std::io::Cursor::new(bytes)), len));
+        return Ok((Backing::Memory(bytes.into()), len));
     }
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    Ok((
-        Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-        len,
-    ))
+    Ok((Backing::File(path.to_path_buf()), len))
 }
 
 fn read_header(path: &Path, r: &mut dyn ReadSeek, len: u64) -> Result<Header> {
@@ -141,7 +159,8 @@ fn value(h: &Header, c: &[u8]) -> f64 {
 /// Reads an IDX labels file: one dimension of integer class indices (u8, i8, i16 or i32), each ≥ 0 and below
 /// `classes` when given.
 pub fn read_idx_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> {
-    let (mut r, len) = open(path)?;
+    let (backing, len) = open(path)?;
+    let mut r = backing.reader()?;
     let h = read_header(path, r.as_mut(), len)?;
     if h.dims.len() != 1 || matches!(h.kind, 0x0D | 0x0E) {
         return Err(Error::input(
@@ -190,6 +209,7 @@ pub fn read_idx_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> 
 pub struct IdxRows {
     path: PathBuf,
     name: String,
+    backing: Backing,
     r: Box<dyn ReadSeek>,
     header: Header,
     n: usize,
@@ -203,7 +223,8 @@ pub struct IdxRows {
 impl IdxRows {
     /// Opens images `x_path` (n × …, flattened to n × d) and labels `y_path`.
     pub fn open(x_path: &Path, y_path: &Path, classes: Option<usize>) -> Result<Self> {
-        let (mut r, len) = open(x_path)?;
+        let (backing, len) = open(x_path)?;
+        let mut r = backing.reader()?;
         let header = read_header(x_path, r.as_mut(), len)?;
         if header.dims.len() < 2 || header.dims.contains(&0) {
             return Err(Error::input(
@@ -221,12 +242,33 @@ impl IdxRows {
         Ok(IdxRows {
             path: x_path.to_path_buf(),
             name: x_path.display().to_string(),
+            backing,
             r,
             header,
             n,
             d,
             k,
             y,
+            pos: 0,
+            buf: Vec::new(),
+        })
+    }
+}
+
+impl IdxRows {
+    /// A second reader of the same rows, at the first: a plain file opened again, a gzipped one's bytes shared (not
+    /// decompressed again), the labels copied.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(IdxRows {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            backing: self.backing.clone(),
+            r: self.backing.reader()?,
+            header: self.header.clone(),
+            n: self.n,
+            d: self.d,
+            k: self.k,
+            y: self.y.clone(),
             pos: 0,
             buf: Vec::new(),
         })

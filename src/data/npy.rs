@@ -421,6 +421,22 @@ impl NpyRows {
         })
     }
 
+    /// A second reader of the same file, at its first row, without reading its header and labels again.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(NpyRows {
+            path: self.path.clone(),
+            name: self.name.clone(),
+            file: std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?,
+            header: self.header.clone(),
+            n: self.n,
+            d: self.d,
+            k: self.k,
+            y: self.y.clone(),
+            pos: 0,
+            buf: Vec::new(),
+        })
+    }
+
     /// Bytes of the features in the file.
     pub fn data_bytes(&self) -> u64 {
         self.n as u64 * self.d as u64 * self.header.size as u64
