@@ -271,17 +271,6 @@ pub struct Update {
     pub l1: f32,
 }
 
-/// The proximal step of the L1 penalty on one weight after its gradient step: shrink towards 0 by `t` = α·λ₁, and
-/// stop at 0. Every backend applies this same expression (the WGSL update kernels spell it out identically).
-#[inline]
-pub fn shrink(w: f32, t: f32) -> f32 {
-    if t > 0.0 {
-        w.signum() * (w.abs() - t).max(0.0)
-    } else {
-        w
-    }
-}
-
 /// What an optimizer keeps between steps, beside the weights: a step count and named tensors (none for SGD;
 /// velocities for momentum; first and second moments for Adam). What checkpoints save and resume restores.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -200,7 +200,7 @@ impl FastCpu {
                     None => &mut unused,
                 };
                 let v = crate::cpu::optimize(adam, grad, self.wt[at], &mut s1[e], s2, &p, true);
-                self.wt[at] = crate::train::shrink(v, t);
+                self.wt[at] = crate::cpu::shrink(v, t);
             }
         }
         for c in 0..k {
@@ -349,7 +349,7 @@ impl pulp::WithSimd for UpdateOp<'_> {
         let (lr, l2, rows) = (self.lr, self.l2, self.rows);
         let t = lr * self.l1;
         for (w, &g) in self.wt.iter_mut().zip(self.gt) {
-            *w = crate::train::shrink(*w - lr * (g / rows + l2 * *w), t);
+            *w = crate::cpu::shrink(*w - lr * (g / rows + l2 * *w), t);
         }
         for (b, &g) in self.b.iter_mut().zip(self.gb) {
             *b -= lr * (g / rows);

@@ -212,16 +212,22 @@ pub fn update<T: Real>(
     let t = lr * l1;
     Zip::from(&mut w).and(&g).for_each(|w, &g| {
         let v = *w - lr * (g / rows + l2 * *w);
-        // The L1 proximal step (train::shrink in T).
-        *w = if t > T::zero() {
-            v.signum() * (v.abs() - t).max(T::zero())
-        } else {
-            v
-        };
+        *w = shrink(v, t);
     });
     Zip::from(&mut b)
         .and(&gb)
         .for_each(|b, &g| *b = *b - lr * (g / rows));
+}
+
+/// The proximal step of the L1 penalty on one weight after its gradient step: shrink towards 0 by `t` = α·λ₁, and
+/// stop at 0. Every path applies this expression (the WGSL update kernels spell it out identically).
+#[inline]
+pub fn shrink<T: Real>(w: T, t: T) -> T {
+    if t > T::zero() {
+        w.signum() * (w.abs() - t).max(T::zero())
+    } else {
+        w
+    }
 }
 
 /// The hyper-parameters of one optimizer step, in the precision of the path that takes it.
@@ -389,11 +395,7 @@ pub fn optimizer_step<T: Real>(
             let grad = g[[j, c]] / p.rows + p.l2 * w[[j, c]];
             let s2e = if adam { &mut s2[e] } else { &mut unused };
             let v = optimize(adam, grad, w[[j, c]], &mut s1[e], s2e, p, true);
-            w[[j, c]] = if t > T::zero() {
-                v.signum() * (v.abs() - t).max(T::zero())
-            } else {
-                v
-            };
+            w[[j, c]] = shrink(v, t);
         }
     }
     for c in 0..k {

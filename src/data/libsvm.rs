@@ -60,13 +60,7 @@ impl SparseChunk {
 
     /// The rows as a dense [rows, d] array.
     pub fn to_dense(&self) -> Array2<f32> {
-        let mut x = Array2::zeros((self.len(), self.d));
-        for (i, w) in self.offsets.windows(2).enumerate() {
-            for e in w[0] as usize..w[1] as usize {
-                x[[i, self.indices[e] as usize]] = self.values[e];
-            }
-        }
-        x
+        super::sparse::dense(self.d, &self.offsets, &self.indices, &self.values)
     }
 }
 

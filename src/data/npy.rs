@@ -436,11 +436,6 @@ impl NpyRows {
             buf: Vec::new(),
         })
     }
-
-    /// Bytes of the features in the file.
-    pub fn data_bytes(&self) -> u64 {
-        self.n as u64 * self.d as u64 * self.header.size as u64
-    }
 }
 
 impl super::RowSource for NpyRows {

@@ -326,14 +326,25 @@ impl SparseBatch {
 
     /// The rows as a dense [rows, d] array (tests, and the dense paths' view of the same rows).
     pub fn to_dense(&self) -> ndarray::Array2<f32> {
-        let mut x = ndarray::Array2::zeros((self.len(), self.d));
-        for (i, w) in self.offsets.windows(2).enumerate() {
-            for e in w[0] as usize..w[1] as usize {
-                x[[i, self.indices[e] as usize]] = self.values[e];
-            }
-        }
-        x
+        dense(self.d, &self.offsets, &self.indices, &self.values)
     }
+}
+
+/// CSR rows (`offsets` of either width) as a dense [rows, d] array.
+pub(crate) fn dense<O: Copy + TryInto<usize>>(
+    d: usize,
+    offsets: &[O],
+    indices: &[u32],
+    values: &[f32],
+) -> ndarray::Array2<f32> {
+    let at = |o: O| o.try_into().unwrap_or(usize::MAX);
+    let mut x = ndarray::Array2::zeros((offsets.len().saturating_sub(1), d));
+    for (i, w) in offsets.windows(2).enumerate() {
+        for e in at(w[0])..at(w[1]) {
+            x[[i, indices[e] as usize]] = values[e];
+        }
+    }
+    x
 }
 
 /// A [`RowSource`] over sparse rows in memory (what streaming holds each chunk of a sparse file as).
