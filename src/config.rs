@@ -127,6 +127,30 @@ impl TrainConfig {
         }
         self.schedule.check(self.lr)?;
         self.optimizer.check()?;
+        if let Optimizer::Lbfgs(_) = self.optimizer {
+            // L-BFGS minimises a smooth objective by full passes and chooses its own steps.
+            if self.l1 > 0.0 {
+                return Err(Error::param(
+                    "--l1",
+                    "0 with --optimizer lbfgs (L-BFGS needs a smooth objective; L1 needs a minibatch optimizer)",
+                    self.l1,
+                ));
+            }
+            if self.early_stopping.is_some() {
+                return Err(Error::param(
+                    "--early-stopping",
+                    "a minibatch optimizer (L-BFGS stops by --tol and --max-iter)",
+                    "--optimizer lbfgs",
+                ));
+            }
+            if self.schedule != Schedule::default() {
+                return Err(Error::param(
+                    "--schedule",
+                    "constant with no warm-up for --optimizer lbfgs (its line search chooses every step)",
+                    format!("{:?}", self.schedule.kind).to_lowercase(),
+                ));
+            }
+        }
         if let Some(e) = self.early_stopping {
             if e.patience == 0 {
                 return Err(Error::param("--patience", "at least 1 epoch", 0));

@@ -22,6 +22,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod lbfgs;
 pub mod metrics;
 pub mod model;
 pub mod numerics;

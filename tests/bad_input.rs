@@ -795,6 +795,47 @@ fn cases() -> Vec<Case> {
             &["--backend", "nonsense", "possible values"],
         ),
         flag("unknown flag", &["--frobnicate"], &["--frobnicate"]),
+        // L-BFGS: its own flags, and what it cannot combine with.
+        flag(
+            "--max-iter 0",
+            &["--optimizer", "lbfgs", "--max-iter", "0"],
+            &["--max-iter", "1..="],
+        ),
+        flag(
+            "--tol negative",
+            &["--optimizer", "lbfgs", "--tol", "-1"],
+            &["--tol", "≥ 0"],
+        ),
+        flag(
+            "--lbfgs-history 0",
+            &["--optimizer", "lbfgs", "--lbfgs-history", "0"],
+            &["--lbfgs-history"],
+        ),
+        flag(
+            "--max-iter without lbfgs",
+            &["--optimizer", "adam", "--max-iter", "50"],
+            &["--max-iter", "--optimizer lbfgs", "--epochs"],
+        ),
+        flag(
+            "--l1 with lbfgs",
+            &["--optimizer", "lbfgs", "--l1", "0.01"],
+            &["--l1", "smooth"],
+        ),
+        flag(
+            "--schedule with lbfgs",
+            &["--optimizer", "lbfgs", "--schedule", "cosine"],
+            &["--schedule", "line search"],
+        ),
+        flag(
+            "--early-stopping with lbfgs",
+            &["--optimizer", "lbfgs", "--early-stopping"],
+            &["--early-stopping", "--tol"],
+        ),
+        flag(
+            "--check-every with lbfgs",
+            &["--optimizer", "lbfgs", "--check-every", "5"],
+            &["--check-every", "minibatch"],
+        ),
         case(
             "--out in a missing directory",
             &[

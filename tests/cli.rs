@@ -987,3 +987,49 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_weights() {
     let damaged = run(&[&args[..], &["--resume", &ck]].concat());
     assert_input_error(&damaged, &["ck.json", "checkpoint"]);
 }
+
+#[test]
+fn lbfgs_says_how_it_stopped_in_scikit_learn_terms() {
+    // Converged: the line names the rule and the tolerance; each iteration is a line with ‖∇J‖∞.
+    let out = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--standardize",
+        "--optimizer",
+        "lbfgs",
+        "--l2",
+        "0.001",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("iter ") && l.contains("|grad|")));
+    assert!(
+        out.stderr.contains("L-BFGS converged in") && out.stderr.contains("≤ --tol 1.0e-4"),
+        "{}",
+        out.stderr
+    );
+    // The cap: a warning, as scikit-learn's ConvergenceWarning, and still a model (exit 0).
+    let out = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "lbfgs",
+        "--max-iter",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: L-BFGS did not converge in 3 iterations"),
+        "{}",
+        out.stderr
+    );
+    let last = last_epoch(&out);
+    assert_eq!(last["lbfgs"]["stop"], "max_iter");
+    assert_eq!(last["epoch"], 3);
+}

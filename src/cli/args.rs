@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use softmax_wgpu::config::{EarlyStopping, Schedule, ScheduleKind};
+use softmax_wgpu::lbfgs::LbfgsOptions;
 use softmax_wgpu::train::Optimizer;
 use softmax_wgpu::{Error, TrainConfig};
 
@@ -218,6 +219,8 @@ pub enum OptimizerArg {
     Adam,
     /// Adam with decoupled weight decay (--weight-decay).
     Adamw,
+    /// Full-batch L-BFGS to convergence (--tol, --max-iter, --lbfgs-history); L2 only.
+    Lbfgs,
 }
 
 /// The learning-rate schedules (see `softmax_wgpu::schedule`).
@@ -327,6 +330,16 @@ pub struct TrainArgs {
     /// Decoupled weight decay of adamw (PyTorch's default 0.01).
     #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub weight_decay: f32,
+    /// L-BFGS: stop when the largest gradient component is at most this (scikit-learn's `tol`; default 1e-4).
+    #[arg(long, allow_negative_numbers = true)]
+    pub tol: Option<f64>,
+    /// L-BFGS: most iterations (scikit-learn's `max_iter`; default 100); a run that reaches it says it did not
+    /// converge.
+    #[arg(long)]
+    pub max_iter: Option<usize>,
+    /// L-BFGS: correction pairs kept (SciPy's `maxcor`; default 10).
+    #[arg(long, value_name = "PAIRS")]
+    pub lbfgs_history: Option<usize>,
     /// The learning rate's schedule over the run's steps.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
     pub schedule: ScheduleArg,
@@ -475,6 +488,36 @@ impl TrainArgs {
         }
     }
 
+    /// Flags that only some optimizers read, given to another: an error naming the flag.
+    pub fn check_optimizer_flags(&self) -> Result<(), Error> {
+        let lbfgs = self.optimizer == OptimizerArg::Lbfgs;
+        let only_lbfgs = [
+            ("--tol", self.tol.is_some()),
+            ("--max-iter", self.max_iter.is_some()),
+            ("--lbfgs-history", self.lbfgs_history.is_some()),
+        ];
+        if let Some((flag, _)) = only_lbfgs.iter().find(|(_, given)| *given && !lbfgs) {
+            return Err(Error::param(
+                *flag,
+                "--optimizer lbfgs (minibatch optimizers run --epochs)",
+                format!("--optimizer {:?}", self.optimizer).to_lowercase(),
+            ));
+        }
+        let not_lbfgs = [
+            ("--check-every", self.check_every.is_some()),
+            ("--checkpoint", self.checkpoint.is_some()),
+            ("--resume", self.resume.is_some()),
+        ];
+        if let Some((flag, _)) = not_lbfgs.iter().find(|(_, given)| *given && lbfgs) {
+            return Err(Error::param(
+                *flag,
+                "a minibatch optimizer (it replays or saves minibatch steps; an L-BFGS run is full passes)",
+                "--optimizer lbfgs",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> TrainConfig {
         TrainConfig {
             epochs: self.epochs,
@@ -512,6 +555,15 @@ impl TrainArgs {
                     momentum: self.momentum,
                     nesterov: self.optimizer == OptimizerArg::Nesterov,
                 },
+                OptimizerArg::Lbfgs => {
+                    let d = LbfgsOptions::default();
+                    Optimizer::Lbfgs(LbfgsOptions {
+                        history: self.lbfgs_history.unwrap_or(d.history),
+                        max_iter: self.max_iter.unwrap_or(d.max_iter),
+                        tol: self.tol.unwrap_or(d.tol),
+                        ..d
+                    })
+                }
                 OptimizerArg::Adam | OptimizerArg::Adamw => Optimizer::Adam {
                     beta1: self.beta1,
                     beta2: self.beta2,

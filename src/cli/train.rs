@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use softmax_wgpu::data::Standardizer;
 use softmax_wgpu::error::bytes;
+use softmax_wgpu::lbfgs::Stop;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
-use softmax_wgpu::train::{held_row_bytes, residency, EpochReport, Observer, OnEpoch, Residency};
+use softmax_wgpu::train::{
+    held_row_bytes, residency, EpochReport, Observer, OnEpoch, Optimizer, Residency,
+};
 use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
 
 use super::args::TrainArgs;
@@ -16,6 +19,7 @@ use super::load;
 
 /// Runs the command.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    a.check_optimizer_flags()?;
     let mut cfg = a.config();
     cfg.check()?;
     let check = a
@@ -183,7 +187,10 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        progress_bar(train_rows.saturating_mul(cfg.epochs as u64), "rows")
+        match cfg.optimizer {
+            Optimizer::Lbfgs(o) => progress_bar(o.max_iter as u64, "iterations"),
+            _ => progress_bar(train_rows.saturating_mul(cfg.epochs as u64), "rows"),
+        }
     };
     let mut rows = Progress {
         bar: &bar,
@@ -223,6 +230,14 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
         r => r?,
     };
+    if let Some(it) = reports.last().and_then(|r| r.lbfgs) {
+        let line = lbfgs_outcome(&it, &cfg);
+        if it.stop.is_some_and(Stop::converged) {
+            say(line);
+        } else if !quiet {
+            eprintln!("warning: {line}");
+        }
+    }
     if cfg.early_stopping.is_some() {
         if let Some(best) = reports.iter().find(|r| r.best) {
             say(format!(
@@ -289,6 +304,53 @@ impl Observer for Progress<'_> {
         }
         Ok(())
     }
+
+    fn on_epoch(
+        &mut self,
+        report: &mut EpochReport,
+        _backend: &mut dyn softmax_wgpu::Backend,
+    ) -> softmax_wgpu::Result<()> {
+        if let Some(it) = report.lbfgs {
+            self.bar.inc(1);
+            self.bar.set_message(format!(
+                "iteration {} · ‖∇J‖∞ {:.1e}",
+                it.iteration, it.grad_inf
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How an L-BFGS run ended, in scikit-learn's terms where they apply.
+fn lbfgs_outcome(it: &softmax_wgpu::lbfgs::Iteration, cfg: &TrainConfig) -> String {
+    let Optimizer::Lbfgs(o) = cfg.optimizer else {
+        return String::new();
+    };
+    let done = format!(
+        "{} iterations, {} evaluations of the objective",
+        it.iteration, it.evaluations
+    );
+    match it.stop {
+        Some(Stop::Gradient) => format!(
+            "L-BFGS converged in {done}: ‖∇J‖∞ = {:.2e} ≤ --tol {:.1e}",
+            it.grad_inf, o.tol
+        ),
+        Some(Stop::Objective) => format!(
+            "L-BFGS converged in {done}: the objective changed by {:.1e} (relative) in the last iteration, below \
+             {:.1e}; ‖∇J‖∞ = {:.2e}",
+            it.change, o.ftol, it.grad_inf
+        ),
+        Some(Stop::LineSearch) => format!(
+            "L-BFGS stopped after {done}: no step lowered the objective any further (its f32 evaluation cannot \
+             tell smaller changes apart); ‖∇J‖∞ = {:.2e}, above --tol {:.1e}",
+            it.grad_inf, o.tol
+        ),
+        Some(Stop::MaxIter) | None => format!(
+            "L-BFGS did not converge in {done}: ‖∇J‖∞ = {:.2e} > --tol {:.1e}; raise --max-iter, or scale the \
+             features (--standardize)",
+            it.grad_inf, o.tol
+        ),
+    }
 }
 
 /// The checked, standardised data as sources, and what the model records about them.
@@ -354,6 +416,13 @@ fn print_epoch(r: &EpochReport, json: bool) -> softmax_wgpu::Result<()> {
     let drift = r
         .drift
         .map_or(String::new(), |d| format!("  drift {d:.1e}"));
+    if let Some(it) = r.lbfgs {
+        println!(
+            "iter {:4}  objective {:.6}  |grad| {:.2e}  step {:.2e}  {held}  {:>10.0} samples/s  {:6.2}s  [{}]",
+            r.epoch, r.train_loss, it.grad_inf, it.step, r.samples_per_sec, r.seconds, r.device
+        );
+        return Ok(());
+    }
     println!(
         "epoch {:3}  train_loss {:.4}  {held}  {:>10.0} samples/s  {:6.2}s{drift}  [{}]",
         r.epoch, r.train_loss, r.samples_per_sec, r.seconds, r.device

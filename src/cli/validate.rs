@@ -117,6 +117,14 @@ fn print_summary(reports: &[AdapterReport]) {
             yes(r.trajectory.deterministic),
             verdict(r.trajectory.pass)
         );
+        println!(
+            "  {:<48} {:<9} max rel diff {:.2e}, objective gap {:.1e}  {}",
+            r.adapter,
+            "l-bfgs",
+            r.lbfgs.relative_diff,
+            r.lbfgs.objective_gap,
+            verdict(r.lbfgs.pass)
+        );
     }
 }
 
@@ -173,5 +181,16 @@ fn print_report(r: &AdapterReport) {
         "  determinism: the same run twice gives bitwise-identical weights: {}  {}",
         yes(t.deterministic),
         verdict(t.deterministic)
+    );
+    let l = &r.lbfgs;
+    println!(
+        "  l-bfgs {}: {} iterations on the GPU, {} in f64; ‖W_gpu − W_cpu‖/‖W_cpu‖ {:.3e} (≤ {:.0e}), objective gap {:.1e} (≤ 1e-6)  {}",
+        l.case,
+        l.iterations.0,
+        l.iterations.1,
+        l.relative_diff,
+        l.tolerance,
+        l.objective_gap,
+        verdict(l.pass)
     );
 }

@@ -175,7 +175,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         let l1 = Self::from_f64(f64::from(u.l1));
         let rows = Self::from_f64(self.g_rows as f64);
         let t = self.optimizer.steps + 1;
-        if let Some((p32, adam)) = StepParams::of(u, 0.0, t) {
+        if let Some((p32, adam)) = StepParams::of(u, 0.0, t)? {
             let p = StepParams {
                 rows,
                 ..p32.map(|v| Self::from_f64(f64::from(v)))

@@ -184,7 +184,7 @@ impl FastCpu {
     /// A momentum or Adam step, element by element (the same expressions as the reference's, in f32).
     fn optimize(&mut self, u: &Update, rows: f32) -> Result<()> {
         let Dims { d, k, dp, .. } = self.dims;
-        let (p, adam) = crate::cpu::StepParams::of(u, rows, self.optimizer.steps + 1)
+        let (p, adam) = crate::cpu::StepParams::of(u, rows, self.optimizer.steps + 1)?
             .ok_or_else(|| Error::Internal("plain SGD has no optimizer state".into()))?;
         crate::cpu::ensure_slots(&mut self.slots, u.optimizer.slots().len(), d * k + k, 0.0)?;
         let (s1, rest) = self.slots.split_at_mut(1);

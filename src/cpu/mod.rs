@@ -261,7 +261,8 @@ impl StepParams<f32> {
     /// The parameters of the step `u` asks for, over `rows` rows, as update number `t` (1-based, for Adam's bias
     /// corrections), and whether it is Adam's; None for plain SGD, which keeps no state. What every backend's
     /// momentum and Adam steps are built from.
-    pub fn of(u: &crate::train::Update, rows: f32, t: u64) -> Option<(Self, bool)> {
+    /// An L-BFGS `u` is refused: it is not a per-step rule (`fit` runs it by full passes).
+    pub fn of(u: &crate::train::Update, rows: f32, t: u64) -> Result<Option<(Self, bool)>> {
         let (c1, c2) = u.optimizer.corrections(t);
         let mut p = StepParams {
             lr: u.lr,
@@ -277,7 +278,12 @@ impl StepParams<f32> {
             nesterov: false,
         };
         let adam = match u.optimizer {
-            crate::train::Optimizer::Sgd => return None,
+            crate::train::Optimizer::Sgd => return Ok(None),
+            crate::train::Optimizer::Lbfgs(_) => {
+                return Err(Error::Internal(
+                    "L-BFGS is not a per-step update: train::fit runs it by full passes".into(),
+                ))
+            }
             crate::train::Optimizer::Momentum { momentum, nesterov } => {
                 p.beta1 = momentum;
                 p.nesterov = nesterov;
@@ -296,7 +302,7 @@ impl StepParams<f32> {
                 true
             }
         };
-        Some((p, adam))
+        Ok(Some((p, adam)))
     }
 
     /// The same parameters in another precision.

@@ -11,15 +11,18 @@
 //!
 //! Data reaches a backend only through a [`RowSource`] of checked row chunks: the backend either copies the whole
 //! source into its own memory once ([`Backend::hold`], resident data) and is then given batches as row indices into
-//! it, or is handed each batch as host rows ([`Batch::host`], what a streaming reader and [`objective`] do). Nothing
+//! it, or is handed each batch as host rows ([`Batch::host`]). Streamed data and [`objective`] hold one chunk at a
+//! time and release it ([`Backend::release`]). Nothing
 //! above the source indexes the data itself; the shuffle is a permutation of a held set's own rows ([`Held::order`]).
 //!
 //! Progress, the JSON log and the `--check-every` shadow are [`Observer`]s: they see every step and every epoch from
 //! outside the interface, and get the backend to read weights from when they need them.
 //!
-//! Implementors: [`crate::cpu::CpuBackend`] (f32 and f64), [`crate::gpu::GpuBackend`]. Planned: a streaming trainer
-//! (out-of-core data, the `Batch::host` path with double buffering), a sparse (CSR) backend, and a distributed one
-//! whose [`Reducer`] is an MPI allreduce.
+//! Minibatch optimizers are steps of that loop; full-batch L-BFGS ([`Optimizer::Lbfgs`], `full_batch.rs`) drives
+//! the same three calls over every row for each evaluation of the objective, and keeps its own state on the host.
+//!
+//! Implementors: [`crate::cpu::CpuBackend`] (f32 and f64), [`crate::cpu::FastCpu`], [`crate::gpu::GpuBackend`]
+//! (dense and sparse). Planned: a distributed one whose [`Reducer`] is an MPI allreduce.
 
 use std::time::Instant;
 
@@ -34,6 +37,8 @@ use crate::data::{Chunk, HostRows, InMemory, RowSource, SparseChunk, SparseInMem
 use crate::error::{Error, Result};
 pub use crate::model::Params;
 use crate::rng::SplitMix64;
+
+mod full_batch;
 
 /// The size of the model: `d` features, `k` classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +198,10 @@ pub enum Optimizer {
         /// Decoupled weight decay (AdamW), ≥ 0.
         weight_decay: f32,
     },
+    /// Full-batch L-BFGS on J = mean cross-entropy + λ/2·‖W‖² (see [`crate::lbfgs`] for its stopping rules): each
+    /// iteration is one line search of full passes over the training rows. Not a per-step rule: [`fit`] runs it
+    /// instead of minibatch steps, and a backend's [`Backend::update`] refuses it.
+    Lbfgs(crate::lbfgs::LbfgsOptions),
 }
 
 impl Optimizer {
@@ -200,7 +209,7 @@ impl Optimizer {
     /// moments.
     pub fn slots(&self) -> &'static [&'static str] {
         match self {
-            Optimizer::Sgd => &[],
+            Optimizer::Sgd | Optimizer::Lbfgs(_) => &[],
             Optimizer::Momentum { .. } => &["velocity"],
             Optimizer::Adam { .. } => &["m", "v"],
         }
@@ -217,6 +226,7 @@ impl Optimizer {
         };
         match *self {
             Optimizer::Sgd => Ok(()),
+            Optimizer::Lbfgs(o) => o.check(),
             Optimizer::Momentum { momentum, .. } => unit("--momentum", momentum),
             Optimizer::Adam {
                 beta1,
@@ -672,6 +682,9 @@ pub struct EpochReport {
     pub lr: f64,
     /// With early stopping: this epoch had the best held-out loss, and its weights are the ones kept.
     pub best: bool,
+    /// For L-BFGS, whose "epochs" are its iterations: the iteration's gradient norm, objective change, step length
+    /// and evaluations, and on the last one why the run stopped.
+    pub lbfgs: Option<crate::lbfgs::Iteration>,
 }
 
 /// What reading a streamed epoch cost and how much of it overlapped the training.
@@ -908,6 +921,11 @@ pub fn fit_with(
     observers: &mut [&mut dyn Observer],
 ) -> Result<Vec<EpochReport>> {
     cfg.check()?;
+    if let Optimizer::Lbfgs(opts) = cfg.optimizer {
+        // The held-out source's trait-object lifetime shortened to the others' (invariant behind `&mut`).
+        let held_out = held_out.map(|h| h as &mut dyn RowSource);
+        return full_batch::fit_lbfgs(backend, train, held_out, cfg, &opts, reducer, observers);
+    }
     if cfg.early_stopping.is_some() && held_out.is_none() {
         return Err(Error::param(
             "--early-stopping",
@@ -1040,6 +1058,7 @@ pub fn fit_with(
             stream,
             lr: f64::from(stepper.update.lr),
             best: false,
+            lbfgs: None,
         };
         if !report.train_loss.is_finite() {
             return Err(Error::Diverged {
@@ -1278,9 +1297,10 @@ fn stream_epoch(
 }
 
 /// The full-batch objective and its gradient at `params` over every row of `source`, what L-BFGS and its line
-/// search need: J = mean cross-entropy + λ/2·‖W‖² and ∇J (the bias unpenalised). The source is streamed in chunks
-/// of at most the device's batch; the gradient sums of all chunks are accumulated on the device in a fixed order
-/// and combined by `reducer`. Leaves the backend's weights at `params`.
+/// search need: J = mean cross-entropy + λ/2·‖W‖² and ∇J (the bias unpenalised). The source is read a chunk at a
+/// time and each chunk held by the backend only while its sums are accumulated (so sparse GPU backends, which take
+/// no host batches, serve it too); the gradient sums of all chunks are accumulated in a fixed order and combined by
+/// `reducer`. Leaves the backend's weights at `params`.
 pub fn objective(
     backend: &mut dyn Backend,
     source: &mut dyn RowSource,
@@ -1291,37 +1311,8 @@ pub fn objective(
     let shape = backend.shape();
     shape.check_source(source)?;
     params.check(shape)?;
-    backend.set_params(params)?;
-    // Discard whatever an earlier caller left accumulated.
-    backend.take_gradient()?;
-    backend.take_sums()?;
-    source.rewind()?;
-    let rows = backend.max_batch().min(1 << 16);
-    while let Some(chunk) = source.next_chunk(rows)? {
-        backend.accumulate(&Batch::host(chunk)?)?;
-    }
-    backend.combine(reducer)?;
-    let mut sums = backend.take_sums()?;
-    if !reducer.is_identity() {
-        let mut v = [sums.loss, sums.correct, sums.rows as f64];
-        reducer.allreduce(&mut v)?;
-        sums = Sums {
-            loss: v[0],
-            correct: v[1],
-            rows: v[2] as usize,
-        };
-    }
-    let sum = backend.take_gradient()?;
-    let n = sum.rows.max(1) as f64;
-    let lambda = f64::from(l2);
-    let w = params.w.mapv(f64::from);
-    let value = sums.loss / n + 0.5 * lambda * w.iter().map(|v| v * v).sum::<f64>();
-    Ok((
-        value,
-        Gradient {
-            w: sum.w / n + w * lambda,
-            b: sum.b / n,
-            rows: sum.rows,
-        },
-    ))
+    let chunk_rows = backend.max_batch().clamp(1, 1 << 16);
+    let mut rows = full_batch::Rows::Streamed { source, chunk_rows };
+    let (value, gradient, _) = full_batch::objective_at(backend, &mut rows, params, l2, reducer)?;
+    Ok((value, gradient))
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The scikit-learn optima that tests/lbfgs.rs compares L-BFGS with.
+
+For each problem, scikit-learn's LogisticRegression(solver="lbfgs", C=1) is run to a tight tolerance
+(tol=1e-10, max_iter=100000), so that the figures are the optimum itself rather than where a looser stopping
+rule left it. With N rows, C = 1 / (lambda * N) is the same objective as softmax-wgpu's
+    J = mean cross-entropy + lambda/2 * ||W||^2   (bias not penalised),
+so lambda = 1 / N here. J is recomputed in float64 from the coefficients.
+
+Problems:
+- digits: the embedded data/digits.csv.gz (1,797 x 64, 10 classes), features divided by 16 (exact in float32);
+- synthetic: 800 x 12, 4 Gaussian classes drawn here with a fixed seed and written to
+  tests/data/lbfgs_synth_x.npy (float32) and lbfgs_synth_y.npy (int64), so both sides read the same numbers.
+
+Writes tests/data/lbfgs_reference.json. Run from the repository root:
+    python3 tests/data/sklearn_lbfgs.py
+(numpy, scipy and scikit-learn; the versions used are recorded in the output.)
+"""
+import gzip
+import json
+import os
+
+import numpy as np
+import scipy
+import sklearn
+from scipy.special import logsumexp
+from sklearn.linear_model import LogisticRegression
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def objective(x, y, coef, intercept, lam):
+    z = x @ coef.T + intercept
+    ce = logsumexp(z, axis=1) - z[np.arange(len(y)), y]
+    return float(np.mean(ce) + 0.5 * lam * np.sum(coef * coef))
+
+
+def solve(name, x, y):
+    n = len(y)
+    lam = 1.0 / n
+    model = LogisticRegression(C=1.0 / (lam * n), tol=1e-10, max_iter=100000).fit(x, y)
+    coef = model.coef_.astype(np.float64)
+    intercept = model.intercept_.astype(np.float64)
+    # Softmax is unchanged by a shift of every intercept; scikit-learn returns them centred, and so are ours
+    # (gradient steps from zero keep their sum at zero).
+    intercept = intercept - intercept.mean()
+    return {
+        "name": name,
+        "rows": n,
+        "features": int(x.shape[1]),
+        "classes": int(coef.shape[0]),
+        "lambda": lam,
+        "C": 1.0 / (lam * n),
+        "objective": objective(x, y, coef, intercept, lam),
+        "n_iter": int(model.n_iter_[0]),
+        # W as softmax-wgpu stores it: [features][classes].
+        "w": coef.T.tolist(),
+        "b": intercept.tolist(),
+        "train_accuracy": float(model.score(x, y)),
+    }
+
+
+def main():
+    with gzip.open(os.path.join(ROOT, "data", "digits.csv.gz"), "rt") as f:
+        table = np.loadtxt(f, delimiter=",")
+    x_digits = (table[:, :-1] / 16.0).astype(np.float32).astype(np.float64)
+    y_digits = table[:, -1].astype(np.int64)
+
+    rng = np.random.default_rng(20261124)
+    n, d, k = 800, 12, 4
+    means = rng.normal(0.0, 1.0, size=(k, d))
+    y_synth = rng.integers(0, k, size=n).astype(np.int64)
+    x_synth = (means[y_synth] + rng.normal(0.0, 1.5, size=(n, d))).astype(np.float32)
+    np.save(os.path.join(HERE, "lbfgs_synth_x.npy"), x_synth)
+    np.save(os.path.join(HERE, "lbfgs_synth_y.npy"), y_synth)
+
+    out = {
+        "generator": "tests/data/sklearn_lbfgs.py",
+        "versions": {"scikit-learn": sklearn.__version__, "scipy": scipy.__version__, "numpy": np.__version__},
+        "solver": 'LogisticRegression(solver="lbfgs", C=1/(lambda*N), tol=1e-10, max_iter=100000)',
+        "problems": [
+            solve("digits/16", x_digits, y_digits),
+            solve("synthetic 800x12x4", x_synth.astype(np.float64), y_synth),
+        ],
+    }
+    with open(os.path.join(HERE, "lbfgs_reference.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    for p in out["problems"]:
+        print(p["name"], "objective", p["objective"], "iterations", p["n_iter"], "accuracy", p["train_accuracy"])
+
+
+if __name__ == "__main__":
+    main()
