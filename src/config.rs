@@ -17,6 +17,24 @@ pub struct EarlyStopping {
     pub min_delta: f64,
 }
 
+/// Stop a minibatch run by convergence, as scikit-learn's SGDClassifier does (`tol`, `n_iter_no_change`): when the
+/// epoch's training loss has not fallen below the best so far minus `tol` for `patience` epochs in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Convergence {
+    /// The least decrease of the training loss that counts as progress.
+    pub tol: f64,
+    /// Epochs without progress before stopping (SGDClassifier's `n_iter_no_change`, 5).
+    pub patience: usize,
+}
+
+impl Convergence {
+    /// SGDClassifier's defaults: tol 1e-3, 5 epochs.
+    pub const SGD_CLASSIFIER: Convergence = Convergence {
+        tol: 1e-3,
+        patience: 5,
+    };
+}
+
 /// Most epochs a run may ask for: a million passes is already years of work on any data worth training on, and the
 /// bound keeps a mistyped count from being taken literally.
 pub const MAX_EPOCHS: usize = 1_000_000;
@@ -63,6 +81,10 @@ pub struct TrainConfig {
     /// Stop on the held-out loss (needs a held-out set).
     #[serde(default)]
     pub early_stopping: Option<EarlyStopping>,
+    /// Stop a minibatch run when its training loss stops falling (`epochs` is then the cap). Absent from the
+    /// serialised settings when unset, so that runs without it keep their identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convergence: Option<Convergence>,
     /// Continue a run from a checkpoint's point instead of its start (the backend given the checkpoint's weights
     /// and optimizer state). Not a setting of the run, so not saved with it.
     #[serde(skip)]
@@ -86,6 +108,7 @@ impl Default for TrainConfig {
             device_memory: None,
             schedule: Schedule::default(),
             early_stopping: None,
+            convergence: None,
             resume: None,
         }
     }
@@ -161,6 +184,14 @@ impl TrainConfig {
                     "a finite number ≥ 0",
                     e.min_delta,
                 ));
+            }
+        }
+        if let Some(c) = self.convergence {
+            if !(c.tol.is_finite() && c.tol >= 0.0) {
+                return Err(Error::param("--tol", "a finite number ≥ 0", c.tol));
+            }
+            if c.patience == 0 {
+                return Err(Error::param("convergence patience", "at least 1 epoch", 0));
             }
         }
         if !(self.val_split.is_finite() && (0.0..1.0).contains(&self.val_split)) {

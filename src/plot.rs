@@ -202,6 +202,7 @@ mod tests {
             stream: None,
             lr: 0.1,
             best: epoch == 2,
+            converged: false,
             lbfgs: None,
         }
     }

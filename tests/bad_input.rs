@@ -819,7 +819,7 @@ fn cases() -> Vec<Case> {
         flag(
             "--l1 with lbfgs",
             &["--optimizer", "lbfgs", "--l1", "0.01"],
-            &["--l1", "smooth"],
+            &["--l1", "minibatch"],
         ),
         flag(
             "--schedule with lbfgs",
@@ -829,7 +829,7 @@ fn cases() -> Vec<Case> {
         flag(
             "--early-stopping with lbfgs",
             &["--optimizer", "lbfgs", "--early-stopping"],
-            &["--early-stopping", "--tol"],
+            &["--early-stopping", "minibatch"],
         ),
         flag(
             "--check-every with lbfgs",

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use softmax_wgpu::config::{EarlyStopping, Schedule, ScheduleKind};
+use softmax_wgpu::config::{Convergence, EarlyStopping, Schedule, ScheduleKind};
 use softmax_wgpu::lbfgs::LbfgsOptions;
 use softmax_wgpu::train::Optimizer;
 use softmax_wgpu::{Error, TrainConfig};
@@ -290,18 +290,19 @@ pub struct TrainArgs {
     /// NPY class indices for an NPY --test.
     #[arg(long, requires = "test")]
     pub test_labels: Option<PathBuf>,
-    /// Passes over the training data (at most 1,000,000).
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
-    /// Rows per step.
-    #[arg(long, default_value_t = TrainConfig::default().batch_size)]
-    pub batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = TrainConfig::default().lr, allow_negative_numbers = true)]
-    pub lr: f32,
-    /// L2 penalty on the weights (not the biases).
-    #[arg(long, default_value_t = TrainConfig::default().l2, allow_negative_numbers = true)]
-    pub l2: f32,
+    /// Passes over the training data of a minibatch optimizer (at most 1,000,000; default 30).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Rows per step of a minibatch optimizer (default 64).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate of a minibatch optimizer (default 0.01).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// L2 penalty λ on the weights (not the biases): J = mean cross-entropy + λ/2·‖W‖², scikit-learn's C = 1/(λ·N).
+    /// Default: 1/N (C = 1) for L-BFGS and the automatic choice, 0 for an explicit minibatch optimizer.
+    #[arg(long, allow_negative_numbers = true)]
+    pub l2: Option<f32>,
     /// L1 penalty on the weights (not the biases), by a proximal step: weights become exactly zero. With --l2 too:
     /// the elastic net.
     #[arg(long, default_value_t = TrainConfig::default().l1, allow_negative_numbers = true)]
@@ -312,9 +313,11 @@ pub struct TrainArgs {
     /// Keep the data's order instead of shuffling every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
-    /// The update rule.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
-    pub optimizer: OptimizerArg,
+    /// The optimizer. Default: chosen from the problem — full-batch L-BFGS to convergence when the training rows
+    /// fit in memory, minibatch SGD with a convergence stop when they stream, and SGD as before whenever a
+    /// minibatch flag (--epochs, --batch-size, --lr, --schedule, --l1, …) is given.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
     /// μ of momentum and nesterov, in [0, 1).
     #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub momentum: f32,
@@ -330,19 +333,21 @@ pub struct TrainArgs {
     /// Decoupled weight decay of adamw (PyTorch's default 0.01).
     #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub weight_decay: f32,
-    /// L-BFGS: stop when the largest gradient component is at most this (scikit-learn's `tol`; default 1e-4).
+    /// Convergence tolerance. L-BFGS: stop when the largest gradient component is at most this (scikit-learn's
+    /// LogisticRegression `tol`, default 1e-4). Minibatch: stop when the training loss has not fallen by more than
+    /// this for 5 epochs (SGDClassifier's rule; default 1e-3 for the automatic choice, none otherwise).
     #[arg(long, allow_negative_numbers = true)]
     pub tol: Option<f64>,
-    /// L-BFGS: most iterations (scikit-learn's `max_iter`; default 100); a run that reaches it says it did not
-    /// converge.
+    /// Most L-BFGS iterations (scikit-learn's `max_iter`, default 100), or most epochs of the automatic minibatch
+    /// choice (default 100); a run that reaches it says it did not converge.
     #[arg(long)]
     pub max_iter: Option<usize>,
     /// L-BFGS: correction pairs kept (SciPy's `maxcor`; default 10).
     #[arg(long, value_name = "PAIRS")]
     pub lbfgs_history: Option<usize>,
-    /// The learning rate's schedule over the run's steps.
-    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
-    pub schedule: ScheduleArg,
+    /// The learning rate's schedule over the run's steps (default constant).
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
     /// Steps over which the rate rises linearly to --lr first (0: none).
     #[arg(long, value_name = "STEPS", default_value_t = 0)]
     pub warmup_steps: u64,
@@ -381,9 +386,13 @@ pub struct TrainArgs {
     /// Fraction of rows held out for evaluation when no --test is given (0 to disable).
     #[arg(long, default_value_t = TrainConfig::default().val_split, allow_negative_numbers = true)]
     pub val_split: f64,
-    /// Z-score the features with the training rows' statistics (stored in the model).
-    #[arg(long)]
+    /// Z-score the features with the training rows' statistics (stored in the model). The default with the
+    /// automatic optimizer choice on dense data; give it to standardise under an explicit optimizer.
+    #[arg(long, conflicts_with = "no_standardize")]
     pub standardize: bool,
+    /// Keep the features as they are under the automatic optimizer choice.
+    #[arg(long)]
+    pub no_standardize: bool,
     /// Save the model (safetensors) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -488,42 +497,75 @@ impl TrainArgs {
         }
     }
 
-    /// Flags that only some optimizers read, given to another: an error naming the flag.
-    pub fn check_optimizer_flags(&self) -> Result<(), Error> {
-        let lbfgs = self.optimizer == OptimizerArg::Lbfgs;
-        let only_lbfgs = [
-            ("--tol", self.tol.is_some()),
-            ("--max-iter", self.max_iter.is_some()),
-            ("--lbfgs-history", self.lbfgs_history.is_some()),
-        ];
-        if let Some((flag, _)) = only_lbfgs.iter().find(|(_, given)| *given && !lbfgs) {
-            return Err(Error::param(
-                *flag,
-                "--optimizer lbfgs (minibatch optimizers run --epochs)",
-                format!("--optimizer {:?}", self.optimizer).to_lowercase(),
-            ));
-        }
-        let not_lbfgs = [
-            ("--check-every", self.check_every.is_some()),
+    /// The first flag given that only a minibatch optimizer reads: with no --optimizer, it keeps the run on
+    /// minibatch SGD as before the automatic choice existed.
+    pub fn minibatch_flag(&self) -> Option<&'static str> {
+        [
+            ("--epochs", self.epochs.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--schedule", self.schedule.is_some()),
+            ("--warmup-steps", self.warmup_steps > 0),
+            ("--l1", self.l1 != 0.0),
+            ("--early-stopping", self.early_stopping),
             ("--checkpoint", self.checkpoint.is_some()),
             ("--resume", self.resume.is_some()),
+            ("--check-every", self.check_every.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(flag, _)| flag)
+    }
+
+    /// The automatic choice is made: no --optimizer and no minibatch flag.
+    pub fn automatic(&self) -> bool {
+        self.optimizer.is_none() && self.minibatch_flag().is_none()
+    }
+
+    /// Flags that only some optimizers read, given to another: an error naming the flag.
+    pub fn check_optimizer_flags(&self) -> Result<(), Error> {
+        let lbfgs = self.optimizer == Some(OptimizerArg::Lbfgs);
+        let explicit_minibatch = self.optimizer.is_some() && !lbfgs;
+        let only_lbfgs = [
+            ("--max-iter", self.max_iter.is_some() && explicit_minibatch),
+            ("--lbfgs-history", self.lbfgs_history.is_some() && !lbfgs),
         ];
-        if let Some((flag, _)) = not_lbfgs.iter().find(|(_, given)| *given && lbfgs) {
+        if let Some((flag, _)) = only_lbfgs.iter().find(|(_, given)| *given) {
             return Err(Error::param(
                 *flag,
-                "a minibatch optimizer (it replays or saves minibatch steps; an L-BFGS run is full passes)",
+                "--optimizer lbfgs or the automatic choice (an explicit minibatch optimizer runs --epochs)",
+                format!("--optimizer {:?}", self.optimizer.unwrap_or(OptimizerArg::Sgd)).to_lowercase(),
+            ));
+        }
+        if let (true, Some(flag)) = (
+            self.optimizer.is_none() && self.lbfgs_history.is_some(),
+            self.minibatch_flag(),
+        ) {
+            return Err(Error::param(
+                "--lbfgs-history",
+                "--optimizer lbfgs",
+                format!("minibatch flag {flag}"),
+            ));
+        }
+        if let (true, Some(flag)) = (lbfgs, self.minibatch_flag()) {
+            return Err(Error::param(
+                flag,
+                "a minibatch optimizer (an L-BFGS run is full passes, with steps chosen by its line search)",
                 "--optimizer lbfgs",
             ));
         }
         Ok(())
     }
 
+    /// The run's settings as the flags give them. Under the automatic choice the optimizer is SGD until the CLI
+    /// resolves it (it depends on whether the rows fit), and the default L2 penalty (1/N) is set once N is known.
     pub fn config(&self) -> TrainConfig {
+        let d = TrainConfig::default();
         TrainConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            l2: self.l2,
+            epochs: self.epochs.unwrap_or(d.epochs),
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            lr: self.lr.unwrap_or(d.lr),
+            l2: self.l2.unwrap_or(d.l2),
             l1: self.l1,
             seed: self.seed,
             shuffle: !self.no_shuffle,
@@ -536,7 +578,7 @@ impl TrainArgs {
             memory_budget: self.memory_budget,
             device_memory: self.device_memory,
             schedule: Schedule {
-                kind: match self.schedule {
+                kind: match self.schedule.unwrap_or(ScheduleArg::Constant) {
                     ScheduleArg::Constant => ScheduleKind::Constant,
                     ScheduleArg::Step => ScheduleKind::Step,
                     ScheduleArg::Exp => ScheduleKind::Exp,
@@ -549,11 +591,11 @@ impl TrainArgs {
                 power: self.power_t,
                 min_lr: self.lr_min,
             },
-            optimizer: match self.optimizer {
+            optimizer: match self.optimizer.unwrap_or(OptimizerArg::Sgd) {
                 OptimizerArg::Sgd => Optimizer::Sgd,
                 OptimizerArg::Momentum | OptimizerArg::Nesterov => Optimizer::Momentum {
                     momentum: self.momentum,
-                    nesterov: self.optimizer == OptimizerArg::Nesterov,
+                    nesterov: self.optimizer == Some(OptimizerArg::Nesterov),
                 },
                 OptimizerArg::Lbfgs => {
                     let d = LbfgsOptions::default();
@@ -568,7 +610,7 @@ impl TrainArgs {
                     beta1: self.beta1,
                     beta2: self.beta2,
                     eps: self.eps,
-                    weight_decay: if self.optimizer == OptimizerArg::Adamw {
+                    weight_decay: if self.optimizer == Some(OptimizerArg::Adamw) {
                         self.weight_decay
                     } else {
                         0.0
@@ -579,6 +621,14 @@ impl TrainArgs {
                 patience: self.patience,
                 min_delta: self.min_delta,
             }),
+            // A tolerance given to an explicit minibatch optimizer: SGDClassifier's stopping rule.
+            convergence: match (self.optimizer, self.tol) {
+                (Some(o), Some(tol)) if o != OptimizerArg::Lbfgs => Some(Convergence {
+                    tol,
+                    ..Convergence::SGD_CLASSIFIER
+                }),
+                _ => None,
+            },
             resume: None,
         }
     }

@@ -4,16 +4,17 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use softmax_wgpu::config::Convergence;
 use softmax_wgpu::data::Standardizer;
 use softmax_wgpu::error::bytes;
-use softmax_wgpu::lbfgs::Stop;
+use softmax_wgpu::lbfgs::{LbfgsOptions, Stop};
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
 use softmax_wgpu::train::{
     held_row_bytes, residency, EpochReport, Observer, OnEpoch, Optimizer, Residency,
 };
 use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
 
-use super::args::TrainArgs;
+use super::args::{OptimizerArg, TrainArgs};
 use super::common::{check_out_path, progress_bar, Device};
 use super::load;
 
@@ -21,6 +22,7 @@ use super::load;
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
     a.check_optimizer_flags()?;
     let mut cfg = a.config();
+    let automatic = a.automatic();
     cfg.check()?;
     let check = a
         .check_every
@@ -45,6 +47,14 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     }
     // A warm start: its model's weights, and its standardisation (the weights are in its units).
     let init = a.init.as_deref().map(Model::load).transpose()?;
+    if automatic && !a.standardize {
+        // The automatic choice standardises dense features (as scikit-learn users do with a StandardScaler), unless
+        // told not to, a warm start's model says otherwise, or the rows are sparse (centring would densify them).
+        cfg.standardize = match &init {
+            Some(m) => m.standardizer.is_some(),
+            None => !a.no_standardize && !sparse_input(&a)?,
+        };
+    }
     if let (Some(m), Some(path)) = (&init, &a.init) {
         match (m.standardizer.is_some(), cfg.standardize) {
             (true, false) => {
@@ -117,6 +127,10 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             .into());
         }
         backend.set_params(&m.params)?;
+    }
+    if automatic || a.optimizer == Some(OptimizerArg::Lbfgs) {
+        say(choose(&a, &mut cfg, backend.as_ref(), train.as_ref()));
+        cfg.check()?;
     }
     let run_id = softmax_wgpu::checkpoint::run_identity(&cfg, &data_name, train.rows(), shape);
     if let Some(path) = &a.resume {
@@ -230,6 +244,20 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
         r => r?,
     };
+    if let (Some(c), Some(last)) = (cfg.convergence, reports.last()) {
+        if last.converged {
+            say(format!(
+                "converged: the training loss fell by less than --tol {:.0e} for {} epochs (epoch {})",
+                c.tol, c.patience, last.epoch
+            ));
+        } else if !quiet && reports.len() == cfg.epochs {
+            eprintln!(
+                "warning: did not converge in {} epochs: the training loss still fell by more than --tol {:.0e} \
+                 within the last {} epochs; raise the cap (--epochs, or --max-iter for the automatic choice)",
+                cfg.epochs, c.tol, c.patience
+            );
+        }
+    }
     if let Some(it) = reports.last().and_then(|r| r.lbfgs) {
         let line = lbfgs_outcome(&it, &cfg);
         if it.stop.is_some_and(Stop::converged) {
@@ -320,6 +348,85 @@ impl Observer for Progress<'_> {
         Ok(())
     }
 }
+
+/// Whether the training file holds sparse rows (LIBSVM), which are never standardised.
+fn sparse_input(a: &TrainArgs) -> Result<bool> {
+    Ok(match &a.data {
+        Some(path) => load::format_of(path, &a.format)? == softmax_wgpu::data::Format::Libsvm,
+        None => false,
+    })
+}
+
+/// Resolves the automatic choice (and the default penalty of L-BFGS) now that the rows and the device are known,
+/// and says in one line what was chosen and why.
+fn choose(
+    a: &TrainArgs,
+    cfg: &mut TrainConfig,
+    backend: &dyn softmax_wgpu::Backend,
+    train: &dyn RowSource,
+) -> String {
+    let n = train.rows().unwrap_or(0);
+    let automatic = a.optimizer.is_none();
+    let mut line = String::from("optimizer: ");
+    match (automatic, residency(backend, train, cfg)) {
+        (true, Residency::Streamed { .. }) => {
+            cfg.optimizer = Optimizer::Sgd;
+            cfg.epochs = a.max_iter.unwrap_or(AUTO_MAX_EPOCHS);
+            cfg.convergence = Some(Convergence {
+                tol: a.tol.unwrap_or(Convergence::SGD_CLASSIFIER.tol),
+                ..Convergence::SGD_CLASSIFIER
+            });
+            let c = cfg.convergence.unwrap_or(Convergence::SGD_CLASSIFIER);
+            line += &format!(
+                "minibatch SGD (automatic: the training rows stream from their file, so no full-batch method), \
+                 lr {}, batch {}, until the training loss falls by less than --tol {:.0e} for {} epochs, at most \
+                 --max-iter {} epochs",
+                cfg.lr, cfg.batch_size, c.tol, c.patience, cfg.epochs
+            );
+        }
+        (_, residency) => {
+            let d = LbfgsOptions::default();
+            let o = LbfgsOptions {
+                history: a.lbfgs_history.unwrap_or(d.history),
+                max_iter: a.max_iter.unwrap_or(d.max_iter),
+                tol: a.tol.unwrap_or(d.tol),
+                ..d
+            };
+            cfg.optimizer = Optimizer::Lbfgs(o);
+            let why = match (automatic, residency) {
+                (false, _) => "--optimizer lbfgs".to_string(),
+                (true, _) if backend.holds_in_host_memory() => {
+                    format!("automatic: the {n} training rows fit in memory")
+                }
+                (true, _) => format!("automatic: the {n} training rows fit on the device"),
+            };
+            line += &format!(
+                "full-batch L-BFGS ({why}) to ‖∇J‖∞ ≤ --tol {:.0e}, at most --max-iter {} iterations",
+                o.tol, o.max_iter
+            );
+        }
+    }
+    if a.l2.is_none() && n > 0 {
+        cfg.l2 = (1.0 / n as f64) as f32;
+        line += &format!(
+            "; L2 λ = 1/N = {:.3e} (scikit-learn's C = 1; --l2 sets another, --l2 0 none)",
+            cfg.l2
+        );
+    }
+    if automatic {
+        line += match (cfg.standardize, train.is_sparse()) {
+            (true, _) => "; standardised features",
+            (false, true) => "; features as they are (sparse rows are never centred)",
+            (false, false) => "; features as they are",
+        };
+        line += ". --optimizer or a minibatch flag (--epochs, --lr, …) chooses otherwise";
+    }
+    line
+}
+
+/// Most epochs of the automatic minibatch choice (scikit-learn's SGDClassifier allows 1,000; a streamed data set
+/// is large, so each epoch is many steps).
+const AUTO_MAX_EPOCHS: usize = 100;
 
 /// How an L-BFGS run ended, in scikit-learn's terms where they apply.
 fn lbfgs_outcome(it: &softmax_wgpu::lbfgs::Iteration, cfg: &TrainConfig) -> String {

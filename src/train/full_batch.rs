@@ -195,6 +195,7 @@ impl Problem for Run<'_, '_> {
             stream: None,
             lr: it.step,
             best: false,
+            converged: it.stop.is_some_and(crate::lbfgs::Stop::converged),
             lbfgs: Some(*it),
         };
         for o in self.observers.iter_mut() {

@@ -682,6 +682,8 @@ pub struct EpochReport {
     pub lr: f64,
     /// With early stopping: this epoch had the best held-out loss, and its weights are the ones kept.
     pub best: bool,
+    /// With a convergence rule (`TrainConfig::convergence`): this epoch met it and ended the run.
+    pub converged: bool,
     /// For L-BFGS, whose "epochs" are its iterations: the iteration's gradient norm, objective change, step length
     /// and evaluations, and on the last one why the run stopped.
     pub lbfgs: Option<crate::lbfgs::Iteration>,
@@ -986,6 +988,8 @@ pub fn fit_with(
     // The best held-out loss so far, its epoch and weights, and the epochs since.
     let mut best: Option<(f64, usize, Params)> = None;
     let mut since_best = 0usize;
+    // The best training loss so far and the epochs since it improved by more than the convergence tolerance.
+    let (mut best_train, mut no_progress) = (f64::INFINITY, 0usize);
     let mut reports = Vec::new();
     // A resumed run: its first epoch, and the steps of that epoch already taken.
     let (mut first_epoch, mut skip) = (1, 0usize);
@@ -1058,6 +1062,7 @@ pub fn fit_with(
             stream,
             lr: f64::from(stepper.update.lr),
             best: false,
+            converged: false,
             lbfgs: None,
         };
         if !report.train_loss.is_finite() {
@@ -1066,11 +1071,25 @@ pub fn fit_with(
                 what: format!("training loss {} in epoch {epoch}", report.train_loss),
             });
         }
+        // SGDClassifier's rule: no epoch below the best loss − tol for `patience` epochs in a row.
+        let converged = cfg.convergence.is_some_and(|c| {
+            if report.train_loss > best_train - c.tol {
+                no_progress += 1;
+            } else {
+                no_progress = 0;
+            }
+            best_train = best_train.min(report.train_loss);
+            no_progress >= c.patience
+        });
+        report.converged = converged;
         for o in observers.iter_mut() {
             o.on_epoch(&mut report, backend)?;
         }
         let val_loss = report.val_loss;
         reports.push(report);
+        if converged {
+            break;
+        }
         if let (Some(stop), Some(loss)) = (cfg.early_stopping, val_loss) {
             let improved = best
                 .as_ref()
