@@ -1033,3 +1033,54 @@ fn lbfgs_says_how_it_stopped_in_scikit_learn_terms() {
     assert_eq!(last["lbfgs"]["stop"], "max_iter");
     assert_eq!(last["epoch"], 3);
 }
+
+#[test]
+fn the_automatic_choice_streams_with_a_convergence_stop_and_explicit_flags_keep_sgd() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    let gen = run(&[
+        "gen",
+        "--shape",
+        "40000,8,3",
+        "--out",
+        x.to_str().unwrap(),
+        "--labels-out",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(gen.code, 0, "{}", gen.stderr);
+    // Over the memory budget: minibatch SGD with SGDClassifier's stop, said in one line.
+    let out = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        x.to_str().unwrap(),
+        "--labels",
+        y.to_str().unwrap(),
+        "--memory-budget",
+        "256KiB",
+        "--max-iter",
+        "40",
+        "--json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("optimizer: minibatch SGD (automatic")
+            && out.stderr.contains("standardised features"),
+        "{}",
+        out.stderr
+    );
+    let last = last_epoch(&out);
+    assert!(last["stream"].is_object());
+    assert_eq!(last["converged"], true, "{}", out.stderr);
+    assert!(out
+        .stderr
+        .contains("converged: the training loss fell by less than --tol"));
+    // A minibatch flag keeps today's run: SGD, no penalty, no standardisation, all its epochs.
+    let out = run(&["train", "--device", "cpu", "--epochs", "3", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("optimizer:"), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 3);
+    assert!(last_epoch(&out)["lbfgs"].is_null());
+}

@@ -888,3 +888,50 @@ fn a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends() {
         }
     });
 }
+
+#[test]
+fn a_minibatch_run_stops_by_scikit_learns_convergence_rule() {
+    let (train, _) = problem(600, 8, 3);
+    let s = shape(&train);
+    let tol = 1e-3;
+    let cfg = TrainConfig {
+        epochs: 200,
+        batch_size: 32,
+        lr: 0.05,
+        val_split: 0.0,
+        convergence: Some(softmax_wgpu::config::Convergence { tol, patience: 5 }),
+        ..TrainConfig::default()
+    };
+    on_every_backend(|name, make| {
+        let reports = train_on(make(s).as_mut(), &train, None, &cfg);
+        let last = reports.last().unwrap();
+        // Stopped well before the cap, by the rule, on the first epoch where it holds.
+        assert!(last.converged, "{name}: ran {} epochs", reports.len());
+        assert!(reports.len() < 200, "{name}");
+        assert_eq!(reports.iter().filter(|r| r.converged).count(), 1);
+        // The rule itself, replayed: each of the last 5 epochs is above the best before it minus tol, the epoch
+        // before them is not.
+        let mut best = f64::INFINITY;
+        let no_progress: Vec<bool> = reports
+            .iter()
+            .map(|r| {
+                let stalled = r.train_loss > best - tol;
+                best = best.min(r.train_loss);
+                stalled
+            })
+            .collect();
+        let n = no_progress.len();
+        assert!(no_progress[n - 5..].iter().all(|&x| x), "{name}");
+        assert!(n == 5 || !no_progress[n - 6], "{name}: {no_progress:?}");
+    });
+    // Without the rule the same run takes every epoch.
+    let capped = TrainConfig {
+        epochs: 12,
+        convergence: None,
+        ..cfg
+    };
+    assert_eq!(
+        train_on(&mut CpuBackend::<f64>::new(s), &train, None, &capped).len(),
+        12
+    );
+}
