@@ -14,6 +14,8 @@ override WG: u32 = 64u;
 @group(1) @binding(3) var<storage, read> y: array<u32>;
 @group(1) @binding(4) var<storage, read_write> r: array<f32>;
 @group(1) @binding(5) var<storage, read_write> stats: array<f32>;
+// Class weights (all 1 without --class-weight): a row's residual and loss are scaled by the weight of its class.
+@group(1) @binding(6) var<storage, read> cw: array<f32>;
 
 // w[j, c] with c clamped to the last class (classes past k are computed and never used).
 fn wt(j: u32, c: u32) -> f32 {
@@ -117,10 +119,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         let inv = 1.0 / sum;
         let label = y[i];
+        let wy = cw[label];
         for (var c = 0u; c < k; c = c + 1u) {
-            r[i * k + c] = e[c] * inv - select(0.0, 1.0, label == c);
+            r[i * k + c] = (e[c] * inv - select(0.0, 1.0, label == c)) * wy;
         }
-        stats[2u * i] = (m + log(sum)) - z[label];
+        stats[2u * i] = ((m + log(sum)) - z[label]) * wy;
         stats[2u * i + 1u] = select(0.0, 1.0, arg == label);
     }
 }

@@ -1,9 +1,11 @@
-// R = S − Y, Y one-hot from the u32 class index of each row: ∂L/∂z for cross-entropy over softmax.
+// R = (S − Y)·w_y, Y one-hot from the u32 class index of each row, w_y the weight of its class (1 without class
+// weights): ∂L/∂z for the (weighted) cross-entropy over softmax.
 // One invocation per element of R.
 
 @group(1) @binding(0) var<storage, read> s: array<f32>;
 @group(1) @binding(1) var<storage, read> y: array<u32>;
 @group(1) @binding(2) var<storage, read_write> r: array<f32>;
+@group(1) @binding(3) var<storage, read> cw: array<f32>;
 
 override WG: u32 = 64u;
 
@@ -18,5 +20,5 @@ fn main(
     }
     let i = e / step.k;
     let c = e % step.k;
-    r[e] = s[e] - select(0.0, 1.0, y[i] == c);
+    r[e] = (s[e] - select(0.0, 1.0, y[i] == c)) * cw[y[i]];
 }

@@ -85,6 +85,11 @@ pub struct TrainConfig {
     /// serialised settings when unset, so that runs without it keep their identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convergence: Option<Convergence>,
+    /// A weight per class (index order) for each row's loss: J = (1/N)·Σ w_{y_i}·CE_i + penalty (see
+    /// [`crate::train::Backend::set_class_weights`]). None: every row weighs 1. Absent from the serialised settings
+    /// when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f32>>,
     /// Continue a run from a checkpoint's point instead of its start (the backend given the checkpoint's weights
     /// and optimizer state). Not a setting of the run, so not saved with it.
     #[serde(skip)]
@@ -109,6 +114,7 @@ impl Default for TrainConfig {
             schedule: Schedule::default(),
             early_stopping: None,
             convergence: None,
+            class_weights: None,
             resume: None,
         }
     }

@@ -212,9 +212,13 @@ impl Observer for Shadow {
     fn on_start(
         &mut self,
         start: &mut Start<'_>,
-        _cfg: &TrainConfig,
+        cfg: &TrainConfig,
         device: &mut dyn Backend,
     ) -> Result<()> {
+        self.f64_path
+            .set_class_weights(cfg.class_weights.as_deref())?;
+        self.f32_path
+            .set_class_weights(cfg.class_weights.as_deref())?;
         // Held data is held here too (shared, not copied, when it is in RAM); streamed rows are replayed as the
         // device sees them.
         self.held = None;

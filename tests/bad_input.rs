@@ -795,6 +795,27 @@ fn cases() -> Vec<Case> {
             &["--backend", "nonsense", "possible values"],
         ),
         flag("unknown flag", &["--frobnicate"], &["--frobnicate"]),
+        // Class weights.
+        flag(
+            "--class-weight garbled",
+            &["--class-weight", "heavy"],
+            &["--class-weight", "NAME=W"],
+        ),
+        flag(
+            "--class-weight unknown class",
+            &["--class-weight", "11=2"],
+            &["--class-weight", "11", "a class of the data"],
+        ),
+        flag(
+            "--class-weight negative",
+            &["--class-weight", "3=-1"],
+            &["--class-weight", "positive"],
+        ),
+        flag(
+            "--class-weight not a number",
+            &["--class-weight", "3=lots"],
+            &["--class-weight", "lots"],
+        ),
         // L-BFGS: its own flags, and what it cannot combine with.
         flag(
             "--max-iter 0",

@@ -1084,3 +1084,63 @@ fn the_automatic_choice_streams_with_a_convergence_stop_and_explicit_flags_keep_
     assert_eq!(out.stdout.lines().count(), 3);
     assert!(last_epoch(&out)["lbfgs"].is_null());
 }
+
+#[test]
+fn class_weights_are_computed_said_used_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 classes in proportions 6 : 3 : 1 (balanced weights 10/18, 10/9, 10/3).
+    let mut csv = String::new();
+    for i in 0..200 {
+        let c = match i % 10 {
+            0..=5 => "a",
+            6..=8 => "b",
+            _ => "c",
+        };
+        let v = (i % 7) as f32 * 0.1 + if c == "c" { 1.0 } else { 0.0 };
+        csv += &format!("{v},{},{c}\n", (i % 5) as f32 * 0.2);
+    }
+    let data = write(dir.path(), "imb.csv", csv.as_bytes());
+    let model = dir.path().join("m.safetensors");
+    let out = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        data.to_str().unwrap(),
+        "--val-split",
+        "0",
+        "--class-weight",
+        "balanced",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("class weights: a 0.5556, b 1.1111, c 3.3333"),
+        "{}",
+        out.stderr
+    );
+    let m = Model::load(&model).unwrap();
+    let stored = &m.settings["config"]["class_weights"];
+    assert_eq!(stored.as_array().map(Vec::len), Some(3), "{stored}");
+    // Named weights: the others weigh 1.
+    let out = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        data.to_str().unwrap(),
+        "--class-weight",
+        "c=5",
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("class weights: a 1.0000, b 1.0000, c 5.0000"),
+        "{}",
+        out.stderr
+    );
+}

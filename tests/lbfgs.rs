@@ -1,7 +1,7 @@
 //! L-BFGS reaches scikit-learn's optimum: `LogisticRegression(solver="lbfgs", C = 1/(λ·N))` minimises the same
 //! J = mean cross-entropy + λ/2·‖W‖² (bias unpenalised). The figures in tests/data/lbfgs_reference.json were written
 //! by tests/data/sklearn_lbfgs.py (scikit-learn run to tol 1e-10, i.e. the optimum itself). Every backend, CPU and
-//! GPU, must land on it: J within 1e-6 relative, W and b within 1e-4 relative.
+//! GPU, must land on it: J within 1e-6 relative, W and b within 1e-4 relative; with class_weight="balanced" too.
 
 mod common;
 
@@ -18,6 +18,7 @@ struct Reference {
     objective: f64,
     w: Vec<Vec<f64>>,
     b: Vec<f64>,
+    class_weights: Option<Vec<f32>>,
 }
 
 fn references() -> Vec<Reference> {
@@ -36,6 +37,7 @@ fn references() -> Vec<Reference> {
             objective: p["objective"].as_f64().unwrap(),
             w: serde_json::from_value(p["w"].clone()).unwrap(),
             b: serde_json::from_value(p["b"].clone()).unwrap(),
+            class_weights: serde_json::from_value(p["class_weights"].clone()).unwrap(),
         })
         .collect()
 }
@@ -49,8 +51,13 @@ fn rows(name: &str) -> InMemory {
         ds.x.mapv_inplace(|v| v / 16.0);
         ds
     } else {
-        let x = data::read_npy_features(&dir.join("lbfgs_synth_x.npy")).unwrap();
-        let y = data::read_npy_labels(&dir.join("lbfgs_synth_y.npy"), None).unwrap();
+        let stem = if name.starts_with("imbalanced") {
+            "lbfgs_imbalanced"
+        } else {
+            "lbfgs_synth"
+        };
+        let x = data::read_npy_features(&dir.join(format!("{stem}_x.npy"))).unwrap();
+        let y = data::read_npy_labels(&dir.join(format!("{stem}_y.npy")), None).unwrap();
         let k = *y.iter().max().unwrap() as usize + 1;
         data::Dataset {
             x,
@@ -63,10 +70,11 @@ fn rows(name: &str) -> InMemory {
 }
 
 /// A run to the optimum: ‖∇J‖∞ ≤ 1e-8 (see the test for why the coefficients need it), and an iteration cap far
-/// above what these problems take (scikit-learn: 316 and 65 iterations to 1e-10).
-fn config(lambda: f64) -> TrainConfig {
+/// above what these problems take (scikit-learn: 316, 65 and 25 iterations to 1e-10); the problem's class weights.
+fn config(r: &Reference) -> TrainConfig {
     TrainConfig {
-        l2: lambda as f32,
+        l2: r.lambda as f32,
+        class_weights: r.class_weights.clone(),
         val_split: 0.0,
         optimizer: Optimizer::Lbfgs(LbfgsOptions {
             tol: 1e-8,
@@ -87,7 +95,7 @@ fn lbfgs_reaches_the_scikit_learn_optimum_on_every_backend() {
                 k: r.b.len(),
             };
             let mut backend: Box<dyn Backend> = make(shape);
-            let cfg = config(r.lambda);
+            let cfg = config(&r);
             let reports = fit(backend.as_mut(), &mut source, None, &cfg, &mut []).unwrap();
             let last = reports.last().unwrap();
             let it = last.lbfgs.unwrap();

@@ -158,6 +158,9 @@ impl Backend for Corrupt<'_> {
     fn set_params(&mut self, p: &Params) -> softmax_wgpu::Result<()> {
         self.inner.set_params(p)
     }
+    fn set_class_weights(&mut self, w: Option<&[f32]>) -> softmax_wgpu::Result<()> {
+        self.inner.set_class_weights(w)
+    }
     fn optimizer_state(&mut self) -> softmax_wgpu::Result<OptimizerState> {
         self.inner.optimizer_state()
     }

@@ -935,3 +935,59 @@ fn a_minibatch_run_stops_by_scikit_learns_convergence_rule() {
         12
     );
 }
+
+#[test]
+fn class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing() {
+    // K = 5 takes the GPU's fused forward kernel, K = 20 its separate softmax and residual kernels.
+    for k in [5usize, 20] {
+        let (train, _) = problem(800, 12, k);
+        let s = shape(&train);
+        let weights: Vec<f32> = (0..k).map(|c| 0.5 + 0.25 * c as f32).collect();
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            lr: 0.05,
+            l2: 1e-3,
+            val_split: 0.0,
+            class_weights: Some(weights.clone()),
+            ..TrainConfig::default()
+        };
+        let mut reference = CpuBackend::<f64>::new(s);
+        let want = train_on(&mut reference, &train, None, &cfg);
+        let want_p = reference.params().unwrap();
+        let plain = TrainConfig {
+            class_weights: None,
+            ..cfg.clone()
+        };
+        let ones = TrainConfig {
+            class_weights: Some(vec![1.0; k]),
+            ..cfg.clone()
+        };
+        on_every_backend(|name, make| {
+            let mut b = make(s);
+            let got = train_on(b.as_mut(), &train, None, &cfg);
+            // As in gpu_and_cpu_weights_agree_after_many_steps: 40 steps whose f32 gradients differ from f64 by
+            // ~(B + D)·u, weights ≤ 5.25 scaling rows, not errors; 1e-4 is far above that and far below what a
+            // weight applied to the wrong row or left out does (the weighted and plain runs differ by ~1e-1).
+            let d = rel_diff(&b.params().unwrap().w, &want_p.w);
+            assert!(d < 1e-4, "{name} K={k}: ‖ΔW‖/‖W‖ = {d:e}");
+            // The reported loss is the weighted mean.
+            let dl = (got[1].train_loss - want[1].train_loss).abs() / want[1].train_loss;
+            assert!(dl < 1e-5, "{name} K={k}: loss {dl:e}");
+            let mut p = make(s);
+            train_on(p.as_mut(), &train, None, &plain);
+            let mut o = make(s);
+            train_on(o.as_mut(), &train, None, &ones);
+            assert_eq!(
+                p.params().unwrap(),
+                o.params().unwrap(),
+                "{name} K={k}: weights of one differ from none"
+            );
+            let apart = rel_diff(&p.params().unwrap().w, &want_p.w);
+            assert!(
+                apart > 1e-2,
+                "{name} K={k}: weighting changed little: {apart:e}"
+            );
+        });
+    }
+}

@@ -390,6 +390,10 @@ pub struct TrainArgs {
     /// automatic optimizer choice on dense data; give it to standardise under an explicit optimizer.
     #[arg(long, conflicts_with = "no_standardize")]
     pub standardize: bool,
+    /// Weight each row's loss by its class: `balanced` (N / (K·n_c), scikit-learn's) or `NAME=W,NAME=W,…` (classes
+    /// not named weigh 1), with any optimizer.
+    #[arg(long, value_name = "balanced|NAME=W,…")]
+    pub class_weight: Option<String>,
     /// Keep the features as they are under the automatic optimizer choice.
     #[arg(long)]
     pub no_standardize: bool,
@@ -629,6 +633,7 @@ impl TrainArgs {
                 }),
                 _ => None,
             },
+            class_weights: None,
             resume: None,
         }
     }

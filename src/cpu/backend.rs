@@ -35,6 +35,8 @@ pub struct CpuBackend<T: Real> {
     optimizer: OptimizerState,
     /// The optimizer's state slots in `T`, each flat over W then b (`optimizer` keeps the step count).
     slots: Vec<Vec<T>>,
+    /// Class weights, when set.
+    cw: Option<Vec<T>>,
 }
 
 impl<T: Real> CpuBackend<T> {
@@ -51,6 +53,7 @@ impl<T: Real> CpuBackend<T> {
             sums: Sums::default(),
             optimizer: OptimizerState::default(),
             slots: Vec::new(),
+            cw: None,
         }
     }
 
@@ -110,7 +113,7 @@ impl<T: Real> CpuBackend<T> {
             Rows::Dense(x) => logits(x.view(), self.w.view(), self.b.view()),
             Rows::Sparse(x) => sparse_logits(x, self.w.view(), self.b.view()),
         };
-        let (s, stats) = softmax(z.view(), yb);
+        let (s, stats) = softmax(z.view(), yb, self.cw.as_deref());
         let (loss, hits) = metrics(stats.view());
         self.sums
             .add(Self::to_f64(loss), Self::to_f64(hits), yb.len());
@@ -142,7 +145,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
         let (xb, yb) = self.rows_of(batch)?;
         let s = self.forward_rows(&xb, &yb);
-        let r = residual(s.view(), &yb);
+        let r = residual(s.view(), &yb, self.cw.as_deref());
         let (g, gb) = match &xb {
             Rows::Dense(x) => grad(x.view(), r.view()),
             Rows::Sparse(x) => sparse_grad(x, r.view()),
@@ -249,6 +252,14 @@ impl<T: Real> Backend for CpuBackend<T> {
         p.check(self.shape)?;
         self.w = cast(p.w.view());
         self.b = p.b.mapv(|v| T::from_f32(v).unwrap_or_else(T::nan));
+        Ok(())
+    }
+
+    fn set_class_weights(&mut self, weights: Option<&[f32]>) -> Result<()> {
+        if let Some(w) = weights {
+            crate::train::check_class_weights(self.shape, w)?;
+        }
+        self.cw = weights.map(|w| w.iter().map(|&v| Self::from_f64(f64::from(v))).collect());
         Ok(())
     }
 

@@ -145,6 +145,8 @@ pub struct FastCpu {
     optimizer: OptimizerState,
     /// The optimizer's state slots, flat over W ([d, k] row-major) then b: the exported layout.
     slots: Vec<Vec<f32>>,
+    /// Class weights, when set.
+    cw: Option<Vec<f32>>,
 }
 
 impl FastCpu {
@@ -178,6 +180,7 @@ impl FastCpu {
             sums: Sums::default(),
             optimizer: OptimizerState::default(),
             slots: Vec::new(),
+            cw: None,
         })
     }
 
@@ -237,6 +240,7 @@ impl FastCpu {
             g_rows,
             lanes,
             sums,
+            cw,
             ..
         } = self;
         let (dims, arch) = (*dims, *arch);
@@ -244,7 +248,12 @@ impl FastCpu {
         let n = rows.len();
         let blocks = n.div_ceil(BLOCK);
         let used = blocks.min(LANES);
-        let model = Model { wt, b, dims };
+        let model = Model {
+            wt,
+            b,
+            dims,
+            cw: cw.as_deref(),
+        };
         lanes[..used]
             .par_iter_mut()
             .enumerate()
@@ -285,6 +294,8 @@ struct Model<'a> {
     wt: &'a [f32],
     b: &'a [f32],
     dims: Dims,
+    /// Class weights, when set.
+    cw: Option<&'a [f32]>,
 }
 
 #[inline(always)]
@@ -416,7 +427,7 @@ fn run_lane<S: pulp::Simd>(
         }
         let zview =
             ndarray::ArrayViewMut2::from_shape((rows_here, dims.k), z).expect("rows × k logits");
-        let (loss, hits) = residual_rows(zview, &y[..rows_here]);
+        let (loss, hits) = residual_rows(zview, &y[..rows_here], m.cw);
         lane.loss += loss;
         lane.hits += hits;
         if grad {
@@ -513,9 +524,10 @@ fn grad_sums<S: pulp::Simd>(
     }
 }
 
-/// Replaces each row of logits by its residual softmax(z) − onehot(y) (max subtracted first) and returns the block's
-/// Σ loss (logsumexp − z_y) and Σ hits (argmax = y, first maximum on ties), as the reference mirrors compute them.
-fn residual_rows(mut z: ndarray::ArrayViewMut2<f32>, y: &[u32]) -> (f64, f64) {
+/// Replaces each row of logits by its residual softmax(z) − onehot(y) (max subtracted first; times the class weight of
+/// y when there are class weights) and returns the block's Σ loss (logsumexp − z_y, weighted likewise) and Σ hits
+/// (argmax = y, first maximum on ties), as the reference mirrors compute them.
+fn residual_rows(mut z: ndarray::ArrayViewMut2<f32>, y: &[u32], cw: Option<&[f32]>) -> (f64, f64) {
     let (mut loss, mut hits) = (0.0f64, 0.0f64);
     for (mut row, &label) in z.outer_iter_mut().zip(y) {
         let row = row.as_slice_mut().expect("rows of a standard-layout block");
@@ -537,7 +549,11 @@ fn residual_rows(mut z: ndarray::ArrayViewMut2<f32>, y: &[u32]) -> (f64, f64) {
             *v *= inv;
         }
         row[label as usize] -= 1.0;
-        loss += f64::from((m + sum.ln()) - zy);
+        let wy = cw.map_or(1.0, |w| w[label as usize]);
+        if cw.is_some() {
+            row.iter_mut().for_each(|v| *v *= wy);
+        }
+        loss += f64::from(((m + sum.ln()) - zy) * wy);
         hits += f64::from(u8::from(arg == label as usize));
     }
     (loss, hits)
@@ -645,6 +661,14 @@ impl Backend for FastCpu {
         }
         self.b
             .copy_from_slice(p.b.as_slice().unwrap_or(&p.b.to_vec()));
+        Ok(())
+    }
+
+    fn set_class_weights(&mut self, weights: Option<&[f32]>) -> Result<()> {
+        if let Some(w) = weights {
+            crate::train::check_class_weights(self.shape, w)?;
+        }
+        self.cw = weights.map(<[f32]>::to_vec);
         Ok(())
     }
 

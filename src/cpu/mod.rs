@@ -106,9 +106,15 @@ pub fn logits<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> 
     x.dot(&w) + b
 }
 
+/// The weight of class `label` (1 without class weights).
+fn class_weight<T: Real>(cw: Option<&[T]>, label: usize) -> T {
+    cw.map_or(T::one(), |w| w[label])
+}
+
 /// Mirror of `softmax.wgsl`: S = softmax(Z) row-wise (row maximum subtracted first), and per row the pair
-/// (cross-entropy −log S_y computed as logsumexp(z) − z_y, 1 if argmax z == y else 0). Ties go to the first maximum.
-pub fn softmax<T: Real>(z: ArrayView2<T>, y: &[u32]) -> (Array2<T>, Array2<T>) {
+/// (cross-entropy −log S_y computed as logsumexp(z) − z_y, times the class weight of y when there are class weights;
+/// 1 if argmax z == y else 0). Ties go to the first maximum.
+pub fn softmax<T: Real>(z: ArrayView2<T>, y: &[u32], cw: Option<&[T]>) -> (Array2<T>, Array2<T>) {
     let (rows, k) = z.dim();
     let mut s = Array2::<T>::zeros((rows, k));
     let mut stats = Array2::<T>::zeros((rows, 2));
@@ -130,17 +136,23 @@ pub fn softmax<T: Real>(z: ArrayView2<T>, y: &[u32]) -> (Array2<T>, Array2<T>) {
         let inv = T::one() / sum;
         s.row_mut(i).mapv_inplace(|e| e * inv);
         let label = y[i] as usize;
-        stats[[i, 0]] = (m + sum.ln()) - zr[label];
+        stats[[i, 0]] = ((m + sum.ln()) - zr[label]) * class_weight(cw, label);
         stats[[i, 1]] = if arg == label { T::one() } else { T::zero() };
     }
     (s, stats)
 }
 
-/// Mirror of `residual.wgsl`: R = S − onehot(y).
-pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32]) -> Array2<T> {
+/// Mirror of `residual.wgsl`: R = S − onehot(y), each row times the class weight of its y when there are class
+/// weights (∂/∂z of the weighted cross-entropy).
+pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32], cw: Option<&[T]>) -> Array2<T> {
     let mut r = s.to_owned();
     for (i, &label) in y.iter().enumerate() {
-        r[[i, label as usize]] = r[[i, label as usize]] - T::one();
+        let label = label as usize;
+        r[[i, label]] = r[[i, label]] - T::one();
+        if cw.is_some() {
+            let wy = class_weight(cw, label);
+            r.row_mut(i).mapv_inplace(|v| v * wy);
+        }
     }
     r
 }
@@ -449,10 +461,11 @@ pub fn forward<T: Real>(
     w: ArrayView2<T>,
     b: ArrayView1<T>,
     y: &[u32],
+    cw: Option<&[T]>,
 ) -> (Array2<T>, Array2<T>) {
     let z = logits(x, w, b);
-    let (s, stats) = softmax(z.view(), y);
-    (residual(s.view(), y), stats)
+    let (s, stats) = softmax(z.view(), y, cw);
+    (residual(s.view(), y, cw), stats)
 }
 
 /// Mirror of `metrics.wgsl`: the batch's (Σ loss, Σ correct) from softmax's per-row pairs.

@@ -119,11 +119,25 @@ pub fn logits(
     to2(read(ctx, &z, 0, rows * k)?, rows, k)
 }
 
-/// `softmax.wgsl` on the GPU: (S, per-row [loss, correct]).
+/// Class weights as a device buffer: the given ones, or K ones.
+fn class_weights(ctx: &GpuContext, cw: Option<&[f32]>, k: usize) -> Result<wgpu::Buffer> {
+    let ones = vec![1.0f32; k];
+    let w = cw.unwrap_or(&ones);
+    check(
+        w.len() == k,
+        "class weights",
+        || format!("{k} (one per class)"),
+        || w.len().to_string(),
+    )?;
+    Ok(storage_init(ctx, "class weights", w))
+}
+
+/// `softmax.wgsl` on the GPU: (S, per-row [loss (weighted by `cw` when given), correct]).
 pub fn softmax(
     ctx: &GpuContext,
     z: ArrayView2<f32>,
     y: &[u32],
+    cw: Option<&[f32]>,
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     let (rows, k) = z.dim();
     check_labels(y, rows, k)?;
@@ -132,6 +146,7 @@ pub fn softmax(
     let yb = storage_init(ctx, "y", y);
     let s = storage_zeroed(ctx, "s", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
+    let cwb = class_weights(ctx, cw, k)?;
     run(
         ctx,
         Kernel::Softmax,
@@ -140,7 +155,7 @@ pub fn softmax(
             k: kk,
             ..Default::default()
         },
-        &[&zb, &yb, &s, &stats],
+        &[&zb, &yb, &s, &stats, &cwb],
     )?;
     Ok((
         to2(read(ctx, &s, 0, rows * k)?, rows, k)?,
@@ -148,14 +163,20 @@ pub fn softmax(
     ))
 }
 
-/// `residual.wgsl` on the GPU: R = S − onehot(y).
-pub fn residual(ctx: &GpuContext, s: ArrayView2<f32>, y: &[u32]) -> Result<Array2<f32>> {
+/// `residual.wgsl` on the GPU: R = (S − onehot(y))·w_y (w = 1 without `cw`).
+pub fn residual(
+    ctx: &GpuContext,
+    s: ArrayView2<f32>,
+    y: &[u32],
+    cw: Option<&[f32]>,
+) -> Result<Array2<f32>> {
     let (rows, k) = s.dim();
     check_labels(y, rows, k)?;
     let (r, _, kk) = dims(rows, 0, k)?;
     let sb = storage_init(ctx, "s", &contiguous(s));
     let yb = storage_init(ctx, "y", y);
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
+    let cwb = class_weights(ctx, cw, k)?;
     run(
         ctx,
         Kernel::Residual,
@@ -164,7 +185,7 @@ pub fn residual(ctx: &GpuContext, s: ArrayView2<f32>, y: &[u32]) -> Result<Array
             k: kk,
             ..Default::default()
         },
-        &[&sb, &yb, &out],
+        &[&sb, &yb, &out, &cwb],
     )?;
     to2(read(ctx, &out, 0, rows * k)?, rows, k)
 }
@@ -381,13 +402,15 @@ fn timed(ctx: &GpuContext, f: impl FnOnce() -> Result<()>) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// `forward.wgsl` on the GPU (K ≤ 16): (R = softmax(X·W + b) − onehot(y), per-row [loss, hit]).
+/// `forward.wgsl` on the GPU (K ≤ 16): (R = (softmax(X·W + b) − onehot(y))·w_y, per-row [loss·w_y, hit]), w = 1
+/// without `cw`.
 pub fn forward(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
     w: ArrayView2<f32>,
     b: ArrayView1<f32>,
     y: &[u32],
+    cw: Option<&[f32]>,
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     let (rows, d) = x.dim();
     let k = w.ncols();
@@ -406,6 +429,7 @@ pub fn forward(
     let yb = storage_init(ctx, "y", y);
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
+    let cwb = class_weights(ctx, cw, k)?;
     run(
         ctx,
         Kernel::Forward,
@@ -415,7 +439,7 @@ pub fn forward(
             k: kk,
             ..Default::default()
         },
-        &[&xb, &wb, &bb, &yb, &out, &stats],
+        &[&xb, &wb, &bb, &yb, &out, &stats, &cwb],
     )?;
     Ok((
         to2(read(ctx, &out, 0, rows * k)?, rows, k)?,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ndarray::{Array1, Array2};
 
-use super::buffers::{read, storage_zeroed, uniform_init, StepSlots};
+use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned};
 use crate::data::{RowSource, SparseRows};
@@ -113,6 +113,8 @@ struct ModelBuffers {
     g: wgpu::Buffer,
     gb: wgpu::Buffer,
     sums: wgpu::Buffer,
+    /// Class weights, K of them (ones without class weights).
+    cw: wgpu::Buffer,
     update: wgpu::BindGroup,
 }
 
@@ -436,6 +438,7 @@ impl<'a> GpuBackend<'a> {
         let g = storage_zeroed(ctx, "g", dk);
         let gb = storage_zeroed(ctx, "gb", k);
         let sums = storage_zeroed(ctx, "sums", SUM_SLOTS as u64 * 8);
+        let cw = storage_init(ctx, "class weights", &vec![1.0f32; shape.k]);
         let update = ctx
             .kernels
             .bind(&ctx.device, Kernel::Update, &[&g, &gb, &w, &b]);
@@ -445,6 +448,7 @@ impl<'a> GpuBackend<'a> {
             g,
             gb,
             sums,
+            cw,
             update,
         }
     }
@@ -478,9 +482,13 @@ impl<'a> GpuBackend<'a> {
             capacity,
             perm_capacity,
             logits: kern.bind(dev, Kernel::Logits, &[&xt, &m.w, &m.b, &z]),
-            forward: kern.bind(dev, Kernel::Forward, &[&xt, &m.w, &m.b, &y, &r, &row_stats]),
-            softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats]),
-            residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r]),
+            forward: kern.bind(
+                dev,
+                Kernel::Forward,
+                &[&xt, &m.w, &m.b, &y, &r, &row_stats, &m.cw],
+            ),
+            softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats, &m.cw]),
+            residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r, &m.cw]),
             grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
             metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &m.sums]),
             perm,
@@ -677,7 +685,7 @@ impl<'a> GpuBackend<'a> {
         let n = (self.shape.d * self.shape.k + self.shape.k) as u64;
         let buffers: Vec<wgpu::Buffer> = (0..count)
             .map(|i| match values {
-                Some(v) => super::buffers::storage_init(ctx, "optimizer state", v[i]),
+                Some(v) => storage_init(ctx, "optimizer state", v[i]),
                 None => storage_zeroed(ctx, "optimizer state", n * 4),
             })
             .collect();
@@ -1419,6 +1427,23 @@ impl Backend for GpuBackend<'_> {
         p.check(self.shape)?;
         let w: Vec<f32> = p.w.iter().copied().collect();
         self.write_matrix(Buffer2::Weights, &w, &p.b.to_vec())
+    }
+
+    fn set_class_weights(&mut self, weights: Option<&[f32]>) -> Result<()> {
+        let ones = vec![1.0f32; self.shape.k];
+        let w = match weights {
+            Some(w) => {
+                crate::train::check_class_weights(self.shape, w)?;
+                w
+            }
+            None => &ones,
+        };
+        // Queued ops must run with the weights they were queued under.
+        self.flush()?;
+        self.ctx
+            .queue
+            .write_buffer(&self.model.cw, 0, bytemuck::cast_slice(w));
+        Ok(())
     }
 
     fn optimizer_state(&mut self) -> Result<OptimizerState> {

@@ -226,6 +226,7 @@ pub(super) fn fit_lbfgs<'a>(
     if let Some(h) = held_out.as_deref() {
         shape.check_source(h)?;
     }
+    backend.set_class_weights(cfg.class_weights.as_deref())?;
     let train_residency = residency(backend, train, cfg);
     let held_residency = held_out.as_deref().map(|h| residency(backend, h, cfg));
     let train_set = match train_residency {

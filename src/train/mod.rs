@@ -329,6 +329,29 @@ impl OptimizerState {
     }
 }
 
+/// Checks class weights for a model of `shape`: one positive, finite weight per class.
+pub fn check_class_weights(shape: Shape, weights: &[f32]) -> Result<()> {
+    if weights.len() != shape.k {
+        return Err(Error::shape(
+            "class weights",
+            format!("{} (one per class)", shape.k),
+            weights.len(),
+        ));
+    }
+    if let Some((c, w)) = weights
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !(w.is_finite() && **w > 0.0))
+    {
+        return Err(Error::param(
+            "--class-weight",
+            "positive, finite weights",
+            format!("{w} for class {c}"),
+        ));
+    }
+    Ok(())
+}
+
 /// An optimizer state from a step count and its slots (none, the velocity, or the two moments), flat over W then b.
 pub fn state_of(steps: u64, slots: &[Vec<f32>]) -> OptimizerState {
     let names: &[&str] = match slots.len() {
@@ -533,6 +556,11 @@ pub trait Backend {
     fn set_params(&mut self, p: &Params) -> Result<()>;
 
     /// The optimizer's state (what a checkpoint saves beside the weights).
+    /// Weights each row's loss by the weight of its class (`--class-weight`): J = (1/N)·Σ w_{y_i}·CE_i (+ penalty),
+    /// so the residual of a row, and with it the gradient sums, is scaled by w_{y_i}; the divisor stays the row count.
+    /// One positive, finite weight per class; None removes them. Applies to every later accumulate and forward pass.
+    fn set_class_weights(&mut self, weights: Option<&[f32]>) -> Result<()>;
+
     fn optimizer_state(&mut self) -> Result<OptimizerState>;
 
     /// Restores the optimizer's state.
@@ -941,6 +969,7 @@ pub fn fit_with(
         shape.check_source(h)?;
     }
     let device = backend.device();
+    backend.set_class_weights(cfg.class_weights.as_deref())?;
     let train_residency = residency(backend, train, cfg);
     let train_set = match train_residency {
         Residency::Held => Some(backend.hold(train)?),

@@ -10,7 +10,9 @@ so lambda = 1 / N here. J is recomputed in float64 from the coefficients.
 Problems:
 - digits: the embedded data/digits.csv.gz (1,797 x 64, 10 classes), features divided by 16 (exact in float32);
 - synthetic: 800 x 12, 4 Gaussian classes drawn here with a fixed seed and written to
-  tests/data/lbfgs_synth_x.npy (float32) and lbfgs_synth_y.npy (int64), so both sides read the same numbers.
+  tests/data/lbfgs_synth_x.npy (float32) and lbfgs_synth_y.npy (int64), so both sides read the same numbers;
+- imbalanced: 900 x 10, 3 classes in proportions 60/30/10 % (lbfgs_imbalanced_*.npy), fitted with
+  class_weight="balanced" (w_c = N / (K n_c)); J is then mean(w_y * loss) + lambda/2 ||W||^2.
 
 Writes tests/data/lbfgs_reference.json. Run from the repository root:
     python3 tests/data/sklearn_lbfgs.py
@@ -30,16 +32,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
-def objective(x, y, coef, intercept, lam):
+def objective(x, y, coef, intercept, lam, cw=None):
     z = x @ coef.T + intercept
     ce = logsumexp(z, axis=1) - z[np.arange(len(y)), y]
-    return float(np.mean(ce) + 0.5 * lam * np.sum(coef * coef))
+    w = np.ones(len(y)) if cw is None else cw[y]
+    return float(np.mean(w * ce) + 0.5 * lam * np.sum(coef * coef))
 
 
-def solve(name, x, y):
+def solve(name, x, y, balanced=False):
     n = len(y)
     lam = 1.0 / n
-    model = LogisticRegression(C=1.0 / (lam * n), tol=1e-10, max_iter=100000).fit(x, y)
+    # With class weights w, scikit-learn minimises C * sum(w_i * loss_i) + ||W||^2 / 2, which has the minimiser of
+    # softmax-wgpu's mean(w_i * loss_i) + lambda/2 ||W||^2 when C = 1/(lambda N), as without weights.
+    cw = len(y) / (len(np.unique(y)) * np.bincount(y)) if balanced else None
+    model = LogisticRegression(
+        C=1.0 / (lam * n), tol=1e-10, max_iter=100000, class_weight="balanced" if balanced else None
+    ).fit(x, y)
     coef = model.coef_.astype(np.float64)
     intercept = model.intercept_.astype(np.float64)
     # Softmax is unchanged by a shift of every intercept; scikit-learn returns them centred, and so are ours
@@ -52,7 +60,9 @@ def solve(name, x, y):
         "classes": int(coef.shape[0]),
         "lambda": lam,
         "C": 1.0 / (lam * n),
-        "objective": objective(x, y, coef, intercept, lam),
+        "objective": objective(x, y, coef, intercept, lam, cw),
+        "class_weight": "balanced" if balanced else None,
+        "class_weights": None if cw is None else cw.tolist(),
         "n_iter": int(model.n_iter_[0]),
         # W as softmax-wgpu stores it: [features][classes].
         "w": coef.T.tolist(),
@@ -75,6 +85,14 @@ def main():
     np.save(os.path.join(HERE, "lbfgs_synth_x.npy"), x_synth)
     np.save(os.path.join(HERE, "lbfgs_synth_y.npy"), y_synth)
 
+    # Imbalanced: 60 / 30 / 10 % of 900 rows, 10 features; fitted with class_weight="balanced".
+    n, d, k = 900, 10, 3
+    means = rng.normal(0.0, 1.0, size=(k, d))
+    y_imb = rng.choice(k, size=n, p=[0.6, 0.3, 0.1]).astype(np.int64)
+    x_imb = (means[y_imb] + rng.normal(0.0, 1.5, size=(n, d))).astype(np.float32)
+    np.save(os.path.join(HERE, "lbfgs_imbalanced_x.npy"), x_imb)
+    np.save(os.path.join(HERE, "lbfgs_imbalanced_y.npy"), y_imb)
+
     out = {
         "generator": "tests/data/sklearn_lbfgs.py",
         "versions": {"scikit-learn": sklearn.__version__, "scipy": scipy.__version__, "numpy": np.__version__},
@@ -82,6 +100,7 @@ def main():
         "problems": [
             solve("digits/16", x_digits, y_digits),
             solve("synthetic 800x12x4", x_synth.astype(np.float64), y_synth),
+            solve("imbalanced 900x10x3, balanced", x_imb.astype(np.float64), y_imb, balanced=True),
         ],
     }
     with open(os.path.join(HERE, "lbfgs_reference.json"), "w") as f:
