@@ -311,3 +311,66 @@ fn check_sparse_streaming<'c>(
     assert!(d < 1e-5, "{name}: {d:e}");
     assert!(held[1].train_accuracy > 0.9, "{name}: {:?}", held[1]);
 }
+
+#[test]
+fn a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends() {
+    use softmax_wgpu::checkpoint::{run_identity, Checkpoint, Checkpointer};
+    use softmax_wgpu::train::Optimizer;
+    // Shuffled by chunk and within chunks; batches of 12 straddle the 73-row chunks (with a budget of 40,000 bytes
+    // the chunks are cut to whole batches: 72 rows), so the checkpoint falls inside a chunk.
+    let (dir, xp, yp) = files(600, 16, 4);
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 12,
+        lr: 0.05,
+        val_split: 0.0,
+        memory_budget: Some(STREAMING_BUDGET),
+        optimizer: Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        ..TrainConfig::default()
+    };
+    let ck = dir.path().join("ck.json");
+    let shape = Shape { d: 16, k: 4 };
+    let id = run_identity(&cfg, "x.npy", Some(600), shape);
+    on_every_backend(|name, make| {
+        let mut source = data::NpyRows::open(&xp, &yp, None).unwrap();
+        let mut whole = make(shape);
+        assert!(matches!(
+            residency(whole.as_ref(), &source, &cfg),
+            Residency::Streamed { .. }
+        ));
+        // 50 steps an epoch, 150 in all; a checkpoint every 33 steps: the last at step 132, step 32 of epoch 3.
+        let mut saver = Checkpointer::new(&ck, 33, id.clone(), None).unwrap();
+        fit(whole.as_mut(), &mut source, None, &cfg, &mut [&mut saver]).unwrap();
+        let c = Checkpoint::load(&ck).unwrap();
+        assert_eq!(
+            (c.at.epoch, c.at.batches_done, c.at.steps),
+            (3, 32, 132),
+            "{name}"
+        );
+        let mut resumed = make(shape);
+        c.restore(resumed.as_mut()).unwrap();
+        let cont = TrainConfig {
+            resume: Some(c.at),
+            ..cfg.clone()
+        };
+        let reports = train(resumed.as_mut(), &mut source, &cont);
+        // The resumed epoch reads only the chunks it still needs: 600 − 32·12 = 216 rows, from the chunk that
+        // holds the 385th row of the epoch on.
+        let rows = reports[0].stream.unwrap().rows;
+        assert!((216..216 + 72).contains(&rows), "{name}: {rows} rows read");
+        let (a, b) = (whole.params().unwrap(), resumed.params().unwrap());
+        if name == "cpu f64" {
+            // Checkpoints are f32: the f64 path resumes from its weights rounded.
+            assert!(
+                relative_distance(b.w.iter().copied(), a.w.iter().map(|&v| f64::from(v))) < 1e-5
+            );
+        } else {
+            assert_eq!(a, b, "{name}: resumed bit for bit");
+        }
+    });
+}

@@ -1023,14 +1023,18 @@ pub fn fit_with(
     // A resumed run: its first epoch, and the steps of that epoch already taken.
     let (mut first_epoch, mut skip) = (1, 0usize);
     if let Some(r) = cfg.resume {
-        let Some(set) = train_set else {
+        // A streamed epoch's steps are consecutive batches over its seeded sequence of chunks, as a held epoch's
+        // are over its seeded permutation: either way the steps taken are the first `batches_done` batches.
+        let Some(rows) = rows_known else {
             return Err(Error::param(
                 "--resume",
-                "a run whose training rows are held (a streamed run cannot resume yet)",
-                "a streamed run",
+                "a run whose training rows are counted before they are read",
+                "a source of unknown length",
             ));
         };
-        let per_epoch = set.len().div_ceil(stepper.batch);
+        let per_epoch = usize::try_from(rows)
+            .unwrap_or(usize::MAX)
+            .div_ceil(stepper.batch);
         (first_epoch, skip) = if r.batches_done >= per_epoch {
             (r.epoch + 1, 0)
         } else {
@@ -1050,15 +1054,19 @@ pub fn fit_with(
                 }
                 None
             }
-            (None, Residency::Streamed { chunk_rows }) => Some(stream_epoch(
-                backend,
-                &mut *train,
-                cfg,
-                chunk_rows,
-                &mut stepper,
-                observers,
-                wants_rows,
-            )?),
+            (None, Residency::Streamed { chunk_rows }) => {
+                let skip_rows =
+                    (std::mem::take(&mut skip) as u64).saturating_mul(stepper.batch as u64);
+                Some(stream_epoch(
+                    backend,
+                    &mut *train,
+                    cfg,
+                    (chunk_rows, skip_rows),
+                    &mut stepper,
+                    observers,
+                    wants_rows,
+                )?)
+            }
             (None, Residency::Held) => unreachable!("a held source has a set"),
         };
         stepper.finish(backend, observers)?;
@@ -1195,11 +1203,20 @@ impl Part {
 /// order of chunks. Stops at the first error (sent on) or when the trainer hangs up. Returns its busy seconds.
 fn read_epoch(
     source: &mut dyn RowSource,
-    chunk_rows: usize,
+    (chunk_rows, mut skip): (usize, u64),
     cfg: &TrainConfig,
     epoch: usize,
-    tx: std::sync::mpsc::SyncSender<Result<Part>>,
+    tx: std::sync::mpsc::SyncSender<Result<(Part, usize)>>,
 ) -> (f64, bool) {
+    // Rows of the epoch still to pass over: whole chunks are dropped, and the first chunk kept carries the rest.
+    let mut within = |n: usize| -> Option<usize> {
+        if skip >= n as u64 {
+            skip -= n as u64;
+            None
+        } else {
+            Some(std::mem::take(&mut skip) as usize)
+        }
+    };
     let mut busy = 0.0;
     let sparse = source.is_sparse();
     let mut read = |source: &mut dyn RowSource, rows: usize| -> Option<Result<Part>> {
@@ -1218,10 +1235,14 @@ fn read_epoch(
     let seekable = cfg.shuffle && rows.is_some() && matches!(source.seek(0), Ok(true));
     if seekable {
         for (first, n) in chunk_plan(rows.unwrap_or(0), chunk_rows, cfg.seed, epoch) {
+            let Some(skip_here) = within(n) else {
+                continue;
+            };
             let chunk = match source.seek(first) {
                 Ok(_) => read(source, n),
                 Err(e) => Some(Err(e)),
-            };
+            }
+            .map(|c| c.map(|part| (part, skip_here)));
             let stop = !matches!(chunk, Some(Ok(_)));
             if let Some(c) = chunk {
                 if tx.send(c).is_err() {
@@ -1237,6 +1258,13 @@ fn read_epoch(
     } else {
         while let Some(chunk) = read(source, chunk_rows) {
             let stop = chunk.is_err();
+            let chunk = match chunk {
+                Ok(part) => match within(part.len()) {
+                    Some(skip_here) => Ok((part, skip_here)),
+                    None => continue,
+                },
+                Err(e) => Err(e),
+            };
             if tx.send(chunk).is_err() || stop {
                 break;
             }
@@ -1267,11 +1295,13 @@ fn rows_for_observers(held: &dyn RowSource, first: u64, rows: &[u32]) -> Result<
 /// One epoch over a streamed source: a reader thread fills the next chunk while the backend trains on the current
 /// one, held only while it is trained on; rows are shuffled within each chunk (and chunks among themselves, see
 /// [`read_epoch`]).
+/// One streamed epoch; `skip_rows` rows at its start (a resumed run's steps already taken) are passed over: the
+/// chunks they fill are not read where the source can seek, and the rest are skipped in the chunk's seeded order.
 fn stream_epoch(
     backend: &mut dyn Backend,
     source: &mut dyn RowSource,
     cfg: &TrainConfig,
-    chunk_rows: usize,
+    (chunk_rows, skip_rows): (usize, u64),
     stepper: &mut Stepper<'_>,
     observers: &mut [&mut dyn Observer],
     wants_rows: bool,
@@ -1280,8 +1310,9 @@ fn stream_epoch(
     let k = source.classes();
     let epoch = stepper.epoch;
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Part>>(1);
-        let reader = scope.spawn(move || read_epoch(source, chunk_rows, cfg, epoch, tx));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Part, usize)>>(1);
+        let reader =
+            scope.spawn(move || read_epoch(source, (chunk_rows, skip_rows), cfg, epoch, tx));
         let mut waited = 0.0;
         let mut chunks = 0usize;
         let mut rows = 0u64;
@@ -1292,7 +1323,7 @@ fn stream_epoch(
                     return Ok(());
                 };
                 waited += t.elapsed().as_secs_f64();
-                let chunk = chunk?;
+                let (chunk, skip) = chunk?;
                 chunks += 1;
                 rows += chunk.len() as u64;
                 let first = chunk.first_row();
@@ -1306,7 +1337,7 @@ fn stream_epoch(
                     )
                     .shuffle(&mut order);
                 }
-                let mut at = 0;
+                let mut at = skip.min(order.len());
                 while at < order.len() {
                     let take = stepper.room().min(order.len() - at);
                     let rows_of = &order[at..at + take];
