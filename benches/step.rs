@@ -75,8 +75,8 @@ fn kernels(c: &mut Criterion) {
     let bias = ndarray::Array1::<f32>::zeros(k);
     let y = data.y;
     let z = cpu::logits(x.view(), w.view(), bias.view());
-    let (s, _) = cpu::softmax(z.view(), &y, None);
-    let r = cpu::residual(s.view(), &y, None);
+    let (s, _) = cpu::softmax(z.view(), &y, cpu::Weights::none());
+    let r = cpu::residual(s.view(), &y, cpu::Weights::none());
     let id = format!("b{rows}_d{d}_k{k}_seed1");
     let mut group = c.benchmark_group("kernel");
     group.sample_size(20);
@@ -84,7 +84,7 @@ fn kernels(c: &mut Criterion) {
         b.iter(|| cpu::logits(x.view(), w.view(), bias.view()))
     });
     group.bench_function(BenchmarkId::new("cpu_softmax", &id), |b| {
-        b.iter(|| cpu::softmax(z.view(), &y, None))
+        b.iter(|| cpu::softmax(z.view(), &y, cpu::Weights::none()))
     });
     group.bench_function(BenchmarkId::new("cpu_grad", &id), |b| {
         b.iter(|| cpu::grad(x.view(), r.view()))
@@ -101,7 +101,12 @@ fn kernels(c: &mut Criterion) {
         );
         group.bench_function(
             BenchmarkId::new(format!("{dev}_softmax_with_transfers"), &id),
-            |b| b.iter(|| ops::softmax(&ctx, z.view(), &y, None).expect("softmax")),
+            |b| {
+                b.iter(|| {
+                    ops::softmax(&ctx, z.view(), &y, softmax_wgpu::cpu::Weights::none())
+                        .expect("softmax")
+                })
+            },
         );
         group.bench_function(
             BenchmarkId::new(format!("{dev}_grad_with_transfers"), &id),

@@ -11,7 +11,8 @@ struct Step {
     lr: f32,            // learning rate
     l2: f32,            // L2 penalty on W
     slot: u32,          // slot of this batch's loss / hit sums
-    flags: u32,         // bit 0: the gradient kernel adds to the sums it holds; bit 1: the sparse update only zeroes
+    flags: u32,         // bit 0: the gradient kernel adds to the sums it holds; bit 1: the sparse update only zeroes;
+                        // bit 2: Nesterov; bit 3: the batch's rows carry weights at sw_offset
     l1: f32,            // L1 penalty on W
     beta1: f32,         // μ of momentum, β₁ of Adam
     beta2: f32,         // β₂ of Adam
@@ -19,7 +20,7 @@ struct Step {
     c1: f32,            // Adam's bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ
     c2: f32,
     weight_decay: f32,  // AdamW's decoupled decay
-    pad: u32,
+    sw_offset: u32,     // where this batch's row weights start in the weights ring
 }
 
 @group(0) @binding(0) var<uniform> step: Step;

@@ -16,6 +16,12 @@ override WG: u32 = 64u;
 @group(1) @binding(5) var<storage, read_write> stats: array<f32>;
 // Class weights (all 1 without --class-weight): a row's residual and loss are scaled by the weight of its class.
 @group(1) @binding(6) var<storage, read> cw: array<f32>;
+// Sample weights of the batch's rows from sw_offset (read only with flags bit 3; 1 otherwise).
+@group(1) @binding(7) var<storage, read> sw: array<f32>;
+
+fn row_weight(i: u32) -> f32 {
+    return select(1.0, sw[step.sw_offset + i], (step.flags & 8u) != 0u);
+}
 
 // w[j, c] with c clamped to the last class (classes past k are computed and never used).
 fn wt(j: u32, c: u32) -> f32 {
@@ -119,7 +125,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         let inv = 1.0 / sum;
         let label = y[i];
-        let wy = cw[label];
+        let wy = cw[label] * row_weight(i);
         for (var c = 0u; c < k; c = c + 1u) {
             r[i * k + c] = (e[c] * inv - select(0.0, 1.0, label == c)) * wy;
         }

@@ -1,7 +1,7 @@
 // S = softmax(Z) row-wise, with the row maximum subtracted before exp so that no exp overflows.
 // Also writes, per row, the cross-entropy −log S_y computed as logsumexp(z) − z_y (never log of a rounded-to-zero
-// probability) times the weight of class y (1 without class weights), and whether argmax(z) == y (first maximum on
-// ties), as stats[2i] and stats[2i + 1].
+// probability) times the row's weight — the weight of class y times its sample weight, each 1 when absent — and
+// whether argmax(z) == y (first maximum on ties), as stats[2i] and stats[2i + 1].
 // One invocation per row: the cost is O(rows·k), small beside the O(rows·d·k) products around it.
 
 @group(1) @binding(0) var<storage, read> z: array<f32>;
@@ -9,6 +9,12 @@
 @group(1) @binding(2) var<storage, read_write> s: array<f32>;
 @group(1) @binding(3) var<storage, read_write> stats: array<f32>;
 @group(1) @binding(4) var<storage, read> cw: array<f32>;
+// Sample weights of the batch's rows from sw_offset (read only with flags bit 3; 1 otherwise).
+@group(1) @binding(5) var<storage, read> sw: array<f32>;
+
+fn row_weight(i: u32) -> f32 {
+    return select(1.0, sw[step.sw_offset + i], (step.flags & 8u) != 0u);
+}
 
 override WG: u32 = 64u;
 
@@ -42,6 +48,6 @@ fn main(
         s[base + c] = s[base + c] * inv;
     }
     let label = y[i];
-    stats[2u * i] = ((m + log(sum)) - z[base + label]) * cw[label];
+    stats[2u * i] = ((m + log(sum)) - z[base + label]) * (cw[label] * row_weight(i));
     stats[2u * i + 1u] = select(0.0, 1.0, arg == label);
 }

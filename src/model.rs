@@ -98,7 +98,7 @@ impl Model {
         }
         let z = cpu::logits(x.view(), self.params.w.view(), self.params.b.view());
         let zeros = vec![0u32; z.nrows()];
-        Ok(cpu::softmax(z.view(), &zeros, None).0)
+        Ok(cpu::softmax(z.view(), &zeros, cpu::Weights::none()).0)
     }
 
     /// Class probabilities of sparse rows (a model trained on sparse data has no standardisation).
@@ -118,7 +118,7 @@ impl Model {
         }
         let z = cpu::sparse_logits(x, self.params.w.view(), self.params.b.view());
         let zeros = vec![0u32; z.nrows()];
-        Ok(cpu::softmax(z.view(), &zeros, None).0)
+        Ok(cpu::softmax(z.view(), &zeros, cpu::Weights::none()).0)
     }
 
     /// The index of the most probable class of each row (first on ties).

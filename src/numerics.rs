@@ -26,7 +26,7 @@ pub mod tolerance {
     /// m + log Σ − z_y adds log's absolute error (2⁻²¹) to the roundings of its terms.
     pub fn softmax(z: ArrayView2<f64>, y: &[u32]) -> (Array2<f64>, Array1<f64>) {
         let (rows, k) = z.dim();
-        let (s, _) = crate::cpu::softmax(z, y, None);
+        let (s, _) = crate::cpu::softmax(z, y, crate::cpu::Weights::none());
         let mut s_tol = Array2::zeros((rows, k));
         let mut l_tol = Array1::zeros(rows);
         for i in 0..rows {
@@ -54,7 +54,7 @@ pub mod tolerance {
     ) -> (Array2<f64>, Array1<f64>) {
         let z = crate::cpu::logits(x, w, b);
         let worst_dz = logits(x, w, b).map_axis(Axis(1), |row| row.fold(0.0f64, |a, &v| a.max(v)));
-        let (s, _) = crate::cpu::softmax(z.view(), y, None);
+        let (s, _) = crate::cpu::softmax(z.view(), y, crate::cpu::Weights::none());
         let (mut r_tol, l_tol) = softmax(z.view(), y);
         for (i, mut row) in r_tol.outer_iter_mut().enumerate() {
             for (c, t) in row.iter_mut().enumerate() {

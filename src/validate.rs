@@ -284,13 +284,13 @@ fn check_case(
     };
     softmax_checks(ctx, &z_in, &y, &case, checks)?;
 
-    let s = cpu::softmax(z_in.view(), &y, None).0;
-    let mut r = ops::residual(ctx, s.view(), &y, None)?;
+    let s = cpu::softmax(z_in.view(), &y, cpu::Weights::none()).0;
+    let mut r = ops::residual(ctx, s.view(), &y, cpu::Weights::none())?;
     checks.corrupt(Kernel::Residual, &mut r);
-    let r_ref = cpu::residual(to64(&s).view(), &y, None);
+    let r_ref = cpu::residual(to64(&s).view(), &y, cpu::Weights::none());
     let r_tol = tolerance::residual(r_ref.view());
     checks.push(Kernel::Residual, "R", &case, compare(&r, &r_ref, &r_tol));
-    check_class_weighted(ctx, checks, &case, (&x, &w, &bias), &z_in, &s, &y)?;
+    check_weighted(ctx, checks, &case, (&x, &w, &bias), &z_in, &s, &y)?;
 
     let r32 = r_ref.mapv(|v| v as f32);
     let (mut gw, gb) = ops::grad(ctx, x.view(), r32.view())?;
@@ -303,7 +303,7 @@ fn check_case(
     check_update(ctx, checks, &case, (&w, &bias), (&gw_ref, &gb_ref), b)?;
     check_optimizers(ctx, checks, g, &case, (&w, &bias), (&gw_ref, &gb_ref), b)?;
 
-    let (_, stats) = cpu::softmax(z_in.view(), &y, None);
+    let (_, stats) = cpu::softmax(z_in.view(), &y, cpu::Weights::none());
     let (mut loss, hits) = ops::metrics(ctx, stats.view())?;
     if let Some(f) = checks.fault.filter(|f| f.kernel == Kernel::Metrics) {
         loss *= 1.0 + f.relative;
@@ -323,23 +323,24 @@ fn check_case(
     Ok(())
 }
 
-/// Power-of-two class weights 1/4 … 4, one per class: multiplying by them is exact in f32, so a weighted output's
-/// error is its unweighted error times the row's weight, and so is its bound.
+/// Power-of-two class weights 1/4 … 4, one per class. With power-of-two row weights too, every row's weight is a
+/// power of two (or 0), and multiplying by it is exact in f32: a weighted output's error is its unweighted error
+/// times the row's weight, and so is its bound.
 fn power_of_two_weights(k: usize) -> Vec<f32> {
     (0..k).map(|c| 2f32.powi((c % 5) as i32 - 2)).collect()
 }
 
-/// Each row of `tol` times the weight of the row's class.
-fn scale_rows(mut tol: Array2<f64>, y: &[u32], cw: &[f32]) -> Array2<f64> {
-    for (mut row, &label) in tol.outer_iter_mut().zip(y) {
-        row.mapv_inplace(|t| t * f64::from(cw[label as usize]));
+/// Each row of `tol` times that row's weight.
+fn scale_rows(mut tol: Array2<f64>, rw: &[f32]) -> Array2<f64> {
+    for (mut row, &w) in tol.outer_iter_mut().zip(rw) {
+        row.mapv_inplace(|t| t * f64::from(w));
     }
     tol
 }
 
-/// The class-weighted residual, softmax loss and (K ≤ 16) fused forward pass against their f64 mirrors: each kernel
-/// reads the weight of each row's class and scales that row's residual and loss by it (`--class-weight`).
-fn check_class_weighted(
+/// The weighted residual, softmax loss and (K ≤ 16) fused forward pass against their f64 mirrors: each kernel scales a
+/// row's residual and loss by the weight of its class (`--class-weight`) times its own (`--sample-weight`).
+fn check_weighted(
     ctx: &GpuContext,
     checks: &mut Checks,
     case: &str,
@@ -351,20 +352,66 @@ fn check_class_weighted(
     let k = s.ncols();
     let cw = power_of_two_weights(k);
     let cw64: Vec<f64> = cw.iter().map(|&v| f64::from(v)).collect();
-    let case = format!("{case}, class-weighted");
-    let r = ops::residual(ctx, s.view(), y, Some(&cw))?;
-    let r_ref = cpu::residual(to64(s).view(), y, Some(&cw64));
-    let r_tol = scale_rows(
-        tolerance::residual(cpu::residual(to64(s).view(), y, None).view()),
+    // Row weights 1/2, 1, 2, … (and a 0: a row that does not count).
+    let sw: Vec<f32> = (0..y.len())
+        .map(|i| {
+            if i % 7 == 6 {
+                0.0
+            } else {
+                2f32.powi((i % 3) as i32 - 1)
+            }
+        })
+        .collect();
+    let sw64: Vec<f64> = sw.iter().map(|&v| f64::from(v)).collect();
+    // The weight of each row, for scaling its bound: exact, a product of powers of two.
+    let rw: Vec<f32> = y
+        .iter()
+        .zip(&sw)
+        .map(|(&c, &w)| cw[c as usize] * w)
+        .collect();
+    let case = format!("{case}, weighted");
+    let r = ops::residual(
+        ctx,
+        s.view(),
         y,
-        &cw,
+        cpu::Weights {
+            class: Some(&cw),
+            row: Some(&sw),
+        },
+    )?;
+    let r_ref = cpu::residual(
+        to64(s).view(),
+        y,
+        cpu::Weights {
+            class: Some(&cw64),
+            row: Some(&sw64),
+        },
+    );
+    let r_tol = scale_rows(
+        tolerance::residual(cpu::residual(to64(s).view(), y, cpu::Weights::none()).view()),
+        &rw,
     );
     checks.push(Kernel::Residual, "R", &case, compare(&r, &r_ref, &r_tol));
-    let (_, stats) = ops::softmax(ctx, z.view(), y, Some(&cw))?;
+    let (_, stats) = ops::softmax(
+        ctx,
+        z.view(),
+        y,
+        cpu::Weights {
+            class: Some(&cw),
+            row: Some(&sw),
+        },
+    )?;
     let z64 = to64(z);
-    let (_, stats_ref) = cpu::softmax(z64.view(), y, Some(&cw64));
+    let (_, stats_ref) = cpu::softmax(
+        z64.view(),
+        y,
+        cpu::Weights {
+            class: Some(&cw64),
+            row: Some(&sw64),
+        },
+    );
     let (_, l_tol) = tolerance::softmax(z64.view(), y);
-    let l_tol = l_tol * &Array1::from_iter(y.iter().map(|&c| cw64[c as usize]));
+    let l_tol = l_tol * &Array1::from_iter(rw.iter().map(|&w| f64::from(w)));
     checks.push(
         Kernel::Softmax,
         "loss",
@@ -376,16 +423,35 @@ fn check_class_weighted(
         ),
     );
     if k <= 16 {
-        let (r, stats) = ops::forward(ctx, x.view(), w.view(), bias.view(), y, Some(&cw))?;
+        let (r, stats) = ops::forward(
+            ctx,
+            x.view(),
+            w.view(),
+            bias.view(),
+            y,
+            cpu::Weights {
+                class: Some(&cw),
+                row: Some(&sw),
+            },
+        )?;
         let (x64, w64, b64) = (to64(x), to64(w), to64(bias));
-        let (r_ref, stats_ref) = cpu::forward(x64.view(), w64.view(), b64.view(), y, Some(&cw64));
+        let (r_ref, stats_ref) = cpu::forward(
+            x64.view(),
+            w64.view(),
+            b64.view(),
+            y,
+            cpu::Weights {
+                class: Some(&cw64),
+                row: Some(&sw64),
+            },
+        );
         let (r_tol, l_tol) = tolerance::forward(x64.view(), w64.view(), b64.view(), y);
-        let l_tol = l_tol * &Array1::from_iter(y.iter().map(|&c| cw64[c as usize]));
+        let l_tol = l_tol * &Array1::from_iter(rw.iter().map(|&w| f64::from(w)));
         checks.push(
             Kernel::Forward,
             "R",
             &case,
-            compare(&r, &r_ref, &scale_rows(r_tol, y, &cw)),
+            compare(&r, &r_ref, &scale_rows(r_tol, &rw)),
         );
         checks.push(
             Kernel::Forward,
@@ -410,10 +476,18 @@ fn check_forward(
     (x, w, bias): (&Array2<f32>, &Array2<f32>, &Array1<f32>),
     y: &[u32],
 ) -> Result<()> {
-    let (mut r, stats) = ops::forward(ctx, x.view(), w.view(), bias.view(), y, None)?;
+    let (mut r, stats) = ops::forward(
+        ctx,
+        x.view(),
+        w.view(),
+        bias.view(),
+        y,
+        cpu::Weights::none(),
+    )?;
     checks.corrupt(Kernel::Forward, &mut r);
     let (x64, w64, b64) = (to64(x), to64(w), to64(bias));
-    let (r_ref, stats_ref) = cpu::forward(x64.view(), w64.view(), b64.view(), y, None);
+    let (r_ref, stats_ref) =
+        cpu::forward(x64.view(), w64.view(), b64.view(), y, cpu::Weights::none());
     let (r_tol, l_tol) = tolerance::forward(x64.view(), w64.view(), b64.view(), y);
     checks.push(Kernel::Forward, "R", case, compare(&r, &r_ref, &r_tol));
     checks.push(
@@ -599,10 +673,10 @@ fn softmax_checks(
     case: &str,
     checks: &mut Checks,
 ) -> Result<()> {
-    let (mut s, stats) = ops::softmax(ctx, z.view(), y, None)?;
+    let (mut s, stats) = ops::softmax(ctx, z.view(), y, cpu::Weights::none())?;
     checks.corrupt(Kernel::Softmax, &mut s);
     let z64 = to64(z);
-    let (s_ref, stats_ref) = cpu::softmax(z64.view(), y, None);
+    let (s_ref, stats_ref) = cpu::softmax(z64.view(), y, cpu::Weights::none());
     let (s_tol, l_tol) = tolerance::softmax(z64.view(), y);
     checks.push(Kernel::Softmax, "S", case, compare(&s, &s_ref, &s_tol));
     checks.push(
@@ -631,7 +705,7 @@ pub struct GradCheck {
 
 fn objective(x: ArrayView2<f64>, y: &[u32], w: &Array2<f64>, b: &Array1<f64>, l2: f64) -> f64 {
     let z = cpu::logits(x, w.view(), b.view());
-    let (_, stats) = cpu::softmax(z.view(), y, None);
+    let (_, stats) = cpu::softmax(z.view(), y, cpu::Weights::none());
     stats.column(0).mean().unwrap_or(0.0) + 0.5 * l2 * w.mapv(|v| v * v).sum()
 }
 
@@ -647,8 +721,8 @@ pub fn gradient_checks(seed: u64) -> Vec<GradCheck> {
             let y: Vec<u32> = (0..n).map(|_| g.below(k as u64) as u32).collect();
             let l2 = 0.1;
             let z = cpu::logits(x.view(), w.view(), b.view());
-            let (s, _) = cpu::softmax(z.view(), &y, None);
-            let r = cpu::residual(s.view(), &y, None);
+            let (s, _) = cpu::softmax(z.view(), &y, cpu::Weights::none());
+            let r = cpu::residual(s.view(), &y, cpu::Weights::none());
             let (gw, gb) = cpu::grad(x.view(), r.view());
             let (gw, gb) = (gw / n as f64, gb / n as f64);
             let analytic: Vec<f64> = (&gw + &(&w * l2))

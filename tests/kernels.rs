@@ -43,9 +43,9 @@ fn logits_match_cpu_on_edge_shapes() {
 }
 
 fn check_softmax(ctx: &softmax_wgpu::gpu::GpuContext, z: &Array2<f32>, y: &[u32], what: &str) {
-    let (s, stats) = ops::softmax(ctx, z.view(), y, None).unwrap();
+    let (s, stats) = ops::softmax(ctx, z.view(), y, cpu::Weights::none()).unwrap();
     let z64 = to64(z);
-    let (s_ref, stats_ref) = cpu::softmax(z64.view(), y, None);
+    let (s_ref, stats_ref) = cpu::softmax(z64.view(), y, cpu::Weights::none());
     let (s_tol, l_tol) = tolerance::softmax(z64.view(), y);
     assert!(
         s.iter().all(|v| v.is_finite()) && stats.iter().all(|v| v.is_finite()),
@@ -92,7 +92,7 @@ fn softmax_of_huge_logits_is_finite_and_correct() {
             let mut z = Array2::<f32>::zeros((1, k));
             z[[0, 0]] = -1e4;
             z[[0, k - 1]] = 1e4;
-            let (_, stats) = ops::softmax(ctx, z.view(), &[0], None).unwrap();
+            let (_, stats) = ops::softmax(ctx, z.view(), &[0], cpu::Weights::none()).unwrap();
             assert!(
                 (f64::from(stats[[0, 0]]) - 2e4).abs() < 1.0,
                 "loss {} for a 2e4 logit gap",
@@ -109,8 +109,8 @@ fn residual_matches_cpu() {
             for &k in &CLASSES {
                 let s = probabilities(b, k, (b + k) as u64);
                 let y = labels(b, k, (b * k) as u64);
-                let got = ops::residual(ctx, s.view(), &y, None).unwrap();
-                let want = cpu::residual(to64(&s).view(), &y, None);
+                let got = ops::residual(ctx, s.view(), &y, cpu::Weights::none()).unwrap();
+                let want = cpu::residual(to64(&s).view(), &y, cpu::Weights::none());
                 // One subtraction: one rounding.
                 let tol = want.mapv(|v| v.abs() * U + f64::MIN_POSITIVE);
                 assert_within(&format!("residual B={b} K={k}"), &got, &want, &tol);
@@ -285,16 +285,25 @@ fn the_fused_forward_kernel_matches_its_mirror_and_the_separate_kernels() {
             let w = uniform(d, k, -1.0, 1.0, s + 1);
             let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
             let y = labels(b, k, s + 3);
-            let (r, stats) = ops::forward(ctx, x.view(), w.view(), bias.view(), &y, None).unwrap();
+            let (r, stats) = ops::forward(
+                ctx,
+                x.view(),
+                w.view(),
+                bias.view(),
+                &y,
+                cpu::Weights::none(),
+            )
+            .unwrap();
             // The same arithmetic as logits → softmax → residual on the GPU, so the same values: compare with the
             // separate kernels exactly, and with the f64 mirror within the bounds of its parts.
             let z = ops::logits(ctx, x.view(), w.view(), bias.view()).unwrap();
-            let (sep_s, sep_stats) = ops::softmax(ctx, z.view(), &y, None).unwrap();
-            let sep_r = ops::residual(ctx, sep_s.view(), &y, None).unwrap();
+            let (sep_s, sep_stats) = ops::softmax(ctx, z.view(), &y, cpu::Weights::none()).unwrap();
+            let sep_r = ops::residual(ctx, sep_s.view(), &y, cpu::Weights::none()).unwrap();
             assert_eq!(r, sep_r, "R B={b} D={d} K={k}");
             assert_eq!(stats, sep_stats, "stats B={b} D={d} K={k}");
             let (x64, w64, b64) = (to64(&x), to64(&w), bias.mapv(f64::from));
-            let (r_ref, stats_ref) = cpu::forward(x64.view(), w64.view(), b64.view(), &y, None);
+            let (r_ref, stats_ref) =
+                cpu::forward(x64.view(), w64.view(), b64.view(), &y, cpu::Weights::none());
             // The bound `validate` uses: the softmax's on the exact logits plus the logits' own carried through.
             let (r_tol, l_tol) = tolerance::forward(x64.view(), w64.view(), b64.view(), &y);
             assert_within(&format!("forward R B={b} D={d} K={k}"), &r, &r_ref, &r_tol);

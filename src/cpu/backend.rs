@@ -107,13 +107,28 @@ impl<T: Real> CpuBackend<T> {
         }
     }
 
+    /// The batch's sample weights in `T`, when it has them.
+    fn row_weights(batch: &Batch<'_>) -> Option<Vec<T>> {
+        batch
+            .weights()
+            .map(|w| w.iter().map(|&v| Self::from_f64(f64::from(v))).collect())
+    }
+
+    /// The class weights and the batch's row weights.
+    fn loss_weights<'w>(&'w self, sw: Option<&'w [T]>) -> crate::cpu::Weights<'w, T> {
+        crate::cpu::Weights {
+            class: self.cw.as_deref(),
+            row: sw,
+        }
+    }
+
     /// Forward pass: the softmax, the per-row stats, and the sums added to the running ones.
-    fn forward_rows(&mut self, xb: &Rows<T>, yb: &[u32]) -> Array2<T> {
+    fn forward_rows(&mut self, xb: &Rows<T>, yb: &[u32], sw: Option<&[T]>) -> Array2<T> {
         let z = match xb {
             Rows::Dense(x) => logits(x.view(), self.w.view(), self.b.view()),
             Rows::Sparse(x) => sparse_logits(x, self.w.view(), self.b.view()),
         };
-        let (s, stats) = softmax(z.view(), yb, self.cw.as_deref());
+        let (s, stats) = softmax(z.view(), yb, self.loss_weights(sw));
         let (loss, hits) = metrics(stats.view());
         self.sums
             .add(Self::to_f64(loss), Self::to_f64(hits), yb.len());
@@ -144,8 +159,9 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
         let (xb, yb) = self.rows_of(batch)?;
-        let s = self.forward_rows(&xb, &yb);
-        let r = residual(s.view(), &yb, self.cw.as_deref());
+        let sw = Self::row_weights(batch);
+        let s = self.forward_rows(&xb, &yb, sw.as_deref());
+        let r = residual(s.view(), &yb, self.loss_weights(sw.as_deref()));
         let (g, gb) = match &xb {
             Rows::Dense(x) => grad(x.view(), r.view()),
             Rows::Sparse(x) => sparse_grad(x, r.view()),
@@ -163,7 +179,8 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn forward(&mut self, batch: &Batch<'_>) -> Result<()> {
         let (xb, yb) = self.rows_of(batch)?;
-        self.forward_rows(&xb, &yb);
+        let sw = Self::row_weights(batch);
+        self.forward_rows(&xb, &yb, sw.as_deref());
         Ok(())
     }
 

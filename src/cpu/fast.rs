@@ -253,6 +253,7 @@ impl FastCpu {
             b,
             dims,
             cw: cw.as_deref(),
+            sw: batch.weights(),
         };
         lanes[..used]
             .par_iter_mut()
@@ -296,6 +297,8 @@ struct Model<'a> {
     dims: Dims,
     /// Class weights, when set.
     cw: Option<&'a [f32]>,
+    /// The batch's row weights, in its order, when it has them.
+    sw: Option<&'a [f32]>,
 }
 
 #[inline(always)]
@@ -427,7 +430,8 @@ fn run_lane<S: pulp::Simd>(
         }
         let zview =
             ndarray::ArrayViewMut2::from_shape((rows_here, dims.k), z).expect("rows × k logits");
-        let (loss, hits) = residual_rows(zview, &y[..rows_here], m.cw);
+        let (loss, hits) =
+            residual_rows(zview, &y[..rows_here], m.cw, m.sw.map(|w| &w[start..end]));
         lane.loss += loss;
         lane.hits += hits;
         if grad {
@@ -527,9 +531,15 @@ fn grad_sums<S: pulp::Simd>(
 /// Replaces each row of logits by its residual softmax(z) − onehot(y) (max subtracted first; times the class weight of
 /// y when there are class weights) and returns the block's Σ loss (logsumexp − z_y, weighted likewise) and Σ hits
 /// (argmax = y, first maximum on ties), as the reference mirrors compute them.
-fn residual_rows(mut z: ndarray::ArrayViewMut2<f32>, y: &[u32], cw: Option<&[f32]>) -> (f64, f64) {
+fn residual_rows(
+    mut z: ndarray::ArrayViewMut2<f32>,
+    y: &[u32],
+    cw: Option<&[f32]>,
+    sw: Option<&[f32]>,
+) -> (f64, f64) {
     let (mut loss, mut hits) = (0.0f64, 0.0f64);
-    for (mut row, &label) in z.outer_iter_mut().zip(y) {
+    let weights = crate::cpu::Weights { class: cw, row: sw };
+    for (i, (mut row, &label)) in z.outer_iter_mut().zip(y).enumerate() {
         let row = row.as_slice_mut().expect("rows of a standard-layout block");
         let (mut m, mut arg) = (row[0], 0usize);
         for (c, &v) in row.iter().enumerate().skip(1) {
@@ -549,11 +559,14 @@ fn residual_rows(mut z: ndarray::ArrayViewMut2<f32>, y: &[u32], cw: Option<&[f32
             *v *= inv;
         }
         row[label as usize] -= 1.0;
-        let wy = cw.map_or(1.0, |w| w[label as usize]);
-        if cw.is_some() {
-            row.iter_mut().for_each(|v| *v *= wy);
+        let l = (m + sum.ln()) - zy;
+        match weights.of(i, label as usize) {
+            Some(w) => {
+                row.iter_mut().for_each(|v| *v *= w);
+                loss += f64::from(l * w);
+            }
+            None => loss += f64::from(l),
         }
-        loss += f64::from(((m + sum.ln()) - zy) * wy);
         hits += f64::from(u8::from(arg == label as usize));
     }
     (loss, hits)

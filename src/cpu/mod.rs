@@ -106,15 +106,51 @@ pub fn logits<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> 
     x.dot(&w) + b
 }
 
-/// The weight of class `label` (1 without class weights).
-fn class_weight<T: Real>(cw: Option<&[T]>, label: usize) -> T {
-    cw.map_or(T::one(), |w| w[label])
+/// The weights of a batch's rows: by class (`cw`, one per class) and by row (`sw`, sample weights, one per row), either
+/// or both or neither.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Weights<'a, T> {
+    /// One per class.
+    pub class: Option<&'a [T]>,
+    /// One per row of the batch.
+    pub row: Option<&'a [T]>,
+}
+
+impl<'a, T: Real> Weights<'a, T> {
+    /// No weights: every row weighs 1.
+    pub fn none() -> Self {
+        Weights {
+            class: None,
+            row: None,
+        }
+    }
+
+    /// Class weights only.
+    pub fn class(cw: Option<&'a [T]>) -> Self {
+        Weights {
+            class: cw,
+            row: None,
+        }
+    }
+
+    /// The weight of row `i` of class `label`, as the kernels compute it: w_class[label] · w_row[i] (a missing factor
+    /// is 1, exactly); None when there are no weights at all.
+    pub fn of(&self, i: usize, label: usize) -> Option<T> {
+        match (self.class, self.row) {
+            (None, None) => None,
+            (c, r) => Some(c.map_or(T::one(), |c| c[label]) * r.map_or(T::one(), |r| r[i])),
+        }
+    }
 }
 
 /// Mirror of `softmax.wgsl`: S = softmax(Z) row-wise (row maximum subtracted first), and per row the pair
-/// (cross-entropy −log S_y computed as logsumexp(z) − z_y, times the class weight of y when there are class weights;
+/// (cross-entropy −log S_y computed as logsumexp(z) − z_y, times the row's weight when there are weights;
 /// 1 if argmax z == y else 0). Ties go to the first maximum.
-pub fn softmax<T: Real>(z: ArrayView2<T>, y: &[u32], cw: Option<&[T]>) -> (Array2<T>, Array2<T>) {
+pub fn softmax<T: Real>(
+    z: ArrayView2<T>,
+    y: &[u32],
+    weights: Weights<T>,
+) -> (Array2<T>, Array2<T>) {
     let (rows, k) = z.dim();
     let mut s = Array2::<T>::zeros((rows, k));
     let mut stats = Array2::<T>::zeros((rows, 2));
@@ -136,22 +172,22 @@ pub fn softmax<T: Real>(z: ArrayView2<T>, y: &[u32], cw: Option<&[T]>) -> (Array
         let inv = T::one() / sum;
         s.row_mut(i).mapv_inplace(|e| e * inv);
         let label = y[i] as usize;
-        stats[[i, 0]] = ((m + sum.ln()) - zr[label]) * class_weight(cw, label);
+        let loss = (m + sum.ln()) - zr[label];
+        stats[[i, 0]] = weights.of(i, label).map_or(loss, |w| loss * w);
         stats[[i, 1]] = if arg == label { T::one() } else { T::zero() };
     }
     (s, stats)
 }
 
-/// Mirror of `residual.wgsl`: R = S − onehot(y), each row times the class weight of its y when there are class
-/// weights (∂/∂z of the weighted cross-entropy).
-pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32], cw: Option<&[T]>) -> Array2<T> {
+/// Mirror of `residual.wgsl`: R = S − onehot(y), each row times its weight (class weight of its y times its sample
+/// weight) when there are weights: ∂/∂z of the weighted cross-entropy.
+pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32], weights: Weights<T>) -> Array2<T> {
     let mut r = s.to_owned();
     for (i, &label) in y.iter().enumerate() {
         let label = label as usize;
         r[[i, label]] = r[[i, label]] - T::one();
-        if cw.is_some() {
-            let wy = class_weight(cw, label);
-            r.row_mut(i).mapv_inplace(|v| v * wy);
+        if let Some(w) = weights.of(i, label) {
+            r.row_mut(i).mapv_inplace(|v| v * w);
         }
     }
     r
@@ -461,11 +497,11 @@ pub fn forward<T: Real>(
     w: ArrayView2<T>,
     b: ArrayView1<T>,
     y: &[u32],
-    cw: Option<&[T]>,
+    weights: Weights<T>,
 ) -> (Array2<T>, Array2<T>) {
     let z = logits(x, w, b);
-    let (s, stats) = softmax(z.view(), y, cw);
-    (residual(s.view(), y, cw), stats)
+    let (s, stats) = softmax(z.view(), y, weights);
+    (residual(s.view(), y, weights), stats)
 }
 
 /// Mirror of `metrics.wgsl`: the batch's (Σ loss, Σ correct) from softmax's per-row pairs.

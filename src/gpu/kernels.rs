@@ -130,7 +130,7 @@ static SPECS: [KernelSpec; 15] = [
         kernel: Kernel::Softmax,
         name: "softmax",
         source: include_str!("../../shaders/softmax.wgsl"),
-        bindings: &[Read, Read, ReadWrite, ReadWrite, Read],
+        bindings: &[Read, Read, ReadWrite, ReadWrite, Read, Read],
         constants: &[("WG", 64.0)],
         grid: Grid::Items(|s| u64::from(s.rows)),
     },
@@ -138,7 +138,7 @@ static SPECS: [KernelSpec; 15] = [
         kernel: Kernel::Residual,
         name: "residual",
         source: include_str!("../../shaders/residual.wgsl"),
-        bindings: &[Read, Read, ReadWrite, Read],
+        bindings: &[Read, Read, ReadWrite, Read, Read],
         constants: &[("WG", 64.0)],
         grid: Grid::Items(|s| u64::from(s.rows) * u64::from(s.k)),
     },
@@ -170,7 +170,7 @@ static SPECS: [KernelSpec; 15] = [
         kernel: Kernel::Forward,
         name: "forward",
         source: include_str!("../../shaders/forward.wgsl"),
-        bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite, Read],
+        bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite, Read, Read],
         constants: &[("WG", 64.0)],
         grid: Grid::RowsByClassTiles,
     },
@@ -291,7 +291,8 @@ pub struct StepUniform {
     pub l2: f32,
     /// Slot of the metrics output.
     pub slot: u32,
-    /// Bit 0: the gradient kernels add to the sums they hold; bit 1: the sparse update only zeroes.
+    /// Bit 0: the gradient kernels add to the sums they hold; bit 1: the sparse update only zeroes; bit 2: Nesterov
+    /// (momentum update); bit 3: the batch's rows carry weights at `sw_offset` ([`WEIGHTED_ROWS`]).
     pub flags: u32,
     /// L1 penalty on W (the proximal step's α·λ₁ is lr·l1).
     pub l1: f32,
@@ -307,9 +308,12 @@ pub struct StepUniform {
     pub c2: f32,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f32,
-    /// Padding to a multiple of 16 bytes.
-    pub pad: u32,
+    /// Where the batch's row weights start in the weights ring (with flags bit 3).
+    pub sw_offset: u32,
 }
+
+/// Flags bit 3: the forward kernels scale each row by its sample weight.
+pub const WEIGHTED_ROWS: u32 = 8;
 
 impl StepUniform {
     /// These parameters with a momentum or Adam step's (`p`; Nesterov is flags bit 2). The rows and rates stay

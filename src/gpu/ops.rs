@@ -5,7 +5,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
-use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform};
+use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, WEIGHTED_ROWS};
+use crate::cpu::Weights;
 use crate::error::{Error, Result};
 
 fn dims(rows: usize, d: usize, k: usize) -> Result<(u32, u32, u32)> {
@@ -119,17 +120,39 @@ pub fn logits(
     to2(read(ctx, &z, 0, rows * k)?, rows, k)
 }
 
-/// Class weights as a device buffer: the given ones, or K ones.
-fn class_weights(ctx: &GpuContext, cw: Option<&[f32]>, k: usize) -> Result<wgpu::Buffer> {
+/// The class weights (the given ones, or K ones) and the rows' weights (the given ones, or one unread 1) as device
+/// buffers, and the flags that tell the kernels whether the rows carry weights.
+fn weight_buffers(
+    ctx: &GpuContext,
+    weights: Weights<'_, f32>,
+    rows: usize,
+    k: usize,
+) -> Result<(wgpu::Buffer, wgpu::Buffer, u32)> {
     let ones = vec![1.0f32; k];
-    let w = cw.unwrap_or(&ones);
+    let cw = weights.class.unwrap_or(&ones);
     check(
-        w.len() == k,
+        cw.len() == k,
         "class weights",
         || format!("{k} (one per class)"),
-        || w.len().to_string(),
+        || cw.len().to_string(),
     )?;
-    Ok(storage_init(ctx, "class weights", w))
+    let (sw, flags) = match weights.row {
+        Some(w) => {
+            check(
+                w.len() == rows,
+                "row weights",
+                || format!("{rows} (one per row)"),
+                || w.len().to_string(),
+            )?;
+            (w, WEIGHTED_ROWS)
+        }
+        None => (&[1.0f32][..], 0),
+    };
+    Ok((
+        storage_init(ctx, "class weights", cw),
+        storage_init(ctx, "row weights", sw),
+        flags,
+    ))
 }
 
 /// `softmax.wgsl` on the GPU: (S, per-row [loss (weighted by `cw` when given), correct]).
@@ -137,7 +160,7 @@ pub fn softmax(
     ctx: &GpuContext,
     z: ArrayView2<f32>,
     y: &[u32],
-    cw: Option<&[f32]>,
+    weights: Weights<'_, f32>,
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     let (rows, k) = z.dim();
     check_labels(y, rows, k)?;
@@ -146,16 +169,17 @@ pub fn softmax(
     let yb = storage_init(ctx, "y", y);
     let s = storage_zeroed(ctx, "s", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
-    let cwb = class_weights(ctx, cw, k)?;
+    let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
     run(
         ctx,
         Kernel::Softmax,
         StepUniform {
             rows: r,
             k: kk,
+            flags,
             ..Default::default()
         },
-        &[&zb, &yb, &s, &stats, &cwb],
+        &[&zb, &yb, &s, &stats, &cwb, &swb],
     )?;
     Ok((
         to2(read(ctx, &s, 0, rows * k)?, rows, k)?,
@@ -168,7 +192,7 @@ pub fn residual(
     ctx: &GpuContext,
     s: ArrayView2<f32>,
     y: &[u32],
-    cw: Option<&[f32]>,
+    weights: Weights<'_, f32>,
 ) -> Result<Array2<f32>> {
     let (rows, k) = s.dim();
     check_labels(y, rows, k)?;
@@ -176,16 +200,17 @@ pub fn residual(
     let sb = storage_init(ctx, "s", &contiguous(s));
     let yb = storage_init(ctx, "y", y);
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
-    let cwb = class_weights(ctx, cw, k)?;
+    let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
     run(
         ctx,
         Kernel::Residual,
         StepUniform {
             rows: r,
             k: kk,
+            flags,
             ..Default::default()
         },
-        &[&sb, &yb, &out, &cwb],
+        &[&sb, &yb, &out, &cwb, &swb],
     )?;
     to2(read(ctx, &out, 0, rows * k)?, rows, k)
 }
@@ -410,7 +435,7 @@ pub fn forward(
     w: ArrayView2<f32>,
     b: ArrayView1<f32>,
     y: &[u32],
-    cw: Option<&[f32]>,
+    weights: Weights<'_, f32>,
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     let (rows, d) = x.dim();
     let k = w.ncols();
@@ -429,7 +454,7 @@ pub fn forward(
     let yb = storage_init(ctx, "y", y);
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
-    let cwb = class_weights(ctx, cw, k)?;
+    let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
     run(
         ctx,
         Kernel::Forward,
@@ -437,9 +462,10 @@ pub fn forward(
             rows: r,
             d: dd,
             k: kk,
+            flags,
             ..Default::default()
         },
-        &[&xb, &wb, &bb, &yb, &out, &stats, &cwb],
+        &[&xb, &wb, &bb, &yb, &out, &stats, &cwb, &swb],
     )?;
     Ok((
         to2(read(ctx, &out, 0, rows * k)?, rows, k)?,

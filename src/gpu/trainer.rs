@@ -14,7 +14,7 @@ use ndarray::{Array1, Array2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
-use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned};
+use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned, WEIGHTED_ROWS};
 use crate::data::{RowSource, SparseRows};
 use crate::error::{Error, Result};
 use crate::train::{
@@ -89,6 +89,8 @@ struct BatchBuffers {
     capacity: usize,
     perm_capacity: usize,
     perm: wgpu::Buffer,
+    /// Sample weights of the queued batches' rows, a ring as `perm` is (same capacity).
+    sw: wgpu::Buffer,
     /// The batch's X row-major (the gradient reads it) and feature-major (the logits kernel reads it).
     x: wgpu::Buffer,
     xt: wgpu::Buffer,
@@ -187,6 +189,8 @@ pub struct GpuBackend<'a> {
     /// Ops queued for the next submission, the perm entries of their held batches, and the rows of each loss slot.
     ops: Vec<Op>,
     perm_data: Vec<u32>,
+    /// The queued batches' row weights, written to `batch.sw` with the perm entries.
+    sw_data: Vec<f32>,
     slot_rows: Vec<usize>,
     in_flight: Option<wgpu::SubmissionIndex>,
     /// Loss / hit sums already read back from the slots.
@@ -308,6 +312,7 @@ impl<'a> GpuBackend<'a> {
             steps,
             ops: Vec::new(),
             perm_data: Vec::new(),
+            sw_data: Vec::new(),
             slot_rows: Vec::new(),
             in_flight: None,
             host_sums: Sums::default(),
@@ -477,6 +482,7 @@ impl<'a> GpuBackend<'a> {
         // Room for the rows of many queued steps; a full ring is submitted before it is reused.
         let perm_capacity = (capacity * 16).max(1 << 16);
         let perm = storage_zeroed(ctx, "perm", perm_capacity as u64 * 4);
+        let sw = storage_zeroed(ctx, "sample weights", perm_capacity as u64 * 4);
         let (kern, dev) = (&ctx.kernels, &ctx.device);
         BatchBuffers {
             capacity,
@@ -485,13 +491,14 @@ impl<'a> GpuBackend<'a> {
             forward: kern.bind(
                 dev,
                 Kernel::Forward,
-                &[&xt, &m.w, &m.b, &y, &r, &row_stats, &m.cw],
+                &[&xt, &m.w, &m.b, &y, &r, &row_stats, &m.cw, &sw],
             ),
-            softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats, &m.cw]),
-            residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r, &m.cw]),
+            softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats, &m.cw, &sw]),
+            residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r, &m.cw, &sw]),
             grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
             metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &m.sums]),
             perm,
+            sw,
             x,
             xt,
             y,
@@ -656,6 +663,7 @@ impl<'a> GpuBackend<'a> {
         });
         if self.ops.len() >= OPS_PER_SUBMIT
             || self.perm_data.len() + perm_rows > self.batch.perm_capacity
+            || self.sw_data.len() + perm_rows > self.batch.perm_capacity
             || queries_full
         {
             self.flush()?;
@@ -874,6 +882,22 @@ impl<'a> GpuBackend<'a> {
         }
     }
 
+    /// Queues the batch's row weights, when it has them, after `stage` made room: the uniform then points at them.
+    fn stage_weights(&mut self, batch: &Batch<'_>, uniform: StepUniform) -> StepUniform {
+        match batch.weights() {
+            Some(w) => {
+                let sw_offset = self.sw_data.len() as u32;
+                self.sw_data.extend_from_slice(w);
+                StepUniform {
+                    sw_offset,
+                    flags: uniform.flags | WEIGHTED_ROWS,
+                    ..uniform
+                }
+            }
+            None => uniform,
+        }
+    }
+
     fn uniform(&self, rows: usize, perm_offset: u32, slot: u32, flags: u32) -> StepUniform {
         StepUniform {
             rows: rows as u32,
@@ -900,6 +924,10 @@ impl<'a> GpuBackend<'a> {
         if !self.perm_data.is_empty() {
             ctx.queue
                 .write_buffer(&self.batch.perm, 0, bytemuck::cast_slice(&self.perm_data));
+        }
+        if !self.sw_data.is_empty() {
+            ctx.queue
+                .write_buffer(&self.batch.sw, 0, bytemuck::cast_slice(&self.sw_data));
         }
         let uniforms: Vec<StepUniform> = self
             .ops
@@ -938,6 +966,7 @@ impl<'a> GpuBackend<'a> {
         let index = ctx.queue.submit([encoder.finish()]);
         self.ops.clear();
         self.perm_data.clear();
+        self.sw_data.clear();
         if let Some(previous) = self.in_flight.replace(index) {
             ctx.wait_for(previous)?;
         }
@@ -1299,7 +1328,8 @@ impl Backend for GpuBackend<'_> {
             let (rows, offset) = self.stage(&piece, true)?;
             let slot = self.take_slot(piece.len());
             let flags = u32::from(self.g_rows > 0);
-            let mut uniform = self.uniform(piece.len(), offset, slot, flags);
+            let mut uniform =
+                self.stage_weights(&piece, self.uniform(piece.len(), offset, slot, flags));
             if let Rows::Sparse { touched } = rows {
                 uniform.d = touched;
             }
@@ -1313,7 +1343,8 @@ impl Backend for GpuBackend<'_> {
         for piece in self.pieces(batch)? {
             let (rows, offset) = self.stage(&piece, true)?;
             let slot = self.take_slot(piece.len());
-            let mut uniform = self.uniform(piece.len(), offset, slot, 0);
+            let mut uniform =
+                self.stage_weights(&piece, self.uniform(piece.len(), offset, slot, 0));
             if let Rows::Sparse { touched } = rows {
                 uniform.d = touched;
             }

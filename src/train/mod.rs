@@ -427,7 +427,11 @@ impl Held {
 
 /// What one [`Backend::accumulate`] or [`Backend::forward`] call works on.
 #[derive(Debug, Clone)]
-pub struct Batch<'a>(BatchRows<'a>);
+pub struct Batch<'a> {
+    rows: BatchRows<'a>,
+    /// A weight per row (sample weights), in the batch's order; None: every row weighs 1.
+    weights: Option<&'a [f32]>,
+}
 
 /// The rows of a [`Batch`].
 #[derive(Debug, Clone)]
@@ -456,7 +460,10 @@ impl<'a> Batch<'a> {
                 bad,
             ));
         }
-        Ok(Batch(BatchRows::Held { set, rows }))
+        Ok(Batch {
+            rows: BatchRows::Held { set, rows },
+            weights: None,
+        })
     }
 
     /// Host rows (already checked: a [`Chunk`] cannot hold bad rows).
@@ -464,7 +471,10 @@ impl<'a> Batch<'a> {
         if chunk.is_empty() {
             return Err(Error::param("batch", "at least 1 row", 0));
         }
-        Ok(Batch(BatchRows::Host(chunk)))
+        Ok(Batch {
+            rows: BatchRows::Host(chunk),
+            weights: None,
+        })
     }
 
     /// Rows `start..end` of the batch (not empty), as a batch: a part of a checked batch needs no new check.
@@ -474,23 +484,58 @@ impl<'a> Batch<'a> {
             "{start}..{end} of {}",
             self.len()
         );
-        Batch(match &self.0 {
-            BatchRows::Held { set, rows } => BatchRows::Held {
-                set: *set,
-                rows: &rows[start..end],
+        Batch {
+            rows: match &self.rows {
+                BatchRows::Held { set, rows } => BatchRows::Held {
+                    set: *set,
+                    rows: &rows[start..end],
+                },
+                BatchRows::Host(chunk) => BatchRows::Host(chunk.slice(start, end)),
             },
-            BatchRows::Host(chunk) => BatchRows::Host(chunk.slice(start, end)),
+            weights: self.weights.map(|w| &w[start..end]),
+        }
+    }
+
+    /// The batch with a weight for each row (sample weights): each row's loss and residual are scaled by it, so
+    /// that J = (1/N)·Σ wᵢ·CEᵢ (+ penalty). Weights are finite and ≥ 0, one per row.
+    pub fn with_weights(self, weights: &'a [f32]) -> Result<Self> {
+        if weights.len() != self.len() {
+            return Err(Error::shape(
+                "batch weights",
+                format!("{} (one per row)", self.len()),
+                weights.len(),
+            ));
+        }
+        if let Some((i, w)) = weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !(w.is_finite() && **w >= 0.0))
+        {
+            return Err(Error::param(
+                "--sample-weight",
+                "finite weights ≥ 0",
+                format!("{w} for row {i} of a batch"),
+            ));
+        }
+        Ok(Batch {
+            rows: self.rows,
+            weights: Some(weights),
         })
+    }
+
+    /// The rows' weights, when the batch has them.
+    pub fn weights(&self) -> Option<&'a [f32]> {
+        self.weights
     }
 
     /// The rows.
     pub fn rows(&self) -> &BatchRows<'a> {
-        &self.0
+        &self.rows
     }
 
     /// Rows in the batch.
     pub fn len(&self) -> usize {
-        match &self.0 {
+        match &self.rows {
             BatchRows::Held { rows, .. } => rows.len(),
             BatchRows::Host(c) => c.len(),
         }
