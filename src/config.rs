@@ -90,6 +90,10 @@ pub struct TrainConfig {
     /// when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_weights: Option<Vec<f32>>,
+    /// Where the training rows' sample weights came from (`--sample-weight`), for the run's identity and the
+    /// model's metadata; the weights themselves travel with the rows ([`crate::RowSource::sample_weights`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_weight: Option<String>,
     /// Continue a run from a checkpoint's point instead of its start (the backend given the checkpoint's weights
     /// and optimizer state). Not a setting of the run, so not saved with it.
     #[serde(skip)]
@@ -115,6 +119,7 @@ impl Default for TrainConfig {
             early_stopping: None,
             convergence: None,
             class_weights: None,
+            sample_weight: None,
             resume: None,
         }
     }

@@ -193,6 +193,10 @@ impl Shadow {
             }
             BatchRows::Host(chunk) => (Batch::host(chunk.clone())?, Batch::host(chunk.clone())?),
         };
+        let (b64, b32) = match batch.weights() {
+            Some(w) => (b64.with_weights(w)?, b32.with_weights(w)?),
+            None => (b64, b32),
+        };
         self.f64_path.accumulate(&b64)?;
         self.f32_path.accumulate(&b32)
     }

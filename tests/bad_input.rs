@@ -795,6 +795,42 @@ fn cases() -> Vec<Case> {
             &["--backend", "nonsense", "possible values"],
         ),
         flag("unknown flag", &["--frobnicate"], &["--frobnicate"]),
+        // Sample weights (the embedded digits have 1,797 rows).
+        flag(
+            "--sample-weight wrong count",
+            &["--sample-weight", "w.txt"],
+            &["w.txt", "holds 3 sample weights for the 1797 rows"],
+        )
+        .file("w.txt", "1\n2\n3\n"),
+        flag(
+            "--sample-weight negative",
+            &["--sample-weight", "w.txt"],
+            &["w.txt", "line 2", "-1", "≥ 0"],
+        )
+        .file("w.txt", "1\n-1\n"),
+        flag(
+            "--sample-weight NaN",
+            &["--sample-weight", "w.txt"],
+            &["w.txt", "line 1", "NaN"],
+        )
+        .file("w.txt", "nan\n"),
+        flag(
+            "--sample-weight garbled",
+            &["--sample-weight", "w.txt"],
+            &["w.txt", "line 3", "heavy"],
+        )
+        .file("w.txt", "weight\n1\nheavy\n"),
+        flag(
+            "--sample-weight all zero",
+            &["--sample-weight", "w.txt"],
+            &["w.txt", "every sample weight is 0"],
+        )
+        .file("w.txt", "0\n0\n"),
+        flag(
+            "--sample-weight missing",
+            &["--sample-weight", "nope.npy"],
+            &["nope.npy"],
+        ),
         // Class weights.
         flag(
             "--class-weight garbled",

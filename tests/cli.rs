@@ -1144,3 +1144,70 @@ fn class_weights_are_computed_said_used_and_stored() {
         out.stderr
     );
 }
+
+#[test]
+fn sample_weights_follow_their_rows_through_the_split_in_memory_and_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let y = dir.path().join("y.npy");
+    let gen = run(&[
+        "gen",
+        "--shape",
+        "3000,6,3",
+        "--out",
+        x.to_str().unwrap(),
+        "--labels-out",
+        y.to_str().unwrap(),
+    ]);
+    assert_eq!(gen.code, 0, "{}", gen.stderr);
+    // A header line, then one weight a line: every third row counts triple.
+    let mut text = String::from("weight\n");
+    for i in 0..3000 {
+        text += if i % 3 == 0 { "3\n" } else { "1\n" };
+    }
+    let w = write(dir.path(), "w.csv", text.as_bytes());
+    let args = |budget: &str| {
+        vec![
+            "train".to_string(),
+            "--device".into(),
+            "cpu".into(),
+            "--data".into(),
+            x.to_str().unwrap().into(),
+            "--labels".into(),
+            y.to_str().unwrap().into(),
+            "--sample-weight".into(),
+            w.to_str().unwrap().into(),
+            "--optimizer".into(),
+            "sgd".into(),
+            "--epochs".into(),
+            "2".into(),
+            "--json".into(),
+            "--memory-budget".into(),
+            budget.into(),
+        ]
+    };
+    let held = run(&args("1GiB").iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(held.code, 0, "{}", held.stderr);
+    let streamed = run(&args("64KiB").iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(streamed.code, 0, "{}", streamed.stderr);
+    let (h, s) = (last_epoch(&held), last_epoch(&streamed));
+    assert!(h["stream"].is_null() && s["stream"].is_object());
+    // Both learn the same data with the same weights (the streamed run shuffles by chunk, so not bit for bit).
+    let (lh, ls) = (
+        h["train_loss"].as_f64().unwrap(),
+        s["train_loss"].as_f64().unwrap(),
+    );
+    assert!((lh - ls).abs() < 0.05 * lh, "{lh} vs {ls}");
+    // The weights are in the run's settings.
+    let model = dir.path().join("m.safetensors");
+    let mut a = args("1GiB");
+    a.extend(["--out".to_string(), model.to_str().unwrap().to_string()]);
+    assert_eq!(
+        run(&a.iter().map(String::as_str).collect::<Vec<_>>()).code,
+        0
+    );
+    let m = Model::load(&model).unwrap();
+    assert!(m.settings["config"]["sample_weight"]
+        .as_str()
+        .is_some_and(|p| p.ends_with("w.csv")));
+}

@@ -1,7 +1,8 @@
 //! L-BFGS reaches scikit-learn's optimum: `LogisticRegression(solver="lbfgs", C = 1/(λ·N))` minimises the same
 //! J = mean cross-entropy + λ/2·‖W‖² (bias unpenalised). The figures in tests/data/lbfgs_reference.json were written
 //! by tests/data/sklearn_lbfgs.py (scikit-learn run to tol 1e-10, i.e. the optimum itself). Every backend, CPU and
-//! GPU, must land on it: J within 1e-6 relative, W and b within 1e-4 relative; with class_weight="balanced" too.
+//! GPU, must land on it: J within 1e-6 relative, W and b within 1e-4 relative; with class_weight="balanced" and with
+//! sample weights too.
 
 mod common;
 
@@ -10,7 +11,7 @@ use softmax_wgpu::data::{self, InMemory};
 use softmax_wgpu::lbfgs::{LbfgsOptions, Stop};
 use softmax_wgpu::train::Optimizer;
 use softmax_wgpu::validate::relative_distance;
-use softmax_wgpu::{fit, Backend, Shape, TrainConfig};
+use softmax_wgpu::{fit, Backend, RowSource, Shape, TrainConfig};
 
 struct Reference {
     name: String,
@@ -19,6 +20,7 @@ struct Reference {
     w: Vec<Vec<f64>>,
     b: Vec<f64>,
     class_weights: Option<Vec<f32>>,
+    sample_weights: bool,
 }
 
 fn references() -> Vec<Reference> {
@@ -38,8 +40,21 @@ fn references() -> Vec<Reference> {
             w: serde_json::from_value(p["w"].clone()).unwrap(),
             b: serde_json::from_value(p["b"].clone()).unwrap(),
             class_weights: serde_json::from_value(p["class_weights"].clone()).unwrap(),
+            sample_weights: p["sample_weights"].as_bool().unwrap(),
         })
         .collect()
+}
+
+/// The problem's rows, exactly as the script read them, with their sample weights when it has some.
+fn weighted_rows(r: &Reference) -> Box<dyn RowSource> {
+    let source = rows(&r.name);
+    if !r.sample_weights {
+        return Box::new(source);
+    }
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lbfgs_weighted_w.npy");
+    let w = data::read_sample_weights(&path).unwrap();
+    Box::new(data::Weighted::new(source, w.into(), &path).unwrap())
 }
 
 /// The problem's rows, exactly as the script read them.
@@ -53,6 +68,8 @@ fn rows(name: &str) -> InMemory {
     } else {
         let stem = if name.starts_with("imbalanced") {
             "lbfgs_imbalanced"
+        } else if name.starts_with("weighted") {
+            "lbfgs_weighted"
         } else {
             "lbfgs_synth"
         };
@@ -89,7 +106,7 @@ fn config(r: &Reference) -> TrainConfig {
 fn lbfgs_reaches_the_scikit_learn_optimum_on_every_backend() {
     for r in references() {
         on_every_backend(|name, make| {
-            let mut source = rows(&r.name);
+            let mut source = weighted_rows(&r);
             let shape = Shape {
                 d: r.w.len(),
                 k: r.b.len(),

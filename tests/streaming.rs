@@ -374,3 +374,51 @@ fn a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends() {
         }
     });
 }
+
+#[test]
+fn streamed_sample_weights_follow_their_rows() {
+    use softmax_wgpu::data::Weighted;
+    // Unshuffled, with chunks of whole batches: the streamed run takes the resident run's steps, weights included.
+    let (dir, xp, yp) = files(600, 16, 4);
+    let w: std::sync::Arc<[f32]> = (0..600).map(|i| (i % 5) as f32 * 0.5).collect();
+    let wp = dir.path().join("w");
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        lr: 0.05,
+        val_split: 0.0,
+        shuffle: false,
+        ..TrainConfig::default()
+    };
+    let streamed = TrainConfig {
+        memory_budget: Some(STREAMING_BUDGET),
+        ..cfg.clone()
+    };
+    let shape = Shape { d: 16, k: 4 };
+    on_every_backend(|name, make| {
+        let open =
+            || Weighted::new(data::NpyRows::open(&xp, &yp, None).unwrap(), w.clone(), &wp).unwrap();
+        let mut held = make(shape);
+        let mut s = open();
+        assert_eq!(residency(held.as_ref(), &s, &cfg), Residency::Held);
+        let a = train(held.as_mut(), &mut s, &cfg);
+        let mut st = make(shape);
+        let mut s = open();
+        assert!(matches!(
+            residency(st.as_ref(), &s, &streamed),
+            Residency::Streamed { .. }
+        ));
+        let b = train(st.as_mut(), &mut s, &streamed);
+        assert_eq!(
+            a.last().unwrap().train_loss,
+            b.last().unwrap().train_loss,
+            "{name}"
+        );
+        assert_eq!(held.params().unwrap(), st.params().unwrap(), "{name}");
+        // And the weights matter: the unweighted run ends elsewhere.
+        let mut plain = make(shape);
+        let mut p = data::NpyRows::open(&xp, &yp, None).unwrap();
+        train(plain.as_mut(), &mut p, &cfg);
+        assert_ne!(plain.params().unwrap(), held.params().unwrap(), "{name}");
+    });
+}

@@ -991,3 +991,69 @@ fn class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(
         });
     }
 }
+
+#[test]
+fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing() {
+    use softmax_wgpu::data::Weighted;
+    use std::sync::Arc;
+    // K = 5: the GPU's fused forward kernel; K = 20: its separate softmax and residual kernels. Class weights too,
+    // so that the product of the two is exercised.
+    for k in [5usize, 20] {
+        let (train, _) = problem(800, 12, k);
+        let s = shape(&train);
+        let n = train.len();
+        let w: Arc<[f32]> = (0..n)
+            .map(|i| {
+                if i % 11 == 0 {
+                    0.0
+                } else {
+                    0.25 + (i % 7) as f32 * 0.5
+                }
+            })
+            .collect();
+        let ones: Arc<[f32]> = vec![1.0f32; n].into();
+        let path = std::path::Path::new("weights");
+        let run = |b: &mut dyn Backend, weights: Option<&Arc<[f32]>>, cfg: &TrainConfig| {
+            let mut t: Box<dyn RowSource> = match weights {
+                Some(w) => Box::new(Weighted::new(source(&train), w.clone(), path).unwrap()),
+                None => Box::new(source(&train)),
+            };
+            fit(b, &mut t, None, cfg, &mut []).unwrap()
+        };
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            lr: 0.05,
+            l2: 1e-3,
+            val_split: 0.0,
+            class_weights: Some((0..k).map(|c| 1.0 + 0.1 * c as f32).collect()),
+            ..TrainConfig::default()
+        };
+        let mut reference = CpuBackend::<f64>::new(s);
+        let want = run(&mut reference, Some(&w), &cfg);
+        let want_p = reference.params().unwrap();
+        on_every_backend(|name, make| {
+            let mut b = make(s);
+            let got = run(b.as_mut(), Some(&w), &cfg);
+            // The bound of the class-weight test: 40 steps of f32 gradients, weights ≤ 3.25·1.95 scale rows.
+            let d = rel_diff(&b.params().unwrap().w, &want_p.w);
+            assert!(d < 1e-4, "{name} K={k}: ‖ΔW‖/‖W‖ = {d:e}");
+            let dl = (got[1].train_loss - want[1].train_loss).abs() / want[1].train_loss;
+            assert!(dl < 1e-5, "{name} K={k}: loss {dl:e}");
+            let mut p = make(s);
+            run(p.as_mut(), None, &cfg);
+            let mut o = make(s);
+            run(o.as_mut(), Some(&ones), &cfg);
+            assert_eq!(
+                p.params().unwrap(),
+                o.params().unwrap(),
+                "{name} K={k}: weights of one differ from none"
+            );
+            let apart = rel_diff(&p.params().unwrap().w, &want_p.w);
+            assert!(
+                apart > 1e-2,
+                "{name} K={k}: weighting changed little: {apart:e}"
+            );
+        });
+    }
+}

@@ -394,6 +394,10 @@ pub struct TrainArgs {
     /// not named weigh 1), with any optimizer.
     #[arg(long, value_name = "balanced|NAME=W,…")]
     pub class_weight: Option<String>,
+    /// A weight per row of --data (an NPY vector, or text with one number a line): each row's loss is scaled by it,
+    /// J = (1/N)·Σ wᵢ·CEᵢ + penalty, as scikit-learn's `fit(sample_weight=…)`; held-out rows are not weighted.
+    #[arg(long, value_name = "FILE")]
+    pub sample_weight: Option<PathBuf>,
     /// Keep the features as they are under the automatic optimizer choice.
     #[arg(long)]
     pub no_standardize: bool,
@@ -634,6 +638,7 @@ impl TrainArgs {
                 _ => None,
             },
             class_weights: None,
+            sample_weight: self.sample_weight.as_ref().map(|p| p.display().to_string()),
             resume: None,
         }
     }

@@ -17,6 +17,30 @@ use super::args::{FormatArg, FormatArgs, PredictArgs, TrainArgs};
 pub struct Loaded {
     pub train: Dataset,
     pub held_out: Option<Dataset>,
+    /// The training rows' sample weights (`--sample-weight`), after the split.
+    pub train_weights: Option<Vec<f32>>,
+}
+
+/// The `--sample-weight` file's weights, one per row of `--data` (`rows` of them).
+fn sample_weights(a: &TrainArgs, rows: u64) -> Result<Option<Vec<f32>>> {
+    let Some(path) = &a.sample_weight else {
+        return Ok(None);
+    };
+    let w = data::read_sample_weights(path)?;
+    if w.len() as u64 != rows {
+        return Err(Error::input(
+            path,
+            format!(
+                "holds {} sample weights for the {rows} rows of {}",
+                w.len(),
+                a.data
+                    .as_ref()
+                    .map_or("the training data".to_string(), |p| p.display().to_string())
+            ),
+        )
+        .into());
+    }
+    Ok(Some(w))
 }
 
 fn parse_synthetic(spec: &str) -> Result<(usize, usize, usize)> {
@@ -235,11 +259,23 @@ pub fn streamed_training(
     // Files in a row format always go through their reader: the trainer holds them (reading the file once, straight
     // into its own memory — host RAM for the CPU, device buffers for a GPU, never both) when they fit, and streams
     // them when not. Sparse rows are never made dense.
+    // The training side carries the rows' sample weights, attached before the split so that it keeps its rows'.
+    let weights: Option<std::sync::Arc<[f32]>> = match &a.sample_weight {
+        Some(path) => Some(data::read_sample_weights(path)?.into()),
+        None => None,
+    };
+    let open_train = || -> Result<Box<dyn RowSource>> {
+        let source = (rows.open)()?;
+        Ok(match (&weights, &a.sample_weight) {
+            (Some(w), Some(path)) => Box::new(data::Weighted::new(source, w.clone(), path)?),
+            _ => source,
+        })
+    };
     let (mut train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>) = match &a.test {
-        Some(_) => ((rows.open)()?, test_source(a, &rows.classes, rows.d)?),
+        Some(_) => (open_train()?, test_source(a, &rows.classes, rows.d)?),
         None if cfg.val_split > 0.0 => (
             Box::new(Split::new(
-                (rows.open)()?,
+                open_train()?,
                 cfg.seed,
                 cfg.val_split,
                 Side::Train,
@@ -251,7 +287,7 @@ pub fn streamed_training(
                 Side::HeldOut,
             )?)),
         ),
-        None => ((rows.open)()?, None),
+        None => (open_train()?, None),
     };
     let standardizer = match fixed {
         Some(s) => Some(s.clone()),
@@ -374,9 +410,21 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
     } else {
         data::digits()?
     };
+    let weights = sample_weights(a, full.len() as u64)?;
     let Some(test_path) = &a.test else {
+        let train_weights = match (
+            weights,
+            data::holdout_indices(full.len(), cfg.val_split, cfg.seed)?,
+        ) {
+            (Some(w), Some((train_idx, _))) => Some(train_idx.iter().map(|&i| w[i]).collect()),
+            (w, _) => w,
+        };
         let (train, held_out) = data::split_holdout(full, cfg.val_split, cfg.seed)?;
-        return Ok(Loaded { train, held_out });
+        return Ok(Loaded {
+            train,
+            held_out,
+            train_weights,
+        });
     };
     let test = match rows_of(
         test_path,
@@ -405,6 +453,7 @@ pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
     Ok(Loaded {
         train: full,
         held_out: Some(test),
+        train_weights: weights,
     })
 }
 

@@ -573,6 +573,7 @@ fn prepare(a: &TrainArgs, cfg: &TrainConfig, fixed: Option<&Standardizer>) -> Re
         });
     }
     let mut loaded = load::training_data(a, cfg)?;
+    let (classes, data_name) = (loaded.train.classes.clone(), loaded.train.source.clone());
     let standardizer = match fixed {
         Some(s) => Some(s.clone()),
         None => cfg
@@ -585,10 +586,19 @@ fn prepare(a: &TrainArgs, cfg: &TrainConfig, fixed: Option<&Standardizer>) -> Re
             s.apply(&mut h.x);
         }
     }
+    let train_source = loaded.train.into_source()?;
+    let train: Box<dyn RowSource> = match (loaded.train_weights, &a.sample_weight) {
+        (Some(w), Some(path)) => Box::new(softmax_wgpu::data::Weighted::new(
+            train_source,
+            w.into(),
+            path,
+        )?),
+        _ => Box::new(train_source),
+    };
     Ok(Prepared {
-        classes: loaded.train.classes.clone(),
-        data_name: loaded.train.source.clone(),
-        train: Box::new(loaded.train.into_source()?),
+        classes,
+        data_name,
+        train,
         held_out: loaded
             .held_out
             .map(|h| h.into_source().map(|s| Box::new(s) as Box<dyn RowSource>))

@@ -9,6 +9,7 @@ mod source;
 mod sparse;
 mod stream;
 mod synthetic;
+mod weights;
 
 pub use self::csv::{csv_columns, parse_csv, read_csv, CsvRows, CsvTable};
 pub use self::idx::{is_gzip, looks_like_idx, read_idx_labels, IdxRows};
@@ -23,6 +24,7 @@ pub use self::source::{check_rows, Chunk, HostRows, InMemory, RowSource, MAX_CLA
 pub use self::sparse::{SparseBatch, SparseInMemory, SparseRows};
 pub use self::stream::{held_out, Side, Split, Standardized};
 pub use self::synthetic::{synthetic, SparseSynthetic, SyntheticRows};
+pub use self::weights::{read_sample_weights, Weighted};
 
 use std::io::Read;
 use std::path::Path;
@@ -357,14 +359,15 @@ pub fn digits() -> Result<Dataset> {
     })
 }
 
-/// Splits off a seeded random `fraction` of the rows as a held-out set; the training rows keep their order. Takes
-/// the data set: the held-out rows are copied out and the training rows moved up in place, so the split costs the
-/// held-out rows' memory and no more.
-pub fn split_holdout(ds: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Option<Dataset>)> {
+/// The rows [`split_holdout`] keeps for training and holds out, each ascending; None when `fraction` is 0.
+pub fn holdout_indices(
+    n: usize,
+    fraction: f64,
+    seed: u64,
+) -> Result<Option<(Vec<usize>, Vec<usize>)>> {
     if fraction <= 0.0 {
-        return Ok((ds, None));
+        return Ok(None);
     }
-    let n = ds.len();
     let n_val = ((n as f64) * fraction).round().max(1.0) as usize;
     if n_val >= n {
         return Err(Error::param(
@@ -379,6 +382,16 @@ pub fn split_holdout(ds: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, 
     let mut train_idx = idx[n_val..].to_vec();
     val_idx.sort_unstable();
     train_idx.sort_unstable();
+    Ok(Some((train_idx, val_idx)))
+}
+
+/// Splits off a seeded random `fraction` of the rows as a held-out set; the training rows keep their order. Takes
+/// the data set: the held-out rows are copied out and the training rows moved up in place, so the split costs the
+/// held-out rows' memory and no more.
+pub fn split_holdout(ds: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Option<Dataset>)> {
+    let Some((train_idx, val_idx)) = holdout_indices(ds.len(), fraction, seed)? else {
+        return Ok((ds, None));
+    };
     let held = ds.select(&val_idx);
     let Dataset {
         x,

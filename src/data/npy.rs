@@ -588,6 +588,53 @@ pub fn parse_npy_labels(path: &Path, bytes: &[u8], classes: Option<usize>) -> Re
     Ok(out)
 }
 
+/// Reads a 1-D numeric array (float, or integer; an [n, 1] column is accepted too) as f32 values, each finite and
+/// ≥ 0: the sample weights of `--sample-weight`.
+pub fn parse_npy_weights(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
+    let h = parse_header(path, bytes)?;
+    let n = match h.shape.as_slice() {
+        [n] | [n, 1] if !(h.fortran && h.shape.len() > 1) => *n,
+        s => {
+            return Err(Error::input(
+                path,
+                format!("sample weights must be a 1-D array, found shape {s:?}"),
+            ))
+        }
+    };
+    let raw = data(path, bytes, &h)?;
+    let mut out = Vec::with_capacity(n);
+    for (e, c) in raw.chunks_exact(h.size).enumerate() {
+        let be = h.big_endian;
+        let v: f64 = match (h.kind, h.size) {
+            (Kind::Float, 4) => f64::from(f32::from_le_bytes(word(c, be))),
+            (Kind::Float, 8) => f64::from_le_bytes(word(c, be)),
+            (Kind::Float, _) => {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "sample weights must be float32, float64 or integers, found dtype {:?}",
+                        h.descr
+                    ),
+                ))
+            }
+            (Kind::Int, 1) => f64::from(i8::from_le_bytes(word(c, be))),
+            (Kind::Int, 2) => f64::from(i16::from_le_bytes(word(c, be))),
+            (Kind::Int, 4) => f64::from(i32::from_le_bytes(word(c, be))),
+            (Kind::Int, 8) => i64::from_le_bytes(word(c, be)) as f64,
+            (_, 1) => f64::from(u8::from_le_bytes(word(c, be))),
+            (_, 2) => f64::from(u16::from_le_bytes(word(c, be))),
+            (_, 4) => f64::from(u32::from_le_bytes(word(c, be))),
+            _ => u64::from_le_bytes(word(c, be)) as f64,
+        };
+        out.push(super::weights::check_weight(
+            path,
+            Position::Index(e as u64),
+            v,
+        )?);
+    }
+    Ok(out)
+}
+
 /// The bytes of a version-1 NPY file holding `body` as `descr` (`'<f4'`, `'<u4'` …) of `shape`, C order, as NumPy
 /// writes it. `body` is taken as given (the tests build truncated and malformed files with it).
 pub fn npy_bytes(descr: &str, shape: &[usize], body: &[u8]) -> Vec<u8> {

@@ -211,6 +211,11 @@ pub trait RowSource: Send {
         self.rows()?
             .checked_mul(crate::train::held_row_bytes(self.features()))
     }
+
+    /// A weight per row (`--sample-weight`), in the source's row order, when its rows carry weights.
+    fn sample_weights(&self) -> Option<Arc<[f32]>> {
+        None
+    }
 }
 
 /// Rows held in host memory: checked features, labels and class count.
@@ -259,7 +264,7 @@ impl HostRows {
     }
 
     /// The rows `rows` (indices into these rows, which start at row `first_row` of their source) as an owned chunk.
-    pub fn chunk(&self, first_row: u64, rows: &[u32]) -> Chunk<'static> {
+    pub fn chunk<'x>(&self, first_row: u64, rows: &[u32]) -> Chunk<'x> {
         let idx: Vec<usize> = rows.iter().map(|&i| i as usize).collect();
         Chunk {
             x: CowArray::from(self.x.select(ndarray::Axis(0), &idx)),

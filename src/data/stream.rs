@@ -115,6 +115,19 @@ impl<S: RowSource> RowSource for Split<S> {
         self.inner.is_sparse()
     }
 
+    /// The weights of this side's rows, in order: the inner source's, kept where the row is.
+    fn sample_weights(&self) -> Option<std::sync::Arc<[f32]>> {
+        let all = self.inner.sample_weights()?;
+        let want = self.side == Side::HeldOut;
+        Some(
+            all.iter()
+                .enumerate()
+                .filter(|&(row, _)| held_out(self.seed, self.fraction, row as u64) == want)
+                .map(|(_, &w)| w)
+                .collect(),
+        )
+    }
+
     fn held_bytes(&self) -> Option<u64> {
         let share = self.rows as f64 / self.inner.rows()?.max(1) as f64;
         Some((self.inner.held_bytes()? as f64 * share).ceil() as u64)
@@ -289,6 +302,10 @@ impl<S: RowSource> Standardized<S> {
 }
 
 impl<S: RowSource> RowSource for Standardized<S> {
+    fn sample_weights(&self) -> Option<std::sync::Arc<[f32]>> {
+        self.inner.sample_weights()
+    }
+
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -374,6 +391,10 @@ impl<S: RowSource + ?Sized> RowSource for Box<S> {
 
     fn held_bytes(&self) -> Option<u64> {
         (**self).held_bytes()
+    }
+
+    fn sample_weights(&self) -> Option<std::sync::Arc<[f32]>> {
+        (**self).sample_weights()
     }
 }
 

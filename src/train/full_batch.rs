@@ -22,14 +22,21 @@ pub(super) enum Rows<'a> {
     },
 }
 
-/// Accumulates the gradient and loss sums of every row at the backend's current weights, in the rows' order.
-fn accumulate_all(backend: &mut dyn Backend, rows: &mut Rows<'_>) -> Result<()> {
+/// Accumulates the gradient and loss sums of every row at the backend's current weights, in the rows' order, each
+/// row weighted by its sample weight when there are some.
+fn accumulate_all(
+    backend: &mut dyn Backend,
+    rows: &mut Rows<'_>,
+    weights: Option<&[f32]>,
+) -> Result<()> {
     let piece = backend.max_batch().max(1);
+    let mut bw = Vec::new();
     match rows {
         Rows::Held(set) => {
             let order = set.order(0, 0, false);
             for slice in order.chunks(piece) {
-                backend.accumulate(&Batch::held(*set, slice)?)?;
+                let b = super::weighted(Batch::held(*set, slice)?, weights, 0, slice, &mut bw)?;
+                backend.accumulate(&b)?;
             }
         }
         Rows::Streamed { source, chunk_rows } => {
@@ -47,11 +54,14 @@ fn accumulate_all(backend: &mut dyn Backend, rows: &mut Rows<'_>) -> Result<()> 
                 let Some(part) = part else {
                     break;
                 };
+                let first = part.first_row();
                 let mut held_rows = part.into_source(&name, k)?;
                 let set = backend.hold(held_rows.as_mut())?;
                 let order = set.order(0, 0, false);
                 for slice in order.chunks(piece) {
-                    backend.accumulate(&Batch::held(set, slice)?)?;
+                    let b =
+                        super::weighted(Batch::held(set, slice)?, weights, first, slice, &mut bw)?;
+                    backend.accumulate(&b)?;
                 }
                 backend.release(set)?;
             }
@@ -65,14 +75,14 @@ pub(super) fn objective_at(
     backend: &mut dyn Backend,
     rows: &mut Rows<'_>,
     params: &Params,
-    l2: f32,
+    (l2, weights): (f32, Option<&[f32]>),
     reducer: &mut dyn Reducer,
 ) -> Result<(f64, Gradient, Sums)> {
     backend.set_params(params)?;
     // Discard whatever an earlier caller left accumulated.
     backend.take_gradient()?;
     backend.take_sums()?;
-    accumulate_all(backend, rows)?;
+    accumulate_all(backend, rows, weights)?;
     backend.combine(reducer)?;
     let mut sums = backend.take_sums()?;
     if !reducer.is_identity() {
@@ -129,6 +139,8 @@ struct Run<'a, 'o> {
     held_stream: Option<(&'a mut dyn RowSource, usize)>,
     shape: Shape,
     l2: f32,
+    /// Sample weights of the training rows, when they have some.
+    weights: Option<std::sync::Arc<[f32]>>,
     reducer: &'a mut dyn Reducer,
     observers: &'a mut [&'o mut dyn Observer],
     device: String,
@@ -145,8 +157,13 @@ impl Problem for Run<'_, '_> {
         x.iter_mut()
             .zip(params.w.iter().chain(params.b.iter()))
             .for_each(|(x, &p)| *x = f64::from(p));
-        let (value, gradient, sums) =
-            objective_at(self.backend, &mut self.rows, &params, self.l2, self.reducer)?;
+        let (value, gradient, sums) = objective_at(
+            self.backend,
+            &mut self.rows,
+            &params,
+            (self.l2, self.weights.as_deref()),
+            self.reducer,
+        )?;
         self.rows_read += sums.rows as u64;
         self.seen.push((x.to_vec(), sums));
         // ∇J flat over W then b, as the iterate is (without `to_flat`'s trailing row count).
@@ -227,12 +244,14 @@ pub(super) fn fit_lbfgs<'a>(
         shape.check_source(h)?;
     }
     backend.set_class_weights(cfg.class_weights.as_deref())?;
+    let weights = train.sample_weights();
     let train_residency = residency(backend, train, cfg);
     let held_residency = held_out.as_deref().map(|h| residency(backend, h, cfg));
     let train_set = match train_residency {
         Residency::Held => Some(backend.hold(train)?),
         Residency::Streamed { .. } => None,
     };
+    super::check_sample_weights(weights.as_deref(), train_set, train)?;
     let held = match (&mut held_out, held_residency) {
         (Some(h), Some(Residency::Held)) => Some(backend.hold(&mut **h)?),
         _ => None,
@@ -265,6 +284,7 @@ pub(super) fn fit_lbfgs<'a>(
         held_stream,
         shape,
         l2: cfg.l2,
+        weights,
         reducer,
         observers,
         device,

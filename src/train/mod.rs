@@ -1015,11 +1015,13 @@ pub fn fit_with(
     }
     let device = backend.device();
     backend.set_class_weights(cfg.class_weights.as_deref())?;
+    let sample_weights = train.sample_weights();
     let train_residency = residency(backend, train, cfg);
     let train_set = match train_residency {
         Residency::Held => Some(backend.hold(train)?),
         Residency::Streamed { .. } => None,
     };
+    check_sample_weights(sample_weights.as_deref(), train_set, train)?;
     let held_residency = held_out.as_deref().map(|h| residency(backend, h, cfg));
     let held_set = match (&mut held_out, held_residency) {
         (Some(h), Some(Residency::Held)) => Some(backend.hold(&mut **h)?),
@@ -1093,8 +1095,15 @@ pub fn fit_with(
         let stream = match (train_set, train_residency) {
             (Some(set), _) => {
                 let order = set.order(cfg.seed, epoch, cfg.shuffle);
+                let mut bw = Vec::new();
                 for slice in order.chunks(stepper.batch).skip(std::mem::take(&mut skip)) {
-                    let b = Batch::held(set, slice)?;
+                    let b = weighted(
+                        Batch::held(set, slice)?,
+                        sample_weights.as_deref(),
+                        0,
+                        slice,
+                        &mut bw,
+                    )?;
                     stepper.part(backend, observers, &b, &b)?;
                 }
                 None
@@ -1106,7 +1115,7 @@ pub fn fit_with(
                     backend,
                     &mut *train,
                     cfg,
-                    (chunk_rows, skip_rows),
+                    (chunk_rows, skip_rows, sample_weights.as_deref()),
                     &mut stepper,
                     observers,
                     wants_rows,
@@ -1200,6 +1209,43 @@ pub fn fit_with(
         }
     }
     Ok(reports)
+}
+
+/// `batch` with the sample weights of its rows — `rows` of the part of the source that starts at row `first` — when
+/// the source has weights (`bw` holds them).
+fn weighted<'b>(
+    batch: Batch<'b>,
+    weights: Option<&[f32]>,
+    first: u64,
+    rows: &[u32],
+    bw: &'b mut Vec<f32>,
+) -> Result<Batch<'b>> {
+    let Some(w) = weights else {
+        return Ok(batch);
+    };
+    bw.clear();
+    bw.extend(rows.iter().map(|&r| w[first as usize + r as usize]));
+    batch.with_weights(bw)
+}
+
+/// Sample weights, when the source has them, are one per row of it.
+fn check_sample_weights(
+    weights: Option<&[f32]>,
+    set: Option<Held>,
+    source: &dyn RowSource,
+) -> Result<()> {
+    let Some(w) = weights else {
+        return Ok(());
+    };
+    let rows = set.map(|s| s.len() as u64).or(source.rows());
+    if rows != Some(w.len() as u64) {
+        return Err(Error::shape(
+            format!("sample weights of {}", source.name()),
+            format!("one per row ({rows:?} rows)"),
+            w.len(),
+        ));
+    }
+    Ok(())
 }
 
 /// The chunks of one streamed epoch, as (first row, rows): in order, or in a seeded order of chunks.
@@ -1320,7 +1366,7 @@ fn read_epoch(
 
 /// The rows `rows` of a held chunk as host rows, for observers that replay them (dense; sparse rows made dense,
 /// a batch at a time).
-fn rows_for_observers(held: &dyn RowSource, first: u64, rows: &[u32]) -> Result<Chunk<'static>> {
+fn rows_for_observers<'x>(held: &dyn RowSource, first: u64, rows: &[u32]) -> Result<Chunk<'x>> {
     if let Some(dense) = held.shared() {
         return Ok(dense.chunk(first, rows));
     }
@@ -1346,7 +1392,7 @@ fn stream_epoch(
     backend: &mut dyn Backend,
     source: &mut dyn RowSource,
     cfg: &TrainConfig,
-    (chunk_rows, skip_rows): (usize, u64),
+    (chunk_rows, skip_rows, sample_weights): (usize, u64, Option<&[f32]>),
     stepper: &mut Stepper<'_>,
     observers: &mut [&mut dyn Observer],
     wants_rows: bool,
@@ -1383,13 +1429,24 @@ fn stream_epoch(
                     .shuffle(&mut order);
                 }
                 let mut at = skip.min(order.len());
+                let mut bw = Vec::new();
                 while at < order.len() {
                     let take = stepper.room().min(order.len() - at);
                     let rows_of = &order[at..at + take];
-                    let part = Batch::held(set, rows_of)?;
+                    let part = weighted(
+                        Batch::held(set, rows_of)?,
+                        sample_weights,
+                        first,
+                        rows_of,
+                        &mut bw,
+                    )?;
                     if wants_rows {
                         let seen = rows_for_observers(held_rows.as_ref(), first, rows_of)?;
-                        stepper.part(backend, observers, &part, &Batch::host(seen)?)?;
+                        let seen = match part.weights() {
+                            Some(w) => Batch::host(seen)?.with_weights(w)?,
+                            None => Batch::host(seen)?,
+                        };
+                        stepper.part(backend, observers, &part, &seen)?;
                     } else {
                         stepper.part(backend, observers, &part, &part)?;
                     }
@@ -1436,7 +1493,14 @@ pub fn objective(
     shape.check_source(source)?;
     params.check(shape)?;
     let chunk_rows = backend.max_batch().clamp(1, 1 << 16);
+    let weights = source.sample_weights();
     let mut rows = full_batch::Rows::Streamed { source, chunk_rows };
-    let (value, gradient, _) = full_batch::objective_at(backend, &mut rows, params, l2, reducer)?;
+    let (value, gradient, _) = full_batch::objective_at(
+        backend,
+        &mut rows,
+        params,
+        (l2, weights.as_deref()),
+        reducer,
+    )?;
     Ok((value, gradient))
 }
