@@ -17,6 +17,11 @@
 //! and one batch to the memory of the run; its cost is that of a CPU f64 and a CPU f32 training run, plus one weight
 //! read-back per check.
 //!
+//! An L-BFGS run has no steps to replay: its iterates are the host's f64 algebra on the device's evaluations of J
+//! and ∇J. There each iteration counts as a step, and a check recomputes J at the device's weights over the held
+//! rows on the CPU in f64 (and f32) and compares it with the J the device evaluated: drift = |J_device − J_f64| /
+//! |J_f64|, a few ulp of J for a correct device.
+//!
 //! Why a default tolerance of 1e-3: each f32 step perturbs the weights by about u·√(reduction length) relative to
 //! the f64 step (u = 2⁻²⁴ ≈ 6e-8; `validate` bounds each kernel this way), and on this convex objective with a
 //! stable learning rate SGD contracts perturbations rather than compounding them, so the drift of a correct device
@@ -98,6 +103,10 @@ pub struct Shadow {
     f64_path: CpuBackend<f64>,
     f32_path: CpuBackend<f32>,
     held: Option<(Held, Held)>,
+    /// For an L-BFGS run: its L2 penalty and the training rows' sample weights; the checks then compare J.
+    lbfgs: Option<(f32, Option<std::sync::Arc<[f32]>>)>,
+    /// The objective the device reported for its latest iterate (L-BFGS).
+    last_j: f64,
     options: ShadowOptions,
     steps: usize,
     since: usize,
@@ -115,6 +124,8 @@ impl Shadow {
             f64_path: CpuBackend::try_new(shape)?,
             f32_path: CpuBackend::try_new(shape)?,
             held: None,
+            lbfgs: None,
+            last_j: f64::NAN,
             options,
             steps: 0,
             since: 0,
@@ -158,6 +169,57 @@ impl Shadow {
                 ),
             });
         }
+        if drift > self.options.tolerance || drift.is_nan() {
+            return Err(Error::Drift {
+                device: device.device(),
+                step: self.steps,
+                drift,
+                tolerance: self.options.tolerance,
+                cpu_f32_drift,
+            });
+        }
+        Ok(check)
+    }
+
+    /// An L-BFGS run's check: J at the device's weights, recomputed over the held rows on the CPU in f64 (and f32),
+    /// against the J the device evaluated there (`j_device`). L-BFGS's iterates are the host's f64 algebra on the
+    /// device's evaluations, so the evaluation is what the device contributes and what is checked; the drift is
+    /// |J_device − J_f64| / |J_f64|.
+    fn check_objective(&mut self, device: &mut dyn Backend, j_device: f64) -> Result<Check> {
+        let (l2, weights) = self
+            .lbfgs
+            .clone()
+            .ok_or_else(|| Error::Internal("an objective check outside an L-BFGS run".into()))?;
+        let (h64, h32) = self.held.ok_or_else(|| {
+            Error::Internal("an L-BFGS check without the training rows held".into())
+        })?;
+        let params = device.params()?;
+        let (j64, _) = crate::train::objective_held(
+            &mut self.f64_path,
+            h64,
+            &params,
+            (l2, weights.as_deref()),
+        )?;
+        let (j32, _) = crate::train::objective_held(
+            &mut self.f32_path,
+            h32,
+            &params,
+            (l2, weights.as_deref()),
+        )?;
+        let scale = j64.abs().max(f64::MIN_POSITIVE);
+        let (drift, cpu_f32_drift) = ((j_device - j64).abs() / scale, (j32 - j64).abs() / scale);
+        let check = Check {
+            step: self.steps,
+            drift,
+            cpu_f32_drift,
+        };
+        self.since = 0;
+        self.checks += 1;
+        self.last = Some(check);
+        if self.worst.is_none_or(|w| drift > w.drift || drift.is_nan()) {
+            self.worst = Some(check);
+        }
+        self.epoch_worst = Some(self.epoch_worst.map_or(drift, |w| w.max(drift)));
         if drift > self.options.tolerance || drift.is_nan() {
             return Err(Error::Drift {
                 device: device.device(),
@@ -226,6 +288,17 @@ impl Observer for Shadow {
         // Held data is held here too (shared, not copied, when it is in RAM); streamed rows are replayed as the
         // device sees them.
         self.held = None;
+        self.lbfgs = None;
+        if let crate::train::Optimizer::Lbfgs(_) = cfg.optimizer {
+            if start.residency != Residency::Held {
+                return Err(Error::param(
+                    "--check-every",
+                    "training rows held in memory with --optimizer lbfgs (each check evaluates J over them again)",
+                    "streamed rows",
+                ));
+            }
+            self.lbfgs = Some((cfg.l2, start.train.sample_weights()));
+        }
         if start.residency == Residency::Held {
             let h64 = self.f64_path.hold(start.train)?;
             let h32 = self.f32_path.hold(start.train)?;
@@ -254,7 +327,16 @@ impl Observer for Shadow {
         Ok(())
     }
 
-    fn on_epoch(&mut self, report: &mut EpochReport, _device: &mut dyn Backend) -> Result<()> {
+    fn on_epoch(&mut self, report: &mut EpochReport, device: &mut dyn Backend) -> Result<()> {
+        if let (Some(it), Some(_)) = (report.lbfgs, &self.lbfgs) {
+            // An L-BFGS iteration is a step here: every `every` of them, J is recomputed on the CPU.
+            self.steps = it.iteration;
+            self.since += 1;
+            self.last_j = report.train_loss;
+            if self.since >= self.options.every {
+                self.check_objective(device, report.train_loss)?;
+            }
+        }
         report.drift = self.epoch_worst.take();
         Ok(())
     }
@@ -262,7 +344,12 @@ impl Observer for Shadow {
     /// Compares the steps taken since the last check (or the start, when nothing was compared yet).
     fn on_finish(&mut self, device: &mut dyn Backend) -> Result<()> {
         if self.since > 0 || self.checks == 0 {
-            self.check_now(device)?;
+            if self.lbfgs.is_some() {
+                let j = self.last_j;
+                self.check_objective(device, j)?;
+            } else {
+                self.check_now(device)?;
+            }
         }
         Ok(())
     }

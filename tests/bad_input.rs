@@ -889,9 +889,9 @@ fn cases() -> Vec<Case> {
             &["--early-stopping", "minibatch"],
         ),
         flag(
-            "--check-every with lbfgs",
-            &["--optimizer", "lbfgs", "--check-every", "5"],
-            &["--check-every", "minibatch"],
+            "--resume with lbfgs",
+            &["--optimizer", "lbfgs", "--resume", "ck.json"],
+            &["--resume", "minibatch"],
         ),
         case(
             "--out in a missing directory",

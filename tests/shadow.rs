@@ -104,6 +104,10 @@ struct Corrupt<'a> {
     inner: GpuBackend<'a>,
     at_step: usize,
     steps: usize,
+    /// When set, the loss sums read after this many reads are 1 % high: a wrong evaluation of J (what L-BFGS runs
+    /// on), the weights untouched.
+    sums_after: Option<usize>,
+    sums_read: usize,
 }
 
 impl Backend for Corrupt<'_> {
@@ -150,7 +154,12 @@ impl Backend for Corrupt<'_> {
         self.inner.set_gradient(g)
     }
     fn take_sums(&mut self) -> softmax_wgpu::Result<Sums> {
-        self.inner.take_sums()
+        let mut sums = self.inner.take_sums()?;
+        self.sums_read += 1;
+        if self.sums_after.is_some_and(|n| self.sums_read > n) {
+            sums.loss *= 1.01;
+        }
+        Ok(sums)
     }
     fn params(&mut self) -> softmax_wgpu::Result<Params> {
         self.inner.params()
@@ -178,6 +187,8 @@ fn a_device_that_goes_wrong_is_stopped_at_the_next_check_and_blamed() {
             inner: gpu_backend(ctx),
             at_step: 30,
             steps: 0,
+            sums_after: None,
+            sums_read: 0,
         };
         let mut shadow = Shadow::new(SHAPE, options(4)).unwrap();
         let mut epochs = 0;
@@ -215,5 +226,59 @@ fn a_device_that_goes_wrong_is_stopped_at_the_next_check_and_blamed() {
         assert!(msg.contains("the device computes differently"), "{msg}");
         assert!(msg.starts_with(&ctx.describe()), "names the device: {msg}");
         assert!(!err.is_input(), "a failed check is not bad input (exit 1)");
+    });
+}
+
+#[test]
+fn an_lbfgs_run_is_checked_by_its_objective_and_a_wrong_evaluation_is_stopped() {
+    use softmax_wgpu::lbfgs::LbfgsOptions;
+    use softmax_wgpu::train::Optimizer;
+    let d = problem();
+    let cfg = TrainConfig {
+        optimizer: Optimizer::Lbfgs(LbfgsOptions {
+            tol: 1e-6,
+            max_iter: 40,
+            ..LbfgsOptions::default()
+        }),
+        l2: 1e-3,
+        val_split: 0.0,
+        ..TrainConfig::default()
+    };
+    on_every_gpu(|ctx| {
+        // Correct: every 3rd iteration and the last are checked, J agrees to f32's precision.
+        let mut shadow = Shadow::new(SHAPE, options(3)).unwrap();
+        let mut device = gpu_backend(ctx);
+        let mut src = d.clone().into_source().unwrap();
+        let reports = fit(&mut device, &mut src, None, &cfg, &mut [&mut shadow]).unwrap();
+        let s = shadow.summary();
+        assert_eq!(s.checks, reports.len().div_ceil(3), "{s:?}");
+        let worst = s.worst.unwrap();
+        // J is a mean of 700 f32 losses: a few ulp of J, far below the 1e-3 tolerance.
+        assert!(
+            worst.drift < 1e-5 && worst.cpu_f32_drift < 1e-5,
+            "{worst:?}"
+        );
+        assert!(reports.iter().any(|r| r.drift.is_some()));
+        // A device whose loss sums go 1 % high after its 6th read is stopped at the next check, and blamed.
+        let mut shadow = Shadow::new(SHAPE, options(2)).unwrap();
+        let mut bad = Corrupt {
+            inner: gpu_backend(ctx),
+            at_step: usize::MAX,
+            steps: 0,
+            sums_after: Some(6),
+            sums_read: 0,
+        };
+        let mut src = d.clone().into_source().unwrap();
+        match fit(&mut bad, &mut src, None, &cfg, &mut [&mut shadow]) {
+            Err(Error::Drift {
+                drift,
+                cpu_f32_drift,
+                ..
+            }) => {
+                assert!((0.005..0.02).contains(&drift), "{drift}");
+                assert!(cpu_f32_drift < 1e-5);
+            }
+            other => panic!("expected a drift error, got {other:?}"),
+        }
     });
 }

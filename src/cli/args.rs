@@ -555,7 +555,10 @@ impl TrainArgs {
                 format!("minibatch flag {flag}"),
             ));
         }
-        if let (true, Some(flag)) = (lbfgs, self.minibatch_flag()) {
+        if let (true, Some(flag)) = (
+            lbfgs,
+            self.minibatch_flag().filter(|&f| f != "--check-every"),
+        ) {
             return Err(Error::param(
                 flag,
                 "a minibatch optimizer (an L-BFGS run is full passes, with steps chosen by its line search)",

@@ -625,7 +625,7 @@ fn print_epoch(r: &EpochReport, json: bool) -> softmax_wgpu::Result<()> {
         .map_or(String::new(), |d| format!("  drift {d:.1e}"));
     if let Some(it) = r.lbfgs {
         println!(
-            "iter {:4}  objective {:.6}  |grad| {:.2e}  step {:.2e}  {held}  {:>10.0} samples/s  {:6.2}s  [{}]",
+            "iter {:4}  objective {:.6}  |grad| {:.2e}  step {:.2e}  {held}  {:>10.0} samples/s  {:6.2}s{drift}  [{}]",
             r.epoch, r.train_loss, it.grad_inf, it.step, r.samples_per_sec, r.seconds, r.device
         );
         return Ok(());
