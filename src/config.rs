@@ -173,7 +173,7 @@ impl TrainConfig {
             if self.early_stopping.is_some() {
                 return Err(Error::param(
                     "--early-stopping",
-                    "a minibatch optimizer (L-BFGS stops by --tol and --max-iter)",
+                    "used with a minibatch optimizer only (L-BFGS stops by --tol and --max-iter)",
                     "--optimizer lbfgs",
                 ));
             }

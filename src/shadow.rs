@@ -293,7 +293,7 @@ impl Observer for Shadow {
             if start.residency != Residency::Held {
                 return Err(Error::param(
                     "--check-every",
-                    "training rows held in memory with --optimizer lbfgs (each check evaluates J over them again)",
+                    "used on training rows held in memory with --optimizer lbfgs (each check evaluates J over them again)",
                     "streamed rows",
                 ));
             }

@@ -541,7 +541,7 @@ impl TrainArgs {
         if let Some((flag, _)) = only_lbfgs.iter().find(|(_, given)| *given) {
             return Err(Error::param(
                 *flag,
-                "--optimizer lbfgs or the automatic choice (an explicit minibatch optimizer runs --epochs)",
+                "used with --optimizer lbfgs or the automatic choice (an explicit minibatch optimizer runs --epochs)",
                 format!("--optimizer {:?}", self.optimizer.unwrap_or(OptimizerArg::Sgd)).to_lowercase(),
             ));
         }
@@ -551,7 +551,7 @@ impl TrainArgs {
         ) {
             return Err(Error::param(
                 "--lbfgs-history",
-                "--optimizer lbfgs",
+                "used with --optimizer lbfgs",
                 format!("minibatch flag {flag}"),
             ));
         }
@@ -561,7 +561,7 @@ impl TrainArgs {
         ) {
             return Err(Error::param(
                 flag,
-                "a minibatch optimizer (an L-BFGS run is full passes, with steps chosen by its line search)",
+                "used with a minibatch optimizer only (an L-BFGS run is full passes, its steps chosen by its line search)",
                 "--optimizer lbfgs",
             ));
         }
