@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use super::{
-    evaluate, evaluate_streamed, residency, Backend, Batch, EpochReport, Gradient, Held, Observer,
-    Params, Part, Reducer, Residency, Shape, Start, Sums,
+    evaluate, evaluate_streamed, Backend, Batch, EpochReport, Gradient, Held, Observer, Params,
+    Reducer, Residency, Shape, Sums,
 };
 use crate::config::TrainConfig;
 use crate::data::RowSource;
@@ -40,31 +40,25 @@ fn accumulate_all(
             }
         }
         Rows::Streamed { source, chunk_rows } => {
-            source.rewind()?;
-            let name = source.name().to_string();
-            let k = source.classes();
-            loop {
-                let part = if source.is_sparse() {
-                    source.next_sparse(*chunk_rows)?.map(Part::Sparse)
-                } else {
-                    source
-                        .next_chunk(*chunk_rows)?
-                        .map(|c| Part::Dense(c.into_owned()))
-                };
-                let Some(part) = part else {
-                    break;
-                };
-                let first = part.first_row();
-                let mut held_rows = part.into_source(&name, k)?;
-                let set = backend.hold(held_rows.as_mut())?;
-                let order = set.order(0, 0, false);
-                for slice in order.chunks(piece) {
-                    let b =
-                        super::weighted(Batch::held(set, slice)?, weights, first, slice, &mut bw)?;
-                    backend.accumulate(&b)?;
-                }
-                backend.release(set)?;
-            }
+            super::for_each_held_chunk(
+                backend,
+                &mut **source,
+                *chunk_rows,
+                |backend, set, first| {
+                    let order = set.order(0, 0, false);
+                    for slice in order.chunks(piece) {
+                        let b = super::weighted(
+                            Batch::held(set, slice)?,
+                            weights,
+                            first,
+                            slice,
+                            &mut bw,
+                        )?;
+                        backend.accumulate(&b)?;
+                    }
+                    Ok(())
+                },
+            )?;
         }
     }
     Ok(())
@@ -239,30 +233,13 @@ pub(super) fn fit_lbfgs<'a>(
     observers: &'a mut [&mut dyn Observer],
 ) -> Result<Vec<EpochReport>> {
     let shape = backend.shape();
-    shape.check_source(train)?;
-    if let Some(h) = held_out.as_deref() {
-        shape.check_source(h)?;
-    }
-    backend.set_class_weights(cfg.class_weights.as_deref())?;
-    let weights = train.sample_weights();
-    let train_residency = residency(backend, train, cfg);
-    let held_residency = held_out.as_deref().map(|h| residency(backend, h, cfg));
-    let train_set = match train_residency {
-        Residency::Held => Some(backend.hold(train)?),
-        Residency::Streamed { .. } => None,
-    };
-    super::check_sample_weights(weights.as_deref(), train_set, train)?;
-    let held = match (&mut held_out, held_residency) {
-        (Some(h), Some(Residency::Held)) => Some(backend.hold(&mut **h)?),
-        _ => None,
-    };
-    let mut start = Start {
-        train: &mut *train,
-        residency: train_residency,
-    };
-    for o in observers.iter_mut() {
-        o.on_start(&mut start, cfg, backend)?;
-    }
+    let super::Begun {
+        train_residency,
+        train_set,
+        held_residency,
+        held_set: held,
+        sample_weights: weights,
+    } = super::begin(backend, train, held_out.as_deref_mut(), cfg, observers)?;
     let x0 = flat(&backend.params()?);
     let rows = match (train_set, train_residency) {
         (Some(set), _) => Rows::Held(set),

@@ -877,29 +877,46 @@ pub fn evaluate_streamed(
     batch: usize,
 ) -> Result<Sums> {
     let rows = eval_rows(backend, batch);
-    source.rewind()?;
-    let name = source.name().to_string();
-    let k = source.classes();
-    loop {
-        let part = if source.is_sparse() {
-            source.next_sparse(chunk_rows)?.map(Part::Sparse)
-        } else {
-            source
-                .next_chunk(chunk_rows)?
-                .map(|c| Part::Dense(c.into_owned()))
-        };
-        let Some(part) = part else {
-            break;
-        };
-        let mut held_rows = part.into_source(&name, k)?;
-        let set = backend.hold(held_rows.as_mut())?;
+    for_each_held_chunk(backend, source, chunk_rows, |backend, set, _| {
         let order = set.order(0, 0, false);
         for slice in order.chunks(rows) {
             backend.forward(&Batch::held(set, slice)?)?;
         }
+        Ok(())
+    })?;
+    backend.take_sums()
+}
+
+/// The next at most `rows` rows of `source` as a part a backend can hold: sparse rows stay sparse.
+fn next_part(source: &mut dyn RowSource, rows: usize) -> Result<Option<Part>> {
+    Ok(if source.is_sparse() {
+        source.next_sparse(rows)?.map(Part::Sparse)
+    } else {
+        source
+            .next_chunk(rows)?
+            .map(|c| Part::Dense(c.into_owned()))
+    })
+}
+
+/// Reads `source` from its start `chunk_rows` rows at a time; the backend holds each chunk only while `f` runs on it
+/// (given the held set and the chunk's first row in the source), then releases it.
+fn for_each_held_chunk(
+    backend: &mut dyn Backend,
+    source: &mut dyn RowSource,
+    chunk_rows: usize,
+    mut f: impl FnMut(&mut dyn Backend, Held, u64) -> Result<()>,
+) -> Result<()> {
+    source.rewind()?;
+    let name = source.name().to_string();
+    let k = source.classes();
+    while let Some(part) = next_part(source, chunk_rows)? {
+        let first = part.first_row();
+        let mut held_rows = part.into_source(&name, k)?;
+        let set = backend.hold(held_rows.as_mut())?;
+        f(backend, set, first)?;
         backend.release(set)?;
     }
-    backend.take_sums()
+    Ok(())
 }
 
 /// Trains for `cfg.epochs` epochs: each epoch runs one step per `cfg.batch_size` rows of a seeded shuffle, reads the
@@ -1008,32 +1025,14 @@ pub fn fit_with(
             "none",
         ));
     }
-    let shape = backend.shape();
-    shape.check_source(train)?;
-    if let Some(h) = held_out.as_deref() {
-        shape.check_source(h)?;
-    }
     let device = backend.device();
-    backend.set_class_weights(cfg.class_weights.as_deref())?;
-    let sample_weights = train.sample_weights();
-    let train_residency = residency(backend, train, cfg);
-    let train_set = match train_residency {
-        Residency::Held => Some(backend.hold(train)?),
-        Residency::Streamed { .. } => None,
-    };
-    check_sample_weights(sample_weights.as_deref(), train_set, train)?;
-    let held_residency = held_out.as_deref().map(|h| residency(backend, h, cfg));
-    let held_set = match (&mut held_out, held_residency) {
-        (Some(h), Some(Residency::Held)) => Some(backend.hold(&mut **h)?),
-        _ => None,
-    };
-    let mut start = Start {
-        train: &mut *train,
-        residency: train_residency,
-    };
-    for o in observers.iter_mut() {
-        o.on_start(&mut start, cfg, backend)?;
-    }
+    let Begun {
+        train_residency,
+        train_set,
+        held_residency,
+        held_set,
+        sample_weights,
+    } = begin(backend, train, held_out.as_deref_mut(), cfg, observers)?;
     let wants_rows = observers.iter().any(|o| o.wants_rows());
     // A batch larger than the data set is the whole data set (full-batch gradient descent).
     let rows_known = train_set.map(|s| s.len() as u64).or(train.rows());
@@ -1211,6 +1210,59 @@ pub fn fit_with(
     Ok(reports)
 }
 
+/// How a run holds its rows, once [`begin`] has set it up.
+struct Begun {
+    train_residency: Residency,
+    train_set: Option<Held>,
+    held_residency: Option<Residency>,
+    held_set: Option<Held>,
+    sample_weights: Option<Arc<[f32]>>,
+}
+
+/// What every run does first, minibatch or full-batch: checks the sources' shapes, sets the class weights, decides
+/// each source's residency and holds what is held, checks the sample weights against the training rows, and tells
+/// the observers the run starts.
+fn begin<'t, 'h>(
+    backend: &mut dyn Backend,
+    train: &mut (dyn RowSource + 't),
+    mut held_out: Option<&mut (dyn RowSource + 'h)>,
+    cfg: &TrainConfig,
+    observers: &mut [&mut dyn Observer],
+) -> Result<Begun> {
+    let shape = backend.shape();
+    shape.check_source(train)?;
+    if let Some(h) = held_out.as_deref() {
+        shape.check_source(h)?;
+    }
+    backend.set_class_weights(cfg.class_weights.as_deref())?;
+    let sample_weights = train.sample_weights();
+    let train_residency = residency(backend, train, cfg);
+    let train_set = match train_residency {
+        Residency::Held => Some(backend.hold(train)?),
+        Residency::Streamed { .. } => None,
+    };
+    check_sample_weights(sample_weights.as_deref(), train_set, train)?;
+    let held_residency = held_out.as_deref().map(|h| residency(backend, h, cfg));
+    let held_set = match (&mut held_out, held_residency) {
+        (Some(h), Some(Residency::Held)) => Some(backend.hold(&mut **h)?),
+        _ => None,
+    };
+    let mut start = Start {
+        train: &mut *train,
+        residency: train_residency,
+    };
+    for o in observers.iter_mut() {
+        o.on_start(&mut start, cfg, backend)?;
+    }
+    Ok(Begun {
+        train_residency,
+        train_set,
+        held_residency,
+        held_set,
+        sample_weights,
+    })
+}
+
 /// `batch` with the sample weights of its rows — `rows` of the part of the source that starts at row `first` — when
 /// the source has weights (`bw` holds them).
 fn weighted<'b>(
@@ -1309,16 +1361,9 @@ fn read_epoch(
         }
     };
     let mut busy = 0.0;
-    let sparse = source.is_sparse();
     let mut read = |source: &mut dyn RowSource, rows: usize| -> Option<Result<Part>> {
         let t = Instant::now();
-        let chunk = if sparse {
-            source.next_sparse(rows).map(|c| c.map(Part::Sparse))
-        } else {
-            source
-                .next_chunk(rows)
-                .map(|c| c.map(|c| Part::Dense(c.into_owned())))
-        };
+        let chunk = next_part(source, rows);
         busy += t.elapsed().as_secs_f64();
         chunk.transpose()
     };
