@@ -144,6 +144,25 @@ impl Shadow {
         let drift = relative_distance(params.w.iter().chain(params.b.iter()).copied(), reference());
         let (w32, b32) = self.f32_path.weights();
         let cpu_f32_drift = relative_distance(w32.iter().chain(b32.iter()).copied(), reference());
+        // Overflow on the CPU (in f64, or in f32 on the same steps) is the run diverging, not the device drifting;
+        // a device that goes non-finite while the CPU's f32 does not is a drift (NaN fails the comparison below).
+        let finite64 = reference().all(f64::is_finite);
+        let finite32 = w32.iter().chain(b32.iter()).all(|v| v.is_finite());
+        let check = self.record(drift, cpu_f32_drift);
+        if !(finite64 && finite32) {
+            return Err(Error::Diverged {
+                step: self.steps as u64,
+                what: format!(
+                    "the CPU's {} weights overflow too",
+                    if finite64 { "f32" } else { "f64" }
+                ),
+            });
+        }
+        self.judge(device, check)
+    }
+
+    /// Counts a comparison: the interval starts again, and the worst of the run and of the epoch are kept.
+    fn record(&mut self, drift: f64, cpu_f32_drift: f64) -> Check {
         let check = Check {
             step: self.steps,
             drift,
@@ -156,26 +175,18 @@ impl Shadow {
             self.worst = Some(check);
         }
         self.epoch_worst = Some(self.epoch_worst.map_or(drift, |w| w.max(drift)));
-        // Overflow on the CPU (in f64, or in f32 on the same steps) is the run diverging, not the device drifting;
-        // a device that goes non-finite while the CPU's f32 does not is a drift (NaN fails the comparison below).
-        let finite64 = reference().all(f64::is_finite);
-        let finite32 = w32.iter().chain(b32.iter()).all(|v| v.is_finite());
-        if !(finite64 && finite32) {
-            return Err(Error::Diverged {
-                step: self.steps as u64,
-                what: format!(
-                    "the CPU's {} weights overflow too",
-                    if finite64 { "f32" } else { "f64" }
-                ),
-            });
-        }
-        if drift > self.options.tolerance || drift.is_nan() {
+        check
+    }
+
+    /// The check, or [`Error::Drift`] when its drift is over the tolerance (or NaN).
+    fn judge(&self, device: &dyn Backend, check: Check) -> Result<Check> {
+        if check.drift > self.options.tolerance || check.drift.is_nan() {
             return Err(Error::Drift {
                 device: device.device(),
                 step: self.steps,
-                drift,
+                drift: check.drift,
                 tolerance: self.options.tolerance,
-                cpu_f32_drift,
+                cpu_f32_drift: check.cpu_f32_drift,
             });
         }
         Ok(check)
@@ -207,29 +218,8 @@ impl Shadow {
             (l2, weights.as_deref()),
         )?;
         let scale = j64.abs().max(f64::MIN_POSITIVE);
-        let (drift, cpu_f32_drift) = ((j_device - j64).abs() / scale, (j32 - j64).abs() / scale);
-        let check = Check {
-            step: self.steps,
-            drift,
-            cpu_f32_drift,
-        };
-        self.since = 0;
-        self.checks += 1;
-        self.last = Some(check);
-        if self.worst.is_none_or(|w| drift > w.drift || drift.is_nan()) {
-            self.worst = Some(check);
-        }
-        self.epoch_worst = Some(self.epoch_worst.map_or(drift, |w| w.max(drift)));
-        if drift > self.options.tolerance || drift.is_nan() {
-            return Err(Error::Drift {
-                device: device.device(),
-                step: self.steps,
-                drift,
-                tolerance: self.options.tolerance,
-                cpu_f32_drift,
-            });
-        }
-        Ok(check)
+        let check = self.record((j_device - j64).abs() / scale, (j32 - j64).abs() / scale);
+        self.judge(device, check)
     }
 
     /// What the checks found so far.
