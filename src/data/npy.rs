@@ -557,17 +557,7 @@ pub fn parse_npy_labels(path: &Path, bytes: &[u8], classes: Option<usize>) -> Re
     let limit = classes.unwrap_or(MAX_CLASSES) as i128;
     let mut out = Vec::with_capacity(n);
     for (e, c) in raw.chunks_exact(h.size).enumerate() {
-        let be = h.big_endian;
-        let v: i128 = match (h.kind, h.size) {
-            (Kind::Int, 1) => i8::from_le_bytes(word(c, be)) as i128,
-            (Kind::Int, 2) => i16::from_le_bytes(word(c, be)) as i128,
-            (Kind::Int, 4) => i32::from_le_bytes(word(c, be)) as i128,
-            (Kind::Int, 8) => i64::from_le_bytes(word(c, be)) as i128,
-            (_, 1) => u8::from_le_bytes(word(c, be)) as i128,
-            (_, 2) => u16::from_le_bytes(word(c, be)) as i128,
-            (_, 4) => u32::from_le_bytes(word(c, be)) as i128,
-            _ => u64::from_le_bytes(word(c, be)) as i128,
-        };
+        let v = integer(&h, c);
         let at = Position::Index(e as u64);
         if v < 0 {
             return Err(Error::input_at(
@@ -586,6 +576,21 @@ pub fn parse_npy_labels(path: &Path, bytes: &[u8], classes: Option<usize>) -> Re
         out.push(v as u32);
     }
     Ok(out)
+}
+
+/// One element of an integer array (signed or unsigned, 1 to 8 bytes, either byte order) as an i128.
+fn integer(h: &Header, c: &[u8]) -> i128 {
+    let be = h.big_endian;
+    match (h.kind, h.size) {
+        (Kind::Int, 1) => i8::from_le_bytes(word(c, be)) as i128,
+        (Kind::Int, 2) => i16::from_le_bytes(word(c, be)) as i128,
+        (Kind::Int, 4) => i32::from_le_bytes(word(c, be)) as i128,
+        (Kind::Int, 8) => i64::from_le_bytes(word(c, be)) as i128,
+        (_, 1) => u8::from_le_bytes(word(c, be)) as i128,
+        (_, 2) => u16::from_le_bytes(word(c, be)) as i128,
+        (_, 4) => u32::from_le_bytes(word(c, be)) as i128,
+        _ => u64::from_le_bytes(word(c, be)) as i128,
+    }
 }
 
 /// Reads a 1-D numeric array (float, or integer; an [n, 1] column is accepted too) as f32 values, each finite and
@@ -617,14 +622,7 @@ pub fn parse_npy_weights(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
                     ),
                 ))
             }
-            (Kind::Int, 1) => f64::from(i8::from_le_bytes(word(c, be))),
-            (Kind::Int, 2) => f64::from(i16::from_le_bytes(word(c, be))),
-            (Kind::Int, 4) => f64::from(i32::from_le_bytes(word(c, be))),
-            (Kind::Int, 8) => i64::from_le_bytes(word(c, be)) as f64,
-            (_, 1) => f64::from(u8::from_le_bytes(word(c, be))),
-            (_, 2) => f64::from(u16::from_le_bytes(word(c, be))),
-            (_, 4) => f64::from(u32::from_le_bytes(word(c, be))),
-            _ => u64::from_le_bytes(word(c, be)) as f64,
+            _ => integer(&h, c) as f64,
         };
         out.push(super::weights::check_weight(
             path,
