@@ -505,6 +505,17 @@ impl TrainArgs {
         }
     }
 
+    /// L-BFGS's settings: the flags given, scikit-learn's defaults for the others.
+    pub fn lbfgs_options(&self) -> LbfgsOptions {
+        let d = LbfgsOptions::default();
+        LbfgsOptions {
+            history: self.lbfgs_history.unwrap_or(d.history),
+            max_iter: self.max_iter.unwrap_or(d.max_iter),
+            tol: self.tol.unwrap_or(d.tol),
+            ..d
+        }
+    }
+
     /// The first flag given that only a minibatch optimizer reads: with no --optimizer, it keeps the run on
     /// minibatch SGD as before the automatic choice existed.
     pub fn minibatch_flag(&self) -> Option<&'static str> {
@@ -608,15 +619,7 @@ impl TrainArgs {
                     momentum: self.momentum,
                     nesterov: self.optimizer == Some(OptimizerArg::Nesterov),
                 },
-                OptimizerArg::Lbfgs => {
-                    let d = LbfgsOptions::default();
-                    Optimizer::Lbfgs(LbfgsOptions {
-                        history: self.lbfgs_history.unwrap_or(d.history),
-                        max_iter: self.max_iter.unwrap_or(d.max_iter),
-                        tol: self.tol.unwrap_or(d.tol),
-                        ..d
-                    })
-                }
+                OptimizerArg::Lbfgs => Optimizer::Lbfgs(self.lbfgs_options()),
                 OptimizerArg::Adam | OptimizerArg::Adamw => Optimizer::Adam {
                     beta1: self.beta1,
                     beta2: self.beta2,

@@ -7,7 +7,7 @@ use anyhow::Result;
 use softmax_wgpu::config::Convergence;
 use softmax_wgpu::data::Standardizer;
 use softmax_wgpu::error::bytes;
-use softmax_wgpu::lbfgs::{LbfgsOptions, Stop};
+use softmax_wgpu::lbfgs::Stop;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
 use softmax_wgpu::train::{
     held_row_bytes, residency, EpochReport, Observer, OnEpoch, Optimizer, Residency,
@@ -475,13 +475,7 @@ fn choose(
             );
         }
         (_, residency) => {
-            let d = LbfgsOptions::default();
-            let o = LbfgsOptions {
-                history: a.lbfgs_history.unwrap_or(d.history),
-                max_iter: a.max_iter.unwrap_or(d.max_iter),
-                tol: a.tol.unwrap_or(d.tol),
-                ..d
-            };
+            let o = a.lbfgs_options();
             cfg.optimizer = Optimizer::Lbfgs(o);
             let why = match (automatic, residency) {
                 (false, _) => "--optimizer lbfgs".to_string(),
