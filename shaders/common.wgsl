@@ -30,3 +30,20 @@ struct Step {
 fn flat_index(gid: vec3<u32>, nwg: vec3<u32>, wg: u32) -> u32 {
     return gid.x + gid.y * nwg.x * wg;
 }
+
+// The layout of a held data set, for the kernels that read its rows in place (forward_held, grad_held): every chunk
+// but the last holds `chunk_rows` rows. Mirrors `HeldUniform` in src/gpu/kernels.rs.
+struct HeldSet {
+    chunk_rows: u32,
+    chunks: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+// The chunk slot (of at most 4) that holds row `row` of a held set and the index of the row's first element there.
+// Compares instead of dividing: SIMD hardware and llvmpipe divide one lane at a time.
+fn held_row(row: u32, chunk_rows: u32, d: u32) -> vec2<u32> {
+    let c = select(0u, 1u, row >= chunk_rows) + select(0u, 1u, row >= 2u * chunk_rows)
+        + select(0u, 1u, row >= 3u * chunk_rows);
+    return vec2<u32>(c, (row - c * chunk_rows) * d);
+}

@@ -7,6 +7,9 @@
 // as in logits.wgsl, reading X feature-major. The host uses it only when K ≤ 16.
 
 override WG: u32 = 64u;
+// Classes of a tile that are computed (the host sets min(K, 16)); the accumulators past it stay unused and their
+// FMAs are compiled out. Only a tile's class count changes, never a sum: results are the same for any KT ≥ K.
+override KT: u32 = 16u;
 
 @group(1) @binding(0) var<storage, read> xt: array<f32>;
 @group(1) @binding(1) var<storage, read> w: array<f32>;
@@ -69,21 +72,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = 0u; j < step.d; j = j + 1u) {
         let x4 = x4(j, i0);
         a0 = fma(x4, vec4<f32>(wt(j, 0u)), a0);
-        a1 = fma(x4, vec4<f32>(wt(j, 1u)), a1);
-        a2 = fma(x4, vec4<f32>(wt(j, 2u)), a2);
-        a3 = fma(x4, vec4<f32>(wt(j, 3u)), a3);
-        a4 = fma(x4, vec4<f32>(wt(j, 4u)), a4);
-        a5 = fma(x4, vec4<f32>(wt(j, 5u)), a5);
-        a6 = fma(x4, vec4<f32>(wt(j, 6u)), a6);
-        a7 = fma(x4, vec4<f32>(wt(j, 7u)), a7);
-        a8 = fma(x4, vec4<f32>(wt(j, 8u)), a8);
-        a9 = fma(x4, vec4<f32>(wt(j, 9u)), a9);
-        a10 = fma(x4, vec4<f32>(wt(j, 10u)), a10);
-        a11 = fma(x4, vec4<f32>(wt(j, 11u)), a11);
-        a12 = fma(x4, vec4<f32>(wt(j, 12u)), a12);
-        a13 = fma(x4, vec4<f32>(wt(j, 13u)), a13);
-        a14 = fma(x4, vec4<f32>(wt(j, 14u)), a14);
-        a15 = fma(x4, vec4<f32>(wt(j, 15u)), a15);
+        if (KT > 1u) { a1 = fma(x4, vec4<f32>(wt(j, 1u)), a1); }
+        if (KT > 2u) { a2 = fma(x4, vec4<f32>(wt(j, 2u)), a2); }
+        if (KT > 3u) { a3 = fma(x4, vec4<f32>(wt(j, 3u)), a3); }
+        if (KT > 4u) { a4 = fma(x4, vec4<f32>(wt(j, 4u)), a4); }
+        if (KT > 5u) { a5 = fma(x4, vec4<f32>(wt(j, 5u)), a5); }
+        if (KT > 6u) { a6 = fma(x4, vec4<f32>(wt(j, 6u)), a6); }
+        if (KT > 7u) { a7 = fma(x4, vec4<f32>(wt(j, 7u)), a7); }
+        if (KT > 8u) { a8 = fma(x4, vec4<f32>(wt(j, 8u)), a8); }
+        if (KT > 9u) { a9 = fma(x4, vec4<f32>(wt(j, 9u)), a9); }
+        if (KT > 10u) { a10 = fma(x4, vec4<f32>(wt(j, 10u)), a10); }
+        if (KT > 11u) { a11 = fma(x4, vec4<f32>(wt(j, 11u)), a11); }
+        if (KT > 12u) { a12 = fma(x4, vec4<f32>(wt(j, 12u)), a12); }
+        if (KT > 13u) { a13 = fma(x4, vec4<f32>(wt(j, 13u)), a13); }
+        if (KT > 14u) { a14 = fma(x4, vec4<f32>(wt(j, 14u)), a14); }
+        if (KT > 15u) { a15 = fma(x4, vec4<f32>(wt(j, 15u)), a15); }
     }
     let k = step.k;
     var z: array<f32, 16>;

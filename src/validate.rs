@@ -299,6 +299,9 @@ fn check_case(
     let (gw_tol, gb_tol) = tolerance::grad(x64.view(), to64(&r32).view());
     checks.push(Kernel::Grad, "G", &case, compare(&gw, &gw_ref, &gw_tol));
     checks.push(Kernel::Grad, "g_b", &case, compare(&gb, &gb_ref, &gb_tol));
+    if ctx.kernels.available(Kernel::ForwardHeld) && ctx.kernels.available(Kernel::GradHeld) {
+        check_held(ctx, checks, &case, (&x, &w, &bias), &y, &r32)?;
+    }
 
     check_update(ctx, checks, &case, (&w, &bias), (&gw_ref, &gb_ref), b)?;
     check_optimizers(ctx, checks, g, &case, (&w, &bias), (&gw_ref, &gb_ref), b)?;
@@ -500,6 +503,53 @@ fn check_forward(
             &l_tol,
         ),
     );
+    Ok(())
+}
+
+/// The held kernels, which read a batch's rows in place: X as a held set of two chunks, the batch its rows in reverse
+/// (every row crosses to the other chunk's slot), against the mirrors over the same rows within the bounds of the
+/// kernels they stand in for.
+fn check_held(
+    ctx: &GpuContext,
+    checks: &mut Checks,
+    case: &str,
+    (x, w, bias): (&Array2<f32>, &Array2<f32>, &Array1<f32>),
+    y: &[u32],
+    r: &Array2<f32>,
+) -> Result<()> {
+    let b = x.nrows();
+    let perm: Vec<u32> = (0..b as u32).rev().collect();
+    let chunk_rows = b.div_ceil(2);
+    let (xb, yb) = cpu::gather::<f64>(&perm, x.view(), y);
+    let (w64, b64) = (to64(w), to64(bias));
+    if w.ncols() <= 16 {
+        let (mut got, _) = ops::forward_held(
+            ctx,
+            x.view(),
+            y,
+            &perm,
+            w.view(),
+            bias.view(),
+            cpu::Weights::none(),
+            chunk_rows,
+        )?;
+        checks.corrupt(Kernel::ForwardHeld, &mut got);
+        let (want, _) = cpu::forward_held(
+            x.view(),
+            y,
+            &perm,
+            w64.view(),
+            b64.view(),
+            cpu::Weights::none(),
+        );
+        let (tol, _) = tolerance::forward(xb.view(), w64.view(), b64.view(), &yb);
+        checks.push(Kernel::ForwardHeld, "R", case, compare(&got, &want, &tol));
+    }
+    let (mut got, _) = ops::grad_held(ctx, x.view(), &perm, r.view(), chunk_rows)?;
+    checks.corrupt(Kernel::GradHeld, &mut got);
+    let (want, _) = cpu::grad_held(x.view(), &perm, to64(r).view());
+    let (tol, _) = tolerance::grad(xb.view(), to64(r).view());
+    checks.push(Kernel::GradHeld, "G", case, compare(&got, &want, &tol));
     Ok(())
 }
 

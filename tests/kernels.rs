@@ -317,6 +317,78 @@ fn the_fused_forward_kernel_matches_its_mirror_and_the_separate_kernels() {
     });
 }
 
+#[test]
+fn the_held_kernels_read_rows_in_place_bitwise_like_the_kernels_over_a_gathered_copy() {
+    on_every_gpu(|ctx| {
+        // (held rows, features, classes, batch rows, rows per chunk): one to four chunks, batches that repeat rows,
+        // cross chunks, end mid-tile (rows not a multiple of 4) and features not a multiple of 4.
+        for (s, &(n, d, k, b, chunk_rows)) in [
+            (9, 5, 3, 7, 9),
+            (300, 784, 10, 256, 120),
+            (97, 13, 16, 61, 25),
+            (50, 4, 1, 3, 17),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let s = s as u64 * 7 + 100;
+            let x = uniform(n, d, -2.0, 2.0, s);
+            let w = uniform(d, k, -1.0, 1.0, s + 1);
+            let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
+            let y = labels(n, k, s + 3);
+            let perm: Vec<u32> = labels(b, n, s + 4);
+            let row_w: Vec<f32> = (0..b).map(|i| [0.5, 1.0, 2.0, 0.0][i % 4]).collect();
+            // Powers of two (a zero row included), so weighting scales values and bounds exactly.
+            let class_w: Vec<f32> = (0..k).map(|c| [1.0, 2.0, 0.5, 4.0][c % 4]).collect();
+            let weights = cpu::Weights {
+                class: Some(&class_w),
+                row: Some(&row_w),
+            };
+            let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows}");
+            let (r, stats) = ops::forward_held(
+                ctx,
+                x.view(),
+                &y,
+                &perm,
+                w.view(),
+                bias.view(),
+                weights,
+                chunk_rows,
+            )
+            .unwrap();
+            // The held kernels read the same values as the gathered copy holds and do the same arithmetic: equal.
+            let (xb, yb) = cpu::gather::<f32>(&perm, x.view(), &y);
+            let (want_r, want_stats) =
+                ops::forward(ctx, xb.view(), w.view(), bias.view(), &yb, weights).unwrap();
+            assert_eq!(r, want_r, "R {case}");
+            assert_eq!(stats, want_stats, "stats {case}");
+            let (g, gb) = ops::grad_held(ctx, x.view(), &perm, r.view(), chunk_rows).unwrap();
+            let (want_g, want_gb) = ops::grad(ctx, xb.view(), r.view()).unwrap();
+            assert_eq!(g, want_g, "G {case}");
+            assert_eq!(gb, want_gb, "g_b {case}");
+            // And the mirrors, within the bounds `validate` uses for the kernels they stand in for.
+            let (w64, b64) = (to64(&w), bias.mapv(f64::from));
+            let (cw64, rw64): (Vec<f64>, Vec<f64>) = (
+                class_w.iter().map(|&v| f64::from(v)).collect(),
+                row_w.iter().map(|&v| f64::from(v)).collect(),
+            );
+            let w64s = cpu::Weights {
+                class: Some(&cw64),
+                row: Some(&rw64),
+            };
+            let (r_ref, _) = cpu::forward_held(x.view(), &y, &perm, w64.view(), b64.view(), w64s);
+            let x64 = to64(&xb);
+            let (r_tol, _) = tolerance::forward(x64.view(), w64.view(), b64.view(), &yb);
+            // Row and class weights up to 2 × 4 scale R, and so its bound, exactly.
+            let r_tol = r_tol.mapv(|t| t * 8.0);
+            assert_within(&format!("forward_held R {case}"), &r, &r_ref, &r_tol);
+            let (g_ref, _) = cpu::grad_held(x.view(), &perm, to64(&r).view());
+            let (g_tol, _) = tolerance::grad(x64.view(), to64(&r).view());
+            assert_within(&format!("grad_held G {case}"), &g, &g_ref, &g_tol);
+        }
+    });
+}
+
 /// A sparse batch of `b` rows over `d` columns, about `density` of them non-zero (some rows and columns empty),
 /// taken in a shuffled order from a larger held set.
 fn sparse_batch(

@@ -1057,3 +1057,59 @@ fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing
         });
     }
 }
+
+#[test]
+fn rows_read_in_place_train_bitwise_like_gathered_rows_for_any_chunking() {
+    // Class and sample weights and shuffled batches that draw from every chunk: the held kernels must find each row
+    // in its chunk slot, its label in the set's labels and its weight in the ring.
+    // 1920 training rows.
+    let (train, held) = problem(2400, 17, 6);
+    let weights: std::sync::Arc<[f32]> =
+        (0..train.y.len()).map(|i| [0.5, 1.0, 2.0][i % 3]).collect();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 96,
+        lr: 0.05,
+        shuffle: true,
+        ..TrainConfig::default()
+    };
+    on_every_gpu(|ctx| {
+        let run = |chunk: Option<u64>, gather: bool| {
+            let opts = GpuOptions {
+                max_chunk_bytes: chunk,
+                gather,
+                ..GpuOptions::default()
+            };
+            let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
+            g.set_class_weights(Some(&[1.0, 2.0, 0.5, 1.0, 1.5, 1.0]))
+                .unwrap();
+            let path = std::path::Path::new("weights");
+            let mut t = data::Weighted::new(source(&train), weights.clone(), path).unwrap();
+            let mut h = source(&held);
+            let reports = fit(&mut g, &mut t, Some(&mut h), &cfg, &mut []).unwrap();
+            let last = reports.last().unwrap();
+            (
+                g.train_chunks(),
+                g.trains_in_place(),
+                (last.train_loss, last.val_loss, last.val_accuracy),
+                g.params().unwrap(),
+            )
+        };
+        let (chunks, in_place, metrics, params) = run(None, true);
+        assert_eq!((chunks, in_place), (1, false));
+        // 17 features × 4 bytes × rows per chunk: 1 to 4 chunks are read in place (one slot chosen per row), 5 are
+        // gathered. Every path computes the same sums in the same order, so the results are bitwise equal.
+        for (rows, want_chunks, want_in_place) in [
+            (None, 1, true),
+            (Some(1000), 2, true),
+            (Some(700), 3, true),
+            (Some(500), 4, true),
+            (Some(400), 5, false),
+        ] {
+            let got = run(rows.map(|r| 17 * 4 * r), false);
+            assert_eq!((got.0, got.1), (want_chunks, want_in_place), "{rows:?}");
+            assert_eq!(got.2, metrics, "{rows:?}");
+            assert_eq!(got.3, params, "{rows:?}");
+        }
+    });
+}

@@ -42,6 +42,8 @@ fn a_perturbed_kernel_result_fails_and_is_named() {
             Kernel::SparseUpdate,
             Kernel::UpdateMomentum,
             Kernel::UpdateAdam,
+            Kernel::ForwardHeld,
+            Kernel::GradHeld,
         ] {
             // 1e-3 relative is thousands of ULP: far beyond every bound, yet small enough to be a plausible bug.
             let checks = check_kernels(

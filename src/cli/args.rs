@@ -123,6 +123,11 @@ pub struct BenchArgs {
     /// Do not time the GPU kernels' workgroup widths on first use (the width derived from the adapter is used).
     #[arg(long)]
     pub no_autotune: bool,
+    /// Gather each batch's rows into a copy before the kernels read them, as data of more than 4 chunks or more
+    /// than 16 classes always is, instead of reading them in place: to compare the two paths (their results are
+    /// bitwise equal).
+    #[arg(long)]
+    pub gather: bool,
 }
 
 /// A graphics API wgpu can use, parsed once for every command.

@@ -33,7 +33,8 @@ fn script_name(peer: &str) -> String {
 struct Row {
     device: String,
     case: Case,
-    /// Reads of X per step (the GPU gathers the batch, then reads it in the forward and backward kernels).
+    /// Reads of X per step: the CPU path reads each block once; the GPU reads the rows in the forward and the
+    /// backward kernels, and first reads them once more to gather a copy where it cannot read them in place.
     x_reads_per_step: u32,
     /// Kernel dispatches per step, where the device has them.
     dispatches_per_step: Option<usize>,
@@ -362,6 +363,7 @@ fn bench_shape(
     for ctx in contexts {
         let options = GpuOptions {
             autotune: !a.no_autotune,
+            gather: a.gather,
             ..GpuOptions::default()
         };
         let made = GpuBackend::new(ctx, shape, &options);
@@ -381,6 +383,7 @@ fn bench_shape(
                 }
                 for row in &mut timed {
                     row.dispatches_per_step = Some(g.dispatches_per_step(set));
+                    row.x_reads_per_step = if g.reads_in_place(set) { 2 } else { 3 };
                 }
                 rows.extend(timed);
             }

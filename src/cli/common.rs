@@ -91,6 +91,7 @@ impl Device {
                     max_chunk_bytes: chunk_bytes,
                     autotune,
                     sparse,
+                    ..GpuOptions::default()
                 },
             )?),
         })

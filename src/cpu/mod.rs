@@ -528,6 +528,30 @@ pub fn gather<T: Real>(perm: &[u32], x: ArrayView2<f32>, y: &[u32]) -> (Array2<T
     )
 }
 
+/// Mirror of `forward_held.wgsl`: [`forward`] over the rows of the held set `x` (labels `y`) that `perm` names, in
+/// its order.
+pub fn forward_held<T: Real>(
+    x: ArrayView2<f32>,
+    y: &[u32],
+    perm: &[u32],
+    w: ArrayView2<T>,
+    b: ArrayView1<T>,
+    weights: Weights<T>,
+) -> (Array2<T>, Array2<T>) {
+    let (xb, yb) = gather::<T>(perm, x, y);
+    forward(xb.view(), w, b, &yb, weights)
+}
+
+/// Mirror of `grad_held.wgsl`: [`grad`] over the rows of the held set `x` that `perm` names, in its order.
+pub fn grad_held<T: Real>(
+    x: ArrayView2<f32>,
+    perm: &[u32],
+    r: ArrayView2<T>,
+) -> (Array2<T>, Array1<T>) {
+    let (xb, _) = gather::<T>(perm, x, &vec![0; x.nrows()]);
+    grad(xb.view(), r)
+}
+
 /// Mirror of `ceiling_read.wgsl`: with `invocations` invocations, invocation t sums the floats t, t + invocations, …
 /// of `data` into four accumulators taken in turn (the rounds of four, then the rest into the first) and gives
 /// (a0 + a1) + (a2 + a3).

@@ -45,7 +45,16 @@ pub enum Kernel {
     CeilingRead,
     /// `bench`: the adapter's FMA ceiling.
     CeilingFma,
+    /// [`Kernel::Forward`] over a held set's rows in place (no gather copy), for K ≤ 16 and up to
+    /// [`HELD_SLOTS`] chunks.
+    ForwardHeld,
+    /// [`Kernel::Grad`] over a held set's rows in place.
+    GradHeld,
 }
+
+/// Chunks of a held set that the held kernels ([`Kernel::ForwardHeld`], [`Kernel::GradHeld`]) bind at once; data of
+/// more chunks is gathered.
+pub const HELD_SLOTS: usize = 4;
 
 /// How a kernel sees one of its group-1 buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +118,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 15] = [
+static SPECS: [KernelSpec; 17] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -147,7 +156,7 @@ static SPECS: [KernelSpec; 15] = [
         name: "grad",
         source: include_str!("../../shaders/grad.wgsl"),
         bindings: &[Read, Read, ReadWrite, ReadWrite],
-        constants: &[("WG", 64.0)],
+        constants: &[("WG", 64.0), ("KT", 16.0)],
         grid: Grid::FeaturesByClassTiles,
     },
     KernelSpec {
@@ -171,7 +180,7 @@ static SPECS: [KernelSpec; 15] = [
         name: "forward",
         source: include_str!("../../shaders/forward.wgsl"),
         bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite, Read, Read],
-        constants: &[("WG", 64.0)],
+        constants: &[("WG", 64.0), ("KT", 16.0)],
         grid: Grid::RowsByClassTiles,
     },
     KernelSpec {
@@ -231,11 +240,32 @@ static SPECS: [KernelSpec; 15] = [
         constants: &[("WG", 64.0)],
         grid: Grid::Groups(|s| u64::from(s.k)),
     },
+    KernelSpec {
+        kernel: Kernel::ForwardHeld,
+        name: "forward_held",
+        source: include_str!("../../shaders/forward_held.wgsl"),
+        bindings: &[
+            Read, Read, Read, Read, Read, Read, Uniform, Read, Read, ReadWrite, ReadWrite, Read,
+            Read,
+        ],
+        constants: &[("WG", 64.0), ("SLOTS", 4.0), ("KT", 16.0)],
+        grid: Grid::RowsByClassTiles,
+    },
+    KernelSpec {
+        kernel: Kernel::GradHeld,
+        name: "grad_held",
+        source: include_str!("../../shaders/grad_held.wgsl"),
+        bindings: &[
+            Read, Read, Read, Read, Read, Uniform, Read, ReadWrite, ReadWrite,
+        ],
+        constants: &[("WG", 64.0), ("SLOTS", 4.0), ("KT", 16.0)],
+        grid: Grid::FeaturesByClassTiles,
+    },
 ];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 17] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
@@ -251,6 +281,8 @@ impl Kernel {
         Kernel::UpdateAdam,
         Kernel::CeilingRead,
         Kernel::CeilingFma,
+        Kernel::ForwardHeld,
+        Kernel::GradHeld,
     ];
 
     /// The kernel's description.
@@ -342,6 +374,18 @@ pub struct ChunkUniform {
     pub rows: u32,
 }
 
+/// Mirrors `struct HeldSet` in common.wgsl: the layout of a held set for the held kernels.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, Pod, Zeroable)]
+pub struct HeldUniform {
+    /// Rows of every chunk but the last.
+    pub chunk_rows: u32,
+    /// Chunks.
+    pub chunks: u32,
+    /// Padding to 16 bytes.
+    pub pad: [u32; 2],
+}
+
 /// Constants of one pipeline: (name, value) pairs, sorted by name, as a cache key (values by their bits).
 type ConstantsKey = Vec<(&'static str, u64)>;
 
@@ -349,10 +393,12 @@ type ConstantsKey = Vec<(&'static str, u64)>;
 #[derive(Debug)]
 pub struct Kernels {
     pub(crate) step_layout: wgpu::BindGroupLayout,
-    layouts: Vec<wgpu::BindGroupLayout>,
-    pipeline_layouts: Vec<wgpu::PipelineLayout>,
-    modules: Vec<wgpu::ShaderModule>,
-    defaults: Vec<wgpu::ComputePipeline>,
+    /// Per kernel; `None` for a kernel whose storage bindings exceed the device's limit (its callers take another
+    /// path: [`Kernels::available`]).
+    layouts: Vec<Option<wgpu::BindGroupLayout>>,
+    pipeline_layouts: Vec<Option<wgpu::PipelineLayout>>,
+    modules: Vec<Option<wgpu::ShaderModule>>,
+    defaults: Vec<Option<wgpu::ComputePipeline>>,
     cache: Mutex<HashMap<(Kernel, ConstantsKey), wgpu::ComputePipeline>>,
 }
 
@@ -390,16 +436,25 @@ fn build_pipeline(
 }
 
 impl Kernels {
-    /// Compiles every shader and builds its pipeline with the default constants.
+    /// Compiles every shader and builds its pipeline with the default constants; a kernel that binds more storage
+    /// buffers than the device allows is left out ([`Kernels::available`]).
     pub fn new(device: &wgpu::Device) -> Self {
         let step_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("step"),
             entries: &[entry(0, wgpu::BufferBindingType::Uniform, true)],
         });
+        let storage_limit = device.limits().max_storage_buffers_per_shader_stage as usize;
         let (mut layouts, mut pipeline_layouts, mut modules, mut defaults) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for kernel in Kernel::ALL {
             let spec = kernel.spec();
+            if spec.bindings.iter().filter(|&&a| a != Uniform).count() > storage_limit {
+                layouts.push(None);
+                pipeline_layouts.push(None);
+                modules.push(None);
+                defaults.push(None);
+                continue;
+            }
             let entries: Vec<_> = spec
                 .bindings
                 .iter()
@@ -426,16 +481,16 @@ impl Kernels {
                 label: Some(spec.name),
                 source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
             });
-            defaults.push(build_pipeline(
+            defaults.push(Some(build_pipeline(
                 device,
                 kernel,
                 &pipeline_layout,
                 &module,
                 spec.constants,
-            ));
-            layouts.push(layout);
-            pipeline_layouts.push(pipeline_layout);
-            modules.push(module);
+            )));
+            layouts.push(Some(layout));
+            pipeline_layouts.push(Some(pipeline_layout));
+            modules.push(Some(module));
         }
         Kernels {
             step_layout,
@@ -447,9 +502,23 @@ impl Kernels {
         }
     }
 
+    /// Whether `kernel` was built on this device (its storage bindings are within the device's limit).
+    pub fn available(&self, kernel: Kernel) -> bool {
+        self.defaults[kernel as usize].is_some()
+    }
+
+    fn unavailable(kernel: Kernel) -> String {
+        format!(
+            "{} binds more storage buffers than this device allows; callers check Kernels::available",
+            kernel.name()
+        )
+    }
+
     /// The pipeline of `kernel` with its default constants.
     pub fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.defaults[kernel as usize]
+        self.defaults[kernel as usize]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}", Self::unavailable(kernel)))
     }
 
     /// The pipeline of `kernel` with `constants` overriding its defaults (built once, then cached).
@@ -473,13 +542,11 @@ impl Kernels {
             .entry((kernel, key))
             .or_insert_with(|| {
                 let i = kernel as usize;
-                build_pipeline(
-                    device,
-                    kernel,
-                    &self.pipeline_layouts[i],
-                    &self.modules[i],
-                    &merged,
-                )
+                let (Some(layout), Some(module)) = (&self.pipeline_layouts[i], &self.modules[i])
+                else {
+                    panic!("{}", Self::unavailable(kernel));
+                };
+                build_pipeline(device, kernel, layout, module, &merged)
             })
             .clone()
     }
@@ -508,7 +575,9 @@ impl Kernels {
             .collect();
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
-            layout: &self.layouts[kernel as usize],
+            layout: self.layouts[kernel as usize]
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}", Self::unavailable(kernel))),
             entries: &entries,
         })
     }
@@ -534,9 +603,13 @@ impl Tuned {
         (2 * ctx.info.subgroup_min_size.max(1)).clamp(16, 64)
     }
 
-    /// `kernel` with workgroup width `WG` = `wg` (from the pipeline cache).
-    pub fn new(ctx: &super::GpuContext, kernel: Kernel, wg: u32) -> Self {
-        let constants = vec![("WG", f64::from(wg))];
+    /// `kernel` with workgroup width `WG` = `wg`, and for a kernel with class tiles `KT` = [`class_tile`] of
+    /// `classes` (from the pipeline cache).
+    pub fn new(ctx: &super::GpuContext, kernel: Kernel, wg: u32, classes: usize) -> Self {
+        let mut constants = vec![("WG", f64::from(wg))];
+        if kernel.spec().constants.iter().any(|c| c.0 == "KT") {
+            constants.push(("KT", class_tile(classes)));
+        }
         Tuned {
             kernel,
             pipeline: ctx.kernels.pipeline_with(&ctx.device, kernel, &constants),
@@ -545,9 +618,15 @@ impl Tuned {
     }
 
     /// `kernel` with its workgroup width chosen for `ctx`'s adapter ([`Tuned::width_for`]).
-    pub fn for_adapter(ctx: &super::GpuContext, kernel: Kernel) -> Self {
-        Self::new(ctx, kernel, Self::width_for(ctx))
+    pub fn for_adapter(ctx: &super::GpuContext, kernel: Kernel, classes: usize) -> Self {
+        Self::new(ctx, kernel, Self::width_for(ctx), classes)
     }
+}
+
+/// The classes a tile of the class-tiled kernels computes (their constant `KT`): all of them up to 16, else tiles of
+/// 16. With K = 10 a tile of 16 would spend 6 of its 16 FMAs per element on classes it then discards.
+pub fn class_tile(classes: usize) -> f64 {
+    classes.clamp(1, 16) as f64
 }
 
 impl Kernel {

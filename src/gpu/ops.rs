@@ -5,7 +5,9 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
-use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, WEIGHTED_ROWS};
+use super::kernels::{
+    ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, HELD_SLOTS, WEIGHTED_ROWS,
+};
 use crate::cpu::Weights;
 use crate::error::{Error, Result};
 
@@ -470,6 +472,178 @@ pub fn forward(
     Ok((
         to2(read(ctx, &out, 0, rows * k)?, rows, k)?,
         to2(read(ctx, &stats, 0, rows * 2)?, rows, 2)?,
+    ))
+}
+
+/// A held set `x` on the device in chunks of `chunk_rows` rows (at most [`HELD_SLOTS`]), as the held kernels bind
+/// it: the four slots (unused ones repeat chunk 0) and the set's layout.
+fn held_set(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    chunk_rows: usize,
+) -> Result<(Vec<wgpu::Buffer>, wgpu::Buffer)> {
+    let n = x.nrows();
+    let chunks = n.div_ceil(chunk_rows.max(1));
+    check(
+        n > 0 && (1..=HELD_SLOTS).contains(&chunks),
+        "held set",
+        || format!("1 to {HELD_SLOTS} chunks of at least one row"),
+        || format!("{n} rows in chunks of {chunk_rows}"),
+    )?;
+    let buffers: Vec<wgpu::Buffer> = (0..chunks)
+        .map(|c| {
+            let rows = x.slice(ndarray::s![
+                c * chunk_rows..((c + 1) * chunk_rows).min(n),
+                ..
+            ]);
+            storage_init(ctx, "held chunk", &contiguous(rows))
+        })
+        .collect();
+    let layout = uniform_init(
+        ctx,
+        "held set",
+        &HeldUniform {
+            chunk_rows: chunk_rows as u32,
+            chunks: chunks as u32,
+            pad: [0; 2],
+        },
+    );
+    Ok((buffers, layout))
+}
+
+fn check_perm(perm: &[u32], n: usize) -> Result<()> {
+    match perm.iter().position(|&p| p as usize >= n) {
+        Some(i) => Err(Error::shape(
+            format!("row index {i}"),
+            format!("below {n}"),
+            perm[i],
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `forward_held.wgsl` on the GPU: [`forward`] over the rows `perm` names of the held set `x` (labels `y`), held in
+/// chunks of `chunk_rows` rows.
+#[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, and the chunking
+pub fn forward_held(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    y: &[u32],
+    perm: &[u32],
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    weights: Weights<'_, f32>,
+    chunk_rows: usize,
+) -> Result<(Array2<f32>, Array2<f32>)> {
+    let (n, d) = x.dim();
+    let k = w.ncols();
+    let rows = perm.len();
+    check(
+        w.nrows() == d && b.len() == k && (1..=16).contains(&k) && rows > 0,
+        "forward operands",
+        || format!("w [{d}, k ≤ 16], b [k], at least one row"),
+        || {
+            format!(
+                "x {:?}, w {:?}, b {}, {rows} rows",
+                x.dim(),
+                w.dim(),
+                b.len()
+            )
+        },
+    )?;
+    check_labels(y, n, k)?;
+    check_perm(perm, n)?;
+    let (r, dd, kk) = dims(rows, d, k)?;
+    let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
+    let slot = |i: usize| &chunks[if i < chunks.len() { i } else { 0 }];
+    let yb = storage_init(ctx, "labels", y);
+    let pb = storage_init(ctx, "perm", perm);
+    let wb = storage_init(ctx, "w", &contiguous(w));
+    let bb = storage_init(ctx, "b", &b.to_vec());
+    let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
+    let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
+    let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
+    run(
+        ctx,
+        Kernel::ForwardHeld,
+        StepUniform {
+            rows: r,
+            d: dd,
+            k: kk,
+            flags,
+            ..Default::default()
+        },
+        &[
+            slot(0),
+            slot(1),
+            slot(2),
+            slot(3),
+            &yb,
+            &pb,
+            &layout,
+            &wb,
+            &bb,
+            &out,
+            &stats,
+            &cwb,
+            &swb,
+        ],
+    )?;
+    Ok((
+        to2(read(ctx, &out, 0, rows * k)?, rows, k)?,
+        to2(read(ctx, &stats, 0, rows * 2)?, rows, 2)?,
+    ))
+}
+
+/// `grad_held.wgsl` on the GPU: [`grad`] over the rows `perm` names of the held set `x`, held in chunks of
+/// `chunk_rows` rows.
+pub fn grad_held(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    perm: &[u32],
+    r: ArrayView2<f32>,
+    chunk_rows: usize,
+) -> Result<(Array2<f32>, Array1<f32>)> {
+    let (n, d) = x.dim();
+    let (rows, k) = r.dim();
+    check(
+        perm.len() == rows && rows > 0,
+        "grad operands",
+        || format!("a row index per row of r, at least 1 (r has {rows})"),
+        || format!("{} row indices", perm.len()),
+    )?;
+    check_perm(perm, n)?;
+    let (rr, dd, kk) = dims(rows, d, k)?;
+    let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
+    let slot = |i: usize| &chunks[if i < chunks.len() { i } else { 0 }];
+    let pb = storage_init(ctx, "perm", perm);
+    let rb = storage_init(ctx, "r", &contiguous(r));
+    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
+    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
+    run(
+        ctx,
+        Kernel::GradHeld,
+        StepUniform {
+            rows: rr,
+            d: dd,
+            k: kk,
+            ..Default::default()
+        },
+        &[
+            slot(0),
+            slot(1),
+            slot(2),
+            slot(3),
+            &pb,
+            &layout,
+            &rb,
+            &g,
+            &gb,
+        ],
+    )?;
+    Ok((
+        to2(read(ctx, &g, 0, d * k)?, d, k)?,
+        Array1::from(read(ctx, &gb, 0, k)?),
     ))
 }
 

@@ -14,7 +14,9 @@ use ndarray::{Array1, Array2};
 
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
-use super::kernels::{ChunkUniform, Dims, Kernel, StepUniform, Tuned, WEIGHTED_ROWS};
+use super::kernels::{
+    ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, Tuned, HELD_SLOTS, WEIGHTED_ROWS,
+};
 use crate::data::{RowSource, SparseRows};
 use crate::error::{Error, Result};
 use crate::train::{
@@ -40,6 +42,9 @@ pub struct GpuOptions {
     /// Train on sparse rows only (LIBSVM): no dense batch buffers (a batch's X would be rows × d floats), batches
     /// limited by their non-zeros and by rows × k, and no autotuning of the dense kernels.
     pub sparse: bool,
+    /// Always gather a held batch's rows into the batch buffers, as data of more than [`HELD_SLOTS`] chunks or of
+    /// more than 16 classes is: for comparing the two paths (results are bitwise equal) and for benchmarks.
+    pub gather: bool,
 }
 
 /// One held chunk on the device and its gather bind group (rebuilt when the batch buffers change).
@@ -51,10 +56,28 @@ struct DeviceChunk {
     gather: Option<wgpu::BindGroup>,
 }
 
+/// The bind groups of the kernels that read a held set's rows in place (rebuilt when the batch buffers change).
+#[derive(Debug)]
+struct HeldGroups {
+    forward: wgpu::BindGroup,
+    grad: wgpu::BindGroup,
+}
+
+/// What a held set needs for its rows to be read in place: the labels of the whole set in one buffer and its
+/// layout; `groups` binds them with the chunks.
+#[derive(Debug)]
+struct InPlace {
+    labels: wgpu::Buffer,
+    layout: wgpu::Buffer,
+    groups: Option<HeldGroups>,
+}
+
 #[derive(Debug)]
 struct Resident {
     rows: usize,
     chunks: Vec<DeviceChunk>,
+    /// Present when the held kernels read this set's rows in place (no gather copy).
+    in_place: Option<InPlace>,
     /// Sparse rows, kept in host memory as CSR: each batch's rows go up in both layouts the sparse kernels read
     /// (a few hundred KB a step), which a device-side gather of variable-length rows would need a prefix sum for.
     sparse: Option<Arc<SparseRows>>,
@@ -95,9 +118,10 @@ struct BatchBuffers {
     x: wgpu::Buffer,
     xt: wgpu::Buffer,
     y: wgpu::Buffer,
-    /// Logits and residuals (the sparse kernels' bind groups name them).
+    /// Logits, residuals and per-row loss / hit (the sparse and held kernels' bind groups name them).
     z: wgpu::Buffer,
     r: wgpu::Buffer,
+    row_stats: wgpu::Buffer,
     logits: wgpu::BindGroup,
     /// The fused forward pass (K ≤ 16).
     forward: wgpu::BindGroup,
@@ -182,6 +206,9 @@ pub struct GpuBackend<'a> {
     shape: Shape,
     max_batch: usize,
     chunk_rows: usize,
+    /// Whether held sets of few enough chunks are read in place ([`GpuOptions::gather`] off, K ≤ 16, and the
+    /// adapter binds the held kernels' buffers).
+    in_place: bool,
     held: Vec<Resident>,
     model: ModelBuffers,
     batch: BatchBuffers,
@@ -306,6 +333,11 @@ impl<'a> GpuBackend<'a> {
             shape,
             max_batch,
             chunk_rows,
+            in_place: !options.gather
+                && !options.sparse
+                && shape.k <= 16
+                && ctx.kernels.available(Kernel::ForwardHeld)
+                && ctx.kernels.available(Kernel::GradHeld),
             held: Vec::new(),
             model,
             batch,
@@ -321,7 +353,7 @@ impl<'a> GpuBackend<'a> {
             profiler: None,
             tuned: super::tune::tuned_kernels(shape.k)
                 .iter()
-                .map(|&k| Tuned::for_adapter(ctx, k))
+                .map(|&kernel| Tuned::for_adapter(ctx, kernel, k))
                 .collect(),
             autotune: options.autotune && !options.sparse,
             tuned_for: std::collections::HashMap::new(),
@@ -404,6 +436,16 @@ impl<'a> GpuBackend<'a> {
     fn dispatches_of(&self, op: &Op) -> usize {
         match op {
             Op::Accumulate { rows, .. } | Op::Forward { rows, .. } => {
+                if let Rows::Held(h) = rows {
+                    if self.held[*h].in_place.is_some() {
+                        // forward_held (+ grad_held) + metrics.
+                        return if matches!(op, Op::Accumulate { .. }) {
+                            3
+                        } else {
+                            2
+                        };
+                    }
+                }
                 let gathers = match rows {
                     Rows::Held(h) => self.held[*h].chunks.len(),
                     Rows::Host | Rows::Sparse { .. } => 0,
@@ -504,7 +546,52 @@ impl<'a> GpuBackend<'a> {
             y,
             z,
             r,
+            row_stats,
         }
+    }
+
+    /// The held kernels' bind groups over `r`'s chunks (unused slots repeat chunk 0), when it is read in place.
+    fn held_groups(&self, r: &Resident) -> Option<HeldGroups> {
+        let p = r.in_place.as_ref()?;
+        let slot = |i: usize| &r.chunks[if i < r.chunks.len() { i } else { 0 }].x;
+        let (b, m) = (&self.batch, &self.model);
+        let (kern, dev) = (&self.ctx.kernels, &self.ctx.device);
+        Some(HeldGroups {
+            forward: kern.bind(
+                dev,
+                Kernel::ForwardHeld,
+                &[
+                    slot(0),
+                    slot(1),
+                    slot(2),
+                    slot(3),
+                    &p.labels,
+                    &b.perm,
+                    &p.layout,
+                    &m.w,
+                    &m.b,
+                    &b.r,
+                    &b.row_stats,
+                    &m.cw,
+                    &b.sw,
+                ],
+            ),
+            grad: kern.bind(
+                dev,
+                Kernel::GradHeld,
+                &[
+                    slot(0),
+                    slot(1),
+                    slot(2),
+                    slot(3),
+                    &b.perm,
+                    &p.layout,
+                    &b.r,
+                    &m.g,
+                    &m.gb,
+                ],
+            ),
+        })
     }
 
     fn gather_group(&self, c: &DeviceChunk) -> wgpu::BindGroup {
@@ -551,7 +638,7 @@ impl<'a> GpuBackend<'a> {
                 let candidates = tune::candidates(self.ctx);
                 let mut widths = std::collections::BTreeMap::new();
                 for &kernel in tune::tuned_kernels(self.shape.k) {
-                    let best = tune::fastest(self.ctx, kernel, &candidates, |t| {
+                    let best = tune::fastest(self.ctx, kernel, self.shape.k, &candidates, |t| {
                         self.time_dispatches(t, rows)
                     })?;
                     widths.insert(kernel.name().to_string(), best);
@@ -562,7 +649,7 @@ impl<'a> GpuBackend<'a> {
         };
         self.tuned = tune::tuned_kernels(self.shape.k)
             .iter()
-            .map(|&k| Tuned::new(self.ctx, k, widths[k.name()]))
+            .map(|&k| Tuned::new(self.ctx, k, widths[k.name()], self.shape.k))
             .collect();
         self.tuned_for.insert(key, self.tuned.clone());
         Ok(())
@@ -601,6 +688,19 @@ impl<'a> GpuBackend<'a> {
         ctx.queue.submit([encoder.finish()]);
         ctx.wait()?;
         Ok(start.elapsed().as_secs_f64())
+    }
+
+    /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`HELD_SLOTS`]
+    /// chunks, K ≤ 16, [`GpuOptions::gather`] off, and an adapter that binds the held kernels' buffers).
+    pub fn reads_in_place(&self, set: Held) -> bool {
+        self.held
+            .get(set.id())
+            .is_some_and(|h| h.in_place.is_some())
+    }
+
+    /// Whether the first held set (the training rows, in a run) is read in place ([`GpuBackend::reads_in_place`]).
+    pub fn trains_in_place(&self) -> bool {
+        self.held.first().is_some_and(|h| h.in_place.is_some())
     }
 
     /// Number of chunks the first held set was split into.
@@ -647,6 +747,10 @@ impl<'a> GpuBackend<'a> {
             for c in 0..self.held[h].chunks.len() {
                 let group = self.gather_group(&self.held[h].chunks[c]);
                 self.held[h].chunks[c].gather = Some(group);
+            }
+            let groups = self.held_groups(&self.held[h]);
+            if let Some(p) = self.held[h].in_place.as_mut() {
+                p.groups = groups;
             }
         }
         Ok(())
@@ -1040,13 +1144,53 @@ impl<'a> GpuBackend<'a> {
                     d,
                     k,
                 };
+                let train = matches!(op, Op::Accumulate { .. });
                 if let Rows::Held(h) = rows {
+                    if let Some(p) = &self.held[h].in_place {
+                        let g = p.groups.as_ref().expect("bound when held or resized");
+                        // The held kernels run at the width tuned for the kernel they stand in for (the same
+                        // invocation tiles), built for the set's chunk count.
+                        let slots = f64::from(self.held[h].chunks.len() as u32);
+                        let mut held =
+                            |pass: &mut wgpu::ComputePass<'_>,
+                             kernel: Kernel,
+                             like: Kernel,
+                             group: &wgpu::BindGroup| {
+                                let wg = self
+                                    .tuned
+                                    .iter()
+                                    .find(|t| t.kernel == like)
+                                    .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))
+                                    .map_or(64.0, |c| c.1);
+                                let constants = [
+                                    ("WG", wg),
+                                    ("SLOTS", slots),
+                                    ("KT", super::kernels::class_tile(self.shape.k)),
+                                ];
+                                let pipeline =
+                                    ctx.kernels.pipeline_with(&ctx.device, kernel, &constants);
+                                kernel.record_with(
+                                    ctx,
+                                    (&pipeline, &constants),
+                                    pass,
+                                    (sb, at),
+                                    group,
+                                    dims,
+                                );
+                                stamp(pass, kernel.name());
+                            };
+                        held(pass, Kernel::ForwardHeld, Kernel::Forward, &g.forward);
+                        if train {
+                            held(pass, Kernel::GradHeld, Kernel::Grad, &g.grad);
+                        }
+                        dispatch(pass, &mut stamp, Kernel::Metrics, &bg.metrics, dims);
+                        return;
+                    }
                     for c in &self.held[h].chunks {
                         let group = c.gather.as_ref().expect("bound when held or resized");
                         dispatch(pass, &mut stamp, Kernel::Gather, group, dims);
                     }
                 }
-                let train = matches!(op, Op::Accumulate { .. });
                 if let Rows::Sparse { .. } = rows {
                     // For sparse kernels step.d is the batch's touched columns.
                     let dims = Dims {
@@ -1195,6 +1339,7 @@ impl Backend for GpuBackend<'_> {
             let id = self.free_slot(Resident {
                 rows: n,
                 chunks: Vec::new(),
+                in_place: None,
                 sparse: Some(rows),
             });
             return Ok(Held::new(id, n));
@@ -1213,6 +1358,12 @@ impl Backend for GpuBackend<'_> {
         let piece_rows = ((16usize << 20) / (d * 4)).max(1);
         let mut uploaded: Option<wgpu::SubmissionIndex> = None;
         let total = source.rows().map_or(usize::MAX, |n| n as usize);
+        // Read in place when the set's chunks fit the held kernels' slots and its labels one binding.
+        let labels = (self.in_place
+            && total != usize::MAX
+            && total.div_ceil(self.chunk_rows) <= HELD_SLOTS
+            && total as u64 * 4 <= Self::max_binding(ctx))
+        .then(|| storage_zeroed(ctx, &format!("{name} labels"), total as u64 * 4));
         while rows < total {
             let first = u32_of(rows, "held rows")?;
             let Some(piece) = source.next_chunk(piece_rows.min(self.chunk_rows))? else {
@@ -1242,6 +1393,13 @@ impl Backend for GpuBackend<'_> {
                     .write_buffer(&x, (filled * d * 4) as u64, bytemuck::cast_slice(flat));
                 ctx.queue
                     .write_buffer(&y, (filled * 4) as u64, bytemuck::cast_slice(piece.y()));
+                if let Some(labels) = &labels {
+                    ctx.queue.write_buffer(
+                        labels,
+                        ((rows + filled) * 4) as u64,
+                        bytemuck::cast_slice(piece.y()),
+                    );
+                }
                 uploaded = Some(ctx.queue.submit([]));
                 filled += m;
                 if filled < n {
@@ -1283,11 +1441,30 @@ impl Backend for GpuBackend<'_> {
         for c in &mut chunks {
             c.gather = Some(self.gather_group(c));
         }
-        let id = self.free_slot(Resident {
+        let in_place = labels.map(|labels| InPlace {
+            labels,
+            layout: uniform_init(
+                ctx,
+                "held set",
+                &HeldUniform {
+                    chunk_rows: self.chunk_rows as u32,
+                    chunks: chunks.len() as u32,
+                    pad: [0; 2],
+                },
+            ),
+            groups: None,
+        });
+        let mut resident = Resident {
             rows,
             chunks,
+            in_place,
             sparse: None,
-        });
+        };
+        let groups = self.held_groups(&resident);
+        if let Some(p) = resident.in_place.as_mut() {
+            p.groups = groups;
+        }
+        let id = self.free_slot(resident);
         ctx.take_error()?;
         Ok(Held::new(id, rows))
     }
@@ -1310,6 +1487,7 @@ impl Backend for GpuBackend<'_> {
         self.held[set.id()] = Resident {
             rows: 0,
             chunks: Vec::new(),
+            in_place: None,
             sparse: None,
         };
         Ok(())

@@ -109,12 +109,13 @@ pub fn store(key: &str, widths: &BTreeMap<String, u32>) {
 pub fn fastest(
     ctx: &GpuContext,
     kernel: Kernel,
+    classes: usize,
     candidates: &[u32],
     mut time: impl FnMut(&Tuned) -> Result<f64>,
 ) -> Result<u32> {
     let mut best = (f64::INFINITY, candidates[0]);
     for &wg in candidates {
-        let t = Tuned::new(ctx, kernel, wg);
+        let t = Tuned::new(ctx, kernel, wg, classes);
         let seconds = time(&t)?.min(time(&t)?);
         if seconds < best.0 {
             best = (seconds, wg);
