@@ -106,7 +106,8 @@ pub struct KernelSpec {
     pub kernel: Kernel,
     /// The shader file's stem.
     pub name: &'static str,
-    /// The WGSL source (without the preamble).
+    /// The WGSL source (without the preamble): the kernel's file, followed by the body it shares with the kernels
+    /// that read X from elsewhere (`forward_tile.wgsl`, `grad_tile.wgsl`) where it has one.
     pub source: &'static str,
     /// Its group-1 buffers, in binding order.
     pub bindings: &'static [Access],
@@ -154,7 +155,10 @@ static SPECS: [KernelSpec; 17] = [
     KernelSpec {
         kernel: Kernel::Grad,
         name: "grad",
-        source: include_str!("../../shaders/grad.wgsl"),
+        source: concat!(
+            include_str!("../../shaders/grad.wgsl"),
+            include_str!("../../shaders/grad_tile.wgsl")
+        ),
         bindings: &[Read, Read, ReadWrite, ReadWrite],
         constants: &[("WG", 64.0), ("KT", 16.0)],
         grid: Grid::FeaturesByClassTiles,
@@ -178,7 +182,10 @@ static SPECS: [KernelSpec; 17] = [
     KernelSpec {
         kernel: Kernel::Forward,
         name: "forward",
-        source: include_str!("../../shaders/forward.wgsl"),
+        source: concat!(
+            include_str!("../../shaders/forward.wgsl"),
+            include_str!("../../shaders/forward_tile.wgsl")
+        ),
         bindings: &[Read, Read, Read, Read, ReadWrite, ReadWrite, Read, Read],
         constants: &[("WG", 64.0), ("KT", 16.0)],
         grid: Grid::RowsByClassTiles,
@@ -243,7 +250,10 @@ static SPECS: [KernelSpec; 17] = [
     KernelSpec {
         kernel: Kernel::ForwardHeld,
         name: "forward_held",
-        source: include_str!("../../shaders/forward_held.wgsl"),
+        source: concat!(
+            include_str!("../../shaders/forward_held.wgsl"),
+            include_str!("../../shaders/forward_tile.wgsl")
+        ),
         bindings: &[
             Read, Read, Read, Read, Read, Read, Uniform, Read, Read, ReadWrite, ReadWrite, Read,
             Read,
@@ -254,7 +264,10 @@ static SPECS: [KernelSpec; 17] = [
     KernelSpec {
         kernel: Kernel::GradHeld,
         name: "grad_held",
-        source: include_str!("../../shaders/grad_held.wgsl"),
+        source: concat!(
+            include_str!("../../shaders/grad_held.wgsl"),
+            include_str!("../../shaders/grad_tile.wgsl")
+        ),
         bindings: &[
             Read, Read, Read, Read, Read, Uniform, Read, ReadWrite, ReadWrite,
         ],
@@ -384,6 +397,23 @@ pub struct HeldUniform {
     pub chunks: u32,
     /// Padding to 16 bytes.
     pub pad: [u32; 2],
+}
+
+impl HeldUniform {
+    /// The layout of a held set of `chunks` chunks of `chunk_rows` rows (the last may hold fewer).
+    pub fn new(chunk_rows: usize, chunks: usize) -> Self {
+        HeldUniform {
+            chunk_rows: chunk_rows as u32,
+            chunks: chunks as u32,
+            pad: [0; 2],
+        }
+    }
+}
+
+/// The buffers the held kernels bind as their [`HELD_SLOTS`] chunk slots: a held set's chunks (at least one, at
+/// most that many), unused slots repeating the first.
+pub fn held_slots<'b>(chunks: &[&'b wgpu::Buffer]) -> [&'b wgpu::Buffer; HELD_SLOTS] {
+    std::array::from_fn(|i| chunks.get(i).copied().unwrap_or(chunks[0]))
 }
 
 /// Constants of one pipeline: (name, value) pairs, sorted by name, as a cache key (values by their bits).

@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{
-    ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, HELD_SLOTS, WEIGHTED_ROWS,
+    held_slots, ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::cpu::Weights;
 use crate::error::{Error, Result};
@@ -499,15 +499,7 @@ fn held_set(
             storage_init(ctx, "held chunk", &contiguous(rows))
         })
         .collect();
-    let layout = uniform_init(
-        ctx,
-        "held set",
-        &HeldUniform {
-            chunk_rows: chunk_rows as u32,
-            chunks: chunks as u32,
-            pad: [0; 2],
-        },
-    );
+    let layout = uniform_init(ctx, "held set", &HeldUniform::new(chunk_rows, chunks));
     Ok((buffers, layout))
 }
 
@@ -555,7 +547,7 @@ pub fn forward_held(
     check_perm(perm, n)?;
     let (r, dd, kk) = dims(rows, d, k)?;
     let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
-    let slot = |i: usize| &chunks[if i < chunks.len() { i } else { 0 }];
+    let [x0, x1, x2, x3] = held_slots(&chunks.iter().collect::<Vec<_>>());
     let yb = storage_init(ctx, "labels", y);
     let pb = storage_init(ctx, "perm", perm);
     let wb = storage_init(ctx, "w", &contiguous(w));
@@ -574,19 +566,7 @@ pub fn forward_held(
             ..Default::default()
         },
         &[
-            slot(0),
-            slot(1),
-            slot(2),
-            slot(3),
-            &yb,
-            &pb,
-            &layout,
-            &wb,
-            &bb,
-            &out,
-            &stats,
-            &cwb,
-            &swb,
+            x0, x1, x2, x3, &yb, &pb, &layout, &wb, &bb, &out, &stats, &cwb, &swb,
         ],
     )?;
     Ok((
@@ -615,7 +595,7 @@ pub fn grad_held(
     check_perm(perm, n)?;
     let (rr, dd, kk) = dims(rows, d, k)?;
     let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
-    let slot = |i: usize| &chunks[if i < chunks.len() { i } else { 0 }];
+    let [x0, x1, x2, x3] = held_slots(&chunks.iter().collect::<Vec<_>>());
     let pb = storage_init(ctx, "perm", perm);
     let rb = storage_init(ctx, "r", &contiguous(r));
     let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
@@ -629,17 +609,7 @@ pub fn grad_held(
             k: kk,
             ..Default::default()
         },
-        &[
-            slot(0),
-            slot(1),
-            slot(2),
-            slot(3),
-            &pb,
-            &layout,
-            &rb,
-            &g,
-            &gb,
-        ],
+        &[x0, x1, x2, x3, &pb, &layout, &rb, &g, &gb],
     )?;
     Ok((
         to2(read(ctx, &g, 0, d * k)?, d, k)?,

@@ -15,7 +15,8 @@ use ndarray::{Array1, Array2};
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{
-    ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, Tuned, HELD_SLOTS, WEIGHTED_ROWS,
+    held_slots, ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, Tuned, HELD_SLOTS,
+    WEIGHTED_ROWS,
 };
 use crate::data::{RowSource, SparseRows};
 use crate::error::{Error, Result};
@@ -553,7 +554,8 @@ impl<'a> GpuBackend<'a> {
     /// The held kernels' bind groups over `r`'s chunks (unused slots repeat chunk 0), when it is read in place.
     fn held_groups(&self, r: &Resident) -> Option<HeldGroups> {
         let p = r.in_place.as_ref()?;
-        let slot = |i: usize| &r.chunks[if i < r.chunks.len() { i } else { 0 }].x;
+        let chunks: Vec<&wgpu::Buffer> = r.chunks.iter().map(|c| &c.x).collect();
+        let [x0, x1, x2, x3] = held_slots(&chunks);
         let (b, m) = (&self.batch, &self.model);
         let (kern, dev) = (&self.ctx.kernels, &self.ctx.device);
         Some(HeldGroups {
@@ -561,10 +563,10 @@ impl<'a> GpuBackend<'a> {
                 dev,
                 Kernel::ForwardHeld,
                 &[
-                    slot(0),
-                    slot(1),
-                    slot(2),
-                    slot(3),
+                    x0,
+                    x1,
+                    x2,
+                    x3,
                     &p.labels,
                     &b.perm,
                     &p.layout,
@@ -579,17 +581,7 @@ impl<'a> GpuBackend<'a> {
             grad: kern.bind(
                 dev,
                 Kernel::GradHeld,
-                &[
-                    slot(0),
-                    slot(1),
-                    slot(2),
-                    slot(3),
-                    &b.perm,
-                    &p.layout,
-                    &b.r,
-                    &m.g,
-                    &m.gb,
-                ],
+                &[x0, x1, x2, x3, &b.perm, &p.layout, &b.r, &m.g, &m.gb],
             ),
         })
     }
@@ -1446,11 +1438,7 @@ impl Backend for GpuBackend<'_> {
             layout: uniform_init(
                 ctx,
                 "held set",
-                &HeldUniform {
-                    chunk_rows: self.chunk_rows as u32,
-                    chunks: chunks.len() as u32,
-                    pad: [0; 2],
-                },
+                &HeldUniform::new(self.chunk_rows, chunks.len()),
             ),
             groups: None,
         });

@@ -1,0 +1,89 @@
+// The body of the gradient kernels grad.wgsl and grad_held.wgsl, appended to each when it is compiled
+// (src/gpu/kernels.rs): the register tile and its row walk, written once. Each kernel file declares `WG`, `KT`, the buffers `r`, `g`, `gb`
+// and `fn x4(i, j)`: features j..j + 4 of the batch's row i (1 for the bias invocation), from where it reads X.
+
+// r[i, c], with c clamped to the last class: a tile's classes past k compute sums that are never stored, and no
+// branch is taken per element.
+fn res(i: u32, c: u32) -> f32 {
+    return r[i * step.k + min(c, step.k - 1u)];
+}
+
+// Stores the sums of one class for the invocation's features (or the bias).
+fn put(j0: u32, c: u32, acc: vec4<f32>, add: bool) {
+    if (c >= step.k) {
+        return;
+    }
+    if (j0 >= step.d) {
+        gb[c] = select(acc[0], gb[c] + acc[0], add);
+        return;
+    }
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let j = j0 + q;
+        if (j < step.d) {
+            let e = j * step.k + c;
+            g[e] = select(acc[q], g[e] + acc[q], add);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j0 = gid.x * 4u;
+    let c0 = gid.y * 16u;
+    let quads = (step.d + 3u) / 4u;
+    if (gid.x > quads || c0 >= step.k) {
+        return;
+    }
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    for (var i = 0u; i < step.rows; i = i + 1u) {
+        let x = x4(i, j0);
+        a0 = fma(x, vec4<f32>(res(i, c0 + 0u)), a0);
+        if (KT > 1u) { a1 = fma(x, vec4<f32>(res(i, c0 + 1u)), a1); }
+        if (KT > 2u) { a2 = fma(x, vec4<f32>(res(i, c0 + 2u)), a2); }
+        if (KT > 3u) { a3 = fma(x, vec4<f32>(res(i, c0 + 3u)), a3); }
+        if (KT > 4u) { a4 = fma(x, vec4<f32>(res(i, c0 + 4u)), a4); }
+        if (KT > 5u) { a5 = fma(x, vec4<f32>(res(i, c0 + 5u)), a5); }
+        if (KT > 6u) { a6 = fma(x, vec4<f32>(res(i, c0 + 6u)), a6); }
+        if (KT > 7u) { a7 = fma(x, vec4<f32>(res(i, c0 + 7u)), a7); }
+        if (KT > 8u) { a8 = fma(x, vec4<f32>(res(i, c0 + 8u)), a8); }
+        if (KT > 9u) { a9 = fma(x, vec4<f32>(res(i, c0 + 9u)), a9); }
+        if (KT > 10u) { a10 = fma(x, vec4<f32>(res(i, c0 + 10u)), a10); }
+        if (KT > 11u) { a11 = fma(x, vec4<f32>(res(i, c0 + 11u)), a11); }
+        if (KT > 12u) { a12 = fma(x, vec4<f32>(res(i, c0 + 12u)), a12); }
+        if (KT > 13u) { a13 = fma(x, vec4<f32>(res(i, c0 + 13u)), a13); }
+        if (KT > 14u) { a14 = fma(x, vec4<f32>(res(i, c0 + 14u)), a14); }
+        if (KT > 15u) { a15 = fma(x, vec4<f32>(res(i, c0 + 15u)), a15); }
+    }
+    let add = (step.flags & 1u) != 0u;
+    put(j0, c0 + 0u, a0, add);
+    put(j0, c0 + 1u, a1, add);
+    put(j0, c0 + 2u, a2, add);
+    put(j0, c0 + 3u, a3, add);
+    put(j0, c0 + 4u, a4, add);
+    put(j0, c0 + 5u, a5, add);
+    put(j0, c0 + 6u, a6, add);
+    put(j0, c0 + 7u, a7, add);
+    put(j0, c0 + 8u, a8, add);
+    put(j0, c0 + 9u, a9, add);
+    put(j0, c0 + 10u, a10, add);
+    put(j0, c0 + 11u, a11, add);
+    put(j0, c0 + 12u, a12, add);
+    put(j0, c0 + 13u, a13, add);
+    put(j0, c0 + 14u, a14, add);
+    put(j0, c0 + 15u, a15, add);
+}
