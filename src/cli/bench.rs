@@ -520,7 +520,7 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
         }
     }
     let mut s = format!(
-        "\n| device | N × D × K | batch | steps | epoch ms (median / best of {epochs}) | samples/s | GFLOP/s (of FMA ceiling) | X GB/s | X reads / step | dispatches / step |"
+        "\n| device | N × D × K | batch | steps | epoch ms (median / best of {epochs}) | samples/s | GFLOP/s (of FMA ceiling) | X GB/s (of read ceiling) | X reads / step | dispatches / step |"
     );
     for p in &peers {
         s.push_str(&format!(" {p} ms | ours ÷ {p} |"));
@@ -537,14 +537,16 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
         };
         let figures = match (&r.timing, &r.refused) {
             (Some(t), _) => format!(
-                "{:.1} / {:.1} | {:.0} | {:.2}{} | {:.2}",
+                "{:.1} / {:.1} | {:.0} | {:.2}{} | {:.2}{}",
                 t.median * 1e3,
                 t.best * 1e3,
                 t.samples_per_sec,
                 t.gflops,
                 r.of_fma_ceiling
                     .map_or(String::new(), |f| format!(" ({:.1} %)", 100.0 * f)),
-                t.x_gb_per_sec
+                t.x_gb_per_sec,
+                r.of_read_ceiling
+                    .map_or(String::new(), |f| format!(" ({:.1} %)", 100.0 * f)),
             ),
             (None, Some(why)) => format!("refused: {why} | | | "),
             (None, None) => " | | | ".into(),
