@@ -78,6 +78,8 @@ struct Lane {
     xb: Vec<f32>,
     /// Logits, then residuals, [BLOCK, k].
     z: Vec<f32>,
+    /// The residuals with classes padded by zeros to `kp`, [BLOCK, kp], for the gradient's class groups.
+    rp: Vec<f32>,
     /// Partial Gᵀ, [kp, dp].
     gt: Vec<f32>,
     gb: Vec<f32>,
@@ -92,6 +94,7 @@ impl Lane {
             z: vec![0.0; BLOCK * dims.k],
             gt: vec![0.0; dims.kp * dims.dp],
             gb: vec![0.0; dims.k],
+            rp: vec![0.0; BLOCK * dims.kp],
             loss: 0.0,
             hits: 0.0,
         }
@@ -435,26 +438,38 @@ fn run_lane<S: pulp::Simd>(
         lane.loss += loss;
         lane.hits += hits;
         if grad {
-            grad_sums(simd, xb, z, dims, &mut lane.gt, &mut lane.gb);
+            let sums = (&mut lane.gt[..], &mut lane.gb[..], &mut lane.rp[..]);
+            match dims.cb {
+                1 => grad_sums::<S, 1>(simd, xb, z, dims, sums),
+                2 => grad_sums::<S, 2>(simd, xb, z, dims, sums),
+                3 => grad_sums::<S, 3>(simd, xb, z, dims, sums),
+                4 => grad_sums::<S, 4>(simd, xb, z, dims, sums),
+                5 => grad_sums::<S, 5>(simd, xb, z, dims, sums),
+                6 => grad_sums::<S, 6>(simd, xb, z, dims, sums),
+                7 => grad_sums::<S, 7>(simd, xb, z, dims, sums),
+                _ => grad_sums::<S, 8>(simd, xb, z, dims, sums),
+            }
         }
     }
 }
 
 /// z[i, c] = Σ_d x[i, d]·Wᵀ[c, d] + b[c] for a tile: two rows and `CB` classes at a time, each an accumulator of
-/// the machine's vector width, reduced in pulp's fixed order.
+/// the machine's vector width, reduced in pulp's fixed order. The class group is the outer loop, so its rows of Wᵀ
+/// (`CB` × D floats: 15.7 KiB for 5 × 784) stay in L1 while the tile's rows stream past from L2; with the row pair
+/// outside, all of Wᵀ (31 KiB for K = 10) and the two rows competed for a 32 KiB L1 on every pair.
 #[inline(always)]
 fn logits<S: pulp::Simd, const CB: usize>(simd: S, xb: &[&[f32]], m: &Model<'_>, z: &mut [f32]) {
     let Dims { dp, k, kp, .. } = m.dims;
     let rows = xb.len();
-    let mut i = 0;
-    while i < rows {
-        // Two rows at a time; a last odd row is paired with itself and the copy discarded.
-        let i1 = (i + 1).min(rows - 1);
-        let (x0, _) = S::as_simd_f32s(&xb[i][..dp]);
-        let (x1, _) = S::as_simd_f32s(&xb[i1][..dp]);
-        let n = x0.len();
-        let x1 = &x1[..n];
-        for c0 in (0..kp).step_by(CB) {
+    for c0 in (0..kp).step_by(CB) {
+        let mut i = 0;
+        while i < rows {
+            // Two rows at a time; a last odd row is paired with itself and the copy discarded.
+            let i1 = (i + 1).min(rows - 1);
+            let (x0, _) = S::as_simd_f32s(&xb[i][..dp]);
+            let (x1, _) = S::as_simd_f32s(&xb[i1][..dp]);
+            let n = x0.len();
+            let x1 = &x1[..n];
             let w: [&[S::f32s]; CB] =
                 std::array::from_fn(|cc| &S::as_simd_f32s(&m.wt[(c0 + cc) * dp..][..dp]).0[..n]);
             let mut a0 = [simd.splat_f32s(0.0); CB];
@@ -475,52 +490,68 @@ fn logits<S: pulp::Simd, const CB: usize>(simd: S, xb: &[&[f32]], m: &Model<'_>,
                     }
                 }
             }
+            i += 2;
         }
-        i += 2;
     }
 }
 
-/// Gᵀ[c] += Σ_i r[i, c]·x[i] and g_b[c] += Σ_i r[i, c] over a tile, four rows at a time, each element summed in row
-/// order.
+/// Gᵀ[c] += Σ_i r[i, c]·x[i] and g_b[c] += Σ_i r[i, c] over a tile, register-blocked like the forward product: a
+/// tile of `CB` classes × two vectors of features is loaded from Gᵀ into accumulators, takes the term of every row
+/// of the block, and is stored once. So each vector of X is loaded once per class group (not once per class) and Gᵀ
+/// once per block (not once per four rows). Each element is still summed from its old value in row order, as before.
+/// `rp` is scratch for the block's residuals with classes padded to `kp` by zeros.
 #[inline(always)]
-fn grad_sums<S: pulp::Simd>(
+fn grad_sums<S: pulp::Simd, const CB: usize>(
     simd: S,
     xb: &[&[f32]],
     r: &[f32],
     dims: Dims,
-    gt: &mut [f32],
-    gb: &mut [f32],
+    (gt, gb, rp): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
-    let Dims { dp, k, .. } = dims;
+    let Dims { dp, k, kp, .. } = dims;
     let rows = xb.len();
-    let row = |i: usize| S::as_simd_f32s(&xb[i][..dp]).0;
-    let mut i = 0;
-    while i + 4 <= rows {
-        let (x0, x1, x2, x3) = (row(i), row(i + 1), row(i + 2), row(i + 3));
-        let n = x0.len();
-        let (x1, x2, x3) = (&x1[..n], &x2[..n], &x3[..n]);
-        for c in 0..k {
-            let rc: [S::f32s; 4] = std::array::from_fn(|q| simd.splat_f32s(r[(i + q) * k + c]));
-            let g = &mut S::as_mut_simd_f32s(&mut gt[c * dp..(c + 1) * dp]).0[..n];
-            for d in 0..n {
-                let mut v = g[d];
-                v = simd.mul_add_f32s(rc[0], x0[d], v);
-                v = simd.mul_add_f32s(rc[1], x1[d], v);
-                v = simd.mul_add_f32s(rc[2], x2[d], v);
-                v = simd.mul_add_f32s(rc[3], x3[d], v);
-                g[d] = v;
-            }
-        }
-        i += 4;
+    if rows == 0 {
+        return;
     }
-    for i in i..rows {
-        let x = row(i);
-        for c in 0..k {
-            let rc = simd.splat_f32s(r[i * k + c]);
-            let g = &mut S::as_mut_simd_f32s(&mut gt[c * dp..(c + 1) * dp]).0[..x.len()];
-            for (g, &xv) in g.iter_mut().zip(x) {
-                *g = simd.mul_add_f32s(rc, xv, *g);
+    for (dst, src) in rp.chunks_exact_mut(kp).zip(r.chunks_exact(k)) {
+        dst[..k].copy_from_slice(src);
+        dst[k..].fill(0.0);
+    }
+    let rp = &rp[..rows * kp];
+    let xs: [&[S::f32s]; BLOCK] = std::array::from_fn(|i| {
+        xb.get(i)
+            .map_or(&[][..], |row| S::as_simd_f32s(&row[..dp]).0)
+    });
+    let xs = &xs[..rows];
+    let n = xs[0].len();
+    for c0 in (0..kp).step_by(CB) {
+        let mut d = 0;
+        while d < n {
+            // Two vectors of features, or the last one alone.
+            let two = d + 1 < n;
+            let mut a0: [S::f32s; CB] =
+                std::array::from_fn(|cc| S::as_simd_f32s(&gt[(c0 + cc) * dp..][..dp]).0[d]);
+            let mut a1: [S::f32s; CB] = std::array::from_fn(|cc| {
+                S::as_simd_f32s(&gt[(c0 + cc) * dp..][..dp]).0[if two { d + 1 } else { d }]
+            });
+            for (x, rr) in xs.iter().zip(rp.chunks_exact(kp)) {
+                let x0 = x[d];
+                let x1 = x[if two { d + 1 } else { d }];
+                let rr = &rr[c0..c0 + CB];
+                for cc in 0..CB {
+                    let rc = simd.splat_f32s(rr[cc]);
+                    a0[cc] = simd.mul_add_f32s(rc, x0, a0[cc]);
+                    a1[cc] = simd.mul_add_f32s(rc, x1, a1[cc]);
+                }
             }
+            for cc in 0..CB {
+                let g = S::as_mut_simd_f32s(&mut gt[(c0 + cc) * dp..][..dp]).0;
+                g[d] = a0[cc];
+                if two {
+                    g[d + 1] = a1[cc];
+                }
+            }
+            d += 2;
         }
     }
     for i in 0..rows {
