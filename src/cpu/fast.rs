@@ -394,7 +394,7 @@ fn run_lane<S: pulp::Simd>(
     grad: bool,
 ) {
     let (n, dims) = (rows.len(), m.dims);
-    lane.gt.fill(0.0);
+    // Gᵀ is not cleared: the lane's first block starts its sums from zero instead (`first`), and writes all of it.
     lane.gb.fill(0.0);
     lane.loss = 0.0;
     lane.hits = 0.0;
@@ -438,7 +438,12 @@ fn run_lane<S: pulp::Simd>(
         lane.loss += loss;
         lane.hits += hits;
         if grad {
-            let sums = (&mut lane.gt[..], &mut lane.gb[..], &mut lane.rp[..]);
+            let sums = (
+                &mut lane.gt[..],
+                &mut lane.gb[..],
+                &mut lane.rp[..],
+                blk == l,
+            );
             match dims.cb {
                 1 => grad_sums::<S, 1>(simd, xb, z, dims, sums),
                 2 => grad_sums::<S, 2>(simd, xb, z, dims, sums),
@@ -499,14 +504,16 @@ fn logits<S: pulp::Simd, const CB: usize>(simd: S, xb: &[&[f32]], m: &Model<'_>,
 /// tile of `CB` classes × two vectors of features is loaded from Gᵀ into accumulators, takes the term of every row
 /// of the block, and is stored once. So each vector of X is loaded once per class group (not once per class) and Gᵀ
 /// once per block (not once per four rows). Each element is still summed from its old value in row order, as before.
-/// `rp` is scratch for the block's residuals with classes padded to `kp` by zeros.
+/// `rp` is scratch for the block's residuals with classes padded to `kp` by zeros. With `first` (the lane's first
+/// block) the sums start from zero instead of from Gᵀ, which then need not be cleared: fma(r, x, +0.0) is what adding
+/// to a cleared Gᵀ gave, bit for bit.
 #[inline(always)]
 fn grad_sums<S: pulp::Simd, const CB: usize>(
     simd: S,
     xb: &[&[f32]],
     r: &[f32],
     dims: Dims,
-    (gt, gb, rp): (&mut [f32], &mut [f32], &mut [f32]),
+    (gt, gb, rp, first): (&mut [f32], &mut [f32], &mut [f32], bool),
 ) {
     let Dims { dp, k, kp, .. } = dims;
     let rows = xb.len();
@@ -529,14 +536,18 @@ fn grad_sums<S: pulp::Simd, const CB: usize>(
         while d < n {
             // Two vectors of features, or the last one alone.
             let two = d + 1 < n;
-            let mut a0: [S::f32s; CB] =
-                std::array::from_fn(|cc| S::as_simd_f32s(&gt[(c0 + cc) * dp..][..dp]).0[d]);
-            let mut a1: [S::f32s; CB] = std::array::from_fn(|cc| {
-                S::as_simd_f32s(&gt[(c0 + cc) * dp..][..dp]).0[if two { d + 1 } else { d }]
-            });
+            let e1 = if two { d + 1 } else { d };
+            let mut a0 = [simd.splat_f32s(0.0); CB];
+            let mut a1 = [simd.splat_f32s(0.0); CB];
+            if !first {
+                for cc in 0..CB {
+                    let g = S::as_simd_f32s(&gt[(c0 + cc) * dp..][..dp]).0;
+                    (a0[cc], a1[cc]) = (g[d], g[e1]);
+                }
+            }
             for (x, rr) in xs.iter().zip(rp.chunks_exact(kp)) {
                 let x0 = x[d];
-                let x1 = x[if two { d + 1 } else { d }];
+                let x1 = x[e1];
                 let rr = &rr[c0..c0 + CB];
                 for cc in 0..CB {
                     let rc = simd.splat_f32s(rr[cc]);
