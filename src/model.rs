@@ -160,7 +160,8 @@ impl Model {
             meta.insert("standardize_std".to_string(), json(&s.std));
         }
         meta.insert("settings".to_string(), self.settings.to_string());
-        safetensors::serialize(tensors, Some(meta)).map_err(err)
+        let bytes = safetensors::serialize(tensors, Some(meta)).map_err(err)?;
+        Ok(with_sorted_header(bytes))
     }
 
     /// Writes the model to `path` atomically: a temporary file in the same directory, renamed over `path` only
@@ -447,5 +448,87 @@ impl Drop for AtomicFile {
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+/// The same safetensors file with its JSON header's keys in sorted order. safetensors writes the `__metadata__`
+/// map in `HashMap` order, which differs from save to save: one model saved twice gave different files, and two
+/// runs' files differed in their layout rather than only where their contents differ (a run also records its
+/// timings in `settings`). Keys and values are unchanged (so is every data offset); the header keeps its
+/// length, padded with spaces as the format allows. Anything unexpected returns the bytes as they were.
+fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    use serde_json::{Map, Value};
+    fn sorted(map: Map<String, Value>) -> Map<String, Value> {
+        let mut pairs: Vec<(String, Value)> = map.into_iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::Object(inner) => (k, Value::Object(sorted(inner))),
+                v => (k, v),
+            })
+            .collect()
+    }
+    let Some(n) = bytes
+        .get(..8)
+        .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    else {
+        return bytes;
+    };
+    let Some(Ok(Value::Object(header))) = bytes.get(8..8 + n).map(serde_json::from_slice) else {
+        return bytes;
+    };
+    let Ok(mut json) = serde_json::to_vec(&Value::Object(sorted(header))) else {
+        return bytes;
+    };
+    if json.len() > n {
+        return bytes;
+    }
+    json.resize(n, b' ');
+    let mut out = bytes;
+    out[8..8 + n].copy_from_slice(&json);
+    out
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    fn model() -> Model {
+        Model {
+            params: Params {
+                w: ndarray::Array2::from_shape_fn((3, 2), |(i, j)| (i + j) as f32 * 0.1),
+                b: ndarray::Array1::from(vec![0.5, -0.5]),
+            },
+            classes: vec!["cat".into(), "dog".into()],
+            standardizer: Some(crate::data::Standardizer {
+                mean: vec![0.0, 1.0, 2.0],
+                std: vec![1.0, 2.0, 3.0],
+            }),
+            settings: serde_json::json!({"lr": 0.1, "epochs": 3}),
+        }
+    }
+
+    #[test]
+    fn the_same_model_saves_to_the_same_bytes_and_loads_back() {
+        // Seven metadata keys: a HashMap's order repeats by chance about once in 5,040 maps, so eight saves in a
+        // row agreeing without the sorted header would be a coincidence beyond measure.
+        let m = model();
+        let first = m.to_bytes().unwrap();
+        for _ in 0..8 {
+            assert_eq!(m.to_bytes().unwrap(), first);
+        }
+        let back = Model::from_bytes(Path::new("m.safetensors"), &first).unwrap();
+        assert_eq!(back.params, m.params);
+        assert_eq!(back.classes, m.classes);
+        assert_eq!(back.settings, m.settings);
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
+        let at = |key: &str| header.find(key).unwrap();
+        assert!(at("\"classes\"") < at("\"features\"") && at("\"features\"") < at("\"format\""));
+        assert!(
+            at("\"producer\"") < at("\"settings\"")
+                && at("\"settings\"") < at("\"standardize_mean\"")
+        );
     }
 }
