@@ -535,6 +535,8 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
         } else {
             c.batch.to_string()
         };
+        // " (12.3 %)": a figure's fraction of the adapter's ceiling, where one was measured.
+        let of = |f: Option<f64>| f.map_or(String::new(), |f| format!(" ({:.1} %)", 100.0 * f));
         let figures = match (&r.timing, &r.refused) {
             (Some(t), _) => format!(
                 "{:.1} / {:.1} | {:.0} | {:.2}{} | {:.2}{}",
@@ -542,11 +544,9 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
                 t.best * 1e3,
                 t.samples_per_sec,
                 t.gflops,
-                r.of_fma_ceiling
-                    .map_or(String::new(), |f| format!(" ({:.1} %)", 100.0 * f)),
+                of(r.of_fma_ceiling),
                 t.x_gb_per_sec,
-                r.of_read_ceiling
-                    .map_or(String::new(), |f| format!(" ({:.1} %)", 100.0 * f)),
+                of(r.of_read_ceiling),
             ),
             (None, Some(why)) => format!("refused: {why} | | | "),
             (None, None) => " | | | ".into(),

@@ -329,7 +329,24 @@ impl pulp::WithSimd for LaneOp<'_, '_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        run_lane(simd, self.lane, self.rows, self.model, self.at, self.grad)
+        let LaneOp {
+            lane,
+            rows,
+            model: m,
+            at,
+            grad,
+        } = self;
+        // The class group is a const parameter of both products: chosen here once for the lane.
+        match m.dims.cb {
+            1 => run_lane::<S, 1>(simd, lane, rows, m, at, grad),
+            2 => run_lane::<S, 2>(simd, lane, rows, m, at, grad),
+            3 => run_lane::<S, 3>(simd, lane, rows, m, at, grad),
+            4 => run_lane::<S, 4>(simd, lane, rows, m, at, grad),
+            5 => run_lane::<S, 5>(simd, lane, rows, m, at, grad),
+            6 => run_lane::<S, 6>(simd, lane, rows, m, at, grad),
+            7 => run_lane::<S, 7>(simd, lane, rows, m, at, grad),
+            _ => run_lane::<S, 8>(simd, lane, rows, m, at, grad),
+        }
     }
 }
 
@@ -385,7 +402,7 @@ fn rows_of<'a>(held: &'a HostSets, shape: Shape, batch: &'a Batch<'_>) -> Result
 
 /// One lane: blocks `l, l + used, l + 2·used, …` of the batch, in order.
 #[inline(always)]
-fn run_lane<S: pulp::Simd>(
+fn run_lane<S: pulp::Simd, const CB: usize>(
     simd: S,
     lane: &mut Lane,
     rows: Rows<'_>,
@@ -421,16 +438,7 @@ fn run_lane<S: pulp::Simd>(
             std::array::from_fn(|i| refs[i].unwrap_or_else(|| &xb[i * dims.dp..(i + 1) * dims.dp]));
         let xb = &tile[..rows_here];
         let z = &mut lane.z[..rows_here * dims.k];
-        match dims.cb {
-            1 => logits::<S, 1>(simd, xb, m, z),
-            2 => logits::<S, 2>(simd, xb, m, z),
-            3 => logits::<S, 3>(simd, xb, m, z),
-            4 => logits::<S, 4>(simd, xb, m, z),
-            5 => logits::<S, 5>(simd, xb, m, z),
-            6 => logits::<S, 6>(simd, xb, m, z),
-            7 => logits::<S, 7>(simd, xb, m, z),
-            _ => logits::<S, 8>(simd, xb, m, z),
-        }
+        logits::<S, CB>(simd, xb, m, z);
         let zview =
             ndarray::ArrayViewMut2::from_shape((rows_here, dims.k), z).expect("rows × k logits");
         let (loss, hits) =
@@ -444,16 +452,7 @@ fn run_lane<S: pulp::Simd>(
                 &mut lane.rp[..],
                 blk == l,
             );
-            match dims.cb {
-                1 => grad_sums::<S, 1>(simd, xb, z, dims, sums),
-                2 => grad_sums::<S, 2>(simd, xb, z, dims, sums),
-                3 => grad_sums::<S, 3>(simd, xb, z, dims, sums),
-                4 => grad_sums::<S, 4>(simd, xb, z, dims, sums),
-                5 => grad_sums::<S, 5>(simd, xb, z, dims, sums),
-                6 => grad_sums::<S, 6>(simd, xb, z, dims, sums),
-                7 => grad_sums::<S, 7>(simd, xb, z, dims, sums),
-                _ => grad_sums::<S, 8>(simd, xb, z, dims, sums),
-            }
+            grad_sums::<S, CB>(simd, xb, z, dims, sums);
         }
     }
 }
