@@ -8,21 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::Resume;
 use crate::config::TrainConfig;
 use crate::error::{Error, Position, Result};
-use crate::model::Params;
+use crate::params::Params;
 use crate::train::{Backend, Observer, OptimizerState, Shape, StepEvent};
-
-/// Where a resumed run starts: in epoch `epoch` (1-based) after its first `batches_done` steps, `steps` in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resume {
-    /// The epoch in progress.
-    pub epoch: usize,
-    /// Steps of that epoch already taken.
-    pub batches_done: usize,
-    /// Steps taken in all.
-    pub steps: u64,
-}
 
 /// Everything a checkpoint file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,7 +202,7 @@ impl Checkpointer {
         };
         let bytes = serde_json::to_vec(&c)
             .map_err(|e| Error::Internal(format!("checkpoint as JSON: {e}")))?;
-        crate::model::write_atomically(&self.path, &bytes)?;
+        crate::atomic::write_atomically(&self.path, &bytes)?;
         self.written += 1;
         Ok(())
     }

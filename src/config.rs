@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::limits::{MAX_BATCH, MAX_EPOCHS};
+use crate::optim::Optimizer;
 pub use crate::schedule::{Schedule, ScheduleKind};
-use crate::train::Optimizer;
 
 /// Stop when the held-out loss has not improved by more than `min_delta` for `patience` epochs; the weights of the
 /// best epoch are the ones the backend ends with (and the model saved).
@@ -35,12 +36,16 @@ impl Convergence {
     };
 }
 
-/// Most epochs a run may ask for: a million passes is already years of work on any data worth training on, and the
-/// bound keeps a mistyped count from being taken literally.
-pub const MAX_EPOCHS: usize = 1_000_000;
-
-/// Largest batch in rows: row indices and counts travel to the GPU as u32.
-pub const MAX_BATCH: usize = u32::MAX as usize;
+/// Where a resumed run starts: in epoch `epoch` (1-based) after its first `batches_done` steps, `steps` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The epoch in progress.
+    pub epoch: usize,
+    /// Steps of that epoch already taken.
+    pub batches_done: usize,
+    /// Steps taken in all.
+    pub steps: u64,
+}
 
 /// Everything that shapes a training run apart from the data and the device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,7 +102,7 @@ pub struct TrainConfig {
     /// Continue a run from a checkpoint's point instead of its start (the backend given the checkpoint's weights
     /// and optimizer state). Not a setting of the run, so not saved with it.
     #[serde(skip)]
-    pub resume: Option<crate::checkpoint::Resume>,
+    pub resume: Option<Resume>,
 }
 
 impl Default for TrainConfig {

@@ -49,10 +49,10 @@ impl LbfgsOptions {
         if !(1..=1000).contains(&self.history) {
             return Err(Error::param("--lbfgs-history", "in 1..=1000", self.history));
         }
-        if !(1..=crate::config::MAX_EPOCHS).contains(&self.max_iter) {
+        if !(1..=crate::limits::MAX_EPOCHS).contains(&self.max_iter) {
             return Err(Error::param(
                 "--max-iter",
-                format!("in 1..={}", crate::config::MAX_EPOCHS),
+                format!("in 1..={}", crate::limits::MAX_EPOCHS),
                 self.max_iter,
             ));
         }

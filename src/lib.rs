@@ -15,6 +15,7 @@
 //! [`train::fit`] drives either through the [`train::Backend`] trait, the one seam every trainer implements; data
 //! reaches it through a [`data::RowSource`]. docs/ARCHITECTURE.md draws the whole design.
 
+pub mod atomic;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -23,9 +24,12 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod lbfgs;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod numerics;
+pub mod optim;
+pub mod params;
 pub mod plot;
 pub mod rng;
 pub mod schedule;

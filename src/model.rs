@@ -4,7 +4,6 @@
 //! string metadata.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use ndarray::{Array1, Array2, ArrayView2};
@@ -13,43 +12,8 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use crate::cpu;
 use crate::data::{Standardizer, MAX_CLASSES};
 use crate::error::{Error, Position, Result};
-use crate::train::Shape;
-
-/// Fitted parameters in the layout the kernels use: `w` is [d, k], `b` is [k].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Params {
-    /// Weights, [d, k].
-    pub w: Array2<f32>,
-    /// Biases, [k].
-    pub b: Array1<f32>,
-}
-
-impl Params {
-    /// Zero weights of a shape.
-    pub fn zeros(shape: Shape) -> Self {
-        Params {
-            w: Array2::zeros((shape.d, shape.k)),
-            b: Array1::zeros(shape.k),
-        }
-    }
-
-    /// ‖W‖², accumulated in f64.
-    pub fn w_norm_sq(&self) -> f64 {
-        self.w.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
-    }
-
-    /// Checks that these are weights of `shape`.
-    pub fn check(&self, shape: Shape) -> Result<()> {
-        if self.w.dim() != (shape.d, shape.k) || self.b.len() != shape.k {
-            return Err(Error::shape(
-                "parameters W [d, k] and b [k]",
-                format!("W {:?}, b [{}]", (shape.d, shape.k), shape.k),
-                format!("W {:?}, b [{}]", self.w.dim(), self.b.len()),
-            ));
-        }
-        Ok(())
-    }
-}
+pub use crate::params::Params;
+use crate::params::Shape;
 
 /// Weights, biases, class names and standardisation.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,7 +132,7 @@ impl Model {
     /// once complete, so an existing file is never left half-written.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = self.to_bytes()?;
-        write_atomically(path, &bytes)
+        crate::atomic::write_atomically(path, &bytes)
     }
 
     /// Reads a model written by [`Model::save`] (or any safetensors file with `weight` [K, D] and `bias` [K] in f32
@@ -374,79 +338,6 @@ mod erased {
     impl<T: serde::Serialize> Json for T {
         fn json(&self) -> String {
             serde_json::to_string(self).unwrap_or_default()
-        }
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = AtomicFile::create(path)?;
-    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    f.commit()
-}
-
-/// A file written under a temporary name beside its destination and renamed over it only when [`AtomicFile::commit`]
-/// is called: a write that fails or is abandoned (dropped) leaves whatever was at the destination as it was.
-#[derive(Debug)]
-pub struct AtomicFile {
-    path: std::path::PathBuf,
-    tmp: std::path::PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
-}
-
-impl AtomicFile {
-    /// Starts writing `path`.
-    pub fn create(path: &Path) -> Result<Self> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
-        Ok(AtomicFile {
-            path: path.to_path_buf(),
-            tmp,
-            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
-        })
-    }
-
-    /// Flushes, syncs and renames the file to its destination.
-    pub fn commit(mut self) -> Result<()> {
-        let file = self.file.take().expect("a file until committed");
-        let result = file
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&self.tmp);
-            return Err(Error::io(&self.path, e));
-        }
-        Ok(())
-    }
-}
-
-impl Write for AtomicFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file
-            .as_mut()
-            .expect("a file until committed")
-            .write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.as_mut().expect("a file until committed").flush()
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
         }
     }
 }

@@ -4,7 +4,22 @@
 
 use std::fmt::Write as _;
 
-use crate::train::EpochReport;
+/// What the plot draws of one epoch (`train::EpochReport` converts into it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// The epoch, 1-based.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy.
+    pub train_accuracy: f64,
+    /// Held-out loss, when there are held-out rows.
+    pub val_loss: Option<f64>,
+    /// Held-out accuracy, when there are held-out rows.
+    pub val_accuracy: Option<f64>,
+    /// The epoch whose weights early stopping kept.
+    pub best: bool,
+}
 
 const WIDTH: f64 = 720.0;
 const PANEL_HEIGHT: f64 = 240.0;
@@ -120,7 +135,7 @@ fn tick(v: f64) -> String {
 }
 
 /// The curves of a run's epochs as an SVG document.
-pub fn curves(reports: &[EpochReport], title: &str) -> String {
+pub fn curves(reports: &[Point], title: &str) -> String {
     let epochs = reports.len();
     let height = TOP + 2.0 * PANEL_HEIGHT + GAP + 40.0;
     let mut out = String::new();
@@ -188,28 +203,20 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn report(epoch: usize, loss: f64, val: Option<f64>) -> EpochReport {
-        EpochReport {
+    fn report(epoch: usize, loss: f64, val: Option<f64>) -> Point {
+        Point {
             epoch,
             train_loss: loss,
             train_accuracy: 1.0 - loss / 3.0,
             val_loss: val,
             val_accuracy: val.map(|v| 1.0 - v / 3.0),
-            samples_per_sec: 1.0,
-            seconds: 1.0,
-            drift: None,
-            device: "d".into(),
-            stream: None,
-            lr: 0.1,
             best: epoch == 2,
-            converged: false,
-            lbfgs: None,
         }
     }
 
     #[test]
     fn every_series_has_a_point_per_epoch_inside_its_panel() {
-        let reports: Vec<EpochReport> = (1..=12)
+        let reports: Vec<Point> = (1..=12)
             .map(|e| report(e, 2.0 / e as f64, Some(2.2 / e as f64)))
             .collect();
         let svg = curves(&reports, "a <run> & more");

@@ -138,7 +138,7 @@ pub fn progress_bar(total: u64, unit: &str) -> indicatif::ProgressBar {
 /// Writes `text` to `out` atomically, or to standard output (a closed pipe is not an error).
 pub fn write_output(out: Option<&Path>, text: &str) -> Result<()> {
     match out {
-        Some(path) => softmax_wgpu::model::write_atomically(path, text.as_bytes())?,
+        Some(path) => softmax_wgpu::atomic::write_atomically(path, text.as_bytes())?,
         None => {
             let mut stdout = std::io::stdout().lock();
             if let Err(e) = stdout

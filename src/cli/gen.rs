@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
+use softmax_wgpu::atomic::AtomicFile;
 use softmax_wgpu::data::{self, SparseSynthetic, SyntheticRows};
 use softmax_wgpu::error::bytes;
-use softmax_wgpu::model::AtomicFile;
 use softmax_wgpu::Error;
 
 use super::args::{GenArgs, GenFormat};

@@ -298,9 +298,10 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     }
     if let Some(plot) = &a.plot {
         let title = format!("softmax-wgpu train · {data_name} · {}", backend.device());
-        softmax_wgpu::model::write_atomically(
+        let points: Vec<softmax_wgpu::plot::Point> = reports.iter().map(Into::into).collect();
+        softmax_wgpu::atomic::write_atomically(
             plot,
-            softmax_wgpu::plot::curves(&reports, &title).as_bytes(),
+            softmax_wgpu::plot::curves(&points, &title).as_bytes(),
         )?;
         say(format!("drew {}", plot.display()));
     }

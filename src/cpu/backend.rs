@@ -146,7 +146,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn max_batch(&self) -> usize {
-        crate::config::MAX_BATCH
+        crate::limits::MAX_BATCH
     }
 
     fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held> {

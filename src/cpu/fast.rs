@@ -623,7 +623,7 @@ impl Backend for FastCpu {
     }
 
     fn max_batch(&self) -> usize {
-        crate::config::MAX_BATCH
+        crate::limits::MAX_BATCH
     }
 
     fn hold(&mut self, source: &mut dyn RowSource) -> Result<Held> {

@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 use crate::data::{HostRows, RowSource, SparseBatch, SparseRows};
 use crate::error::{Error, Result};
+pub(crate) use crate::optim::ensure_slots;
+pub use crate::optim::StepParams;
+pub use crate::params::{Real, Weights};
 use crate::train::{Held, Shape};
 
 /// The row sets a CPU backend holds: host rows (shared with their source when it has them in memory), each
@@ -87,60 +90,11 @@ impl HostSets {
     }
 }
 
-use ndarray::{
-    Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, LinalgScalar,
-    ScalarOperand, Zip,
-};
-use num_traits::{Float, FromPrimitive};
-
-/// A floating-point type the reference path computes in.
-pub trait Real:
-    Float + FromPrimitive + LinalgScalar + ScalarOperand + std::fmt::Debug + Send + Sync + 'static
-{
-}
-impl Real for f32 {}
-impl Real for f64 {}
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
 
 /// Mirror of `logits.wgsl`: Z = X·W + b. `x` is [rows, d], `w` is [d, k], `b` is [k].
 pub fn logits<T: Real>(x: ArrayView2<T>, w: ArrayView2<T>, b: ArrayView1<T>) -> Array2<T> {
     x.dot(&w) + b
-}
-
-/// The weights of a batch's rows: by class (`cw`, one per class) and by row (`sw`, sample weights, one per row), either
-/// or both or neither.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Weights<'a, T> {
-    /// One per class.
-    pub class: Option<&'a [T]>,
-    /// One per row of the batch.
-    pub row: Option<&'a [T]>,
-}
-
-impl<'a, T: Real> Weights<'a, T> {
-    /// No weights: every row weighs 1.
-    pub fn none() -> Self {
-        Weights {
-            class: None,
-            row: None,
-        }
-    }
-
-    /// Class weights only.
-    pub fn class(cw: Option<&'a [T]>) -> Self {
-        Weights {
-            class: cw,
-            row: None,
-        }
-    }
-
-    /// The weight of row `i` of class `label`, as the kernels compute it: w_class[label] · w_row[i] (a missing factor
-    /// is 1, exactly); None when there are no weights at all.
-    pub fn of(&self, i: usize, label: usize) -> Option<T> {
-        match (self.class, self.row) {
-            (None, None) => None,
-            (c, r) => Some(c.map_or(T::one(), |c| c[label]) * r.map_or(T::one(), |r| r[i])),
-        }
-    }
 }
 
 /// Mirror of `softmax.wgsl`: S = softmax(Z) row-wise (row maximum subtracted first), and per row the pair
@@ -276,124 +230,6 @@ pub fn shrink<T: Real>(w: T, t: T) -> T {
     } else {
         w
     }
-}
-
-/// The hyper-parameters of one optimizer step, in the precision of the path that takes it.
-#[derive(Debug, Clone, Copy)]
-pub struct StepParams<T> {
-    /// α.
-    pub lr: T,
-    /// λ (added to W's gradient).
-    pub l2: T,
-    /// λ₁ (the proximal shrink after the step).
-    pub l1: T,
-    /// Rows the gradient sums cover.
-    pub rows: T,
-    /// μ (momentum) or β₁ (Adam).
-    pub beta1: T,
-    /// β₂ (Adam).
-    pub beta2: T,
-    /// ε (Adam).
-    pub eps: T,
-    /// Decoupled weight decay (AdamW).
-    pub weight_decay: T,
-    /// Adam's bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ.
-    pub c1: T,
-    /// See `c1`.
-    pub c2: T,
-    /// Nesterov momentum.
-    pub nesterov: bool,
-}
-
-impl StepParams<f32> {
-    /// The parameters of the step `u` asks for, over `rows` rows, as update number `t` (1-based, for Adam's bias
-    /// corrections), and whether it is Adam's; None for plain SGD, which keeps no state. What every backend's
-    /// momentum and Adam steps are built from.
-    /// An L-BFGS `u` is refused: it is not a per-step rule (`fit` runs it by full passes).
-    pub fn of(u: &crate::train::Update, rows: f32, t: u64) -> Result<Option<(Self, bool)>> {
-        let (c1, c2) = u.optimizer.corrections(t);
-        let mut p = StepParams {
-            lr: u.lr,
-            l2: u.l2,
-            l1: u.l1,
-            rows,
-            beta1: 0.0,
-            beta2: 0.0,
-            eps: 1.0,
-            weight_decay: 0.0,
-            c1,
-            c2,
-            nesterov: false,
-        };
-        let adam = match u.optimizer {
-            crate::train::Optimizer::Sgd => return Ok(None),
-            crate::train::Optimizer::Lbfgs(_) => {
-                return Err(Error::Internal(
-                    "L-BFGS is not a per-step update: train::fit runs it by full passes".into(),
-                ))
-            }
-            crate::train::Optimizer::Momentum { momentum, nesterov } => {
-                p.beta1 = momentum;
-                p.nesterov = nesterov;
-                false
-            }
-            crate::train::Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                p.beta1 = beta1;
-                p.beta2 = beta2;
-                p.eps = eps;
-                p.weight_decay = weight_decay;
-                true
-            }
-        };
-        Ok(Some((p, adam)))
-    }
-
-    /// The same parameters in another precision.
-    pub fn map<U>(&self, f: impl Fn(f32) -> U) -> StepParams<U> {
-        StepParams {
-            lr: f(self.lr),
-            l2: f(self.l2),
-            l1: f(self.l1),
-            rows: f(self.rows),
-            beta1: f(self.beta1),
-            beta2: f(self.beta2),
-            eps: f(self.eps),
-            weight_decay: f(self.weight_decay),
-            c1: f(self.c1),
-            c2: f(self.c2),
-            nesterov: self.nesterov,
-        }
-    }
-
-    /// The same parameters in f64, for the reference path.
-    pub fn to_f64(&self) -> StepParams<f64> {
-        self.map(f64::from)
-    }
-}
-
-/// Makes `slots` the `wanted` state slots of `n` values each: zeros on an optimizer's first step; an error when a
-/// state of another optimizer is there.
-pub(crate) fn ensure_slots<T: Clone>(
-    slots: &mut Vec<Vec<T>>,
-    wanted: usize,
-    n: usize,
-    zero: T,
-) -> Result<()> {
-    if slots.len() != wanted {
-        if !slots.is_empty() {
-            return Err(Error::Internal(format!(
-                "optimizer state of {} slots given to an optimizer with {wanted}",
-                slots.len()
-            )));
-        }
-        *slots = vec![vec![zero; n]; wanted];
-    }
-    Ok(())
 }
 
 /// One parameter's step: `grad` is its mean gradient (with λ·w added for W), `s1` / `s2` its state; returns the new

@@ -20,7 +20,9 @@ pub use self::npy::{
     npy_bytes, parse_npy_features, parse_npy_labels, read_npy_features, read_npy_labels,
     write_npy_features, write_npy_labels, write_npy_source, NpyRows,
 };
-pub use self::source::{check_rows, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES};
+pub use self::source::{
+    check_rows, held_row_bytes, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES,
+};
 pub use self::sparse::{SparseBatch, SparseInMemory, SparseRows};
 pub use self::stream::{held_out, Side, Split, Standardized};
 pub use self::synthetic::{synthetic, SparseSynthetic, SyntheticRows};

@@ -593,9 +593,9 @@ fn integer(h: &Header, c: &[u8]) -> i128 {
     }
 }
 
-/// Reads a 1-D numeric array (float, or integer; an [n, 1] column is accepted too) as f32 values, each finite and
-/// ≥ 0: the sample weights of `--sample-weight`.
-pub fn parse_npy_weights(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
+/// Reads a 1-D numeric array (float, or integer; an [n, 1] column is accepted too) as f64 values, unchecked: the
+/// sample weights of `--sample-weight`, which `weights.rs` checks one by one.
+pub(crate) fn parse_npy_weights(path: &Path, bytes: &[u8]) -> Result<Vec<f64>> {
     let h = parse_header(path, bytes)?;
     let n = match h.shape.as_slice() {
         [n] | [n, 1] if !(h.fortran && h.shape.len() > 1) => *n,
@@ -608,7 +608,7 @@ pub fn parse_npy_weights(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
     };
     let raw = data(path, bytes, &h)?;
     let mut out = Vec::with_capacity(n);
-    for (e, c) in raw.chunks_exact(h.size).enumerate() {
+    for c in raw.chunks_exact(h.size) {
         let be = h.big_endian;
         let v: f64 = match (h.kind, h.size) {
             (Kind::Float, 4) => f64::from(f32::from_le_bytes(word(c, be))),
@@ -624,11 +624,7 @@ pub fn parse_npy_weights(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
             }
             _ => integer(&h, c) as f64,
         };
-        out.push(super::weights::check_weight(
-            path,
-            Position::Index(e as u64),
-            v,
-        )?);
+        out.push(v);
     }
     Ok(out)
 }
@@ -661,7 +657,7 @@ pub fn write_npy_features(path: &Path, x: ndarray::ArrayView2<f32>) -> Result<()
     let x = x.as_standard_layout();
     let values = x.as_slice().expect("standard layout is contiguous");
     let body: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    crate::model::write_atomically(path, &npy_bytes("<f4", &[x.nrows(), x.ncols()], &body))
+    crate::atomic::write_atomically(path, &npy_bytes("<f4", &[x.nrows(), x.ncols()], &body))
 }
 
 /// Writes every row of `source` as a float32 features NPY and a uint32 labels NPY, a chunk at a time (memory: one
@@ -687,8 +683,8 @@ pub fn write_npy_source(
         h.shrink_to_fit();
         h
     };
-    let mut xf = crate::model::AtomicFile::create(x_path)?;
-    let mut yf = crate::model::AtomicFile::create(y_path)?;
+    let mut xf = crate::atomic::AtomicFile::create(x_path)?;
+    let mut yf = crate::atomic::AtomicFile::create(y_path)?;
     xf.write_all(&header("<f4", &[n, d]))
         .map_err(|e| Error::io(x_path, e))?;
     yf.write_all(&header("<u4", &[n]))
@@ -725,7 +721,7 @@ pub fn write_npy_source(
 /// Writes class indices as a uint32 NPY vector (atomically).
 pub fn write_npy_labels(path: &Path, y: &[u32]) -> Result<()> {
     let body: Vec<u8> = y.iter().flat_map(|v| v.to_le_bytes()).collect();
-    crate::model::write_atomically(path, &npy_bytes("<u4", &[y.len()], &body))
+    crate::atomic::write_atomically(path, &npy_bytes("<u4", &[y.len()], &body))
 }
 
 #[cfg(test)]

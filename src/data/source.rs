@@ -208,8 +208,7 @@ pub trait RowSource: Send {
     /// Bytes the rows take held in memory, when known: f32 features and a label a row, or for sparse rows 8 bytes a
     /// non-zero and 12 a row.
     fn held_bytes(&self) -> Option<u64> {
-        self.rows()?
-            .checked_mul(crate::train::held_row_bytes(self.features()))
+        self.rows()?.checked_mul(held_row_bytes(self.features()))
     }
 
     /// A weight per row (`--sample-weight`), in the source's row order, when its rows carry weights.
@@ -445,6 +444,11 @@ impl RowSource for InMemory {
     fn shared(&self) -> Option<Arc<HostRows>> {
         Some(self.rows.clone())
     }
+}
+
+/// Bytes one row takes when held: its features as f32 and its label.
+pub fn held_row_bytes(d: usize) -> u64 {
+    d as u64 * 4 + 4
 }
 
 #[cfg(test)]

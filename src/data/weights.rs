@@ -10,7 +10,7 @@ use super::{Chunk, RowSource, SparseChunk};
 use crate::error::{Error, Position, Result};
 
 /// A weight as read: finite and ≥ 0, as f32.
-pub(crate) fn check_weight(path: &Path, at: Position, v: f64) -> Result<f32> {
+fn check_weight(path: &Path, at: Position, v: f64) -> Result<f32> {
     if v.is_finite() && v >= 0.0 && v <= f64::from(f32::MAX) {
         Ok(v as f32)
     } else {
@@ -27,7 +27,12 @@ pub(crate) fn check_weight(path: &Path, at: Position, v: f64) -> Result<f32> {
 pub fn read_sample_weights(path: &Path) -> Result<Vec<f32>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let weights = if bytes.starts_with(b"\x93NUMPY") {
-        super::npy::parse_npy_weights(path, &bytes)?
+        let values = super::npy::parse_npy_weights(path, &bytes)?;
+        let mut out = Vec::with_capacity(values.len());
+        for (e, v) in values.into_iter().enumerate() {
+            out.push(check_weight(path, Position::Index(e as u64), v)?);
+        }
+        out
     } else {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Error::input(path, "sample weights: neither NPY nor UTF-8 text"))?;

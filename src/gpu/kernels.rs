@@ -363,7 +363,7 @@ pub const WEIGHTED_ROWS: u32 = 8;
 impl StepUniform {
     /// These parameters with a momentum or Adam step's (`p`; Nesterov is flags bit 2). The rows and rates stay
     /// this uniform's.
-    pub fn with_optimizer(self, p: &crate::cpu::StepParams<f32>) -> Self {
+    pub fn with_optimizer(self, p: &crate::optim::StepParams<f32>) -> Self {
         StepUniform {
             beta1: p.beta1,
             beta2: p.beta2,

@@ -8,8 +8,8 @@ use super::context::GpuContext;
 use super::kernels::{
     held_slots, ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, HELD_SLOTS, WEIGHTED_ROWS,
 };
-use crate::cpu::Weights;
 use crate::error::{Error, Result};
+use crate::params::Weights;
 
 fn dims(rows: usize, d: usize, k: usize) -> Result<(u32, u32, u32)> {
     let c = |v: usize, what: &str| {
@@ -777,7 +777,7 @@ pub fn optimizer_step(
     w: ArrayView2<f32>,
     b: ArrayView1<f32>,
     slots: &[&[f32]],
-    p: &crate::cpu::StepParams<f32>,
+    p: &crate::optim::StepParams<f32>,
 ) -> Result<(Pair, Vec<Vec<f32>>)> {
     let (d, k) = w.dim();
     let n = d * k + k;

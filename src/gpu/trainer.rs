@@ -1531,7 +1531,7 @@ impl Backend for GpuBackend<'_> {
         uniform.lr = u.lr;
         uniform.l2 = u.l2;
         uniform.l1 = u.l1;
-        let dense = match crate::cpu::StepParams::of(u, rows as f32, self.optimizer.steps + 1)? {
+        let dense = match crate::optim::StepParams::of(u, rows as f32, self.optimizer.steps + 1)? {
             None => Op::Update { uniform },
             Some((p, adam)) => {
                 self.ensure_slots(u.optimizer.slots().len(), None)?;

@@ -100,7 +100,7 @@ pub fn store(key: &str, widths: &BTreeMap<String, u32>) {
     cache.insert(key.to_string(), widths.clone());
     if let (Some(dir), Ok(bytes)) = (path.parent(), serde_json::to_vec_pretty(&cache)) {
         if std::fs::create_dir_all(dir).is_ok() {
-            let _ = crate::model::write_atomically(&path, &bytes);
+            let _ = crate::atomic::write_atomically(&path, &bytes);
         }
     }
 }

@@ -28,26 +28,19 @@ use std::time::Instant;
 
 use ndarray::{Array1, Array2};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::TrainConfig;
 use std::sync::Arc;
 
+pub use crate::data::held_row_bytes;
 use crate::data::{Chunk, HostRows, InMemory, RowSource, SparseChunk, SparseInMemory, SparseRows};
 use crate::error::{Error, Result};
-pub use crate::model::Params;
+pub use crate::optim::{state_of, Optimizer, OptimizerState, Update};
+pub use crate::params::{check_class_weights, Params, Shape};
 use crate::rng::SplitMix64;
 
 mod full_batch;
-
-/// The size of the model: `d` features, `k` classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shape {
-    /// Features.
-    pub d: usize,
-    /// Classes.
-    pub k: usize,
-}
 
 impl Shape {
     /// Checks that a batch's host rows have this many features (held rows were checked when they were held).
@@ -166,206 +159,6 @@ impl Gradient {
             b: Array1::from(flat[n..n + shape.k].to_vec()),
             rows: rows as u64,
         })
-    }
-}
-
-/// The optimizer applied by [`Backend::update`]. New optimizers (momentum, Adam …) are new variants carrying their
-/// hyper-parameters; their state is kept by the backend beside the weights ([`OptimizerState`]).
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Optimizer {
-    /// Plain gradient descent: W ← W − α·(G/B + λ·W), b ← b − α·g_b/B.
-    #[default]
-    Sgd,
-    /// Heavy-ball momentum (PyTorch's): v ← μ·v + g, then W ← W − α·v, or with Nesterov W ← W − α·(g + μ·v),
-    /// where g = G/B + λ·W (b: g_b/B).
-    Momentum {
-        /// μ, in [0, 1).
-        momentum: f32,
-        /// Nesterov's look-ahead.
-        nesterov: bool,
-    },
-    /// Adam (Kingma & Ba) with bias correction; `weight_decay` > 0 makes it AdamW (decay decoupled from the
-    /// moments: W ← W − α·(m̂/(√v̂ + ε) + wd·W)), while `--l2` adds λ·W to the gradient as for the others.
-    Adam {
-        /// β₁, in [0, 1).
-        beta1: f32,
-        /// β₂, in [0, 1).
-        beta2: f32,
-        /// ε, positive.
-        eps: f32,
-        /// Decoupled weight decay (AdamW), ≥ 0.
-        weight_decay: f32,
-    },
-    /// Full-batch L-BFGS on J = mean cross-entropy + λ/2·‖W‖² (see [`crate::lbfgs`] for its stopping rules): each
-    /// iteration is one line search of full passes over the training rows. Not a per-step rule: [`fit`] runs it
-    /// instead of minibatch steps, and a backend's [`Backend::update`] refuses it.
-    Lbfgs(crate::lbfgs::LbfgsOptions),
-}
-
-impl Optimizer {
-    /// The state this optimizer keeps per parameter (each a tensor over W and b): none, the velocity, or the two
-    /// moments.
-    pub fn slots(&self) -> &'static [&'static str] {
-        match self {
-            Optimizer::Sgd | Optimizer::Lbfgs(_) => &[],
-            Optimizer::Momentum { .. } => &["velocity"],
-            Optimizer::Adam { .. } => &["m", "v"],
-        }
-    }
-
-    /// Checks the hyper-parameters; the error names the flag.
-    pub fn check(&self) -> Result<()> {
-        let unit = |flag: &str, v: f32| {
-            if v.is_finite() && (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(Error::param(flag, "in [0, 1)", v))
-            }
-        };
-        match *self {
-            Optimizer::Sgd => Ok(()),
-            Optimizer::Lbfgs(o) => o.check(),
-            Optimizer::Momentum { momentum, .. } => unit("--momentum", momentum),
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            } => {
-                unit("--beta1", beta1)?;
-                unit("--beta2", beta2)?;
-                if !(eps.is_finite() && eps > 0.0) {
-                    return Err(Error::param("--eps", "a positive, finite number", eps));
-                }
-                if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-                    return Err(Error::param(
-                        "--weight-decay",
-                        "a finite number ≥ 0",
-                        weight_decay,
-                    ));
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Adam's bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ for update `t` (1-based), computed once on the host so every
-    /// backend uses the same values; (1, 1) for the others.
-    pub fn corrections(&self, t: u64) -> (f32, f32) {
-        match *self {
-            Optimizer::Adam { beta1, beta2, .. } => {
-                let t = i32::try_from(t).unwrap_or(i32::MAX);
-                (
-                    (1.0 - f64::from(beta1).powi(t)) as f32,
-                    (1.0 - f64::from(beta2).powi(t)) as f32,
-                )
-            }
-            _ => (1.0, 1.0),
-        }
-    }
-}
-
-/// One update: the optimizer, this step's learning rate (a schedule may change it every step) and the L2 penalty.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Update {
-    /// Which optimizer.
-    pub optimizer: Optimizer,
-    /// Step size α for this step.
-    pub lr: f32,
-    /// L2 penalty λ on W (never on b).
-    pub l2: f32,
-    /// L1 penalty λ₁ on W (never on b), applied as a proximal step after the gradient step:
-    /// w ← sign(w)·max(|w| − α·λ₁, 0), so that weights become exactly zero.
-    pub l1: f32,
-}
-
-/// What an optimizer keeps between steps, beside the weights: a step count and named tensors (none for SGD;
-/// velocities for momentum; first and second moments for Adam). What checkpoints save and resume restores.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct OptimizerState {
-    /// Updates applied.
-    pub steps: u64,
-    /// Named state tensors, each with its shape.
-    pub tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
-}
-
-impl OptimizerState {
-    /// Checks a state for a model of `shape`: each tensor named after an optimizer slot (`velocity`, `m`, `v`),
-    /// flat over W then b (d·k + k values), the slots of one optimizer.
-    pub fn check(&self, shape: Shape) -> Result<()> {
-        let n = shape.d * shape.k + shape.k;
-        let names: Vec<&str> = self
-            .tensors
-            .iter()
-            .map(|(name, _, _)| name.as_str())
-            .collect();
-        if !(names.is_empty() || names == ["velocity"] || names == ["m", "v"]) {
-            return Err(Error::shape(
-                "optimizer state tensors",
-                "none, [velocity] or [m, v]",
-                format!("{names:?}"),
-            ));
-        }
-        for (name, dims, values) in &self.tensors {
-            if dims.as_slice() != [n] || values.len() != n {
-                return Err(Error::shape(
-                    format!("optimizer state {name}"),
-                    format!("[{n}] (W then b)"),
-                    format!("{dims:?} with {} values", values.len()),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The tensor of slot `name`, when the state has it.
-    pub fn slot(&self, name: &str) -> Option<&[f32]> {
-        self.tensors
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, _, v)| v.as_slice())
-    }
-}
-
-/// Checks class weights for a model of `shape`: one positive, finite weight per class.
-pub fn check_class_weights(shape: Shape, weights: &[f32]) -> Result<()> {
-    if weights.len() != shape.k {
-        return Err(Error::shape(
-            "class weights",
-            format!("{} (one per class)", shape.k),
-            weights.len(),
-        ));
-    }
-    if let Some((c, w)) = weights
-        .iter()
-        .enumerate()
-        .find(|(_, w)| !(w.is_finite() && **w > 0.0))
-    {
-        return Err(Error::param(
-            "--class-weight",
-            "positive, finite weights",
-            format!("{w} for class {c}"),
-        ));
-    }
-    Ok(())
-}
-
-/// An optimizer state from a step count and its slots (none, the velocity, or the two moments), flat over W then b.
-pub fn state_of(steps: u64, slots: &[Vec<f32>]) -> OptimizerState {
-    let names: &[&str] = match slots.len() {
-        0 => &[],
-        1 => &["velocity"],
-        _ => &["m", "v"],
-    };
-    OptimizerState {
-        steps,
-        tensors: names
-            .iter()
-            .zip(slots)
-            .map(|(name, s)| (name.to_string(), vec![s.len()], s.clone()))
-            .collect(),
     }
 }
 
@@ -762,6 +555,19 @@ pub struct EpochReport {
     pub lbfgs: Option<crate::lbfgs::Iteration>,
 }
 
+impl From<&EpochReport> for crate::plot::Point {
+    fn from(r: &EpochReport) -> Self {
+        crate::plot::Point {
+            epoch: r.epoch,
+            train_loss: r.train_loss,
+            train_accuracy: r.train_accuracy,
+            val_loss: r.val_loss,
+            val_accuracy: r.val_accuracy,
+            best: r.best,
+        }
+    }
+}
+
 /// What reading a streamed epoch cost and how much of it overlapped the training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct StreamReport {
@@ -814,11 +620,6 @@ const CHUNKS_IN_FLIGHT: u64 = 4;
 /// cannot be read).
 pub fn default_memory_budget() -> u64 {
     crate::data::available_memory().map_or(4 << 30, |a| a / 2)
-}
-
-/// Bytes one row takes when held: its features as f32 and its label.
-pub fn held_row_bytes(d: usize) -> u64 {
-    d as u64 * 4 + 4
 }
 
 /// Whether `source` is held or streamed on `backend` under the budgets of `cfg`. Rows already in RAM (an
