@@ -1,8 +1,13 @@
 //! Checkpoints of a training run and exact resume. A [`Checkpointer`] observer writes, every N steps, the weights, the
 //! optimizer's state, and where the run is (epoch, steps done in it, steps in all) to a file — atomically: a
 //! temporary file beside it, fsync, rename — so a run killed at any moment leaves the last complete checkpoint.
-//! Shuffles and schedules are functions of (seed, epoch) and of the step count, so nothing else is needed: `fit`
-//! given the checkpoint's [`Resume`] point takes exactly the steps the uninterrupted run would have taken.
+//! Shuffles and schedules are functions of (seed, epoch) and of the step count; the stopping rules' state
+//! ([`crate::stopping::StopState`]) and early stopping's best weights go in beside the position, so `fit` given the
+//! checkpoint's [`Resume`] point takes exactly the steps the uninterrupted run would have taken and stops where it
+//! stops. A checkpoint due at an epoch's last step is written after that epoch's report, with the rules' verdict on
+//! it. One thing a mid-epoch checkpoint does not carry is the epoch's running loss sums: the resumed epoch's
+//! reported training loss covers the steps after the resume, so a convergence rule (`--tol`) that a resumed epoch
+//! decides can differ from the uninterrupted run's; early stopping reads the held-out loss, which is exact.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +17,8 @@ pub use crate::config::Resume;
 use crate::config::TrainConfig;
 use crate::error::{Error, Position, Result};
 use crate::params::Params;
-use crate::train::{Backend, Observer, OptimizerState, Shape, StepEvent};
+use crate::stopping::StopState;
+use crate::train::{Backend, EpochReport, Observer, OptimizerState, Shape, StepEvent};
 
 /// Everything a checkpoint file holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,33 +160,38 @@ pub fn run_identity(cfg: &TrainConfig, data: &str, rows: Option<u64>, shape: Sha
     .to_string()
 }
 
-/// Writes a checkpoint every `every` steps.
+/// Writes a checkpoint every `every` steps. A checkpoint that falls on an epoch's last step is written once the
+/// epoch's report is in, so that it holds the stopping rules' verdict on that epoch: the resumed run starts with the
+/// next epoch and stops where the uninterrupted run stops.
 #[derive(Debug)]
 pub struct Checkpointer {
     path: PathBuf,
     every: u64,
     run: String,
-    epoch: usize,
-    epoch_start: u64,
     written: usize,
+    /// The stopping rules after the last whole epoch.
+    stopping: StopState,
+    /// Early stopping's best weights so far (W row-major, b).
+    best: Option<(Vec<f32>, Vec<f32>)>,
+    /// A checkpoint due at an epoch's last step: where, once the epoch's report is in.
+    pending: Option<Resume>,
 }
 
 impl Checkpointer {
     /// Checkpoints of the run `run` to `path` every `every` steps; `start` is where the run starts (a resumed run's
-    /// point), so that positions count from the epoch's true start.
-    pub fn new(path: &Path, every: u64, run: String, start: Option<Resume>) -> Result<Self> {
+    /// point), whose stopping rules and best weights carry on.
+    pub fn new(path: &Path, every: u64, run: String, start: Option<&Resume>) -> Result<Self> {
         if every == 0 {
             return Err(Error::param("--checkpoint-every", "at least 1 step", 0));
         }
-        let (epoch, epoch_start) =
-            start.map_or((1, 0), |r| (r.epoch, r.steps - r.batches_done as u64));
         Ok(Checkpointer {
             path: path.to_path_buf(),
             every,
             run,
-            epoch,
-            epoch_start,
             written: 0,
+            stopping: start.map(|r| r.stopping).unwrap_or_default(),
+            best: start.and_then(|r| r.best.clone()),
+            pending: None,
         })
     }
 
@@ -210,16 +221,34 @@ impl Checkpointer {
 
 impl Observer for Checkpointer {
     fn on_step(&mut self, event: &StepEvent<'_>, backend: &mut dyn Backend) -> Result<()> {
-        if event.epoch != self.epoch {
-            // The first step of a new epoch.
-            self.epoch = event.epoch;
-            self.epoch_start = event.step - 1;
-        }
         if event.step.is_multiple_of(self.every) {
             let at = Resume {
                 epoch: event.epoch,
-                batches_done: (event.step - self.epoch_start) as usize,
+                batches_done: event.in_epoch,
                 steps: event.step,
+                stopping: self.stopping,
+                best: self.best.clone(),
+            };
+            if event.last_in_epoch {
+                self.pending = Some(at);
+            } else {
+                self.write(backend, at)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_epoch(&mut self, report: &mut EpochReport, backend: &mut dyn Backend) -> Result<()> {
+        self.stopping = report.stopping;
+        if report.stopping.best_epoch() == Some(report.epoch) {
+            let p = backend.params()?;
+            self.best = Some((p.w.iter().copied().collect(), p.b.to_vec()));
+        }
+        if let Some(at) = self.pending.take() {
+            let at = Resume {
+                stopping: self.stopping,
+                best: self.best.clone(),
+                ..at
             };
             self.write(backend, at)?;
         }

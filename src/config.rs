@@ -7,37 +7,12 @@ use crate::error::{Error, Result};
 pub use crate::limits::{MAX_BATCH, MAX_EPOCHS};
 use crate::optim::Optimizer;
 pub use crate::schedule::{Schedule, ScheduleKind};
+use crate::stopping::StopState;
+pub use crate::stopping::{Convergence, EarlyStopping};
 
-/// Stop when the held-out loss has not improved by more than `min_delta` for `patience` epochs; the weights of the
-/// best epoch are the ones the backend ends with (and the model saved).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EarlyStopping {
-    /// Epochs without improvement before stopping.
-    pub patience: usize,
-    /// The least decrease of the held-out loss that counts as an improvement.
-    pub min_delta: f64,
-}
-
-/// Stop a minibatch run by convergence, as scikit-learn's SGDClassifier does (`tol`, `n_iter_no_change`): when the
-/// epoch's training loss has not fallen below the best so far minus `tol` for `patience` epochs in a row.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Convergence {
-    /// The least decrease of the training loss that counts as progress.
-    pub tol: f64,
-    /// Epochs without progress before stopping (SGDClassifier's `n_iter_no_change`, 5).
-    pub patience: usize,
-}
-
-impl Convergence {
-    /// SGDClassifier's defaults: tol 1e-3, 5 epochs.
-    pub const SGD_CLASSIFIER: Convergence = Convergence {
-        tol: 1e-3,
-        patience: 5,
-    };
-}
-
-/// Where a resumed run starts: in epoch `epoch` (1-based) after its first `batches_done` steps, `steps` in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a resumed run starts: in epoch `epoch` (1-based) after its first `batches_done` steps, `steps` in all, with
+/// the stopping rules where they stood at the end of the last whole epoch and the weights early stopping keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resume {
     /// The epoch in progress.
     pub epoch: usize,
@@ -45,6 +20,13 @@ pub struct Resume {
     pub batches_done: usize,
     /// Steps taken in all.
     pub steps: u64,
+    /// The stopping rules after the last whole epoch (absent from checkpoints written before they were saved:
+    /// those resume with the rules as at a run's start).
+    #[serde(default)]
+    pub stopping: StopState,
+    /// The weights of early stopping's best epoch so far, W [d, k] row-major then b, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// Everything that shapes a training run apart from the data and the device.

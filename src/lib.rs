@@ -34,6 +34,7 @@ pub mod plot;
 pub mod rng;
 pub mod schedule;
 pub mod shadow;
+pub mod stopping;
 pub mod train;
 pub mod validate;
 

@@ -989,6 +989,79 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_weights() {
 }
 
 #[test]
+fn an_early_stopping_run_resumed_from_its_checkpoint_stops_and_saves_what_the_whole_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (a, b, c, ck) = (
+        format!("{d}/a.st"),
+        format!("{d}/b.st"),
+        format!("{d}/c.st"),
+        format!("{d}/ck.json"),
+    );
+    // 2,000 steps an epoch; this run keeps epoch 7's weights and stops after epoch 12 (patience 5).
+    let args = [
+        "train",
+        "--device",
+        "cpu",
+        "--synthetic",
+        "20000,64,10",
+        "--early-stopping",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.3",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "300",
+        "--quiet",
+    ];
+    let epochs = |out: &Out| -> Vec<usize> {
+        out.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
+                    .as_u64()
+                    .unwrap() as usize
+            })
+            .collect()
+    };
+    let whole = run(&[&args[..], &["--out", &a, "--json"]].concat());
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    assert_eq!(
+        epochs(&whole).last(),
+        Some(&12),
+        "the run this test is about"
+    );
+    // The same run with a checkpoint every 4,999 steps: its last is in epoch 10, after the best epoch. Resumed from
+    // it, the run must know epoch 7 was the best (and keep its weights) and stop after epoch 12, not run on.
+    let ckpt = [
+        &args[..],
+        &["--checkpoint", &ck, "--checkpoint-every", "4999"],
+    ]
+    .concat();
+    let with = run(&[&ckpt[..], &["--out", &b]].concat());
+    assert_eq!(with.code, 0, "{}", with.stderr);
+    let resumed = run(&[&ckpt[..], &["--out", &c, "--json", "--resume", &ck]].concat());
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(epochs(&resumed), vec![10, 11, 12]);
+    let load = |p: &str| Model::load(Path::new(p)).unwrap().params;
+    assert_eq!(load(&a), load(&b), "checkpoints change nothing");
+    assert_eq!(load(&a), load(&c), "resumed bit for bit");
+    // A checkpoint every epoch's end (2,000 steps): the last is written as the run stops, and resumes to its end.
+    let every_epoch = [
+        &args[..],
+        &["--checkpoint", &ck, "--checkpoint-every", "2000"],
+    ]
+    .concat();
+    assert_eq!(run(&[&every_epoch[..], &["--out", &b]].concat()).code, 0);
+    let at_end = run(&[&every_epoch[..], &["--out", &c, "--json", "--resume", &ck]].concat());
+    assert_eq!(at_end.code, 0, "{}", at_end.stderr);
+    assert!(epochs(&at_end).is_empty(), "{}", at_end.stdout);
+    assert_eq!(load(&a), load(&c), "the best epoch's weights");
+}
+
+#[test]
 fn lbfgs_says_how_it_stopped_in_scikit_learn_terms() {
     // Converged: the line names the rule and the tolerance; each iteration is a line with ‖∇J‖∞.
     let out = run(&[

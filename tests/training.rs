@@ -889,6 +889,137 @@ fn a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends() {
     });
 }
 
+/// Every version of a checkpoint file, as an observer placed after the [`Checkpointer`] sees it.
+struct Snapshots {
+    path: std::path::PathBuf,
+    taken: Vec<Vec<u8>>,
+}
+
+impl Snapshots {
+    fn look(&mut self) {
+        if let Ok(bytes) = std::fs::read(&self.path) {
+            if self.taken.last() != Some(&bytes) {
+                self.taken.push(bytes);
+            }
+        }
+    }
+}
+
+impl softmax_wgpu::train::Observer for Snapshots {
+    fn on_step(
+        &mut self,
+        _: &softmax_wgpu::train::StepEvent<'_>,
+        _: &mut dyn Backend,
+    ) -> softmax_wgpu::Result<()> {
+        self.look();
+        Ok(())
+    }
+
+    fn on_epoch(&mut self, _: &mut EpochReport, _: &mut dyn Backend) -> softmax_wgpu::Result<()> {
+        self.look();
+        Ok(())
+    }
+}
+
+#[test]
+fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_stops() {
+    use softmax_wgpu::checkpoint::{run_identity, Checkpoint, Checkpointer};
+    use softmax_wgpu::config::{Convergence, EarlyStopping};
+    let (train, held) = problem(300, 8, 3);
+    let cfg = TrainConfig {
+        epochs: 60,
+        batch_size: 16,
+        lr: 0.5,
+        early_stopping: Some(EarlyStopping {
+            patience: 3,
+            min_delta: 1e-3,
+        }),
+        // The convergence rule rides along: its state must come back too (it does not fire first here).
+        convergence: Some(Convergence {
+            tol: 1e-9,
+            patience: 50,
+        }),
+        ..TrainConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.json");
+    let copy = dir.path().join("copy.json");
+    let id = run_identity(&cfg, "problem", Some(240), shape(&train));
+    on_every_backend(|name, make| {
+        // 15 steps an epoch and a checkpoint every 6: mid-epoch positions, and every second epoch's end (step 30,
+        // 60 …), which is written once the epoch's report has run the stopping rules.
+        let _ = std::fs::remove_file(&ck); // the previous backend's
+        let mut whole = make(shape(&train));
+        let mut saver = Checkpointer::new(&ck, 6, id.clone(), None).unwrap();
+        let mut snaps = Snapshots {
+            path: ck.clone(),
+            taken: Vec::new(),
+        };
+        let (mut t, mut h) = (source(&train), source(&held));
+        let want = fit(
+            whole.as_mut(),
+            &mut t,
+            Some(&mut h),
+            &cfg,
+            &mut [&mut saver, &mut snaps],
+        )
+        .unwrap();
+        // The case worth testing: the run stopped early, and the weights it keeps are not its last epoch's.
+        let last = want.last().unwrap().epoch;
+        let best = want.iter().find(|r| r.best).unwrap().epoch;
+        assert!(
+            last < 60 && best == last - 3,
+            "{name}: best {best}, last {last}"
+        );
+        let want_w = whole.params().unwrap();
+        let mut boundaries = 0;
+        for bytes in &snaps.taken {
+            std::fs::write(&copy, bytes).unwrap();
+            let c = Checkpoint::load(&copy).unwrap();
+            boundaries += usize::from(c.at.batches_done == 15);
+            let mut resumed = make(shape(&train));
+            c.restore(resumed.as_mut()).unwrap();
+            let cont = TrainConfig {
+                resume: Some(c.at.clone()),
+                ..cfg.clone()
+            };
+            let got = fit(resumed.as_mut(), &mut t, Some(&mut h), &cont, &mut []).unwrap();
+            let at = (c.at.epoch, c.at.batches_done);
+            // The same epochs to the same end, the same held-out losses and the same best epoch.
+            let resumed_from = |r: &&EpochReport| r.epoch > at.0 || (r.epoch == at.0 && at.1 < 15);
+            // (The f64 path resumes from rounded weights: its held-out losses agree to rounding, not to the bit.)
+            let exact = name != "cpu f64";
+            let view = |r: &EpochReport| {
+                let loss = r.val_loss.filter(|_| exact).map(f64::to_bits);
+                (r.epoch, loss, r.best, r.converged)
+            };
+            assert_eq!(
+                got.iter().map(view).collect::<Vec<_>>(),
+                want.iter()
+                    .filter(resumed_from)
+                    .map(view)
+                    .collect::<Vec<_>>(),
+                "{name}: resumed at {at:?}"
+            );
+            let got_w = resumed.params().unwrap();
+            if name == "cpu f64" {
+                // Checkpoints are f32: the f64 path resumes from its weights rounded, so its later steps differ by
+                // rounding; the epochs and the stop above must still agree, and the weights closely.
+                assert!(
+                    rel_diff(&got_w.w, &want_w.w) < 1e-5,
+                    "{name}: resumed at {at:?}"
+                );
+            } else {
+                assert_eq!(got_w, want_w, "{name}: resumed at {at:?}, bit for bit");
+            }
+        }
+        assert!(
+            boundaries >= 2,
+            "{name}: checkpoints at an epoch's end were tested"
+        );
+    });
+}
+
 #[test]
 fn a_minibatch_run_stops_by_scikit_learns_convergence_rule() {
     let (train, _) = problem(600, 8, 3);

@@ -152,7 +152,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         let c = softmax_wgpu::checkpoint::Checkpoint::load(path)?;
         c.check_run(path, &run_id)?;
         c.restore(backend.as_mut())?;
-        cfg.resume = Some(c.at);
+        cfg.resume = Some(c.at.clone());
         say(format!(
             "resuming from {}: epoch {}, after step {} ({} of the epoch's)",
             path.display(),
@@ -169,7 +169,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
                 p,
                 a.checkpoint_every,
                 run_id.clone(),
-                cfg.resume,
+                cfg.resume.as_ref(),
             )
         })
         .transpose()?;

@@ -208,6 +208,7 @@ impl Problem for Run<'_, '_> {
             best: false,
             converged: it.stop.is_some_and(crate::lbfgs::Stop::converged),
             lbfgs: Some(*it),
+            stopping: crate::stopping::StopState::default(),
         };
         for o in self.observers.iter_mut() {
             o.on_epoch(&mut report, self.backend)?;
