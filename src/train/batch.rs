@@ -4,6 +4,7 @@
 use crate::data::Chunk;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
+
 /// Rows a backend holds in its own memory after [`Backend::hold`], addressed 0..len.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {

@@ -8,6 +8,7 @@ use crate::data::RowSource;
 use crate::error::{Error, Result};
 
 use super::{residency, Backend, Batch, Held, Observer, Residency, Start};
+
 /// How a run holds its rows, once [`begin`] has set it up.
 pub(super) struct Begun {
     pub(super) train_residency: Residency,

@@ -4,6 +4,7 @@ use crate::data::RowSource;
 use crate::error::Result;
 
 use super::{for_each_held_chunk, Backend, Batch, Held, Sums};
+
 /// Rows per evaluation batch: large enough to amortise a dispatch, at least the training batch, within the device.
 fn eval_rows(backend: &dyn Backend, batch: usize) -> usize {
     batch.max(4096).min(backend.max_batch()).max(1)

@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::params::Params;
 
 use super::{full_batch, Backend, Gradient, Held, Local, Reducer};
+
 /// The full-batch objective J and its gradient at `params` over the rows of a held set, each weighted by
 /// `weights` (sample weights, one per row of the set) when given: what `--check-every` recomputes on the CPU to check
 /// an L-BFGS run's evaluations. Leaves the backend's weights at `params`.

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::optim::Update;
 
 use super::{Backend, Batch, Residency};
+
 /// What a step did, as observers see it.
 #[derive(Debug)]
 pub struct StepEvent<'a> {

@@ -2,6 +2,7 @@
 //! is the one-process identity.
 
 use crate::error::Result;
+
 /// Adds sums across the processes of a data-parallel run. [`Local`] is the one-process identity.
 pub trait Reducer {
     /// True when combining changes nothing (one process): backends then leave their sums where they are.

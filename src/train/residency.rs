@@ -7,6 +7,7 @@ use crate::config::TrainConfig;
 use crate::data::{held_row_bytes, RowSource};
 
 use super::Backend;
+
 /// How [`fit`] keeps a source's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Residency {

@@ -9,6 +9,7 @@ use crate::optim::{OptimizerState, Update};
 use crate::params::{Params, Shape};
 
 use super::{Batch, BatchRows, Held, Reducer};
+
 impl Shape {
     /// Checks that a batch's host rows have this many features (held rows were checked when they were held).
     pub fn check_batch(&self, batch: &Batch<'_>) -> Result<()> {

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
 use super::{weighted, Backend, Batch, Held, Observer, Stepper, StreamReport};
+
 /// The next at most `rows` rows of `source` as a part a backend can hold: sparse rows stay sparse.
 fn next_part(source: &mut dyn RowSource, rows: usize) -> Result<Option<Part>> {
     Ok(if source.is_sparse() {

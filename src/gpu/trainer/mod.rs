@@ -1,0 +1,288 @@
+//! The GPU trainer on the [`crate::train::Backend`] seam.
+//!
+//! Held data is uploaded once, split into chunks that each fit the adapter's largest storage binding, and stays on
+//! the device. Backend calls are not executed one by one: each appends an op (accumulate, forward, update) to a
+//! short list, and the list is recorded into one compute pass and submitted when it is full, when a value must be
+//! read back, or before the host writes a buffer the queued ops use. A step of a held batch gathers its (shuffled)
+//! rows from the chunks into the batch buffer, then runs logits → softmax → residual → grad (sums) → metrics; the
+//! update kernel divides the sums by the rows they cover. Loss and hit sums go to per-op slots on the device and
+//! are read once, by [`crate::train::Backend::take_sums`]. At most two submissions are in flight.
+//!
+//! The files, one concern each: `resident.rs` (held sets in device chunks), `staging.rs` (batch and model buffers,
+//! staging a batch), `sparse.rs` (sparse batches), `plan.rs` (the ops and the kernels each records), `queue.rs`
+//! (recording, submitting, reading back), `profile.rs` (timestamps), `autotune.rs` (workgroup widths), `slots.rs`
+//! (optimizer state), `backend.rs` (the seam).
+
+mod autotune;
+mod backend;
+mod plan;
+mod profile;
+mod queue;
+mod resident;
+mod slots;
+mod sparse;
+mod staging;
+
+use crate::error::{Error, Result};
+use crate::gpu::buffers::{storage_zeroed, StepSlots};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::{Kernel, Tuned};
+use crate::optim::OptimizerState;
+use crate::params::Shape;
+use crate::train::{Held, Sums};
+use plan::{Op, Rows};
+
+pub use profile::KernelTime;
+use profile::Profiler;
+use queue::Buffer2;
+use resident::{DeviceChunk, InPlace, Resident};
+use sparse::SparseBuffers;
+use staging::{BatchBuffers, ModelBuffers};
+
+/// Ops recorded into one submission.
+const OPS_PER_SUBMIT: usize = 128;
+
+/// Loss / hit slots on the device before they are read back.
+const SUM_SLOTS: usize = 4096;
+
+/// The batch buffers' first size in rows; they grow on demand up to the adapter's limit.
+const FIRST_CAPACITY: usize = 1024;
+
+/// Tuning that is not part of the model.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Largest chunk of held data in bytes (default: the adapter's max storage binding). Lower it to test chunking.
+    pub max_chunk_bytes: Option<u64>,
+    /// Time the kernels' workgroup widths on the first batch of each shape class and keep the fastest, cached on
+    /// disk ([`crate::gpu::tune`]); off: the width derived from the subgroup size.
+    pub autotune: bool,
+    /// Train on sparse rows only (LIBSVM): no dense batch buffers (a batch's X would be rows × d floats), batches
+    /// limited by their non-zeros and by rows × k, and no autotuning of the dense kernels.
+    pub sparse: bool,
+    /// Always gather a held batch's rows into the batch buffers, as data of more than [`HELD_SLOTS`] chunks or of
+    /// more than 16 classes is: for comparing the two paths (results are bitwise equal) and for benchmarks.
+    pub gather: bool,
+}
+
+/// The training state on one device.
+#[derive(Debug)]
+pub struct GpuBackend<'a> {
+    ctx: &'a GpuContext,
+    shape: Shape,
+    max_batch: usize,
+    chunk_rows: usize,
+    /// Whether held sets of few enough chunks are read in place ([`GpuOptions::gather`] off, K ≤ 16, and the
+    /// adapter binds the held kernels' buffers).
+    in_place: bool,
+    held: Vec<Resident>,
+    model: ModelBuffers,
+    batch: BatchBuffers,
+    steps: StepSlots,
+    /// Ops queued for the next submission, the perm entries of their held batches, and the rows of each loss slot.
+    ops: Vec<Op>,
+    perm_data: Vec<u32>,
+    /// The queued batches' row weights, written to `batch.sw` with the perm entries.
+    sw_data: Vec<f32>,
+    slot_rows: Vec<usize>,
+    in_flight: Option<wgpu::SubmissionIndex>,
+    /// Loss / hit sums already read back from the slots.
+    host_sums: Sums,
+    /// Rows summed in the gradient accumulator (0: empty).
+    g_rows: u64,
+    optimizer: OptimizerState,
+    profiler: Option<Profiler>,
+    /// Pipelines whose workgroup width is chosen for this adapter (logits and grad).
+    tuned: Vec<Tuned>,
+    /// Autotune on the first batch of each shape class; the widths chosen for each class seen so far.
+    autotune: bool,
+    tuned_for: std::collections::HashMap<String, Vec<Tuned>>,
+    /// Sparse rows only ([`GpuOptions::sparse`]), and the current sparse batch's buffers.
+    sparse: bool,
+    sparse_buffers: Option<SparseBuffers>,
+    /// Sparse: the columns the current step has touched (marks and list), and the buffer their list goes up in for
+    /// the update with its bind group.
+    touched_mark: Vec<bool>,
+    touched: Vec<u32>,
+    sparse_update: Option<(wgpu::Buffer, wgpu::BindGroup)>,
+    /// The optimizer's state buffers (velocity, or the two moments; each flat over W then b) and the bind group of
+    /// its update kernel, made on its first step or when a state is restored.
+    opt_slots: Option<(Vec<wgpu::Buffer>, wgpu::BindGroup)>,
+}
+
+/// Each tuned kernel's name and workgroup width.
+fn widths(tuned: &[Tuned]) -> Vec<(String, u32)> {
+    tuned
+        .iter()
+        .map(|t| {
+            let wg = t
+                .constants
+                .iter()
+                .find(|(n, _)| *n == "WG")
+                .map_or(0, |c| c.1 as u32);
+            (t.kernel.name().to_string(), wg)
+        })
+        .collect()
+}
+
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::shape(what, format!("at most {}", u32::MAX), v))
+}
+
+impl<'a> GpuBackend<'a> {
+    /// A zero model of `shape` on `ctx`'s device.
+    pub fn new(ctx: &'a GpuContext, shape: Shape, options: &GpuOptions) -> Result<Self> {
+        let (d, k) = (shape.d, shape.k);
+        u32_of(d, "features")?;
+        u32_of(k, "classes")?;
+        let max_binding = Self::max_binding(ctx);
+        let w_bytes = crate::error::checked_product("W", &[d as u64, k as u64, 4])?;
+        if w_bytes > max_binding {
+            return Err(Error::Limits {
+                device: ctx.describe(),
+                what: format!("W of {d} features × {k} classes"),
+                needed: w_bytes,
+                limit: max_binding,
+                hint: None,
+            });
+        }
+        // The gradient kernel dispatches (d + 1) / 64 workgroups along x.
+        let max_groups = u64::from(ctx.limits.max_compute_workgroups_per_dimension);
+        if (d as u64 + 1).div_ceil(64) > max_groups {
+            return Err(Error::Limits {
+                device: ctx.describe(),
+                what: format!("a gradient dispatch over {d} features"),
+                needed: (d as u64 + 1).div_ceil(64),
+                limit: max_groups,
+                hint: Some("counts of workgroups, not bytes".into()),
+            });
+        }
+        let max_batch = Self::largest_batch(ctx, shape, options.sparse);
+        if max_batch == 0 {
+            return Err(Error::Limits {
+                device: ctx.describe(),
+                what: format!("one row of {d} features"),
+                needed: d as u64 * 4,
+                limit: max_binding,
+                hint: None,
+            });
+        }
+        let chunk_bytes = options
+            .max_chunk_bytes
+            .unwrap_or(max_binding)
+            .min(max_binding);
+        if chunk_bytes == 0 {
+            return Err(Error::param("--chunk-mib", "at least 1", 0));
+        }
+        let chunk_rows = (chunk_bytes / (d as u64 * 4)).max(1) as usize;
+        let model = Self::model_buffers(ctx, shape);
+        let batch = Self::batch_buffers(
+            ctx,
+            shape,
+            &model,
+            FIRST_CAPACITY.min(max_batch),
+            options.sparse,
+        );
+        let steps = StepSlots::new(ctx, OPS_PER_SUBMIT);
+        let sparse_update = options.sparse.then(|| {
+            let list = storage_zeroed(ctx, "touched columns", d as u64 * 4);
+            let group = ctx.kernels.bind(
+                &ctx.device,
+                Kernel::SparseUpdate,
+                &[&list, &model.g, &model.gb, &model.w, &model.b],
+            );
+            (list, group)
+        });
+        ctx.take_error()?;
+        Ok(GpuBackend {
+            ctx,
+            shape,
+            max_batch,
+            chunk_rows,
+            in_place: !options.gather
+                && !options.sparse
+                && shape.k <= 16
+                && ctx.kernels.available(Kernel::ForwardHeld)
+                && ctx.kernels.available(Kernel::GradHeld),
+            held: Vec::new(),
+            model,
+            batch,
+            steps,
+            ops: Vec::new(),
+            perm_data: Vec::new(),
+            sw_data: Vec::new(),
+            slot_rows: Vec::new(),
+            in_flight: None,
+            host_sums: Sums::default(),
+            g_rows: 0,
+            optimizer: OptimizerState::default(),
+            profiler: None,
+            tuned: crate::gpu::tune::tuned_kernels(shape.k)
+                .iter()
+                .map(|&kernel| Tuned::for_adapter(ctx, kernel, k))
+                .collect(),
+            autotune: options.autotune && !options.sparse,
+            tuned_for: std::collections::HashMap::new(),
+            sparse: options.sparse,
+            sparse_buffers: None,
+            touched_mark: if options.sparse {
+                vec![false; d]
+            } else {
+                Vec::new()
+            },
+            touched: Vec::new(),
+            sparse_update,
+            opt_slots: None,
+        })
+    }
+
+    fn max_binding(ctx: &GpuContext) -> u64 {
+        ctx.limits
+            .max_storage_buffer_binding_size
+            .min(ctx.limits.max_buffer_size)
+    }
+
+    /// The most rows one batch may have: its X (rows × d) and Z, S, R (rows × k) must each fit one binding, and the
+    /// logits kernel dispatches rows / 64 workgroups along x.
+    fn largest_batch(ctx: &GpuContext, shape: Shape, sparse: bool) -> usize {
+        let x_row = if sparse { 0 } else { shape.d as u64 * 4 };
+        let row_bytes = x_row.max(shape.k as u64 * 4).max(8);
+        let by_binding = Self::max_binding(ctx) / row_bytes;
+        let by_dispatch = 64 * u64::from(ctx.limits.max_compute_workgroups_per_dimension);
+        by_binding.min(by_dispatch).min(u64::from(u32::MAX)) as usize
+    }
+
+    /// Whether steps use the fused forward kernel: all classes of a row fit one invocation's registers.
+    fn fused(&self) -> bool {
+        self.shape.k <= 16
+    }
+
+    /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`HELD_SLOTS`]
+    /// chunks, K ≤ 16, [`GpuOptions::gather`] off, and an adapter that binds the held kernels' buffers).
+    pub fn reads_in_place(&self, set: Held) -> bool {
+        self.held
+            .get(set.id())
+            .is_some_and(|h| h.in_place.is_some())
+    }
+
+    /// Whether the first held set (the training rows, in a run) is read in place ([`GpuBackend::reads_in_place`]).
+    pub fn trains_in_place(&self) -> bool {
+        self.held.first().is_some_and(|h| h.in_place.is_some())
+    }
+
+    /// Number of chunks the first held set was split into.
+    pub fn train_chunks(&self) -> usize {
+        self.held.first().map_or(0, |h| h.chunks.len())
+    }
+
+    /// The error for dense rows given to a sparse backend, or sparse rows to a dense one.
+    fn wrong_kind(&self, name: &str) -> Error {
+        let (have, made) = if self.sparse {
+            ("dense", "sparse")
+        } else {
+            ("sparse", "dense")
+        };
+        Error::Internal(format!(
+            "{name}: {have} rows given to a GPU trainer made for {made} rows (GpuOptions::sparse)"
+        ))
+    }
+}
