@@ -527,7 +527,10 @@ fn autotune_picks_a_candidate_caches_it_and_changes_no_result() {
             chosen.iter().all(|(_, w)| candidates.contains(w)),
             "{chosen:?} of {candidates:?}"
         );
-        let key = softmax_wgpu::gpu::tune::key(ctx, 12, 3, 64);
+        // The training rows are read in place: the held kernels were timed, under their own key.
+        assert!(tuned.trains_in_place());
+        assert!(tuned.tuning_for(64).is_some());
+        let key = softmax_wgpu::gpu::tune::key(ctx, 12, 3, 64, true);
         let kernels = softmax_wgpu::gpu::tune::tuned_kernels(3);
         let cached = softmax_wgpu::gpu::tune::cached(&key, kernels).expect("the choice is cached");
         assert_eq!(cached.len(), 2);
@@ -1241,6 +1244,101 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_for_any_chunking() {
             assert_eq!((got.0, got.1), (want_chunks, want_in_place), "{rows:?}");
             assert_eq!(got.2, metrics, "{rows:?}");
             assert_eq!(got.3, params, "{rows:?}");
+        }
+    });
+}
+
+/// What `bench` prints as dispatches and passes over the rows per step comes from the op plan the recorder reads;
+/// here it is compared with the dispatches actually recorded, counted by the timestamps written between them.
+#[test]
+fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
+    on_every_gpu(|ctx| {
+        let dense = |n, d, k| {
+            let data = data::synthetic(n, d, k, 5).unwrap();
+            let s = Shape { d, k };
+            (s, Box::new(source(&data)) as Box<dyn RowSource>)
+        };
+        let gathered = GpuOptions {
+            gather: true,
+            ..GpuOptions::default()
+        };
+        // 600 rows × 40 features in chunks of at most 4 KiB: 25 rows a chunk, 24 chunks, more than the held
+        // kernels bind, so they are gathered.
+        let chunked = GpuOptions {
+            max_chunk_bytes: Some(4096),
+            ..GpuOptions::default()
+        };
+        let (sparse, _) = sparse_problem(300, 30, 4);
+        // What, how, which rows, dispatches and passes over the rows a step.
+        type Case = (
+            &'static str,
+            GpuOptions,
+            (Shape, Box<dyn RowSource>),
+            usize,
+            usize,
+        );
+        let cases: Vec<Case> = vec![
+            // forward_held, grad_held, metrics; update.
+            (
+                "K ≤ 16 in place",
+                GpuOptions::default(),
+                dense(300, 20, 10),
+                4,
+                2,
+            ),
+            // gather, forward, grad, metrics; update (the example: 5, not 7).
+            (
+                "K ≤ 16 gathered",
+                gathered.clone(),
+                dense(300, 20, 10),
+                5,
+                3,
+            ),
+            // gather, logits, softmax, residual, grad, metrics; update.
+            ("K > 16", GpuOptions::default(), dense(300, 20, 20), 7, 3),
+            // 24 gathers, forward, grad, metrics; update.
+            ("24 chunks", chunked, dense(600, 40, 3), 28, 3),
+            // sparse_logits, softmax, residual, sparse_grad, metrics; sparse_update.
+            (
+                "sparse",
+                GpuOptions {
+                    sparse: true,
+                    ..GpuOptions::default()
+                },
+                (
+                    Shape { d: 30, k: 4 },
+                    Box::new(sparse) as Box<dyn RowSource>,
+                ),
+                6,
+                2,
+            ),
+        ];
+        for (what, options, (shape, mut rows), dispatches, passes) in cases {
+            let mut b = GpuBackend::new(ctx, shape, &options).unwrap();
+            let set = b.hold(rows.as_mut()).unwrap();
+            if !b.enable_profiling() {
+                eprintln!(
+                    "skipped: {} writes no timestamps inside passes",
+                    ctx.describe()
+                );
+                return;
+            }
+            assert_eq!(b.dispatches_per_step(set), dispatches, "{what}");
+            assert_eq!(b.row_passes_per_step(set), passes, "{what}");
+            let order = set.order(1, 1, true);
+            let steps = order.chunks(64).count();
+            for slice in order.chunks(64) {
+                b.accumulate(&Batch::held(set, slice).unwrap()).unwrap();
+                b.update(&Update {
+                    optimizer: Optimizer::Sgd,
+                    lr: 0.1,
+                    l2: 0.0,
+                    l1: 0.0,
+                })
+                .unwrap();
+            }
+            let recorded: u64 = b.take_profile().unwrap().iter().map(|k| k.dispatches).sum();
+            assert_eq!(recorded, (steps * dispatches) as u64, "{what}: recorded");
         }
     });
 }

@@ -383,7 +383,7 @@ fn bench_shape(
                 }
                 for row in &mut timed {
                     row.dispatches_per_step = Some(g.dispatches_per_step(set));
-                    row.x_reads_per_step = if g.reads_in_place(set) { 2 } else { 3 };
+                    row.x_reads_per_step = g.row_passes_per_step(set) as u32;
                 }
                 rows.extend(timed);
             }

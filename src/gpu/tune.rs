@@ -46,18 +46,20 @@ pub fn candidates(ctx: &GpuContext) -> Vec<u32> {
     out
 }
 
-/// The cache key of an adapter and a shape class.
-pub fn key(ctx: &GpuContext, d: usize, k: usize, rows: usize) -> String {
+/// The cache key of an adapter and a shape class, and of the kernels timed: the held kernels reading rows in place
+/// (`in_place`), or the kernels over the batch buffers.
+pub fn key(ctx: &GpuContext, d: usize, k: usize, rows: usize, in_place: bool) -> String {
     let i = &ctx.info;
     format!(
-        "{} | {:?} | {} {} | d{} k{} b{}",
+        "{} | {:?} | {} {} | d{} k{} b{}{}",
         i.name,
         i.backend,
         i.driver,
         i.driver_info,
         d.next_power_of_two(),
         k.next_power_of_two(),
-        rows.next_power_of_two()
+        rows.next_power_of_two(),
+        if in_place { " | in place" } else { "" }
     )
 }
 

@@ -1,9 +1,11 @@
 //! Workgroup widths chosen for this adapter and shape class: from the disk cache, or by timing the candidates.
 
 use crate::error::Result;
-use crate::gpu::kernels::{Dims, Kernel, Tuned};
+use crate::gpu::kernels::Tuned;
+use crate::train::{Batch, BatchRows};
 
-use super::{widths, GpuBackend};
+use super::plan::Dispatch;
+use super::{widths, GpuBackend, Op, Rows};
 
 impl GpuBackend<'_> {
     /// The workgroup width each tuned kernel uses now.
@@ -11,23 +13,39 @@ impl GpuBackend<'_> {
         widths(&self.tuned)
     }
 
-    /// The widths chosen for batches of `rows` rows, once such a batch has run with autotune on.
+    /// The widths chosen for batches of `rows` rows of the training set, once such a batch has run with autotune on.
     pub fn tuning_for(&self, rows: usize) -> Option<Vec<(String, u32)>> {
-        let key = crate::gpu::tune::key(
-            self.ctx,
-            self.shape.d,
-            self.shape.k,
-            rows.min(self.max_batch),
-        );
+        let on = if self.trains_in_place() {
+            Rows::Held(0)
+        } else {
+            Rows::Host
+        };
+        let key = self.tune_key(rows.min(self.max_batch), on);
         self.tuned_for.get(&key).map(|tuned| widths(tuned))
     }
 
-    /// Tunes the widths for batches of `rows` rows (once per shape class): from the disk cache, or by timing the
-    /// candidates on the batch buffers. Only called with no gradient sums pending: timing the gradient kernel
-    /// overwrites them.
-    pub(super) fn autotune_for(&mut self, rows: usize) -> Result<()> {
+    /// The rows autotune times a batch's kernels on: its held set where that is read in place (the held kernels
+    /// run), else the batch buffers (the gathered batch's kernels run).
+    pub(super) fn tune_rows(&self, batch: &Batch<'_>) -> Rows {
+        match batch.rows() {
+            BatchRows::Held { set, .. } if self.reads_in_place(*set) => Rows::Held(set.id()),
+            _ => Rows::Host,
+        }
+    }
+
+    /// The cache key of a shape class: the adapter, the shape rounded up to powers of two, and whether the held
+    /// kernels are the ones timed.
+    fn tune_key(&self, rows: usize, on: Rows) -> String {
+        let in_place = matches!(on, Rows::Held(_));
+        crate::gpu::tune::key(self.ctx, self.shape.d, self.shape.k, rows, in_place)
+    }
+
+    /// Tunes the widths for batches of `rows` rows read from `on` (once per shape class): from the disk cache, or by
+    /// timing the candidates on the kernels the batch's accumulate runs. Only called with no gradient sums pending:
+    /// timing the gradient kernel overwrites them.
+    pub(super) fn autotune_for(&mut self, rows: usize, on: Rows) -> Result<()> {
         use crate::gpu::tune;
-        let key = tune::key(self.ctx, self.shape.d, self.shape.k, rows);
+        let key = self.tune_key(rows, on);
         if let Some(t) = self.tuned_for.get(&key) {
             self.tuned = t.clone();
             return Ok(());
@@ -42,7 +60,7 @@ impl GpuBackend<'_> {
                 let mut widths = std::collections::BTreeMap::new();
                 for &kernel in tune::tuned_kernels(self.shape.k) {
                     let best = tune::fastest(self.ctx, kernel, self.shape.k, &candidates, |t| {
-                        self.time_dispatches(t, rows)
+                        self.time_dispatches(t, rows, on)
                     })?;
                     widths.insert(kernel.name().to_string(), best);
                 }
@@ -58,34 +76,32 @@ impl GpuBackend<'_> {
         Ok(())
     }
 
-    /// Wall seconds of 4 dispatches of a tuned kernel over a batch of `rows` rows (whatever the buffers hold).
-    pub(super) fn time_dispatches(&self, t: &Tuned, rows: usize) -> Result<f64> {
+    /// Wall seconds of 4 rounds of the dispatches an accumulate of `rows` rows read from `on` runs at the tuned
+    /// kernel `t.kernel`'s width, at the candidate width `t` (over whatever the buffers hold; held rows are read
+    /// through perm entries 0, 1, … written for the timing).
+    pub(super) fn time_dispatches(&self, t: &Tuned, rows: usize, on: Rows) -> Result<f64> {
         let ctx = self.ctx;
         let uniform = self.uniform(rows, 0, 0, 0);
         self.steps.write(ctx, &[uniform]);
-        let group = match t.kernel {
-            Kernel::Logits => &self.batch.logits,
-            Kernel::Forward => &self.batch.forward,
-            _ => &self.batch.grad,
-        };
-        let dims = Dims {
-            rows: rows as u32,
-            d: self.shape.d as u32,
-            k: self.shape.k as u32,
-        };
+        if let Rows::Held(h) = on {
+            let n = self.held[h].rows.max(1) as u32;
+            let perm: Vec<u32> = (0..rows as u32).map(|i| i % n).collect();
+            ctx.queue
+                .write_buffer(&self.batch.perm, 0, bytemuck::cast_slice(&perm));
+        }
+        let planned: Vec<Dispatch> = self
+            .plan(&Op::Accumulate { rows: on, uniform })
+            .into_iter()
+            .filter(|p| p.tuned_as() == t.kernel)
+            .collect();
         let start = std::time::Instant::now();
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             for _ in 0..4 {
-                t.kernel.record_with(
-                    ctx,
-                    (&t.pipeline, &t.constants),
-                    &mut pass,
-                    (&self.steps.bind_group, self.steps.offset(0)),
-                    group,
-                    dims,
-                );
+                for p in &planned {
+                    self.dispatch_with(&mut pass, self.steps.offset(0), p, Some(t));
+                }
             }
         }
         ctx.queue.submit([encoder.finish()]);

@@ -193,8 +193,10 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn accumulate(&mut self, batch: &Batch<'_>) -> Result<()> {
-        if self.autotune && self.g_rows == 0 {
-            self.autotune_for(batch.len().min(self.max_batch))?;
+        // Sparse steps run none of the tuned kernels: nothing to time.
+        if self.autotune && self.g_rows == 0 && !self.sparse {
+            let on = self.tune_rows(batch);
+            self.autotune_for(batch.len().min(self.max_batch), on)?;
         }
         for piece in self.pieces(batch)? {
             let (rows, offset) = self.stage(&piece, true)?;

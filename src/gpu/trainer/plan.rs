@@ -1,86 +1,369 @@
-//! The ops a backend call queues and the kernels each op records.
+//! One plan per op: the kernels an op records, in order, with the bind group, pipeline width and grid of each. Recording
+//! a queued op ([`GpuBackend::record`]), counting a step's dispatches and passes over its rows (`bench`), and timing
+//! the kernels autotune chooses widths for all read [`GpuBackend::plan`], so what is counted and tuned is what runs.
 
-use crate::gpu::kernels::{Dims, Kernel, StepUniform};
+use crate::gpu::kernels::{class_tile, Dims, Kernel, StepUniform, Tuned};
 use crate::train::Held;
 
 use super::GpuBackend;
 
+/// Where an op's rows are.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Rows {
+    /// Rows of held set `0`, by the perm entries staged for the op.
     Held(usize),
+    /// Host rows, copied into the batch buffer.
     Host,
     /// The sparse batch in the sparse buffers, touching this many columns.
-    Sparse {
-        touched: u32,
-    },
+    Sparse { touched: u32 },
 }
 
+/// What a backend call queues.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Op {
-    Accumulate {
-        rows: Rows,
-        uniform: StepUniform,
-    },
-    Forward {
-        rows: Rows,
-        uniform: StepUniform,
-    },
-    Update {
-        uniform: StepUniform,
-    },
+    /// The forward pass and the gradient sums of a batch (or piece of one).
+    Accumulate { rows: Rows, uniform: StepUniform },
+    /// The forward pass only (loss and hits), for evaluation.
+    Forward { rows: Rows, uniform: StepUniform },
+    /// Plain SGD over every weight.
+    Update { uniform: StepUniform },
     /// The update over the columns a sparse step touched (`uniform.d` of them, listed in the union buffer).
-    SparseUpdate {
-        uniform: StepUniform,
-    },
+    SparseUpdate { uniform: StepUniform },
     /// A momentum or Adam step, with the optimizer's state buffers.
-    Optimize {
-        uniform: StepUniform,
-        adam: bool,
-    },
+    Optimize { uniform: StepUniform, adam: bool },
 }
 
-impl GpuBackend<'_> {
-    /// Dispatches one training step on rows of `set` records: its accumulate (gathers and kernels) and its update.
-    pub fn dispatches_per_step(&self, set: Held) -> usize {
-        let accumulate = Op::Accumulate {
-            rows: Rows::Held(set.id()),
-            uniform: StepUniform::default(),
-        };
-        self.dispatches_of(&accumulate)
-            + self.dispatches_of(&Op::Update {
-                uniform: StepUniform::default(),
-            })
+impl Op {
+    /// The op's step uniform.
+    pub(super) fn uniform(&self) -> StepUniform {
+        match *self {
+            Op::Accumulate { uniform, .. }
+            | Op::Forward { uniform, .. }
+            | Op::Update { uniform }
+            | Op::SparseUpdate { uniform }
+            | Op::Optimize { uniform, .. } => uniform,
+        }
     }
+}
 
-    /// Dispatches one op records: its gathers (one per chunk) and kernels.
-    pub(super) fn dispatches_of(&self, op: &Op) -> usize {
-        match op {
-            Op::Accumulate { rows, .. } | Op::Forward { rows, .. } => {
-                if let Rows::Held(h) = rows {
-                    if self.held[*h].in_place.is_some() {
-                        // forward_held (+ grad_held) + metrics.
-                        return if matches!(op, Op::Accumulate { .. }) {
-                            3
-                        } else {
-                            2
-                        };
-                    }
-                }
-                let gathers = match rows {
-                    Rows::Held(h) => self.held[*h].chunks.len(),
-                    Rows::Host | Rows::Sparse { .. } => 0,
-                };
-                gathers
-                    + if matches!(op, Op::Accumulate { .. }) {
-                        5
-                    } else {
-                        3
-                    }
-            }
-            Op::Update { .. } | Op::SparseUpdate { .. } | Op::Optimize { .. } => 1,
+/// The bind group a planned dispatch binds, resolved when it is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Group {
+    /// The batch buffers' group of this kernel (forward, logits, softmax, residual, grad, metrics).
+    Batch(Kernel),
+    /// The gather group of chunk `chunk` of held set `set`.
+    Gather {
+        set: usize,
+        chunk: usize,
+    },
+    /// The in-place groups of held set `set`: forward_held's, grad_held's.
+    HeldForward(usize),
+    HeldGrad(usize),
+    /// The sparse batch's groups.
+    SparseLogits,
+    SparseGrad,
+    /// The weights' plain update, the optimizer's update (with its state), the sparse update.
+    Model,
+    Optimizer,
+    SparseUpdate,
+}
+
+/// How a planned dispatch's pipeline is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Width {
+    /// At the width tuned for its kernel, or the kernel's own.
+    Tuned,
+    /// A held kernel: at the width tuned for the kernel it stands in for (the same invocation tiles), built for a set
+    /// of `slots` chunks.
+    Held { like: Kernel, slots: u32 },
+}
+
+/// One dispatch of an op's plan.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dispatch {
+    pub(super) kernel: Kernel,
+    pub(super) group: Group,
+    pub(super) width: Width,
+    pub(super) dims: Dims,
+}
+
+impl Dispatch {
+    /// The kernel whose tuned width this dispatch runs at: its own, or for a held kernel the one it stands in for.
+    pub(super) fn tuned_as(&self) -> Kernel {
+        match self.width {
+            Width::Tuned => self.kernel,
+            Width::Held { like, .. } => like,
         }
     }
 
+    /// Whether the kernel reads the batch's rows (X, or the batch's gathered copy of them).
+    fn reads_rows(&self) -> bool {
+        matches!(
+            self.kernel,
+            Kernel::Gather
+                | Kernel::Logits
+                | Kernel::Forward
+                | Kernel::Grad
+                | Kernel::ForwardHeld
+                | Kernel::GradHeld
+                | Kernel::SparseLogits
+                | Kernel::SparseGrad
+        )
+    }
+}
+
+impl GpuBackend<'_> {
+    /// The kernels `op` records, in order.
+    pub(super) fn plan(&self, op: &Op) -> Vec<Dispatch> {
+        let (d, k) = (self.shape.d as u32, self.shape.k as u32);
+        let uniform = op.uniform();
+        let dims = Dims {
+            rows: uniform.rows,
+            d,
+            k,
+        };
+        let tuned = |kernel: Kernel, group: Group, dims: Dims| Dispatch {
+            kernel,
+            group,
+            width: Width::Tuned,
+            dims,
+        };
+        let (rows, train) = match *op {
+            Op::Accumulate { rows, .. } => (rows, true),
+            Op::Forward { rows, .. } => (rows, false),
+            Op::Update { .. } => return vec![tuned(Kernel::Update, Group::Model, dims)],
+            Op::Optimize { adam, .. } => {
+                let kernel = if adam {
+                    Kernel::UpdateAdam
+                } else {
+                    Kernel::UpdateMomentum
+                };
+                return vec![tuned(kernel, Group::Optimizer, dims)];
+            }
+            Op::SparseUpdate { uniform } => {
+                let dims = Dims {
+                    d: uniform.d,
+                    ..dims
+                };
+                return vec![tuned(Kernel::SparseUpdate, Group::SparseUpdate, dims)];
+            }
+        };
+        let mut plan = Vec::with_capacity(6);
+        match rows {
+            Rows::Held(h) if self.held[h].in_place.is_some() => {
+                // Rows read where they are held: no gather copy.
+                let slots = self.held[h].chunks.len() as u32;
+                let held = |kernel, like, group| Dispatch {
+                    kernel,
+                    group,
+                    width: Width::Held { like, slots },
+                    dims,
+                };
+                plan.push(held(
+                    Kernel::ForwardHeld,
+                    Kernel::Forward,
+                    Group::HeldForward(h),
+                ));
+                if train {
+                    plan.push(held(Kernel::GradHeld, Kernel::Grad, Group::HeldGrad(h)));
+                }
+            }
+            Rows::Sparse { .. } => {
+                // For sparse kernels step.d is the batch's touched columns.
+                let dims = Dims {
+                    d: uniform.d,
+                    ..dims
+                };
+                plan.push(tuned(Kernel::SparseLogits, Group::SparseLogits, dims));
+                plan.push(tuned(Kernel::Softmax, Group::Batch(Kernel::Softmax), dims));
+                if train {
+                    plan.push(tuned(
+                        Kernel::Residual,
+                        Group::Batch(Kernel::Residual),
+                        dims,
+                    ));
+                    plan.push(tuned(Kernel::SparseGrad, Group::SparseGrad, dims));
+                }
+            }
+            Rows::Held(_) | Rows::Host => {
+                if let Rows::Held(set) = rows {
+                    for chunk in 0..self.held[set].chunks.len() {
+                        plan.push(tuned(Kernel::Gather, Group::Gather { set, chunk }, dims));
+                    }
+                }
+                if self.fused() {
+                    // Logits, softmax, loss and residual in one pass.
+                    plan.push(tuned(Kernel::Forward, Group::Batch(Kernel::Forward), dims));
+                } else {
+                    plan.push(tuned(Kernel::Logits, Group::Batch(Kernel::Logits), dims));
+                    plan.push(tuned(Kernel::Softmax, Group::Batch(Kernel::Softmax), dims));
+                    if train {
+                        plan.push(tuned(
+                            Kernel::Residual,
+                            Group::Batch(Kernel::Residual),
+                            dims,
+                        ));
+                    }
+                }
+                if train {
+                    plan.push(tuned(Kernel::Grad, Group::Batch(Kernel::Grad), dims));
+                }
+            }
+        }
+        plan.push(tuned(Kernel::Metrics, Group::Batch(Kernel::Metrics), dims));
+        plan
+    }
+
+    /// The ops one plain SGD step on rows of `set` queues: its accumulate and its update (a sparse backend's
+    /// update covers the touched columns; a penalty or another optimizer adds a dense update before it).
+    fn step_ops(&self, set: Held) -> [Op; 2] {
+        let uniform = StepUniform::default();
+        if self.sparse {
+            [
+                Op::Accumulate {
+                    rows: Rows::Sparse { touched: 0 },
+                    uniform,
+                },
+                Op::SparseUpdate { uniform },
+            ]
+        } else {
+            [
+                Op::Accumulate {
+                    rows: Rows::Held(set.id()),
+                    uniform,
+                },
+                Op::Update { uniform },
+            ]
+        }
+    }
+
+    /// Dispatches one plain SGD step on rows of `set` records: its accumulate (gathers and kernels) and its update.
+    pub fn dispatches_per_step(&self, set: Held) -> usize {
+        self.step_ops(set)
+            .iter()
+            .map(|op| self.plan(op).len())
+            .sum()
+    }
+
+    /// Passes one training step on rows of `set` makes over its rows: each kernel that reads them (X, or their
+    /// gathered copy), the gathers of all chunks counting as one.
+    pub fn row_passes_per_step(&self, set: Held) -> usize {
+        let plan: Vec<Dispatch> = self
+            .step_ops(set)
+            .iter()
+            .flat_map(|op| self.plan(op))
+            .collect();
+        let gathers = plan.iter().any(|p| p.kernel == Kernel::Gather);
+        usize::from(gathers)
+            + plan
+                .iter()
+                .filter(|p| p.reads_rows() && p.kernel != Kernel::Gather)
+                .count()
+    }
+
+    /// The bind group of a planned dispatch.
+    fn group(&self, group: Group) -> &wgpu::BindGroup {
+        let bg = &self.batch;
+        let held = |set: usize| {
+            self.held[set]
+                .in_place
+                .as_ref()
+                .and_then(|p| p.groups.as_ref())
+                .expect("bound when held or resized")
+        };
+        let sparse = || {
+            self.sparse_buffers
+                .as_ref()
+                .expect("staged before it was queued")
+        };
+        match group {
+            Group::Batch(Kernel::Forward) => &bg.forward,
+            Group::Batch(Kernel::Logits) => &bg.logits,
+            Group::Batch(Kernel::Softmax) => &bg.softmax,
+            Group::Batch(Kernel::Residual) => &bg.residual,
+            Group::Batch(Kernel::Grad) => &bg.grad,
+            Group::Batch(_) => &bg.metrics,
+            Group::Gather { set, chunk } => self.held[set].chunks[chunk]
+                .gather
+                .as_ref()
+                .expect("bound when held or resized"),
+            Group::HeldForward(set) => &held(set).forward,
+            Group::HeldGrad(set) => &held(set).grad,
+            Group::SparseLogits => &sparse().logits,
+            Group::SparseGrad => &sparse().grad,
+            Group::Model => &self.model.update,
+            Group::Optimizer => {
+                &self
+                    .opt_slots
+                    .as_ref()
+                    .expect("made before the op was queued")
+                    .1
+            }
+            Group::SparseUpdate => {
+                &self
+                    .sparse_update
+                    .as_ref()
+                    .expect("made with a sparse backend")
+                    .1
+            }
+        }
+    }
+
+    /// Records one planned dispatch at step-uniform offset `at`, at the width tuned for it.
+    pub(super) fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, at: u32, p: &Dispatch) {
+        let tuned = self.tuned.iter().find(|t| t.kernel == p.tuned_as());
+        self.dispatch_with(pass, at, p, tuned);
+    }
+
+    /// Records one planned dispatch at the width of `tuned` (a candidate, when autotune times it), or the kernel's
+    /// own without one.
+    pub(super) fn dispatch_with(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        at: u32,
+        p: &Dispatch,
+        tuned: Option<&Tuned>,
+    ) {
+        let ctx = self.ctx;
+        let group = self.group(p.group);
+        match p.width {
+            Width::Tuned => match tuned {
+                Some(t) => p.kernel.record_with(
+                    ctx,
+                    (&t.pipeline, &t.constants),
+                    pass,
+                    (&self.steps.bind_group, at),
+                    group,
+                    p.dims,
+                ),
+                None => p
+                    .kernel
+                    .record(ctx, pass, &self.steps.bind_group, at, group, p.dims),
+            },
+            Width::Held { slots, .. } => {
+                let wg = tuned
+                    .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))
+                    .map_or(64.0, |c| c.1);
+                let constants = [
+                    ("WG", wg),
+                    ("SLOTS", f64::from(slots)),
+                    ("KT", class_tile(self.shape.k)),
+                ];
+                let pipeline = ctx.kernels.pipeline_with(&ctx.device, p.kernel, &constants);
+                p.kernel.record_with(
+                    ctx,
+                    (&pipeline, &constants),
+                    pass,
+                    (&self.steps.bind_group, at),
+                    group,
+                    p.dims,
+                );
+            }
+        }
+    }
+
+    /// Records the plan of `op` at step-uniform offset `at`, each dispatch followed (when profiling) by a timestamp
+    /// closing its interval, logged under its kernel's name.
     pub(super) fn record(
         &self,
         pass: &mut wgpu::ComputePass<'_>,
@@ -89,161 +372,11 @@ impl GpuBackend<'_> {
         timestamps: Option<&wgpu::QuerySet>,
         log: &mut Vec<&'static str>,
     ) {
-        let ctx = self.ctx;
-        let sb = &self.steps.bind_group;
-        let (d, k) = (self.shape.d as u32, self.shape.k as u32);
-        let bg = &self.batch;
-        // Each dispatch, then (when profiling) a timestamp closing its interval.
-        let mut stamp = |pass: &mut wgpu::ComputePass<'_>, name: &'static str| {
+        for p in self.plan(op) {
+            self.dispatch(pass, at, &p);
             if let Some(set) = timestamps {
-                log.push(name);
+                log.push(p.kernel.name());
                 pass.write_timestamp(set, log.len() as u32);
-            }
-        };
-        let dispatch = |pass: &mut wgpu::ComputePass<'_>,
-                        stamp: &mut dyn FnMut(&mut wgpu::ComputePass<'_>, &'static str),
-                        kernel: Kernel,
-                        group: &wgpu::BindGroup,
-                        dims: Dims| {
-            match self.tuned.iter().find(|t| t.kernel == kernel) {
-                Some(t) => kernel.record_with(
-                    ctx,
-                    (&t.pipeline, &t.constants),
-                    pass,
-                    (sb, at),
-                    group,
-                    dims,
-                ),
-                None => kernel.record(ctx, pass, sb, at, group, dims),
-            }
-            stamp(pass, kernel.name());
-        };
-        match *op {
-            Op::Accumulate { rows, uniform } | Op::Forward { rows, uniform } => {
-                let dims = Dims {
-                    rows: uniform.rows,
-                    d,
-                    k,
-                };
-                let train = matches!(op, Op::Accumulate { .. });
-                if let Rows::Held(h) = rows {
-                    if let Some(p) = &self.held[h].in_place {
-                        let g = p.groups.as_ref().expect("bound when held or resized");
-                        // The held kernels run at the width tuned for the kernel they stand in for (the same
-                        // invocation tiles), built for the set's chunk count.
-                        let slots = f64::from(self.held[h].chunks.len() as u32);
-                        let mut held =
-                            |pass: &mut wgpu::ComputePass<'_>,
-                             kernel: Kernel,
-                             like: Kernel,
-                             group: &wgpu::BindGroup| {
-                                let wg = self
-                                    .tuned
-                                    .iter()
-                                    .find(|t| t.kernel == like)
-                                    .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))
-                                    .map_or(64.0, |c| c.1);
-                                let constants = [
-                                    ("WG", wg),
-                                    ("SLOTS", slots),
-                                    ("KT", crate::gpu::kernels::class_tile(self.shape.k)),
-                                ];
-                                let pipeline =
-                                    ctx.kernels.pipeline_with(&ctx.device, kernel, &constants);
-                                kernel.record_with(
-                                    ctx,
-                                    (&pipeline, &constants),
-                                    pass,
-                                    (sb, at),
-                                    group,
-                                    dims,
-                                );
-                                stamp(pass, kernel.name());
-                            };
-                        held(pass, Kernel::ForwardHeld, Kernel::Forward, &g.forward);
-                        if train {
-                            held(pass, Kernel::GradHeld, Kernel::Grad, &g.grad);
-                        }
-                        dispatch(pass, &mut stamp, Kernel::Metrics, &bg.metrics, dims);
-                        return;
-                    }
-                    for c in &self.held[h].chunks {
-                        let group = c.gather.as_ref().expect("bound when held or resized");
-                        dispatch(pass, &mut stamp, Kernel::Gather, group, dims);
-                    }
-                }
-                if let Rows::Sparse { .. } = rows {
-                    // For sparse kernels step.d is the batch's touched columns.
-                    let dims = Dims {
-                        rows: uniform.rows,
-                        d: uniform.d,
-                        k,
-                    };
-                    let sb = self
-                        .sparse_buffers
-                        .as_ref()
-                        .expect("staged before it was queued");
-                    dispatch(pass, &mut stamp, Kernel::SparseLogits, &sb.logits, dims);
-                    dispatch(pass, &mut stamp, Kernel::Softmax, &bg.softmax, dims);
-                    if train {
-                        dispatch(pass, &mut stamp, Kernel::Residual, &bg.residual, dims);
-                        dispatch(pass, &mut stamp, Kernel::SparseGrad, &sb.grad, dims);
-                    }
-                    dispatch(pass, &mut stamp, Kernel::Metrics, &bg.metrics, dims);
-                    return;
-                }
-                if self.fused() {
-                    // Logits, softmax, loss and residual in one pass.
-                    dispatch(pass, &mut stamp, Kernel::Forward, &bg.forward, dims);
-                } else {
-                    dispatch(pass, &mut stamp, Kernel::Logits, &bg.logits, dims);
-                    dispatch(pass, &mut stamp, Kernel::Softmax, &bg.softmax, dims);
-                    if train {
-                        dispatch(pass, &mut stamp, Kernel::Residual, &bg.residual, dims);
-                    }
-                }
-                if train {
-                    dispatch(pass, &mut stamp, Kernel::Grad, &bg.grad, dims);
-                }
-                dispatch(pass, &mut stamp, Kernel::Metrics, &bg.metrics, dims);
-            }
-            Op::Update { uniform } => {
-                let dims = Dims {
-                    rows: uniform.rows,
-                    d,
-                    k,
-                };
-                dispatch(pass, &mut stamp, Kernel::Update, &self.model.update, dims);
-            }
-            Op::Optimize { uniform, adam } => {
-                let dims = Dims {
-                    rows: uniform.rows,
-                    d,
-                    k,
-                };
-                let (_, group) = self
-                    .opt_slots
-                    .as_ref()
-                    .expect("made before the op was queued");
-                let kernel = if adam {
-                    Kernel::UpdateAdam
-                } else {
-                    Kernel::UpdateMomentum
-                };
-                dispatch(pass, &mut stamp, kernel, group, dims);
-            }
-            Op::SparseUpdate { uniform } => {
-                let dims = Dims {
-                    rows: uniform.rows,
-                    d: uniform.d,
-                    k,
-                };
-                let group = self
-                    .sparse_update
-                    .as_ref()
-                    .map(|(_, g)| g)
-                    .expect("made with a sparse backend");
-                dispatch(pass, &mut stamp, Kernel::SparseUpdate, group, dims);
             }
         }
     }

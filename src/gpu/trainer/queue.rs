@@ -27,17 +27,7 @@ impl GpuBackend<'_> {
             ctx.queue
                 .write_buffer(&self.batch.sw, 0, bytemuck::cast_slice(&self.sw_data));
         }
-        let uniforms: Vec<StepUniform> = self
-            .ops
-            .iter()
-            .map(|op| match op {
-                Op::Accumulate { uniform, .. }
-                | Op::Forward { uniform, .. }
-                | Op::Update { uniform }
-                | Op::SparseUpdate { uniform }
-                | Op::Optimize { uniform, .. } => *uniform,
-            })
-            .collect();
+        let uniforms: Vec<StepUniform> = self.ops.iter().map(Op::uniform).collect();
         self.steps.write(ctx, &uniforms);
         let mut encoder = ctx
             .device

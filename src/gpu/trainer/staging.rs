@@ -176,7 +176,7 @@ impl GpuBackend<'_> {
         // Each dispatch writes one timestamp when profiling; the most an op can add is its gathers and 5 kernels.
         let queries_full = self.profiler.as_ref().is_some_and(|p| {
             let per_op = self.held.iter().map(|h| h.chunks.len()).max().unwrap_or(0) + 5;
-            let queued: usize = self.ops.iter().map(|op| self.dispatches_of(op)).sum();
+            let queued: usize = self.ops.iter().map(|op| self.plan(op).len()).sum();
             queued + per_op + 1 > p.capacity as usize
         });
         if self.ops.len() >= OPS_PER_SUBMIT
