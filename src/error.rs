@@ -163,6 +163,19 @@ pub enum Error {
         cpu_f32_drift: f64,
     },
 
+    /// Another process of a data-parallel run failed: every process stops, naming the one that failed and why.
+    #[error("process {rank} of {size} failed: {problem}")]
+    Peer {
+        /// The failing process's rank.
+        rank: usize,
+        /// The run's processes.
+        size: usize,
+        /// Its error.
+        problem: String,
+        /// Whether its error was the user's input (exit code 2) rather than a fault.
+        input: bool,
+    },
+
     /// A fault of this program (a broken invariant): never the user's input.
     #[error("internal error: {0}")]
     Internal(String),
@@ -281,6 +294,7 @@ impl Error {
             | Error::NoAdapter { .. }
             | Error::Limits { .. }
             | Error::Diverged { .. } => true,
+            Error::Peer { input, .. } => *input,
             Error::Io { err, .. } => matches!(
                 err.kind(),
                 std::io::ErrorKind::NotFound

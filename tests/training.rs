@@ -8,7 +8,7 @@ use common::*;
 use softmax_wgpu::cpu::{CpuBackend, FastCpu, BLOCK, LANES};
 use softmax_wgpu::data::{self, Dataset, InMemory, Standardizer};
 use softmax_wgpu::gpu::{GpuBackend, GpuContext, GpuOptions};
-use softmax_wgpu::train::{fit_with, objective, Batch, Local, Optimizer, Reducer, Update};
+use softmax_wgpu::train::{objective, Batch, Local, Optimizer, Update};
 use softmax_wgpu::validate::relative_distance;
 use softmax_wgpu::{fit, Backend, EpochReport, Error, Params, RowSource, Shape, TrainConfig};
 
@@ -242,53 +242,6 @@ fn mnist_shaped_data_larger_than_one_binding_trains() {
             second.train_accuracy
         );
     }
-}
-
-/// A stand-in for a data-parallel reducer: every "process" holds the same sums, so the allreduce multiplies them
-/// by the process count. Multiplying by 2 is exact in floating point, and so is the division of the doubled sums
-/// by the doubled row count: the weights must be bitwise those of one process.
-struct Replicas(f64, usize);
-
-impl Reducer for Replicas {
-    fn is_identity(&self) -> bool {
-        false
-    }
-
-    fn allreduce(&mut self, values: &mut [f64]) -> softmax_wgpu::Result<()> {
-        self.1 += 1;
-        values.iter_mut().for_each(|v| *v *= self.0);
-        Ok(())
-    }
-}
-
-#[test]
-fn the_combine_point_sees_every_step_and_two_identical_replicas_train_like_one() {
-    let (train, _) = problem(400, 9, 3);
-    let cfg = TrainConfig {
-        epochs: 2,
-        batch_size: 32,
-        lr: 0.1,
-        l2: 1e-3,
-        ..TrainConfig::default()
-    };
-    on_every_backend(|name, make| {
-        let mut one = make(shape(&train));
-        train_on(one.as_mut(), &train, None, &cfg);
-        let mut two = make(shape(&train));
-        let mut reducer = Replicas(2.0, 0);
-        fit_with(
-            two.as_mut(),
-            &mut source(&train),
-            None,
-            &cfg,
-            &mut reducer,
-            &mut [],
-        )
-        .unwrap();
-        // 320 training rows in batches of 32: 10 steps an epoch.
-        assert_eq!(reducer.1, 20, "{name}: one combine per step");
-        assert_eq!(two.params().unwrap(), one.params().unwrap(), "{name}");
-    });
 }
 
 #[test]

@@ -246,6 +246,17 @@ impl HostRows {
         })
     }
 
+    /// No rows of `d` features and `k` classes: a process's shard that holds none of a data set's rows (a data set
+    /// read from a file with no rows is refused by [`HostRows::new`]).
+    pub fn empty(name: impl Into<String>, d: usize, k: usize) -> Self {
+        HostRows {
+            name: name.into(),
+            x: Array2::zeros((0, d)),
+            y: Vec::new(),
+            k,
+        }
+    }
+
     /// The rows of a chunk, which were checked when it was made (no second pass over them).
     pub fn from_chunk(name: &str, chunk: Chunk<'static>, k: usize) -> Self {
         let x = chunk.x.into_owned();

@@ -193,6 +193,7 @@ impl Problem for Run<'_, '_> {
             )?),
             _ => None,
         };
+        let held = super::reduce_held_out(self.reducer, held)?;
         let mut report = EpochReport {
             epoch: it.iteration,
             train_loss: it.value,

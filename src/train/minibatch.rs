@@ -11,8 +11,9 @@ use crate::params::Params;
 use crate::stopping::StopState;
 
 use super::{
-    begin, evaluate, evaluate_streamed, full_batch, stream_epoch, weighted, Backend, Batch, Begun,
-    EpochReport, Local, Observer, Reducer, Residency, Stepper, StreamReport, Sums,
+    begin, epoch_order, evaluate, evaluate_streamed, full_batch, reduce_held_out, reduce_sums,
+    stream_epoch, weighted, Backend, Batch, Begun, EpochReport, Layout, Local, Observer, Reducer,
+    Residency, Stepper, StreamReport, Sums,
 };
 
 /// Trains for `cfg.epochs` epochs: each epoch runs one step per `cfg.batch_size` rows of a seeded shuffle, reads the
@@ -32,8 +33,34 @@ pub fn fit(
     fit_with(backend, train, held_out, cfg, &mut Local, observers)
 }
 
-/// [`fit`] with gradient sums combined by `reducer` at every step.
+/// [`fit`] as one process of a data-parallel run whose collectives `reducer` carries. Each process passes its own
+/// shard of the training rows (and of the held-out rows): contiguous row ranges in rank order, of any sizes, empty
+/// ones included. The epoch plan is the whole data set's: every process draws the same global order of all rows
+/// (seeded as one process would), each step's global batch is cut from it, and each process accumulates the rows of
+/// it that it holds — none, some or all — before the sums are combined. Loss, accuracy and held-out sums are
+/// reduced too, so every stopping decision is global, and the weights stay identical on every process: the run
+/// equals one process over all the rows but for the order of additions. A process that fails tells the others
+/// ([`Reducer::fail`]), which end with [`Error::Peer`]. Training shards are held (a process whose shard would be
+/// streamed is refused); L-BFGS shards may stream. With [`Local`] this is [`fit`].
 pub fn fit_with(
+    backend: &mut dyn Backend,
+    train: &mut dyn RowSource,
+    held_out: Option<&mut dyn RowSource>,
+    cfg: &TrainConfig,
+    reducer: &mut dyn Reducer,
+    observers: &mut [&mut dyn Observer],
+) -> Result<Vec<EpochReport>> {
+    let result = fit_process(backend, train, held_out, cfg, reducer, observers);
+    if let Err(e) = &result {
+        if !reducer.is_identity() && !matches!(e, Error::Peer { .. }) {
+            reducer.fail(e);
+        }
+    }
+    result
+}
+
+/// [`fit_with`] on this process, an error returned as it happened.
+fn fit_process(
     backend: &mut dyn Backend,
     train: &mut dyn RowSource,
     mut held_out: Option<&mut dyn RowSource>,
@@ -57,7 +84,9 @@ pub fn fit_with(
     let device = backend.device();
     let begun = begin(backend, train, held_out.as_deref_mut(), cfg, observers)?;
     let wants_rows = observers.iter().any(|o| o.wants_rows());
-    let rows_known = begun.train_set.map(|s| s.len() as u64).or(train.rows());
+    let local_rows = begun.train_set.map(|s| s.len() as u64).or(train.rows());
+    let layout = shard_layout(reducer, &begun, local_rows)?;
+    let rows_known = layout.map_or(local_rows, |l| Some(l.total));
     let mut stepper = Stepper::new(cfg, rows_known, reducer);
     let Start {
         first_epoch,
@@ -69,18 +98,25 @@ pub fn fit_with(
     for epoch in first_epoch..=cfg.epochs {
         let start = Instant::now();
         stepper.start_epoch(epoch, std::mem::take(&mut skip));
-        let stream = run_epoch(
-            backend,
-            &mut *train,
-            cfg,
-            &begun,
-            &mut stepper,
-            observers,
-            wants_rows,
-        )?;
-        let sums = backend.take_sums()?;
+        let stream = match layout {
+            Some(layout) => {
+                run_shard_epoch(backend, cfg, &begun, layout, &mut stepper, observers)?;
+                None
+            }
+            None => run_epoch(
+                backend,
+                &mut *train,
+                cfg,
+                &begun,
+                &mut stepper,
+                observers,
+                wants_rows,
+            )?,
+        };
+        let sums = reduce_sums(stepper.reducer, backend.take_sums()?)?;
         let train_seconds = start.elapsed().as_secs_f64();
         let held = evaluate_held_out(backend, held_out.as_deref_mut(), &begun, stepper.batch)?;
+        let held = reduce_held_out(stepper.reducer, held)?;
         let mut report = EpochReport {
             epoch,
             train_loss: sums.mean_loss() + penalty(backend, cfg)?,
@@ -229,6 +265,60 @@ fn run_epoch(
     };
     stepper.finish(backend, observers)?;
     Ok(stream)
+}
+
+/// Where this process's training rows sit among all processes' (None for one process). A shard must be held: a
+/// streamed one is refused, here and so on every process.
+fn shard_layout(
+    reducer: &mut dyn Reducer,
+    begun: &Begun,
+    local_rows: Option<u64>,
+) -> Result<Option<Layout>> {
+    if reducer.is_identity() {
+        return Ok(None);
+    }
+    if begun.train_set.is_none() {
+        return Err(Error::param(
+            "--memory-budget",
+            "room to hold this process's shard of the training rows (a run of several processes does not stream \
+             minibatch training yet)",
+            "a shard that would be streamed",
+        ));
+    }
+    Ok(Some(Layout::of(reducer, local_rows.unwrap_or(0))?))
+}
+
+/// The steps of one epoch of a process holding the shard `layout` of the training rows: the global order of all
+/// rows cut into global batches, each accumulated as the rows of it this process holds (none, on some steps) and
+/// combined with the other processes' at every step.
+fn run_shard_epoch(
+    backend: &mut dyn Backend,
+    cfg: &TrainConfig,
+    begun: &Begun,
+    layout: Layout,
+    stepper: &mut Stepper<'_>,
+    observers: &mut [&mut dyn Observer],
+) -> Result<()> {
+    let set = begun.train_set.expect("a shard is held");
+    let weights = begun.sample_weights.as_deref();
+    let order = epoch_order(layout.total as usize, cfg.seed, stepper.epoch, cfg.shuffle);
+    let (mut local, mut bw) = (Vec::new(), Vec::new());
+    for slice in order.chunks(stepper.batch).skip(stepper.in_epoch) {
+        layout.local(slice, &mut local);
+        let part = if local.is_empty() {
+            None
+        } else {
+            Some(weighted(
+                Batch::held(set, &local)?,
+                weights,
+                0,
+                &local,
+                &mut bw,
+            )?)
+        };
+        stepper.shard_part(backend, observers, part.as_ref(), slice.len())?;
+    }
+    stepper.finish(backend, observers)
 }
 
 /// The penalty at the backend's weights, λ/2·‖W‖² + λ₁·‖W‖₁, added to the epoch's mean loss (0 without one).

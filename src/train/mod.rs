@@ -59,7 +59,7 @@ pub use objective::{objective, objective_held};
 
 pub use observe::{EpochReport, Observer, OnEpoch, OnRows, Start, StepEvent, StreamReport};
 
-pub use reducer::{Local, Reducer};
+pub use reducer::{reduce_held_out, reduce_sums, Layout, Local, Reducer, ThreadGroup, Threaded};
 
 pub use residency::{default_memory_budget, residency, Residency, MAX_CHUNK_BYTES};
 

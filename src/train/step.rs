@@ -89,6 +89,28 @@ impl<'r> Stepper<'r> {
         Ok(())
     }
 
+    /// One part of the current step in a run of several processes: `rows` of the step's rows, of which `local` are
+    /// this process's (None: none of them, and it contributes empty sums to the step's combine).
+    pub(super) fn shard_part(
+        &mut self,
+        backend: &mut dyn Backend,
+        observers: &mut [&mut dyn Observer],
+        local: Option<&Batch<'_>>,
+        rows: usize,
+    ) -> Result<()> {
+        if let Some(part) = local {
+            backend.accumulate(part)?;
+            for o in observers.iter_mut() {
+                o.on_batch(part, backend)?;
+            }
+        }
+        self.in_batch += rows;
+        if self.in_batch >= self.batch {
+            self.finish(backend, observers)?;
+        }
+        Ok(())
+    }
+
     /// Combines and applies what the current step accumulated (nothing when it is empty).
     pub(super) fn finish(
         &mut self,

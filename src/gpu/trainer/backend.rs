@@ -39,6 +39,7 @@ impl Backend for GpuBackend<'_> {
                 chunks: Vec::new(),
                 in_place: None,
                 sparse: Some(rows),
+                live: true,
             });
             return Ok(Held::new(id, n));
         }
@@ -133,12 +134,11 @@ impl Backend for GpuBackend<'_> {
                 e,
             ));
         }
-        if rows == 0 {
-            return Err(Error::input(&name, "no rows"));
-        }
         for c in &mut chunks {
             c.gather = Some(self.gather_group(c));
         }
+        // A set of no rows (a process's empty shard) is held without chunks, and read by no kernel.
+        let labels = labels.filter(|_| rows > 0);
         let in_place = labels.map(|labels| InPlace {
             labels,
             layout: uniform_init(
@@ -153,6 +153,7 @@ impl Backend for GpuBackend<'_> {
             chunks,
             in_place,
             sparse: None,
+            live: true,
         };
         let groups = self.held_groups(&resident);
         if let Some(p) = resident.in_place.as_mut() {
@@ -183,6 +184,7 @@ impl Backend for GpuBackend<'_> {
             chunks: Vec::new(),
             in_place: None,
             sparse: None,
+            live: false,
         };
         Ok(())
     }

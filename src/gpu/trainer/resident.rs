@@ -42,11 +42,13 @@ pub(super) struct Resident {
     /// Sparse rows, kept in host memory as CSR: each batch's rows go up in both layouts the sparse kernels read
     /// (a few hundred KB a step), which a device-side gather of variable-length rows would need a prefix sum for.
     pub(super) sparse: Option<Arc<SparseRows>>,
+    /// Held until released (a set of no rows, a process's empty shard, has no chunks but is held all the same).
+    pub(super) live: bool,
 }
 
 impl Resident {
     pub(super) fn released(&self) -> bool {
-        self.chunks.is_empty() && self.sparse.is_none()
+        !self.live
     }
 }
 

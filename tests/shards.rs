@@ -1,0 +1,297 @@
+//! A data-parallel run of P processes, simulated by P threads over P shards of one data set stepping in lockstep
+//! through a [`ThreadGroup`], equals one process over all the rows: with shards of unequal sizes and an empty one,
+//! for SGD (shuffled or not), Adam, L-BFGS and early stopping, on every backend. A failing shard ends every process
+//! with its error instead of leaving the others waiting.
+mod common;
+
+use common::*;
+use ndarray::s;
+use softmax_wgpu::config::EarlyStopping;
+use softmax_wgpu::cpu::{CpuBackend, FastCpu};
+use softmax_wgpu::data::{self, Dataset, HostRows, InMemory, Standardizer};
+use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
+use softmax_wgpu::lbfgs::LbfgsOptions;
+use softmax_wgpu::train::{fit, fit_with, Optimizer, Reducer, ThreadGroup};
+use softmax_wgpu::{Backend, EpochReport, Error, Params, Shape, TrainConfig};
+
+fn problem() -> (Dataset, Dataset) {
+    let full = data::synthetic(300, 8, 3, 3).unwrap();
+    let (mut train, held) = data::split_holdout(full, 0.2, 3).unwrap();
+    let mut held = held.unwrap();
+    let s = Standardizer::fit(train.x.view());
+    s.apply(&mut train.x);
+    s.apply(&mut held.x);
+    (train, held)
+}
+
+const SHAPE: Shape = Shape { d: 8, k: 3 };
+
+/// Contiguous shards of `d` between `cuts` (0 and the row count at the ends), in rank order.
+fn shards(d: &Dataset, cuts: &[usize]) -> Vec<InMemory> {
+    cuts.windows(2)
+        .map(|c| {
+            if c[0] == c[1] {
+                let empty = HostRows::empty("no rows", SHAPE.d, SHAPE.k);
+                return InMemory::new(std::sync::Arc::new(empty));
+            }
+            let x = d.x.slice(s![c[0]..c[1], ..]).to_owned();
+            let y = d.y[c[0]..c[1]].to_vec();
+            InMemory::from_arrays(format!("rows {}..{}", c[0], c[1]), x, y, SHAPE.k).unwrap()
+        })
+        .collect()
+}
+
+type Outcome = softmax_wgpu::Result<(Params, Vec<EpochReport>)>;
+
+/// Makes a backend that can move to a thread (and borrows what lives `'c`, a GPU context).
+type Make<'c> = dyn Fn() -> Box<dyn Backend + Send + 'c> + Sync + 'c;
+
+/// Trains one backend per shard, each on its own thread with its rank's reducer; every rank's outcome.
+fn run_processes(
+    make: &Make<'_>,
+    train: Vec<InMemory>,
+    held: Vec<InMemory>,
+    cfg: &TrainConfig,
+) -> Vec<Outcome> {
+    let reducers = ThreadGroup::new(train.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = reducers
+            .into_iter()
+            .zip(train.into_iter().zip(held))
+            .map(|(mut reducer, (mut t, mut h))| {
+                let mut backend = make();
+                scope.spawn(move || {
+                    let reports = fit_with(
+                        backend.as_mut(),
+                        &mut t,
+                        Some(&mut h),
+                        cfg,
+                        &mut reducer,
+                        &mut [],
+                    )?;
+                    Ok((backend.params()?, reports))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn rel_diff(a: &Params, b: &Params) -> f64 {
+    let num: f64 =
+        a.w.iter()
+            .zip(&b.w)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum();
+    let den: f64 = b.w.iter().map(|y| f64::from(*y).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+/// Every backend kind this machine has, as a maker of backends that can move to a thread.
+fn every_backend(mut body: impl for<'c> FnMut(&str, &Make<'c>)) {
+    body("cpu f32", &|| Box::new(CpuBackend::<f32>::new(SHAPE)));
+    body("cpu f64", &|| Box::new(CpuBackend::<f64>::new(SHAPE)));
+    body("fast cpu", &|| Box::new(FastCpu::new(SHAPE).unwrap()));
+    for ctx in gpus() {
+        let name = ctx.describe();
+        body(&name, &|| {
+            Box::new(GpuBackend::new(&ctx, SHAPE, &GpuOptions::default()).unwrap())
+        });
+    }
+}
+
+/// Each case against one process over all the rows, for P = 3 (shards of 0, 100 and 140 training rows; 25, 0 and
+/// 35 held-out rows) and P = 2 (77 and 163; 60 and 0).
+fn equals_one_process(what: &str, cfg: &TrainConfig, tolerance: f64) {
+    let (train, held) = problem();
+    assert_eq!((train.len(), held.len()), (240, 60));
+    every_backend(|name, make| {
+        let mut one = make();
+        let want = fit(
+            one.as_mut(),
+            &mut train.clone().into_source().unwrap(),
+            Some(&mut held.clone().into_source().unwrap()),
+            cfg,
+            &mut [],
+        )
+        .unwrap();
+        let want_w = one.params().unwrap();
+        for (train_cuts, held_cuts) in [
+            (&[0, 0, 100, 240][..], &[0, 25, 25, 60][..]),
+            (&[0, 77, 240][..], &[0, 60, 60][..]),
+        ] {
+            let p = train_cuts.len() - 1;
+            let got = run_processes(
+                make,
+                shards(&train, train_cuts),
+                shards(&held, held_cuts),
+                cfg,
+            );
+            let got: Vec<(Params, Vec<EpochReport>)> = got
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|e| panic!("{what} {name} P={p}: {e}")))
+                .collect();
+            // Every process ends with the same weights, to the bit: the sums are added in rank order everywhere.
+            for (rank, (w, _)) in got.iter().enumerate() {
+                assert_eq!(w, &got[0].0, "{what} {name} P={p}: rank {rank}");
+            }
+            // The same epochs (L-BFGS: iterations), the same best epoch.
+            let epochs = |r: &[EpochReport]| -> Vec<(usize, bool)> {
+                r.iter().map(|e| (e.epoch, e.best)).collect()
+            };
+            assert_eq!(epochs(&got[0].1), epochs(&want), "{what} {name} P={p}");
+            let d = rel_diff(&got[0].0, &want_w);
+            assert!(d <= tolerance, "{what} {name} P={p}: ‖ΔW‖/‖W‖ = {d:e}");
+        }
+    });
+}
+
+// Tolerances: a process's gradient sums are its rows' sums (in f32 on the f32 paths), added across processes in
+// f64 and rounded back to f32, where one process adds all rows in one f32 sum: each step's gradient differs by a
+// few units of f32 rounding (≈ 1e-7 relative). Over the ~45 steps below that stays near 1e-6; 1e-5 leaves room
+// and is far below the effect of a wrong batch, a missed step or a shard counted twice (≥ 1e-2). Adam divides by
+// √v, which magnifies rounding where a second moment is small: 1e-4, as the Adam tests of tests/training.rs.
+
+#[test]
+fn sgd_on_unequal_shards_equals_one_process() {
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 16,
+        lr: 0.1,
+        val_split: 0.0,
+        ..TrainConfig::default()
+    };
+    equals_one_process("sgd", &cfg, 1e-5);
+    let ordered = TrainConfig {
+        shuffle: false,
+        ..cfg
+    };
+    equals_one_process("sgd --no-shuffle", &ordered, 1e-5);
+}
+
+#[test]
+fn adam_on_unequal_shards_equals_one_process() {
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 16,
+        lr: 0.01,
+        l2: 1e-3,
+        optimizer: Optimizer::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        ..TrainConfig::default()
+    };
+    equals_one_process("adam", &cfg, 1e-4);
+}
+
+#[test]
+fn lbfgs_on_unequal_shards_takes_the_same_iterations_to_the_same_optimum() {
+    // Every evaluation is one reduction: J and ∇J are the same bits on every process, so the iterates are too; they
+    // differ from one process's by the rounding of the sums, which L-BFGS does not amplify near a strongly convex
+    // optimum (λ = 1/N).
+    let cfg = TrainConfig {
+        l2: 1.0 / 240.0,
+        optimizer: Optimizer::Lbfgs(LbfgsOptions::default()),
+        ..TrainConfig::default()
+    };
+    equals_one_process("lbfgs", &cfg, 1e-5);
+}
+
+#[test]
+fn early_stopping_on_unequal_shards_stops_where_one_process_stops() {
+    // The held-out losses are reduced over the held-out shards: every process takes the same decision, and keeps
+    // the same best epoch's weights. The run stops after a few epochs of a larger rate (see the resume test).
+    let cfg = TrainConfig {
+        epochs: 60,
+        batch_size: 16,
+        lr: 0.5,
+        early_stopping: Some(EarlyStopping {
+            patience: 3,
+            min_delta: 1e-3,
+        }),
+        ..TrainConfig::default()
+    };
+    equals_one_process("early stopping", &cfg, 1e-5);
+}
+
+#[test]
+fn a_failing_shard_stops_every_process_with_its_error() {
+    let (train, held) = problem();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 16,
+        ..TrainConfig::default()
+    };
+    every_backend(|name, make| {
+        // Rank 1's shard has a feature too few: it fails as it starts, while the others wait for its row count.
+        let mut t = shards(&train, &[0, 100, 170, 240]);
+        let bad = train.x.slice(s![100..170, ..7]).to_owned();
+        t[1] = InMemory::from_arrays("bad shard", bad, train.y[100..170].to_vec(), 3).unwrap();
+        let outcomes = run_processes(make, t, shards(&held, &[0, 20, 40, 60]), &cfg);
+        for (rank, o) in outcomes.iter().enumerate() {
+            let e = o
+                .as_ref()
+                .err()
+                .unwrap_or_else(|| panic!("{name}: rank {rank} ended well"));
+            let message = e.to_string();
+            assert!(
+                message.contains("bad shard"),
+                "{name} rank {rank}: {message}"
+            );
+            if rank == 1 {
+                assert!(!matches!(e, Error::Peer { .. }), "{name}: its own error");
+            } else {
+                assert!(
+                    matches!(
+                        e,
+                        Error::Peer {
+                            rank: 1,
+                            size: 3,
+                            ..
+                        }
+                    ),
+                    "{name} rank {rank}: {message}"
+                );
+            }
+            // A shape mismatch is the user's input: exit code 2 on every process.
+            assert_eq!(e.exit_code(), 2, "{name} rank {rank}");
+        }
+    });
+}
+
+#[test]
+fn one_process_through_a_group_of_one_is_the_plain_run() {
+    // A group of one is the identity: bitwise the plain run.
+    let (train, held) = problem();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        lr: 0.1,
+        ..TrainConfig::default()
+    };
+    let mut plain = CpuBackend::<f32>::new(SHAPE);
+    fit(
+        &mut plain,
+        &mut train.clone().into_source().unwrap(),
+        Some(&mut held.clone().into_source().unwrap()),
+        &cfg,
+        &mut [],
+    )
+    .unwrap();
+    let mut group = ThreadGroup::new(1);
+    assert!(group[0].is_identity());
+    let mut alone = CpuBackend::<f32>::new(SHAPE);
+    fit_with(
+        &mut alone,
+        &mut train.into_source().unwrap(),
+        Some(&mut held.into_source().unwrap()),
+        &cfg,
+        &mut group[0],
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(alone.params().unwrap(), plain.params().unwrap());
+}
