@@ -79,14 +79,6 @@ impl<'a, T: Real> Weights<'a, T> {
         }
     }
 
-    /// Class weights only.
-    pub fn class(cw: Option<&'a [T]>) -> Self {
-        Weights {
-            class: cw,
-            row: None,
-        }
-    }
-
     /// The weight of row `i` of class `label`, as the kernels compute it: w_class[label] · w_row[i] (a missing factor
     /// is 1, exactly); None when there are no weights at all.
     pub fn of(&self, i: usize, label: usize) -> Option<T> {

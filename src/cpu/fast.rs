@@ -189,42 +189,33 @@ impl FastCpu {
 
     /// A momentum or Adam step, element by element (the same expressions as the reference's, in f32).
     fn optimize(&mut self, u: &Update, rows: f32) -> Result<()> {
-        let Dims { d, k, dp, .. } = self.dims;
+        let Dims { d, k, kp, dp, .. } = self.dims;
         let (p, adam) = crate::cpu::StepParams::of(u, rows, self.optimizer.steps + 1)?
             .ok_or_else(|| Error::Internal("plain SGD has no optimizer state".into()))?;
         crate::cpu::ensure_slots(&mut self.slots, u.optimizer.slots().len(), d * k + k, 0.0)?;
         let (s1, rest) = self.slots.split_at_mut(1);
-        let s1 = &mut s1[0];
-        let mut unused = 0.0f32;
-        let t = p.lr * p.l1;
-        for j in 0..d {
-            for c in 0..k {
-                let (e, at) = (j * k + c, c * dp + j);
-                let grad = self.gt[at] / rows + p.l2 * self.wt[at];
-                let s2 = match rest.first_mut() {
-                    Some(s2) => &mut s2[e],
-                    None => &mut unused,
-                };
-                let v = crate::cpu::optimize(adam, grad, self.wt[at], &mut s1[e], s2, &p, true);
-                self.wt[at] = crate::cpu::shrink(v, t);
-            }
-        }
-        for c in 0..k {
-            let e = d * k + c;
-            let s2 = match rest.first_mut() {
-                Some(s2) => &mut s2[e],
-                None => &mut unused,
-            };
-            self.b[c] = crate::cpu::optimize(
-                adam,
-                self.gb[c] / rows,
-                self.b[c],
-                &mut s1[e],
-                s2,
-                &p,
-                false,
-            );
-        }
+        let s2: &mut [f32] = rest.first_mut().map_or(&mut [], |v| v.as_mut_slice());
+        // Wᵀ and Gᵀ are [kp, dp], padded: their [d, k] views, for the mirror of the update kernels, whose order of
+        // operations (W by j then c, then b) is the one this trainer's state needs.
+        let as_view = |e: ndarray::ShapeError| Error::Internal(e.to_string());
+        let g = ArrayView2::from_shape((kp, dp), &self.gt[..])
+            .map_err(as_view)?
+            .slice_move(ndarray::s![..k, ..d])
+            .reversed_axes();
+        let w = ndarray::ArrayViewMut2::from_shape((kp, dp), &mut self.wt[..])
+            .map_err(as_view)?
+            .slice_move(ndarray::s![..k, ..d])
+            .reversed_axes();
+        crate::cpu::optimizer_step(
+            adam,
+            g,
+            ndarray::ArrayView1::from(&self.gb[..]),
+            w,
+            ndarray::ArrayViewMut1::from(&mut self.b[..]),
+            &mut s1[0],
+            s2,
+            &p,
+        );
         Ok(())
     }
 

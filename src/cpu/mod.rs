@@ -17,8 +17,6 @@ pub use crate::optim::StepParams;
 pub use crate::params::{Real, Weights};
 use crate::train::{Held, Shape};
 
-/// The row sets a CPU backend holds: host rows (shared with their source when it has them in memory), each
-/// addressed by the [`Held`] handle [`HostSets::hold`] gave for it.
 /// A held set: dense rows, or sparse ones (CSR).
 #[derive(Debug, Clone)]
 pub(crate) enum HostSet {
@@ -35,6 +33,8 @@ impl HostSet {
     }
 }
 
+/// The row sets a CPU backend holds: host rows (shared with their source when it has them in memory), each
+/// addressed by the [`Held`] handle [`HostSets::hold`] gave for it.
 #[derive(Debug, Default)]
 pub(crate) struct HostSets(Vec<Option<HostSet>>);
 

@@ -183,12 +183,12 @@ pub trait Backend {
     /// Replaces the parameters (warm start, resume, full-batch methods).
     fn set_params(&mut self, p: &Params) -> Result<()>;
 
-    /// The optimizer's state (what a checkpoint saves beside the weights).
     /// Weights each row's loss by the weight of its class (`--class-weight`): J = (1/N)·Σ w_{y_i}·CE_i (+ penalty),
     /// so the residual of a row, and with it the gradient sums, is scaled by w_{y_i}; the divisor stays the row count.
     /// One positive, finite weight per class; None removes them. Applies to every later accumulate and forward pass.
     fn set_class_weights(&mut self, weights: Option<&[f32]>) -> Result<()>;
 
+    /// The optimizer's state (what a checkpoint saves beside the weights).
     fn optimizer_state(&mut self) -> Result<OptimizerState>;
 
     /// Restores the optimizer's state.

@@ -7,8 +7,6 @@ use crate::gpu::kernels::Kernel;
 use super::GpuBackend;
 
 impl GpuBackend<'_> {
-    /// Queues the rows of `batch` for the next op: perm entries for held rows, a copy into the batch buffer for
-    /// host rows. Returns where the op reads them from and its perm offset.
     /// Makes the optimizer's `count` state buffers (zeros, or `values`) and its kernel's bind group, unless they
     /// exist already with that count.
     pub(super) fn ensure_slots(&mut self, count: usize, values: Option<&[&[f32]]>) -> Result<()> {

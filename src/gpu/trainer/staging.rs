@@ -192,6 +192,8 @@ impl GpuBackend<'_> {
         Ok(())
     }
 
+    /// Queues the rows of `batch` for the next op: perm entries for held rows, a copy into the batch buffer for
+    /// host rows. Returns where the op reads them from and its perm offset.
     pub(super) fn stage(&mut self, batch: &Batch<'_>, slot: bool) -> Result<(Rows, u32)> {
         let n = batch.len();
         self.ensure_capacity(n)?;
