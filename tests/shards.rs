@@ -11,8 +11,10 @@ use softmax_wgpu::cpu::{CpuBackend, FastCpu};
 use softmax_wgpu::data::{self, Dataset, HostRows, InMemory, Standardizer};
 use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
 use softmax_wgpu::lbfgs::LbfgsOptions;
-use softmax_wgpu::train::{fit, fit_with, Optimizer, Reducer, ThreadGroup};
-use softmax_wgpu::{Backend, EpochReport, Error, Params, Shape, TrainConfig};
+use softmax_wgpu::train::{
+    choose, fit, fit_with, Choice, Local, Method, Optimizer, Reducer, Request, ThreadGroup, Why,
+};
+use softmax_wgpu::{Backend, EpochReport, Error, Params, RowSource, Shape, TrainConfig};
 
 fn problem() -> (Dataset, Dataset) {
     let full = data::synthetic(300, 8, 3, 3).unwrap();
@@ -43,6 +45,9 @@ fn shards(d: &Dataset, cuts: &[usize]) -> Vec<InMemory> {
 
 type Outcome = softmax_wgpu::Result<(Params, Vec<EpochReport>)>;
 
+/// An outcome with the automatic choice the process made.
+type Chosen = softmax_wgpu::Result<(Params, Vec<EpochReport>, Option<Choice>)>;
+
 /// Makes a backend that can move to a thread (and borrows what lives `'c`, a GPU context).
 type Make<'c> = dyn Fn() -> Box<dyn Backend + Send + 'c> + Sync + 'c;
 
@@ -53,6 +58,20 @@ fn run_processes(
     held: Vec<InMemory>,
     cfg: &TrainConfig,
 ) -> Vec<Outcome> {
+    run_chosen(make, train, held, cfg, None)
+        .into_iter()
+        .map(|r| r.map(|(w, reports, _)| (w, reports)))
+        .collect()
+}
+
+/// [`run_processes`], each process first resolving `request` (the automatic choice) into its settings.
+fn run_chosen(
+    make: &Make<'_>,
+    train: Vec<InMemory>,
+    held: Vec<InMemory>,
+    cfg: &TrainConfig,
+    request: Option<&Request>,
+) -> Vec<Chosen> {
     let reducers = ThreadGroup::new(train.len());
     std::thread::scope(|scope| {
         let handles: Vec<_> = reducers
@@ -61,15 +80,20 @@ fn run_processes(
             .map(|(mut reducer, (mut t, mut h))| {
                 let mut backend = make();
                 scope.spawn(move || {
+                    let mut cfg = cfg.clone();
+                    let choice = match request {
+                        Some(r) => Some(choose(r, &mut cfg, backend.as_ref(), &t, &mut reducer)?),
+                        None => None,
+                    };
                     let reports = fit_with(
                         backend.as_mut(),
                         &mut t,
                         Some(&mut h),
-                        cfg,
+                        &cfg,
                         &mut reducer,
                         &mut [],
                     )?;
-                    Ok((backend.params()?, reports))
+                    Ok((backend.params()?, reports, choice))
                 })
             })
             .collect();
@@ -294,4 +318,112 @@ fn one_process_through_a_group_of_one_is_the_plain_run() {
     )
     .unwrap();
     assert_eq!(alone.params().unwrap(), plain.params().unwrap());
+}
+
+#[test]
+fn the_automatic_choice_is_made_on_all_rows_alike_on_every_process() {
+    let (train, held) = problem();
+    let request = Request {
+        automatic: true,
+        lbfgs: LbfgsOptions::default(),
+        max_epochs: None,
+        tol: None,
+        l2_given: false,
+    };
+    // Held rows: L-BFGS with λ = 1/N over all 240 rows (not a shard's), and the run equals one process's.
+    let mut cfg = TrainConfig::default();
+    let mut one = CpuBackend::<f32>::new(SHAPE);
+    let mut all = train.clone().into_source().unwrap();
+    let want = choose(&request, &mut cfg, &one, &all, &mut Local).unwrap();
+    assert_eq!(want.method, Method::Lbfgs(Why::FitsInMemory));
+    assert_eq!(want.l2, Some((1.0f64 / 240.0) as f32));
+    let reports = fit(&mut one, &mut all, None, &cfg, &mut []).unwrap();
+    let make: &Make<'_> = &|| Box::new(CpuBackend::<f32>::new(SHAPE));
+    let got = run_chosen(
+        make,
+        shards(&train, &[0, 0, 100, 240]),
+        shards(&held, &[0, 25, 25, 60]),
+        &TrainConfig::default(),
+        Some(&request),
+    );
+    for (rank, r) in got.iter().enumerate() {
+        let (w, r_reports, choice) = r.as_ref().unwrap();
+        assert_eq!(choice.as_ref(), Some(&want), "rank {rank}");
+        assert_eq!(
+            r_reports.len(),
+            reports.len(),
+            "rank {rank}: L-BFGS iterations"
+        );
+        let d = rel_diff(w, &one.params().unwrap());
+        assert!(d <= 1e-5, "rank {rank}: {d:e} (the L-BFGS tolerance above)");
+    }
+    // Rows that stream on some process: minibatch SGD with the convergence rule on every process, for all rows.
+    let tight = TrainConfig {
+        memory_budget: Some(4096),
+        ..TrainConfig::default()
+    };
+    let reducers = ThreadGroup::new(3);
+    let choices: Vec<(Choice, TrainConfig)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = reducers
+            .into_iter()
+            .zip(shards(&train, &[0, 0, 100, 240]))
+            .map(|(mut reducer, source)| {
+                let tight = &tight;
+                scope.spawn(move || {
+                    let mut cfg = tight.clone();
+                    let backend = CpuBackend::<f32>::new(SHAPE);
+                    // An in-memory source is always held: offer its rows as a file's reader would.
+                    let c = choose(
+                        &request,
+                        &mut cfg,
+                        &backend,
+                        &Unshared(source),
+                        &mut reducer,
+                    )
+                    .unwrap();
+                    (c, cfg)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, (c, cfg)) in choices.iter().enumerate() {
+        assert_eq!(c.method, Method::StreamedSgd, "rank {rank}");
+        assert_eq!(
+            (c.rows, c.l2),
+            (240, Some((1.0f64 / 240.0) as f32)),
+            "rank {rank}"
+        );
+        assert!(
+            cfg.convergence.is_some() && cfg.optimizer == Optimizer::Sgd,
+            "rank {rank}"
+        );
+    }
+}
+
+/// Rows in memory offered as a reader offers a file's: not shared, so a memory budget decides whether they are held.
+struct Unshared(InMemory);
+
+impl RowSource for Unshared {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn features(&self) -> usize {
+        self.0.features()
+    }
+    fn classes(&self) -> usize {
+        self.0.classes()
+    }
+    fn rows(&self) -> Option<u64> {
+        self.0.rows()
+    }
+    fn rewind(&mut self) -> softmax_wgpu::Result<()> {
+        self.0.rewind()
+    }
+    fn next_chunk(
+        &mut self,
+        max_rows: usize,
+    ) -> softmax_wgpu::Result<Option<softmax_wgpu::data::Chunk<'_>>> {
+        self.0.next_chunk(max_rows)
+    }
 }

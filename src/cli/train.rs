@@ -10,7 +10,8 @@ use softmax_wgpu::error::bytes;
 use softmax_wgpu::lbfgs::Stop;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
 use softmax_wgpu::train::{
-    held_row_bytes, residency, EpochReport, Observer, OnEpoch, Optimizer, Residency,
+    held_row_bytes, residency, EpochReport, Local, Method, Observer, OnEpoch, Optimizer, Request,
+    Residency, Why,
 };
 use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
 
@@ -18,8 +19,282 @@ use super::args::{OptimizerArg, TrainArgs};
 use super::common::{check_out_path, progress_bar, Device};
 use super::load;
 
-/// Runs the command.
+/// Runs the command: resolve the settings, load the data and open the device, set the run up (warm start, class
+/// weights, the automatic choice, resume, checkpoints), train with the observers, report how it ended, save.
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    let resolved = resolve(&a)?;
+    let data = prepare(
+        &a,
+        &resolved.cfg,
+        resolved.init.as_ref().and_then(|m| m.standardizer.as_ref()),
+    )?;
+    let device = Device::open(&a.device, a.quiet)?;
+    let mut run = set_up(&a, resolved, data, &device)?;
+    let (reports, checked) = train_observed(&a, &mut run)?;
+    report_end(&a, &run.cfg, &reports);
+    if let Some(s) = checked.as_ref().filter(|_| !a.quiet) {
+        print_check_summary(s);
+    }
+    save(&a, run, &reports, checked)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A run set up: its settings resolved against the data and the device, the data, the backend, and its observers'
+/// parts.
+struct Run<'d> {
+    cfg: TrainConfig,
+    data: Prepared,
+    shape: Shape,
+    backend: Box<dyn softmax_wgpu::Backend + 'd>,
+    check: Option<ShadowOptions>,
+    checkpointer: Option<softmax_wgpu::checkpoint::Checkpointer>,
+}
+
+/// Opens the backend and sets the run up: the warm start, the class weights, the automatic choice, resume and
+/// checkpoints; says what it will do.
+fn set_up<'d>(
+    a: &TrainArgs,
+    r: Resolved,
+    mut data: Prepared,
+    device: &'d Device,
+) -> Result<Run<'d>> {
+    let Resolved {
+        mut cfg,
+        automatic,
+        check,
+        chunk_bytes,
+        init,
+    } = r;
+    let say = |line: String| {
+        if !a.quiet {
+            eprintln!("{line}");
+        }
+    };
+    let shape = Shape {
+        d: data.train.features(),
+        k: data.classes.len(),
+    };
+    let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune, data.train.is_sparse())?;
+    if let (Some(m), Some(path)) = (&init, &a.init) {
+        warm_start(backend.as_mut(), m, path, shape, &data.classes)?;
+    }
+    if let Some(spec) = &a.class_weight {
+        let w = class_weights(spec, &data.classes, data.train.as_mut())?;
+        say(class_weights_line(&data.classes, &w));
+        cfg.class_weights = Some(w);
+    }
+    if automatic || a.optimizer == Some(OptimizerArg::Lbfgs) {
+        say(choose(a, &mut cfg, backend.as_ref(), data.train.as_ref())?);
+        cfg.check()?;
+    }
+    let run_id =
+        softmax_wgpu::checkpoint::run_identity(&cfg, &data.data_name, data.train.rows(), shape);
+    if let Some(path) = &a.resume {
+        let c = softmax_wgpu::checkpoint::Checkpoint::load(path)?;
+        c.check_run(path, &run_id)?;
+        c.restore(backend.as_mut())?;
+        cfg.resume = Some(c.at.clone());
+        say(format!(
+            "resuming from {}: epoch {}, after step {} ({} of the epoch's)",
+            path.display(),
+            c.at.epoch,
+            c.at.steps,
+            c.at.batches_done
+        ));
+    }
+    let checkpointer = a
+        .checkpoint
+        .as_deref()
+        .map(|p| {
+            softmax_wgpu::checkpoint::Checkpointer::new(
+                p,
+                a.checkpoint_every,
+                run_id.clone(),
+                cfg.resume.as_ref(),
+            )
+        })
+        .transpose()?;
+    say(data_line(backend.as_ref(), &data, shape));
+    if let Some(line) = streaming_line(
+        backend.as_ref(),
+        data.train.as_ref(),
+        &cfg,
+        data.stream_budget,
+    ) {
+        say(line);
+    }
+    if let Some(c) = &check {
+        say(format!(
+            "checking: every step replayed on the CPU in f64, weights compared every {} steps (tolerance {:.1e})",
+            c.every, c.tolerance
+        ));
+    }
+    Ok(Run {
+        cfg,
+        data,
+        shape,
+        backend,
+        check,
+        checkpointer,
+    })
+}
+
+/// The device and the data: rows, features, classes.
+fn data_line(backend: &dyn softmax_wgpu::Backend, data: &Prepared, shape: Shape) -> String {
+    format!(
+        "device: {} · data: {} · {} training rows{} × {} features, {} classes",
+        backend.device(),
+        data.data_name,
+        data.train.rows().unwrap_or(0),
+        data.held_out.as_ref().map_or(String::new(), |h| format!(
+            " / {} held-out",
+            h.rows().unwrap_or(0)
+        )),
+        shape.d,
+        shape.k
+    )
+}
+
+/// The classes' weights, the first dozen of them.
+fn class_weights_line(classes: &[String], w: &[f32]) -> String {
+    format!(
+        "class weights: {}",
+        classes
+            .iter()
+            .zip(w)
+            .take(12)
+            .map(|(c, w)| format!("{c} {w:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+            + if classes.len() > 12 { ", …" } else { "" }
+    )
+}
+
+/// Trains with the observers — the progress bar, the `--check-every` shadow, the checkpoints, the epoch lines (or
+/// JSON) — and returns the epochs' reports and the shadow's summary.
+fn train_observed(
+    a: &TrainArgs,
+    run: &mut Run<'_>,
+) -> Result<(Vec<EpochReport>, Option<ShadowSummary>)> {
+    let (quiet, json) = (a.quiet, a.json);
+    let cfg = &run.cfg;
+    let mut shadow = run.check.map(|c| Shadow::new(run.shape, c)).transpose()?;
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        match cfg.optimizer {
+            Optimizer::Lbfgs(o) => progress_bar(o.max_iter as u64, "iterations"),
+            _ => progress_bar(
+                run.data
+                    .train
+                    .rows()
+                    .unwrap_or(0)
+                    .saturating_mul(cfg.epochs as u64),
+                "rows",
+            ),
+        }
+    };
+    let mut rows = Progress {
+        bar: &bar,
+        epochs: cfg.epochs,
+    };
+    let mut print = OnEpoch(|r: &EpochReport| {
+        if json || !quiet {
+            bar.suspend(|| print_epoch(r, json))?;
+        }
+        Ok(())
+    });
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut rows];
+    if let Some(s) = shadow.as_mut() {
+        observers.push(s);
+    }
+    if let Some(c) = run.checkpointer.as_mut() {
+        observers.push(c);
+    }
+    observers.push(&mut print);
+    let result = fit(
+        run.backend.as_mut(),
+        run.data.train.as_mut(),
+        run.data
+            .held_out
+            .as_mut()
+            .map(|h| h.as_mut() as &mut dyn RowSource),
+        cfg,
+        &mut observers,
+    );
+    drop(observers);
+    bar.finish_and_clear();
+    let reports = match result {
+        Err(e @ Error::Drift { .. }) => {
+            let stopped = match &a.out {
+                Some(out) => format!("training stopped, {} not written", out.display()),
+                None => "training stopped".to_string(),
+            };
+            return Err(anyhow::Error::from(e).context(stopped));
+        }
+        r => r?,
+    };
+    Ok((reports, shadow.as_ref().map(Shadow::summary)))
+}
+
+/// Writes the `--plot` and the `--out` model.
+fn save(
+    a: &TrainArgs,
+    mut run: Run<'_>,
+    reports: &[EpochReport],
+    checked: Option<ShadowSummary>,
+) -> Result<()> {
+    let say = |line: String| {
+        if !a.quiet {
+            eprintln!("{line}");
+        }
+    };
+    let device = run.backend.device();
+    if let Some(plot) = &a.plot {
+        let title = format!("softmax-wgpu train · {} · {device}", run.data.data_name);
+        let points: Vec<softmax_wgpu::plot::Point> = reports.iter().map(Into::into).collect();
+        softmax_wgpu::atomic::write_atomically(
+            plot,
+            softmax_wgpu::plot::curves(&points, &title).as_bytes(),
+        )?;
+        say(format!("drew {}", plot.display()));
+    }
+    if let Some(out) = &a.out {
+        let params = run.backend.params()?;
+        let zero_weights = params.w.iter().filter(|&&v| v == 0.0).count();
+        let model = Model {
+            params,
+            classes: run.data.classes,
+            standardizer: run.data.standardizer,
+            settings: settings(
+                &run.cfg,
+                &run.data.data_name,
+                &device,
+                reports.last(),
+                checked,
+                zero_weights,
+            ),
+        };
+        model.save(out)?;
+        say(format!("saved {}", out.display()));
+    }
+    Ok(())
+}
+
+/// The settings as the flags give them, checked, before any data is read.
+struct Resolved {
+    cfg: TrainConfig,
+    /// No optimizer or minibatch flag: the method is chosen once the rows and the device are known.
+    automatic: bool,
+    check: Option<ShadowOptions>,
+    chunk_bytes: Option<u64>,
+    /// The `--init` model.
+    init: Option<Model>,
+}
+
+/// Checks the flags and the output paths (before a long run, not after it), reads the `--init` model and decides
+/// whether features are standardised.
+fn resolve(a: &TrainArgs) -> Result<Resolved> {
     a.check_optimizer_flags()?;
     let mut cfg = a.config();
     let automatic = a.automatic();
@@ -52,7 +327,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         // told not to, a warm start's model says otherwise, or the rows are sparse (centring would densify them).
         cfg.standardize = match &init {
             Some(m) => m.standardizer.is_some(),
-            None => !a.no_standardize && !sparse_input(&a)?,
+            None => !a.no_standardize && !sparse_input(a)?,
         };
     }
     if let (Some(m), Some(path)) = (&init, &a.init) {
@@ -82,182 +357,85 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             _ => {}
         }
     }
+    Ok(Resolved {
+        cfg,
+        automatic,
+        check,
+        chunk_bytes,
+        init,
+    })
+}
+
+/// Starts from the `--init` model's weights, once its features and classes are the data's.
+fn warm_start(
+    backend: &mut dyn softmax_wgpu::Backend,
+    m: &Model,
+    path: &std::path::Path,
+    shape: Shape,
+    classes: &[String],
+) -> Result<()> {
+    if m.features() != shape.d {
+        return Err(Error::input(
+            path,
+            format!("has {} features, the data have {}", m.features(), shape.d),
+        )
+        .into());
+    }
+    if m.classes != classes {
+        let show = |c: &[String]| c.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+        return Err(Error::input(
+            path,
+            format!(
+                "has the classes [{}], the data have [{}]",
+                show(&m.classes),
+                show(classes)
+            ),
+        )
+        .into());
+    }
+    backend.set_params(&m.params)?;
+    Ok(())
+}
+
+/// The line saying how rows that do not fit are streamed, when they are.
+fn streaming_line(
+    backend: &dyn softmax_wgpu::Backend,
+    train: &dyn RowSource,
+    cfg: &TrainConfig,
+    stream_budget: Option<u64>,
+) -> Option<String> {
+    let Residency::Streamed { chunk_rows } = residency(backend, train, cfg) else {
+        return None;
+    };
+    let train_rows = train.rows().unwrap_or(0);
+    let held = train
+        .held_bytes()
+        .unwrap_or(train_rows * held_row_bytes(train.features()));
+    let row = held.div_ceil(train_rows.max(1));
+    Some(format!(
+        "streaming: the rows would take {} held, over {}; read {chunk_rows} rows ({}) at a time, the next chunk \
+         while the current one trains, shuffled {}",
+        bytes(held),
+        stream_budget.map_or("the device's memory".to_string(), |b| format!(
+            "the memory budget of {}",
+            bytes(b)
+        )),
+        bytes(chunk_rows as u64 * row),
+        if cfg.shuffle {
+            "by chunk and within each chunk"
+        } else {
+            "not at all"
+        }
+    ))
+}
+
+/// How the run ended: converged or not (the convergence rule, L-BFGS's stop), and early stopping's kept epoch.
+fn report_end(a: &TrainArgs, cfg: &TrainConfig, reports: &[EpochReport]) {
     let quiet = a.quiet;
     let say = |line: String| {
         if !quiet {
             eprintln!("{line}");
         }
-    };
-    let Prepared {
-        mut train,
-        mut held_out,
-        classes,
-        data_name,
-        standardizer,
-        stream_budget,
-    } = prepare(
-        &a,
-        &cfg,
-        init.as_ref().and_then(|m| m.standardizer.as_ref()),
-    )?;
-    let shape = Shape {
-        d: train.features(),
-        k: classes.len(),
-    };
-    let device = Device::open(&a.device, quiet)?;
-    let mut backend = device.backend(shape, chunk_bytes, !a.no_autotune, train.is_sparse())?;
-    if let (Some(m), Some(path)) = (&init, &a.init) {
-        if m.features() != shape.d {
-            return Err(Error::input(
-                path,
-                format!("has {} features, the data have {}", m.features(), shape.d),
-            )
-            .into());
-        }
-        if m.classes != classes {
-            let show = |c: &[String]| c.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
-            return Err(Error::input(
-                path,
-                format!(
-                    "has the classes [{}], the data have [{}]",
-                    show(&m.classes),
-                    show(&classes)
-                ),
-            )
-            .into());
-        }
-        backend.set_params(&m.params)?;
-    }
-    if let Some(spec) = &a.class_weight {
-        let w = class_weights(spec, &classes, train.as_mut())?;
-        say(format!(
-            "class weights: {}",
-            classes
-                .iter()
-                .zip(&w)
-                .take(12)
-                .map(|(c, w)| format!("{c} {w:.4}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-                + if classes.len() > 12 { ", …" } else { "" }
-        ));
-        cfg.class_weights = Some(w);
-    }
-    if automatic || a.optimizer == Some(OptimizerArg::Lbfgs) {
-        say(choose(&a, &mut cfg, backend.as_ref(), train.as_ref()));
-        cfg.check()?;
-    }
-    let run_id = softmax_wgpu::checkpoint::run_identity(&cfg, &data_name, train.rows(), shape);
-    if let Some(path) = &a.resume {
-        let c = softmax_wgpu::checkpoint::Checkpoint::load(path)?;
-        c.check_run(path, &run_id)?;
-        c.restore(backend.as_mut())?;
-        cfg.resume = Some(c.at.clone());
-        say(format!(
-            "resuming from {}: epoch {}, after step {} ({} of the epoch's)",
-            path.display(),
-            c.at.epoch,
-            c.at.steps,
-            c.at.batches_done
-        ));
-    }
-    let mut checkpointer = a
-        .checkpoint
-        .as_deref()
-        .map(|p| {
-            softmax_wgpu::checkpoint::Checkpointer::new(
-                p,
-                a.checkpoint_every,
-                run_id.clone(),
-                cfg.resume.as_ref(),
-            )
-        })
-        .transpose()?;
-    let train_rows = train.rows().unwrap_or(0);
-    say(format!(
-        "device: {} · data: {data_name} · {} training rows{} × {} features, {} classes",
-        backend.device(),
-        train_rows,
-        held_out.as_ref().map_or(String::new(), |h| format!(
-            " / {} held-out",
-            h.rows().unwrap_or(0)
-        )),
-        shape.d,
-        shape.k
-    ));
-    if let Residency::Streamed { chunk_rows } = residency(backend.as_ref(), train.as_ref(), &cfg) {
-        let held = train
-            .held_bytes()
-            .unwrap_or(train_rows * held_row_bytes(shape.d));
-        let row = held.div_ceil(train_rows.max(1));
-        say(format!(
-            "streaming: the rows would take {} held, over {}; read {chunk_rows} rows ({}) at a time, the next chunk \
-             while the current one trains, shuffled {}",
-            bytes(held),
-            stream_budget.map_or("the device's memory".to_string(), |b| format!(
-                "the memory budget of {}",
-                bytes(b)
-            )),
-            bytes(chunk_rows as u64 * row),
-            if cfg.shuffle {
-                "by chunk and within each chunk"
-            } else {
-                "not at all"
-            }
-        ));
-    }
-    let mut shadow = check.map(|c| Shadow::new(shape, c)).transpose()?;
-    if let Some(c) = &check {
-        say(format!(
-            "checking: every step replayed on the CPU in f64, weights compared every {} steps (tolerance {:.1e})",
-            c.every, c.tolerance
-        ));
-    }
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        match cfg.optimizer {
-            Optimizer::Lbfgs(o) => progress_bar(o.max_iter as u64, "iterations"),
-            _ => progress_bar(train_rows.saturating_mul(cfg.epochs as u64), "rows"),
-        }
-    };
-    let mut rows = Progress {
-        bar: &bar,
-        epochs: cfg.epochs,
-    };
-    let json = a.json;
-    let mut print = OnEpoch(|r: &EpochReport| {
-        if json || !quiet {
-            bar.suspend(|| print_epoch(r, json))?;
-        }
-        Ok(())
-    });
-    let mut observers: Vec<&mut dyn Observer> = vec![&mut rows];
-    if let Some(s) = shadow.as_mut() {
-        observers.push(s);
-    }
-    if let Some(c) = checkpointer.as_mut() {
-        observers.push(c);
-    }
-    observers.push(&mut print);
-    let result = fit(
-        backend.as_mut(),
-        train.as_mut(),
-        held_out.as_mut().map(|h| h.as_mut() as &mut dyn RowSource),
-        &cfg,
-        &mut observers,
-    );
-    drop(observers);
-    bar.finish_and_clear();
-    let reports = match result {
-        Err(e @ Error::Drift { .. }) => {
-            let stopped = match &a.out {
-                Some(out) => format!("training stopped, {} not written", out.display()),
-                None => "training stopped".to_string(),
-            };
-            return Err(anyhow::Error::from(e).context(stopped));
-        }
-        r => r?,
     };
     if let (Some(c), Some(last)) = (cfg.convergence, reports.last()) {
         if last.converged {
@@ -274,7 +452,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
     }
     if let Some(it) = reports.last().and_then(|r| r.lbfgs) {
-        let line = lbfgs_outcome(&it, &cfg);
+        let line = lbfgs_outcome(&it, cfg);
         if it.stop.is_some_and(Stop::converged) {
             say(line);
         } else if !quiet {
@@ -292,39 +470,6 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             ));
         }
     }
-    let checked = shadow.as_ref().map(Shadow::summary);
-    if let Some(s) = checked.as_ref().filter(|_| !quiet) {
-        print_check_summary(s);
-    }
-    if let Some(plot) = &a.plot {
-        let title = format!("softmax-wgpu train · {data_name} · {}", backend.device());
-        let points: Vec<softmax_wgpu::plot::Point> = reports.iter().map(Into::into).collect();
-        softmax_wgpu::atomic::write_atomically(
-            plot,
-            softmax_wgpu::plot::curves(&points, &title).as_bytes(),
-        )?;
-        say(format!("drew {}", plot.display()));
-    }
-    if let Some(out) = &a.out {
-        let params = backend.params()?;
-        let zero_weights = params.w.iter().filter(|&&v| v == 0.0).count();
-        let model = Model {
-            params,
-            classes,
-            standardizer,
-            settings: settings(
-                &cfg,
-                &data_name,
-                &backend.device(),
-                reports.last(),
-                checked,
-                zero_weights,
-            ),
-        };
-        model.save(out)?;
-        say(format!("saved {}", out.display()));
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The progress bar's observer: rows done, and the epoch and step in its message.
@@ -448,25 +593,25 @@ fn sparse_input(a: &TrainArgs) -> Result<bool> {
     })
 }
 
-/// Resolves the automatic choice (and the default penalty of L-BFGS) now that the rows and the device are known,
-/// and says in one line what was chosen and why.
+/// Resolves the automatic choice (and the default penalty of L-BFGS) now that the rows and the device are known
+/// ([`softmax_wgpu::train::choose`], the library's policy), and says in one line what was chosen and why.
 fn choose(
     a: &TrainArgs,
     cfg: &mut TrainConfig,
     backend: &dyn softmax_wgpu::Backend,
     train: &dyn RowSource,
-) -> String {
-    let n = train.rows().unwrap_or(0);
-    let automatic = a.optimizer.is_none();
+) -> Result<String> {
+    let request = Request {
+        automatic: a.optimizer.is_none(),
+        lbfgs: a.lbfgs_options(),
+        max_epochs: a.max_iter,
+        tol: a.tol,
+        l2_given: a.l2.is_some(),
+    };
+    let choice = softmax_wgpu::train::choose(&request, cfg, backend, train, &mut Local)?;
     let mut line = String::from("optimizer: ");
-    match (automatic, residency(backend, train, cfg)) {
-        (true, Residency::Streamed { .. }) => {
-            cfg.optimizer = Optimizer::Sgd;
-            cfg.epochs = a.max_iter.unwrap_or(AUTO_MAX_EPOCHS);
-            cfg.convergence = Some(Convergence {
-                tol: a.tol.unwrap_or(Convergence::SGD_CLASSIFIER.tol),
-                ..Convergence::SGD_CLASSIFIER
-            });
+    match choice.method {
+        Method::StreamedSgd => {
             let c = cfg.convergence.unwrap_or(Convergence::SGD_CLASSIFIER);
             line += &format!(
                 "minibatch SGD (automatic: the training rows stream from their file, so no full-batch method), \
@@ -475,30 +620,25 @@ fn choose(
                 cfg.lr, cfg.batch_size, c.tol, c.patience, cfg.epochs
             );
         }
-        (_, residency) => {
-            let o = a.lbfgs_options();
-            cfg.optimizer = Optimizer::Lbfgs(o);
-            let why = match (automatic, residency) {
-                (false, _) => "--optimizer lbfgs".to_string(),
-                (true, _) if backend.holds_in_host_memory() => {
-                    format!("automatic: the {n} training rows fit in memory")
-                }
-                (true, _) => format!("automatic: the {n} training rows fit on the device"),
+        Method::Lbfgs(why) => {
+            let n = choice.rows;
+            let why = match why {
+                Why::Asked => "--optimizer lbfgs".to_string(),
+                Why::FitsInMemory => format!("automatic: the {n} training rows fit in memory"),
+                Why::FitsOnDevice => format!("automatic: the {n} training rows fit on the device"),
             };
             line += &format!(
                 "full-batch L-BFGS ({why}) to ‖∇J‖∞ ≤ --tol {:.0e}, at most --max-iter {} iterations",
-                o.tol, o.max_iter
+                request.lbfgs.tol, request.lbfgs.max_iter
             );
         }
     }
-    if a.l2.is_none() && n > 0 {
-        cfg.l2 = (1.0 / n as f64) as f32;
+    if let Some(l2) = choice.l2 {
         line += &format!(
-            "; L2 λ = 1/N = {:.3e} (scikit-learn's C = 1; --l2 sets another, --l2 0 none)",
-            cfg.l2
+            "; L2 λ = 1/N = {l2:.3e} (scikit-learn's C = 1; --l2 sets another, --l2 0 none)"
         );
     }
-    if automatic {
+    if request.automatic {
         line += match (cfg.standardize, train.is_sparse()) {
             (true, _) => "; standardised features",
             (false, true) => "; features as they are (sparse rows are never centred)",
@@ -506,12 +646,8 @@ fn choose(
         };
         line += ". --optimizer or a minibatch flag (--epochs, --lr, …) chooses otherwise";
     }
-    line
+    Ok(line)
 }
-
-/// Most epochs of the automatic minibatch choice (scikit-learn's SGDClassifier allows 1,000; a streamed data set
-/// is large, so each epoch is many steps).
-const AUTO_MAX_EPOCHS: usize = 100;
 
 /// How an L-BFGS run ended, in scikit-learn's terms where they apply.
 fn lbfgs_outcome(it: &softmax_wgpu::lbfgs::Iteration, cfg: &TrainConfig) -> String {

@@ -32,6 +32,7 @@
 
 mod batch;
 mod begin;
+mod choice;
 mod evaluate;
 mod full_batch;
 mod minibatch;
@@ -51,6 +52,7 @@ pub use crate::params::{check_class_weights, Params, Shape};
 
 pub use batch::{epoch_order, Batch, BatchRows, Held};
 
+pub use choice::{choose, Choice, Method, Request, Why, AUTO_MAX_EPOCHS};
 pub use evaluate::{evaluate, evaluate_streamed};
 
 pub use minibatch::{fit, fit_with};
