@@ -102,10 +102,9 @@ fn config(r: &Reference) -> TrainConfig {
     }
 }
 
-#[test]
-fn lbfgs_reaches_the_scikit_learn_optimum_on_every_backend() {
+fn lbfgs_reaches_the_scikit_learn_optimum_on_every_backend(on: Backends) {
     for r in references() {
-        on_every_backend(|name, make| {
+        on.each(|name, make| {
             let mut source = weighted_rows(&r);
             let shape = Shape {
                 d: r.w.len(),
@@ -156,11 +155,11 @@ fn lbfgs_reaches_the_scikit_learn_optimum_on_every_backend() {
         });
     }
 }
+per_backend!(lbfgs_reaches_the_scikit_learn_optimum_on_every_backend);
 
-#[test]
-fn lbfgs_is_deterministic_and_reports_every_iteration() {
+fn lbfgs_is_deterministic_and_reports_every_iteration(on: Backends) {
     let r = &references()[1];
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let shape = Shape {
             d: r.w.len(),
             k: r.b.len(),
@@ -203,3 +202,4 @@ fn lbfgs_is_deterministic_and_reports_every_iteration() {
             .all(|(a, b)| a.train_loss == b.train_loss));
     });
 }
+per_backend!(lbfgs_is_deterministic_and_reports_every_iteration);

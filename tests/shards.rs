@@ -111,25 +111,34 @@ fn rel_diff(a: &Params, b: &Params) -> f64 {
     (num / den).sqrt()
 }
 
-/// Every backend kind this machine has, as a maker of backends that can move to a thread.
-fn every_backend(mut body: impl for<'c> FnMut(&str, &Make<'c>)) {
-    body("cpu f32", &|| Box::new(CpuBackend::<f32>::new(SHAPE)));
-    body("cpu f64", &|| Box::new(CpuBackend::<f64>::new(SHAPE)));
-    body("fast cpu", &|| Box::new(FastCpu::new(SHAPE).unwrap()));
-    for ctx in gpus() {
-        let name = ctx.describe();
-        body(&name, &|| {
-            Box::new(GpuBackend::new(&ctx, SHAPE, &GpuOptions::default()).unwrap())
-        });
+/// The backends of one kind (every kind with [`Backends::All`]), as makers of backends that can move to a thread.
+fn every_backend(on: Backends, mut body: impl for<'c> FnMut(&str, &Make<'c>)) {
+    let kind = |k: Backends| on == Backends::All || on == k;
+    if kind(Backends::CpuF32) {
+        body("cpu f32", &|| Box::new(CpuBackend::<f32>::new(SHAPE)));
+    }
+    if kind(Backends::CpuF64) {
+        body("cpu f64", &|| Box::new(CpuBackend::<f64>::new(SHAPE)));
+    }
+    if kind(Backends::FastCpu) {
+        body("fast cpu", &|| Box::new(FastCpu::new(SHAPE).unwrap()));
+    }
+    if kind(Backends::Gpu) {
+        for ctx in gpus() {
+            let name = ctx.describe();
+            body(&name, &|| {
+                Box::new(GpuBackend::new(&ctx, SHAPE, &GpuOptions::default()).unwrap())
+            });
+        }
     }
 }
 
 /// Each case against one process over all the rows, for P = 3 (shards of 0, 100 and 140 training rows; 25, 0 and
 /// 35 held-out rows) and P = 2 (77 and 163; 60 and 0).
-fn equals_one_process(what: &str, cfg: &TrainConfig, tolerance: f64) {
+fn equals_one_process(on: Backends, what: &str, cfg: &TrainConfig, tolerance: f64) {
     let (train, held) = problem();
     assert_eq!((train.len(), held.len()), (240, 60));
-    every_backend(|name, make| {
+    every_backend(on, |name, make| {
         let mut one = make();
         let want = fit(
             one.as_mut(),
@@ -176,8 +185,7 @@ fn equals_one_process(what: &str, cfg: &TrainConfig, tolerance: f64) {
 // and is far below the effect of a wrong batch, a missed step or a shard counted twice (≥ 1e-2). Adam divides by
 // √v, which magnifies rounding where a second moment is small: 1e-4, as the Adam tests of tests/training.rs.
 
-#[test]
-fn sgd_on_unequal_shards_equals_one_process() {
+fn sgd_on_unequal_shards_equals_one_process(on: Backends) {
     let cfg = TrainConfig {
         epochs: 3,
         batch_size: 16,
@@ -185,16 +193,16 @@ fn sgd_on_unequal_shards_equals_one_process() {
         val_split: 0.0,
         ..TrainConfig::default()
     };
-    equals_one_process("sgd", &cfg, 1e-5);
+    equals_one_process(on, "sgd", &cfg, 1e-5);
     let ordered = TrainConfig {
         shuffle: false,
         ..cfg
     };
-    equals_one_process("sgd --no-shuffle", &ordered, 1e-5);
+    equals_one_process(on, "sgd --no-shuffle", &ordered, 1e-5);
 }
+per_backend!(sgd_on_unequal_shards_equals_one_process);
 
-#[test]
-fn adam_on_unequal_shards_equals_one_process() {
+fn adam_on_unequal_shards_equals_one_process(on: Backends) {
     let cfg = TrainConfig {
         epochs: 3,
         batch_size: 16,
@@ -208,11 +216,11 @@ fn adam_on_unequal_shards_equals_one_process() {
         },
         ..TrainConfig::default()
     };
-    equals_one_process("adam", &cfg, 1e-4);
+    equals_one_process(on, "adam", &cfg, 1e-4);
 }
+per_backend!(adam_on_unequal_shards_equals_one_process);
 
-#[test]
-fn lbfgs_on_unequal_shards_takes_the_same_iterations_to_the_same_optimum() {
+fn lbfgs_on_unequal_shards_takes_the_same_iterations_to_the_same_optimum(on: Backends) {
     // Every evaluation is one reduction: J and ∇J are the same bits on every process, so the iterates are too; they
     // differ from one process's by the rounding of the sums, which L-BFGS does not amplify near a strongly convex
     // optimum (λ = 1/N).
@@ -221,11 +229,11 @@ fn lbfgs_on_unequal_shards_takes_the_same_iterations_to_the_same_optimum() {
         optimizer: Optimizer::Lbfgs(LbfgsOptions::default()),
         ..TrainConfig::default()
     };
-    equals_one_process("lbfgs", &cfg, 1e-5);
+    equals_one_process(on, "lbfgs", &cfg, 1e-5);
 }
+per_backend!(lbfgs_on_unequal_shards_takes_the_same_iterations_to_the_same_optimum);
 
-#[test]
-fn early_stopping_on_unequal_shards_stops_where_one_process_stops() {
+fn early_stopping_on_unequal_shards_stops_where_one_process_stops(on: Backends) {
     // The held-out losses are reduced over the held-out shards: every process takes the same decision, and keeps
     // the same best epoch's weights. The run stops after a few epochs of a larger rate (see the resume test).
     let cfg = TrainConfig {
@@ -238,18 +246,18 @@ fn early_stopping_on_unequal_shards_stops_where_one_process_stops() {
         }),
         ..TrainConfig::default()
     };
-    equals_one_process("early stopping", &cfg, 1e-5);
+    equals_one_process(on, "early stopping", &cfg, 1e-5);
 }
+per_backend!(early_stopping_on_unequal_shards_stops_where_one_process_stops);
 
-#[test]
-fn a_failing_shard_stops_every_process_with_its_error() {
+fn a_failing_shard_stops_every_process_with_its_error(on: Backends) {
     let (train, held) = problem();
     let cfg = TrainConfig {
         epochs: 2,
         batch_size: 16,
         ..TrainConfig::default()
     };
-    every_backend(|name, make| {
+    every_backend(on, |name, make| {
         // Rank 1's shard has a feature too few: it fails as it starts, while the others wait for its row count.
         let mut t = shards(&train, &[0, 100, 170, 240]);
         let bad = train.x.slice(s![100..170, ..7]).to_owned();
@@ -285,6 +293,7 @@ fn a_failing_shard_stops_every_process_with_its_error() {
         }
     });
 }
+per_backend!(a_failing_shard_stops_every_process_with_its_error);
 
 #[test]
 fn one_process_through_a_group_of_one_is_the_plain_run() {

@@ -65,13 +65,12 @@ fn train(
     fit(backend, source, None, cfg, &mut []).unwrap()
 }
 
-#[test]
-fn streamed_training_takes_the_resident_steps_when_unshuffled() {
+fn streamed_training_takes_the_resident_steps_when_unshuffled(on: Backends) {
     let (_dir, xp, yp) = files(600, 16, 4);
     let x = data::read_npy_features(&xp).unwrap();
     let y = data::read_npy_labels(&yp, None).unwrap();
     let shape = Shape { d: 16, k: 4 };
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         for batch in [50, 7, 600] {
             let cfg = TrainConfig {
                 epochs: 2,
@@ -113,9 +112,9 @@ fn streamed_training_takes_the_resident_steps_when_unshuffled() {
         }
     });
 }
+per_backend!(streamed_training_takes_the_resident_steps_when_unshuffled);
 
-#[test]
-fn streamed_training_shuffles_chunks_and_rows_and_learns() {
+fn streamed_training_shuffles_chunks_and_rows_and_learns(on: Backends) {
     // Rows sorted by class: only a shuffle across chunks gives batches of mixed classes.
     let dir = tempfile::tempdir().unwrap();
     let ds = data::synthetic(2000, 8, 4, 3).unwrap();
@@ -133,7 +132,7 @@ fn streamed_training_shuffles_chunks_and_rows_and_learns() {
         memory_budget: Some(20_000),
         ..TrainConfig::default()
     };
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut s = make(Shape { d: 8, k: 4 });
         let mut npy = NpyRows::open(&xp, &yp, None).unwrap();
         let reports = train(s.as_mut(), &mut npy, &cfg);
@@ -158,9 +157,9 @@ fn streamed_training_shuffles_chunks_and_rows_and_learns() {
         );
     });
 }
+per_backend!(streamed_training_shuffles_chunks_and_rows_and_learns);
 
-#[test]
-fn a_streamed_held_out_set_is_evaluated_like_a_held_one() {
+fn a_streamed_held_out_set_is_evaluated_like_a_held_one(on: Backends) {
     let (_dir, xp, yp) = files(600, 16, 4);
     let cfg = TrainConfig {
         epochs: 1,
@@ -175,7 +174,7 @@ fn a_streamed_held_out_set_is_evaluated_like_a_held_one() {
     let shape = Shape { d: 16, k: 4 };
     let x = data::read_npy_features(&xp).unwrap();
     let y = data::read_npy_labels(&yp, None).unwrap();
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut a = make(shape);
         let mut train_rows = data::InMemory::from_arrays("x", x.clone(), y.clone(), 4).unwrap();
         let mut held = NpyRows::open(&xp, &yp, None).unwrap();
@@ -196,6 +195,7 @@ fn a_streamed_held_out_set_is_evaluated_like_a_held_one() {
         assert_eq!(streamed[0].val_accuracy, resident[0].val_accuracy, "{name}");
     });
 }
+per_backend!(a_streamed_held_out_set_is_evaluated_like_a_held_one);
 
 #[test]
 fn bad_files_are_refused_with_their_position() {
@@ -312,8 +312,7 @@ fn check_sparse_streaming<'c>(
     assert!(held[1].train_accuracy > 0.9, "{name}: {:?}", held[1]);
 }
 
-#[test]
-fn a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends() {
+fn a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends(on: Backends) {
     use softmax_wgpu::checkpoint::{run_identity, Checkpoint, Checkpointer};
     use softmax_wgpu::train::Optimizer;
     // Shuffled by chunk and within chunks; batches of 12 straddle the 73-row chunks (with a budget of 40,000 bytes
@@ -336,7 +335,7 @@ fn a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends() {
     let ck = dir.path().join("ck.json");
     let shape = Shape { d: 16, k: 4 };
     let id = run_identity(&cfg, "x.npy", Some(600), shape);
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut source = data::NpyRows::open(&xp, &yp, None).unwrap();
         let mut whole = make(shape);
         assert!(matches!(
@@ -374,9 +373,9 @@ fn a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends() {
         }
     });
 }
+per_backend!(a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends);
 
-#[test]
-fn streamed_sample_weights_follow_their_rows() {
+fn streamed_sample_weights_follow_their_rows(on: Backends) {
     use softmax_wgpu::data::Weighted;
     // Unshuffled, with chunks of whole batches: the streamed run takes the resident run's steps, weights included.
     let (dir, xp, yp) = files(600, 16, 4);
@@ -395,7 +394,7 @@ fn streamed_sample_weights_follow_their_rows() {
         ..cfg.clone()
     };
     let shape = Shape { d: 16, k: 4 };
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let open =
             || Weighted::new(data::NpyRows::open(&xp, &yp, None).unwrap(), w.clone(), &wp).unwrap();
         let mut held = make(shape);
@@ -422,3 +421,4 @@ fn streamed_sample_weights_follow_their_rows() {
         assert_ne!(plain.params().unwrap(), held.params().unwrap(), "{name}");
     });
 }
+per_backend!(streamed_sample_weights_follow_their_rows);

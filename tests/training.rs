@@ -129,8 +129,7 @@ fn the_fast_cpu_path_agrees_with_the_f64_reference_and_is_deterministic_across_t
     assert!(d < 1e-4, "‖W_fast − W_f64‖/‖W_f64‖ = {d:e}");
 }
 
-#[test]
-fn loss_decreases_on_every_backend() {
+fn loss_decreases_on_every_backend(on: Backends) {
     let (train, held) = problem(2000, 30, 4);
     let cfg = TrainConfig {
         epochs: 5,
@@ -138,7 +137,7 @@ fn loss_decreases_on_every_backend() {
         lr: 0.05,
         ..TrainConfig::default()
     };
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut b = make(shape(&train));
         let reports = train_on(b.as_mut(), &train, Some(&held), &cfg);
         let (first, last) = (reports.first().unwrap(), reports.last().unwrap());
@@ -158,9 +157,9 @@ fn loss_decreases_on_every_backend() {
         );
     });
 }
+per_backend!(loss_decreases_on_every_backend);
 
-#[test]
-fn digits_default_reaches_95_percent_held_out() {
+fn digits_default_reaches_95_percent_held_out(on: Backends) {
     let cfg = TrainConfig::default();
     let full = data::digits().unwrap();
     assert_eq!(
@@ -169,13 +168,14 @@ fn digits_default_reaches_95_percent_held_out() {
     );
     let (train, held) = data::split_holdout(full.clone(), cfg.val_split, cfg.seed).unwrap();
     let held = held.unwrap();
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut b = make(shape(&train));
         let r = train_on(b.as_mut(), &train, Some(&held), &cfg);
         let acc = r.last().unwrap().val_accuracy.unwrap();
         assert!(acc >= 0.95, "{name}: held-out accuracy {acc}");
     });
 }
+per_backend!(digits_default_reaches_95_percent_held_out);
 
 #[test]
 fn chunked_data_trains_exactly_like_resident_data() {
@@ -244,8 +244,7 @@ fn mnist_shaped_data_larger_than_one_binding_trains() {
     }
 }
 
-#[test]
-fn the_full_batch_objective_matches_the_f64_reference_and_its_finite_differences() {
+fn the_full_batch_objective_matches_the_f64_reference_and_its_finite_differences(on: Backends) {
     let (train, _) = problem(300, 6, 4);
     let s = shape(&train);
     let mut g = softmax_wgpu::rng::SplitMix64::new(5);
@@ -275,7 +274,7 @@ fn the_full_batch_objective_matches_the_f64_reference_and_its_finite_differences
         g_ref.w[[0, 0]]
     );
     assert_eq!(g_ref.rows, 240);
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut b = make(s);
         let (j, grad) =
             objective(b.as_mut(), &mut source(&train), &params, l2, &mut Local).unwrap();
@@ -294,6 +293,7 @@ fn the_full_batch_objective_matches_the_f64_reference_and_its_finite_differences
         );
     });
 }
+per_backend!(the_full_batch_objective_matches_the_f64_reference_and_its_finite_differences);
 
 #[test]
 fn weights_and_optimizer_state_go_in_and_out_on_every_backend() {
@@ -370,8 +370,7 @@ fn weights_and_state_resume(optimizer: Optimizer) {
     });
 }
 
-#[test]
-fn host_batches_give_the_same_step_as_held_batches() {
+fn host_batches_give_the_same_step_as_held_batches(on: Backends) {
     let (train, _) = problem(150, 8, 3);
     let update = Update {
         optimizer: Optimizer::Sgd,
@@ -379,7 +378,7 @@ fn host_batches_give_the_same_step_as_held_batches() {
         l2: 0.0,
         l1: 0.0,
     };
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut held = make(shape(&train));
         let set = held.hold(&mut source(&train)).unwrap();
         let rows: Vec<u32> = (10..60).collect();
@@ -400,9 +399,9 @@ fn host_batches_give_the_same_step_as_held_batches() {
         assert!(Batch::held(set, &[0, set.len() as u32]).is_err());
     });
 }
+per_backend!(host_batches_give_the_same_step_as_held_batches);
 
-#[test]
-fn labels_out_of_range_are_refused_on_every_path() {
+fn labels_out_of_range_are_refused_on_every_path(on: Backends) {
     let x = ndarray::Array2::<f32>::zeros((4, 2));
     let e = InMemory::from_arrays("rows", x.clone(), vec![0, 1, 3, 0], 3).unwrap_err();
     assert_eq!(
@@ -413,12 +412,13 @@ fn labels_out_of_range_are_refused_on_every_path() {
     assert!(e.to_string().contains("row 103: label 9"), "{e}");
     // A source of the wrong shape is refused by every backend before anything is held.
     let mut wrong = InMemory::from_arrays("rows", x, vec![0, 1, 1, 0], 2).unwrap();
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut b = make(Shape { d: 2, k: 3 });
         let e = b.hold(&mut wrong).unwrap_err();
         assert!(matches!(e, Error::Shape { .. }), "{name}: {e}");
     });
 }
+per_backend!(labels_out_of_range_are_refused_on_every_path);
 
 #[test]
 fn a_batch_larger_than_one_binding_is_accumulated_in_pieces() {
@@ -621,8 +621,7 @@ fn sparse_steps_that_touch_few_columns_update_exactly_those() {
     });
 }
 
-#[test]
-fn every_schedule_trains_the_same_on_every_backend() {
+fn every_schedule_trains_the_same_on_every_backend(on: Backends) {
     use softmax_wgpu::config::{Schedule, ScheduleKind};
     let (train, held) = problem(600, 12, 4);
     for kind in [
@@ -651,7 +650,7 @@ fn every_schedule_trains_the_same_on_every_backend() {
         // The rate of the last step is the schedule's at step 45 of 45 (15 steps an epoch).
         let last = cfg.schedule.lr(cfg.lr, 45, 45);
         assert_eq!(want_reports[2].lr, f64::from(last), "{kind:?}");
-        on_every_backend(|name, make| {
+        on.each(|name, make| {
             let mut b = make(shape(&train));
             let reports = train_on(b.as_mut(), &train, Some(&held), &cfg);
             assert_eq!(reports[2].lr, want_reports[2].lr, "{name} {kind:?}");
@@ -661,9 +660,9 @@ fn every_schedule_trains_the_same_on_every_backend() {
         });
     }
 }
+per_backend!(every_schedule_trains_the_same_on_every_backend);
 
-#[test]
-fn early_stopping_keeps_the_best_epoch_s_weights() {
+fn early_stopping_keeps_the_best_epoch_s_weights(on: Backends) {
     use softmax_wgpu::config::EarlyStopping;
     let (train, held) = problem(500, 10, 3);
     // A rate too large for this problem: the held-out loss falls, then rises.
@@ -677,7 +676,7 @@ fn early_stopping_keeps_the_best_epoch_s_weights() {
         }),
         ..TrainConfig::default()
     };
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let mut b = make(shape(&train));
         let reports = train_on(b.as_mut(), &train, Some(&held), &cfg);
         let best = reports.iter().find(|r| r.best).expect("a best epoch");
@@ -704,9 +703,9 @@ fn early_stopping_keeps_the_best_epoch_s_weights() {
     let e = fit(&mut b, &mut t, None, &cfg, &mut []).unwrap_err();
     assert!(e.to_string().contains("--early-stopping"), "{e}");
 }
+per_backend!(early_stopping_keeps_the_best_epoch_s_weights);
 
-#[test]
-fn l1_and_elastic_net_train_the_same_on_every_backend_with_exact_zeros() {
+fn l1_and_elastic_net_train_the_same_on_every_backend_with_exact_zeros(on: Backends) {
     let (train, held) = problem(600, 30, 4);
     for (l1, l2) in [(0.05f32, 0.0f32), (0.05, 0.01)] {
         let cfg = TrainConfig {
@@ -729,7 +728,7 @@ fn l1_and_elastic_net_train_the_same_on_every_backend_with_exact_zeros() {
         // The objective reported includes λ₁‖W‖₁ (and λ/2‖W‖²).
         let l1_norm: f64 = want.w.iter().map(|&v| f64::from(v).abs()).sum();
         assert!(want_reports[2].train_loss > f64::from(l1) * l1_norm);
-        on_every_backend(|name, make| {
+        on.each(|name, make| {
             let mut b = make(shape(&train));
             train_on(b.as_mut(), &train, Some(&held), &cfg);
             let got = b.params().unwrap();
@@ -751,9 +750,9 @@ fn l1_and_elastic_net_train_the_same_on_every_backend_with_exact_zeros() {
         });
     }
 }
+per_backend!(l1_and_elastic_net_train_the_same_on_every_backend_with_exact_zeros);
 
-#[test]
-fn every_optimizer_trains_the_same_on_every_backend() {
+fn every_optimizer_trains_the_same_on_every_backend(on: Backends) {
     let (train, held) = problem(600, 12, 4);
     for optimizer in OPTIMIZERS {
         for (l2, l1) in [(0.0f32, 0.0f32), (1e-3, 1e-3)] {
@@ -777,7 +776,7 @@ fn every_optimizer_trains_the_same_on_every_backend() {
                 want_reports[1].train_loss < want_reports[0].train_loss * 1.5,
                 "{optimizer:?}"
             );
-            on_every_backend(|name, make| {
+            on.each(|name, make| {
                 let mut b = make(shape(&train));
                 train_on(b.as_mut(), &train, Some(&held), &cfg);
                 // 30 steps; each differs from the f64 step by rounding (≈ 1e-7 relative), which Adam's
@@ -788,9 +787,9 @@ fn every_optimizer_trains_the_same_on_every_backend() {
         }
     }
 }
+per_backend!(every_optimizer_trains_the_same_on_every_backend);
 
-#[test]
-fn a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends() {
+fn a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends(on: Backends) {
     use softmax_wgpu::checkpoint::{run_identity, Checkpoint, Checkpointer};
     let (train, held) = problem(300, 8, 3);
     let cfg = TrainConfig {
@@ -806,7 +805,7 @@ fn a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.json");
     let id = run_identity(&cfg, "problem", Some(240), shape(&train));
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         // 15 steps an epoch, 45 in all; a checkpoint every 7 steps: the last at step 42, mid-epoch 3.
         let mut whole = make(shape(&train));
         let mut saver = Checkpointer::new(&ck, 7, id.clone(), None).unwrap();
@@ -844,6 +843,7 @@ fn a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends() {
         }
     });
 }
+per_backend!(a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends);
 
 /// Every version of a checkpoint file, as an observer placed after the [`Checkpointer`] sees it.
 struct Snapshots {
@@ -877,8 +877,7 @@ impl softmax_wgpu::train::Observer for Snapshots {
     }
 }
 
-#[test]
-fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_stops() {
+fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_stops(on: Backends) {
     use softmax_wgpu::checkpoint::{run_identity, Checkpoint, Checkpointer};
     use softmax_wgpu::config::{Convergence, EarlyStopping};
     let (train, held) = problem(300, 8, 3);
@@ -901,7 +900,7 @@ fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_s
     let ck = dir.path().join("ck.json");
     let copy = dir.path().join("copy.json");
     let id = run_identity(&cfg, "problem", Some(240), shape(&train));
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         // 15 steps an epoch and a checkpoint every 6: mid-epoch positions, and every second epoch's end (step 30,
         // 60 …), which is written once the epoch's report has run the stopping rules.
         let _ = std::fs::remove_file(&ck); // the previous backend's
@@ -975,9 +974,9 @@ fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_s
         );
     });
 }
+per_backend!(an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_stops);
 
-#[test]
-fn a_minibatch_run_stops_by_scikit_learns_convergence_rule() {
+fn a_minibatch_run_stops_by_scikit_learns_convergence_rule(on: Backends) {
     let (train, _) = problem(600, 8, 3);
     let s = shape(&train);
     let tol = 1e-3;
@@ -989,7 +988,7 @@ fn a_minibatch_run_stops_by_scikit_learns_convergence_rule() {
         convergence: Some(softmax_wgpu::config::Convergence { tol, patience: 5 }),
         ..TrainConfig::default()
     };
-    on_every_backend(|name, make| {
+    on.each(|name, make| {
         let reports = train_on(make(s).as_mut(), &train, None, &cfg);
         let last = reports.last().unwrap();
         // Stopped well before the cap, by the rule, on the first epoch where it holds.
@@ -1022,9 +1021,9 @@ fn a_minibatch_run_stops_by_scikit_learns_convergence_rule() {
         12
     );
 }
+per_backend!(a_minibatch_run_stops_by_scikit_learns_convergence_rule);
 
-#[test]
-fn class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing() {
+fn class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(on: Backends) {
     // K = 5 takes the GPU's fused forward kernel, K = 20 its separate softmax and residual kernels.
     for k in [5usize, 20] {
         let (train, _) = problem(800, 12, k);
@@ -1050,7 +1049,7 @@ fn class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(
             class_weights: Some(vec![1.0; k]),
             ..cfg.clone()
         };
-        on_every_backend(|name, make| {
+        on.each(|name, make| {
             let mut b = make(s);
             let got = train_on(b.as_mut(), &train, None, &cfg);
             // As in gpu_and_cpu_weights_agree_after_many_steps: 40 steps whose f32 gradients differ from f64 by
@@ -1078,9 +1077,9 @@ fn class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(
         });
     }
 }
+per_backend!(class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing);
 
-#[test]
-fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing() {
+fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(on: Backends) {
     use softmax_wgpu::data::Weighted;
     use std::sync::Arc;
     // K = 5: the GPU's fused forward kernel; K = 20: its separate softmax and residual kernels. Class weights too,
@@ -1119,7 +1118,7 @@ fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing
         let mut reference = CpuBackend::<f64>::new(s);
         let want = run(&mut reference, Some(&w), &cfg);
         let want_p = reference.params().unwrap();
-        on_every_backend(|name, make| {
+        on.each(|name, make| {
             let mut b = make(s);
             let got = run(b.as_mut(), Some(&w), &cfg);
             // The bound of the class-weight test: 40 steps of f32 gradients, weights ≤ 3.25·1.95 scale rows.
@@ -1144,6 +1143,7 @@ fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing
         });
     }
 }
+per_backend!(sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing);
 
 #[test]
 fn rows_read_in_place_train_bitwise_like_gathered_rows_for_any_chunking() {

@@ -40,24 +40,83 @@ pub fn on_every_gpu(mut body: impl FnMut(&GpuContext)) {
     }
 }
 
-/// Runs `body` on the CPU path (the f32 and f64 reference and the fast f32 trainer) and on every adapter.
-pub fn on_every_backend(
-    mut body: impl for<'c> FnMut(
-        &str,
-        &mut dyn FnMut(softmax_wgpu::Shape) -> Box<dyn softmax_wgpu::Backend + 'c>,
-    ),
-) {
-    use softmax_wgpu::cpu::{CpuBackend, FastCpu};
-    use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
-    body("cpu f32", &mut |s| Box::new(CpuBackend::<f32>::new(s)));
-    body("cpu f64", &mut |s| Box::new(CpuBackend::<f64>::new(s)));
-    body("fast cpu", &mut |s| Box::new(FastCpu::new(s).unwrap()));
-    for ctx in gpus() {
-        let name = ctx.describe();
-        body(&name, &mut |s| {
-            Box::new(GpuBackend::new(&ctx, s, &GpuOptions::default()).unwrap())
-        });
+/// A backend maker, as the tests' bodies take it.
+pub type Make<'m, 'c> =
+    &'m mut dyn FnMut(softmax_wgpu::Shape) -> Box<dyn softmax_wgpu::Backend + 'c>;
+
+/// One kind of backend a property runs on. [`per_backend!`] makes one test of each kind from a property written
+/// once (candle's `test_device!`): a failure on one backend does not hide the others, and one kind runs on its own
+/// (`cargo test NAME::gpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backends {
+    /// The f32 reference.
+    CpuF32,
+    /// The f64 reference.
+    CpuF64,
+    /// The fast f32 CPU trainer.
+    FastCpu,
+    /// Every adapter wgpu finds (or a skip, or a failure under SOFTMAX_WGPU_REQUIRE_GPU=1).
+    Gpu,
+    /// All of the above, in one test.
+    All,
+}
+
+impl Backends {
+    /// Runs `body` with the name and a maker of each backend of this kind.
+    pub fn each(self, mut body: impl for<'c> FnMut(&str, Make<'_, 'c>)) {
+        use softmax_wgpu::cpu::{CpuBackend, FastCpu};
+        use softmax_wgpu::gpu::{GpuBackend, GpuOptions};
+        let all = self == Backends::All;
+        if all || self == Backends::CpuF32 {
+            body("cpu f32", &mut |s| Box::new(CpuBackend::<f32>::new(s)));
+        }
+        if all || self == Backends::CpuF64 {
+            body("cpu f64", &mut |s| Box::new(CpuBackend::<f64>::new(s)));
+        }
+        if all || self == Backends::FastCpu {
+            body("fast cpu", &mut |s| Box::new(FastCpu::new(s).unwrap()));
+        }
+        if all || self == Backends::Gpu {
+            for ctx in gpus() {
+                let name = ctx.describe();
+                body(&name, &mut |s| {
+                    Box::new(GpuBackend::new(&ctx, s, &GpuOptions::default()).unwrap())
+                });
+            }
+        }
     }
+}
+
+/// Tests of the property `fn $name(on: Backends)`, one per kind of backend: `$name::cpu_f32`, `$name::cpu_f64`,
+/// `$name::fast_cpu`, `$name::gpu`.
+#[macro_export]
+macro_rules! per_backend {
+    ($name:ident) => {
+        mod $name {
+            use super::common::Backends;
+            #[test]
+            fn cpu_f32() {
+                super::$name(Backends::CpuF32)
+            }
+            #[test]
+            fn cpu_f64() {
+                super::$name(Backends::CpuF64)
+            }
+            #[test]
+            fn fast_cpu() {
+                super::$name(Backends::FastCpu)
+            }
+            #[test]
+            fn gpu() {
+                super::$name(Backends::Gpu)
+            }
+        }
+    };
+}
+
+/// Runs `body` on the CPU path (the f32 and f64 reference and the fast f32 trainer) and on every adapter.
+pub fn on_every_backend(body: impl for<'c> FnMut(&str, Make<'_, 'c>)) {
+    Backends::All.each(body)
 }
 
 /// Uniform values in [lo, hi) as f32.
