@@ -114,6 +114,8 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// Checks every field; the error names the first bad one as its command-line flag.
+    ///
+    /// Long on purpose: one check per setting, in the order of the fields, each naming its flag.
     pub fn check(&self) -> Result<()> {
         if !(1..=MAX_EPOCHS).contains(&self.epochs) {
             return Err(Error::param(

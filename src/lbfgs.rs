@@ -162,6 +162,9 @@ impl<F: FnMut(&mut [f64]) -> Result<(f64, Vec<f64>)>> Problem for F {
 }
 
 /// Minimises `problem` from `x0`.
+///
+/// Long on purpose: the two-loop recursion and the stopping rules of Nocedal & Wright's algorithm 7.5 read top to
+/// bottom as in the book.
 pub fn minimize(problem: &mut dyn Problem, x0: Vec<f64>, opts: &LbfgsOptions) -> Result<Outcome> {
     opts.check()?;
     let mut x = x0;
@@ -309,6 +312,9 @@ const NOISE: f64 = 1e-6;
 /// A step length satisfying the strong Wolfe conditions along `d` from `x` (f = `f0`, slope φ′(0) = `slope` < 0):
 /// Nocedal & Wright's algorithm 3.5 (bracketing, the step doubled until a bracket is found) and 3.6 (zoom, by cubic
 /// interpolation safeguarded by bisection).
+///
+/// Long on purpose: Nocedal & Wright's algorithms 3.5 and 3.6 (bracketing and zoom) kept as one piece, as written
+/// there.
 fn line_search(
     problem: &mut dyn Problem,
     x: &[f64],

@@ -76,6 +76,8 @@ fn f1(p: f64, r: f64) -> f64 {
 }
 
 /// The report of probabilities `proba` [rows, k] for the true classes `y`, with class names `classes`.
+///
+/// Long on purpose: one pass over the predictions fills every figure `eval` prints.
 pub fn report(
     proba: ArrayView2<f32>,
     y: &[u32],

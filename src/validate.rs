@@ -343,6 +343,8 @@ fn scale_rows(mut tol: Array2<f64>, rw: &[f32]) -> Array2<f64> {
 
 /// The weighted residual, softmax loss and (K ≤ 16) fused forward pass against their f64 mirrors: each kernel scales a
 /// row's residual and loss by the weight of its class (`--class-weight`) times its own (`--sample-weight`).
+///
+/// Long on purpose: the weighted kernels checked one after the other on the same weights.
 fn check_weighted(
     ctx: &GpuContext,
     checks: &mut Checks,
@@ -840,6 +842,8 @@ pub struct Trajectory {
 /// this convex, well-conditioned problem contracts earlier differences, so 200 steps stay far below 1e-4, while a
 /// wrong step size, a missed row or a wrong 1/B exceeds it by orders of magnitude.
 /// `progress` is told the steps done so far. `steps` is bounded by [`MAX_STEPS`].
+///
+/// Long on purpose: the f32 device run and its f64 replay stepped side by side, then compared.
 pub fn trajectory(
     ctx: &GpuContext,
     seed: u64,

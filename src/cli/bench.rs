@@ -156,6 +156,8 @@ fn xml(s: &str) -> String {
 
 /// The median epoch times as horizontal bars on a log scale, grouped by case, each device and peer a bar with its
 /// time written beside it. Plain SVG with generic font families: it renders anywhere, no fonts are embedded.
+///
+/// Long on purpose: one drawing, axis by axis and series by series.
 fn svg(rows: &[Row]) -> String {
     let mut bars: Vec<(String, String, f64)> = Vec::new(); // (case, label, ms)
     for r in rows {
@@ -316,6 +318,8 @@ fn open_adapters(a: &BenchArgs) -> Result<Vec<GpuContext>> {
 }
 
 /// Every device and batch on one shape, and the peers on the same data.
+///
+/// Long on purpose: the timing of one shape on every device, in the order the table prints it.
 fn bench_shape(
     a: &BenchArgs,
     (n, d, k): (usize, usize, usize),
@@ -510,6 +514,8 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 }
 
 /// The report as a markdown table, one row per device × shape × batch.
+///
+/// Long on purpose: one table and its notes, row by row.
 fn markdown(rows: &[Row], epochs: usize) -> String {
     let mut peers: Vec<&str> = Vec::new();
     for r in rows {

@@ -105,6 +105,8 @@ pub fn format_of(path: &Path, f: &FormatArgs) -> Result<Format> {
 
 /// Opens `path` when it is in a row format (None for CSV). `classes`: the class names when they are fixed already
 /// (held-out data: the training classes); `k`: --classes for label files; `d`: the feature count when it is fixed.
+///
+/// Long on purpose: one arm per format, each opening its reader the same way.
 #[allow(clippy::too_many_arguments)] // each says something the file alone does not
 pub fn rows_of(
     path: &Path,
@@ -218,6 +220,8 @@ pub struct Streamed {
 /// trainer holds or streams them as they fit; the --val-split held-out rows are chosen row by row and the
 /// standardisation statistics come from one pass over the file. None for the embedded digits, --synthetic and CSV
 /// that fits (loaded whole, with an exact split, as before).
+///
+/// Long on purpose: the held-out split of a stream, its standardisation and its sample weights set up in order.
 pub fn streamed_training(
     a: &TrainArgs,
     cfg: &TrainConfig,
@@ -371,6 +375,8 @@ fn read_dataset(rows: Rows, path: &Path) -> Result<Dataset> {
 }
 
 /// Loads --data/--synthetic/the digits, and --test or the --val-split held-out part.
+///
+/// Long on purpose: the steps of loading (format, labels, split, weights, standardisation) in the order they happen.
 pub fn training_data(a: &TrainArgs, cfg: &TrainConfig) -> Result<Loaded> {
     let full = if let Some(spec) = &a.synthetic {
         let (n, d, k) = parse_synthetic(spec)?;
@@ -470,6 +476,8 @@ pub struct ToPredict {
 }
 
 /// Loads the rows to predict, with their labels when the file has them.
+///
+/// Long on purpose: the steps of loading for predict and eval, in the order they happen.
 pub fn prediction_data(a: &PredictArgs, model: &Model) -> Result<ToPredict> {
     let d = model.features();
     let path = &a.data;

@@ -52,6 +52,9 @@ struct Run<'d> {
 
 /// Opens the backend and sets the run up: the warm start, the class weights, the automatic choice, resume and
 /// checkpoints; says what it will do.
+///
+/// Long on purpose: the run's set-up steps in the order they must happen (the choice needs the class weights, resume
+/// needs the choice, checkpoints need resume).
 fn set_up<'d>(
     a: &TrainArgs,
     r: Resolved,

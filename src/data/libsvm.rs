@@ -72,6 +72,8 @@ struct Line<'t> {
 }
 
 /// Parses one line. `line_no` is 1-based.
+///
+/// Long on purpose: one line of the format, token by token, each malformed case with its own message.
 fn parse_line<'t>(path: &Path, text: &'t str, line_no: u64, zero_based: bool) -> Result<Line<'t>> {
     let at = Position::Line(line_no);
     let text = text.split('#').next().unwrap_or("");

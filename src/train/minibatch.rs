@@ -113,33 +113,9 @@ fn fit_process(
                 wants_rows,
             )?,
         };
-        let sums = reduce_sums(stepper.reducer, backend.take_sums()?)?;
-        let train_seconds = start.elapsed().as_secs_f64();
-        let held = evaluate_held_out(backend, held_out.as_deref_mut(), &begun, stepper.batch)?;
-        let held = reduce_held_out(stepper.reducer, held)?;
-        let mut report = EpochReport {
-            epoch,
-            train_loss: sums.mean_loss() + penalty(backend, cfg)?,
-            train_accuracy: sums.accuracy(),
-            val_loss: held.map(|s| s.mean_loss()),
-            val_accuracy: held.map(|s| s.accuracy()),
-            samples_per_sec: sums.rows as f64 / train_seconds.max(1e-9),
-            seconds: start.elapsed().as_secs_f64(),
-            drift: None,
-            device: device.clone(),
-            stream,
-            lr: f64::from(stepper.update.lr),
-            best: false,
-            converged: false,
-            lbfgs: None,
-            stopping: StopState::default(),
-        };
-        if !report.train_loss.is_finite() {
-            return Err(Error::Diverged {
-                step: stepper.step,
-                what: format!("training loss {} in epoch {epoch}", report.train_loss),
-            });
-        }
+        let held = held_out.as_deref_mut();
+        let mut report = epoch_report(backend, held, cfg, &begun, &mut stepper, (start, stream))?;
+        report.device.clone_from(&device);
         let rules = (cfg.early_stopping, cfg.convergence);
         let verdict = stop.observe(rules, epoch, report.train_loss, report.val_loss);
         if verdict.improved {
@@ -160,6 +136,50 @@ fn fit_process(
     }
     keep_best(backend, &mut reports, &stop, best)?;
     Ok(reports)
+}
+
+/// The report of the epoch `stepper` has just run, started at `start`: the training loss and accuracy of its
+/// forward passes (plus the penalty at its end), the held-out figures, all reduced over the processes; the training
+/// loss checked for divergence. Its stopping fields are left to the caller.
+fn epoch_report<'h>(
+    backend: &mut dyn Backend,
+    held_out: Option<&mut (dyn RowSource + 'h)>,
+    cfg: &TrainConfig,
+    begun: &Begun,
+    stepper: &mut Stepper<'_>,
+    (start, stream): (Instant, Option<StreamReport>),
+) -> Result<EpochReport> {
+    let sums = reduce_sums(stepper.reducer, backend.take_sums()?)?;
+    let train_seconds = start.elapsed().as_secs_f64();
+    let held = evaluate_held_out(backend, held_out, begun, stepper.batch)?;
+    let held = reduce_held_out(stepper.reducer, held)?;
+    let report = EpochReport {
+        epoch: stepper.epoch,
+        train_loss: sums.mean_loss() + penalty(backend, cfg)?,
+        train_accuracy: sums.accuracy(),
+        val_loss: held.map(|s| s.mean_loss()),
+        val_accuracy: held.map(|s| s.accuracy()),
+        samples_per_sec: sums.rows as f64 / train_seconds.max(1e-9),
+        seconds: start.elapsed().as_secs_f64(),
+        drift: None,
+        device: String::new(),
+        stream,
+        lr: f64::from(stepper.update.lr),
+        best: false,
+        converged: false,
+        lbfgs: None,
+        stopping: StopState::default(),
+    };
+    if !report.train_loss.is_finite() {
+        return Err(Error::Diverged {
+            step: stepper.step,
+            what: format!(
+                "training loss {} in epoch {}",
+                report.train_loss, stepper.epoch
+            ),
+        });
+    }
+    Ok(report)
 }
 
 /// Where a run starts: its first epoch, the steps of that epoch already taken, and the stopping rules' state with

@@ -176,6 +176,8 @@ fn rows_for_observers<'x>(held: &dyn RowSource, first: u64, rows: &[u32]) -> Res
 /// [`read_epoch`]).
 /// One streamed epoch; `skip_rows` rows at its start (a resumed run's steps already taken) are passed over: the
 /// chunks they fill are not read where the source can seek, and the rest are skipped in the chunk's seeded order.
+///
+/// Long on purpose: the reader thread and the trainer share one scope, and their channel's protocol reads in one place.
 pub(super) fn stream_epoch(
     backend: &mut dyn Backend,
     source: &mut dyn RowSource,

@@ -2,15 +2,14 @@
 
 use ndarray::{Array1, Array2};
 
-use crate::data::{RowSource, SparseRows};
+use crate::data::RowSource;
 use crate::error::{Error, Result};
-use crate::gpu::buffers::{read, storage_zeroed, uniform_init};
-use crate::gpu::kernels::{ChunkUniform, HeldUniform, HELD_SLOTS};
+use crate::gpu::buffers::read;
 use crate::optim::{Optimizer, OptimizerState, Update};
 use crate::params::{Params, Shape};
 use crate::train::{Backend, Batch, Gradient, Held, Sums};
 
-use super::{u32_of, Buffer2, DeviceChunk, GpuBackend, InPlace, Op, Resident, Rows};
+use super::{u32_of, Buffer2, GpuBackend, Op, Resident, Rows};
 
 impl Backend for GpuBackend<'_> {
     fn device(&self) -> String {
@@ -32,136 +31,10 @@ impl Backend for GpuBackend<'_> {
             return Err(self.wrong_kind(source.name()));
         }
         if self.sparse {
-            let rows = SparseRows::read(source)?;
-            let n = rows.len();
-            let id = self.free_slot(Resident {
-                rows: n,
-                chunks: Vec::new(),
-                in_place: None,
-                sparse: Some(rows),
-                live: true,
-            });
-            return Ok(Held::new(id, n));
+            self.hold_sparse(source)
+        } else {
+            self.hold_dense(source)
         }
-        source.rewind()?;
-        let ctx = self.ctx;
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let mut chunks = Vec::new();
-        let mut rows = 0usize;
-        let name = source.name().to_string();
-        // Each device chunk is filled by reads of at most 16 MiB, each written with its own submission; the one
-        // before is waited for first, so that the staging copies in flight stay at two pieces (on a software
-        // adapter they are host memory) and a file is held on the device without ever being whole on the host. A
-        // set of one piece (a streamed chunk) is not waited for, and overlaps the training queued before it.
-        let d = self.shape.d;
-        let piece_rows = ((16usize << 20) / (d * 4)).max(1);
-        let mut uploaded: Option<wgpu::SubmissionIndex> = None;
-        let total = source.rows().map_or(usize::MAX, |n| n as usize);
-        // Read in place when the set's chunks fit the held kernels' slots and its labels one binding.
-        let labels = (self.in_place
-            && total != usize::MAX
-            && total.div_ceil(self.chunk_rows) <= HELD_SLOTS
-            && total as u64 * 4 <= Self::max_binding(ctx))
-        .then(|| storage_zeroed(ctx, &format!("{name} labels"), total as u64 * 4));
-        while rows < total {
-            let first = u32_of(rows, "held rows")?;
-            let Some(piece) = source.next_chunk(piece_rows.min(self.chunk_rows))? else {
-                break;
-            };
-            // The device chunk: as many rows as remain, up to a chunk (or just this piece, when the length is
-            // unknown).
-            let n = if total == usize::MAX {
-                piece.len()
-            } else {
-                (total - rows).min(self.chunk_rows)
-            };
-            let label = format!("{name} rows {first}..{}", rows + n);
-            let x = storage_zeroed(ctx, &label, (n * d * 4) as u64);
-            let y = storage_zeroed(ctx, &label, (n * 4) as u64);
-            let mut filled = 0usize;
-            let mut next = Some(piece);
-            while let Some(piece) = next.take() {
-                if let Some(previous) = uploaded.take() {
-                    ctx.wait_for(previous)?;
-                }
-                let m = piece.len();
-                let xs = piece.x();
-                let xs = xs.as_standard_layout();
-                let flat = xs.as_slice().expect("standard layout is contiguous");
-                ctx.queue
-                    .write_buffer(&x, (filled * d * 4) as u64, bytemuck::cast_slice(flat));
-                ctx.queue
-                    .write_buffer(&y, (filled * 4) as u64, bytemuck::cast_slice(piece.y()));
-                if let Some(labels) = &labels {
-                    ctx.queue.write_buffer(
-                        labels,
-                        ((rows + filled) * 4) as u64,
-                        bytemuck::cast_slice(piece.y()),
-                    );
-                }
-                uploaded = Some(ctx.queue.submit([]));
-                filled += m;
-                if filled < n {
-                    next = source.next_chunk(piece_rows.min(n - filled))?;
-                    if next.is_none() {
-                        return Err(Error::Internal(format!(
-                            "{name}: ended at row {}, before the {total} rows it announced",
-                            rows + filled
-                        )));
-                    }
-                }
-            }
-            rows += n;
-            u32_of(rows, "held rows")?;
-            chunks.push(DeviceChunk {
-                x,
-                y,
-                info: uniform_init(
-                    ctx,
-                    "chunk",
-                    &ChunkUniform {
-                        first_row: first,
-                        rows: n as u32,
-                    },
-                ),
-                gather: None,
-            });
-        }
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu(
-                ctx.describe(),
-                format!("uploading {rows} rows of {name}"),
-                e,
-            ));
-        }
-        for c in &mut chunks {
-            c.gather = Some(self.gather_group(c));
-        }
-        // A set of no rows (a process's empty shard) is held without chunks, and read by no kernel.
-        let labels = labels.filter(|_| rows > 0);
-        let in_place = labels.map(|labels| InPlace {
-            labels,
-            layout: uniform_init(
-                ctx,
-                "held set",
-                &HeldUniform::new(self.chunk_rows, chunks.len()),
-            ),
-            groups: None,
-        });
-        let mut resident = Resident {
-            rows,
-            chunks,
-            in_place,
-            sparse: None,
-            live: true,
-        };
-        let groups = self.held_groups(&resident);
-        if let Some(p) = resident.in_place.as_mut() {
-            p.groups = groups;
-        }
-        let id = self.free_slot(resident);
-        ctx.take_error()?;
-        Ok(Held::new(id, rows))
     }
 
     fn release(&mut self, set: Held) -> Result<()> {

@@ -35,7 +35,7 @@ use plan::{Op, Rows};
 pub use profile::KernelTime;
 use profile::Profiler;
 use queue::Buffer2;
-use resident::{DeviceChunk, InPlace, Resident};
+use resident::Resident;
 use sparse::SparseBuffers;
 use staging::{BatchBuffers, ModelBuffers};
 
@@ -129,8 +129,8 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
 }
 
 impl<'a> GpuBackend<'a> {
-    /// A zero model of `shape` on `ctx`'s device.
-    pub fn new(ctx: &'a GpuContext, shape: Shape, options: &GpuOptions) -> Result<Self> {
+    /// The largest batch and the rows of a held chunk on `ctx` for `shape`, or the limit the shape exceeds.
+    fn sizes(ctx: &GpuContext, shape: Shape, options: &GpuOptions) -> Result<(usize, usize)> {
         let (d, k) = (shape.d, shape.k);
         u32_of(d, "features")?;
         u32_of(k, "classes")?;
@@ -174,6 +174,13 @@ impl<'a> GpuBackend<'a> {
             return Err(Error::param("--chunk-mib", "at least 1", 0));
         }
         let chunk_rows = (chunk_bytes / (d as u64 * 4)).max(1) as usize;
+        Ok((max_batch, chunk_rows))
+    }
+
+    /// A zero model of `shape` on `ctx`'s device.
+    pub fn new(ctx: &'a GpuContext, shape: Shape, options: &GpuOptions) -> Result<Self> {
+        let (d, k) = (shape.d, shape.k);
+        let (max_batch, chunk_rows) = Self::sizes(ctx, shape, options)?;
         let model = Self::model_buffers(ctx, shape);
         let batch = Self::batch_buffers(
             ctx,

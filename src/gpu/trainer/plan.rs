@@ -114,6 +114,8 @@ impl Dispatch {
 
 impl GpuBackend<'_> {
     /// The kernels `op` records, in order.
+    ///
+    /// Long on purpose: every op's kernels in one match, the one list recording, counting and tuning read.
     pub(super) fn plan(&self, op: &Op) -> Vec<Dispatch> {
         let (d, k) = (self.shape.d as u32, self.shape.k as u32);
         let uniform = op.uniform();

@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use crate::data::SparseRows;
-use crate::gpu::kernels::{held_slots, Kernel};
+use crate::data::{RowSource, SparseRows};
+use crate::error::{Error, Result};
+use crate::gpu::buffers::{storage_zeroed, uniform_init};
+use crate::gpu::kernels::{held_slots, ChunkUniform, HeldUniform, Kernel, HELD_SLOTS};
+use crate::train::Held;
 
-use super::GpuBackend;
+use super::{u32_of, GpuBackend};
 
 /// One held chunk on the device and its gather bind group (rebuilt when the batch buffers change).
 #[derive(Debug)]
@@ -110,4 +113,166 @@ impl GpuBackend<'_> {
             }
         }
     }
+
+    /// Holds sparse rows: in host memory, as CSR (see [`Resident::sparse`]).
+    pub(super) fn hold_sparse(&mut self, source: &mut dyn RowSource) -> Result<Held> {
+        let rows = SparseRows::read(source)?;
+        let n = rows.len();
+        let id = self.free_slot(Resident {
+            rows: n,
+            chunks: Vec::new(),
+            in_place: None,
+            sparse: Some(rows),
+            live: true,
+        });
+        Ok(Held::new(id, n))
+    }
+
+    /// Holds dense rows on the device, in chunks of at most `chunk_rows` rows, with the bind groups that gather from
+    /// them and, when the held kernels can read the set in place (at most [`HELD_SLOTS`] chunks, labels in one
+    /// binding), its labels in one buffer and their bind groups.
+    pub(super) fn hold_dense(&mut self, source: &mut dyn RowSource) -> Result<Held> {
+        source.rewind()?;
+        let ctx = self.ctx;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let name = source.name().to_string();
+        let total = source.rows().map_or(usize::MAX, |n| n as usize);
+        let labels = (self.in_place
+            && total != usize::MAX
+            && total.div_ceil(self.chunk_rows) <= HELD_SLOTS
+            && total as u64 * 4 <= Self::max_binding(ctx))
+        .then(|| storage_zeroed(ctx, &format!("{name} labels"), total as u64 * 4));
+        let mut upload = Upload {
+            source,
+            name: &name,
+            total,
+            labels: labels.as_ref(),
+            uploaded: None,
+        };
+        let (mut chunks, mut rows) = (Vec::new(), 0usize);
+        while rows < total {
+            let Some((chunk, n)) = self.upload_chunk(&mut upload, rows)? else {
+                break;
+            };
+            rows += n;
+            u32_of(rows, "held rows")?;
+            chunks.push(chunk);
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::gpu(
+                ctx.describe(),
+                format!("uploading {rows} rows of {name}"),
+                e,
+            ));
+        }
+        for c in &mut chunks {
+            c.gather = Some(self.gather_group(c));
+        }
+        // A set of no rows (a process's empty shard) is held without chunks, and read by no kernel.
+        let labels = labels.filter(|_| rows > 0);
+        let in_place = labels.map(|labels| InPlace {
+            labels,
+            layout: uniform_init(
+                ctx,
+                "held set",
+                &HeldUniform::new(self.chunk_rows, chunks.len()),
+            ),
+            groups: None,
+        });
+        let mut resident = Resident {
+            rows,
+            chunks,
+            in_place,
+            sparse: None,
+            live: true,
+        };
+        let groups = self.held_groups(&resident);
+        if let Some(p) = resident.in_place.as_mut() {
+            p.groups = groups;
+        }
+        let id = self.free_slot(resident);
+        ctx.take_error()?;
+        Ok(Held::new(id, rows))
+    }
+
+    /// Reads and uploads the device chunk that starts at row `first` of the set: as many rows as remain, up to a
+    /// chunk (or one piece, when the length is unknown); None at the end of the source. Each chunk is filled by
+    /// reads of at most 16 MiB, each written with its own submission; the one before is waited for first, so that
+    /// the staging copies in flight stay at two pieces (on a software adapter they are host memory) and a file is
+    /// held on the device without ever being whole on the host. A set of one piece (a streamed chunk) is not waited
+    /// for, and overlaps the training queued before it.
+    fn upload_chunk(
+        &self,
+        up: &mut Upload<'_, '_>,
+        first: usize,
+    ) -> Result<Option<(DeviceChunk, usize)>> {
+        let ctx = self.ctx;
+        let d = self.shape.d;
+        let piece_rows = ((16usize << 20) / (d * 4)).max(1);
+        let total = up.total;
+        let Some(piece) = up.source.next_chunk(piece_rows.min(self.chunk_rows))? else {
+            return Ok(None);
+        };
+        let n = if total == usize::MAX {
+            piece.len()
+        } else {
+            (total - first).min(self.chunk_rows)
+        };
+        let label = format!("{} rows {first}..{}", up.name, first + n);
+        let x = storage_zeroed(ctx, &label, (n * d * 4) as u64);
+        let y = storage_zeroed(ctx, &label, (n * 4) as u64);
+        let mut filled = 0usize;
+        let mut next = Some(piece);
+        while let Some(piece) = next.take() {
+            if let Some(previous) = up.uploaded.take() {
+                ctx.wait_for(previous)?;
+            }
+            let xs = piece.x();
+            let xs = xs.as_standard_layout();
+            let flat = xs.as_slice().expect("standard layout is contiguous");
+            ctx.queue
+                .write_buffer(&x, (filled * d * 4) as u64, bytemuck::cast_slice(flat));
+            ctx.queue
+                .write_buffer(&y, (filled * 4) as u64, bytemuck::cast_slice(piece.y()));
+            if let Some(labels) = up.labels {
+                ctx.queue.write_buffer(
+                    labels,
+                    ((first + filled) * 4) as u64,
+                    bytemuck::cast_slice(piece.y()),
+                );
+            }
+            up.uploaded = Some(ctx.queue.submit([]));
+            filled += piece.len();
+            if filled < n {
+                next = up.source.next_chunk(piece_rows.min(n - filled))?;
+                if next.is_none() {
+                    return Err(Error::Internal(format!(
+                        "{}: ended at row {}, before the {total} rows it announced",
+                        up.name,
+                        first + filled
+                    )));
+                }
+            }
+        }
+        let info = ChunkUniform {
+            first_row: u32_of(first, "held rows")?,
+            rows: n as u32,
+        };
+        let chunk = DeviceChunk {
+            x,
+            y,
+            info: uniform_init(ctx, "chunk", &info),
+            gather: None,
+        };
+        Ok(Some((chunk, n)))
+    }
+}
+
+/// A held set being uploaded: its source, the labels buffer of an in-place set, and the last piece's submission.
+struct Upload<'s, 'b> {
+    source: &'s mut dyn RowSource,
+    name: &'s str,
+    total: usize,
+    labels: Option<&'b wgpu::Buffer>,
+    uploaded: Option<wgpu::SubmissionIndex>,
 }
