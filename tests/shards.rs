@@ -436,3 +436,54 @@ impl RowSource for Unshared {
         self.0.next_chunk(max_rows)
     }
 }
+
+#[test]
+fn the_standardisation_statistics_of_shards_are_the_whole_sets() {
+    // Raw (unstandardised) rows with means and spreads far from 0 and 1, in shards of 0, 100 and 200 rows.
+    let raw = data::synthetic(300, 8, 3, 9).unwrap();
+    let x = raw.x.mapv(|v| 1000.0 + 25.0 * v);
+    let all = InMemory::from_arrays("all", x.clone(), raw.y.clone(), 3).unwrap();
+    let want = Standardizer::fit(x.view());
+    let parts: Vec<InMemory> = [(0, 0), (0, 100), (100, 300)]
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                return InMemory::new(std::sync::Arc::new(HostRows::empty("none", 8, 3)));
+            }
+            let xs = x.slice(s![a..b, ..]).to_owned();
+            InMemory::from_arrays("part", xs, raw.y[a..b].to_vec(), 3).unwrap()
+        })
+        .collect();
+    let reducers = ThreadGroup::new(3);
+    let got: Vec<Standardizer> = std::thread::scope(|scope| {
+        let handles: Vec<_> = reducers
+            .into_iter()
+            .zip(parts)
+            .map(|(mut r, mut part)| {
+                scope.spawn(move || softmax_wgpu::train::standardizer(&mut part, &mut r).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, &got[0], "rank {rank}: the same bits everywhere");
+        // f64 moments merged in another order, rounded to f32: within an f32 unit of the one-pass figures.
+        for (a, b) in g
+            .mean
+            .iter()
+            .zip(&want.mean)
+            .chain(g.std.iter().zip(&want.std))
+        {
+            assert!(
+                (a - b).abs() <= b.abs() * 2.0 * f32::EPSILON,
+                "rank {rank}: {a} vs {b}"
+            );
+        }
+    }
+    // One part is the one-process statistics, bit for bit.
+    let mut one = all;
+    let single =
+        Standardizer::merge([Standardizer::moments(&mut one).unwrap().as_slice()], 8).unwrap();
+    assert_eq!(single, Standardizer::fit_source(&mut one).unwrap());
+    assert_eq!(single, want);
+}

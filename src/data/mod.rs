@@ -487,6 +487,44 @@ impl Moments {
         self.n = n;
     }
 
+    /// Merges another part's moments (Chan et al.'s pairwise update, as [`Moments::add`] merges a block); into no
+    /// rows, the part as it is.
+    fn merge(&mut self, part: &Moments) {
+        if self.n == 0.0 {
+            self.clone_from(part);
+            return;
+        }
+        if part.n == 0.0 {
+            return;
+        }
+        let n = self.n + part.n;
+        for j in 0..self.mean.len() {
+            let delta = part.mean[j] - self.mean[j];
+            self.mean[j] += delta * part.n / n;
+            self.m2[j] += part.m2[j] + delta * delta * self.n * part.n / n;
+        }
+        self.n = n;
+    }
+
+    /// The count, the means and the sums of squared deviations, in one vector.
+    fn to_flat(&self) -> Vec<f64> {
+        std::iter::once(self.n)
+            .chain(self.mean.iter().copied())
+            .chain(self.m2.iter().copied())
+            .collect()
+    }
+
+    fn from_flat(flat: &[f64], d: usize) -> Result<Self> {
+        if flat.len() != 1 + 2 * d {
+            return Err(Error::shape("column moments", 1 + 2 * d, flat.len()));
+        }
+        Ok(Moments {
+            n: flat[0],
+            mean: flat[1..=d].to_vec(),
+            m2: flat[1 + d..].to_vec(),
+        })
+    }
+
     fn finish(&self) -> Standardizer {
         let n = self.n.max(1.0);
         Standardizer {
@@ -527,6 +565,29 @@ impl Standardizer {
             m.add(chunk.x());
         }
         Ok(m.finish())
+    }
+
+    /// The column moments of every row of `source` (the count, the means, the sums of squared deviations) in one
+    /// vector of 1 + 2·features values: what processes holding shards of one data set exchange, to standardise with
+    /// the whole set's statistics ([`Standardizer::merge`]).
+    pub fn moments(source: &mut dyn RowSource) -> Result<Vec<f64>> {
+        let mut m = Moments::new(source.features());
+        source.rewind()?;
+        while let Some(chunk) = source.next_chunk(STATS_BLOCK)? {
+            m.add(chunk.x());
+        }
+        Ok(m.to_flat())
+    }
+
+    /// The statistics of the rows of several parts of `d` features, from each part's [`Standardizer::moments`],
+    /// merged in the parts' order: [`Standardizer::fit_source`] over all their rows but for the order of additions,
+    /// and equal to it, bit for bit, for one part.
+    pub fn merge<'m>(parts: impl IntoIterator<Item = &'m [f64]>, d: usize) -> Result<Self> {
+        let mut all = Moments::new(d);
+        for part in parts {
+            all.merge(&Moments::from_flat(part, d)?);
+        }
+        Ok(all.finish())
     }
 
     /// Standardises `x` in place.

@@ -45,28 +45,19 @@ mod step;
 mod stream;
 
 pub use crate::data::held_row_bytes;
-
 pub use crate::optim::{state_of, Optimizer, OptimizerState, Update};
-
 pub use crate::params::{check_class_weights, Params, Shape};
-
 pub use batch::{epoch_order, Batch, BatchRows, Held};
-
+use begin::{begin, weighted, Begun};
 pub use choice::{choose, Choice, Method, Request, Why, AUTO_MAX_EPOCHS};
 pub use evaluate::{evaluate, evaluate_streamed};
-
 pub use minibatch::{fit, fit_with};
-
 pub use objective::{objective, objective_held};
-
 pub use observe::{EpochReport, Observer, OnEpoch, OnRows, Start, StepEvent, StreamReport};
-
-pub use reducer::{reduce_held_out, reduce_sums, Layout, Local, Reducer, ThreadGroup, Threaded};
-
+pub use reducer::{
+    reduce_held_out, reduce_sums, standardizer, Layout, Local, Reducer, ThreadGroup, Threaded,
+};
 pub use residency::{default_memory_budget, residency, Residency, MAX_CHUNK_BYTES};
-
 pub use seam::{Backend, Gradient, Sums};
-
-use begin::{begin, weighted, Begun};
 use step::Stepper;
 use stream::{for_each_held_chunk, stream_epoch};

@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
+use crate::data::{RowSource, Standardizer};
 use crate::error::{Error, Result};
 
 use super::Sums;
@@ -93,6 +94,18 @@ pub fn reduce_held_out(reducer: &mut dyn Reducer, held: Option<Sums>) -> Result<
         correct: v[2],
         rows: v[3] as usize,
     }))
+}
+
+/// The standardisation statistics of all processes' rows, from each process's shard `source`: every process's
+/// column moments gathered (each in its own slots of one vector, the others zero, so the sum is a gather) and merged
+/// in rank order, the same bits on every process.
+pub fn standardizer(source: &mut dyn RowSource, reducer: &mut dyn Reducer) -> Result<Standardizer> {
+    let mine = Standardizer::moments(source)?;
+    let len = mine.len();
+    let mut all = vec![0.0; len * reducer.size()];
+    all[reducer.rank() * len..][..len].copy_from_slice(&mine);
+    reducer.allreduce(&mut all)?;
+    Standardizer::merge(all.chunks(len), source.features())
 }
 
 /// Where this process's rows sit among all processes' rows, taken in rank order: its first row and the total.

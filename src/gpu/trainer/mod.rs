@@ -31,7 +31,6 @@ use crate::optim::OptimizerState;
 use crate::params::Shape;
 use crate::train::{Held, Sums};
 use plan::{Op, Rows};
-
 pub use profile::KernelTime;
 use profile::Profiler;
 use queue::Buffer2;
