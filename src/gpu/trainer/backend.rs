@@ -38,16 +38,7 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn release(&mut self, set: Held) -> Result<()> {
-        if self
-            .held
-            .get(set.id())
-            .is_none_or(|h| h.rows != set.len() || h.released())
-        {
-            return Err(Error::Internal(format!(
-                "held set {} is not this backend's",
-                set.id()
-            )));
-        }
+        self.resident(set)?;
         // Queued ops name the set by its slot: submit them first. The buffers live on until the submissions that
         // use them are done (wgpu counts references), and flush keeps at most two submissions in flight, so a
         // stream of chunks never has more than a few on the device.

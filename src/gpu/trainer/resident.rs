@@ -114,6 +114,14 @@ impl GpuBackend<'_> {
         }
     }
 
+    /// The set `set` names, when it is one this backend holds.
+    pub(super) fn resident(&self, set: Held) -> Result<&Resident> {
+        self.held
+            .get(set.id())
+            .filter(|h| h.rows == set.len() && !h.released())
+            .ok_or_else(|| Error::Internal(format!("held set {} is not this backend's", set.id())))
+    }
+
     /// Holds sparse rows: in host memory, as CSR (see [`Resident::sparse`]).
     pub(super) fn hold_sparse(&mut self, source: &mut dyn RowSource) -> Result<Held> {
         let rows = SparseRows::read(source)?;

@@ -199,16 +199,7 @@ impl GpuBackend<'_> {
         self.ensure_capacity(n)?;
         match batch.rows() {
             BatchRows::Held { set, rows } => {
-                if self
-                    .held
-                    .get(set.id())
-                    .is_none_or(|h| h.rows != set.len() || h.released())
-                {
-                    return Err(Error::Internal(format!(
-                        "held set {} is not this backend's",
-                        set.id()
-                    )));
-                }
+                self.resident(*set)?;
                 if let Some(sparse) = self.held[set.id()].sparse.clone() {
                     return Ok((self.stage_sparse(&sparse, rows, slot)?, 0));
                 }
