@@ -5,9 +5,8 @@
 //! ([`crate::stopping::StopState`]) and early stopping's best weights go in beside the position, so `fit` given the
 //! checkpoint's [`Resume`] point takes exactly the steps the uninterrupted run would have taken and stops where it
 //! stops. A checkpoint due at an epoch's last step is written after that epoch's report, with the rules' verdict on
-//! it. One thing a mid-epoch checkpoint does not carry is the epoch's running loss sums: the resumed epoch's
-//! reported training loss covers the steps after the resume, so a convergence rule (`--tol`) that a resumed epoch
-//! decides can differ from the uninterrupted run's; early stopping reads the held-out loss, which is exact.
+//! it; one written mid-epoch holds the epoch's loss sums so far, which the resumed epoch starts from, so its reported
+//! training loss (and a `--tol` decision on it) is the uninterrupted run's.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +16,7 @@ pub use crate::config::Resume;
 use crate::config::TrainConfig;
 use crate::error::{Error, Position, Result};
 use crate::params::Params;
+use crate::params::Sums;
 use crate::stopping::StopState;
 use crate::train::{Backend, EpochReport, Observer, OptimizerState, Shape, StepEvent};
 
@@ -222,16 +222,20 @@ impl Checkpointer {
 impl Observer for Checkpointer {
     fn on_step(&mut self, event: &StepEvent<'_>, backend: &mut dyn Backend) -> Result<()> {
         if event.step.is_multiple_of(self.every) {
-            let at = Resume {
+            let mut at = Resume {
                 epoch: event.epoch,
                 batches_done: event.in_epoch,
                 steps: event.step,
                 stopping: self.stopping,
+                sums: Sums::default(),
                 best: self.best.clone(),
             };
             if event.last_in_epoch {
                 self.pending = Some(at);
             } else {
+                // The epoch's loss sums so far, read and put back as they were.
+                at.sums = backend.take_sums()?;
+                backend.set_sums(at.sums)?;
                 self.write(backend, at)?;
             }
         }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 pub use crate::limits::{MAX_BATCH, MAX_EPOCHS};
 use crate::optim::Optimizer;
+use crate::params::Sums;
 pub use crate::schedule::{Schedule, ScheduleKind};
 use crate::stopping::StopState;
 pub use crate::stopping::{Convergence, EarlyStopping};
@@ -24,6 +25,10 @@ pub struct Resume {
     /// those resume with the rules as at a run's start).
     #[serde(default)]
     pub stopping: StopState,
+    /// The loss and hit sums of the steps of the epoch in progress already taken (its reported training loss
+    /// covers them), none at an epoch's end.
+    #[serde(default)]
+    pub sums: Sums,
     /// The weights of early stopping's best epoch so far, W [d, k] row-major then b, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best: Option<(Vec<f32>, Vec<f32>)>,

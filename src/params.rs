@@ -111,3 +111,33 @@ pub fn check_class_weights(shape: Shape, weights: &[f32]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Sums over rows of cross-entropy and of correct predictions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sums {
+    /// Σ −log S_y.
+    pub loss: f64,
+    /// Σ [argmax z = y].
+    pub correct: f64,
+    /// Rows summed.
+    pub rows: usize,
+}
+
+impl Sums {
+    /// Adds one batch.
+    pub fn add(&mut self, loss: f64, correct: f64, rows: usize) {
+        self.loss += loss;
+        self.correct += correct;
+        self.rows += rows;
+    }
+
+    /// Mean cross-entropy.
+    pub fn mean_loss(&self) -> f64 {
+        self.loss / self.rows.max(1) as f64
+    }
+
+    /// Fraction correct.
+    pub fn accuracy(&self) -> f64 {
+        self.correct / self.rows.max(1) as f64
+    }
+}

@@ -161,6 +161,10 @@ impl Backend for Corrupt<'_> {
         }
         Ok(sums)
     }
+
+    fn set_sums(&mut self, sums: Sums) -> softmax_wgpu::Result<()> {
+        self.inner.set_sums(sums)
+    }
     fn params(&mut self) -> softmax_wgpu::Result<Params> {
         self.inner.params()
     }

@@ -877,32 +877,23 @@ impl softmax_wgpu::train::Observer for Snapshots {
     }
 }
 
-fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_stops(on: Backends) {
+/// Resumes `cfg`'s run (15 steps an epoch) from every `stride`-th checkpoint it writes every 6 steps — mid-epoch
+/// positions, and every second epoch's end (step 30, 60 …), written once the epoch's report has run the stopping
+/// rules — and checks that each resumed run ends where the whole run ends: the same epochs, training and held-out
+/// losses, verdicts and weights, bit for bit but on the f64 path. `case` checks the whole run is the case meant.
+fn resumed_from_every_checkpoint(
+    on: Backends,
+    cfg: &TrainConfig,
+    stride: usize,
+    case: impl Fn(&str, &[EpochReport]),
+) {
     use softmax_wgpu::checkpoint::{run_identity, Checkpoint, Checkpointer};
-    use softmax_wgpu::config::{Convergence, EarlyStopping};
     let (train, held) = problem(300, 8, 3);
-    let cfg = TrainConfig {
-        epochs: 60,
-        batch_size: 16,
-        lr: 0.5,
-        early_stopping: Some(EarlyStopping {
-            patience: 3,
-            min_delta: 1e-3,
-        }),
-        // The convergence rule rides along: its state must come back too (it does not fire first here).
-        convergence: Some(Convergence {
-            tol: 1e-9,
-            patience: 50,
-        }),
-        ..TrainConfig::default()
-    };
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.json");
     let copy = dir.path().join("copy.json");
-    let id = run_identity(&cfg, "problem", Some(240), shape(&train));
+    let id = run_identity(cfg, "problem", Some(240), shape(&train));
     on.each(|name, make| {
-        // 15 steps an epoch and a checkpoint every 6: mid-epoch positions, and every second epoch's end (step 30,
-        // 60 …), which is written once the epoch's report has run the stopping rules.
         let _ = std::fs::remove_file(&ck); // the previous backend's
         let mut whole = make(shape(&train));
         let mut saver = Checkpointer::new(&ck, 6, id.clone(), None).unwrap();
@@ -915,20 +906,14 @@ fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_s
             whole.as_mut(),
             &mut t,
             Some(&mut h),
-            &cfg,
+            cfg,
             &mut [&mut saver, &mut snaps],
         )
         .unwrap();
-        // The case worth testing: the run stopped early, and the weights it keeps are not its last epoch's.
-        let last = want.last().unwrap().epoch;
-        let best = want.iter().find(|r| r.best).unwrap().epoch;
-        assert!(
-            last < 60 && best == last - 3,
-            "{name}: best {best}, last {last}"
-        );
+        case(name, &want);
         let want_w = whole.params().unwrap();
         let mut boundaries = 0;
-        for bytes in &snaps.taken {
+        for bytes in snaps.taken.iter().step_by(stride) {
             std::fs::write(&copy, bytes).unwrap();
             let c = Checkpoint::load(&copy).unwrap();
             boundaries += usize::from(c.at.batches_done == 15);
@@ -940,13 +925,13 @@ fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_s
             };
             let got = fit(resumed.as_mut(), &mut t, Some(&mut h), &cont, &mut []).unwrap();
             let at = (c.at.epoch, c.at.batches_done);
-            // The same epochs to the same end, the same held-out losses and the same best epoch.
             let resumed_from = |r: &&EpochReport| r.epoch > at.0 || (r.epoch == at.0 && at.1 < 15);
-            // (The f64 path resumes from rounded weights: its held-out losses agree to rounding, not to the bit.)
+            // (The f64 path resumes from rounded weights: its losses agree to rounding, not to the bit.)
             let exact = name != "cpu f64";
             let view = |r: &EpochReport| {
-                let loss = r.val_loss.filter(|_| exact).map(f64::to_bits);
-                (r.epoch, loss, r.best, r.converged)
+                let bits = |v: f64| Some(v.to_bits()).filter(|_| exact);
+                let losses = (bits(r.train_loss), r.val_loss.and_then(bits));
+                (r.epoch, losses, r.best, r.converged)
             };
             assert_eq!(
                 got.iter().map(view).collect::<Vec<_>>(),
@@ -969,12 +954,64 @@ fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_s
             }
         }
         assert!(
-            boundaries >= 2,
+            boundaries >= 1,
             "{name}: checkpoints at an epoch's end were tested"
         );
     });
 }
+
+fn an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_stops(on: Backends) {
+    use softmax_wgpu::config::{Convergence, EarlyStopping};
+    let cfg = TrainConfig {
+        epochs: 60,
+        batch_size: 16,
+        lr: 0.5,
+        early_stopping: Some(EarlyStopping {
+            patience: 3,
+            min_delta: 1e-3,
+        }),
+        // The convergence rule rides along: its state must come back too (it does not fire first here).
+        convergence: Some(Convergence {
+            tol: 1e-9,
+            patience: 50,
+        }),
+        ..TrainConfig::default()
+    };
+    resumed_from_every_checkpoint(on, &cfg, 1, |name, want| {
+        // The case worth testing: the run stopped early, and the weights it keeps are not its last epoch's.
+        let last = want.last().unwrap().epoch;
+        let best = want.iter().find(|r| r.best).unwrap().epoch;
+        assert!(
+            last < 60 && best == last - 3,
+            "{name}: best {best}, last {last}"
+        );
+    });
+}
 per_backend!(an_early_stopping_run_resumed_from_any_checkpoint_stops_where_the_whole_run_stops);
+
+fn a_converging_run_resumed_from_any_checkpoint_converges_where_the_whole_run_does(on: Backends) {
+    // The convergence rule reads the training loss of each epoch: a checkpoint carries the loss sums of the epoch
+    // in progress, so a resumed epoch reports the uninterrupted run's loss and the rule stops at the same epoch.
+    let cfg = TrainConfig {
+        epochs: 200,
+        batch_size: 16,
+        lr: 0.05,
+        convergence: Some(softmax_wgpu::config::Convergence {
+            tol: 1e-3,
+            patience: 3,
+        }),
+        ..TrainConfig::default()
+    };
+    resumed_from_every_checkpoint(on, &cfg, 3, |name, want| {
+        let last = want.last().unwrap();
+        assert!(
+            last.converged && last.epoch < 200 && last.epoch > 4,
+            "{name}: stopped at {}",
+            last.epoch
+        );
+    });
+}
+per_backend!(a_converging_run_resumed_from_any_checkpoint_converges_where_the_whole_run_does);
 
 fn a_minibatch_run_stops_by_scikit_learns_convergence_rule(on: Backends) {
     let (train, _) = problem(600, 8, 3);

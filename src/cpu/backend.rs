@@ -258,6 +258,11 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(std::mem::take(&mut self.sums))
     }
 
+    fn set_sums(&mut self, sums: Sums) -> Result<()> {
+        self.sums = sums;
+        Ok(())
+    }
+
     fn params(&mut self) -> Result<Params> {
         Ok(Params {
             w: self.w.mapv(|v| v.to_f32().unwrap_or(f32::NAN)),

@@ -690,6 +690,11 @@ impl Backend for FastCpu {
         Ok(std::mem::take(&mut self.sums))
     }
 
+    fn set_sums(&mut self, sums: Sums) -> Result<()> {
+        self.sums = sums;
+        Ok(())
+    }
+
     fn params(&mut self) -> Result<Params> {
         let Dims { d, k, dp, .. } = self.dims;
         Ok(Params {

@@ -94,6 +94,10 @@ fn fit_process(
         mut stop,
         mut best,
     } = start(cfg, rows_known, &mut stepper, backend.shape())?;
+    if let (Some(r), true) = (&cfg.resume, skip > 0) {
+        // The resumed epoch's loss sums start where the checkpoint's left them.
+        backend.set_sums(r.sums)?;
+    }
     let mut reports = Vec::new();
     for epoch in first_epoch..=cfg.epochs {
         let start = Instant::now();

@@ -46,7 +46,7 @@ mod stream;
 
 pub use crate::data::held_row_bytes;
 pub use crate::optim::{state_of, Optimizer, OptimizerState, Update};
-pub use crate::params::{check_class_weights, Params, Shape};
+pub use crate::params::{check_class_weights, Params, Shape, Sums};
 pub use batch::{epoch_order, Batch, BatchRows, Held};
 use begin::{begin, weighted, Begun};
 pub use choice::{choose, Choice, Method, Request, Why, AUTO_MAX_EPOCHS};
@@ -58,6 +58,6 @@ pub use reducer::{
     reduce_held_out, reduce_sums, standardizer, Layout, Local, Reducer, ThreadGroup, Threaded,
 };
 pub use residency::{default_memory_budget, residency, Residency, MAX_CHUNK_BYTES};
-pub use seam::{Backend, Gradient, Sums};
+pub use seam::{Backend, Gradient};
 use step::Stepper;
 use stream::{for_each_held_chunk, stream_epoch};

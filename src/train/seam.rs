@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2};
 use crate::data::RowSource;
 use crate::error::{Error, Result};
 use crate::optim::{OptimizerState, Update};
-use crate::params::{Params, Shape};
+use crate::params::{Params, Shape, Sums};
 
 use super::{Batch, BatchRows, Held, Reducer};
 
@@ -35,36 +35,6 @@ impl Shape {
             ));
         }
         Ok(())
-    }
-}
-
-/// Sums over rows of cross-entropy and of correct predictions.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Sums {
-    /// Σ −log S_y.
-    pub loss: f64,
-    /// Σ [argmax z = y].
-    pub correct: f64,
-    /// Rows summed.
-    pub rows: usize,
-}
-
-impl Sums {
-    /// Adds one batch.
-    pub fn add(&mut self, loss: f64, correct: f64, rows: usize) {
-        self.loss += loss;
-        self.correct += correct;
-        self.rows += rows;
-    }
-
-    /// Mean cross-entropy.
-    pub fn mean_loss(&self) -> f64 {
-        self.loss / self.rows.max(1) as f64
-    }
-
-    /// Fraction correct.
-    pub fn accuracy(&self) -> f64 {
-        self.correct / self.rows.max(1) as f64
     }
 }
 
@@ -176,6 +146,10 @@ pub trait Backend {
 
     /// Reads and resets the running loss and hit sums.
     fn take_sums(&mut self) -> Result<Sums>;
+
+    /// Replaces the loss and hit sums (what the resumed epoch of a checkpoint starts from), so that the epoch's
+    /// further batches add to them in the order the uninterrupted run added them.
+    fn set_sums(&mut self, sums: Sums) -> Result<()>;
 
     /// The current parameters.
     fn params(&mut self) -> Result<Params>;

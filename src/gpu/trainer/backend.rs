@@ -185,6 +185,13 @@ impl Backend for GpuBackend<'_> {
         Ok(std::mem::take(&mut self.host_sums))
     }
 
+    fn set_sums(&mut self, sums: Sums) -> Result<()> {
+        // The slots still on the device belong to the sums being replaced.
+        self.drain_sums()?;
+        self.host_sums = sums;
+        Ok(())
+    }
+
     fn params(&mut self) -> Result<Params> {
         let (d, k) = (self.shape.d, self.shape.k);
         let (w, b) = self.read_matrix(Buffer2::Weights)?;
