@@ -144,7 +144,8 @@ impl Checkpoint {
 }
 
 /// What identifies a run for its checkpoints: every setting but the number of epochs (a resumed run may train
-/// longer), and the data's name, size and shape.
+/// longer), and the data's name, size and shape. `rows` is the whole data set's: in a run of several processes, the
+/// rows of all shards ([`crate::train::Layout::total`]), so that every process names the same run.
 pub fn run_identity(cfg: &TrainConfig, data: &str, rows: Option<u64>, shape: Shape) -> String {
     let mut settings = serde_json::to_value(cfg).unwrap_or_default();
     if let Some(o) = settings.as_object_mut() {

@@ -5,7 +5,7 @@ use crate::data::Chunk;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
-/// Rows a backend holds in its own memory after [`Backend::hold`], addressed 0..len.
+/// Rows a backend holds in its own memory after [`super::Backend::hold`], addressed 0..len.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     id: usize,
@@ -13,7 +13,7 @@ pub struct Held {
 }
 
 impl Held {
-    /// A handle; made by backends in [`Backend::hold`].
+    /// A handle; made by backends in [`super::Backend::hold`].
     pub fn new(id: usize, rows: usize) -> Self {
         Held { id, rows }
     }
@@ -39,7 +39,7 @@ impl Held {
     }
 }
 
-/// What one [`Backend::accumulate`] or [`Backend::forward`] call works on.
+/// What one [`super::Backend::accumulate`] or [`super::Backend::forward`] call works on.
 #[derive(Debug, Clone)]
 pub struct Batch<'a> {
     rows: BatchRows<'a>,

@@ -18,7 +18,7 @@ use super::{
 
 /// Trains for `cfg.epochs` epochs: each epoch runs one step per `cfg.batch_size` rows of a seeded shuffle, reads the
 /// epoch's loss sums, and evaluates the held-out rows. The training rows (and the held-out ones) are held by the
-/// backend or streamed, as [`residency`] decides: streamed rows are read a chunk at a time by a reader thread while
+/// backend or streamed, as [`super::residency()`] decides: streamed rows are read a chunk at a time by a reader thread while
 /// the backend trains on the previous chunk, and shuffled at chunk granularity (the order of chunks, where the
 /// source can seek) and within each chunk. With shuffling off, streamed training takes the same steps over the same
 /// rows as resident training. `observers` see every step and epoch, in order. Stops with [`Error::Diverged`] when the
@@ -41,7 +41,8 @@ pub fn fit(
 /// reduced too, so every stopping decision is global, and the weights stay identical on every process: the run
 /// equals one process over all the rows but for the order of additions. A process that fails tells the others
 /// ([`Reducer::fail`]), which end with [`Error::Peer`]. Training shards are held (a process whose shard would be
-/// streamed is refused); L-BFGS shards may stream. With [`Local`] this is [`fit`].
+/// streamed is refused); L-BFGS shards may stream. Side effects are the observers': pass them (progress,
+/// checkpoints) on one process only, since every process sees the same reports. With [`Local`] this is [`fit`].
 pub fn fit_with(
     backend: &mut dyn Backend,
     train: &mut dyn RowSource,

@@ -9,7 +9,7 @@
 //!   update(step)        the optimizer turns the (combined) sums into new weights; its state lives with the backend
 //! ```
 //!
-//! Data reaches a backend only through a [`RowSource`] of checked row chunks: the backend either copies the whole
+//! Data reaches a backend only through a [`crate::data::RowSource`] of checked row chunks: the backend either copies the whole
 //! source into its own memory once ([`Backend::hold`], resident data) and is then given batches as row indices into
 //! it, or is handed each batch as host rows ([`Batch::host`]). Streamed data and [`objective`] hold one chunk at a
 //! time and release it ([`Backend::release`]). Nothing

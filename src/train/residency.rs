@@ -8,7 +8,7 @@ use crate::data::{held_row_bytes, RowSource};
 
 use super::Backend;
 
-/// How [`fit`] keeps a source's rows.
+/// How [`super::fit`] keeps a source's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Residency {
     /// Held by the backend: copied once into its memory (a CPU backend shares rows already in RAM).

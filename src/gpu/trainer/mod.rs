@@ -3,9 +3,10 @@
 //! Held data is uploaded once, split into chunks that each fit the adapter's largest storage binding, and stays on
 //! the device. Backend calls are not executed one by one: each appends an op (accumulate, forward, update) to a
 //! short list, and the list is recorded into one compute pass and submitted when it is full, when a value must be
-//! read back, or before the host writes a buffer the queued ops use. A step of a held batch gathers its (shuffled)
-//! rows from the chunks into the batch buffer, then runs logits → softmax → residual → grad (sums) → metrics; the
-//! update kernel divides the sums by the rows they cover. Loss and hit sums go to per-op slots on the device and
+//! read back, or before the host writes a buffer the queued ops use. A step of a held batch reads its (shuffled) rows
+//! where they are held (forward_held → grad_held → metrics, K ≤ 16 and at most four chunks) or gathers them into the
+//! batch buffer first; [`GpuBackend::plan`](plan) lists each op's kernels. The update kernel divides the sums by the
+//! rows they cover. Loss and hit sums go to per-op slots on the device and
 //! are read once, by [`crate::train::Backend::take_sums`]. At most two submissions are in flight.
 //!
 //! The files, one concern each: `resident.rs` (held sets in device chunks), `staging.rs` (batch and model buffers,
@@ -58,7 +59,7 @@ pub struct GpuOptions {
     /// Train on sparse rows only (LIBSVM): no dense batch buffers (a batch's X would be rows × d floats), batches
     /// limited by their non-zeros and by rows × k, and no autotuning of the dense kernels.
     pub sparse: bool,
-    /// Always gather a held batch's rows into the batch buffers, as data of more than [`HELD_SLOTS`] chunks or of
+    /// Always gather a held batch's rows into the batch buffers, as data of more than [`crate::gpu::kernels::HELD_SLOTS`] chunks or of
     /// more than 16 classes is: for comparing the two paths (results are bitwise equal) and for benchmarks.
     pub gather: bool,
 }
@@ -262,7 +263,7 @@ impl<'a> GpuBackend<'a> {
         self.shape.k <= 16
     }
 
-    /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`HELD_SLOTS`]
+    /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`crate::gpu::kernels::HELD_SLOTS`]
     /// chunks, K ≤ 16, [`GpuOptions::gather`] off, and an adapter that binds the held kernels' buffers).
     pub fn reads_in_place(&self, set: Held) -> bool {
         self.held

@@ -137,7 +137,7 @@ impl GpuBackend<'_> {
     }
 
     /// Holds dense rows on the device, in chunks of at most `chunk_rows` rows, with the bind groups that gather from
-    /// them and, when the held kernels can read the set in place (at most [`HELD_SLOTS`] chunks, labels in one
+    /// them and, when the held kernels can read the set in place (at most [`crate::gpu::kernels::HELD_SLOTS`] chunks, labels in one
     /// binding), its labels in one buffer and their bind groups.
     pub(super) fn hold_dense(&mut self, source: &mut dyn RowSource) -> Result<Held> {
         source.rewind()?;
