@@ -487,3 +487,91 @@ fn the_standardisation_statistics_of_shards_are_the_whole_sets() {
     assert_eq!(single, Standardizer::fit_source(&mut one).unwrap());
     assert_eq!(single, want);
 }
+
+/// Sparse rows (a fifth of the values kept) in contiguous shards, empty ones included.
+fn sparse_shards(d: &Dataset, cuts: &[usize]) -> Vec<softmax_wgpu::data::SparseInMemory> {
+    use softmax_wgpu::data::{SparseChunk, SparseInMemory, SparseRows};
+    let mut x = d.x.clone();
+    x.indexed_iter_mut().for_each(|((i, j), v)| {
+        if (i * 7 + j * 13) % 5 != 0 {
+            *v = 0.0;
+        }
+    });
+    cuts.windows(2)
+        .map(|c| {
+            let part = x.slice(s![c[0]..c[1], ..]);
+            let chunk = SparseChunk::from_dense(part, &d.y[c[0]..c[1]], c[0] as u64);
+            let rows = SparseRows::from_chunk("sparse shard", &chunk, SHAPE.k).unwrap();
+            SparseInMemory::new(std::sync::Arc::new(rows))
+        })
+        .collect()
+}
+
+#[test]
+fn sparse_sgd_on_unequal_shards_equals_one_process() {
+    // The sparse paths: the reference on CSR rows, and the GPU's sparse kernels, whose update covers the columns a
+    // step touched; after a combine every column may hold a sum, so the update must cover all (set_gradient marks
+    // them). Tolerance as for dense SGD.
+    let (train, _) = problem();
+    let cfg = TrainConfig {
+        epochs: 3,
+        batch_size: 16,
+        lr: 0.1,
+        val_split: 0.0,
+        ..TrainConfig::default()
+    };
+    let sparse = GpuOptions {
+        sparse: true,
+        ..GpuOptions::default()
+    };
+    let contexts = gpus();
+    let mut makers: Vec<(String, Box<Make<'_>>)> = vec![(
+        "cpu f32".into(),
+        Box::new(|| Box::new(CpuBackend::<f32>::new(SHAPE)) as Box<dyn Backend + Send>),
+    )];
+    for ctx in &contexts {
+        let sparse = sparse.clone();
+        makers.push((
+            ctx.describe(),
+            Box::new(move || {
+                Box::new(GpuBackend::new(ctx, SHAPE, &sparse).unwrap()) as Box<dyn Backend + Send>
+            }),
+        ));
+    }
+    for (name, make) in &makers {
+        let mut one = make();
+        let mut all = sparse_shards(&train, &[0, 240]).remove(0);
+        fit(one.as_mut(), &mut all, None, &cfg, &mut []).unwrap();
+        let want = one.params().unwrap();
+        let shards = sparse_shards(&train, &[0, 0, 100, 240]);
+        let reducers = ThreadGroup::new(shards.len());
+        let got: Vec<Params> = std::thread::scope(|scope| {
+            let handles: Vec<_> = reducers
+                .into_iter()
+                .zip(shards)
+                .map(|(mut reducer, mut shard)| {
+                    let mut backend = make();
+                    let cfg = &cfg;
+                    scope.spawn(move || {
+                        fit_with(
+                            backend.as_mut(),
+                            &mut shard,
+                            None,
+                            cfg,
+                            &mut reducer,
+                            &mut [],
+                        )
+                        .unwrap();
+                        backend.params().unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (rank, w) in got.iter().enumerate() {
+            assert_eq!(w, &got[0], "{name}: rank {rank}");
+        }
+        let d = rel_diff(&got[0], &want);
+        assert!(d <= 1e-5, "{name}: ‖ΔW‖/‖W‖ = {d:e}");
+    }
+}
