@@ -1,81 +1,252 @@
 //! Files written whole or not at all: a temporary file beside the destination, synced and renamed over it, so a
 //! run killed at any moment leaves either the old file or the new one. Models, checkpoints, generated data and the
 //! autotune cache are written through it.
+//!
+//! What sits at the destination decides how it is written, and nothing the user has is replaced by something else:
+//! - nothing, or a regular file: a temporary file with a name nobody can predict, created exclusively (`O_EXCL`:
+//!   a link planted at its name is never followed) in the destination's directory, then renamed over it; an
+//!   existing file keeps its permissions;
+//! - a symbolic link: written, the same way, at the file the link points to (the link stays a link);
+//! - a device, a FIFO or a socket (`--out /dev/null`): written through, never replaced by a regular file;
+//! - a directory: refused, as the user's input (exit code 2).
 
-use std::io::Write;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename (see the module's rules).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
     f.write_all(bytes).map_err(|e| Error::io(path, e))?;
     f.commit()
 }
 
+/// Where the bytes go until [`AtomicFile::commit`].
+#[derive(Debug)]
+enum Sink {
+    /// A temporary file beside the destination, renamed over it on commit (and removed if dropped before).
+    Temporary(BufWriter<tempfile::NamedTempFile>),
+    /// The destination itself, a special file written through.
+    Through(BufWriter<File>),
+}
+
 /// A file written under a temporary name beside its destination and renamed over it only when [`AtomicFile::commit`]
 /// is called: a write that fails or is abandoned (dropped) leaves whatever was at the destination as it was.
 #[derive(Debug)]
 pub struct AtomicFile {
-    path: std::path::PathBuf,
-    tmp: std::path::PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    /// The path the user named, for messages.
+    path: PathBuf,
+    /// Where the file lands: the path, or the file its link points to.
+    target: PathBuf,
+    /// The permissions of the regular file being replaced, which the new one keeps.
+    keep: Option<std::fs::Permissions>,
+    sink: Option<Sink>,
 }
 
 impl AtomicFile {
     /// Starts writing `path`.
     pub fn create(path: &Path) -> Result<Self> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
+        let target = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?
+            }
+            _ => path.to_path_buf(),
         };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+        let existing = match std::fs::metadata(&target) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let sink = match &existing {
+            Some(m) if m.is_dir() => {
+                return Err(Error::input(path, "is a directory, not a file to write"));
+            }
+            Some(m) if !m.is_file() => {
+                // A device, FIFO or socket: written through, never replaced.
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .map_err(|e| Error::io(path, e))?;
+                Sink::Through(BufWriter::with_capacity(1 << 20, f))
+            }
+            _ => {
+                let dir = match target.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let name = target
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "out".into());
+                let prefix = format!(".{name}.");
+                let mut builder = tempfile::Builder::new();
+                builder.prefix(&prefix).suffix(".tmp");
+                // A new file is made as `File::create` makes one (0666 less the umask); the temporary name is
+                // private until the rename all the same, since nobody can predict it.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    builder.permissions(std::fs::Permissions::from_mode(0o666));
+                }
+                let tmp = builder.tempfile_in(&dir).map_err(|e| Error::io(path, e))?;
+                Sink::Temporary(BufWriter::with_capacity(1 << 20, tmp))
+            }
+        };
         Ok(AtomicFile {
             path: path.to_path_buf(),
-            tmp,
-            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            target,
+            keep: existing.filter(|m| m.is_file()).map(|m| m.permissions()),
+            sink: Some(sink),
         })
     }
 
-    /// Flushes, syncs and renames the file to its destination.
+    /// Flushes, syncs and renames the file to its destination (a special file: flushes what was written through).
     pub fn commit(mut self) -> Result<()> {
-        let file = self.file.take().expect("a file until committed");
-        let result = file
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&self.tmp, &self.path));
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&self.tmp);
-            return Err(Error::io(&self.path, e));
+        let path = self.path.clone();
+        match self.sink.take().expect("a file until committed") {
+            Sink::Through(w) => {
+                w.into_inner()
+                    .map_err(|e| Error::io(&path, e.into_error()))?;
+                Ok(())
+            }
+            Sink::Temporary(w) => {
+                let tmp = w
+                    .into_inner()
+                    .map_err(|e| Error::io(&path, e.into_error()))?;
+                tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
+                if let Some(p) = self.keep.take() {
+                    tmp.as_file()
+                        .set_permissions(p)
+                        .map_err(|e| Error::io(&path, e))?;
+                }
+                // On failure the temporary file is dropped, and removed, with the error.
+                tmp.persist(&self.target)
+                    .map_err(|e| Error::io(&path, e.error))?;
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file
-            .as_mut()
-            .expect("a file until committed")
-            .write(buf)
+        match self.sink.as_mut().expect("a file until committed") {
+            Sink::Temporary(w) => w.write(buf),
+            Sink::Through(w) => w.write(buf),
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.as_mut().expect("a file until committed").flush()
+        match self.sink.as_mut().expect("a file until committed") {
+            Sink::Temporary(w) => w.flush(),
+            Sink::Through(w) => w.flush(),
+        }
     }
 }
 
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_new_file_appears_whole_and_nothing_else_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.st");
+        write_atomically(&out, b"new").unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        assert_eq!(entries(dir.path()), vec!["m.st"]);
+    }
+
+    #[test]
+    fn an_abandoned_write_leaves_the_old_file_and_no_debris() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.st");
+        std::fs::write(&out, b"old").unwrap();
+        let mut f = AtomicFile::create(&out).unwrap();
+        f.write_all(b"half").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&out).unwrap(), b"old");
+        assert_eq!(entries(dir.path()), vec!["m.st"]);
+    }
+
+    #[test]
+    fn the_temporary_name_cannot_be_planted() {
+        // The old writer used `.m.st.tmp-<pid>`: a link planted there redirected the write. Now every such name is a
+        // trap that is never touched, and the output still appears.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.st");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"victim").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(
+            &victim,
+            dir.path().join(format!(".m.st.tmp-{}", std::process::id())),
+        )
+        .unwrap();
+        write_atomically(&out, b"model").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim");
+        assert_eq!(std::fs::read(&out).unwrap(), b"model");
+        assert!(!std::fs::symlink_metadata(&out)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_is_written_through_and_stays_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.st");
+        let link = dir.path().join("link.st");
+        std::fs::write(&target, b"old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomically(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.st");
+        std::fs::write(&out, b"old").unwrap();
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomically(&out, b"new").unwrap();
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_written_through_and_stays_a_device() {
+        use std::os::unix::fs::FileTypeExt;
+        // /dev/null takes anything; as root the old writer replaced it with a regular file.
+        write_atomically(Path::new("/dev/null"), b"discarded").unwrap();
+        let kind = std::fs::metadata("/dev/null").unwrap().file_type();
+        assert!(kind.is_char_device());
+    }
+
+    #[test]
+    fn a_directory_is_refused_as_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write_atomically(dir.path(), b"x").unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains("directory"), "{e}");
     }
 }

@@ -1284,3 +1284,84 @@ fn sample_weights_follow_their_rows_through_the_split_in_memory_and_streamed() {
         .as_str()
         .is_some_and(|p| p.ends_with("w.csv")));
 }
+
+#[test]
+fn bench_runs_its_peers_from_a_private_directory_and_leaves_nothing() {
+    // The peers' scripts used to go to $TMPDIR/softmax-wgpu-bench-<pid>, accepted if someone else had made it: a
+    // planted numpy.py ran as the user. Plant that (every pid's name was as easy to guess): the planted
+    // script must not run, and the run leaves nothing in $TMPDIR.
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("planted-script-ran");
+    let planted = format!("open({:?}, 'w').write('x')\n", marker.to_str().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+        .args([
+            "bench", "--peers", "numpy", "--shape", "500,8,3", "--device", "cpu", "--epochs", "1",
+        ])
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let plant = tmp
+        .path()
+        .join(format!("softmax-wgpu-bench-{}", child.id()));
+    let _ = std::fs::create_dir(&plant);
+    // A module named numpy beside the script is what python imports first.
+    let _ = std::fs::write(plant.join("numpy.py"), &planted);
+    assert!(child.wait().unwrap().success());
+    assert!(!marker.exists(), "a planted script ran");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| *n != *plant.file_name().unwrap())
+        .collect();
+    assert!(left.is_empty(), "left in $TMPDIR: {left:?}");
+}
+
+#[test]
+fn outputs_write_through_links_and_devices_and_keep_their_mode() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let real = d.join("real.st");
+    std::fs::write(&real, b"old").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = d.join("link.st");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let args = [
+        "train",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "sgd",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    let out = run(&[&args[..], &["--out", link.to_str().unwrap()]].concat());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link stays a link"
+    );
+    Model::load(&real).unwrap();
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the output keeps its mode");
+    // A device is written through, never replaced (as root the old writer replaced /dev/null with a file).
+    let out = run(&[&args[..], &["--out", "/dev/null"]].concat());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    // No temporary file is left beside the outputs.
+    let mut names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["link.st", "real.st"]);
+}

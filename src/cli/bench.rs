@@ -338,7 +338,8 @@ fn bench_shape(
         }
     );
     let dataset = data::synthetic(n, d, k, a.seed)?;
-    let peer_dir = tempfile_dir()?;
+    let dir = peer_dir()?;
+    let peer_dir = dir.path();
     if !a.peers.is_empty() {
         write_npy_features(&peer_dir.join("x.npy"), dataset.x.view())?;
         write_npy_labels(&peer_dir.join("y.npy"), &dataset.y)?;
@@ -357,7 +358,7 @@ fn bench_shape(
             batch: if b == 0 { n } else { b.min(n) },
         })
         .collect();
-    let peers: Vec<Vec<PeerResult>> = cases.iter().map(|c| run_peers(a, c, &peer_dir)).collect();
+    let peers: Vec<Vec<PeerResult>> = cases.iter().map(|c| run_peers(a, c, peer_dir)).collect();
     let mut rows = Vec::new();
     let shape = Shape { d, k };
     if with_cpu {
@@ -406,7 +407,8 @@ fn bench_shape(
             })),
         }
     }
-    let _ = std::fs::remove_dir_all(&peer_dir);
+    // The peers' directory goes with `dir`.
+    drop(dir);
     Ok(rows)
 }
 
@@ -507,10 +509,20 @@ fn run_peers(a: &BenchArgs, case: &Case, dir: &Path) -> Vec<PeerResult> {
         .collect()
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("softmax-wgpu-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    Ok(dir)
+/// A private directory for the peers' scripts and data: a name nobody can predict, created exclusively, readable by
+/// its owner only, and removed with everything in it when dropped. (A predictable name in the shared temporary
+/// directory let another local user plant scripts that `bench --peers` then ran.)
+fn peer_dir() -> Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("softmax-wgpu-bench-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e).into())
 }
 
 /// The report as a markdown table, one row per device × shape × batch.
