@@ -1365,3 +1365,115 @@ fn outputs_write_through_links_and_devices_and_keep_their_mode() {
     names.sort();
     assert_eq!(names, vec!["link.st", "real.st"]);
 }
+
+#[test]
+fn an_output_that_is_an_input_or_another_output_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // A model of the digits' 64 features, and the digits' first rows as CSV (64 features and a label).
+    let model = d.join("m.st");
+    let trained = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "sgd",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        &s(&model),
+    ]);
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    let row: Vec<String> = (0..64)
+        .map(|j| (j % 7).to_string())
+        .chain(["3".to_string()])
+        .collect();
+    let csv = write(
+        d,
+        "x.csv",
+        format!("{}\n{}\n", row.join(","), row.join(",")).as_bytes(),
+    );
+    let link = d.join("link.csv");
+    std::os::unix::fs::symlink(&csv, &link).unwrap();
+    let ck = d.join("ck.json");
+    let (m, x, l, c) = (s(&model), s(&csv), s(&link), s(&ck));
+    let dotted = format!("{}/./x.csv", s(d));
+    let train = [
+        "train",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "sgd",
+        "--epochs",
+        "1",
+        "--quiet",
+    ];
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (
+            vec!["predict", "--model", &m, "--data", &x, "--out", &x],
+            "--out",
+            "--data",
+        ),
+        (
+            vec!["predict", "--model", &m, "--data", &x, "--out", &m],
+            "--out",
+            "--model",
+        ),
+        (
+            vec!["eval", "--model", &m, "--data", &x, "--out", &m],
+            "--out",
+            "--model",
+        ),
+        (
+            [&train[..], &["--data", &x, "--checkpoint", &x]].concat(),
+            "--checkpoint",
+            "--data",
+        ),
+        (
+            [&train[..], &["--data", &x, "--out", &l]].concat(),
+            "--out",
+            "--data",
+        ),
+        (
+            [&train[..], &["--data", &x, "--plot", &dotted]].concat(),
+            "--plot",
+            "--data",
+        ),
+        (
+            [&train[..], &["--out", &c, "--checkpoint", &c]].concat(),
+            "--checkpoint",
+            "--out",
+        ),
+        (
+            [&train[..], &["--init", &m, "--out", &m]].concat(),
+            "--out",
+            "--init",
+        ),
+    ];
+    let before = (std::fs::read(&model).unwrap(), std::fs::read(&csv).unwrap());
+    for (args, flag, other) in cases {
+        let out = run(&args);
+        assert_input_error(&out, &[flag, &format!("a file other than {other}")]);
+        let after = (std::fs::read(&model).unwrap(), std::fs::read(&csv).unwrap());
+        assert!(after == before, "{args:?} changed an input");
+        assert!(!ck.exists(), "{args:?} wrote a checkpoint");
+    }
+    // Continuing a run from its own checkpoint is what --resume is for.
+    let first = run(&[&train[..], &["--checkpoint", &c, "--checkpoint-every", "5"]].concat());
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let again = run(&[
+        &train[..],
+        &[
+            "--checkpoint",
+            &c,
+            "--checkpoint-every",
+            "5",
+            "--resume",
+            &c,
+        ],
+    ]
+    .concat());
+    assert_eq!(again.code, 0, "{}", again.stderr);
+}

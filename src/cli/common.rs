@@ -2,7 +2,7 @@
 //! writing text output.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use softmax_wgpu::cpu::{CpuBackend, FastCpu};
@@ -114,6 +114,56 @@ pub fn check_out_path(path: &Path, flag: &str) -> Result<()> {
     }
     if path.is_dir() {
         return Err(Error::param(flag, "a file, not a directory", path.display()).into());
+    }
+    Ok(())
+}
+
+/// What a path names, to tell whether two paths are one file: the file itself (device and inode, through links)
+/// when it exists, else its absolute path in its directory's real location.
+fn identity(path: &Path) -> Option<(Option<(u64, u64)>, PathBuf)> {
+    #[cfg(unix)]
+    if let Ok(m) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        return Some((Some((m.dev(), m.ino())), PathBuf::new()));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = std::fs::canonicalize(parent).ok()?;
+    Some((None, dir.join(path.file_name()?)))
+}
+
+/// Refuses, before any work is done, an output that is one of the inputs or another output (by the file they name,
+/// through links and other spellings of the path): an output never replaces an input. `allowed` lists the pairs of
+/// flags that may name one file (`--checkpoint` and `--resume`, which continues the run that wrote it).
+pub fn check_distinct(
+    outputs: &[(&str, Option<&Path>)],
+    inputs: &[(&str, Option<&Path>)],
+    allowed: &[(&str, &str)],
+) -> Result<()> {
+    let named = |list: &[(&str, Option<&Path>)]| -> Vec<(String, PathBuf)> {
+        list.iter()
+            .filter_map(|(f, p)| p.map(|p| (f.to_string(), p.to_path_buf())))
+            .collect()
+    };
+    let (outs, ins) = (named(outputs), named(inputs));
+    for (i, (flag, path)) in outs.iter().enumerate() {
+        let Some(id) = identity(path) else { continue };
+        let others = outs[..i].iter().chain(&ins);
+        for (other, other_path) in others {
+            let ok = allowed
+                .iter()
+                .any(|&(a, b)| (a == flag && b == other) || (b == flag && a == other));
+            if !ok && identity(other_path).as_ref() == Some(&id) {
+                return Err(Error::param(
+                    flag,
+                    format!("a file other than {other} (an output never replaces an input or another output)"),
+                    path.display(),
+                )
+                .into());
+            }
+        }
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use softmax_wgpu::metrics::{self, Report};
 use softmax_wgpu::{Error, Model};
 
 use super::args::{EvalArgs, PredictArgs};
-use super::common::{check_out_path, write_output};
+use super::common::{check_distinct, check_out_path, write_output};
 use super::predict::probabilities;
 
 /// Largest class count whose confusion matrix is printed as a table (it is always in --json).
@@ -20,6 +20,15 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         check_out_path(out, "--out")?;
     }
+    check_distinct(
+        &[("--out", a.out.as_deref())],
+        &[
+            ("--model", Some(a.model.as_path())),
+            ("--data", Some(a.data.as_path())),
+            ("--labels", a.labels.as_deref()),
+        ],
+        &[],
+    )?;
     let model = Model::load(&a.model)?;
     if a.top_k == 0 || a.top_k > model.classes.len() {
         return Err(Error::param(

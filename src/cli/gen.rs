@@ -14,7 +14,7 @@ use softmax_wgpu::error::bytes;
 use softmax_wgpu::Error;
 
 use super::args::{GenArgs, GenFormat};
-use super::common::{check_out_path, progress_bar};
+use super::common::{check_distinct, check_out_path, progress_bar};
 
 /// Rows, features and classes from "N,D,K".
 fn parse_shape(spec: &str) -> Result<(u64, usize, usize)> {
@@ -44,14 +44,11 @@ pub fn run(a: GenArgs) -> Result<ExitCode> {
                 Error::param("--labels-out", "given (required) with --format npy", "none")
             })?;
             check_out_path(labels, "--labels-out")?;
-            if labels == a.out {
-                return Err(Error::param(
-                    "--labels-out",
-                    "a file other than --out",
-                    labels.display(),
-                )
-                .into());
-            }
+            check_distinct(
+                &[("--out", Some(&a.out)), ("--labels-out", Some(labels))],
+                &[],
+                &[],
+            )?;
             let n = usize::try_from(n)
                 .map_err(|_| Error::param("--shape", "N within this machine's address space", n))?;
             let mut rows = SyntheticRows::new(n, d, k, a.seed)?;

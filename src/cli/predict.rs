@@ -6,7 +6,7 @@ use anyhow::Result;
 use softmax_wgpu::Model;
 
 use super::args::PredictArgs;
-use super::common::{check_out_path, write_output};
+use super::common::{check_distinct, check_out_path, write_output};
 use super::load;
 
 /// Runs the command.
@@ -14,6 +14,15 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         check_out_path(out, "--out")?;
     }
+    check_distinct(
+        &[("--out", a.out.as_deref())],
+        &[
+            ("--model", Some(a.model.as_path())),
+            ("--data", Some(a.data.as_path())),
+            ("--labels", a.labels.as_deref()),
+        ],
+        &[],
+    )?;
     let model = Model::load(&a.model)?;
     let (proba, y) = probabilities(&a, &model)?;
     let predicted = softmax_wgpu::model::argmax_rows(proba.view());

@@ -16,7 +16,7 @@ use softmax_wgpu::train::{
 use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
 
 use super::args::{OptimizerArg, TrainArgs};
-use super::common::{check_out_path, progress_bar, Device};
+use super::common::{check_distinct, check_out_path, progress_bar, Device};
 use super::load;
 
 /// Runs the command: resolve the settings, load the data and open the device, set the run up (warm start, class
@@ -319,10 +319,24 @@ fn resolve(a: &TrainArgs) -> Result<Resolved> {
     }
     if let Some(plot) = &a.plot {
         check_out_path(plot, "--plot")?;
-        if a.out.as_ref() == Some(plot) {
-            return Err(Error::param("--plot", "a file other than --out", plot.display()).into());
-        }
     }
+    check_distinct(
+        &[
+            ("--out", a.out.as_deref()),
+            ("--checkpoint", a.checkpoint.as_deref()),
+            ("--plot", a.plot.as_deref()),
+        ],
+        &[
+            ("--data", a.data.as_deref()),
+            ("--labels", a.labels.as_deref()),
+            ("--test", a.test.as_deref()),
+            ("--test-labels", a.test_labels.as_deref()),
+            ("--sample-weight", a.sample_weight.as_deref()),
+            ("--init", a.init.as_deref()),
+            ("--resume", a.resume.as_deref()),
+        ],
+        &[("--checkpoint", "--resume")],
+    )?;
     // A warm start: its model's weights, and its standardisation (the weights are in its units).
     let init = a.init.as_deref().map(Model::load).transpose()?;
     if automatic && !a.standardize {
