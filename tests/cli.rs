@@ -1477,3 +1477,40 @@ fn an_output_that_is_an_input_or_another_output_is_refused_before_anything_runs(
     .concat());
     assert_eq!(again.code, 0, "{}", again.stderr);
 }
+
+#[test]
+fn a_closed_stdout_ends_printing_quietly_and_the_model_is_still_saved() {
+    // `train … | head -1`: the reader leaves after one line; printing used to panic (exit 101) and lose the model.
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.st");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "200",
+            "--json",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"epoch\":1"), "{first}");
+    // The reader is gone: the remaining 199 epoch lines meet a closed pipe.
+    let status = child.wait_with_output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    Model::load(&out).unwrap();
+}

@@ -134,9 +134,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             epochs: a.epochs,
             rows: &rows,
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{table}");
+        out!("{table}");
     }
     if let Some(out) = &a.out {
         write_output(Some(out), &table)?;

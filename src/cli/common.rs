@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use softmax_wgpu::cpu::{CpuBackend, FastCpu};
@@ -190,6 +191,9 @@ pub fn write_output(out: Option<&Path>, text: &str) -> Result<()> {
     match out {
         Some(path) => softmax_wgpu::atomic::write_atomically(path, text.as_bytes())?,
         None => {
+            if STDOUT_CLOSED.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             let mut stdout = std::io::stdout().lock();
             if let Err(e) = stdout
                 .write_all(text.as_bytes())
@@ -198,6 +202,7 @@ pub fn write_output(out: Option<&Path>, text: &str) -> Result<()> {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                     return Err(Error::io("<stdout>", e).into());
                 }
+                STDOUT_CLOSED.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -210,5 +215,27 @@ pub fn yes(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
+    }
+}
+
+/// Set once stdout turned out closed: nothing more is printed to it.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Prints `text` to stdout (what [`outln!`] and [`out!`] call). A closed stdout (a reader that left, `… | head -1`)
+/// ends the printing quietly: the command goes on and writes its files. Other failures to print are ignored too, as
+/// printing is never what a command is for when it also writes files; commands whose output is stdout use
+/// [`write_output`], which reports them.
+pub fn print_out(text: &str) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
     }
 }

@@ -17,18 +17,22 @@ pub fn run(a: DevicesArgs) -> Result<ExitCode> {
         .map(|(i, ad)| AdapterSummary::of(i, ad))
         .collect();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&found)?);
+        outln!("{}", serde_json::to_string_pretty(&found)?);
         return Ok(ExitCode::SUCCESS);
     }
     if found.is_empty() {
-        println!("no GPU adapter found; `train` will use the CPU (--device cpu)");
+        outln!("no GPU adapter found; `train` will use the CPU (--device cpu)");
     }
     for s in &found {
-        println!(
+        outln!(
             "[{}] {} — {} ({}), driver: {}",
-            s.index, s.name, s.backend, s.device_type, s.driver
+            s.index,
+            s.name,
+            s.backend,
+            s.device_type,
+            s.driver
         );
-        println!(
+        outln!(
             "    max storage binding {} · max buffer {} · workgroup ≤ {:?}, {} invocations · {} workgroups/dim",
             bytes(s.max_storage_buffer_binding_size),
             bytes(s.max_buffer_size),
@@ -36,7 +40,7 @@ pub fn run(a: DevicesArgs) -> Result<ExitCode> {
             s.max_invocations_per_workgroup,
             s.max_workgroups_per_dimension
         );
-        println!(
+        outln!(
             "    subgroups: {} (sizes {}–{}) · timestamp queries: {} · shader f64: {}",
             yes(s.subgroups),
             s.subgroup_sizes[0],

@@ -1,6 +1,21 @@
 //! The command line: arguments ([`args`]) → checked data ([`load`]) → one module per command. Helpers the commands
 //! share (opening a device, checking an output path, progress bars, writing output) live in [`common`].
 
+/// `println!` that ends printing quietly when stdout is closed (`… | head -1`) instead of panicking: the command
+/// goes on, and still writes its files.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::common::print_out(&format!("{}\n", format!($($arg)*)))
+    };
+}
+
+/// `print!` with [`outln!`]'s care for a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::common::print_out(&format!($($arg)*))
+    };
+}
+
 mod args;
 mod bench;
 mod common;

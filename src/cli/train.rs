@@ -761,7 +761,7 @@ fn print_epoch(r: &EpochReport, json: bool) -> softmax_wgpu::Result<()> {
     if json {
         let line = serde_json::to_string(r)
             .map_err(|e| Error::Internal(format!("epoch report as JSON: {e}")))?;
-        println!("{line}");
+        outln!("{line}");
         return Ok(());
     }
     let held = match (r.val_loss, r.val_accuracy) {
@@ -772,15 +772,19 @@ fn print_epoch(r: &EpochReport, json: bool) -> softmax_wgpu::Result<()> {
         .drift
         .map_or(String::new(), |d| format!("  drift {d:.1e}"));
     if let Some(it) = r.lbfgs {
-        println!(
+        outln!(
             "iter {:4}  objective {:.6}  |grad| {:.2e}  step {:.2e}  {held}  {:>10.0} samples/s  {:6.2}s{drift}  [{}]",
             r.epoch, r.train_loss, it.grad_inf, it.step, r.samples_per_sec, r.seconds, r.device
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "epoch {:3}  train_loss {:.4}  {held}  {:>10.0} samples/s  {:6.2}s{drift}  [{}]",
-        r.epoch, r.train_loss, r.samples_per_sec, r.seconds, r.device
+        r.epoch,
+        r.train_loss,
+        r.samples_per_sec,
+        r.seconds,
+        r.device
     );
     Ok(())
 }

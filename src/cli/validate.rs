@@ -45,7 +45,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
     }
     let pass = reports.iter().all(|r| r.pass);
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&ValidateJson {
                 pass,
@@ -59,7 +59,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         if reports.len() > 1 {
             print_summary(&reports);
         }
-        println!(
+        outln!(
             "\n{}",
             if pass {
                 "all checks passed"
@@ -84,7 +84,7 @@ struct ValidateJson<'a> {
 
 /// One line per adapter and kernel: the worst error against its tolerance.
 fn print_summary(reports: &[AdapterReport]) {
-    println!("\nsummary (worst error / tolerance per adapter and kernel)");
+    outln!("\nsummary (worst error / tolerance per adapter and kernel)");
     let mut kernels: Vec<&str> = Vec::new();
     for k in &reports[0].kernels {
         if !kernels.contains(&k.kernel.as_str()) {
@@ -100,7 +100,7 @@ fn print_summary(reports: &[AdapterReport]) {
                 .fold(0.0, f64::max);
             let ulp = checks.iter().map(|c| c.cmp.ulp_max).max().unwrap_or(0);
             let ok = checks.iter().all(|c| c.cmp.pass);
-            println!(
+            outln!(
                 "  {:<48} {:<9} worst {:>9.3e}  max ulp {:>10}  {}",
                 r.adapter,
                 k,
@@ -109,7 +109,7 @@ fn print_summary(reports: &[AdapterReport]) {
                 verdict(ok)
             );
         }
-        println!(
+        outln!(
             "  {:<48} {:<9} max rel diff {:.2e}, deterministic: {}  {}",
             r.adapter,
             "training",
@@ -117,7 +117,7 @@ fn print_summary(reports: &[AdapterReport]) {
             yes(r.trajectory.deterministic),
             verdict(r.trajectory.pass)
         );
-        println!(
+        outln!(
             "  {:<48} {:<9} max rel diff {:.2e}, objective gap {:.1e}  {}",
             r.adapter,
             "l-bfgs",
@@ -137,14 +137,22 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn print_report(r: &AdapterReport) {
-    println!("\n{}", r.adapter);
-    println!(
+    outln!("\n{}", r.adapter);
+    outln!(
         "  {:<13} {:<6} {:<38} {:>10} {:>10} {:>6} {:>6} {:>10} {:>10}  result",
-        "kernel", "output", "case", "max abs", "max rel", "ulp50", "ulp99", "ulp max", "err/tol"
+        "kernel",
+        "output",
+        "case",
+        "max abs",
+        "max rel",
+        "ulp50",
+        "ulp99",
+        "ulp max",
+        "err/tol"
     );
     for k in &r.kernels {
         let c = &k.cmp;
-        println!(
+        outln!(
             "  {:<13} {:<6} {:<38} {:>10.3e} {:>10.3e} {:>6} {:>6} {:>10} {:>10.3e}  {}",
             k.kernel,
             k.output,
@@ -159,7 +167,7 @@ fn print_report(r: &AdapterReport) {
         );
     }
     for g in &r.gradient_checks {
-        println!(
+        outln!(
             "  gradient check {:<30} relative error {:.3e} (≤ 1e-6)  {}",
             g.case,
             g.relative_error,
@@ -167,7 +175,7 @@ fn print_report(r: &AdapterReport) {
         );
     }
     let t = &r.trajectory;
-    println!(
+    outln!(
         "  trajectory {}: max ‖W_gpu − W_cpu‖/‖W_cpu‖ {:.3e} (≤ {:.0e}), final {:.3e}, objective gap {:.3e}, held-out argmax agreement {:.2}%  {}",
         t.case,
         t.max_relative_diff,
@@ -177,13 +185,13 @@ fn print_report(r: &AdapterReport) {
         100.0 * t.prediction_agreement,
         verdict(t.pass)
     );
-    println!(
+    outln!(
         "  determinism: the same run twice gives bitwise-identical weights: {}  {}",
         yes(t.deterministic),
         verdict(t.deterministic)
     );
     let l = &r.lbfgs;
-    println!(
+    outln!(
         "  l-bfgs {}: {} iterations on the GPU, {} in f64; ‖W_gpu − W_cpu‖/‖W_cpu‖ {:.3e} (≤ {:.0e}), objective gap {:.1e} (≤ 1e-6)  {}",
         l.case,
         l.iterations.0,
