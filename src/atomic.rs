@@ -9,12 +9,51 @@
 //! - a symbolic link: written, the same way, at the file the link points to (the link stays a link);
 //! - a device, a FIFO or a socket (`--out /dev/null`): written through, never replaced by a regular file;
 //! - a directory: refused, as the user's input (exit code 2).
+//!
+//! The temporary files in flight are listed, so that a process told to stop (SIGINT, SIGTERM: the command line's
+//! handler) removes them with [`remove_temporaries`] before it exits, leaving no debris; once that has run, no new
+//! one is made.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+
+/// The temporary files being written; None once [`remove_temporaries`] has run (the process is stopping).
+static LIVE: Mutex<Option<Vec<PathBuf>>> = Mutex::new(Some(Vec::new()));
+
+/// Removes every temporary file being written, and refuses new ones from now on: what a process stopped by a signal
+/// does before it exits. Returns how many it removed.
+pub fn remove_temporaries() -> usize {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let paths = live.take().unwrap_or_default();
+    paths
+        .iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .count()
+}
+
+/// Lists a temporary file as live; false when the process is stopping (the caller drops, and so removes, it).
+fn enlist(path: &Path) -> bool {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    match live.as_mut() {
+        Some(v) => {
+            v.push(path.to_path_buf());
+            true
+        }
+        None => false,
+    }
+}
+
+/// Takes a temporary file off the list (committed, or dropped).
+fn delist(path: &Path) {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = live.as_mut() {
+        v.retain(|p| p != path);
+    }
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename (see the module's rules).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -91,6 +130,13 @@ impl AtomicFile {
                     builder.permissions(std::fs::Permissions::from_mode(0o666));
                 }
                 let tmp = builder.tempfile_in(&dir).map_err(|e| Error::io(path, e))?;
+                if !enlist(tmp.path()) {
+                    let stopping = std::io::Error::new(
+                        std::io::ErrorKind::Interrupted,
+                        "the process is stopping",
+                    );
+                    return Err(Error::io(path, stopping));
+                }
                 Sink::Temporary(BufWriter::with_capacity(1 << 20, tmp))
             }
         };
@@ -112,20 +158,41 @@ impl AtomicFile {
                 Ok(())
             }
             Sink::Temporary(w) => {
-                let tmp = w
-                    .into_inner()
-                    .map_err(|e| Error::io(&path, e.into_error()))?;
-                tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
-                if let Some(p) = self.keep.take() {
-                    tmp.as_file()
-                        .set_permissions(p)
-                        .map_err(|e| Error::io(&path, e))?;
-                }
-                // On failure the temporary file is dropped, and removed, with the error.
-                tmp.persist(&self.target)
-                    .map_err(|e| Error::io(&path, e.error))?;
-                Ok(())
+                let tmp_path = w.get_ref().path().to_path_buf();
+                let landed = land(&path, &self.target, self.keep.take(), w);
+                delist(&tmp_path);
+                landed
             }
+        }
+    }
+}
+
+/// Syncs a temporary file, gives it the kept permissions and renames it to `target` (on failure it is dropped,
+/// and so removed, with the error).
+fn land(
+    path: &Path,
+    target: &Path,
+    keep: Option<std::fs::Permissions>,
+    w: BufWriter<tempfile::NamedTempFile>,
+) -> Result<()> {
+    let tmp = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    if let Some(p) = keep {
+        tmp.as_file()
+            .set_permissions(p)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    tmp.persist(target).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+impl Drop for AtomicFile {
+    /// An abandoned file: its temporary is removed (by tempfile) and taken off the list.
+    fn drop(&mut self) {
+        if let Some(Sink::Temporary(w)) = &self.sink {
+            delist(w.get_ref().path());
         }
     }
 }

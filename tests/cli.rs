@@ -1514,3 +1514,60 @@ fn a_closed_stdout_ends_printing_quietly_and_the_model_is_still_saved() {
     );
     Model::load(&out).unwrap();
 }
+
+#[test]
+fn sigint_and_sigterm_leave_no_temporary_files_and_exit_130_or_143() {
+    // `gen` of a large array writes for a while through a temporary file; stopped in the middle, it used to leave a
+    // hidden `.x.npy.tmp-<pid>` of hundreds of MB.
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let x = dir.path().join("x.npy");
+        let y = dir.path().join("y.npy");
+        let child = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+            .args([
+                "gen",
+                "--shape",
+                "3000000,64,3",
+                "--format",
+                "npy",
+                "--seed",
+                "1",
+            ])
+            .args([
+                "--out",
+                x.to_str().unwrap(),
+                "--labels-out",
+                y.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the temporary file to appear (the write is under way), then stop the process.
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(dir.path()).unwrap().next().is_none() {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "no temporary file appeared"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "SIG{signal}: {stderr}");
+        assert!(
+            stderr.contains(&format!("stopped by SIG{signal}")),
+            "{stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "SIG{signal} left {left:?}");
+    }
+}

@@ -37,6 +37,8 @@ use args::{Cli, Command};
 /// Parses the arguments and runs the command. A usage error is one line on stderr and exit code 2; `--help` and
 /// `--version` print as usual.
 pub fn run() -> Result<ExitCode> {
+    #[cfg(unix)]
+    stop_on_signals();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
@@ -67,4 +69,30 @@ fn one_line(rendered: &str) -> String {
         .map(str::trim)
         .collect();
     text.join(" ")
+}
+
+/// SIGINT and SIGTERM end the command with one line and exit code 130 or 143, after removing the temporary files of
+/// the outputs being written: an output is either the old file or the whole new one, never half of one, and no
+/// hidden temporary is left beside it.
+#[cfg(unix)]
+fn stop_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let removed = softmax_wgpu::atomic::remove_temporaries();
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            eprintln!(
+                "error: stopped by {name}; {removed} unfinished output{} removed, finished ones kept",
+                if removed == 1 { "" } else { "s" }
+            );
+            std::process::exit(128 + signal);
+        }
+    });
 }
