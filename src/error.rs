@@ -299,6 +299,7 @@ impl Error {
                 err.kind(),
                 std::io::ErrorKind::NotFound
                     | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
                     | std::io::ErrorKind::IsADirectory
                     | std::io::ErrorKind::NotADirectory
                     | std::io::ErrorKind::InvalidFilename
@@ -341,6 +342,19 @@ pub fn checked_product(what: &str, factors: &[u64]) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_cannot_be_written_is_the_inputs_fault_whatever_the_reason() {
+        // Permission denied and a read-only file system are the same kind of fault to a user: exit code 2 both.
+        for kind in [
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            std::io::ErrorKind::NotFound,
+        ] {
+            let e = Error::io("out.st", std::io::Error::from(kind));
+            assert_eq!(e.exit_code(), 2, "{kind:?}");
+        }
+    }
 
     #[test]
     fn messages_carry_expected_and_found() {

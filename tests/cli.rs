@@ -1571,3 +1571,63 @@ fn sigint_and_sigterm_leave_no_temporary_files_and_exit_130_or_143() {
         assert!(left.is_empty(), "SIG{signal} left {left:?}");
     }
 }
+
+#[test]
+fn an_unwritable_output_is_refused_before_training_starts() {
+    // Run as another user (root can write anywhere): where `setpriv` and root are at hand, as on CI.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !(root && setpriv) {
+        eprintln!("skipped: needs root and setpriv to run as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // The binary where the other user may run it.
+    let bin = dir.path().join("softmax-wgpu");
+    std::fs::copy(env!("CARGO_BIN_EXE_softmax-wgpu"), &bin).unwrap();
+    let out = dir.path().join("m.st");
+    let started = std::time::Instant::now();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--synthetic",
+            "200000,64,10",
+            "--optimizer",
+            "sgd",
+        ])
+        .args([
+            "--epochs",
+            "1000",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write in") && stderr.contains("m.st"),
+        "{stderr}"
+    );
+    // Refused at once: 1,000 epochs of 200,000 rows would take minutes.
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "not refused before training"
+    );
+    assert!(!out.exists());
+}

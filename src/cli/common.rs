@@ -116,6 +116,31 @@ pub fn check_out_path(path: &Path, flag: &str) -> Result<()> {
     if path.is_dir() {
         return Err(Error::param(flag, "a file, not a directory", path.display()).into());
     }
+    // Writable, before any work is done (a long run used to find out at its end): a temporary file can be made
+    // beside the output (or its link's target), and an existing regular file opened for writing. A device or FIFO
+    // is written through and not probed (opening a FIFO would wait for a reader).
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let existing = std::fs::metadata(&target).ok();
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
+        return Ok(());
+    }
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".softmax-wgpu-probe.")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            let why = format!("cannot write in {}: {}", dir.display(), e.kind());
+            Error::io(path, std::io::Error::new(e.kind(), why))
+        })?;
+    if existing.is_some() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .map_err(|e| Error::io(path, e))?;
+    }
     Ok(())
 }
 

@@ -253,15 +253,7 @@ fn save(
         }
     };
     let device = run.backend.device();
-    if let Some(plot) = &a.plot {
-        let title = format!("softmax-wgpu train · {} · {device}", run.data.data_name);
-        let points: Vec<softmax_wgpu::plot::Point> = reports.iter().map(Into::into).collect();
-        softmax_wgpu::atomic::write_atomically(
-            plot,
-            softmax_wgpu::plot::curves(&points, &title).as_bytes(),
-        )?;
-        say(format!("drew {}", plot.display()));
-    }
+    // The model first: a plot that cannot be written never costs the model.
     if let Some(out) = &a.out {
         let params = run.backend.params()?;
         let zero_weights = params.w.iter().filter(|&&v| v == 0.0).count();
@@ -280,6 +272,15 @@ fn save(
         };
         model.save(out)?;
         say(format!("saved {}", out.display()));
+    }
+    if let Some(plot) = &a.plot {
+        let title = format!("softmax-wgpu train · {} · {device}", run.data.data_name);
+        let points: Vec<softmax_wgpu::plot::Point> = reports.iter().map(Into::into).collect();
+        softmax_wgpu::atomic::write_atomically(
+            plot,
+            softmax_wgpu::plot::curves(&points, &title).as_bytes(),
+        )?;
+        say(format!("drew {}", plot.display()));
     }
     Ok(())
 }
