@@ -1631,3 +1631,69 @@ fn an_unwritable_output_is_refused_before_training_starts() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn a_checkpoint_past_the_requested_end_or_without_its_optimizer_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.json");
+    let c = ck.to_str().unwrap();
+    let args = |epochs: &'static str| {
+        vec![
+            "train",
+            "--device",
+            "cpu",
+            "--synthetic",
+            "2000,8,3",
+            "--optimizer",
+            "adam",
+            "--batch-size",
+            "8",
+            "--quiet",
+            "--epochs",
+            epochs,
+        ]
+    };
+    let first = run(&[
+        &args("5")[..],
+        &["--checkpoint", c, "--checkpoint-every", "950"],
+    ]
+    .concat());
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // Its last checkpoint is in epoch 5: resuming it as a 3-epoch run would save 5 epochs' weights labelled 3.
+    let past = run(&[&args("3")[..], &["--resume", c]].concat());
+    assert_input_error(&past, &["--epochs", "at least the checkpoint's epoch, 5"]);
+    // Adam's moments removed: the run would go on from zeros, another run than the one checkpointed.
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&ck).unwrap()).unwrap();
+    json["optimizer"]["tensors"] = serde_json::json!([]);
+    let stripped = dir.path().join("stripped.json");
+    std::fs::write(&stripped, serde_json::to_vec(&json).unwrap()).unwrap();
+    let out = run(&[&args("5")[..], &["--resume", stripped.to_str().unwrap()]].concat());
+    assert_input_error(&out, &["--resume", "optimizer's state (m, v)"]);
+}
+
+#[test]
+fn eval_defaults_to_the_top_k_a_model_has() {
+    // --top-k defaulted to 5 and failed on every model of fewer classes.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m3.st");
+    let m = model.to_str().unwrap();
+    let trained = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--synthetic",
+        "300,4,3",
+        "--optimizer",
+        "sgd",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        m,
+    ]);
+    assert_eq!(trained.code, 0, "{}", trained.stderr);
+    let csv = write(dir.path(), "x.csv", b"1,2,3,4,0\n0,1,0,1,2\n");
+    let out = run(&["eval", "--model", m, "--data", csv.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("top-3 accuracy"), "{}", out.stdout);
+}

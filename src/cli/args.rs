@@ -696,9 +696,9 @@ pub struct EvalArgs {
     /// The CSV label column (default: the last).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub label_column: isize,
-    /// k of the top-k accuracy.
-    #[arg(long, default_value_t = 5)]
-    pub top_k: usize,
+    /// k of the top-k accuracy (default: 5, or the model's class count when it has fewer).
+    #[arg(long)]
+    pub top_k: Option<usize>,
     /// One JSON document instead of the tables.
     #[arg(long)]
     pub json: bool,

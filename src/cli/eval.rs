@@ -30,11 +30,13 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
         &[],
     )?;
     let model = Model::load(&a.model)?;
-    if a.top_k == 0 || a.top_k > model.classes.len() {
+    // Top-5 by default, as far as the model's classes go (a model of 3 classes would otherwise fail by default).
+    let top_k = a.top_k.unwrap_or(5.min(model.classes.len()));
+    if top_k == 0 || top_k > model.classes.len() {
         return Err(Error::param(
             "--top-k",
             format!("in 1..={} (the model's classes)", model.classes.len()),
-            a.top_k,
+            top_k,
         )
         .into());
     }
@@ -58,7 +60,7 @@ pub fn run(a: EvalArgs) -> Result<ExitCode> {
             "none",
         )
     })?;
-    let report = metrics::report(proba.view(), &y, &model.classes, a.top_k)?;
+    let report = metrics::report(proba.view(), &y, &model.classes, top_k)?;
     let zero = model.params.w.iter().filter(|&&v| v == 0.0).count();
     let total = model.params.w.len();
     let text = if a.json {

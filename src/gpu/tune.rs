@@ -86,11 +86,18 @@ fn load() -> Cache {
         .unwrap_or_default()
 }
 
-/// The cached widths for `key`, when each of `kernels` has one.
+/// The cached widths for `key`, when each of `kernels` has one that a pipeline can take (1 to 1,024; a damaged
+/// cache with a width of 0 used to divide by zero): otherwise None, and the kernels are timed again.
 pub fn cached(key: &str, kernels: &[Kernel]) -> Option<BTreeMap<String, u32>> {
-    load()
-        .remove(key)
-        .filter(|m| kernels.iter().all(|k| m.contains_key(k.name())))
+    pick(load(), key, kernels)
+}
+
+fn pick(mut cache: Cache, key: &str, kernels: &[Kernel]) -> Option<BTreeMap<String, u32>> {
+    cache.remove(key).filter(|m| {
+        kernels
+            .iter()
+            .all(|k| m.get(k.name()).is_some_and(|w| (1..=1024).contains(w)))
+    })
 }
 
 /// Records the widths for `key` (best effort: a cache that cannot be written only costs a retune next time).
@@ -124,4 +131,22 @@ pub fn fastest(
         }
     }
     Ok(best.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_width_a_pipeline_cannot_take_is_timed_again() {
+        let kernels = [Kernel::Forward, Kernel::Grad];
+        let entry = |f: u32, g: u32| -> Cache {
+            let widths = BTreeMap::from([("forward".to_string(), f), ("grad".to_string(), g)]);
+            BTreeMap::from([("k".to_string(), widths)])
+        };
+        assert!(pick(entry(32, 64), "k", &kernels).is_some());
+        assert!(pick(entry(0, 64), "k", &kernels).is_none());
+        assert!(pick(entry(32, 4096), "k", &kernels).is_none());
+        assert!(pick(entry(32, 64), "other", &kernels).is_none());
+    }
 }

@@ -94,7 +94,7 @@ fn fit_process(
         mut skip,
         mut stop,
         mut best,
-    } = start(cfg, rows_known, &mut stepper, backend.shape())?;
+    } = start(cfg, rows_known, &mut stepper, backend)?;
     if let (Some(r), true) = (&cfg.resume, skip > 0) {
         // The resumed epoch's loss sums start where the checkpoint's left them.
         backend.set_sums(r.sums)?;
@@ -201,8 +201,9 @@ fn start(
     cfg: &TrainConfig,
     rows_known: Option<u64>,
     stepper: &mut Stepper<'_>,
-    shape: crate::params::Shape,
+    backend: &mut dyn Backend,
 ) -> Result<Start> {
+    let shape = backend.shape();
     let Some(r) = &cfg.resume else {
         return Ok(Start {
             first_epoch: 1,
@@ -211,6 +212,30 @@ fn start(
             best: None,
         });
     };
+    if r.epoch > cfg.epochs {
+        // Its weights are past the requested end: saving them as a run of fewer epochs would mislabel them.
+        return Err(Error::param(
+            "--epochs",
+            format!(
+                "at least the checkpoint's epoch, {} (it resumes a run, it cannot undo one)",
+                r.epoch
+            ),
+            cfg.epochs,
+        ));
+    }
+    let wanted = cfg.optimizer.slots();
+    let state = backend.optimizer_state()?;
+    if r.steps > 0 && state.tensors.len() != wanted.len() {
+        // A momentum or Adam run's slots are part of where it was: starting them from zero is another run.
+        return Err(Error::param(
+            "--resume",
+            format!(
+                "a checkpoint holding the optimizer's state ({})",
+                wanted.join(", ")
+            ),
+            format!("{} state tensors", state.tensors.len()),
+        ));
+    }
     // A streamed epoch's steps are consecutive batches over its seeded sequence of chunks, as a held epoch's are
     // over its seeded permutation: either way the steps taken are the first `batches_done` batches.
     let Some(rows) = rows_known else {
