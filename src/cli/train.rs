@@ -652,8 +652,10 @@ fn choose(
         }
     }
     if let Some(l2) = choice.l2 {
+        let m = softmax_wgpu::train::default_l2_numerator(backend.shape().k);
         line += &format!(
-            "; L2 λ = 1/N = {l2:.3e} (scikit-learn's C = 1; --l2 sets another, --l2 0 none)"
+            "; L2 λ = {m}/N = {l2:.3e} (scikit-learn's C = 1{}; --l2 sets another, --l2 0 none)",
+            if m == 2.0 { " for two classes" } else { "" }
         );
     }
     if request.automatic {

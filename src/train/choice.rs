@@ -1,7 +1,7 @@
 //! The automatic choice of method, as library policy: with no optimizer and no minibatch setting asked for, a run
 //! whose training rows are held takes full-batch L-BFGS to convergence and one whose rows stream takes minibatch SGD
 //! with SGDClassifier's convergence rule; L-BFGS and the automatic choice take scikit-learn's default penalty,
-//! λ = 1/N (C = 1), unless one is given. Every figure the choice reads is global: with several processes the rows
+//! C = 1 (λ = 1/N, or 2/N with two classes: [`default_l2_numerator`]), unless one is given. Every figure the choice reads is global: with several processes the rows
 //! are counted over all shards, and the rows stream if they stream on any process.
 
 use crate::config::TrainConfig;
@@ -12,6 +12,17 @@ use crate::optim::Optimizer;
 use crate::stopping::Convergence;
 
 use super::{residency, Backend, Reducer, Residency};
+
+/// The default penalty is this over N, scikit-learn's `C = 1`: 1 for K classes; 2 for two, where scikit-learn fits
+/// one weight vector v and softmax two, w₁ = −w₂ = v/2 at the optimum, so that λ/2·(‖w₁‖² + ‖w₂‖²) = λ/4·‖v‖² is its
+/// ‖v‖²/(2N) at λ = 2/N.
+pub fn default_l2_numerator(k: usize) -> f64 {
+    if k == 2 {
+        2.0
+    } else {
+        1.0
+    }
+}
 
 /// Most epochs of the automatic minibatch choice (scikit-learn's SGDClassifier allows 1,000; a streamed data set is
 /// large, so each epoch is many steps).
@@ -97,8 +108,38 @@ pub fn choose(
         })
     };
     let l2 = (!request.l2_given && rows > 0).then(|| {
-        cfg.l2 = (1.0 / rows as f64) as f32;
+        cfg.l2 = (default_l2_numerator(backend.shape().k) / rows as f64) as f32;
         cfg.l2
     });
     Ok(Choice { method, rows, l2 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::CpuBackend;
+    use crate::data::InMemory;
+    use crate::params::Shape;
+    use crate::train::Local;
+
+    #[test]
+    fn the_default_penalty_is_scikit_learns_c_of_one_for_two_classes_and_more() {
+        let request = Request {
+            automatic: true,
+            lbfgs: LbfgsOptions::default(),
+            max_epochs: None,
+            tol: None,
+            l2_given: false,
+        };
+        for (k, numerator) in [(2, 2.0), (3, 1.0), (10, 1.0)] {
+            let y: Vec<u32> = (0..100).map(|i| (i % k) as u32).collect();
+            let x = ndarray::Array2::from_shape_fn((100, 4), |(i, j)| (i * j % 7) as f32);
+            let rows = InMemory::from_arrays("t", x, y, k).unwrap();
+            let backend = CpuBackend::<f32>::new(Shape { d: 4, k });
+            let mut cfg = TrainConfig::default();
+            let c = choose(&request, &mut cfg, &backend, &rows, &mut Local).unwrap();
+            assert_eq!(c.l2, Some((numerator / 100.0) as f32), "{k} classes");
+            assert_eq!(cfg.l2, (numerator / 100.0) as f32);
+        }
+    }
 }

@@ -49,7 +49,7 @@ pub use crate::optim::{state_of, Optimizer, OptimizerState, Update};
 pub use crate::params::{check_class_weights, Params, Shape, Sums};
 pub use batch::{epoch_order, Batch, BatchRows, Held};
 use begin::{begin, weighted, Begun};
-pub use choice::{choose, Choice, Method, Request, Why, AUTO_MAX_EPOCHS};
+pub use choice::{choose, default_l2_numerator, Choice, Method, Request, Why, AUTO_MAX_EPOCHS};
 pub use evaluate::{evaluate, evaluate_streamed};
 pub use minibatch::{fit, fit_with};
 pub use objective::{objective, objective_held};
