@@ -71,6 +71,12 @@ struct Line<'t> {
     entries: Vec<(u64, f32)>,
 }
 
+/// A comment line, `# …` (as SVM-light allows and scikit-learn's `dump_svmlight_file(comment=…)` writes at the top):
+/// not a row. A blank line stays an error ("the line is empty").
+fn is_comment(text: &str) -> bool {
+    text.trim_start().starts_with('#')
+}
+
 /// Parses one line. `line_no` is 1-based.
 ///
 /// Long on purpose: one line of the format, token by token, each malformed case with its own message.
@@ -222,6 +228,10 @@ impl LibsvmRows {
         while let Some(n) = read_line(path, &mut reader, &mut raw, line_no + 1)? {
             line_no += 1;
             let text = std::str::from_utf8(&raw).expect("checked");
+            if is_comment(text) {
+                offset += n as u64;
+                continue;
+            }
             let line = parse_line(path, text, line_no, options.zero_based)?;
             if let Some(d) = options.features {
                 if let Some(&(c, _)) = line.entries.iter().find(|(c, _)| *c >= d as u64) {
@@ -323,7 +333,7 @@ impl LibsvmRows {
             first_row: self.pos,
         };
         chunk.offsets.push(0);
-        for _ in 0..m {
+        while chunk.y.len() < m {
             let at = self.offset;
             let Some(n) = read_line(&self.path, &mut self.reader, &mut self.raw, self.line + 1)?
             else {
@@ -339,6 +349,9 @@ impl LibsvmRows {
             self.line += 1;
             self.offset += n as u64;
             let text = std::str::from_utf8(&self.raw).expect("checked");
+            if is_comment(text) {
+                continue;
+            }
             let line = parse_line(&self.path, text, self.line, self.zero_based)?;
             let changed = |what: &str| {
                 Error::input_at(
@@ -446,10 +459,13 @@ impl RowSource for LibsvmRows {
     }
 }
 
-/// True when `bytes` (the start of a file) look like LIBSVM text: the first line is a number followed by index:value
-/// entries.
+/// True when `bytes` (the start of a file) look like LIBSVM text: the first line that is not a comment (`# …`, as
+/// `dump_svmlight_file(comment=…)` writes at the top) is a number followed by index:value entries.
 pub fn looks_like_libsvm(bytes: &[u8]) -> bool {
-    let first = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let first = bytes
+        .split(|&b| b == b'\n')
+        .find(|l| !std::str::from_utf8(l).is_ok_and(is_comment))
+        .unwrap_or(&[]);
     let Ok(text) = std::str::from_utf8(first) else {
         return false;
     };
