@@ -324,3 +324,34 @@ fn svmlight_comment_lines_are_not_rows_and_the_file_is_known_by_its_content() {
     let e = LibsvmRows::open(&p, &LibsvmOptions::default()).unwrap_err();
     assert!(e.to_string().contains("line 2"), "{e}");
 }
+
+#[test]
+fn labels_that_are_numbers_compare_as_numbers() {
+    // `+1`, `1` and `1.0` are one class (SVM-light and LIBSVM define the label as a number), named as first written;
+    // a file with `+1` and `1` used to train three classes ["-1", "+1", "1"].
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mixed.svm");
+    std::fs::write(&p, "+1 1:1\n1 2:1\n-1 1:2\n1.0 2:2\n-1.0 1:3\n").unwrap();
+    let mut s = LibsvmRows::open(&p, &LibsvmOptions::default()).unwrap();
+    assert_eq!(s.class_names(), ["-1", "+1"]);
+    let (_, y, _) = all_rows(&mut s, 2);
+    assert_eq!(y, [1, 1, 0, 1, 0]);
+    // Rows read against known classes (a model's, a training set's) match by number too.
+    let known = vec!["1.0".to_string(), "2.0".to_string()];
+    let y = softmax_wgpu::data::labels_to_classes(
+        &p,
+        &["2".into(), "1".into(), "+2".into()],
+        &[1, 2, 3],
+        &known,
+        "model's",
+    )
+    .unwrap();
+    assert_eq!(y, [1, 0, 1]);
+    // Labels that are not numbers compare as text.
+    let (classes, y) =
+        softmax_wgpu::data::encode_labels(&p, &["b".into(), "a".into(), "b".into()]).unwrap();
+    assert_eq!(
+        (classes, y),
+        (vec!["a".to_string(), "b".to_string()], vec![1, 0, 1])
+    );
+}

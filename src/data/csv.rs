@@ -386,7 +386,7 @@ impl super::RowSource for CsvRows {
                 &mut labels,
             )?;
             let label = labels.pop().unwrap_or_default();
-            let class = *self.class_index.get(&label).ok_or_else(|| {
+            let class = *self.class_index.get(super::label_key(&label).as_ref()).ok_or_else(|| {
                 Error::input_at(
                     &self.path,
                     Position::Line(line),

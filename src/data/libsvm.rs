@@ -362,7 +362,7 @@ impl LibsvmRows {
             };
             let class = *self
                 .class_index
-                .get(line.label)
+                .get(super::label_key(line.label).as_ref())
                 .ok_or_else(|| changed(&format!("label {:?} was not in the file", line.label)))?;
             for (c, v) in line.entries {
                 if c >= self.d as u64 {

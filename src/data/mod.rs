@@ -98,14 +98,15 @@ pub fn detect_format(path: &Path) -> Result<Format> {
 #[derive(Debug)]
 pub(crate) struct LabelSet<'a> {
     known: Option<&'a [String]>,
-    seen: std::collections::HashSet<String>,
+    /// Each class seen, by its [`label_key`], with the label as first written.
+    seen: std::collections::HashMap<String, String>,
 }
 
 impl<'a> LabelSet<'a> {
     pub(crate) fn new(known: Option<&'a [String]>) -> Self {
         LabelSet {
             known,
-            seen: std::collections::HashSet::new(),
+            seen: std::collections::HashMap::new(),
         }
     }
 
@@ -113,12 +114,14 @@ impl<'a> LabelSet<'a> {
     pub(crate) fn see(&mut self, path: &Path, line: u64, label: &str) -> Result<()> {
         match self.known {
             Some(known) => {
-                if !known.iter().any(|k| k == label) {
+                let key = label_key(label);
+                if !known.iter().any(|k| label_key(k) == key) {
                     labels_to_classes(path, &[label.to_string()], &[line], known, "training")?;
                 }
             }
             None => {
-                if !self.seen.contains(label) {
+                let key = label_key(label);
+                if !self.seen.contains_key(key.as_ref()) {
                     if self.seen.len() == MAX_CLASSES {
                         return Err(Error::input_at(
                             path,
@@ -126,14 +129,14 @@ impl<'a> LabelSet<'a> {
                             format!("more than {MAX_CLASSES} distinct labels"),
                         ));
                     }
-                    self.seen.insert(label.to_string());
+                    self.seen.insert(key.into_owned(), label.to_string());
                 }
             }
         }
         Ok(())
     }
 
-    /// The classes in index order and each one's index; at least 2.
+    /// The classes in index order and each one's index by its [`label_key`]; at least 2.
     pub(crate) fn finish(
         self,
         path: &Path,
@@ -141,7 +144,7 @@ impl<'a> LabelSet<'a> {
         let classes = match self.known {
             Some(k) => k.to_vec(),
             None => {
-                let mut c: Vec<String> = self.seen.into_iter().collect();
+                let mut c: Vec<String> = self.seen.into_values().collect();
                 sort_labels(&mut c);
                 c
             }
@@ -155,7 +158,7 @@ impl<'a> LabelSet<'a> {
         let index = classes
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.clone(), i as u32))
+            .map(|(i, c)| (label_key(c).into_owned(), i as u32))
             .collect();
         Ok((classes, index))
     }
@@ -285,11 +288,24 @@ pub fn sort_labels(labels: &mut [String]) {
     }
 }
 
-/// The classes present in `labels`, sorted (see [`sort_labels`]), and each label's index.
+/// What a label is compared by: a label that is a number is that number (`+1`, `1`, `1.0` and `1e0` are one class,
+/// as SVM-light and LIBSVM define the label as a number), in its shortest form; any other label is its text.
+pub fn label_key(label: &str) -> std::borrow::Cow<'_, str> {
+    match label.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => std::borrow::Cow::Owned(format!("{}", v + 0.0)),
+        _ => std::borrow::Cow::Borrowed(label),
+    }
+}
+
+/// The classes present in `labels` (each named as first written; labels that are the same number are one class),
+/// sorted (see [`sort_labels`]), and each label's index.
 pub fn encode_labels(path: &Path, labels: &[String]) -> Result<(Vec<String>, Vec<u32>)> {
-    let mut classes: Vec<String> = labels.to_vec();
-    classes.sort();
-    classes.dedup();
+    let mut first: std::collections::HashMap<std::borrow::Cow<'_, str>, &str> =
+        std::collections::HashMap::new();
+    for l in labels {
+        first.entry(label_key(l)).or_insert(l.as_str());
+    }
+    let mut classes: Vec<String> = first.into_values().map(str::to_string).collect();
     sort_labels(&mut classes);
     if classes.len() > MAX_CLASSES {
         return Err(Error::input(
@@ -300,14 +316,14 @@ pub fn encode_labels(path: &Path, labels: &[String]) -> Result<(Vec<String>, Vec
             ),
         ));
     }
-    let index: std::collections::HashMap<&str, u32> = classes
+    let index: std::collections::HashMap<std::borrow::Cow<'_, str>, u32> = classes
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.as_str(), i as u32))
+        .map(|(i, c)| (label_key(c), i as u32))
         .collect();
     Ok((
         classes.clone(),
-        labels.iter().map(|l| index[l.as_str()]).collect(),
+        labels.iter().map(|l| index[&label_key(l)]).collect(),
     ))
 }
 
@@ -319,16 +335,16 @@ pub fn labels_to_classes(
     classes: &[String],
     what: &str,
 ) -> Result<Vec<u32>> {
-    let index: std::collections::HashMap<&str, u32> = classes
+    let index: std::collections::HashMap<std::borrow::Cow<'_, str>, u32> = classes
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.as_str(), i as u32))
+        .map(|(i, c)| (label_key(c), i as u32))
         .collect();
     labels
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            index.get(l.as_str()).copied().ok_or_else(|| {
+            index.get(&label_key(l)).copied().ok_or_else(|| {
                 let shown: Vec<&str> = classes.iter().take(12).map(String::as_str).collect();
                 let more = if classes.len() > 12 { ", …" } else { "" };
                 Error::input_at(
