@@ -1697,3 +1697,32 @@ fn eval_defaults_to_the_top_k_a_model_has() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("top-3 accuracy"), "{}", out.stdout);
 }
+
+#[test]
+fn an_error_shows_a_long_cell_by_its_start_and_length() {
+    // A 10 MB cell used to make a 10 MB error line.
+    let dir = tempfile::tempdir().unwrap();
+    let cell = "x".repeat(10 << 20);
+    let csv = write(
+        dir.path(),
+        "big.csv",
+        format!("1,2,0\n3,{cell},1\n").as_bytes(),
+    );
+    let out = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--data",
+        csv.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_input_error(
+        &out,
+        &["big.csv", "line 2", "cannot parse", "(10485760 bytes)"],
+    );
+    assert!(
+        out.stderr.len() < 400,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+}

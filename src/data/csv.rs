@@ -390,7 +390,7 @@ impl super::RowSource for CsvRows {
                 Error::input_at(
                     &self.path,
                     Position::Line(line),
-                    format!("label {label:?} was not in the file when it was opened (it changed while being read)"),
+                    format!("label {} was not in the file when it was opened (it changed while being read)", super::shown(&label)),
                 )
             })?;
             y.push(class);
@@ -436,7 +436,11 @@ fn push_row(
             column: i as u64 + 1,
         };
         let v = number(cell).ok_or_else(|| {
-            Error::input_at(path, at(), format!("cannot parse {cell:?} as a number"))
+            Error::input_at(
+                path,
+                at(),
+                format!("cannot parse {} as a number", super::shown(cell)),
+            )
         })?;
         if v.is_nan() {
             return Err(Error::input_at(path, at(), "feature is NaN"));

@@ -91,14 +91,17 @@ fn parse_line<'t>(path: &Path, text: &'t str, line_no: u64, zero_based: bool) ->
         return Err(Error::input_at(
             path,
             at,
-            format!("no label: the line starts with the entry {label:?}"),
+            format!(
+                "no label: the line starts with the entry {}",
+                super::shown(label)
+            ),
         ));
     }
     if !label.parse::<f64>().is_ok_and(f64::is_finite) {
         return Err(Error::input_at(
             path,
             at,
-            format!("label {label:?} is not a number"),
+            format!("label {} is not a number", super::shown(label)),
         ));
     }
     let mut entries = Vec::new();
@@ -109,7 +112,7 @@ fn parse_line<'t>(path: &Path, text: &'t str, line_no: u64, zero_based: bool) ->
             return Err(Error::input_at(
                 path,
                 at,
-                format!("entry {entry} {token:?} is not index:value"),
+                format!("entry {entry} {} is not index:value", super::shown(token)),
             ));
         };
         if idx == "qid" {
@@ -126,28 +129,42 @@ fn parse_line<'t>(path: &Path, text: &'t str, line_no: u64, zero_based: bool) ->
             Error::input_at(
                 path,
                 at.clone(),
-                format!("entry {entry} {token:?}: index {idx:?} is not a non-negative integer"),
+                format!(
+                    "entry {entry} {}: index {} is not a non-negative integer",
+                    super::shown(token),
+                    super::shown(idx)
+                ),
             )
         })?;
         let v: f32 = value.parse().map_err(|_| {
             Error::input_at(
                 path,
                 at.clone(),
-                format!("entry {entry} {token:?}: value {value:?} is not a number"),
+                format!(
+                    "entry {entry} {}: value {} is not a number",
+                    super::shown(token),
+                    super::shown(value)
+                ),
             )
         })?;
         if !v.is_finite() {
             return Err(Error::input_at(
                 path,
                 at,
-                format!("entry {entry} {token:?}: value is not finite (or outside the f32 range)"),
+                format!(
+                    "entry {entry} {}: value is not finite (or outside the f32 range)",
+                    super::shown(token)
+                ),
             ));
         }
         if !zero_based && i == 0 {
             return Err(Error::input_at(
                 path,
                 at,
-                format!("entry {entry} {token:?}: index 0 in a 1-based file (read it with --zero-based)"),
+                format!(
+                    "entry {entry} {}: index 0 in a 1-based file (read it with --zero-based)",
+                    super::shown(token)
+                ),
             ));
         }
         let column = if zero_based { i } else { i - 1 };
@@ -158,7 +175,7 @@ fn parse_line<'t>(path: &Path, text: &'t str, line_no: u64, zero_based: bool) ->
                     path,
                     at,
                     format!(
-                        "entry {entry} {token:?}: index {i} {what} the previous index {p} (indices must be ascending)"
+                        "entry {entry} {}: index {i} {what} the previous index {p} (indices must be ascending)", super::shown(token)
                     ),
                 ));
             }
@@ -363,7 +380,12 @@ impl LibsvmRows {
             let class = *self
                 .class_index
                 .get(super::label_key(line.label).as_ref())
-                .ok_or_else(|| changed(&format!("label {:?} was not in the file", line.label)))?;
+                .ok_or_else(|| {
+                    changed(&format!(
+                        "label {} was not in the file",
+                        super::shown(line.label)
+                    ))
+                })?;
             for (c, v) in line.entries {
                 if c >= self.d as u64 {
                     return Err(changed(&format!(

@@ -288,6 +288,16 @@ pub fn sort_labels(labels: &mut [String]) {
     }
 }
 
+/// A piece of the user's file as an error message shows it: quoted, and when long (a 10 MB cell gave a 10 MB line)
+/// its first 80 characters and its length, so that an error stays one short line.
+pub fn shown(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    }
+}
+
 /// What a label is compared by: a label that is a number is that number (`+1`, `1`, `1.0` and `1e0` are one class,
 /// as SVM-light and LIBSVM define the label as a number), in its shortest form; any other label is its text.
 pub fn label_key(label: &str) -> std::borrow::Cow<'_, str> {
@@ -351,7 +361,8 @@ pub fn labels_to_classes(
                     path,
                     Position::Line(lines.get(i).copied().unwrap_or(i as u64 + 1)),
                     format!(
-                        "label {l:?} is not one of the {what} classes [{}{more}]",
+                        "label {} is not one of the {what} classes [{}{more}]",
+                        self::shown(l),
                         shown.join(", ")
                     ),
                 )

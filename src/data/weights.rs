@@ -49,7 +49,10 @@ pub fn read_sample_weights(path: &Path) -> Result<Vec<f32>> {
                     return Err(Error::input_at(
                         path,
                         Position::Line(i as u64 + 1),
-                        format!("cannot parse {cell:?} as a sample weight (one number a line)"),
+                        format!(
+                            "cannot parse {} as a sample weight (one number a line)",
+                            super::shown(cell)
+                        ),
                     ))
                 }
             }
