@@ -355,3 +355,30 @@ fn labels_that_are_numbers_compare_as_numbers() {
         (vec!["a".to_string(), "b".to_string()], vec![1, 0, 1])
     );
 }
+
+#[test]
+fn an_npy_header_read_from_the_wrong_offset_is_refused() {
+    // A version-2 file (a u32 header length) whose version byte says 1 (a u16 length): np.load refuses it; it used to
+    // be read two bytes off, into wrong values.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v2as1.npy");
+    let mut header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }".to_vec();
+    while !(12 + header.len() + 1).is_multiple_of(64) {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec(); // version 1 …
+    bytes.extend_from_slice(&(header.len() as u32).to_le_bytes()); // … with a version-2 length
+    bytes.extend_from_slice(&header);
+    for v in [1.0f32, 2.0, 3.0, 4.0] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(&p, &bytes).unwrap();
+    let e = softmax_wgpu::data::read_npy_features(&p).unwrap_err();
+    assert!(e.to_string().contains("not a dict literal"), "{e}");
+    // The same file with its version byte right reads as it should.
+    bytes[6] = 2;
+    std::fs::write(&p, &bytes).unwrap();
+    let x = softmax_wgpu::data::read_npy_features(&p).unwrap();
+    assert_eq!(x, arr2(&[[1.0f32, 2.0], [3.0, 4.0]]));
+}

@@ -89,6 +89,14 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         .and_then(|end| bytes.get(start..end))
         .ok_or_else(|| bad("header runs past the end of the file"))?;
     let text = std::str::from_utf8(text).map_err(|_| bad("header is not text"))?;
+    // A Python dict literal, as np.save writes it and np.load reads it: a header read from the wrong offset (a
+    // version-2 file whose version byte says 1 starts two bytes early, with the length's high bytes) is refused
+    // instead of read into values two bytes off.
+    if !text.starts_with('{') || !text.trim_end().ends_with('}') {
+        return Err(bad(
+            "the header is not a dict literal (is the version byte right?)",
+        ));
+    }
     let descr_raw = field(text, "descr").ok_or_else(|| bad("header has no 'descr'"))?;
     if descr_raw.starts_with('[') || descr_raw.starts_with('{') {
         return Err(Error::input(
