@@ -15,7 +15,7 @@ use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions
 use softmax_wgpu::{Backend, Error, RowSource, Shape};
 
 use super::args::{BackendArg, BenchArgs, BenchDevices};
-use super::common::{check_out_path, write_output};
+use super::common::{check_outputs, write_output};
 
 /// The peers, by name, and their scripts, embedded so that an installed binary carries them.
 const PEERS: [(&str, &str); 3] = [
@@ -76,12 +76,11 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if !(1..=100).contains(&a.epochs) {
         return Err(Error::param("--epochs", "in 1..=100", a.epochs).into());
     }
-    if let Some(out) = &a.out {
-        check_out_path(out, "--out")?;
-    }
-    if let Some(plot) = &a.plot {
-        check_out_path(plot, "--plot")?;
-    }
+    check_outputs(
+        &[("--out", a.out.as_deref()), ("--plot", a.plot.as_deref())],
+        &[],
+        &[],
+    )?;
     for p in &a.peers {
         if !PEERS.iter().any(|(name, _)| name == p) {
             return Err(Error::param("--peers", "a list of: numpy, torch, jax", p).into());

@@ -100,7 +100,7 @@ impl Device {
 }
 
 /// Refuses an output path whose directory does not exist or that is a directory, before any work is done.
-pub fn check_out_path(path: &Path, flag: &str) -> Result<()> {
+fn check_out_path(path: &Path, flag: &str) -> Result<()> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -160,14 +160,20 @@ fn identity(path: &Path) -> Option<(Option<(u64, u64)>, PathBuf)> {
     Some((None, dir.join(path.file_name()?)))
 }
 
-/// Refuses, before any work is done, an output that is one of the inputs or another output (by the file they name,
+/// Checks a command's outputs before any work is done: each one's path ([`check_out_path`]: an existing directory,
+/// not a directory itself, writable), and that none is one of the inputs or another output (by the file they name,
 /// through links and other spellings of the path): an output never replaces an input. `allowed` lists the pairs of
 /// flags that may name one file (`--checkpoint` and `--resume`, which continues the run that wrote it).
-pub fn check_distinct(
+pub fn check_outputs(
     outputs: &[(&str, Option<&Path>)],
     inputs: &[(&str, Option<&Path>)],
     allowed: &[(&str, &str)],
 ) -> Result<()> {
+    for (flag, path) in outputs {
+        if let Some(path) = path {
+            check_out_path(path, flag)?;
+        }
+    }
     let named = |list: &[(&str, Option<&Path>)]| -> Vec<(String, PathBuf)> {
         list.iter()
             .filter_map(|(f, p)| p.map(|p| (f.to_string(), p.to_path_buf())))

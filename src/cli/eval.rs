@@ -9,7 +9,7 @@ use softmax_wgpu::metrics::{self, Report};
 use softmax_wgpu::{Error, Model};
 
 use super::args::{EvalArgs, PredictArgs};
-use super::common::{check_distinct, check_out_path, write_output};
+use super::common::{check_outputs, write_output};
 use super::predict::probabilities;
 
 /// Largest class count whose confusion matrix is printed as a table (it is always in --json).
@@ -17,10 +17,7 @@ const MAX_PRINTED_CLASSES: usize = 30;
 
 /// Runs the command.
 pub fn run(a: EvalArgs) -> Result<ExitCode> {
-    if let Some(out) = &a.out {
-        check_out_path(out, "--out")?;
-    }
-    check_distinct(
+    check_outputs(
         &[("--out", a.out.as_deref())],
         &[
             ("--model", Some(a.model.as_path())),

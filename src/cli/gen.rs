@@ -14,7 +14,7 @@ use softmax_wgpu::error::bytes;
 use softmax_wgpu::Error;
 
 use super::args::{GenArgs, GenFormat};
-use super::common::{check_distinct, check_out_path, progress_bar};
+use super::common::{check_outputs, progress_bar};
 
 /// Rows, features and classes from "N,D,K".
 fn parse_shape(spec: &str) -> Result<(u64, usize, usize)> {
@@ -35,7 +35,14 @@ fn parse_shape(spec: &str) -> Result<(u64, usize, usize)> {
 /// Runs the command.
 pub fn run(a: GenArgs) -> Result<ExitCode> {
     let (n, d, k) = parse_shape(&a.shape)?;
-    check_out_path(&a.out, "--out")?;
+    check_outputs(
+        &[
+            ("--out", Some(a.out.as_path())),
+            ("--labels-out", a.labels_out.as_deref()),
+        ],
+        &[],
+        &[],
+    )?;
     let start = Instant::now();
     let bar = progress_bar(n, "rows");
     let written = match a.format {
@@ -43,12 +50,6 @@ pub fn run(a: GenArgs) -> Result<ExitCode> {
             let labels = a.labels_out.as_deref().ok_or_else(|| {
                 Error::param("--labels-out", "given (required) with --format npy", "none")
             })?;
-            check_out_path(labels, "--labels-out")?;
-            check_distinct(
-                &[("--out", Some(&a.out)), ("--labels-out", Some(labels))],
-                &[],
-                &[],
-            )?;
             let n = usize::try_from(n)
                 .map_err(|_| Error::param("--shape", "N within this machine's address space", n))?;
             let mut rows = SyntheticRows::new(n, d, k, a.seed)?;

@@ -6,15 +6,12 @@ use anyhow::Result;
 use softmax_wgpu::Model;
 
 use super::args::PredictArgs;
-use super::common::{check_distinct, check_out_path, write_output};
+use super::common::{check_outputs, write_output};
 use super::load;
 
 /// Runs the command.
 pub fn run(a: PredictArgs) -> Result<ExitCode> {
-    if let Some(out) = &a.out {
-        check_out_path(out, "--out")?;
-    }
-    check_distinct(
+    check_outputs(
         &[("--out", a.out.as_deref())],
         &[
             ("--model", Some(a.model.as_path())),

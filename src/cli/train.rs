@@ -16,7 +16,7 @@ use softmax_wgpu::train::{
 use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
 
 use super::args::{OptimizerArg, TrainArgs};
-use super::common::{check_distinct, check_out_path, progress_bar, Device};
+use super::common::{check_outputs, progress_bar, Device};
 use super::load;
 
 /// Runs the command: resolve the settings, load the data and open the device, set the run up (warm start, class
@@ -312,16 +312,7 @@ fn resolve(a: &TrainArgs) -> Result<Resolved> {
         .map(|c| c.check().map(|()| c))
         .transpose()?;
     let chunk_bytes = a.chunk_bytes()?;
-    if let Some(out) = &a.out {
-        check_out_path(out, "--out")?;
-    }
-    if let Some(c) = &a.checkpoint {
-        check_out_path(c, "--checkpoint")?;
-    }
-    if let Some(plot) = &a.plot {
-        check_out_path(plot, "--plot")?;
-    }
-    check_distinct(
+    check_outputs(
         &[
             ("--out", a.out.as_deref()),
             ("--checkpoint", a.checkpoint.as_deref()),
