@@ -35,16 +35,22 @@ pub fn remove_temporaries() -> usize {
         .count()
 }
 
-/// Lists a temporary file as live; false when the process is stopping (the caller drops, and so removes, it).
-fn enlist(path: &Path) -> bool {
+/// Makes a temporary file with `make` and lists it as live, under the list's lock, so that a signal's
+/// [`remove_temporaries`] sees it or it is never made (made first and listed after, a file made in between was left
+/// behind by a process that exited meanwhile). An error when the process is stopping.
+fn enlisted(
+    path: &Path,
+    make: impl FnOnce() -> Result<tempfile::NamedTempFile>,
+) -> Result<tempfile::NamedTempFile> {
     let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    match live.as_mut() {
-        Some(v) => {
-            v.push(path.to_path_buf());
-            true
-        }
-        None => false,
-    }
+    let Some(v) = live.as_mut() else {
+        let stopping =
+            std::io::Error::new(std::io::ErrorKind::Interrupted, "the process is stopping");
+        return Err(Error::io(path, stopping));
+    };
+    let tmp = make()?;
+    v.push(tmp.path().to_path_buf());
+    Ok(tmp)
 }
 
 /// Takes a temporary file off the list (committed, or dropped).
@@ -129,14 +135,9 @@ impl AtomicFile {
                     use std::os::unix::fs::PermissionsExt;
                     builder.permissions(std::fs::Permissions::from_mode(0o666));
                 }
-                let tmp = builder.tempfile_in(&dir).map_err(|e| Error::io(path, e))?;
-                if !enlist(tmp.path()) {
-                    let stopping = std::io::Error::new(
-                        std::io::ErrorKind::Interrupted,
-                        "the process is stopping",
-                    );
-                    return Err(Error::io(path, stopping));
-                }
+                let tmp = enlisted(path, || {
+                    builder.tempfile_in(&dir).map_err(|e| Error::io(path, e))
+                })?;
                 Sink::Temporary(BufWriter::with_capacity(1 << 20, tmp))
             }
         };
@@ -307,6 +308,63 @@ mod tests {
         write_atomically(Path::new("/dev/null"), b"discarded").unwrap();
         let kind = std::fs::metadata("/dev/null").unwrap().file_type();
         assert!(kind.is_char_device());
+    }
+
+    #[test]
+    fn concurrent_writers_and_a_reader_only_ever_see_one_whole_file() {
+        // Eight writers replace one file with contents of random sizes (a length, then that many copies of the
+        // writer's byte) while a reader reads it in a loop: every read must be one writer's whole file, and nothing
+        // but the file is left. Links planted at old-style temporary names must stay untouched.
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m.st");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"victim").unwrap();
+        #[cfg(unix)]
+        for pid in [std::process::id(), 1, 2] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(format!(".m.st.tmp-{pid}")))
+                .unwrap();
+        }
+        write_atomically(&out, &[0, 0, 0, 0]).unwrap();
+        let whole = |bytes: &[u8]| -> bool {
+            let Some((len, body)) = bytes.split_first_chunk::<4>() else {
+                return false;
+            };
+            body.len() == u32::from_le_bytes(*len) as usize && body.windows(2).all(|w| w[0] == w[1])
+        };
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let bytes = std::fs::read(&out).unwrap();
+                    assert!(whole(&bytes), "a torn file of {} bytes", bytes.len());
+                    reads += 1;
+                }
+                reads
+            });
+            let writers: Vec<_> = (0..8u8)
+                .map(|w| {
+                    let out = &out;
+                    s.spawn(move || {
+                        let mut g = crate::rng::SplitMix64::new(u64::from(w));
+                        for _ in 0..25 {
+                            let len = (g.next_u64() % (256 << 10)) as usize;
+                            let mut bytes = (len as u32).to_le_bytes().to_vec();
+                            bytes.resize(4 + len, w);
+                            write_atomically(out, &bytes).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            writers.into_iter().for_each(|w| w.join().unwrap());
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+        assert!(whole(&std::fs::read(&out).unwrap()));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim");
+        let mut left = entries(dir.path());
+        left.retain(|n| !n.starts_with(".m.st.tmp-"));
+        assert_eq!(left, vec!["m.st", "victim"]);
     }
 
     #[test]

@@ -145,13 +145,25 @@ impl Checkpoint {
 
 /// What identifies a run for its checkpoints: every setting but the number of epochs (a resumed run may train
 /// longer), and the data's name, size and shape. `rows` is the whole data set's: in a run of several processes, the
-/// rows of all shards ([`crate::train::Layout::total`]), so that every process names the same run.
-pub fn run_identity(cfg: &TrainConfig, data: &str, rows: Option<u64>, shape: Shape) -> String {
+/// rows of all shards ([`crate::train::Layout::total`]), so that every process names the same run. The memory
+/// budgets are not part of it but what they decide is (`residency`: held, or streamed in chunks of so many rows,
+/// which orders the rows): a default budget read from the memory available differs from one run to the next
+/// without changing the run, while a budget that changes the chunks changes the trajectory.
+pub fn run_identity(
+    cfg: &TrainConfig,
+    data: &str,
+    rows: Option<u64>,
+    shape: Shape,
+    residency: crate::train::Residency,
+) -> String {
     let mut settings = serde_json::to_value(cfg).unwrap_or_default();
     if let Some(o) = settings.as_object_mut() {
         o.remove("epochs");
+        o.remove("memory_budget");
+        o.remove("device_memory");
     }
     serde_json::json!({
+        "residency": residency,
         "settings": settings,
         "data": data,
         "rows": rows,

@@ -25,6 +25,7 @@ pub mod error;
 pub mod gpu;
 pub mod lbfgs;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod numerics;

@@ -302,6 +302,23 @@ fn cases() -> Vec<Case> {
             &["bad-labels-idx1-ubyte", "truncated"],
         ),
         idx_train(
+            "IDX images with trailing data",
+            idx(0x08, &[4, 2, 2], &[7; 17]),
+            labels(),
+            &[
+                "bad-images-idx3-ubyte",
+                "byte 32",
+                "trailing data",
+                "declare 16 bytes",
+            ],
+        ),
+        idx_train(
+            "IDX labels with trailing data",
+            images(),
+            idx(0x08, &[4], &[0, 1, 0, 1, 1]),
+            &["bad-labels-idx1-ubyte", "trailing data"],
+        ),
+        idx_train(
             "IDX gzip that is not",
             images(),
             b"\x1f\x8bnot gzip at all".to_vec(),

@@ -1726,3 +1726,84 @@ fn an_error_shows_a_long_cell_by_its_start_and_length() {
         out.stderr.len()
     );
 }
+
+/// `cmd` with `args` run by `sh` under `ulimit -d KIB` (the process's data limit, which counts what a run allocates
+/// and not the arenas it reserves, so that it tests the budget and not glibc's layout).
+fn run_limited(kib: u64, args: &[&str]) -> Out {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -d {kib} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_softmax-wgpu"))
+        .args(args)
+        .output()
+        .expect("runs");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn under_a_process_memory_limit_the_default_budget_streams_and_a_budget_beyond_it_is_an_error() {
+    // 61 MiB of rows under a 58 MiB data limit: the default budget used to be half the machine's available memory,
+    // so the rows were read whole and the allocation aborted (exit 134). Now it is half of what `ulimit -d` leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    let (x, y) = (x.to_str().unwrap(), y.to_str().unwrap());
+    let gen = run(&[
+        "gen",
+        "--shape",
+        "80000,200,3",
+        "--out",
+        x,
+        "--labels-out",
+        y,
+    ]);
+    assert_eq!(gen.code, 0, "{}", gen.stderr);
+    let model = dir.path().join("m.safetensors");
+    let train = |extra: &[&str]| {
+        run_limited(
+            60_000,
+            &[
+                &["train", "--device", "cpu", "--data", x, "--labels", y][..],
+                &["--epochs", "1", "--out", model.to_str().unwrap()],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let streamed = train(&[]);
+    assert_eq!(streamed.code, 0, "{}", streamed.stderr);
+    assert!(
+        streamed.stderr.contains("streaming:"),
+        "{}",
+        streamed.stderr
+    );
+    assert!(model.exists());
+    // A budget the limit does not leave: one line naming the limit and the flag, exit 2, no abort.
+    std::fs::remove_file(&model).unwrap();
+    let over = train(&["--memory-budget", "1GiB"]);
+    assert_eq!(over.code, 2, "{}", over.stderr);
+    assert_eq!(over.stderr.lines().count(), 1, "{}", over.stderr);
+    assert!(
+        over.stderr.starts_with("error: --memory-budget")
+            && over.stderr.contains("that ulimit -d leaves"),
+        "{}",
+        over.stderr
+    );
+    assert!(!model.exists());
+    // One too small to stream in chunks of a batch (or 64 rows): refused with the smallest that works, which runs.
+    let tiny = train(&["--memory-budget", "1"]);
+    assert_eq!(tiny.code, 2, "{}", tiny.stderr);
+    let last = tiny.stderr.lines().last().unwrap();
+    let least = last
+        .split("at least ")
+        .nth(1)
+        .and_then(|r| r.split(" to stream").next())
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!(last.starts_with("error: --memory-budget"), "{last}");
+    let least = least.replace(" KiB", "KiB").replace(" MiB", "MiB");
+    let enough = train(&["--memory-budget", &least]);
+    assert_eq!(enough.code, 0, "{least}: {}", enough.stderr);
+}

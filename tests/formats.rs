@@ -169,6 +169,49 @@ fn idx_files_plain_and_gzipped_give_the_same_scaled_rows() {
 }
 
 #[test]
+fn a_gzipped_idx_file_is_inflated_no_further_than_its_header_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        let mut e = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::best(),
+        );
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap();
+        p
+    };
+    let labels = gz("l.gz", &idx_bytes(0x08, &[2], &[0, 1]));
+    // Bytes past the declared elements are refused, naming where the data should have ended.
+    let mut long = idx_bytes(0x08, &[2, 2], &[1, 2, 3, 4]);
+    long.extend(std::iter::repeat_n(0u8, 1 << 20));
+    let e = IdxRows::open(&gz("long.gz", &long), &labels, None).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    let line = e.to_string();
+    assert!(
+        line.contains("long.gz") && line.contains("byte 16") && line.contains("trailing data"),
+        "{line}"
+    );
+    // A header that declares more than this machine can hold is refused before anything is inflated or allocated
+    // (it used to inflate without a cap): 2³² × 2³² × 255 bytes overflows; 4·10⁹ × 4·10⁹ / 4·10⁶ does not.
+    let bomb = gz(
+        "bomb.gz",
+        &idx_bytes(0x08, &[4_000_000_000, 4_000_000_000], &[0; 4096]),
+    );
+    let e = IdxRows::open(&bomb, &labels, None).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    let line = e.to_string();
+    assert!(
+        line.contains("bomb.gz decompressed needs") && line.contains("gunzip it"),
+        "{line}"
+    );
+    // One that declares what fits but holds less is truncated, as a plain file would be.
+    let short = gz("short.gz", &idx_bytes(0x08, &[2, 2], &[1, 2, 3]));
+    let e = IdxRows::open(&short, &labels, None).unwrap_err();
+    assert!(e.to_string().contains("truncated"), "{e}");
+}
+
+#[test]
 fn formats_are_detected_from_magic_and_extension() {
     let dir = tempfile::tempdir().unwrap();
     let w = |name: &str, bytes: &[u8]| {

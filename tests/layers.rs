@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
     "error",
     "rng",
     "limits",
+    "memory",
     "atomic",
     "params",
     "metrics",

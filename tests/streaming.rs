@@ -334,14 +334,12 @@ fn a_streamed_run_resumed_mid_epoch_ends_where_the_whole_run_ends(on: Backends) 
     };
     let ck = dir.path().join("ck.json");
     let shape = Shape { d: 16, k: 4 };
-    let id = run_identity(&cfg, "x.npy", Some(600), shape);
     on.each(|name, make| {
         let mut source = data::NpyRows::open(&xp, &yp, None).unwrap();
         let mut whole = make(shape);
-        assert!(matches!(
-            residency(whole.as_ref(), &source, &cfg),
-            Residency::Streamed { .. }
-        ));
+        let streamed = residency(whole.as_ref(), &source, &cfg);
+        assert!(matches!(streamed, Residency::Streamed { .. }));
+        let id = run_identity(&cfg, "x.npy", Some(600), shape, streamed);
         // 50 steps an epoch, 150 in all; a checkpoint every 33 steps: the last at step 132, step 32 of epoch 3.
         let mut saver = Checkpointer::new(&ck, 33, id.clone(), None).unwrap();
         fit(whole.as_mut(), &mut source, None, &cfg, &mut [&mut saver]).unwrap();

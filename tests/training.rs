@@ -804,7 +804,13 @@ fn a_run_resumed_from_its_last_checkpoint_ends_where_the_whole_run_ends(on: Back
     };
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.json");
-    let id = run_identity(&cfg, "problem", Some(240), shape(&train));
+    let id = run_identity(
+        &cfg,
+        "problem",
+        Some(240),
+        shape(&train),
+        softmax_wgpu::train::Residency::Held,
+    );
     on.each(|name, make| {
         // 15 steps an epoch, 45 in all; a checkpoint every 7 steps: the last at step 42, mid-epoch 3.
         let mut whole = make(shape(&train));
@@ -892,7 +898,13 @@ fn resumed_from_every_checkpoint(
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.json");
     let copy = dir.path().join("copy.json");
-    let id = run_identity(cfg, "problem", Some(240), shape(&train));
+    let id = run_identity(
+        cfg,
+        "problem",
+        Some(240),
+        shape(&train),
+        softmax_wgpu::train::Residency::Held,
+    );
     on.each(|name, make| {
         let _ = std::fs::remove_file(&ck); // the previous backend's
         let mut whole = make(shape(&train));

@@ -602,7 +602,12 @@ impl TrainArgs {
                 self.val_split
             },
             standardize: self.standardize,
-            memory_budget: self.memory_budget,
+            // Read once, so that every decision of the run (held or streamed, the chunk size, what is printed)
+            // sees one budget: the memory available changes as the run allocates.
+            memory_budget: Some(
+                self.memory_budget
+                    .unwrap_or_else(softmax_wgpu::train::default_memory_budget),
+            ),
             device_memory: self.device_memory,
             schedule: Schedule {
                 kind: match self.schedule.unwrap_or(ScheduleArg::Constant) {

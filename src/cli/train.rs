@@ -90,8 +90,13 @@ fn set_up<'d>(
         say(choose(a, &mut cfg, backend.as_ref(), data.train.as_ref())?);
         cfg.check()?;
     }
-    let run_id =
-        softmax_wgpu::checkpoint::run_identity(&cfg, &data.data_name, data.train.rows(), shape);
+    let run_id = softmax_wgpu::checkpoint::run_identity(
+        &cfg,
+        &data.data_name,
+        data.train.rows(),
+        shape,
+        residency(backend.as_ref(), data.train.as_ref(), &cfg),
+    );
     if let Some(path) = &a.resume {
         let c = softmax_wgpu::checkpoint::Checkpoint::load(path)?;
         c.check_run(path, &run_id)?;
@@ -118,6 +123,25 @@ fn set_up<'d>(
         })
         .transpose()?;
     say(data_line(backend.as_ref(), &data, shape));
+    if let (Some(budget), Residency::Streamed { .. }) = (
+        a.memory_budget,
+        residency(backend.as_ref(), data.train.as_ref(), &cfg),
+    ) {
+        let least = softmax_wgpu::train::smallest_memory_budget(data.train.as_ref(), &cfg);
+        if budget < least {
+            return Err(Error::param(
+                "--memory-budget",
+                format!(
+                    "at least {} to stream these rows: chunks of {} rows in flight (smaller chunks leave the \
+                     trainer waiting on reads)",
+                    bytes(least),
+                    softmax_wgpu::train::MIN_CHUNK_ROWS.min(cfg.batch_size.max(1) as u64)
+                ),
+                bytes(budget),
+            )
+            .into());
+        }
+    }
     if let Some(line) = streaming_line(
         backend.as_ref(),
         data.train.as_ref(),
@@ -312,6 +336,17 @@ fn resolve(a: &TrainArgs) -> Result<Resolved> {
         .map(|c| c.check().map(|()| c))
         .transpose()?;
     let chunk_bytes = a.chunk_bytes()?;
+    if let (Some(budget), Some(h)) = (a.memory_budget, softmax_wgpu::memory::headroom()) {
+        // Refused before anything is read: allocations past the process's limit abort rather than fail.
+        if budget > h.bytes {
+            return Err(Error::param(
+                "--memory-budget",
+                format!("at most the {} that {} leaves", bytes(h.bytes), h.bound),
+                bytes(budget),
+            )
+            .into());
+        }
+    }
     check_outputs(
         &[
             ("--out", a.out.as_deref()),

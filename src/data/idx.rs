@@ -1,8 +1,9 @@
 //! IDX, the format of the MNIST files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`): a 4-byte
 //! magic (0, 0, element type, dimension count), the dimensions as big-endian u32, then the elements, big-endian.
 //! Features are the first dimension's items flattened (28 × 28 pixels → 784 features); unsigned bytes are scaled to
-//! [0, 1], other element types are taken as they are. Gzipped files (by their magic) are decompressed into memory,
-//! plain ones are read a chunk at a time.
+//! [0, 1], other element types are taken as they are. Gzipped files (by their magic) are decompressed into memory, no
+//! further than their header declares, plain ones are read a chunk at a time. Bytes past the declared elements are
+//! refused.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -67,21 +68,73 @@ fn open(path: &Path) -> Result<(Backing, u64)> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io(path, e))?;
     if got == 2 && is_gzip(&magic) {
-        let compressed = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        // MNIST compresses about 5:1; refuse before inflating what cannot fit (the real size is checked as it grows).
-        check_host_memory(
-            &format!("{} decompressed", path.display()),
-            compressed.saturating_mul(2),
-        )?;
-        let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(std::io::BufReader::new(file))
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::input(path, format!("not a valid gzip file: {e}")))?;
+        let bytes = inflate(path, file)?;
         let len = bytes.len() as u64;
         return Ok((Backing::Memory(bytes.into()), len));
     }
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     Ok((Backing::File(path.to_path_buf()), len))
+}
+
+/// A gzipped IDX file's decompressed bytes, inflated as a stream and never beyond what its header declares: the
+/// magic and dimensions are inflated first, the memory the declared elements take is checked (and allocated
+/// fallibly), then exactly those bytes are inflated, and a file that inflates to more is refused. Bytes that are
+/// not an IDX header are returned as they are for [`read_header`] to refuse.
+fn inflate(path: &Path, file: std::fs::File) -> Result<Vec<u8>> {
+    let gzip_error = |e: std::io::Error| Error::input(path, format!("not a valid gzip file: {e}"));
+    let mut gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+    let mut head = Vec::with_capacity(20);
+    (&mut gz)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(gzip_error)?;
+    if !looks_like_idx(&head) {
+        return Ok(head);
+    }
+    let dims = u64::from(head[3]);
+    (&mut gz)
+        .take(4 * dims)
+        .read_to_end(&mut head)
+        .map_err(gzip_error)?;
+    if head.len() as u64 != 4 + 4 * dims {
+        return Ok(head);
+    }
+    let size: u64 = match head[2] {
+        0x08 | 0x09 => 1,
+        0x0B => 2,
+        0x0C | 0x0D => 4,
+        _ => 8,
+    };
+    let declared = head[4..]
+        .chunks_exact(4)
+        .map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+        .try_fold(size, |acc, d| acc.checked_mul(d))
+        .and_then(|body| body.checked_add(head.len() as u64))
+        .and_then(|total| usize::try_from(total).ok())
+        .ok_or_else(|| Error::input(path, "its dimensions are larger than any file can be"))?;
+    let help = "gunzip it: a plain IDX file is read a chunk at a time";
+    let what = format!("{} decompressed", path.display());
+    crate::memory::check_with(&what, declared as u64, Some(help))?;
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(declared)
+        .map_err(|_| crate::memory::allocation_failed(&what, declared as u64, Some(help)))?;
+    bytes.extend_from_slice(&head);
+    (&mut gz)
+        .take((declared - head.len()) as u64)
+        .read_to_end(&mut bytes)
+        .map_err(gzip_error)?;
+    // What inflates beyond the declared elements is not part of the file's data: refused, as np.load refuses an
+    // array file with bytes past its shape.
+    let mut extra = [0u8; 1];
+    if bytes.len() == declared && gz.read(&mut extra).map_err(gzip_error)? > 0 {
+        return Err(Error::input_at(
+            path,
+            Position::Byte(declared as u64),
+            "trailing data: the file decompresses to more bytes than its dimensions declare",
+        ));
+    }
+    Ok(bytes)
 }
 
 fn read_header(path: &Path, r: &mut dyn ReadSeek, len: u64) -> Result<Header> {
@@ -133,6 +186,16 @@ fn read_header(path: &Path, r: &mut dyn ReadSeek, len: u64) -> Result<Header> {
             )
         })?;
     let body = len.saturating_sub(h.data_start);
+    if body > need {
+        return Err(Error::input_at(
+            path,
+            Position::Byte(h.data_start + need),
+            format!(
+                "trailing data: dimensions {:?} declare {need} bytes of data, the file has {body}",
+                h.dims
+            ),
+        ));
+    }
     if body < need {
         return Err(Error::input(
             path,

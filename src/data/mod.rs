@@ -34,7 +34,7 @@ use std::path::Path;
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{bytes, Error, Position, Result};
+use crate::error::{Error, Position, Result};
 use crate::rng::SplitMix64;
 
 /// A data file's format.
@@ -198,30 +198,16 @@ pub fn label_classes(
     Ok(k)
 }
 
-/// Bytes of memory this machine can still give (Linux: MemAvailable), or None where it cannot be read.
+/// Bytes of memory this process can still take: the tightest of available memory, `ulimit -v`/`-d` and the cgroup's
+/// limit ([`crate::memory::headroom`]), or None where none can be read.
 pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    crate::memory::available()
 }
 
-/// Refuses to allocate `needed` bytes for `what` when the machine does not have them available, before anything is
-/// allocated (an allocation that fails aborts the process instead of reporting an error).
+/// Refuses to allocate `needed` bytes for `what` when this process cannot take them ([`crate::memory::check`]),
+/// before anything is allocated (an allocation that fails aborts the process instead of reporting an error).
 pub fn check_host_memory(what: &str, needed: u64) -> Result<()> {
-    match available_memory() {
-        Some(available) if needed > available => Err(Error::Limits {
-            device: "this machine".into(),
-            what: what.to_string(),
-            needed,
-            limit: available,
-            hint: Some(format!(
-                "{} of memory is available; use a smaller data set",
-                bytes(available)
-            )),
-        }),
-        _ => Ok(()),
-    }
+    crate::memory::check(what, needed)
 }
 
 /// Features, class indices and class names.

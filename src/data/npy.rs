@@ -188,11 +188,11 @@ pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
     let h = read_header(path, &mut file)?;
     let (n, d) = feature_shape(path, &h)?;
     check_body(path, &h, file_len(path, &file)?)?;
-    super::check_host_memory(
+    let mut out = crate::memory::zeroed::<f32>(
         &format!("{} as f32", path.display()),
-        (n as u64).saturating_mul(d as u64).saturating_mul(4),
+        n.saturating_mul(d),
+        Some("a --memory-budget below it streams the rows when training"),
     )?;
-    let mut out = vec![0f32; n * d];
     read_rows(path, &mut file, &h, (n, d), 0, &mut out, &mut Vec::new())?;
     Ok(Array2::from_shape_vec((n, d), out).expect("n·d values"))
 }

@@ -295,11 +295,11 @@ impl HostRows {
         let mut y: Vec<u32> = Vec::new();
         if let Some(n) = source.rows() {
             let values = n.saturating_mul(d as u64);
-            super::check_host_memory(&format!("{name} as f32"), values.saturating_mul(4))?;
             // Straight into the array when the reader can: one copy, from the file.
             let (n, values) = (n as usize, values as usize);
-            let mut x = vec![0f32; values];
-            let mut y = vec![0u32; n];
+            let help = Some("a --memory-budget below it streams the rows when training");
+            let mut x = crate::memory::zeroed::<f32>(&format!("{name} as f32"), values, help)?;
+            let mut y = crate::memory::zeroed::<u32>(&format!("the labels of {name}"), n, help)?;
             let piece = ((16usize << 20) / (4 * d.max(1))).max(1);
             let mut at = 0;
             while at < n {

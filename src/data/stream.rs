@@ -106,7 +106,12 @@ impl<S: RowSource> Split<S> {
             Side::HeldOut => self.fraction,
         };
         let need = want as u64 + self.skip;
-        ((need as f64 / expect).ceil() as u64 + 64).min(1 << 20) as usize
+        // No more than the rows wanted (and skipped) at a time, whatever the fraction: the chunk a caller asks for
+        // is what its memory budget allows, and the held-out side asking for 1/fraction of it (5× at 20 %) overran
+        // that budget (and aborted under `ulimit -v`).
+        ((need as f64 / expect).ceil() as u64 + 64)
+            .min(need + 64)
+            .min(1 << 20) as usize
     }
 }
 
@@ -229,13 +234,7 @@ impl<S: RowSource> RowSource for Split<S> {
                 .as_ref()
                 .is_none_or(|(c, next)| *next >= c.len());
             if exhausted {
-                // As many inner rows as should hold the rows still wanted and the ones to skip.
-                let expect = match side {
-                    Side::Train => 1.0 - fraction,
-                    Side::HeldOut => fraction,
-                };
-                let need = (want - y.len()) as u64 + self.skip;
-                let ask = ((need as f64 / expect).ceil() as u64 + 64).min(1 << 20) as usize;
+                let ask = self.ask(want - y.len());
                 let Some(chunk) = self.inner.next_chunk(ask)? else {
                     break;
                 };

@@ -27,8 +27,12 @@ pub fn synthetic(n: usize, d: usize, k: usize, seed: u64) -> Result<Dataset> {
         x_bytes.saturating_add(centre_bytes),
     )?;
     let mut rows = SyntheticRows::new(n, d, k, seed)?;
-    let mut x = Vec::with_capacity(n * d);
-    let mut y = Vec::with_capacity(n);
+    let what = format!("--synthetic {n},{d},{k}");
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let full = |_| crate::memory::allocation_failed(&what, x_bytes, None);
+    x.try_reserve_exact(n * d).map_err(full)?;
+    y.try_reserve_exact(n).map_err(full)?;
     while let Some(c) = rows.next_chunk(1 << 16)? {
         x.extend(c.x().iter());
         y.extend_from_slice(c.y());

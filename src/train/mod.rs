@@ -57,7 +57,10 @@ pub use observe::{EpochReport, Observer, OnEpoch, OnRows, Start, StepEvent, Stre
 pub use reducer::{
     reduce_held_out, reduce_sums, standardizer, Layout, Local, Reducer, ThreadGroup, Threaded,
 };
-pub use residency::{default_memory_budget, residency, Residency, MAX_CHUNK_BYTES};
+pub use residency::{
+    default_memory_budget, residency, smallest_memory_budget, Residency, MAX_CHUNK_BYTES,
+    MIN_CHUNK_ROWS,
+};
 pub use seam::{Backend, Gradient};
 use step::Stepper;
 use stream::{for_each_held_chunk, stream_epoch};

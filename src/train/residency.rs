@@ -36,6 +36,29 @@ pub fn default_memory_budget() -> u64 {
     crate::data::available_memory().map_or(4 << 30, |a| a / 2)
 }
 
+/// Rows a streamed chunk holds at least, when the batch is larger: below this a chunk's fixed costs (a read, a
+/// hand-over between threads, a device upload) dominate — a budget of 1 byte (one row a chunk) ran 45× slower.
+pub const MIN_CHUNK_ROWS: u64 = 64;
+
+/// The smallest host memory budget that streams `source` under `cfg` without starving the trainer: room for the
+/// chunks in flight, each of one batch or [`MIN_CHUNK_ROWS`] rows (whichever is smaller, and no more than the
+/// source has). A budget below it is refused by the command line, with this figure.
+pub fn smallest_memory_budget(source: &dyn RowSource, cfg: &TrainConfig) -> u64 {
+    let row = row_bytes(source);
+    let rows = (cfg.batch_size.max(1) as u64)
+        .min(MIN_CHUNK_ROWS)
+        .min(source.rows().unwrap_or(u64::MAX).max(1));
+    CHUNKS_IN_FLIGHT * 2 * rows * row
+}
+
+/// Bytes a row of `source` takes held: its share of the source's, or a dense row's.
+fn row_bytes(source: &dyn RowSource) -> u64 {
+    match (source.held_bytes(), source.rows()) {
+        (Some(b), Some(n)) if n > 0 => b.div_ceil(n).max(1),
+        _ => held_row_bytes(source.features()),
+    }
+}
+
 /// Whether `source` is held or streamed on `backend` under the budgets of `cfg`. Rows already in RAM (an
 /// [`crate::data::InMemory`] source) are held, as they always were; a source whose rows, held, would take more than
 /// the memory they would be held in (`cfg.memory_budget` of host memory for the CPU backends and software
@@ -53,11 +76,7 @@ pub fn residency(backend: &dyn Backend, source: &dyn RowSource, cfg: &TrainConfi
     if source.shared().is_some() || source.shared_sparse().is_some() || fits {
         return Residency::Held;
     }
-    // Bytes a row takes held: its share of the source's, or a dense row's.
-    let row = match (held, source.rows()) {
-        (Some(b), Some(n)) if n > 0 => b.div_ceil(n).max(1),
-        _ => held_row_bytes(source.features()),
-    };
+    let row = row_bytes(source);
     let per_chunk = (host / CHUNKS_IN_FLIGHT / 2).clamp(row, MAX_CHUNK_BYTES.max(row));
     let mut chunk_rows = (per_chunk / row).max(1) as usize;
     // Chunks of whole batches, so that batches do not straddle chunks (a straddling batch is two parts of one step).
