@@ -38,10 +38,23 @@ pub struct Checkpoint {
     pub b: Vec<f32>,
     /// The optimizer's state.
     pub optimizer: OptimizerState,
+    /// CRC-32 of each tensor's little-endian f32 bytes, by name (`w`, `b`, `optimizer.<slot>`, `best.w`, `best.b`):
+    /// a weight altered or damaged on disk is refused on resume rather than trained on. Version 1 files have none.
+    #[serde(default)]
+    pub checksums: std::collections::BTreeMap<String, u32>,
 }
 
-/// The format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format this build writes; it reads this one and version 1 (the same, without checksums).
+pub const VERSION: u32 = 2;
+
+/// The CRC-32 of `values` as little-endian f32 bytes.
+fn crc(values: &[f32]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for v in values {
+        h.update(&v.to_le_bytes());
+    }
+    h.finalize()
+}
 
 impl Checkpoint {
     /// Reads and checks a checkpoint file.
@@ -54,14 +67,36 @@ impl Checkpoint {
                 format!("not a softmax-wgpu checkpoint (or a damaged one): {e}"),
             )
         })?;
-        if c.version != VERSION {
+        if c.version != VERSION && c.version != 1 {
             return Err(Error::input(
                 path,
                 format!(
-                    "checkpoint version {}, this build reads {VERSION}",
+                    "checkpoint version {}, this build reads 1 to {VERSION}",
                     c.version
                 ),
             ));
+        }
+        if c.version >= 2 {
+            for (name, values) in c.tensors() {
+                match c.checksums.get(&name) {
+                    Some(&sum) if sum == crc(values) => {}
+                    Some(_) => {
+                        return Err(Error::input(
+                            path,
+                            format!(
+                                "damaged: the tensor {name} does not match its checksum (the file was altered \
+                                 or damaged since it was written)"
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(Error::input(
+                            path,
+                            format!("damaged: the tensor {name} has no checksum"),
+                        ))
+                    }
+                }
+            }
         }
         let (d, k) = (c.shape.d, c.shape.k);
         if c.w.len() != d * k || c.b.len() != k || c.at.epoch == 0 {
@@ -78,10 +113,46 @@ impl Checkpoint {
         c.optimizer
             .check(c.shape)
             .map_err(|e| Error::input(path, format!("damaged optimizer state: {e}")))?;
-        if c.w.iter().chain(&c.b).any(|v| !v.is_finite()) {
-            return Err(Error::input(path, "damaged: a weight is not finite"));
+        if let Some((name, _)) = c
+            .tensors()
+            .find(|(_, values)| values.iter().any(|v| !v.is_finite()))
+        {
+            return Err(Error::input(
+                path,
+                format!("damaged: a value of the tensor {name} is not finite"),
+            ));
         }
         Ok(c)
+    }
+
+    /// Every tensor the checkpoint holds, by the name its checksum is recorded under.
+    fn tensors(&self) -> impl Iterator<Item = (String, &[f32])> {
+        let best = self.at.best.iter().flat_map(|(w, b)| {
+            [
+                ("best.w".to_string(), w.as_slice()),
+                ("best.b".to_string(), b.as_slice()),
+            ]
+        });
+        [
+            ("w".to_string(), self.w.as_slice()),
+            ("b".to_string(), self.b.as_slice()),
+        ]
+        .into_iter()
+        .chain(
+            self.optimizer
+                .tensors
+                .iter()
+                .map(|(name, _, values)| (format!("optimizer.{name}"), values.as_slice())),
+        )
+        .chain(best)
+    }
+
+    /// Records the checksum of every tensor.
+    fn seal(&mut self) {
+        self.checksums = self
+            .tensors()
+            .map(|(name, values)| (name, crc(values)))
+            .collect();
     }
 
     /// Refuses a checkpoint of another run, naming the first setting or data fact that differs.
@@ -215,7 +286,7 @@ impl Checkpointer {
 
     fn write(&mut self, backend: &mut dyn Backend, at: Resume) -> Result<()> {
         let params = backend.params()?;
-        let c = Checkpoint {
+        let mut c = Checkpoint {
             version: VERSION,
             run: self.run.clone(),
             at,
@@ -223,7 +294,9 @@ impl Checkpointer {
             w: params.w.iter().copied().collect(),
             b: params.b.to_vec(),
             optimizer: backend.optimizer_state()?,
+            checksums: Default::default(),
         };
+        c.seal();
         let bytes = serde_json::to_vec(&c)
             .map_err(|e| Error::Internal(format!("checkpoint as JSON: {e}")))?;
         crate::atomic::write_atomically(&self.path, &bytes)?;

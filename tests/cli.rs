@@ -1669,6 +1669,28 @@ fn a_checkpoint_past_the_requested_end_or_without_its_optimizer_state_is_refused
     std::fs::write(&stripped, serde_json::to_vec(&json).unwrap()).unwrap();
     let out = run(&[&args("5")[..], &["--resume", stripped.to_str().unwrap()]].concat());
     assert_input_error(&out, &["--resume", "optimizer's state (m, v)"]);
+    // A weight or a moment altered on disk: the tensor's checksum names it (an altered moment used to surface as a
+    // diverged run blamed on --lr).
+    let alter = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&ck).unwrap()).unwrap();
+        edit(&mut json);
+        let p = dir.path().join(name);
+        std::fs::write(&p, serde_json::to_vec(&json).unwrap()).unwrap();
+        run(&[&args("6")[..], &["--resume", p.to_str().unwrap()]].concat())
+    };
+    let w = alter("w.json", &|j| j["w"][3] = serde_json::json!(0.125));
+    assert_input_error(&w, &["w.json", "tensor w", "checksum"]);
+    let m = alter("m.json", &|j| {
+        j["optimizer"]["tensors"][0][2][0] = serde_json::json!(2.5)
+    });
+    assert_input_error(&m, &["m.json", "tensor optimizer.m", "checksum"]);
+    // A version-1 checkpoint (no checksums) still resumes.
+    let v1 = alter("v1.json", &|j| {
+        j["version"] = serde_json::json!(1);
+        j.as_object_mut().unwrap().remove("checksums");
+    });
+    assert_eq!(v1.code, 0, "{}", v1.stderr);
 }
 
 #[test]

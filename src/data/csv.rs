@@ -16,8 +16,9 @@ pub struct CsvTable {
     pub labels: Vec<String>,
     /// The 1-based line of each row, for error messages.
     pub lines: Vec<u64>,
-    /// The header, when the first line was one.
-    pub header: Option<Vec<String>>,
+    /// The line of the header, when the first record was one. (Its cells are not kept: a header as wide as a
+    /// 200 MB line took 32 bytes a cell as strings, 16× the line.)
+    pub header: Option<u64>,
 }
 
 /// Reads `path`. `label_column` is a 0-based index (negative counts from the end: −1 is the last column), or None
@@ -154,7 +155,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], label_column: Option<isize>) -> Resu
                 let (l, is_header) = Layout::of(path, &record, line, label_column)?;
                 let l = layout.insert(l);
                 if is_header {
-                    header = Some(record.iter().map(str::to_string).collect());
+                    header = Some(line);
                     continue;
                 }
                 l
