@@ -1829,3 +1829,76 @@ fn under_a_process_memory_limit_the_default_budget_streams_and_a_budget_beyond_i
     let enough = train(&["--memory-budget", &least]);
     assert_eq!(enough.code, 0, "{least}: {}", enough.stderr);
 }
+
+#[test]
+fn a_damaged_tuning_cache_is_ignored_with_a_warning_and_rewritten() {
+    // A width of 0 divided by zero; now each bad entry is named in one warning line and its kernels timed again.
+    let cache = tempfile::tempdir().unwrap();
+    let file = cache.path().join("tuning.json");
+    let train = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+            .args([
+                "train",
+                "--device",
+                "gpu",
+                "--synthetic",
+                "200,8,3",
+                "--optimizer",
+                "sgd",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+            ])
+            .env("SOFTMAX_WGPU_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = train();
+    if code == Some(2)
+        && stderr.contains("no GPU")
+        && std::env::var("SOFTMAX_WGPU_REQUIRE_GPU").is_err()
+    {
+        println!("skipped: no GPU adapter");
+        return;
+    }
+    assert_eq!(code, Some(0), "{stderr}");
+    if !file.exists() {
+        println!("skipped: no GPU adapter, nothing tuned");
+        return;
+    }
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mut bad = good.clone();
+    for widths in bad.as_object_mut().unwrap().values_mut() {
+        for w in widths.as_object_mut().unwrap().values_mut() {
+            *w = serde_json::json!(0);
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec(&bad).unwrap()).unwrap();
+    let (code, stderr) = train();
+    assert_eq!(code, Some(0), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("tuning.json") && warnings[0].contains("a width of 0"),
+        "{stderr}"
+    );
+    // Timed again and rewritten: the next run reads it quietly.
+    let (_, stderr) = train();
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    std::fs::write(&file, b"{ not json").unwrap();
+    let (code, stderr) = train();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("not a tuning cache"),
+        "{stderr}"
+    );
+}

@@ -31,6 +31,11 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let device = Device::open(&a.device, a.quiet)?;
     let mut run = set_up(&a, resolved, data, &device)?;
     let (reports, checked) = train_observed(&a, &mut run)?;
+    for line in softmax_wgpu::gpu::tune::take_warnings() {
+        if !a.quiet {
+            eprintln!("warning: {line}");
+        }
+    }
     report_end(&a, &run.cfg, &reports);
     if let Some(s) = checked.as_ref().filter(|_| !a.quiet) {
         print_check_summary(s);

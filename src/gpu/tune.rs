@@ -79,25 +79,71 @@ pub fn cache_file() -> Option<PathBuf> {
 /// Chosen widths per kernel name, per key.
 type Cache = BTreeMap<String, BTreeMap<String, u32>>;
 
+/// What was wrong with the cache, said once per process: each line for [`take_warnings`].
+static WARNINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn warn(line: String) {
+    let mut w = WARNINGS.lock().unwrap_or_else(|e| e.into_inner());
+    if !w.contains(&line) {
+        w.push(line);
+    }
+}
+
+/// The warnings about the tuning cache since the last call (a damaged file, an entry with a width no pipeline
+/// can take), for the command line to print: the entries were ignored and their kernels timed again.
+pub fn take_warnings() -> Vec<String> {
+    std::mem::take(&mut *WARNINGS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn load() -> Cache {
-    cache_file()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    let Some(path) = cache_file() else {
+        return Cache::default();
+    };
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Cache::default();
+    };
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        warn(format!(
+            "{}: not a tuning cache ({e}); ignored, and rewritten as kernels are timed",
+            path.display()
+        ));
+        Cache::default()
+    })
 }
 
 /// The cached widths for `key`, when each of `kernels` has one that a pipeline can take (1 to 1,024; a damaged
-/// cache with a width of 0 used to divide by zero): otherwise None, and the kernels are timed again.
+/// cache with a width of 0 used to divide by zero): otherwise None, and the kernels are timed again (with a
+/// warning when the entry was there but bad).
 pub fn cached(key: &str, kernels: &[Kernel]) -> Option<BTreeMap<String, u32>> {
-    pick(load(), key, kernels)
+    pick(load(), key, kernels).unwrap_or_else(|bad| {
+        let file = cache_file().map_or_else(String::new, |p| format!("{}: ", p.display()));
+        warn(format!("{file}{bad}; timed again"));
+        None
+    })
 }
 
-fn pick(mut cache: Cache, key: &str, kernels: &[Kernel]) -> Option<BTreeMap<String, u32>> {
-    cache.remove(key).filter(|m| {
-        kernels
-            .iter()
-            .all(|k| m.get(k.name()).is_some_and(|w| (1..=1024).contains(w)))
-    })
+/// The entry for `key` when it is usable, None when there is none, an error line when it is there but unusable.
+fn pick(
+    mut cache: Cache,
+    key: &str,
+    kernels: &[Kernel],
+) -> std::result::Result<Option<BTreeMap<String, u32>>, String> {
+    let Some(m) = cache.remove(key) else {
+        return Ok(None);
+    };
+    for k in kernels {
+        match m.get(k.name()) {
+            Some(w) if (1..=1024).contains(w) => {}
+            Some(w) => {
+                return Err(format!(
+                    "the entry {key:?} gives {} a width of {w}, outside 1..=1024",
+                    k.name()
+                ))
+            }
+            None => return Err(format!("the entry {key:?} has no width for {}", k.name())),
+        }
+    }
+    Ok(Some(m))
 }
 
 /// Records the widths for `key` (best effort: a cache that cannot be written only costs a retune next time).
@@ -144,9 +190,12 @@ mod tests {
             let widths = BTreeMap::from([("forward".to_string(), f), ("grad".to_string(), g)]);
             BTreeMap::from([("k".to_string(), widths)])
         };
-        assert!(pick(entry(32, 64), "k", &kernels).is_some());
-        assert!(pick(entry(0, 64), "k", &kernels).is_none());
-        assert!(pick(entry(32, 4096), "k", &kernels).is_none());
-        assert!(pick(entry(32, 64), "other", &kernels).is_none());
+        assert!(pick(entry(32, 64), "k", &kernels).unwrap().is_some());
+        assert_eq!(
+            pick(entry(0, 64), "k", &kernels).unwrap_err(),
+            "the entry \"k\" gives forward a width of 0, outside 1..=1024"
+        );
+        assert!(pick(entry(32, 4096), "k", &kernels).is_err());
+        assert!(pick(entry(32, 64), "other", &kernels).unwrap().is_none());
     }
 }
