@@ -550,9 +550,22 @@ fn cases() -> Vec<Case> {
             &["bad.npy", "2-D"],
         ),
         npy_train(
-            "integer features",
-            npy("'<i4'", "(4, 2)", false, &[0; 32]),
-            &["bad.npy", "float32, float64 or uint8"],
+            "integer feature beyond f32",
+            npy(
+                "'<i4'",
+                "(4, 2)",
+                false,
+                &[0i32, 0, 16_777_217, 0, 0, 0, 0, 0]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            ),
+            &["bad.npy", "index [1, 0]", "16777217", "no exact float32"],
+        ),
+        npy_train(
+            "complex features",
+            npy("'<c8'", "(4, 2)", false, &[0; 64]),
+            &["bad.npy", "complex"],
         ),
         npy_train(
             // Column-major: element 5 is column 1, row 1.

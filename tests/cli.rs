@@ -167,11 +167,11 @@ fn bad_npy_files_are_named_with_their_index() {
     let x_int = write(
         d,
         "xint.npy",
-        &softmax_wgpu::data::npy_bytes("<i4", &[3, 2], &[0u8; 24]),
+        &softmax_wgpu::data::npy_bytes("<c8", &[3, 2], &[0u8; 48]),
     );
     assert_input_error(
         &run(&["train", "--data", x_int.to_str().unwrap(), "--labels", ys]),
-        &["xint.npy", "float32, float64 or uint8", "<i4"],
+        &["xint.npy", "complex", "<c8"],
     );
     let x_1d = write(
         d,

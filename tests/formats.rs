@@ -425,3 +425,124 @@ fn an_npy_header_read_from_the_wrong_offset_is_refused() {
     let x = softmax_wgpu::data::read_npy_features(&p).unwrap();
     assert_eq!(x, arr2(&[[1.0f32, 2.0], [3.0, 4.0]]));
 }
+
+#[test]
+fn every_numeric_dtype_numpy_writes_reads_as_numpy_converts_it_to_float32() {
+    // tests/data/npy_dtypes.py wrote these with np.save: float16/32/64, int8–int64, uint8–uint64 and bool, C and
+    // Fortran order, both byte orders, and what np.asarray(a, np.float32) gives for each. Equal bit for bit: every
+    // value in them is exact in f32 but the floats, which both round to nearest.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/npy_dtypes");
+    let expected: std::collections::BTreeMap<String, Vec<f64>> =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    assert_eq!(expected.len(), 42);
+    let ydir = tempfile::tempdir().unwrap();
+    let y = ydir.path().join("y.npy");
+    std::fs::write(&y, data::npy_bytes("<i8", &[3], &[0u8; 24])).unwrap();
+    for (name, want) in &expected {
+        let want: Vec<u32> = want.iter().map(|&v| (v as f32).to_bits()).collect();
+        let x = data::read_npy_features(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(x.dim(), (3, 4), "{name}");
+        let got: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "{name}");
+        // Streamed a row at a time, the same.
+        let mut s = NpyRows::open(&dir.join(name), &y, Some(2)).unwrap();
+        let (streamed, _, _) = all_rows(&mut s, 1);
+        assert_eq!(streamed, x, "{name} streamed");
+    }
+    // Integers f32 cannot hold exactly are refused at their NumPy index, not rounded.
+    for (file, at, value) in [
+        ("i4_inexact.npy", "index [1, 0]", "16777217"),
+        ("u8_inexact.npy", "index [0, 1]", "18446744073709551615"),
+    ] {
+        let e = data::read_npy_features(&dir.join(file)).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let line = e.to_string();
+        assert!(
+            line.contains(file)
+                && line.contains(at)
+                && line.contains(value)
+                && line.contains("no exact float32"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn an_npy_header_np_load_refuses_is_refused() {
+    // NumPy's own reader (format._read_array_header) wants exactly the keys descr, fortran_order and shape, in a dict
+    // literal; a header with another key, one missing, a shape that is not a tuple of sizes, or text after the dict
+    // is refused by np.load, and here.
+    let dir = tempfile::tempdir().unwrap();
+    let header = |dict: &str| {
+        let mut h = dict.to_string();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((h.len() as u16).to_le_bytes());
+        out.extend(h.as_bytes());
+        out.extend([0u8; 16]);
+        out
+    };
+    let ok = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
+    let p = dir.path().join("ok.npy");
+    std::fs::write(&p, header(ok)).unwrap();
+    assert_eq!(data::read_npy_features(&p).unwrap().dim(), (2, 2));
+    // Double quotes, no trailing comma, Python 2's long sizes: literal_eval reads them, and so do we.
+    let p = dir.path().join("ok2.npy");
+    std::fs::write(
+        &p,
+        header("{\"descr\": \"<f4\", \"shape\": (2L, 2L), \"fortran_order\": True}"),
+    )
+    .unwrap();
+    assert_eq!(data::read_npy_features(&p).unwrap().dim(), (2, 2));
+    for (name, dict, why) in [
+        (
+            "extra",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'x': 1}",
+            "keys",
+        ),
+        ("missing", "{'descr': '<f4', 'shape': (2, 2), }", "keys"),
+        (
+            "list shape",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': [2, 2], }",
+            "not a tuple",
+        ),
+        (
+            "float shape",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2.0, 2), }",
+            "not a size",
+        ),
+        (
+            "order 0",
+            "{'descr': '<f4', 'fortran_order': 0, 'shape': (2, 2), }",
+            "not True or False",
+        ),
+        (
+            "after",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), } x",
+            "after the header",
+        ),
+        (
+            "open",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), ",
+            "expected a quoted string",
+        ),
+        (
+            "twice",
+            "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2, 2)}",
+            "twice",
+        ),
+    ] {
+        let p = dir.path().join(format!("{name}.npy"));
+        std::fs::write(&p, header(dict)).unwrap();
+        let e = data::read_npy_features(&p).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{name}");
+        let line = e.to_string();
+        assert!(
+            line.contains("not a valid NPY file") && line.contains(why),
+            "{name}: {line}"
+        );
+    }
+}

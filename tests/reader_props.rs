@@ -21,6 +21,20 @@ fn npy(descr: &str, shape: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A version-1 NPY file whose header is `dict` as it is (padded to 64 bytes), then `body`.
+fn raw_npy(dict: &str, body: &[u8]) -> Vec<u8> {
+    let mut header = dict.to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(body);
+    out
+}
+
 fn valid_npy_x() -> Vec<u8> {
     let body: Vec<u8> = (0..12)
         .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
@@ -248,6 +262,31 @@ proptest! {
     #[test]
     fn npy_with_random_headers(descr in "[<>|=]?[a-zA-Z]?[0-9]{0,3}", shape in "\\(([0-9]{0,21}, ?){0,3}[0-9]{0,21}\\)", body in proptest::collection::vec(any::<u8>(), 0..64)) {
         check_npy(&npy(&descr, &shape, &body), Some(3))?;
+    }
+
+    #[test]
+    fn npy_with_random_dict_text(dict in "\\{[ '\"a-z_:,()\\[\\]0-9<>TF.L-]{0,90}\\}?[ x]{0,2}", body in proptest::collection::vec(any::<u8>(), 0..48)) {
+        check_npy(&raw_npy(&dict, &body), Some(3))?;
+    }
+
+    #[test]
+    fn npy_headers_in_any_key_order_spacing_and_quotes_read_alike(
+        order in Just([0usize, 1, 2]).prop_shuffle(),
+        space in "[ ]{0,3}",
+        double in any::<bool>(),
+        comma in any::<bool>(),
+    ) {
+        let q = if double { '"' } else { '\'' };
+        let items = [
+            format!("{q}descr{q}:{space}{q}<f4{q}"),
+            format!("{q}fortran_order{q}:{space}False"),
+            format!("{q}shape{q}:{space}({space}4,{space}3{space})"),
+        ];
+        let body: Vec<String> = order.iter().map(|&i| items[i].clone()).collect();
+        let dict = format!("{{{space}{}{}{space}}}", body.join(&format!(",{space}")), if comma { "," } else { "" });
+        let x = parse_npy_features(Path::new("x.npy"), &raw_npy(&dict, &valid_npy_x()[128..]));
+        let want = parse_npy_features(Path::new("x.npy"), &valid_npy_x()).unwrap();
+        prop_assert_eq!(x.map_err(|e| e.to_string()), Ok(want), "{}", dict);
     }
 
     #[test]

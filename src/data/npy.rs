@@ -1,5 +1,6 @@
-//! NPY (NumPy's array format, versions 1–3): X as a 2-D C-order f32 or f64 array, y as a 1-D array of any integer
-//! type. The header is parsed strictly; every mismatch names the file and the problem.
+//! NPY (NumPy's array format, versions 1–3): X as a 2-D array of any numeric dtype (floats, integers, booleans; C or
+//! Fortran order), y as a 1-D array of any integer type. The header is parsed strictly, as `np.load` parses it;
+//! every mismatch names the file and the problem.
 
 use std::path::Path;
 
@@ -60,11 +61,172 @@ fn kind_of(descr: &str) -> std::result::Result<(Kind, usize, bool), String> {
     Ok((kind, size, order == '>'))
 }
 
-/// The value of `'key':` in a header dictionary, up to the end of the header.
-fn field<'t>(text: &'t str, name: &str) -> Option<&'t str> {
-    let key = format!("'{name}':");
-    let at = text.find(&key)?;
-    Some(text[at + key.len()..].trim_start())
+/// A value of an NPY header's dictionary, as NumPy's `np.save` writes it and `np.load` (`ast.literal_eval`) reads it.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<u64>),
+    /// A list or dict (a structured dtype's `descr`) or a number: recognised, to be refused by name.
+    Other,
+}
+
+/// Parses an NPY header: a Python dict literal of string keys, each once, whose values are strings, `True`/`False`,
+/// tuples of non-negative integers (`()`, `(3,)`, `(3, 4)`, Python 2's `3L`) or nested lists and dicts, followed
+/// only by whitespace. Anything else is refused, as `np.load` refuses it.
+fn parse_dict(text: &str) -> std::result::Result<Vec<(String, Literal)>, String> {
+    struct P<'t> {
+        s: &'t [u8],
+        i: usize,
+    }
+    impl P<'_> {
+        fn ws(&mut self) {
+            while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+                self.i += 1;
+            }
+        }
+        fn eat(&mut self, c: u8) -> bool {
+            self.ws();
+            if self.s.get(self.i) == Some(&c) {
+                self.i += 1;
+                true
+            } else {
+                false
+            }
+        }
+        fn string(&mut self) -> std::result::Result<String, String> {
+            self.ws();
+            let q = match self.s.get(self.i) {
+                Some(&q @ (b'\'' | b'"')) => q,
+                _ => return Err(format!("expected a quoted string at byte {}", self.i)),
+            };
+            let start = self.i + 1;
+            let end = self.s[start..]
+                .iter()
+                .position(|&c| c == q || c == b'\\')
+                .map(|p| start + p)
+                .filter(|&e| self.s[e] == q)
+                .ok_or_else(|| format!("an unterminated or escaped string at byte {}", self.i))?;
+            self.i = end + 1;
+            Ok(String::from_utf8_lossy(&self.s[start..end]).into_owned())
+        }
+        fn nested(&mut self) -> std::result::Result<(), String> {
+            // Brackets balanced, strings skipped: the content is refused by the caller anyway.
+            let mut depth = 0usize;
+            while let Some(&c) = self.s.get(self.i) {
+                match c {
+                    b'[' | b'{' | b'(' => depth += 1,
+                    b']' | b'}' | b')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                    }
+                    b'\'' | b'"' => {
+                        self.string()?;
+                        continue;
+                    }
+                    _ => {}
+                }
+                self.i += 1;
+            }
+            Err("an unclosed bracket".into())
+        }
+        fn value(&mut self) -> std::result::Result<Literal, String> {
+            self.ws();
+            let rest = &self.s[self.i..];
+            if rest.starts_with(b"True") {
+                self.i += 4;
+                return Ok(Literal::Bool(true));
+            }
+            if rest.starts_with(b"False") {
+                self.i += 5;
+                return Ok(Literal::Bool(false));
+            }
+            match rest.first() {
+                Some(b'\'' | b'"') => self.string().map(Literal::Str),
+                Some(b'[' | b'{') => self.nested().map(|()| Literal::Other),
+                Some(b'(') => {
+                    self.i += 1;
+                    let mut dims = Vec::new();
+                    loop {
+                        if self.eat(b')') {
+                            break;
+                        }
+                        self.ws();
+                        let start = self.i;
+                        while self.s.get(self.i).is_some_and(|&c| c != b',' && c != b')') {
+                            self.i += 1;
+                        }
+                        let token = String::from_utf8_lossy(&self.s[start..self.i]);
+                        let token = token.trim();
+                        let n: u64 =
+                            token
+                                .strip_suffix('L')
+                                .unwrap_or(token)
+                                .parse()
+                                .map_err(|_| {
+                                    format!("'shape' holds {}, not a size", super::shown(token))
+                                })?;
+                        dims.push(n);
+                        if self.eat(b')') {
+                            break;
+                        }
+                        if !self.eat(b',') {
+                            return Err(format!(
+                                "'shape' is not a tuple of sizes at byte {}",
+                                self.i
+                            ));
+                        }
+                    }
+                    Ok(Literal::Tuple(dims))
+                }
+                Some(c) if c.is_ascii_digit() || *c == b'-' => {
+                    self.i += 1;
+                    while self.s.get(self.i).is_some_and(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'-')
+                    }) {
+                        self.i += 1;
+                    }
+                    Ok(Literal::Other)
+                }
+                _ => Err(format!("an unexpected value at byte {}", self.i)),
+            }
+        }
+    }
+    let mut p = P {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    if !p.eat(b'{') {
+        return Err("the header is not a dict literal (is the version byte right?)".into());
+    }
+    let mut out: Vec<(String, Literal)> = Vec::new();
+    loop {
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(format!("the key {key:?} appears twice"));
+        }
+        if !p.eat(b':') {
+            return Err(format!("no ':' after the key {key:?}"));
+        }
+        out.push((key, p.value()?));
+        if p.eat(b'}') {
+            break;
+        }
+        if !p.eat(b',') {
+            return Err(format!("expected ',' or '}}' at byte {}", p.i));
+        }
+    }
+    p.ws();
+    if p.i != p.s.len() {
+        return Err(format!("text after the header's dict, at byte {}", p.i));
+    }
+    Ok(out)
 }
 
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
@@ -91,44 +253,39 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     let text = std::str::from_utf8(text).map_err(|_| bad("header is not text"))?;
     // A Python dict literal, as np.save writes it and np.load reads it: a header read from the wrong offset (a
     // version-2 file whose version byte says 1 starts two bytes early, with the length's high bytes) is refused
-    // instead of read into values two bytes off.
-    if !text.starts_with('{') || !text.trim_end().ends_with('}') {
-        return Err(bad(
-            "the header is not a dict literal (is the version byte right?)",
-        ));
+    // instead of read into values two bytes off; so is one with other keys, or any key missing, as np.load refuses.
+    let dict = parse_dict(text).map_err(|m| bad(&m))?;
+    let mut keys: Vec<&str> = dict.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    if keys != ["descr", "fortran_order", "shape"] {
+        return Err(bad(&format!(
+            "the header's keys are {keys:?}, not 'descr', 'fortran_order' and 'shape'"
+        )));
     }
-    let descr_raw = field(text, "descr").ok_or_else(|| bad("header has no 'descr'"))?;
-    if descr_raw.starts_with('[') || descr_raw.starts_with('{') {
-        return Err(Error::input(
-            path,
-            "dtype is structured (named fields), not a plain numeric array",
-        ));
-    }
-    let descr = descr_raw
-        .strip_prefix('\'')
-        .and_then(|s| s.split('\'').next())
-        .ok_or_else(|| bad("'descr' is not a quoted type string"))?
-        .to_string();
-    let fortran = match field(text, "fortran_order") {
-        Some(v) if v.starts_with("True") => true,
-        Some(v) if v.starts_with("False") => false,
+    let get = |key: &str| dict.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let descr = match get("descr") {
+        Some(Literal::Str(s)) => s.clone(),
+        Some(Literal::Other) => {
+            return Err(Error::input(
+                path,
+                "dtype is structured (named fields), not a plain numeric array",
+            ))
+        }
+        _ => return Err(bad("'descr' is not a quoted type string")),
+    };
+    let fortran = match get("fortran_order") {
+        Some(Literal::Bool(b)) => *b,
         _ => return Err(bad("'fortran_order' is not True or False")),
     };
-    let shape_raw = field(text, "shape").ok_or_else(|| bad("header has no 'shape'"))?;
-    let inner = shape_raw
-        .strip_prefix('(')
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("'shape' is not a tuple"))?;
-    let shape = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim_end_matches('L')
-                .parse::<usize>()
-                .map_err(|_| bad(&format!("'shape' holds {s:?}, not a size")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let shape = match get("shape") {
+        Some(Literal::Tuple(dims)) => dims
+            .iter()
+            .map(|&d| {
+                usize::try_from(d).map_err(|_| bad(&format!("'shape' holds {d}, not a size")))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        _ => return Err(bad("'shape' is not a tuple")),
+    };
     let (kind, size, big_endian) = kind_of(&descr).map_err(|m| Error::input(path, m))?;
     Ok(Header {
         kind,
@@ -179,8 +336,9 @@ fn word<const N: usize>(c: &[u8], big: bool) -> [u8; N] {
     a
 }
 
-/// Reads a 2-D float32, float64 or uint8 array (converted to f32; uint8 values as they are, 0 to 255) in C or
-/// Fortran order, and checks every value is finite. Positions in errors are NumPy's 0-based indices. The file is
+/// Reads a 2-D array of any numeric dtype (converted to f32: floats to nearest, float16 and integers exactly —
+/// uint8 values as they are, 0 to 255 — and an integer f32 cannot hold exactly refused at its index) in C or Fortran
+/// order, and checks every value is finite. Positions in errors are NumPy's 0-based indices. The file is
 /// read straight into the array (f32 little-endian without any other copy), so loading costs the array's memory
 /// and no more.
 pub fn read_npy_features(path: &Path) -> Result<Array2<f32>> {
@@ -262,18 +420,9 @@ fn check_body(path: &Path, h: &Header, len: u64) -> Result<()> {
     }
 }
 
-/// The (rows, features) of a features header: float32, float64 or uint8, 2-D, not empty.
+/// The (rows, features) of a features header: any numeric dtype `np.save` writes (floats of 2, 4 or 8 bytes,
+/// integers of 1 to 8 bytes, booleans), 2-D, not empty.
 fn feature_shape(path: &Path, h: &Header) -> Result<(usize, usize)> {
-    let supported = matches!((h.kind, h.size), (Kind::Float, 4 | 8) | (Kind::Uint, 1));
-    if !supported {
-        return Err(Error::input(
-            path,
-            format!(
-                "features must be float32, float64 or uint8, found dtype {:?}",
-                h.descr
-            ),
-        ));
-    }
     if h.shape.len() != 2 {
         return Err(Error::input(
             path,
@@ -323,13 +472,62 @@ fn read_at<R: std::io::Read + std::io::Seek>(
     Ok(())
 }
 
-/// One value of a features array as f32.
-fn decode(c: &[u8], h: &Header) -> f32 {
-    match h.size {
-        1 => f32::from(c[0]),
-        4 => f32::from_le_bytes(word(c, h.big_endian)),
-        _ => f64::from_le_bytes(word(c, h.big_endian)) as f32,
+/// One value of a features array as f32: floats rounded to nearest (float16 converts exactly), integers exactly or
+/// not at all (`Err` with the integer, beyond ±2²⁴ where f32 has no unit steps; refused rather than changed).
+fn decode(c: &[u8], h: &Header) -> std::result::Result<f32, i128> {
+    let be = h.big_endian;
+    let int: i128 = match (h.kind, h.size) {
+        (Kind::Float, 2) => return Ok(f16_to_f32(u16::from_le_bytes(word(c, be)))),
+        (Kind::Float, 4) => return Ok(f32::from_le_bytes(word(c, be))),
+        (Kind::Float, _) => return Ok(f64::from_le_bytes(word(c, be)) as f32),
+        (Kind::Uint, 1) => return Ok(f32::from(c[0])),
+        (Kind::Int, 1) => return Ok(f32::from(c[0] as i8)),
+        (Kind::Uint, 2) => return Ok(f32::from(u16::from_le_bytes(word(c, be)))),
+        (Kind::Int, 2) => return Ok(f32::from(i16::from_le_bytes(word(c, be)))),
+        (Kind::Uint, 4) => u32::from_le_bytes(word(c, be)).into(),
+        (Kind::Int, 4) => i32::from_le_bytes(word(c, be)).into(),
+        (Kind::Uint, _) => u64::from_le_bytes(word(c, be)).into(),
+        (Kind::Int, _) => i64::from_le_bytes(word(c, be)).into(),
+    };
+    let v = int as f32;
+    if v as i128 == int {
+        Ok(v)
+    } else {
+        Err(int)
     }
+}
+
+/// An IEEE half-precision value as f32, exactly (every f16 is an f32): subnormals normalised, infinities and NaN
+/// kept (and refused later as not finite).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, m) => {
+            // Subnormal: m · 2⁻²⁴, normalised into f32's range.
+            let shift = m.leading_zeros() - 21;
+            let m = (m << shift) & 0x3ff;
+            sign | ((127 - 15 + 1 - shift) << 23) | (m << 13)
+        }
+        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
+        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// The error for an integer feature at NumPy index `[i, j]` that f32 cannot hold exactly.
+fn inexact(path: &Path, h: &Header, i: usize, j: usize, int: i128) -> Error {
+    Error::input_at(
+        path,
+        Position::Index2(i as u64, j as u64),
+        format!(
+            "feature {int} ({}) has no exact float32 (integers beyond ±16777216 lose digits); convert the array \
+             to float64 or scale it",
+            h.descr
+        ),
+    )
 }
 
 /// Reads rows `first..first + out.len() / d` of a features array of shape `(n, d)` into `out` (row-major f32) and
@@ -356,8 +554,8 @@ fn read_rows<R: std::io::Read + std::io::Seek>(
         } else {
             buf.resize(m * d * h.size, 0);
             read_at(path, r, offset, buf)?;
-            for (v, c) in out.iter_mut().zip(buf.chunks_exact(h.size)) {
-                *v = decode(c, h);
+            for (e, (v, c)) in out.iter_mut().zip(buf.chunks_exact(h.size)).enumerate() {
+                *v = decode(c, h).map_err(|int| inexact(path, h, first + e / d, e % d, int))?;
             }
         }
     } else {
@@ -366,7 +564,7 @@ fn read_rows<R: std::io::Read + std::io::Seek>(
             let offset = start + (j as u64 * n as u64 + first as u64) * size;
             read_at(path, r, offset, buf)?;
             for (i, c) in buf.chunks_exact(h.size).enumerate() {
-                out[i * d + j] = decode(c, h);
+                out[i * d + j] = decode(c, h).map_err(|int| inexact(path, h, first + i, j, int))?;
             }
         }
     }
@@ -810,11 +1008,8 @@ mod tests {
     fn rejects_wrong_dtype_shape_and_labels() {
         let f = |v: &[f32]| v.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
         let e =
-            read_npy_features(&write("a.npy", &npy_bytes("<i4", &[1, 1], &[0; 4]))).unwrap_err();
-        assert!(
-            e.to_string().contains("must be float32, float64 or uint8"),
-            "{e}"
-        );
+            read_npy_features(&write("a.npy", &npy_bytes("<U4", &[1, 1], &[0; 16]))).unwrap_err();
+        assert!(e.to_string().contains("holds strings"), "{e}");
         let e = read_npy_features(&write("b.npy", &npy_bytes("<f4", &[2], &f(&[1.0, 2.0]))))
             .unwrap_err();
         assert!(e.to_string().contains("2-D"), "{e}");
