@@ -295,6 +295,9 @@ impl Error {
             | Error::Limits { .. }
             | Error::Diverged { .. } => true,
             Error::Peer { input, .. } => *input,
+            // What the user can see to and fix about a file they named: where it is, who may write it, whether
+            // there is room for it, whether it holds what it should. What is left (a device's I/O error, an
+            // interrupted call) is the machine's.
             Error::Io { err, .. } => matches!(
                 err.kind(),
                 std::io::ErrorKind::NotFound
@@ -303,6 +306,13 @@ impl Error {
                     | std::io::ErrorKind::IsADirectory
                     | std::io::ErrorKind::NotADirectory
                     | std::io::ErrorKind::InvalidFilename
+                    | std::io::ErrorKind::AlreadyExists
+                    | std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::QuotaExceeded
+                    | std::io::ErrorKind::FileTooLarge
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::InvalidInput
             ),
             Error::Gpu { .. } | Error::Drift { .. } | Error::Internal(_) => false,
         }
@@ -344,15 +354,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_that_cannot_be_written_is_the_inputs_fault_whatever_the_reason() {
-        // Permission denied and a read-only file system are the same kind of fault to a user: exit code 2 both.
-        for kind in [
-            std::io::ErrorKind::PermissionDenied,
-            std::io::ErrorKind::ReadOnlyFilesystem,
-            std::io::ErrorKind::NotFound,
+    fn the_same_kind_of_fault_exits_with_the_same_code() {
+        // Permission denied and a read-only file system are the same kind of fault to a user (the first exited 2,
+        // the second 1): every fault of a file the user named exits 2, the machine's own exit 1. README's table.
+        use std::io::ErrorKind as K;
+        for (kind, code) in [
+            (K::PermissionDenied, 2),
+            (K::ReadOnlyFilesystem, 2),
+            (K::NotFound, 2),
+            (K::IsADirectory, 2),
+            (K::NotADirectory, 2),
+            (K::InvalidFilename, 2),
+            (K::AlreadyExists, 2),
+            (K::StorageFull, 2),
+            (K::QuotaExceeded, 2),
+            (K::FileTooLarge, 2),
+            (K::UnexpectedEof, 2),
+            (K::InvalidData, 2),
+            (K::InvalidInput, 2),
+            (K::Interrupted, 1),
+            (K::Other, 1),
+            (K::BrokenPipe, 1),
         ] {
             let e = Error::io("out.st", std::io::Error::from(kind));
-            assert_eq!(e.exit_code(), 2, "{kind:?}");
+            assert_eq!(e.exit_code(), code, "{kind:?}");
+        }
+        for (e, code) in [
+            (Error::param("--lr", "positive", -1), 2),
+            (Error::input("x.npy", "bad"), 2),
+            (Error::shape("w", 1, 2), 2),
+            (
+                Error::NoAdapter {
+                    backends: "vulkan".into(),
+                },
+                2,
+            ),
+            (Error::gpu("dev", "map", "lost"), 1),
+            (Error::Internal("bug".into()), 1),
+        ] {
+            assert_eq!(e.exit_code(), code, "{e}");
         }
     }
 
