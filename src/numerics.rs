@@ -64,6 +64,27 @@ pub mod tolerance {
         (r_tol, l_tol + worst_dz * 2.0)
     }
 
+    /// One pass of the fused kernel over a batch (rows X, labels y, row weights scaling each row by at most
+    /// `weight`): the bounds of G, g_b and the summed loss. The residual's bound ([`forward`], scaled by the weight)
+    /// carries into G through |X|ᵀ and into g_b through its column sums, on top of the sums' own roundings
+    /// ([`grad`] on the exact residual `r`); the loss adds its rows' bounds to the sum's own ([`sum`]).
+    pub fn fused(
+        x: ArrayView2<f64>,
+        (w, b): (ArrayView2<f64>, ArrayView1<f64>),
+        y: &[u32],
+        (r, losses): (ArrayView2<f64>, ArrayView1<f64>),
+        weight: f64,
+    ) -> (Array2<f64>, Array1<f64>, f64) {
+        let (r_tol, l_tol) = forward(x, w, b, y);
+        let r_tol = r_tol * weight;
+        let (g_tol, gb_tol) = grad(x, r);
+        (
+            g_tol + x.mapv(f64::abs).t().dot(&r_tol),
+            gb_tol + r_tol.sum_axis(Axis(0)),
+            sum(losses) + l_tol.sum() * weight,
+        )
+    }
+
     /// R = S − Y: one subtraction.
     pub fn residual(r: ArrayView2<f64>) -> Array2<f64> {
         r.mapv(|v| 2.0 * v.abs() * U + f64::MIN_POSITIVE)

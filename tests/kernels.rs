@@ -389,6 +389,109 @@ fn the_held_kernels_read_rows_in_place_bitwise_like_the_kernels_over_a_gathered_
     });
 }
 
+#[test]
+fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
+    on_every_gpu(|ctx| {
+        // (held rows, features, classes, batch rows, rows per chunk): a partial tile; 4 tiles over 3 chunks; K = 32
+        // over 4 chunks; K = 17 (a second group of 4 class groups); 20,000 features (79 feature rounds per
+        // invocation, few segments of 2 tiles each); batches that repeat held rows.
+        for (s, &(n, d, k, b, chunk_rows)) in [
+            (9, 5, 3, 7, 9),
+            (300, 784, 10, 256, 120),
+            (97, 13, 32, 130, 25),
+            (70, 300, 17, 1000, 30),
+            (40, 20_000, 32, 2000, 40),
+            (50, 4, 2, 65, 17),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let shape = softmax_wgpu::Shape { d, k };
+            if !softmax_wgpu::gpu::GpuBackend::runs_fused(ctx, shape) {
+                println!(
+                    "skipped on {}: it does not run the fused kernel",
+                    ctx.describe()
+                );
+                return;
+            }
+            let s = s as u64 * 11 + 300;
+            let x = uniform(n, d, -2.0, 2.0, s);
+            let w = uniform(d, k, -1.0, 1.0, s + 1);
+            let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
+            let y = labels(n, k, s + 3);
+            let perm: Vec<u32> = labels(b, n, s + 4);
+            // Powers of two (a zero row included), so weighting scales values and bounds exactly.
+            let row_w: Vec<f32> = (0..b).map(|i| [0.5, 1.0, 2.0, 0.0][i % 4]).collect();
+            let class_w: Vec<f32> = (0..k).map(|c| [1.0, 2.0, 0.5, 4.0][c % 4]).collect();
+            let weights = cpu::Weights {
+                class: Some(&class_w),
+                row: Some(&row_w),
+            };
+            let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows}");
+            let (g, gb, loss, hits) = ops::fused_held(
+                ctx,
+                x.view(),
+                &y,
+                &perm,
+                w.view(),
+                bias.view(),
+                weights,
+                chunk_rows,
+            )
+            .unwrap();
+            let (w64, b64) = (to64(&w), bias.mapv(f64::from));
+            let (cw64, rw64): (Vec<f64>, Vec<f64>) = (
+                class_w.iter().map(|&v| f64::from(v)).collect(),
+                row_w.iter().map(|&v| f64::from(v)).collect(),
+            );
+            let w64s = cpu::Weights {
+                class: Some(&cw64),
+                row: Some(&rw64),
+            };
+            let (g_ref, gb_ref, loss_ref, hits_ref) =
+                cpu::fused(x.view(), &y, &perm, w64.view(), b64.view(), w64s);
+            let (xb, yb) = cpu::gather::<f64>(&perm, x.view(), &y);
+            let (r_ref, stats_ref) = cpu::forward(xb.view(), w64.view(), b64.view(), &yb, w64s);
+            let (g_tol, gb_tol, loss_tol) = tolerance::fused(
+                xb.view(),
+                (w64.view(), b64.view()),
+                &yb,
+                (r_ref.view(), stats_ref.column(0)),
+                8.0,
+            );
+            assert_within(&format!("fused G {case}"), &g, &g_ref, &g_tol);
+            assert_within(
+                &format!("fused g_b {case}"),
+                &gb.clone().insert_axis(ndarray::Axis(0)),
+                &gb_ref.clone().insert_axis(ndarray::Axis(0)),
+                &gb_tol.clone().insert_axis(ndarray::Axis(0)),
+            );
+            assert!(
+                (f64::from(loss) - loss_ref).abs() <= loss_tol,
+                "fused loss {case}: {loss} vs {loss_ref} ± {loss_tol}"
+            );
+            // Hits are counts: exact unless a row's two largest logits are within the logits' rounding.
+            assert!(
+                (f64::from(hits) - hits_ref).abs() <= 1.0,
+                "fused hits {case}: {hits} vs {hits_ref}"
+            );
+            // Bitwise reproducible: the same call again gives the same bits.
+            let again = ops::fused_held(
+                ctx,
+                x.view(),
+                &y,
+                &perm,
+                w.view(),
+                bias.view(),
+                weights,
+                chunk_rows,
+            )
+            .unwrap();
+            assert_eq!((g.clone(), gb.clone(), loss, hits), again, "repeat {case}");
+        }
+    });
+}
+
 /// A sparse batch of `b` rows over `d` columns, about `density` of them non-zero (some rows and columns empty),
 /// taken in a shuffled order from a larger held set.
 fn sparse_batch(

@@ -202,11 +202,18 @@ fn chunked_data_trains_exactly_like_resident_data() {
         };
         let (one, loss1, p1) = run(None);
         // 17 features × 4 bytes × 97 rows per chunk: 25 chunks, the last one partial; rows of one batch come
-        // from many chunks. The gather is a copy, so the result must be bitwise the same.
+        // from many chunks, gathered. The gather is a copy: with the same kernels after it the result is bitwise
+        // the same; where one chunk is read in place by the one-pass kernel, its sums are added in another order.
         let (many, loss2, p2) = run(Some(17 * 4 * 97));
         assert_eq!((one, many), (1, 25));
-        assert_eq!(p1, p2);
-        assert_eq!(loss1, loss2);
+        if GpuBackend::one_pass(ctx, shape(&train), &GpuOptions::default()) {
+            assert_same_run("1 chunk in place, 25 gathered", &p1, &p2);
+            let (l1, l2) = (loss1.unwrap(), loss2.unwrap());
+            assert!((l1 - l2).abs() <= 1e-5 * l1.abs().max(1.0), "{l1} {l2}");
+        } else {
+            assert_eq!(p1, p2);
+            assert_eq!(loss1, loss2);
+        }
     });
 }
 
@@ -389,11 +396,13 @@ fn host_batches_give_the_same_step_as_held_batches(on: Backends) {
         let chunk = data::Chunk::new("rows", x, &train.y[10..60], 3, 10).unwrap();
         host.accumulate(&Batch::host(chunk).unwrap()).unwrap();
         host.update(&update).unwrap();
-        assert_eq!(held.params().unwrap(), host.params().unwrap(), "{name}");
-        assert_eq!(
-            held.take_sums().unwrap(),
-            host.take_sums().unwrap(),
-            "{name}"
+        // The same rows and arithmetic; a GPU's held rows may be summed by the one-pass kernel, in another order.
+        assert_same_run(name, &held.params().unwrap(), &host.params().unwrap());
+        let (a, b) = (held.take_sums().unwrap(), host.take_sums().unwrap());
+        assert_eq!((a.rows, a.correct), (b.rows, b.correct), "{name}");
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-5 * a.loss.abs(),
+            "{name}: {a:?} {b:?}"
         );
         // A row index past the held set is refused before it reaches the device.
         assert!(Batch::held(set, &[0, set.len() as u32]).is_err());
@@ -1210,10 +1219,11 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_for_any_chunking() {
         ..TrainConfig::default()
     };
     on_every_gpu(|ctx| {
-        let run = |chunk: Option<u64>, gather: bool| {
+        let run = |chunk: Option<u64>, gather: bool, one_pass: Option<bool>| {
             let opts = GpuOptions {
                 max_chunk_bytes: chunk,
                 gather,
+                one_pass,
                 ..GpuOptions::default()
             };
             let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
@@ -1231,21 +1241,44 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_for_any_chunking() {
                 g.params().unwrap(),
             )
         };
-        let (chunks, in_place, metrics, params) = run(None, true);
+        let (chunks, in_place, metrics, params) = run(None, true, None);
         assert_eq!((chunks, in_place), (1, false));
         // 17 features × 4 bytes × rows per chunk: 1 to 4 chunks are read in place (one slot chosen per row), 5 are
-        // gathered. Every path computes the same sums in the same order, so the results are bitwise equal.
-        for (rows, want_chunks, want_in_place) in [
-            (None, 1, true),
-            (Some(1000), 2, true),
-            (Some(700), 3, true),
-            (Some(500), 4, true),
-            (Some(400), 5, false),
-        ] {
-            let got = run(rows.map(|r| 17 * 4 * r), false);
-            assert_eq!((got.0, got.1), (want_chunks, want_in_place), "{rows:?}");
-            assert_eq!(got.2, metrics, "{rows:?}");
-            assert_eq!(got.3, params, "{rows:?}");
+        // gathered. The two-kernel held path computes the gathered path's sums in the same order: bitwise equal.
+        // The one-pass kernel adds them by tiles and segments, the same for any chunking: bitwise equal among its
+        // chunkings, and the same run as the gathered one up to the order of addition.
+        // Each held path as the adapter chooses it, then the one-pass kernel wherever the adapter can run it.
+        for one_pass in [None, Some(true)] {
+            let fused = GpuBackend::one_pass(
+                ctx,
+                shape(&train),
+                &GpuOptions {
+                    one_pass,
+                    ..GpuOptions::default()
+                },
+            );
+            if one_pass.is_some() && !fused {
+                continue;
+            }
+            let mut in_place_run = None;
+            for (rows, want_chunks, want_in_place) in [
+                (None, 1, true),
+                (Some(1000), 2, true),
+                (Some(700), 3, true),
+                (Some(500), 4, true),
+                (Some(400), 5, false),
+            ] {
+                let got = run(rows.map(|r| 17 * 4 * r), false, one_pass);
+                assert_eq!((got.0, got.1), (want_chunks, want_in_place), "{rows:?}");
+                if fused && want_in_place {
+                    assert_same_run(&format!("{rows:?}"), &got.3, &params);
+                    let first = in_place_run.get_or_insert_with(|| (got.2, got.3.clone()));
+                    assert_eq!((got.2, &got.3), (first.0, &first.1), "{rows:?}");
+                } else {
+                    assert_eq!(got.2, metrics, "{rows:?}");
+                    assert_eq!(got.3, params, "{rows:?}");
+                }
+            }
         }
     });
 }
@@ -1268,6 +1301,10 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
         // kernels bind, so they are gathered.
         let chunked = GpuOptions {
             max_chunk_bytes: Some(4096),
+            ..GpuOptions::default()
+        };
+        let one_pass = GpuOptions {
+            one_pass: Some(true),
             ..GpuOptions::default()
         };
         let (sparse, _) = sparse_problem(300, 30, 4);
@@ -1298,6 +1335,21 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
             ),
             // gather, logits, softmax, residual, grad, metrics; update.
             ("K > 16", GpuOptions::default(), dense(300, 20, 20), 7, 3),
+            // fused_held, reduce; update: one pass over the rows, at K ≤ 16 and up to 32.
+            (
+                "K ≤ 16 one pass",
+                one_pass.clone(),
+                dense(300, 20, 10),
+                3,
+                1,
+            ),
+            (
+                "K = 32 one pass",
+                one_pass.clone(),
+                dense(300, 20, 32),
+                3,
+                1,
+            ),
             // 24 gathers, forward, grad, metrics; update.
             ("24 chunks", chunked, dense(600, 40, 3), 28, 3),
             // sparse_logits, softmax, residual, sparse_grad, metrics; sparse_update.
@@ -1316,6 +1368,17 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
             ),
         ];
         for (what, options, (shape, mut rows), dispatches, passes) in cases {
+            // Held rows read in place by one pass where the adapter runs the one-pass kernel: fused_held and
+            // reduce; update.
+            if what.ends_with("one pass") && !GpuBackend::one_pass(ctx, shape, &options) {
+                continue;
+            }
+            let (dispatches, passes) = match what {
+                "K ≤ 16 in place" | "K > 16" if GpuBackend::one_pass(ctx, shape, &options) => {
+                    (3, 1)
+                }
+                _ => (dispatches, passes),
+            };
             let mut b = GpuBackend::new(ctx, shape, &options).unwrap();
             let set = b.hold(rows.as_mut()).unwrap();
             if !b.enable_profiling() {

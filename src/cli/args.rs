@@ -128,6 +128,11 @@ pub struct BenchArgs {
     /// bitwise equal).
     #[arg(long)]
     pub gather: bool,
+    /// How held rows are trained on (K ≤ 32): `on`, one pass of the fused kernel (forward, residual, metrics and
+    /// gradient partials of row tiles, then their reduction); `off`, the two-kernel path; `auto` (default), one pass
+    /// on GPUs and two kernels on software adapters, where the one-pass kernel's barriers are slow.
+    #[arg(long, value_enum, default_value_t = OnePass::Auto)]
+    pub one_pass: OnePass,
 }
 
 /// A graphics API wgpu can use, parsed once for every command.
@@ -209,6 +214,28 @@ pub struct DeviceArgs {
     /// Precision of the CPU path.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
+}
+
+/// Whether held rows are trained on by one pass of the fused kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnePass {
+    /// On GPUs, not on software adapters.
+    Auto,
+    /// Wherever the adapter runs the kernel.
+    On,
+    /// Never.
+    Off,
+}
+
+impl OnePass {
+    /// As [`softmax_wgpu::gpu::GpuOptions::one_pass`] takes it.
+    pub fn option(self) -> Option<bool> {
+        match self {
+            OnePass::Auto => None,
+            OnePass::On => Some(true),
+            OnePass::Off => Some(false),
+        }
+    }
 }
 
 /// The update rules (see `softmax_wgpu::train::Optimizer`).

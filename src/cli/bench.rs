@@ -368,6 +368,7 @@ fn bench_shape(
         let options = GpuOptions {
             autotune: !a.no_autotune,
             gather: a.gather,
+            one_pass: a.one_pass.option(),
             ..GpuOptions::default()
         };
         let made = GpuBackend::new(ctx, shape, &options);

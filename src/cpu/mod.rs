@@ -388,6 +388,25 @@ pub fn grad_held<T: Real>(
     grad(xb.view(), r)
 }
 
+/// Mirror of `fused_held.wgsl` followed by `reduce.wgsl`: over the rows of the held set `x` (labels `y`) that `perm`
+/// names, the forward pass and the gradient sums — G = Xᵀ·R, g_b = colsum(R) — with the batch's summed loss and
+/// hits. The GPU adds the rows' terms by tiles and segments in a fixed order; this adds them in row order (the
+/// bounds of `numerics` cover either).
+pub fn fused<T: Real>(
+    x: ArrayView2<f32>,
+    y: &[u32],
+    perm: &[u32],
+    w: ArrayView2<T>,
+    b: ArrayView1<T>,
+    weights: Weights<T>,
+) -> (Array2<T>, Array1<T>, T, T) {
+    let (xb, yb) = gather::<T>(perm, x, y);
+    let (r, stats) = forward(xb.view(), w, b, &yb, weights);
+    let (g, gb) = grad(xb.view(), r.view());
+    let (loss, hits) = metrics(stats.view());
+    (g, gb, loss, hits)
+}
+
 /// Mirror of `ceiling_read.wgsl`: with `invocations` invocations, invocation t sums the floats t, t + invocations, …
 /// of `data` into four accumulators taken in turn (the rounds of four, then the rest into the first) and gives
 /// (a0 + a1) + (a2 + a3).

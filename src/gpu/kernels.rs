@@ -50,6 +50,68 @@ pub enum Kernel {
     ForwardHeld,
     /// [`Kernel::Grad`] over a held set's rows in place.
     GradHeld,
+    /// One pass over a held set's rows for K ≤ 32: forward pass, loss, hits, residual and per-segment gradient
+    /// partials of row tiles, one workgroup per segment ([`fused_segments`]).
+    FusedHeld,
+    /// Adds [`Kernel::FusedHeld`]'s partials in segment order into the gradient sums and the batch's loss slot.
+    Reduce,
+}
+
+/// Rows of one tile of [`Kernel::FusedHeld`] (its `RT`).
+pub const FUSED_TILE_ROWS: u32 = 64;
+/// Most classes [`Kernel::FusedHeld`] handles (8 groups of 4).
+pub const FUSED_MAX_CLASSES: usize = 32;
+/// Bytes all segments' gradient partials may take: the segments of a batch are as many as fit (at most 512), so a
+/// model with many features gets fewer, longer segments rather than a partial buffer past a storage binding.
+pub const FUSED_PARTIAL_BYTES: u64 = 64 << 20;
+/// Invocations of one [`Kernel::FusedHeld`] workgroup.
+pub const FUSED_WORKGROUP: u32 = 256;
+/// Workgroup memory [`Kernel::FusedHeld`] declares: the staged 64 × 32 block of X and 64 rows × 32 classes of logits.
+pub const FUSED_WORKGROUP_BYTES: u32 = 16384;
+
+/// Class groups of four ([`Kernel::FusedHeld`]'s `CG`): ⌈k / 4⌉, at least 1.
+pub fn class_groups(k: u32) -> u32 {
+    k.div_ceil(4).max(1)
+}
+
+/// Most segments a batch of `d` features and `k` classes is cut into (the kernels' `SEGS`): as many as
+/// [`FUSED_PARTIAL_BYTES`] holds partials for, 1 to 512. 512 segments of 256 invocations make the 65,536
+/// invocations a large GPU needs in flight, and keep the reduction's loop over segments short.
+pub fn fused_max_segments(d: u32, k: u32) -> u32 {
+    let per = u64::from(class_groups(k)) * (u64::from(d) + 1) * 16;
+    (FUSED_PARTIAL_BYTES / per).clamp(1, 512) as u32
+}
+
+/// Segments (workgroups of [`Kernel::FusedHeld`]) of a batch of `rows` rows: its tiles of [`FUSED_TILE_ROWS`] rows
+/// shared out, in order, `⌈tiles / SEGS⌉` to a segment. The shaders compute the same.
+pub fn fused_segments(rows: u32, d: u32, k: u32) -> u32 {
+    let tiles = rows.div_ceil(FUSED_TILE_ROWS);
+    if tiles == 0 {
+        return 0;
+    }
+    let per = tiles.div_ceil(fused_max_segments(d, k));
+    tiles.div_ceil(per)
+}
+
+/// The override constants of `kernel` ([`Kernel::FusedHeld`] or [`Kernel::Reduce`]) for `d` features, `k` classes,
+/// a held set of `slots` chunks, training (or only evaluating): those of `CG`, `SEGS`, `SLOTS` and `TRAIN` it
+/// declares.
+pub fn fused_constants(
+    kernel: Kernel,
+    d: u32,
+    k: u32,
+    slots: u32,
+    train: bool,
+) -> Vec<(&'static str, f64)> {
+    [
+        ("CG", f64::from(class_groups(k))),
+        ("SEGS", f64::from(fused_max_segments(d, k))),
+        ("SLOTS", f64::from(slots)),
+        ("TRAIN", if train { 1.0 } else { 0.0 }),
+    ]
+    .into_iter()
+    .filter(|(name, _)| kernel.spec().constants.iter().any(|c| c.0 == *name))
+    .collect()
 }
 
 /// Chunks of a held set that the held kernels ([`Kernel::ForwardHeld`], [`Kernel::GradHeld`]) bind at once; data of
@@ -119,7 +181,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 17] = [
+static SPECS: [KernelSpec; 19] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -274,11 +336,31 @@ static SPECS: [KernelSpec; 17] = [
         constants: &[("WG", 64.0), ("SLOTS", 4.0), ("KT", 16.0)],
         grid: Grid::FeaturesByClassTiles,
     },
+    KernelSpec {
+        kernel: Kernel::FusedHeld,
+        name: "fused_held",
+        source: include_str!("../../shaders/fused_held.wgsl"),
+        bindings: &[
+            Read, Read, Read, Read, Read, Read, Uniform, Read, Read, Read, Read, ReadWrite,
+            ReadWrite,
+        ],
+        constants: &[("CG", 3.0), ("SEGS", 512.0), ("SLOTS", 4.0), ("TRAIN", 1.0)],
+        grid: Grid::Groups(|s| u64::from(fused_segments(s.rows, s.d, s.k))),
+    },
+    KernelSpec {
+        kernel: Kernel::Reduce,
+        name: "reduce",
+        source: include_str!("../../shaders/reduce.wgsl"),
+        bindings: &[Read, Read, ReadWrite, ReadWrite, ReadWrite],
+        constants: &[("WG", 64.0), ("CG", 3.0), ("SEGS", 512.0), ("TRAIN", 1.0)],
+        // Every partial element, and one more invocation for the metrics.
+        grid: Grid::Items(|s| u64::from(class_groups(s.k)) * (u64::from(s.d) + 1) * 4 + 1),
+    },
 ];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 17] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
@@ -296,6 +378,8 @@ impl Kernel {
         Kernel::CeilingFma,
         Kernel::ForwardHeld,
         Kernel::GradHeld,
+        Kernel::FusedHeld,
+        Kernel::Reduce,
     ];
 
     /// The kernel's description.
@@ -478,7 +562,16 @@ impl Kernels {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for kernel in Kernel::ALL {
             let spec = kernel.spec();
-            if spec.bindings.iter().filter(|&&a| a != Uniform).count() > storage_limit {
+            let limits = device.limits();
+            // The fused kernel's fixed workgroup: 256 invocations and 16 KiB of workgroup memory (WebGPU's
+            // defaults; a downlevel device may offer less and takes the other path).
+            let workgroup_fits = kernel != Kernel::FusedHeld
+                || (limits.max_compute_invocations_per_workgroup >= FUSED_WORKGROUP
+                    && limits.max_compute_workgroup_size_x >= FUSED_WORKGROUP
+                    && limits.max_compute_workgroup_storage_size >= FUSED_WORKGROUP_BYTES);
+            if !workgroup_fits
+                || spec.bindings.iter().filter(|&&a| a != Uniform).count() > storage_limit
+            {
                 layouts.push(None);
                 pipeline_layouts.push(None);
                 modules.push(None);

@@ -6,7 +6,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{
-    held_slots, ChunkUniform, Dims, HeldUniform, Kernel, StepUniform, HELD_SLOTS, WEIGHTED_ROWS,
+    class_groups, fused_constants, fused_max_segments, held_slots, ChunkUniform, Dims, HeldUniform,
+    Kernel, StepUniform, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -70,6 +71,39 @@ fn run(
             &mut pass,
             &slots.bind_group,
             slots.offset(0),
+            &bg,
+            dims,
+        );
+    }
+    ctx.queue.submit([encoder.finish()]);
+    ctx.wait()
+}
+
+/// [`run`] with a pipeline built for `constants` (and the grid they give).
+fn run_with(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    step: StepUniform,
+    constants: &[(&'static str, f64)],
+    buffers: &[&wgpu::Buffer],
+) -> Result<()> {
+    let slots = StepSlots::new(ctx, 1);
+    slots.write(ctx, &[step]);
+    let bg = ctx.kernels.bind(&ctx.device, kernel, buffers);
+    let pipeline = ctx.kernels.pipeline_with(&ctx.device, kernel, constants);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        let dims = Dims {
+            rows: step.rows,
+            d: step.d,
+            k: step.k,
+        };
+        kernel.record_with(
+            ctx,
+            (&pipeline, constants),
+            &mut pass,
+            (&slots.bind_group, slots.offset(0)),
             &bg,
             dims,
         );
@@ -616,6 +650,88 @@ pub fn grad_held(
     Ok((
         to2(read(ctx, &g, 0, d * k)?, d, k)?,
         Array1::from(read(ctx, &gb, 0, k)?),
+    ))
+}
+
+/// `fused_held.wgsl` then `reduce.wgsl` on the GPU (cpu::fused): the gradient sums G, g_b and the summed loss and
+/// hits over the rows `perm` names of the held set `x` (labels `y`), held in chunks of `chunk_rows` rows; K ≤ 32.
+#[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, and the chunking
+pub fn fused_held(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    y: &[u32],
+    perm: &[u32],
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    weights: Weights<'_, f32>,
+    chunk_rows: usize,
+) -> Result<(Array2<f32>, Array1<f32>, f32, f32)> {
+    let (n, d) = x.dim();
+    let k = w.ncols();
+    let rows = perm.len();
+    check(
+        w.nrows() == d && b.len() == k && (1..=FUSED_MAX_CLASSES).contains(&k) && rows > 0,
+        "fused operands",
+        || format!("w [{d}, k ≤ {FUSED_MAX_CLASSES}], b [k], at least one row"),
+        || {
+            format!(
+                "x {:?}, w {:?}, b {}, {rows} rows",
+                x.dim(),
+                w.dim(),
+                b.len()
+            )
+        },
+    )?;
+    check_labels(y, n, k)?;
+    check_perm(perm, n)?;
+    let (r, dd, kk) = dims(rows, d, k)?;
+    let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
+    let [x0, x1, x2, x3] = held_slots(&chunks.iter().collect::<Vec<_>>());
+    let yb = storage_init(ctx, "labels", y);
+    let pb = storage_init(ctx, "perm", perm);
+    let wb = storage_init(ctx, "w", &contiguous(w));
+    let bb = storage_init(ctx, "b", &b.to_vec());
+    let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
+    let segs = u64::from(fused_max_segments(dd, kk));
+    let gp = storage_zeroed(
+        ctx,
+        "partials",
+        segs * u64::from(class_groups(kk)) * (d as u64 + 1) * 16,
+    );
+    let mp = storage_zeroed(ctx, "partial metrics", segs * 8);
+    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
+    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
+    let sums = storage_zeroed(ctx, "sums", 8);
+    let step = StepUniform {
+        rows: r,
+        d: dd,
+        k: kk,
+        flags,
+        ..Default::default()
+    };
+    let slots = chunks.len() as u32;
+    run_with(
+        ctx,
+        Kernel::FusedHeld,
+        step,
+        &fused_constants(Kernel::FusedHeld, dd, kk, slots, true),
+        &[
+            x0, x1, x2, x3, &yb, &pb, &layout, &wb, &bb, &cwb, &swb, &gp, &mp,
+        ],
+    )?;
+    run_with(
+        ctx,
+        Kernel::Reduce,
+        step,
+        &fused_constants(Kernel::Reduce, dd, kk, slots, true),
+        &[&gp, &mp, &g, &gb, &sums],
+    )?;
+    let metrics = read(ctx, &sums, 0, 2)?;
+    Ok((
+        to2(read(ctx, &g, 0, d * k)?, d, k)?,
+        Array1::from(read(ctx, &gb, 0, k)?),
+        metrics[0],
+        metrics[1],
     ))
 }
 

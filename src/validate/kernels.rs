@@ -212,6 +212,55 @@ fn check_held(
     let (want, _) = cpu::grad_held(x.view(), &perm, to64(r).view());
     let (tol, _) = tolerance::grad(xb.view(), to64(r).view());
     checks.push(Kernel::GradHeld, "G", case, compare(&got, &want, &tol));
+    let shape = crate::params::Shape {
+        d: x.ncols(),
+        k: w.ncols(),
+    };
+    if crate::gpu::GpuBackend::runs_fused(ctx, shape) {
+        // The one-pass kernel and its reduction, as one: G, g_b and the loss against the mirror in f64.
+        let (mut g, mut gb, loss, _) = ops::fused_held(
+            ctx,
+            x.view(),
+            y,
+            &perm,
+            w.view(),
+            bias.view(),
+            cpu::Weights::none(),
+            chunk_rows,
+        )?;
+        checks.corrupt(Kernel::FusedHeld, &mut g);
+        checks.corrupt(Kernel::Reduce, &mut gb);
+        let (g_ref, gb_ref, loss_ref, _) = cpu::fused(
+            x.view(),
+            y,
+            &perm,
+            w64.view(),
+            b64.view(),
+            cpu::Weights::none(),
+        );
+        let (r_ref, stats_ref) =
+            cpu::forward(xb.view(), w64.view(), b64.view(), &yb, cpu::Weights::none());
+        let (g_tol, gb_tol, loss_tol) = tolerance::fused(
+            xb.view(),
+            (w64.view(), b64.view()),
+            &yb,
+            (r_ref.view(), stats_ref.column(0)),
+            1.0,
+        );
+        checks.push(Kernel::FusedHeld, "G", case, compare(&g, &g_ref, &g_tol));
+        checks.push(Kernel::Reduce, "g_b", case, compare(&gb, &gb_ref, &gb_tol));
+        let loss = ndarray::arr1(&[loss]);
+        checks.push(
+            Kernel::Reduce,
+            "loss",
+            case,
+            compare(
+                &loss,
+                &ndarray::arr1(&[loss_ref]),
+                &ndarray::arr1(&[loss_tol]),
+            ),
+        );
+    }
     Ok(())
 }
 

@@ -179,3 +179,26 @@ pub fn assert_within<D: Dimension>(
         worst.0
     );
 }
+
+/// Asserts two trainings of one problem by kernels that add the same terms in different orders (the one-pass
+/// kernel's tiles and segments, the two-kernel path's rows) ended at the same weights up to f32 rounding: every
+/// weight within 1e-4 of the other, relative to the largest weight (at least 1). Each gradient sum of n terms may
+/// differ by about n·2⁻²⁴ of its terms' magnitude between orders (≈ 2·10⁻⁴ at the 3,000 rows used here, of the
+/// sum's terms, which the learning rate and the batch mean scale down); a wrong row, label or weight moves weights
+/// by orders of magnitude more.
+pub fn assert_same_run(what: &str, a: &softmax_wgpu::Params, b: &softmax_wgpu::Params) {
+    let scale =
+        a.w.iter()
+            .chain(a.b.iter())
+            .fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst =
+        a.w.iter()
+            .zip(b.w.iter())
+            .chain(a.b.iter().zip(b.b.iter()))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-4 * scale,
+        "{what}: weights differ by {worst:e} (scale {scale})"
+    );
+}

@@ -62,6 +62,11 @@ pub struct GpuOptions {
     /// Always gather a held batch's rows into the batch buffers, as data of more than [`crate::gpu::kernels::HELD_SLOTS`] chunks or of
     /// more than 16 classes is: for comparing the two paths (results are bitwise equal) and for benchmarks.
     pub gather: bool,
+    /// Train held rows by one pass of `fused_held.wgsl` (K ≤ 32) where the adapter runs it. `None` chooses by
+    /// adapter: yes on a GPU, no on a software adapter (llvmpipe), which runs a workgroup's barriers as switches
+    /// between coroutines and the one-pass kernel about 6× slower than the two-kernel path shaped for it
+    /// (`bench`, 60,000 × 784 × 10: 2.0 s against 0.29–0.41 s an epoch). `Some` forces either (tests, `bench`).
+    pub one_pass: Option<bool>,
 }
 
 /// The training state on one device.
@@ -107,6 +112,17 @@ pub struct GpuBackend<'a> {
     /// The optimizer's state buffers (velocity, or the two moments; each flat over W then b) and the bind group of
     /// its update kernel, made on its first step or when a state is restored.
     opt_slots: Option<(Vec<wgpu::Buffer>, wgpu::BindGroup)>,
+    /// The fused kernel's per-segment partials and the reduction's bind group, when held rows are read in place
+    /// by one pass (K ≤ 32 on an adapter that runs `fused_held.wgsl`).
+    fused_step: Option<FusedBuffers>,
+}
+
+/// What the one-pass step needs beside a held set: the segments' partial sums and the group reducing them.
+#[derive(Debug)]
+pub(super) struct FusedBuffers {
+    pub(super) gp: wgpu::Buffer,
+    pub(super) mp: wgpu::Buffer,
+    pub(super) reduce: wgpu::BindGroup,
 }
 
 /// Each tuned kernel's name and workgroup width.
@@ -199,6 +215,19 @@ impl<'a> GpuBackend<'a> {
             );
             (list, group)
         });
+        let fused_step = Self::one_pass(ctx, shape, options).then(|| {
+            let (dd, kk) = (d as u32, k as u32);
+            let segs = u64::from(crate::gpu::kernels::fused_max_segments(dd, kk));
+            let cg = u64::from(crate::gpu::kernels::class_groups(kk));
+            let gp = storage_zeroed(ctx, "segment partials", segs * cg * (d as u64 + 1) * 16);
+            let mp = storage_zeroed(ctx, "segment metrics", segs * 8);
+            let reduce = ctx.kernels.bind(
+                &ctx.device,
+                Kernel::Reduce,
+                &[&gp, &mp, &model.g, &model.gb, &model.sums],
+            );
+            FusedBuffers { gp, mp, reduce }
+        });
         ctx.take_error()?;
         Ok(GpuBackend {
             ctx,
@@ -207,9 +236,11 @@ impl<'a> GpuBackend<'a> {
             chunk_rows,
             in_place: !options.gather
                 && !options.sparse
-                && shape.k <= 16
-                && ctx.kernels.available(Kernel::ForwardHeld)
-                && ctx.kernels.available(Kernel::GradHeld),
+                && (fused_step.is_some()
+                    || (shape.k <= 16
+                        && ctx.kernels.available(Kernel::ForwardHeld)
+                        && ctx.kernels.available(Kernel::GradHeld))),
+            fused_step,
             held: Vec::new(),
             model,
             batch,
@@ -261,6 +292,29 @@ impl<'a> GpuBackend<'a> {
     /// Whether steps use the fused forward kernel: all classes of a row fit one invocation's registers.
     fn fused(&self) -> bool {
         self.shape.k <= 16
+    }
+
+    /// Whether a backend made with `options` trains held rows of `shape` by one pass of `fused_held.wgsl`: the
+    /// adapter runs it ([`GpuBackend::runs_fused`]), rows are not gathered, and [`GpuOptions::one_pass`] asks for it
+    /// (by default on GPUs, not on software adapters).
+    pub fn one_pass(ctx: &GpuContext, shape: Shape, options: &GpuOptions) -> bool {
+        !options.gather
+            && !options.sparse
+            && Self::runs_fused(ctx, shape)
+            && options
+                .one_pass
+                .unwrap_or(ctx.info.device_type != wgpu::DeviceType::Cpu)
+    }
+
+    /// Whether held rows of `shape` can be trained on by one pass of `fused_held.wgsl` on `ctx`'s adapter: K ≤ 32,
+    /// and the adapter builds the kernel and runs it. wgpu's GL backend is left out: on llvmpipe the GLSL naga
+    /// writes for more than four class groups did not finish compiling in 5 minutes (4.7 GB), where Vulkan on the
+    /// same llvmpipe compiles it in a second; GL keeps the two-kernel held path.
+    pub fn runs_fused(ctx: &GpuContext, shape: Shape) -> bool {
+        shape.k <= crate::gpu::kernels::FUSED_MAX_CLASSES
+            && ctx.kernels.available(Kernel::FusedHeld)
+            && ctx.kernels.available(Kernel::Reduce)
+            && ctx.info.backend != wgpu::Backend::Gl
     }
 
     /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`crate::gpu::kernels::HELD_SLOTS`]

@@ -56,9 +56,12 @@ pub(super) enum Group {
         set: usize,
         chunk: usize,
     },
-    /// The in-place groups of held set `set`: forward_held's, grad_held's.
+    /// The in-place groups of held set `set`: forward_held's, grad_held's, fused_held's.
     HeldForward(usize),
     HeldGrad(usize),
+    HeldFused(usize),
+    /// The reduction of the fused kernel's partials.
+    Reduce,
     /// The sparse batch's groups.
     SparseLogits,
     SparseGrad,
@@ -76,6 +79,9 @@ pub(super) enum Width {
     /// A held kernel: at the width tuned for the kernel it stands in for (the same invocation tiles), built for a set
     /// of `slots` chunks.
     Held { like: Kernel, slots: u32 },
+    /// The one-pass kernels: their constants follow from the shape, the held set's `slots` and whether the op
+    /// trains ([`crate::gpu::kernels::fused_constants`]); not tuned.
+    Fused { slots: u32, train: bool },
 }
 
 /// One dispatch of an op's plan.
@@ -91,7 +97,7 @@ impl Dispatch {
     /// The kernel whose tuned width this dispatch runs at: its own, or for a held kernel the one it stands in for.
     pub(super) fn tuned_as(&self) -> Kernel {
         match self.width {
-            Width::Tuned => self.kernel,
+            Width::Tuned | Width::Fused { .. } => self.kernel,
             Width::Held { like, .. } => like,
         }
     }
@@ -106,6 +112,7 @@ impl Dispatch {
                 | Kernel::Grad
                 | Kernel::ForwardHeld
                 | Kernel::GradHeld
+                | Kernel::FusedHeld
                 | Kernel::SparseLogits
                 | Kernel::SparseGrad
         )
@@ -152,6 +159,25 @@ impl GpuBackend<'_> {
         };
         let mut plan = Vec::with_capacity(6);
         match rows {
+            Rows::Held(h) if self.held[h].in_place.is_some() && self.fused_step.is_some() => {
+                // One pass over the rows: the fused kernel's partials, then their reduction (which also sums the
+                // loss and hits: no metrics kernel).
+                let slots = self.held[h].chunks.len() as u32;
+                let width = Width::Fused { slots, train };
+                plan.push(Dispatch {
+                    kernel: Kernel::FusedHeld,
+                    group: Group::HeldFused(h),
+                    width,
+                    dims,
+                });
+                plan.push(Dispatch {
+                    kernel: Kernel::Reduce,
+                    group: Group::Reduce,
+                    width,
+                    dims,
+                });
+                return plan;
+            }
             Rows::Held(h) if self.held[h].in_place.is_some() => {
                 // Rows read where they are held: no gather copy.
                 let slots = self.held[h].chunks.len() as u32;
@@ -291,6 +317,17 @@ impl GpuBackend<'_> {
                 .expect("bound when held or resized"),
             Group::HeldForward(set) => &held(set).forward,
             Group::HeldGrad(set) => &held(set).grad,
+            Group::HeldFused(set) => held(set)
+                .fused
+                .as_ref()
+                .expect("bound when the backend runs the fused kernel"),
+            Group::Reduce => {
+                &self
+                    .fused_step
+                    .as_ref()
+                    .expect("made with the backend")
+                    .reduce
+            }
             Group::SparseLogits => &sparse().logits,
             Group::SparseGrad => &sparse().grad,
             Group::Model => &self.model.update,
@@ -342,6 +379,24 @@ impl GpuBackend<'_> {
                     .kernel
                     .record(ctx, pass, &self.steps.bind_group, at, group, p.dims),
             },
+            Width::Fused { slots, train } => {
+                let constants = crate::gpu::kernels::fused_constants(
+                    p.kernel,
+                    self.shape.d as u32,
+                    self.shape.k as u32,
+                    slots,
+                    train,
+                );
+                let pipeline = ctx.kernels.pipeline_with(&ctx.device, p.kernel, &constants);
+                p.kernel.record_with(
+                    ctx,
+                    (&pipeline, &constants),
+                    pass,
+                    (&self.steps.bind_group, at),
+                    group,
+                    p.dims,
+                );
+            }
             Width::Held { slots, .. } => {
                 let wg = tuned
                     .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))

@@ -25,6 +25,8 @@ pub(super) struct DeviceChunk {
 pub(super) struct HeldGroups {
     pub(super) forward: wgpu::BindGroup,
     pub(super) grad: wgpu::BindGroup,
+    /// The one-pass kernel's, when the backend runs it.
+    pub(super) fused: Option<wgpu::BindGroup>,
 }
 
 /// What a held set needs for its rows to be read in place: the labels of the whole set in one buffer and its
@@ -88,6 +90,16 @@ impl GpuBackend<'_> {
                 Kernel::GradHeld,
                 &[x0, x1, x2, x3, &b.perm, &p.layout, &b.r, &m.g, &m.gb],
             ),
+            fused: self.fused_step.as_ref().map(|f| {
+                kern.bind(
+                    dev,
+                    Kernel::FusedHeld,
+                    &[
+                        x0, x1, x2, x3, &p.labels, &b.perm, &p.layout, &m.w, &m.b, &m.cw, &b.sw,
+                        &f.gp, &f.mp,
+                    ],
+                )
+            }),
         })
     }
 

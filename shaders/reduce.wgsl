@@ -1,0 +1,66 @@
+// Adds the per-segment partial sums fused_held.wgsl wrote, in segment order, into the gradient sums (G, g_b; added
+// to what they hold with flags bit 0) and the batch's (loss, hits) into its slot of the sums. CPU mirror: the last
+// loop of cpu::fused.
+//
+// One invocation per partial element: f = (group · (d + 1) + feature) · 4 + lane, so adjacent invocations read
+// adjacent words of each segment's partial (coalesced); each loops over the segments (at most SEGS) in order —
+// a fixed order, so the sums are bitwise reproducible. The last invocation sums the metrics. With TRAIN = 0 (an
+// evaluation) only the metrics are summed.
+
+override WG: u32 = 64u;
+override CG: u32 = 3u;
+override SEGS: u32 = 512u;
+override TRAIN: u32 = 1u;
+
+@group(1) @binding(0) var<storage, read> gp: array<vec4<f32>>;
+@group(1) @binding(1) var<storage, read> mp: array<f32>;
+@group(1) @binding(2) var<storage, read_write> g: array<f32>;
+@group(1) @binding(3) var<storage, read_write> gb: array<f32>;
+@group(1) @binding(4) var<storage, read_write> sums: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let f = flat_index(gid, nwg, WG);
+    let d = step.d;
+    let k = step.k;
+    let tiles = (step.rows + 63u) / 64u;
+    let per = (tiles + SEGS - 1u) / SEGS;
+    let segs = (tiles + per - 1u) / per;
+    let items = select(0u, CG * (d + 1u) * 4u, TRAIN != 0u);
+    if (f == items) {
+        var l = 0.0;
+        var h = 0.0;
+        for (var s = 0u; s < segs; s = s + 1u) {
+            l = l + mp[2u * s];
+            h = h + mp[2u * s + 1u];
+        }
+        sums[2u * step.slot] = l;
+        sums[2u * step.slot + 1u] = h;
+        return;
+    }
+    if (f > items) {
+        return;
+    }
+    let lane = f % 4u;
+    let jc = f / 4u;
+    let j = jc % (d + 1u);
+    let c = jc / (d + 1u);
+    let kk = 4u * c + lane;
+    if (kk >= k) {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < segs; s = s + 1u) {
+        acc = acc + gp[(s * CG + c) * (d + 1u) + j][lane];
+    }
+    let add = (step.flags & 1u) != 0u;
+    if (j == d) {
+        gb[kk] = select(acc, gb[kk] + acc, add);
+    } else {
+        let e = j * k + kk;
+        g[e] = select(acc, g[e] + acc, add);
+    }
+}
