@@ -124,8 +124,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_autotune: bool,
     /// Gather each batch's rows into a copy before the kernels read them, as data of more than 4 chunks or more
-    /// than 16 classes always is, instead of reading them in place: to compare the two paths (their results are
-    /// bitwise equal).
+    /// than 16 classes always is, instead of reading them in place: to compare the paths (bitwise equal to the
+    /// two-kernel held path; the one-pass path adds the same terms in another order).
     #[arg(long)]
     pub gather: bool,
     /// How held rows are trained on (K ≤ 32): `on`, one pass of the fused kernel (forward, residual, metrics and

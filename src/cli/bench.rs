@@ -38,6 +38,11 @@ struct Row {
     x_reads_per_step: u32,
     /// Kernel dispatches per step, where the device has them.
     dispatches_per_step: Option<usize>,
+    /// The shape of a step's work on a GPU, from the plan the recording reads: per dispatch the kernel, its
+    /// invocations, the longest serial loop of one invocation, whether it reads X; and the bytes of X a step reads
+    /// from device memory.
+    work: Option<Vec<softmax_wgpu::gpu::DispatchShape>>,
+    x_bytes_per_step: Option<u64>,
     timing: Option<Timing>,
     /// Why there is no timing (the device refused the case).
     refused: Option<String>,
@@ -389,6 +394,11 @@ fn bench_shape(
                 for row in &mut timed {
                     row.dispatches_per_step = Some(g.dispatches_per_step(set));
                     row.x_reads_per_step = g.row_passes_per_step(set) as u32;
+                    let rows = row.case.batch.min(row.case.n);
+                    let work = g.step_shape(set, rows);
+                    let passes = work.iter().filter(|w| w.reads_rows).count() as u64;
+                    row.x_bytes_per_step = Some(passes * rows as u64 * row.case.d as u64 * 4);
+                    row.work = Some(work);
                 }
                 rows.extend(timed);
             }
@@ -397,6 +407,8 @@ fn bench_shape(
                 case: *c,
                 x_reads_per_step: 3,
                 dispatches_per_step: None,
+                work: None,
+                x_bytes_per_step: None,
                 timing: None,
                 refused: Some(e.to_string()),
                 kernels: None,
@@ -445,6 +457,8 @@ fn bench_device(
             case: *case,
             x_reads_per_step,
             dispatches_per_step: None,
+            work: None,
+            x_bytes_per_step: None,
             timing,
             refused,
             kernels: None,
@@ -594,6 +608,41 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
             }
         }
         s.push('\n');
+    }
+    let shaped: Vec<&Row> = rows.iter().filter(|r| r.work.is_some()).collect();
+    if !shaped.is_empty() {
+        s.push_str(
+            "\nShape of a step's work (from the plan the recording reads): per dispatch, invocations × the longest \
+             loop one invocation runs in sequence; \"X\" marks a read of the rows:\n\n",
+        );
+        for r in shaped {
+            let parts: Vec<String> = r
+                .work
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(|w| {
+                    format!(
+                        "{} {} × {}{}",
+                        w.kernel,
+                        w.invocations,
+                        w.serial,
+                        if w.reads_rows { " X" } else { "" }
+                    )
+                })
+                .collect();
+            s.push_str(&format!(
+                "- {}, {} × {} × {}, batch {}: {} — X read per step {}\n",
+                r.device,
+                r.case.n,
+                r.case.d,
+                r.case.k,
+                r.case.batch,
+                parts.join(", "),
+                r.x_bytes_per_step
+                    .map_or("–".into(), softmax_wgpu::error::bytes)
+            ));
+        }
     }
     let profiled: Vec<&Row> = rows.iter().filter(|r| r.kernels.is_some()).collect();
     if !profiled.is_empty() {

@@ -796,6 +796,50 @@ impl Kernel {
         }
     }
 
+    /// Invocations in one workgroup of this kernel built with `constants`: its `WG`, or the fixed size its shader
+    /// declares.
+    pub fn workgroup_size(self, constants: &[(&'static str, f64)]) -> u64 {
+        match self {
+            Kernel::FusedHeld => u64::from(FUSED_WORKGROUP),
+            Kernel::Metrics => 256,
+            _ => constants
+                .iter()
+                .chain(self.spec().constants)
+                .find(|(n, _)| *n == "WG")
+                .map_or(1, |&(_, v)| v as u64),
+        }
+    }
+
+    /// The longest chain of dependent iterations one invocation runs over `dims` — the rows or features it walks
+    /// in sequence (what a GPU cannot spread over its cores, and waits on memory for): read from each shader's
+    /// loops. Sparse kernels walk a row's non-zeros, bounded here by the features.
+    pub fn serial_steps(self, dims: Dims) -> u64 {
+        let (rows, d, k) = (u64::from(dims.rows), u64::from(dims.d), u64::from(dims.k));
+        match self {
+            // Each invocation copies its column of up to 64 workgroups' rows.
+            Kernel::Gather => rows.div_ceil(rows.clamp(1, 64)),
+            // A row's (or 4 rows') dot products over every feature.
+            Kernel::Logits | Kernel::Forward | Kernel::ForwardHeld | Kernel::SparseLogits => d,
+            Kernel::Softmax => k,
+            // Every row of the batch, for its 4 features.
+            Kernel::Grad | Kernel::GradHeld | Kernel::SparseGrad => rows,
+            Kernel::Metrics => rows.div_ceil(256),
+            // Its row's features, then its share of the tiles' rows.
+            Kernel::FusedHeld => {
+                let tiles = rows.div_ceil(u64::from(FUSED_TILE_ROWS));
+                let per = tiles.div_ceil(u64::from(fused_max_segments(dims.d, dims.k)).max(1));
+                d.max(per * u64::from(FUSED_TILE_ROWS))
+            }
+            Kernel::Reduce => u64::from(fused_segments(dims.rows, dims.d, dims.k)),
+            Kernel::Residual
+            | Kernel::Update
+            | Kernel::SparseUpdate
+            | Kernel::UpdateMomentum
+            | Kernel::UpdateAdam => 1,
+            Kernel::CeilingRead | Kernel::CeilingFma => 0,
+        }
+    }
+
     /// Records one dispatch of this kernel into `pass`, with step parameters at `step_offset` of `steps`.
     pub fn record(
         self,

@@ -10,4 +10,4 @@ pub mod tune;
 
 pub use context::{adapters, select_adapter, AdapterSummary, GpuContext};
 pub use kernels::Kernel;
-pub use trainer::{GpuBackend, GpuOptions, KernelTime};
+pub use trainer::{DispatchShape, GpuBackend, GpuOptions, KernelTime};

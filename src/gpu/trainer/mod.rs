@@ -31,6 +31,7 @@ use crate::gpu::kernels::{Kernel, Tuned};
 use crate::optim::OptimizerState;
 use crate::params::Shape;
 use crate::train::{Held, Sums};
+pub use plan::DispatchShape;
 use plan::{Op, Rows};
 pub use profile::KernelTime;
 use profile::Profiler;
@@ -60,7 +61,8 @@ pub struct GpuOptions {
     /// limited by their non-zeros and by rows × k, and no autotuning of the dense kernels.
     pub sparse: bool,
     /// Always gather a held batch's rows into the batch buffers, as data of more than [`crate::gpu::kernels::HELD_SLOTS`] chunks or of
-    /// more than 16 classes is: for comparing the two paths (results are bitwise equal) and for benchmarks.
+    /// more than 16 classes is: for comparing the paths (bitwise equal to the two-kernel held path; the one-pass
+    /// path adds the same terms in another order) and for benchmarks.
     pub gather: bool,
     /// Train held rows by one pass of `fused_held.wgsl` (K ≤ 32) where the adapter runs it. `None` chooses by
     /// adapter: yes on a GPU, no on a software adapter (llvmpipe), which runs a workgroup's barriers as switches

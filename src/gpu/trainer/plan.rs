@@ -18,6 +18,19 @@ pub(super) enum Rows {
     Sparse { touched: u32 },
 }
 
+/// One dispatch of a step as `bench` reports it ([`GpuBackend::step_shape`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DispatchShape {
+    /// The kernel.
+    pub kernel: &'static str,
+    /// Invocations the dispatch launches.
+    pub invocations: u64,
+    /// The longest chain of rows or features one invocation walks in sequence ([`Kernel::serial_steps`]).
+    pub serial: u64,
+    /// Whether it reads the batch's rows (X, or their gathered copy).
+    pub reads_rows: bool,
+}
+
 /// What a backend call queues.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Op {
@@ -34,6 +47,36 @@ pub(super) enum Op {
 }
 
 impl Op {
+    /// The op with its uniform set for a batch of `rows` rows of `shape` (the dispatches' sizes follow from it).
+    fn with_rows(self, rows: u32, shape: crate::params::Shape) -> Op {
+        let set = |u: StepUniform| StepUniform {
+            rows,
+            d: shape.d as u32,
+            k: shape.k as u32,
+            ..u
+        };
+        match self {
+            Op::Accumulate { rows: r, uniform } => Op::Accumulate {
+                rows: r,
+                uniform: set(uniform),
+            },
+            Op::Forward { rows: r, uniform } => Op::Forward {
+                rows: r,
+                uniform: set(uniform),
+            },
+            Op::Update { uniform } => Op::Update {
+                uniform: set(uniform),
+            },
+            Op::SparseUpdate { uniform } => Op::SparseUpdate {
+                uniform: set(uniform),
+            },
+            Op::Optimize { uniform, adam } => Op::Optimize {
+                uniform: set(uniform),
+                adam,
+            },
+        }
+    }
+
     /// The op's step uniform.
     pub(super) fn uniform(&self) -> StepUniform {
         match *self {
@@ -354,6 +397,56 @@ impl GpuBackend<'_> {
         self.dispatch_with(pass, at, p, tuned);
     }
 
+    /// The override constants a planned dispatch's pipeline is built with at the width of `tuned` (or the
+    /// kernel's own): what recording builds and what the shape of the work is computed from.
+    fn constants_of(&self, p: &Dispatch, tuned: Option<&Tuned>) -> Vec<(&'static str, f64)> {
+        match p.width {
+            Width::Tuned => tuned.map_or_else(Vec::new, |t| t.constants.clone()),
+            Width::Fused { slots, train } => crate::gpu::kernels::fused_constants(
+                p.kernel,
+                self.shape.d as u32,
+                self.shape.k as u32,
+                slots,
+                train,
+            ),
+            Width::Held { slots, .. } => {
+                let wg = tuned
+                    .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))
+                    .map_or(64.0, |c| c.1);
+                vec![
+                    ("WG", wg),
+                    ("SLOTS", f64::from(slots)),
+                    ("KT", class_tile(self.shape.k)),
+                ]
+            }
+        }
+    }
+
+    /// The shape of the work of one training step on `rows` rows of `set` (a piece of at most
+    /// [`crate::Backend::max_batch`] rows): per dispatch of its plan, the kernel, its invocations, the longest
+    /// serial loop of one invocation and whether it reads the rows — what `bench` reports.
+    pub fn step_shape(&self, set: Held, rows: usize) -> Vec<DispatchShape> {
+        let rows = rows.min(self.max_batch).max(1) as u32;
+        self.step_ops(set)
+            .iter()
+            .flat_map(|op| {
+                let op = op.with_rows(rows, self.shape);
+                self.plan(&op)
+            })
+            .map(|p| {
+                let tuned = self.tuned.iter().find(|t| t.kernel == p.tuned_as());
+                let constants = self.constants_of(&p, tuned);
+                let (x, y) = p.kernel.workgroups_with(self.ctx, p.dims, &constants);
+                DispatchShape {
+                    kernel: p.kernel.name(),
+                    invocations: u64::from(x) * u64::from(y) * p.kernel.workgroup_size(&constants),
+                    serial: p.kernel.serial_steps(p.dims),
+                    reads_rows: p.reads_rows(),
+                }
+            })
+            .collect()
+    }
+
     /// Records one planned dispatch at the width of `tuned` (a candidate, when autotune times it), or the kernel's
     /// own without one.
     pub(super) fn dispatch_with(
@@ -379,33 +472,8 @@ impl GpuBackend<'_> {
                     .kernel
                     .record(ctx, pass, &self.steps.bind_group, at, group, p.dims),
             },
-            Width::Fused { slots, train } => {
-                let constants = crate::gpu::kernels::fused_constants(
-                    p.kernel,
-                    self.shape.d as u32,
-                    self.shape.k as u32,
-                    slots,
-                    train,
-                );
-                let pipeline = ctx.kernels.pipeline_with(&ctx.device, p.kernel, &constants);
-                p.kernel.record_with(
-                    ctx,
-                    (&pipeline, &constants),
-                    pass,
-                    (&self.steps.bind_group, at),
-                    group,
-                    p.dims,
-                );
-            }
-            Width::Held { slots, .. } => {
-                let wg = tuned
-                    .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))
-                    .map_or(64.0, |c| c.1);
-                let constants = [
-                    ("WG", wg),
-                    ("SLOTS", f64::from(slots)),
-                    ("KT", class_tile(self.shape.k)),
-                ];
+            Width::Fused { .. } | Width::Held { .. } => {
+                let constants = self.constants_of(p, tuned);
                 let pipeline = ctx.kernels.pipeline_with(&ctx.device, p.kernel, &constants);
                 p.kernel.record_with(
                     ctx,
