@@ -396,7 +396,8 @@ fn bench_shape(
                     row.x_reads_per_step = g.row_passes_per_step(set) as u32;
                     let rows = row.case.batch.min(row.case.n);
                     let work = g.step_shape(set, rows);
-                    let passes = work.iter().filter(|w| w.reads_rows).count() as u64;
+                    // The gathers of all chunks read the batch once between them.
+                    let passes = u64::from(row.x_reads_per_step);
                     row.x_bytes_per_step = Some(passes * rows as u64 * row.case.d as u64 * 4);
                     row.work = Some(work);
                 }

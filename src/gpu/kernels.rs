@@ -875,6 +875,35 @@ impl Kernel {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_one_pass_kernel_is_parallel_in_the_batch_at_the_issues_shape() {
+        // 60,000 × 784 × 10 at full batch: at least 65,536 invocations read X, none walks more than 1,024 rows or
+        // features in sequence; the two-kernel gradient walks every row in 208 invocations.
+        let full = Dims {
+            rows: 60_000,
+            d: 784,
+            k: 10,
+        };
+        let segments = fused_segments(full.rows, full.d, full.k);
+        assert_eq!(segments, 469);
+        assert!(u64::from(segments) * u64::from(FUSED_WORKGROUP) >= 65_536);
+        assert_eq!(Kernel::FusedHeld.serial_steps(full), 784);
+        assert_eq!(Kernel::Reduce.serial_steps(full), 469);
+        assert_eq!(Kernel::GradHeld.serial_steps(full), 60_000);
+        // Invocations grow with the batch: 4 segments at batch 256.
+        assert_eq!(fused_segments(256, 784, 10), 4);
+        // Many features: fewer segments, the partials within their budget.
+        let wide = fused_max_segments(100_000, 32);
+        assert!(u64::from(wide) * 8 * 100_001 * 16 <= FUSED_PARTIAL_BYTES && wide >= 1);
+        // The constants each kernel declares, and no other.
+        let c = fused_constants(Kernel::Reduce, 784, 10, 3, true);
+        assert!(c.iter().all(|(n, _)| *n != "SLOTS"));
+        assert_eq!(
+            fused_constants(Kernel::FusedHeld, 784, 10, 3, false).len(),
+            4
+        );
+    }
+
     use super::*;
 
     #[test]
