@@ -13,10 +13,11 @@
 //   the same fma sequence per logit as forward.wgsl, so the logits are bitwise forward's.
 // - Softmax: one invocation per row (q = 0) turns its logits into the weighted residual S − Y in workgroup memory
 //   and adds its loss and hit to its running sums (softmax.wgsl's order of operations).
-// - Phase B (gradient): invocation t owns features t, t + 256, … (and the bias, as feature d with x = 1), reads
-//   X[row, j] for the tile's rows — adjacent invocations adjacent features, coalesced, from cache: phase A has just
-//   read the same 64 rows — and adds Σ_rows x·R[row, 4c..4c+4] to the segment's partial, laid out
-//   [segment][class group][feature] as vec4 so that adjacent invocations write adjacent 16-byte words.
+// - Phase B (gradient): invocation t owns feature quads t, t + 256, … (4 consecutive features of a row as a vec4,
+//   and the bias as a last quad), reads them for the tile's rows — adjacent invocations adjacent 16-byte words,
+//   coalesced, from cache: phase A has just read the same 64 rows — and, 16 classes at a time in registers, adds
+//   Σ_rows x·R[row, c] (R a broadcast scalar) to the segment's partial, laid out [segment][class][quad] as vec4 so
+//   that adjacent invocations write adjacent 16-byte words.
 // X is read from device memory once per step; the partials are the segment's own (no atomics), so results are
 // bitwise reproducible on an adapter.
 
@@ -43,7 +44,7 @@ const DC: u32 = 32u;
 @group(1) @binding(8) var<storage, read> b: array<f32>;
 @group(1) @binding(9) var<storage, read> cw: array<f32>;
 @group(1) @binding(10) var<storage, read> sw: array<f32>;
-// Per segment: CG × (d + 1) vec4 of gradient sums (feature-fastest), and (loss, hits).
+// Per segment: K × (⌈d / 4⌉ + 1) vec4 of gradient sums (feature-fastest), and (loss, hits).
 @group(1) @binding(11) var<storage, read_write> gp: array<vec4<f32>>;
 @group(1) @binding(12) var<storage, read_write> mp: array<f32>;
 
@@ -91,9 +92,10 @@ fn r4(row: u32, g: u32) -> vec4<f32> {
     return vec4<f32>(zr[at], zr[at + 1u], zr[at + 2u], zr[at + 3u]);
 }
 
-// Adds a tile's sums of class group g for feature j to the segment's partial (the first tile writes it).
-fn put(s: u32, g: u32, j: u32, acc: vec4<f32>, first: bool) {
-    let at = (s * CG + g) * (step.d + 1u) + j;
+// Adds a tile's sums of class c for feature quad jq to the segment's partial (the first tile writes it). Layout:
+// [segment][class][quad] of vec4 over the quad's 4 features, the quad past the last holding the bias in .x.
+fn put(s: u32, c: u32, jq: u32, acc: vec4<f32>, first: bool) {
+    let at = (s * step.k + c) * ((step.d + 3u) / 4u + 1u) + jq;
     gp[at] = select(gp[at] + acc, acc, first);
 }
 
@@ -206,42 +208,77 @@ fn main(
             }
         }
         workgroupBarrier();
-        // Phase B: this tile's Xᵀ·R for the invocation's features (and the bias, feature d).
+        // Phase B: this tile's Xᵀ·R, register-tiled as grad_tile.wgsl: invocation t owns feature quads t, t + 256,
+        // … (4 consecutive features of a row as a vec4; the quad past the last is the bias, x = (1, 0, 0, 0)) and
+        // 16 classes at a time, each row's residual read once per class as a broadcast scalar.
         if (TRAIN != 0u) {
             let first = tile == first_tile;
-            for (var j = t; j <= d; j = j + 256u) {
-                var g0 = vec4<f32>(0.0);
-                var g1 = vec4<f32>(0.0);
-                var g2 = vec4<f32>(0.0);
-                var g3 = vec4<f32>(0.0);
-                var g4 = vec4<f32>(0.0);
-                var g5 = vec4<f32>(0.0);
-                var g6 = vec4<f32>(0.0);
-                var g7 = vec4<f32>(0.0);
-                for (var rr = 0u; rr < live; rr = rr + 1u) {
-                    var xv = 1.0;
-                    if (j < d) {
-                        let at = where_row(row0 + rr);
-                        xv = xs_at(at.x, at.y + j);
+            let quads = (d + 3u) / 4u;
+            for (var jq = t; jq <= quads; jq = jq + 256u) {
+                let j = 4u * jq;
+                for (var c0 = 0u; c0 < k; c0 = c0 + 16u) {
+                    var a0 = vec4<f32>(0.0);
+                    var a1 = vec4<f32>(0.0);
+                    var a2 = vec4<f32>(0.0);
+                    var a3 = vec4<f32>(0.0);
+                    var a4 = vec4<f32>(0.0);
+                    var a5 = vec4<f32>(0.0);
+                    var a6 = vec4<f32>(0.0);
+                    var a7 = vec4<f32>(0.0);
+                    var a8 = vec4<f32>(0.0);
+                    var a9 = vec4<f32>(0.0);
+                    var a10 = vec4<f32>(0.0);
+                    var a11 = vec4<f32>(0.0);
+                    var a12 = vec4<f32>(0.0);
+                    var a13 = vec4<f32>(0.0);
+                    var a14 = vec4<f32>(0.0);
+                    var a15 = vec4<f32>(0.0);
+                    let kt = min(16u, k - c0);
+                    for (var rr = 0u; rr < live; rr = rr + 1u) {
+                        var x = vec4<f32>(1.0, 0.0, 0.0, 0.0);
+                        if (jq < quads) {
+                            let at = where_row(row0 + rr);
+                            let e = at.y + j;
+                            let last = at.y + d - 1u;
+                            x = vec4<f32>(xs_at(at.x, e), xs_at(at.x, min(e + 1u, last)),
+                                xs_at(at.x, min(e + 2u, last)), xs_at(at.x, min(e + 3u, last)));
+                            x = select(vec4<f32>(0.0), x, vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(d));
+                        }
+                        let rb = rr * 32u + c0;
+                        a0 = fma(x, vec4<f32>(zr[rb]), a0);
+                        if (kt > 1u) { a1 = fma(x, vec4<f32>(zr[rb + 1u]), a1); }
+                        if (kt > 2u) { a2 = fma(x, vec4<f32>(zr[rb + 2u]), a2); }
+                        if (kt > 3u) { a3 = fma(x, vec4<f32>(zr[rb + 3u]), a3); }
+                        if (kt > 4u) { a4 = fma(x, vec4<f32>(zr[rb + 4u]), a4); }
+                        if (kt > 5u) { a5 = fma(x, vec4<f32>(zr[rb + 5u]), a5); }
+                        if (kt > 6u) { a6 = fma(x, vec4<f32>(zr[rb + 6u]), a6); }
+                        if (kt > 7u) { a7 = fma(x, vec4<f32>(zr[rb + 7u]), a7); }
+                        if (kt > 8u) { a8 = fma(x, vec4<f32>(zr[rb + 8u]), a8); }
+                        if (kt > 9u) { a9 = fma(x, vec4<f32>(zr[rb + 9u]), a9); }
+                        if (kt > 10u) { a10 = fma(x, vec4<f32>(zr[rb + 10u]), a10); }
+                        if (kt > 11u) { a11 = fma(x, vec4<f32>(zr[rb + 11u]), a11); }
+                        if (kt > 12u) { a12 = fma(x, vec4<f32>(zr[rb + 12u]), a12); }
+                        if (kt > 13u) { a13 = fma(x, vec4<f32>(zr[rb + 13u]), a13); }
+                        if (kt > 14u) { a14 = fma(x, vec4<f32>(zr[rb + 14u]), a14); }
+                        if (kt > 15u) { a15 = fma(x, vec4<f32>(zr[rb + 15u]), a15); }
                     }
-                    let x = vec4<f32>(xv);
-                    g0 = fma(x, r4(rr, 0u), g0);
-                    if (CG > 1u) { g1 = fma(x, r4(rr, 1u), g1); }
-                    if (CG > 2u) { g2 = fma(x, r4(rr, 2u), g2); }
-                    if (CG > 3u) { g3 = fma(x, r4(rr, 3u), g3); }
-                    if (CG > 4u) { g4 = fma(x, r4(rr, 4u), g4); }
-                    if (CG > 5u) { g5 = fma(x, r4(rr, 5u), g5); }
-                    if (CG > 6u) { g6 = fma(x, r4(rr, 6u), g6); }
-                    if (CG > 7u) { g7 = fma(x, r4(rr, 7u), g7); }
+                    put(s, c0, jq, a0, first);
+                    if (kt > 1u) { put(s, c0 + 1u, jq, a1, first); }
+                    if (kt > 2u) { put(s, c0 + 2u, jq, a2, first); }
+                    if (kt > 3u) { put(s, c0 + 3u, jq, a3, first); }
+                    if (kt > 4u) { put(s, c0 + 4u, jq, a4, first); }
+                    if (kt > 5u) { put(s, c0 + 5u, jq, a5, first); }
+                    if (kt > 6u) { put(s, c0 + 6u, jq, a6, first); }
+                    if (kt > 7u) { put(s, c0 + 7u, jq, a7, first); }
+                    if (kt > 8u) { put(s, c0 + 8u, jq, a8, first); }
+                    if (kt > 9u) { put(s, c0 + 9u, jq, a9, first); }
+                    if (kt > 10u) { put(s, c0 + 10u, jq, a10, first); }
+                    if (kt > 11u) { put(s, c0 + 11u, jq, a11, first); }
+                    if (kt > 12u) { put(s, c0 + 12u, jq, a12, first); }
+                    if (kt > 13u) { put(s, c0 + 13u, jq, a13, first); }
+                    if (kt > 14u) { put(s, c0 + 14u, jq, a14, first); }
+                    if (kt > 15u) { put(s, c0 + 15u, jq, a15, first); }
                 }
-                put(s, 0u, j, g0, first);
-                if (CG > 1u) { put(s, 1u, j, g1, first); }
-                if (CG > 2u) { put(s, 2u, j, g2, first); }
-                if (CG > 3u) { put(s, 3u, j, g3, first); }
-                if (CG > 4u) { put(s, 4u, j, g4, first); }
-                if (CG > 5u) { put(s, 5u, j, g5, first); }
-                if (CG > 6u) { put(s, 6u, j, g6, first); }
-                if (CG > 7u) { put(s, 7u, j, g7, first); }
             }
         }
         workgroupBarrier();

@@ -2,7 +2,7 @@
 // to what they hold with flags bit 0) and the batch's (loss, hits) into its slot of the sums. CPU mirror: the last
 // loop of cpu::fused.
 //
-// One invocation per partial element: f = (group · (d + 1) + feature) · 4 + lane, so adjacent invocations read
+// One invocation per partial element: f = (class · (⌈d / 4⌉ + 1) + quad) · 4 + lane, so adjacent invocations read
 // adjacent words of each segment's partial (coalesced); each loops over the segments (at most SEGS) in order —
 // a fixed order, so the sums are bitwise reproducible. The last invocation sums the metrics. With TRAIN = 0 (an
 // evaluation) only the metrics are summed.
@@ -29,7 +29,8 @@ fn main(
     let tiles = (step.rows + 63u) / 64u;
     let per = (tiles + SEGS - 1u) / SEGS;
     let segs = (tiles + per - 1u) / per;
-    let items = select(0u, CG * (d + 1u) * 4u, TRAIN != 0u);
+    let quads = (d + 3u) / 4u;
+    let items = select(0u, k * (quads + 1u) * 4u, TRAIN != 0u);
     if (f == items) {
         var l = 0.0;
         var h = 0.0;
@@ -46,21 +47,21 @@ fn main(
     }
     let lane = f % 4u;
     let jc = f / 4u;
-    let j = jc % (d + 1u);
-    let c = jc / (d + 1u);
-    let kk = 4u * c + lane;
-    if (kk >= k) {
+    let jq = jc % (quads + 1u);
+    let c = jc / (quads + 1u);
+    let j = 4u * jq + lane;
+    if ((jq < quads && j >= d) || (jq == quads && lane != 0u)) {
         return;
     }
     var acc = 0.0;
     for (var s = 0u; s < segs; s = s + 1u) {
-        acc = acc + gp[(s * CG + c) * (d + 1u) + j][lane];
+        acc = acc + gp[(s * k + c) * (quads + 1u) + jq][lane];
     }
     let add = (step.flags & 1u) != 0u;
-    if (j == d) {
-        gb[kk] = select(acc, gb[kk] + acc, add);
+    if (jq == quads) {
+        gb[c] = select(acc, gb[c] + acc, add);
     } else {
-        let e = j * k + kk;
+        let e = j * k + c;
         g[e] = select(acc, g[e] + acc, add);
     }
 }

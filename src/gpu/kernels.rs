@@ -78,8 +78,12 @@ pub fn class_groups(k: u32) -> u32 {
 /// [`FUSED_PARTIAL_BYTES`] holds partials for, 1 to 512. 512 segments of 256 invocations make the 65,536
 /// invocations a large GPU needs in flight, and keep the reduction's loop over segments short.
 pub fn fused_max_segments(d: u32, k: u32) -> u32 {
-    let per = u64::from(class_groups(k)) * (u64::from(d) + 1) * 16;
-    (FUSED_PARTIAL_BYTES / per).clamp(1, 512) as u32
+    (FUSED_PARTIAL_BYTES / fused_partial_bytes(d, k)).clamp(1, 512) as u32
+}
+
+/// Bytes of one segment's gradient partials: K × (⌈d / 4⌉ + 1) vec4 (the last quad of each class holds its bias).
+pub fn fused_partial_bytes(d: u32, k: u32) -> u64 {
+    u64::from(k.max(1)) * (u64::from(d).div_ceil(4) + 1) * 16
 }
 
 /// Segments (workgroups of [`Kernel::FusedHeld`]) of a batch of `rows` rows: its tiles of [`FUSED_TILE_ROWS`] rows
@@ -354,7 +358,7 @@ static SPECS: [KernelSpec; 19] = [
         bindings: &[Read, Read, ReadWrite, ReadWrite, ReadWrite],
         constants: &[("WG", 64.0), ("CG", 3.0), ("SEGS", 512.0), ("TRAIN", 1.0)],
         // Every partial element, and one more invocation for the metrics.
-        grid: Grid::Items(|s| u64::from(class_groups(s.k)) * (u64::from(s.d) + 1) * 4 + 1),
+        grid: Grid::Items(|s| u64::from(s.k) * (u64::from(s.d).div_ceil(4) + 1) * 4 + 1),
     },
 ];
 
@@ -894,7 +898,9 @@ mod tests {
         assert_eq!(fused_segments(256, 784, 10), 4);
         // Many features: fewer segments, the partials within their budget.
         let wide = fused_max_segments(100_000, 32);
-        assert!(u64::from(wide) * 8 * 100_001 * 16 <= FUSED_PARTIAL_BYTES && wide >= 1);
+        assert!(
+            u64::from(wide) * fused_partial_bytes(100_000, 32) <= FUSED_PARTIAL_BYTES && wide >= 1
+        );
         // The constants each kernel declares, and no other.
         let c = fused_constants(Kernel::Reduce, 784, 10, 3, true);
         assert!(c.iter().all(|(n, _)| *n != "SLOTS"));

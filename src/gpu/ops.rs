@@ -6,8 +6,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{
-    class_groups, fused_constants, fused_max_segments, held_slots, ChunkUniform, Dims, HeldUniform,
-    Kernel, StepUniform, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
+    fused_constants, fused_max_segments, fused_partial_bytes, held_slots, ChunkUniform, Dims,
+    HeldUniform, Kernel, StepUniform, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -693,11 +693,7 @@ pub fn fused_held(
     let bb = storage_init(ctx, "b", &b.to_vec());
     let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
     let segs = u64::from(fused_max_segments(dd, kk));
-    let gp = storage_zeroed(
-        ctx,
-        "partials",
-        segs * u64::from(class_groups(kk)) * (d as u64 + 1) * 16,
-    );
+    let gp = storage_zeroed(ctx, "partials", segs * fused_partial_bytes(dd, kk));
     let mp = storage_zeroed(ctx, "partial metrics", segs * 8);
     let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
     let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);

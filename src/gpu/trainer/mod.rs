@@ -220,8 +220,11 @@ impl<'a> GpuBackend<'a> {
         let fused_step = Self::one_pass(ctx, shape, options).then(|| {
             let (dd, kk) = (d as u32, k as u32);
             let segs = u64::from(crate::gpu::kernels::fused_max_segments(dd, kk));
-            let cg = u64::from(crate::gpu::kernels::class_groups(kk));
-            let gp = storage_zeroed(ctx, "segment partials", segs * cg * (d as u64 + 1) * 16);
+            let gp = storage_zeroed(
+                ctx,
+                "segment partials",
+                segs * crate::gpu::kernels::fused_partial_bytes(dd, kk),
+            );
             let mp = storage_zeroed(ctx, "segment metrics", segs * 8);
             let reduce = ctx.kernels.bind(
                 &ctx.device,
