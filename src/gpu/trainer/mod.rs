@@ -4,8 +4,8 @@
 //! the device. Backend calls are not executed one by one: each appends an op (accumulate, forward, update) to a
 //! short list, and the list is recorded into one compute pass and submitted when it is full, when a value must be
 //! read back, or before the host writes a buffer the queued ops use. A step of a held batch reads its (shuffled) rows
-//! where they are held (forward_held → grad_held → metrics, K ≤ 16 and at most four chunks) or gathers them into the
-//! batch buffer first; [`GpuBackend::plan`](plan) lists each op's kernels. The update kernel divides the sums by the
+//! where they are held — in one pass on a GPU (fused_held → reduce, K ≤ 32), else forward_held → grad_held →
+//! metrics (K ≤ 16), at most four chunks either way — or gathers them into the batch buffer first; [`GpuBackend::plan`](plan) lists each op's kernels. The update kernel divides the sums by the
 //! rows they cover. Loss and hit sums go to per-op slots on the device and
 //! are read once, by [`crate::train::Backend::take_sums`]. At most two submissions are in flight.
 //!
