@@ -55,7 +55,7 @@ impl Model {
         let what = format!("probabilities of {n} rows × {k} classes");
         // Z, S and the standardised copy of X.
         let bytes = crate::error::checked_product(&what, &[n, k.max(x.ncols() as u64), 12])?;
-        crate::data::check_host_memory(&what, bytes)?;
+        crate::memory::check(&what, bytes)?;
         let mut x = x.to_owned();
         if let Some(s) = &self.standardizer {
             s.apply(&mut x);

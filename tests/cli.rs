@@ -18,11 +18,16 @@ fn run(args: &[&str]) -> Out {
     // Autotuning caches its choices: keep the tests' cache out of the user's.
     let cache =
         std::env::temp_dir().join(format!("softmax-wgpu-test-cache-{}", std::process::id()));
-    let o = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
-        .args(args)
-        .env("SOFTMAX_WGPU_CACHE_DIR", cache)
-        .output()
-        .expect("runs");
+    output(
+        Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
+            .args(args)
+            .env("SOFTMAX_WGPU_CACHE_DIR", cache),
+    )
+}
+
+/// Runs `cmd` to the end and keeps its exit code and output.
+fn output(cmd: &mut Command) -> Out {
+    let o = cmd.output().expect("runs");
     Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -1752,18 +1757,13 @@ fn an_error_shows_a_long_cell_by_its_start_and_length() {
 /// `cmd` with `args` run by `sh` under `ulimit -d KIB` (the process's data limit, which counts what a run allocates
 /// and not the arenas it reserves, so that it tests the budget and not glibc's layout).
 fn run_limited(kib: u64, args: &[&str]) -> Out {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -d {kib} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_softmax-wgpu"))
-        .args(args)
-        .output()
-        .expect("runs");
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    output(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -d {kib} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_softmax-wgpu"))
+            .args(args),
+    )
 }
 
 #[test]
@@ -1836,27 +1836,23 @@ fn a_damaged_tuning_cache_is_ignored_with_a_warning_and_rewritten() {
     let cache = tempfile::tempdir().unwrap();
     let file = cache.path().join("tuning.json");
     let train = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
-            .args([
-                "train",
-                "--device",
-                "gpu",
-                "--synthetic",
-                "200,8,3",
-                "--optimizer",
-                "sgd",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "16",
-            ])
-            .env("SOFTMAX_WGPU_CACHE_DIR", cache.path())
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        let mut o = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"));
+        o.args([
+            "train",
+            "--device",
+            "gpu",
+            "--synthetic",
+            "200,8,3",
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+        ])
+        .env("SOFTMAX_WGPU_CACHE_DIR", cache.path());
+        let o = output(&mut o);
+        (Some(o.code), o.stderr)
     };
     let (code, stderr) = train();
     if code == Some(2)

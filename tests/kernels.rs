@@ -317,6 +317,33 @@ fn the_fused_forward_kernel_matches_its_mirror_and_the_separate_kernels() {
     });
 }
 
+/// A batch drawn from a held set, for the kernels that read rows in place: `n` held rows of `d` features (labels of
+/// `k` classes), a batch of `b` row indices (repeats allowed), W and b, and row and class weights that are powers of
+/// two (a zero row included), so that weighting scales values and bounds exactly.
+struct HeldCase {
+    x: Array2<f32>,
+    w: Array2<f32>,
+    bias: Array1<f32>,
+    y: Vec<u32>,
+    perm: Vec<u32>,
+    row_w: Vec<f32>,
+    class_w: Vec<f32>,
+}
+
+impl HeldCase {
+    fn new(s: u64, n: usize, d: usize, k: usize, b: usize) -> Self {
+        HeldCase {
+            x: uniform(n, d, -2.0, 2.0, s),
+            w: uniform(d, k, -1.0, 1.0, s + 1),
+            bias: Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0),
+            y: labels(n, k, s + 3),
+            perm: labels(b, n, s + 4),
+            row_w: (0..b).map(|i| [0.5, 1.0, 2.0, 0.0][i % 4]).collect(),
+            class_w: (0..k).map(|c| [1.0, 2.0, 0.5, 4.0][c % 4]).collect(),
+        }
+    }
+}
+
 #[test]
 fn the_held_kernels_read_rows_in_place_bitwise_like_the_kernels_over_a_gathered_copy() {
     on_every_gpu(|ctx| {
@@ -331,15 +358,15 @@ fn the_held_kernels_read_rows_in_place_bitwise_like_the_kernels_over_a_gathered_
         .iter()
         .enumerate()
         {
-            let s = s as u64 * 7 + 100;
-            let x = uniform(n, d, -2.0, 2.0, s);
-            let w = uniform(d, k, -1.0, 1.0, s + 1);
-            let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
-            let y = labels(n, k, s + 3);
-            let perm: Vec<u32> = labels(b, n, s + 4);
-            let row_w: Vec<f32> = (0..b).map(|i| [0.5, 1.0, 2.0, 0.0][i % 4]).collect();
-            // Powers of two (a zero row included), so weighting scales values and bounds exactly.
-            let class_w: Vec<f32> = (0..k).map(|c| [1.0, 2.0, 0.5, 4.0][c % 4]).collect();
+            let HeldCase {
+                x,
+                w,
+                bias,
+                y,
+                perm,
+                row_w,
+                class_w,
+            } = HeldCase::new(s as u64 * 7 + 100, n, d, k, b);
             let weights = cpu::Weights {
                 class: Some(&class_w),
                 row: Some(&row_w),
@@ -414,15 +441,15 @@ fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
                 );
                 return;
             }
-            let s = s as u64 * 11 + 300;
-            let x = uniform(n, d, -2.0, 2.0, s);
-            let w = uniform(d, k, -1.0, 1.0, s + 1);
-            let bias = Array1::from(uniform(1, k, -1.0, 1.0, s + 2).into_raw_vec_and_offset().0);
-            let y = labels(n, k, s + 3);
-            let perm: Vec<u32> = labels(b, n, s + 4);
-            // Powers of two (a zero row included), so weighting scales values and bounds exactly.
-            let row_w: Vec<f32> = (0..b).map(|i| [0.5, 1.0, 2.0, 0.0][i % 4]).collect();
-            let class_w: Vec<f32> = (0..k).map(|c| [1.0, 2.0, 0.5, 4.0][c % 4]).collect();
+            let HeldCase {
+                x,
+                w,
+                bias,
+                y,
+                perm,
+                row_w,
+                class_w,
+            } = HeldCase::new(s as u64 * 11 + 300, n, d, k, b);
             let weights = cpu::Weights {
                 class: Some(&class_w),
                 row: Some(&row_w),

@@ -68,7 +68,7 @@ impl<T: Real> CpuBackend<T> {
                 2 * std::mem::size_of::<T>() as u64,
             ],
         )?;
-        crate::data::check_host_memory(
+        crate::memory::check(
             &format!("a model of {} features × {} classes", shape.d, shape.k),
             bytes,
         )?;

@@ -167,7 +167,7 @@ impl FastCpu {
                 4 * (LANES as u64 + 3),
             ],
         )?;
-        crate::data::check_host_memory(&what, bytes)?;
+        crate::memory::check(&what, bytes)?;
         let dims = Dims::of(shape);
         Ok(FastCpu {
             shape,

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 
-use super::{check_host_memory, Chunk, RowSource, MAX_CLASSES};
+use super::{Chunk, RowSource, MAX_CLASSES};
 use crate::error::{Error, Position, Result};
+use crate::memory;
 
 trait ReadSeek: Read + Seek + Send + std::fmt::Debug {}
 impl<T: Read + Seek + Send + std::fmt::Debug> ReadSeek for T {}
@@ -32,6 +33,16 @@ pub fn looks_like_idx(bytes: &[u8]) -> bool {
         && bytes[1] == 0
         && matches!(bytes[2], 0x08 | 0x09 | 0x0B | 0x0C | 0x0D | 0x0E)
         && (1..=4).contains(&bytes[3])
+}
+
+/// Bytes of one element of IDX type `kind` (one [`looks_like_idx`] accepts).
+fn element_size(kind: u8) -> usize {
+    match kind {
+        0x08 | 0x09 => 1,
+        0x0B => 2,
+        0x0C | 0x0D => 4,
+        _ => 8,
+    }
 }
 
 /// True when `bytes` start with the gzip magic.
@@ -99,12 +110,7 @@ fn inflate(path: &Path, file: std::fs::File) -> Result<Vec<u8>> {
     if head.len() as u64 != 4 + 4 * dims {
         return Ok(head);
     }
-    let size: u64 = match head[2] {
-        0x08 | 0x09 => 1,
-        0x0B => 2,
-        0x0C | 0x0D => 4,
-        _ => 8,
-    };
+    let size = element_size(head[2]) as u64;
     let declared = head[4..]
         .chunks_exact(4)
         .map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
@@ -114,11 +120,11 @@ fn inflate(path: &Path, file: std::fs::File) -> Result<Vec<u8>> {
         .ok_or_else(|| Error::input(path, "its dimensions are larger than any file can be"))?;
     let help = "gunzip it: a plain IDX file is read a chunk at a time";
     let what = format!("{} decompressed", path.display());
-    crate::memory::check_with(&what, declared as u64, Some(help))?;
+    memory::check_with(&what, declared as u64, Some(help))?;
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(declared)
-        .map_err(|_| crate::memory::allocation_failed(&what, declared as u64, Some(help)))?;
+        .map_err(|_| memory::allocation_failed(&what, declared as u64, Some(help)))?;
     bytes.extend_from_slice(&head);
     (&mut gz)
         .take((declared - head.len()) as u64)
@@ -151,12 +157,7 @@ fn read_header(path: &Path, r: &mut dyn ReadSeek, len: u64) -> Result<Header> {
             ),
         ));
     }
-    let size = match magic[2] {
-        0x08 | 0x09 => 1,
-        0x0B => 2,
-        0x0C | 0x0D => 4,
-        _ => 8,
-    };
+    let size = element_size(magic[2]);
     let mut dims = Vec::new();
     for i in 0..magic[3] as usize {
         let mut b = [0u8; 4];
@@ -236,7 +237,7 @@ pub fn read_idx_labels(path: &Path, classes: Option<usize>) -> Result<Vec<u32>> 
         ));
     }
     let n = h.dims[0] as usize;
-    check_host_memory("the labels", (n as u64).saturating_mul(4 + h.size as u64))?;
+    memory::check("the labels", (n as u64).saturating_mul(4 + h.size as u64))?;
     let mut raw = vec![0u8; n * h.size];
     r.read_exact(&mut raw).map_err(|e| Error::io(path, e))?;
     let limit = classes.unwrap_or(MAX_CLASSES) as f64;

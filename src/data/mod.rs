@@ -198,18 +198,6 @@ pub fn label_classes(
     Ok(k)
 }
 
-/// Bytes of memory this process can still take: the tightest of available memory, `ulimit -v`/`-d` and the cgroup's
-/// limit ([`crate::memory::headroom`]), or None where none can be read.
-pub fn available_memory() -> Option<u64> {
-    crate::memory::available()
-}
-
-/// Refuses to allocate `needed` bytes for `what` when this process cannot take them ([`crate::memory::check`]),
-/// before anything is allocated (an allocation that fails aborts the process instead of reporting an error).
-pub fn check_host_memory(what: &str, needed: u64) -> Result<()> {
-    crate::memory::check(what, needed)
-}
-
 /// Features, class indices and class names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {

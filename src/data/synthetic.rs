@@ -2,8 +2,9 @@
 
 use ndarray::Array2;
 
-use super::{check_host_memory, Chunk, Dataset, RowSource, MAX_CLASSES};
+use super::{Chunk, Dataset, RowSource, MAX_CLASSES};
 use crate::error::{checked_product, Error, Result};
+use crate::memory;
 use crate::rng::SplitMix64;
 
 /// `n` rows of `d` features in `k` classes: class c's centre is drawn from N(0, s²·I) with s = 3/√(2d), so two centres
@@ -22,7 +23,7 @@ pub fn synthetic(n: usize, d: usize, k: usize, seed: u64) -> Result<Dataset> {
         &[n as u64, d as u64, 4],
     )?;
     let centre_bytes = checked_product("the class centres", &[k as u64, d as u64, 8])?;
-    check_host_memory(
+    memory::check(
         &format!("--synthetic {n},{d},{k}"),
         x_bytes.saturating_add(centre_bytes),
     )?;
@@ -70,7 +71,7 @@ impl SyntheticRows {
             ));
         }
         let centre_bytes = checked_product("the class centres", &[k as u64, d as u64, 8])?;
-        check_host_memory("the class centres", centre_bytes)?;
+        memory::check("the class centres", centre_bytes)?;
         let mut rows = SyntheticRows {
             name: format!("synthetic {n}×{d}, {k} classes, seed {seed}"),
             n,

@@ -163,3 +163,18 @@ impl StepSlots {
         (self.stride * i as u64) as u32
     }
 }
+
+/// The per-segment partial sums of the one-pass kernel (`fused_held.wgsl`) for `d` features and `k` classes, for
+/// as many segments as a batch may be cut into, and the segments' (loss, hits): what it writes and `reduce.wgsl`
+/// reads.
+pub fn fused_partials(ctx: &GpuContext, d: u32, k: u32) -> (wgpu::Buffer, wgpu::Buffer) {
+    let segments = u64::from(super::kernels::fused_max_segments(d, k));
+    (
+        storage_zeroed(
+            ctx,
+            "segment partials",
+            segments * super::kernels::fused_partial_bytes(d, k),
+        ),
+        storage_zeroed(ctx, "segment metrics", segments * 8),
+    )
+}

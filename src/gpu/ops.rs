@@ -3,11 +3,11 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use super::buffers::{read, storage_init, storage_zeroed, uniform_init, StepSlots};
+use super::buffers::{fused_partials, read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{
-    fused_constants, fused_max_segments, fused_partial_bytes, held_slots, ChunkUniform, Dims,
-    HeldUniform, Kernel, StepUniform, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
+    fused_constants, held_slots, ChunkUniform, Dims, HeldUniform, Kernel, StepUniform,
+    FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -55,31 +55,10 @@ fn run(
     step: StepUniform,
     buffers: &[&wgpu::Buffer],
 ) -> Result<()> {
-    let slots = StepSlots::new(ctx, 1);
-    slots.write(ctx, &[step]);
-    let bg = ctx.kernels.bind(&ctx.device, kernel, buffers);
-    let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        let dims = Dims {
-            rows: step.rows,
-            d: step.d,
-            k: step.k,
-        };
-        kernel.record(
-            ctx,
-            &mut pass,
-            &slots.bind_group,
-            slots.offset(0),
-            &bg,
-            dims,
-        );
-    }
-    ctx.queue.submit([encoder.finish()]);
-    ctx.wait()
+    run_with(ctx, kernel, step, &[], buffers)
 }
 
-/// [`run`] with a pipeline built for `constants` (and the grid they give).
+/// [`run`] with a pipeline built for `constants` (and the grid they give); none: the kernel's default pipeline.
 fn run_with(
     ctx: &GpuContext,
     kernel: Kernel,
@@ -90,7 +69,6 @@ fn run_with(
     let slots = StepSlots::new(ctx, 1);
     slots.write(ctx, &[step]);
     let bg = ctx.kernels.bind(&ctx.device, kernel, buffers);
-    let pipeline = ctx.kernels.pipeline_with(&ctx.device, kernel, constants);
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     {
         let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -99,14 +77,13 @@ fn run_with(
             d: step.d,
             k: step.k,
         };
-        kernel.record_with(
-            ctx,
-            (&pipeline, constants),
-            &mut pass,
-            (&slots.bind_group, slots.offset(0)),
-            &bg,
-            dims,
-        );
+        let at = (&slots.bind_group, slots.offset(0));
+        if constants.is_empty() {
+            kernel.record(ctx, &mut pass, at.0, at.1, &bg, dims);
+        } else {
+            let pipeline = ctx.kernels.pipeline_with(&ctx.device, kernel, constants);
+            kernel.record_with(ctx, (&pipeline, constants), &mut pass, at, &bg, dims);
+        }
     }
     ctx.queue.submit([encoder.finish()]);
     ctx.wait()
@@ -550,6 +527,79 @@ fn check_perm(perm: &[u32], n: usize) -> Result<()> {
     }
 }
 
+/// The inputs of a kernel that reads a batch of a held set in place and runs its forward pass: X as a held set of
+/// chunks, the labels, the batch's row indices, W, b and the weights' buffers, after checking them (`what`, at most
+/// `max_k` classes), with the batch's uniform.
+struct HeldForward {
+    chunks: Vec<wgpu::Buffer>,
+    layout: wgpu::Buffer,
+    y: wgpu::Buffer,
+    perm: wgpu::Buffer,
+    w: wgpu::Buffer,
+    b: wgpu::Buffer,
+    cw: wgpu::Buffer,
+    sw: wgpu::Buffer,
+    step: StepUniform,
+}
+
+impl HeldForward {
+    #[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, and the chunking
+    fn new(
+        ctx: &GpuContext,
+        (what, max_k): (&str, usize),
+        x: ArrayView2<f32>,
+        y: &[u32],
+        perm: &[u32],
+        (w, b): (ArrayView2<f32>, ArrayView1<f32>),
+        weights: Weights<'_, f32>,
+        chunk_rows: usize,
+    ) -> Result<Self> {
+        let (n, d) = x.dim();
+        let k = w.ncols();
+        let rows = perm.len();
+        check(
+            w.nrows() == d && b.len() == k && (1..=max_k).contains(&k) && rows > 0,
+            what,
+            || format!("w [{d}, k ≤ {max_k}], b [k], at least one row"),
+            || {
+                format!(
+                    "x {:?}, w {:?}, b {}, {rows} rows",
+                    x.dim(),
+                    w.dim(),
+                    b.len()
+                )
+            },
+        )?;
+        check_labels(y, n, k)?;
+        check_perm(perm, n)?;
+        let (r, dd, kk) = dims(rows, d, k)?;
+        let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
+        let (cw, sw, flags) = weight_buffers(ctx, weights, rows, k)?;
+        Ok(HeldForward {
+            chunks,
+            layout,
+            y: storage_init(ctx, "labels", y),
+            perm: storage_init(ctx, "perm", perm),
+            w: storage_init(ctx, "w", &contiguous(w)),
+            b: storage_init(ctx, "b", &b.to_vec()),
+            cw,
+            sw,
+            step: StepUniform {
+                rows: r,
+                d: dd,
+                k: kk,
+                flags,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The four chunk slots the held kernels bind (unused ones repeat the first).
+    fn slots(&self) -> [&wgpu::Buffer; HELD_SLOTS] {
+        held_slots(&self.chunks.iter().collect::<Vec<_>>())
+    }
+}
+
 /// `forward_held.wgsl` on the GPU: [`forward`] over the rows `perm` names of the held set `x` (labels `y`), held in
 /// chunks of `chunk_rows` rows.
 #[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, and the chunking
@@ -563,46 +613,26 @@ pub fn forward_held(
     weights: Weights<'_, f32>,
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Array2<f32>)> {
-    let (n, d) = x.dim();
-    let k = w.ncols();
-    let rows = perm.len();
-    check(
-        w.nrows() == d && b.len() == k && (1..=16).contains(&k) && rows > 0,
-        "forward operands",
-        || format!("w [{d}, k ≤ 16], b [k], at least one row"),
-        || {
-            format!(
-                "x {:?}, w {:?}, b {}, {rows} rows",
-                x.dim(),
-                w.dim(),
-                b.len()
-            )
-        },
+    let h = HeldForward::new(
+        ctx,
+        ("forward operands", 16),
+        x,
+        y,
+        perm,
+        (w, b),
+        weights,
+        chunk_rows,
     )?;
-    check_labels(y, n, k)?;
-    check_perm(perm, n)?;
-    let (r, dd, kk) = dims(rows, d, k)?;
-    let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
-    let [x0, x1, x2, x3] = held_slots(&chunks.iter().collect::<Vec<_>>());
-    let yb = storage_init(ctx, "labels", y);
-    let pb = storage_init(ctx, "perm", perm);
-    let wb = storage_init(ctx, "w", &contiguous(w));
-    let bb = storage_init(ctx, "b", &b.to_vec());
+    let (rows, k) = (perm.len(), w.ncols());
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
-    let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
+    let [x0, x1, x2, x3] = h.slots();
     run(
         ctx,
         Kernel::ForwardHeld,
-        StepUniform {
-            rows: r,
-            d: dd,
-            k: kk,
-            flags,
-            ..Default::default()
-        },
+        h.step,
         &[
-            x0, x1, x2, x3, &yb, &pb, &layout, &wb, &bb, &out, &stats, &cwb, &swb,
+            x0, x1, x2, x3, &h.y, &h.perm, &h.layout, &h.w, &h.b, &out, &stats, &h.cw, &h.sw,
         ],
     )?;
     Ok((
@@ -666,60 +696,38 @@ pub fn fused_held(
     weights: Weights<'_, f32>,
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Array1<f32>, f32, f32)> {
-    let (n, d) = x.dim();
-    let k = w.ncols();
-    let rows = perm.len();
-    check(
-        w.nrows() == d && b.len() == k && (1..=FUSED_MAX_CLASSES).contains(&k) && rows > 0,
-        "fused operands",
-        || format!("w [{d}, k ≤ {FUSED_MAX_CLASSES}], b [k], at least one row"),
-        || {
-            format!(
-                "x {:?}, w {:?}, b {}, {rows} rows",
-                x.dim(),
-                w.dim(),
-                b.len()
-            )
-        },
+    let h = HeldForward::new(
+        ctx,
+        ("fused operands", FUSED_MAX_CLASSES),
+        x,
+        y,
+        perm,
+        (w, b),
+        weights,
+        chunk_rows,
     )?;
-    check_labels(y, n, k)?;
-    check_perm(perm, n)?;
-    let (r, dd, kk) = dims(rows, d, k)?;
-    let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
-    let [x0, x1, x2, x3] = held_slots(&chunks.iter().collect::<Vec<_>>());
-    let yb = storage_init(ctx, "labels", y);
-    let pb = storage_init(ctx, "perm", perm);
-    let wb = storage_init(ctx, "w", &contiguous(w));
-    let bb = storage_init(ctx, "b", &b.to_vec());
-    let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
-    let segs = u64::from(fused_max_segments(dd, kk));
-    let gp = storage_zeroed(ctx, "partials", segs * fused_partial_bytes(dd, kk));
-    let mp = storage_zeroed(ctx, "partial metrics", segs * 8);
+    let (d, k) = (x.ncols(), w.ncols());
+    let (gp, mp) = fused_partials(ctx, h.step.d, h.step.k);
     let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
     let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
     let sums = storage_zeroed(ctx, "sums", 8);
-    let step = StepUniform {
-        rows: r,
-        d: dd,
-        k: kk,
-        flags,
-        ..Default::default()
-    };
-    let slots = chunks.len() as u32;
+    let slots = h.chunks.len() as u32;
+    let constants = |kernel| fused_constants(kernel, h.step.d, h.step.k, slots, true);
+    let [x0, x1, x2, x3] = h.slots();
     run_with(
         ctx,
         Kernel::FusedHeld,
-        step,
-        &fused_constants(Kernel::FusedHeld, dd, kk, slots, true),
+        h.step,
+        &constants(Kernel::FusedHeld),
         &[
-            x0, x1, x2, x3, &yb, &pb, &layout, &wb, &bb, &cwb, &swb, &gp, &mp,
+            x0, x1, x2, x3, &h.y, &h.perm, &h.layout, &h.w, &h.b, &h.cw, &h.sw, &gp, &mp,
         ],
     )?;
     run_with(
         ctx,
         Kernel::Reduce,
-        step,
-        &fused_constants(Kernel::Reduce, dd, kk, slots, true),
+        h.step,
+        &constants(Kernel::Reduce),
         &[&gp, &mp, &g, &gb, &sums],
     )?;
     let metrics = read(ctx, &sums, 0, 2)?;

@@ -33,7 +33,7 @@ const CHUNKS_IN_FLIGHT: u64 = 4;
 /// The host memory budget when none is given: half the memory available when training starts (4 GiB where that
 /// cannot be read).
 pub fn default_memory_budget() -> u64 {
-    crate::data::available_memory().map_or(4 << 30, |a| a / 2)
+    crate::memory::available().map_or(4 << 30, |a| a / 2)
 }
 
 /// Rows a streamed chunk holds at least, when the batch is larger: below this a chunk's fixed costs (a read, a

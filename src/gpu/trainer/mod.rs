@@ -218,14 +218,7 @@ impl<'a> GpuBackend<'a> {
             (list, group)
         });
         let fused_step = Self::one_pass(ctx, shape, options).then(|| {
-            let (dd, kk) = (d as u32, k as u32);
-            let segs = u64::from(crate::gpu::kernels::fused_max_segments(dd, kk));
-            let gp = storage_zeroed(
-                ctx,
-                "segment partials",
-                segs * crate::gpu::kernels::fused_partial_bytes(dd, kk),
-            );
-            let mp = storage_zeroed(ctx, "segment metrics", segs * 8);
+            let (gp, mp) = crate::gpu::buffers::fused_partials(ctx, d as u32, k as u32);
             let reduce = ctx.kernels.bind(
                 &ctx.device,
                 Kernel::Reduce,
