@@ -1,37 +1,52 @@
 // One pass over a batch's rows where they are held, for K ≤ 32: the logits, max-subtracted softmax, loss, hit and
 // residual of each row and the row's share of the gradient Xᵀ·R, written as per-segment partial sums that
-// reduce.wgsl adds in a fixed order. CPU mirror: cpu::fused (same tiles, segments and orders of addition).
+// reduce.wgsl adds in a fixed order. CPU mirror: cpu::fused (same sums; numerics::tolerance::fused bounds the GPU's
+// order of addition).
 //
 // Shape of the work (what a real GPU needs, see shared notes): the batch is cut into tiles of RT = 64 rows and the
-// tiles into at most SEGS segments of consecutive tiles, one workgroup of 256 invocations per segment, so the
-// invocations grow with the batch (256 per 64-row tile up to SEGS workgroups) and no invocation walks more than
-// `per` tiles (a few) in sequence. Within a tile:
-// - Phase A (logits): the tile's rows are staged DC = 32 features at a time into workgroup memory, invocation t
-//   reading element t, t + 256, … of the 64 × 32 block in row-major order: adjacent invocations read adjacent words
-//   of one row of X (coalesced, 128 bytes per 32 lanes). Invocation (r = t % 64, q = t / 64) then accumulates row
-//   r's logits for class groups q and q + 4 (four classes each, vec4) over the staged features, in feature order:
-//   the same fma sequence per logit as forward.wgsl, so the logits are bitwise forward's.
-// - Softmax: one invocation per row (q = 0) turns its logits into the weighted residual S − Y in workgroup memory
-//   and adds its loss and hit to its running sums (softmax.wgsl's order of operations).
-// - Phase B (gradient): invocation t owns feature quads t, t + 256, … (4 consecutive features of a row as a vec4,
-//   and the bias as a last quad), reads them for the tile's rows — adjacent invocations adjacent 16-byte words,
-//   coalesced, from cache: phase A has just read the same 64 rows — and, 16 classes at a time in registers, adds
-//   Σ_rows x·R[row, c] (R a broadcast scalar) to the segment's partial, laid out [segment][class][quad] as vec4 so
-//   that adjacent invocations write adjacent 16-byte words.
+// tiles into at most SEGS segments of consecutive tiles, one workgroup of WG = 64 · SPLIT invocations per segment,
+// so the invocations grow with the batch and no invocation walks more than `per` tiles (a few) in sequence. Within
+// a tile:
+// - Phase A (logits): invocation t owns row r = t % 64 of the tile and class groups part, part + SPLIT, … (part =
+//   t / 64), in vec4 accumulators, and walks the row's features in order with the same fma sequence per logit as
+//   forward.wgsl (bitwise its logits). W is staged in workgroup memory, a block of features at a time, read by
+//   every invocation at the same address (a broadcast). X comes from:
+//   - STAGE = 1 (GPUs): DC = 32 features of the tile's 64 rows staged into workgroup memory, invocation t reading
+//     elements t, t + WG, … of the 64 × 32 block in row-major order: adjacent invocations read adjacent words of
+//     one row of X (coalesced: 128 bytes per 32 lanes); stored by feature quads with a padded row stride (RTP = 65).
+//   - STAGE = 0 (CPU adapters): each row's invocation reads its row in place (cached there), and W is staged in
+//     blocks as large as fit, for fewer barriers.
+// - Softmax: with SPLIT = 2 the row's two invocations exchange their class groups through workgroup memory; the
+//   row's first invocation then computes the max-subtracted softmax, loss, hit and the weighted residual S − Y in
+//   registers (softmax.wgsl's arithmetic) and writes the residuals to workgroup memory.
+// - Phase B (gradient): invocation t owns features t, t + WG, … and every class group in registers; for the tile's
+//   rows in order it reads x[row, j] — adjacent invocations adjacent words of one row (coalesced; from cache, phase
+//   A has just read the same rows) — times the row's residuals (a broadcast from workgroup memory), into the
+//   segment's partial, laid out [segment][class][feature] so that adjacent invocations write adjacent words. The
+//   bias (feature d) is summed by invocations t < CG.
 // X is read from device memory once per step; the partials are the segment's own (no atomics), so results are
-// bitwise reproducible on an adapter.
+// bitwise reproducible on an adapter, and the two shapes add the same products in the same order.
 
 // Chunks of the held set (1 to 4), as forward_held.wgsl.
 override SLOTS: u32 = 4u;
 // Class groups of four: ceil(K / 4), 1 to 8. Groups past it are compiled out.
 override CG: u32 = 3u;
 // Most segments (workgroups) a batch is cut into; the host derives it from the partials' memory.
-override SEGS: u32 = 512u;
+override SEGS: u32 = 1024u;
 // 0 for the forward pass only (evaluation): no residual, no gradient partials.
 override TRAIN: u32 = 1u;
+// 1: phase A stages X through workgroup memory (GPUs); 0: each row's invocation reads it in place (CPU adapters).
+override STAGE: u32 = 1u;
+// Invocations per row of a tile in phase A (1 or 2), each taking every SPLIT-th class group: 2 on GPUs (twice the
+// invocations in flight, the logits exchanged through workgroup memory for the softmax), 1 on CPU adapters (the
+// whole row in one invocation's registers, no exchange).
+override SPLIT: u32 = 2u;
 
 const RT: u32 = 64u;
+override WG: u32 = RT * SPLIT;
 const DC: u32 = 32u;
+const RTP: u32 = 65u;
+const SM: u32 = 992u;
 
 @group(1) @binding(0) var<storage, read> x0: array<f32>;
 @group(1) @binding(1) var<storage, read> x1: array<f32>;
@@ -44,34 +59,41 @@ const DC: u32 = 32u;
 @group(1) @binding(8) var<storage, read> b: array<f32>;
 @group(1) @binding(9) var<storage, read> cw: array<f32>;
 @group(1) @binding(10) var<storage, read> sw: array<f32>;
-// Per segment: K × (⌈d / 4⌉ + 1) vec4 of gradient sums (feature-fastest), and (loss, hits).
-@group(1) @binding(11) var<storage, read_write> gp: array<vec4<f32>>;
+// Per segment: K × (d + 1) gradient sums (feature-fastest, the bias last), and (loss, hits).
+@group(1) @binding(11) var<storage, read_write> gp: array<f32>;
 @group(1) @binding(12) var<storage, read_write> mp: array<f32>;
 
-// The staged 64 × 32 block of X, row-major; then the tile's logits / residuals, 32 per row.
-var<workgroup> xs: array<f32, 2048>;
-var<workgroup> zr: array<f32, 2048>;
+// The workgroup's memory, in vec4 (every element read is written first in the same tile, so the pipeline skips
+// zeroing it):
+// - the tile's residuals R, row r's class group g at r · CG + g, from 0;
+// - with STAGE = 1, phase A's staged block of X at 0 (DC / 4 feature quads × RTP rows: the residuals take its place
+//   once the logits are done), and the staged W rows at 520 (DC features × CG groups);
+// - with STAGE = 0, the staged W rows after the residuals, as many features as fit at once (fewer barriers);
+// - at the end, the rows' (loss, hits) sums.
+var<workgroup> sm: array<vec4<f32>, 992>;
+// Where each row of the tile is held (its chunk slot << 30 | its first element), for even and odd tiles: the next
+// tile's may be written while the last tile's gradient still reads them.
+var<workgroup> rows: array<u32, 128>;
 
-fn xs_at(c: u32, at: u32) -> f32 {
+// Element `j` of the row held at `at` (rows[]'s packing).
+fn x_at(at: u32, j: u32) -> f32 {
+    let c = at >> 30u;
+    let e = (at & 0x3fffffffu) + j;
     if (SLOTS == 1u || c == 0u) {
-        return x0[at];
+        return x0[e];
     } else if (SLOTS == 2u || c == 1u) {
-        return x1[at];
+        return x1[e];
     } else if (SLOTS == 3u || c == 2u) {
-        return x2[at];
+        return x2[e];
     }
-    return x3[at];
-}
-
-// Where row i of the batch is held: its chunk slot and first element.
-fn where_row(i: u32) -> vec2<u32> {
-    return held_row(perm[step.perm_offset + i], held.chunk_rows, step.d);
+    return x3[e];
 }
 
 fn wt(j: u32, c: u32) -> f32 {
     return w[j * step.k + min(c, step.k - 1u)];
 }
 
+// W[j, 4g .. 4g + 4], classes past k repeating the last (their logits are never used).
 fn w4(j: u32, g: u32) -> vec4<f32> {
     let c = 4u * g;
     return vec4<f32>(wt(j, c), wt(j, c + 1u), wt(j, c + 2u), wt(j, c + 3u));
@@ -87,19 +109,52 @@ fn row_weight(i: u32) -> f32 {
     return select(1.0, sw[step.sw_offset + i], (step.flags & 8u) != 0u);
 }
 
-fn r4(row: u32, g: u32) -> vec4<f32> {
-    let at = row * 32u + 4u * g;
-    return vec4<f32>(zr[at], zr[at + 1u], zr[at + 2u], zr[at + 3u]);
+// Which of classes 4g .. 4g + 4 exist.
+fn live4(g: u32) -> vec4<bool> {
+    return vec4<u32>(4u * g) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(step.k);
 }
 
-// Adds a tile's sums of class c for feature quad jq to the segment's partial (the first tile writes it). Layout:
-// [segment][class][quad] of vec4 over the quad's 4 features, the quad past the last holding the bias in .x.
-fn put(s: u32, c: u32, jq: u32, acc: vec4<f32>, first: bool) {
-    let at = (s * step.k + c) * ((step.d + 3u) / 4u + 1u) + jq;
-    gp[at] = select(gp[at] + acc, acc, first);
+// The classes of group g as numbers, to compare with a label or an index.
+fn class4(g: u32) -> vec4<u32> {
+    return vec4<u32>(4u * g) + vec4<u32>(0u, 1u, 2u, 3u);
 }
 
-@compute @workgroup_size(256)
+fn max4(v: vec4<f32>) -> f32 {
+    return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+// exp(z − m) of the live classes of a group, 0 for the others.
+fn exp4(z: vec4<f32>, m: f32, g: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), exp(z - vec4<f32>(m)), live4(g));
+}
+
+// The lowest class of a group whose logit equals the maximum m (k if none).
+fn first4(z: vec4<f32>, m: f32, g: u32) -> u32 {
+    let c = select(vec4<u32>(step.k), class4(g), live4(g) & (z == vec4<f32>(m)));
+    return min(min(c.x, c.y), min(c.z, c.w));
+}
+
+// The residual of a group: (e · inv − [c = label]) · wy, 0 for classes past k.
+fn res4(e: vec4<f32>, inv: f32, label: u32, wy: f32, g: u32) -> vec4<f32> {
+    let y = select(vec4<f32>(0.0), vec4<f32>(1.0), class4(g) == vec4<u32>(label));
+    return select(vec4<f32>(0.0), (e * inv - y) * wy, live4(g));
+}
+
+// Adds a tile's sums of classes 4g .. 4g + 4 for feature j (d: the bias) to the segment's partial (the first tile
+// writes it).
+fn put(s: u32, g: u32, j: u32, acc: vec4<f32>, first: bool) {
+    let k = step.k;
+    let stride = step.d + 1u;
+    for (var l = 0u; l < 4u; l = l + 1u) {
+        let c = 4u * g + l;
+        if (c < k) {
+            let at = (s * k + c) * stride + j;
+            gp[at] = select(gp[at] + acc[l], acc[l], first);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
 fn main(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -115,8 +170,16 @@ fn main(
     if (s >= segs) {
         return;
     }
+    // Where the staged W rows start and how many features are staged at once (see sm).
+    var wbase = 64u * CG;
+    var dw = (SM - 64u * CG) / CG;
+    if (STAGE != 0u) {
+        wbase = 520u;
+        dw = DC;
+    }
+    // This invocation's row of a tile, and which of the class groups it takes in phase A: h, h + SPLIT, ….
     let r = t % RT;
-    let q = t / RT;
+    let part = select(0u, t / RT, SPLIT > 1u);
     var loss = 0.0;
     var hits = 0.0;
     let first_tile = s * per;
@@ -124,179 +187,220 @@ fn main(
     for (var tile = first_tile; tile < end_tile; tile = tile + 1u) {
         let row0 = tile * RT;
         let live = min(RT, n - row0);
-        // Phase A: logits of the tile's rows.
+        // Row r of the tile (rows past the batch repeat its last: computed, never counted) and where it is held.
+        let i = row0 + min(r, live - 1u);
+        let h = held_row(perm[step.perm_offset + i], held.chunk_rows, d);
+        let at = (h.x << 30u) | h.y;
+        let rp = (tile & 1u) * RT;
+        if (part == 0u) {
+            rows[rp + r] = at;
+        }
+        if (STAGE != 0u) {
+            // The block about to be staged holds the last tile's residuals until its gradient is done.
+            workgroupBarrier();
+        }
+        // Phase A: the logits of row r of the tile, class groups part, part + SPLIT, … (zi holds group
+        // part + SPLIT · i), dw features at a time.
         var z0 = vec4<f32>(0.0);
         var z1 = vec4<f32>(0.0);
-        for (var j0 = 0u; j0 < d; j0 = j0 + DC) {
-            for (var e = t; e < RT * DC; e = e + 256u) {
-                let rr = e / DC;
-                let j = j0 + e % DC;
-                var v = 0.0;
-                if (j < d) {
-                    let at = where_row(row0 + min(rr, live - 1u));
-                    v = xs_at(at.x, at.y + j);
+        var z2 = vec4<f32>(0.0);
+        var z3 = vec4<f32>(0.0);
+        var z4 = vec4<f32>(0.0);
+        var z5 = vec4<f32>(0.0);
+        var z6 = vec4<f32>(0.0);
+        var z7 = vec4<f32>(0.0);
+        for (var j0 = 0u; j0 < d; j0 = j0 + dw) {
+            if (STAGE != 0u) {
+                for (var e = t; e < RT * DC; e = e + WG) {
+                    let rr = e / DC;
+                    let jj = e % DC;
+                    let j = j0 + jj;
+                    var v = 0.0;
+                    if (j < d) {
+                        v = x_at(rows[rp + rr], j);
+                    }
+                    sm[(jj / 4u) * RTP + rr][jj % 4u] = v;
                 }
-                xs[e] = v;
+            }
+            let m = min(dw, d - j0);
+            for (var e = t; e < m * CG; e = e + WG) {
+                sm[wbase + e] = w4(j0 + e / CG, e % CG);
             }
             workgroupBarrier();
-            let m = min(DC, d - j0);
             for (var jj = 0u; jj < m; jj = jj + 1u) {
-                let x = vec4<f32>(xs[r * DC + jj]);
-                let j = j0 + jj;
-                if (q < CG) {
-                    z0 = fma(x, w4(j, q), z0);
+                var xv: f32;
+                if (STAGE != 0u) {
+                    xv = sm[(jj / 4u) * RTP + r][jj % 4u];
+                } else {
+                    xv = x_at(at, j0 + jj);
                 }
-                if (q + 4u < CG) {
-                    z1 = fma(x, w4(j, q + 4u), z1);
-                }
+                let x = vec4<f32>(xv);
+                let wb = wbase + jj * CG + part;
+                if (part < CG) { z0 = fma(x, sm[wb], z0); }
+                if (part + SPLIT < CG) { z1 = fma(x, sm[wb + SPLIT], z1); }
+                if (part + 2u * SPLIT < CG) { z2 = fma(x, sm[wb + 2u * SPLIT], z2); }
+                if (part + 3u * SPLIT < CG) { z3 = fma(x, sm[wb + 3u * SPLIT], z3); }
+                if (part + 4u * SPLIT < CG) { z4 = fma(x, sm[wb + 4u * SPLIT], z4); }
+                if (part + 5u * SPLIT < CG) { z5 = fma(x, sm[wb + 5u * SPLIT], z5); }
+                if (part + 6u * SPLIT < CG) { z6 = fma(x, sm[wb + 6u * SPLIT], z6); }
+                if (part + 7u * SPLIT < CG) { z7 = fma(x, sm[wb + 7u * SPLIT], z7); }
+            }
+            // The next block of W (or X) takes this one's place; the residuals have their own place when X is not
+            // staged.
+            if (STAGE != 0u || j0 + dw < d || TRAIN == 0u) {
+                workgroupBarrier();
+            }
+        }
+        if (SPLIT > 1u) {
+            // The row's class groups meet in workgroup memory (where its residuals will be: the staged blocks are
+            // done with), and its first invocation takes them all.
+            let zb = r * CG;
+            if (part < CG) { sm[zb + part] = z0 + b4(part); }
+            if (part + SPLIT < CG) { sm[zb + part + SPLIT] = z1 + b4(part + SPLIT); }
+            if (part + 2u * SPLIT < CG) { sm[zb + part + 2u * SPLIT] = z2 + b4(part + 2u * SPLIT); }
+            if (part + 3u * SPLIT < CG) { sm[zb + part + 3u * SPLIT] = z3 + b4(part + 3u * SPLIT); }
+            workgroupBarrier();
+            z0 = sm[zb];
+            if (CG > 1u) { z1 = sm[zb + 1u]; }
+            if (CG > 2u) { z2 = sm[zb + 2u]; }
+            if (CG > 3u) { z3 = sm[zb + 3u]; }
+            if (CG > 4u) { z4 = sm[zb + 4u]; }
+            if (CG > 5u) { z5 = sm[zb + 5u]; }
+            if (CG > 6u) { z6 = sm[zb + 6u]; }
+            if (CG > 7u) { z7 = sm[zb + 7u]; }
+        } else {
+            z0 = z0 + b4(0u);
+            z1 = z1 + b4(1u);
+            z2 = z2 + b4(2u);
+            z3 = z3 + b4(3u);
+            z4 = z4 + b4(4u);
+            z5 = z5 + b4(5u);
+            z6 = z6 + b4(6u);
+            z7 = z7 + b4(7u);
+        }
+        // Softmax, loss, hit and residual of row t in registers (softmax.wgsl's arithmetic: the first maximum,
+        // exp(z − m) summed in class order, one division, then scaling); classes past k count for nothing.
+        var m = z0.x;
+        m = max(m, max4(select(vec4<f32>(m), z0, live4(0u))));
+        if (CG > 1u) { m = max(m, max4(select(vec4<f32>(m), z1, live4(1u)))); }
+        if (CG > 2u) { m = max(m, max4(select(vec4<f32>(m), z2, live4(2u)))); }
+        if (CG > 3u) { m = max(m, max4(select(vec4<f32>(m), z3, live4(3u)))); }
+        if (CG > 4u) { m = max(m, max4(select(vec4<f32>(m), z4, live4(4u)))); }
+        if (CG > 5u) { m = max(m, max4(select(vec4<f32>(m), z5, live4(5u)))); }
+        if (CG > 6u) { m = max(m, max4(select(vec4<f32>(m), z6, live4(6u)))); }
+        if (CG > 7u) { m = max(m, max4(select(vec4<f32>(m), z7, live4(7u)))); }
+        var arg = first4(z0, m, 0u);
+        if (CG > 1u) { arg = min(arg, first4(z1, m, 1u)); }
+        if (CG > 2u) { arg = min(arg, first4(z2, m, 2u)); }
+        if (CG > 3u) { arg = min(arg, first4(z3, m, 3u)); }
+        if (CG > 4u) { arg = min(arg, first4(z4, m, 4u)); }
+        if (CG > 5u) { arg = min(arg, first4(z5, m, 5u)); }
+        if (CG > 6u) { arg = min(arg, first4(z6, m, 6u)); }
+        if (CG > 7u) { arg = min(arg, first4(z7, m, 7u)); }
+        let label = labels[perm[step.perm_offset + i]];
+        let e0 = exp4(z0, m, 0u);
+        let e1 = exp4(z1, m, 1u);
+        let e2 = exp4(z2, m, 2u);
+        let e3 = exp4(z3, m, 3u);
+        let e4 = exp4(z4, m, 4u);
+        let e5 = exp4(z5, m, 5u);
+        let e6 = exp4(z6, m, 6u);
+        let e7 = exp4(z7, m, 7u);
+        // In class order, one at a time (adding the 0 of a class past k changes nothing).
+        var sum = 0.0;
+        sum = sum + e0.x; sum = sum + e0.y; sum = sum + e0.z; sum = sum + e0.w;
+        if (CG > 1u) { sum = sum + e1.x; sum = sum + e1.y; sum = sum + e1.z; sum = sum + e1.w; }
+        if (CG > 2u) { sum = sum + e2.x; sum = sum + e2.y; sum = sum + e2.z; sum = sum + e2.w; }
+        if (CG > 3u) { sum = sum + e3.x; sum = sum + e3.y; sum = sum + e3.z; sum = sum + e3.w; }
+        if (CG > 4u) { sum = sum + e4.x; sum = sum + e4.y; sum = sum + e4.z; sum = sum + e4.w; }
+        if (CG > 5u) { sum = sum + e5.x; sum = sum + e5.y; sum = sum + e5.z; sum = sum + e5.w; }
+        if (CG > 6u) { sum = sum + e6.x; sum = sum + e6.y; sum = sum + e6.z; sum = sum + e6.w; }
+        if (CG > 7u) { sum = sum + e7.x; sum = sum + e7.y; sum = sum + e7.z; sum = sum + e7.w; }
+        // The label's logit: one term, the others 0.
+        var zl = dot(select(vec4<f32>(0.0), z0, class4(0u) == vec4<u32>(label)), vec4<f32>(1.0));
+        if (CG > 1u) { zl = zl + dot(select(vec4<f32>(0.0), z1, class4(1u) == vec4<u32>(label)), vec4<f32>(1.0)); }
+        if (CG > 2u) { zl = zl + dot(select(vec4<f32>(0.0), z2, class4(2u) == vec4<u32>(label)), vec4<f32>(1.0)); }
+        if (CG > 3u) { zl = zl + dot(select(vec4<f32>(0.0), z3, class4(3u) == vec4<u32>(label)), vec4<f32>(1.0)); }
+        if (CG > 4u) { zl = zl + dot(select(vec4<f32>(0.0), z4, class4(4u) == vec4<u32>(label)), vec4<f32>(1.0)); }
+        if (CG > 5u) { zl = zl + dot(select(vec4<f32>(0.0), z5, class4(5u) == vec4<u32>(label)), vec4<f32>(1.0)); }
+        if (CG > 6u) { zl = zl + dot(select(vec4<f32>(0.0), z6, class4(6u) == vec4<u32>(label)), vec4<f32>(1.0)); }
+        if (CG > 7u) { zl = zl + dot(select(vec4<f32>(0.0), z7, class4(7u) == vec4<u32>(label)), vec4<f32>(1.0)); }
+        let inv = 1.0 / sum;
+        // Only the row's first invocation counts it (with SPLIT = 2 the other computed the same).
+        let counted = r < live && part == 0u;
+        // Rows past the batch: weight 0, so zero residuals and no loss.
+        let wy = select(0.0, cw[label] * row_weight(i), counted);
+        loss = loss + select(0.0, ((m + log(sum)) - zl) * wy, counted);
+        hits = hits + select(0.0, 1.0, counted && arg == label);
+        if (TRAIN != 0u) {
+            if (part == 0u) {
+                let rb = r * CG;
+                sm[rb] = res4(e0, inv, label, wy, 0u);
+                if (CG > 1u) { sm[rb + 1u] = res4(e1, inv, label, wy, 1u); }
+                if (CG > 2u) { sm[rb + 2u] = res4(e2, inv, label, wy, 2u); }
+                if (CG > 3u) { sm[rb + 3u] = res4(e3, inv, label, wy, 3u); }
+                if (CG > 4u) { sm[rb + 4u] = res4(e4, inv, label, wy, 4u); }
+                if (CG > 5u) { sm[rb + 5u] = res4(e5, inv, label, wy, 5u); }
+                if (CG > 6u) { sm[rb + 6u] = res4(e6, inv, label, wy, 6u); }
+                if (CG > 7u) { sm[rb + 7u] = res4(e7, inv, label, wy, 7u); }
             }
             workgroupBarrier();
-        }
-        if (q < CG) {
-            let z = z0 + b4(q);
-            let at = r * 32u + 4u * q;
-            zr[at] = z.x;
-            zr[at + 1u] = z.y;
-            zr[at + 2u] = z.z;
-            zr[at + 3u] = z.w;
-        }
-        if (q + 4u < CG) {
-            let z = z1 + b4(q + 4u);
-            let at = r * 32u + 4u * (q + 4u);
-            zr[at] = z.x;
-            zr[at + 1u] = z.y;
-            zr[at + 2u] = z.z;
-            zr[at + 3u] = z.w;
-        }
-        workgroupBarrier();
-        // Softmax, loss, hit and residual of row r (softmax.wgsl's order: the first maximum, exp(z − m) summed in
-        // class order, one division, then scaling). Rows past the batch get zero residuals.
-        if (q == 0u) {
-            let zb = r * 32u;
-            if (r < live) {
-                let i = row0 + r;
-                var m = zr[zb];
-                var arg = 0u;
-                for (var c = 1u; c < k; c = c + 1u) {
-                    if (zr[zb + c] > m) {
-                        m = zr[zb + c];
-                        arg = c;
-                    }
-                }
-                let label = labels[perm[step.perm_offset + i]];
-                let zl = zr[zb + label];
-                var sum = 0.0;
-                for (var c = 0u; c < k; c = c + 1u) {
-                    let e = exp(zr[zb + c] - m);
-                    zr[zb + c] = e;
-                    sum = sum + e;
-                }
-                let inv = 1.0 / sum;
-                let wy = cw[label] * row_weight(i);
-                for (var c = 0u; c < k; c = c + 1u) {
-                    zr[zb + c] = (zr[zb + c] * inv - select(0.0, 1.0, label == c)) * wy;
-                }
-                loss = loss + ((m + log(sum)) - zl) * wy;
-                hits = hits + select(0.0, 1.0, arg == label);
-            } else {
-                for (var c = 0u; c < k; c = c + 1u) {
-                    zr[zb + c] = 0.0;
-                }
-            }
-            for (var c = k; c < 4u * CG; c = c + 1u) {
-                zr[zb + c] = 0.0;
-            }
-        }
-        workgroupBarrier();
-        // Phase B: this tile's Xᵀ·R, register-tiled as grad_tile.wgsl: invocation t owns feature quads t, t + 256,
-        // … (4 consecutive features of a row as a vec4; the quad past the last is the bias, x = (1, 0, 0, 0)) and
-        // 16 classes at a time, each row's residual read once per class as a broadcast scalar.
-        if (TRAIN != 0u) {
+            // Phase B: this tile's Xᵀ·R: invocation t takes features t, t + WG, … (clamped to the last: a repeat is
+            // computed, never stored), each row's feature times its residuals (a broadcast), rows in order.
             let first = tile == first_tile;
-            let quads = (d + 3u) / 4u;
-            for (var jq = t; jq <= quads; jq = jq + 256u) {
-                let j = 4u * jq;
-                for (var c0 = 0u; c0 < k; c0 = c0 + 16u) {
-                    var a0 = vec4<f32>(0.0);
-                    var a1 = vec4<f32>(0.0);
-                    var a2 = vec4<f32>(0.0);
-                    var a3 = vec4<f32>(0.0);
-                    var a4 = vec4<f32>(0.0);
-                    var a5 = vec4<f32>(0.0);
-                    var a6 = vec4<f32>(0.0);
-                    var a7 = vec4<f32>(0.0);
-                    var a8 = vec4<f32>(0.0);
-                    var a9 = vec4<f32>(0.0);
-                    var a10 = vec4<f32>(0.0);
-                    var a11 = vec4<f32>(0.0);
-                    var a12 = vec4<f32>(0.0);
-                    var a13 = vec4<f32>(0.0);
-                    var a14 = vec4<f32>(0.0);
-                    var a15 = vec4<f32>(0.0);
-                    let kt = min(16u, k - c0);
-                    for (var rr = 0u; rr < live; rr = rr + 1u) {
-                        var x = vec4<f32>(1.0, 0.0, 0.0, 0.0);
-                        if (jq < quads) {
-                            let at = where_row(row0 + rr);
-                            let e = at.y + j;
-                            let last = at.y + d - 1u;
-                            x = vec4<f32>(xs_at(at.x, e), xs_at(at.x, min(e + 1u, last)),
-                                xs_at(at.x, min(e + 2u, last)), xs_at(at.x, min(e + 3u, last)));
-                            x = select(vec4<f32>(0.0), x, vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(d));
-                        }
-                        let rb = rr * 32u + c0;
-                        a0 = fma(x, vec4<f32>(zr[rb]), a0);
-                        if (kt > 1u) { a1 = fma(x, vec4<f32>(zr[rb + 1u]), a1); }
-                        if (kt > 2u) { a2 = fma(x, vec4<f32>(zr[rb + 2u]), a2); }
-                        if (kt > 3u) { a3 = fma(x, vec4<f32>(zr[rb + 3u]), a3); }
-                        if (kt > 4u) { a4 = fma(x, vec4<f32>(zr[rb + 4u]), a4); }
-                        if (kt > 5u) { a5 = fma(x, vec4<f32>(zr[rb + 5u]), a5); }
-                        if (kt > 6u) { a6 = fma(x, vec4<f32>(zr[rb + 6u]), a6); }
-                        if (kt > 7u) { a7 = fma(x, vec4<f32>(zr[rb + 7u]), a7); }
-                        if (kt > 8u) { a8 = fma(x, vec4<f32>(zr[rb + 8u]), a8); }
-                        if (kt > 9u) { a9 = fma(x, vec4<f32>(zr[rb + 9u]), a9); }
-                        if (kt > 10u) { a10 = fma(x, vec4<f32>(zr[rb + 10u]), a10); }
-                        if (kt > 11u) { a11 = fma(x, vec4<f32>(zr[rb + 11u]), a11); }
-                        if (kt > 12u) { a12 = fma(x, vec4<f32>(zr[rb + 12u]), a12); }
-                        if (kt > 13u) { a13 = fma(x, vec4<f32>(zr[rb + 13u]), a13); }
-                        if (kt > 14u) { a14 = fma(x, vec4<f32>(zr[rb + 14u]), a14); }
-                        if (kt > 15u) { a15 = fma(x, vec4<f32>(zr[rb + 15u]), a15); }
-                    }
-                    put(s, c0, jq, a0, first);
-                    if (kt > 1u) { put(s, c0 + 1u, jq, a1, first); }
-                    if (kt > 2u) { put(s, c0 + 2u, jq, a2, first); }
-                    if (kt > 3u) { put(s, c0 + 3u, jq, a3, first); }
-                    if (kt > 4u) { put(s, c0 + 4u, jq, a4, first); }
-                    if (kt > 5u) { put(s, c0 + 5u, jq, a5, first); }
-                    if (kt > 6u) { put(s, c0 + 6u, jq, a6, first); }
-                    if (kt > 7u) { put(s, c0 + 7u, jq, a7, first); }
-                    if (kt > 8u) { put(s, c0 + 8u, jq, a8, first); }
-                    if (kt > 9u) { put(s, c0 + 9u, jq, a9, first); }
-                    if (kt > 10u) { put(s, c0 + 10u, jq, a10, first); }
-                    if (kt > 11u) { put(s, c0 + 11u, jq, a11, first); }
-                    if (kt > 12u) { put(s, c0 + 12u, jq, a12, first); }
-                    if (kt > 13u) { put(s, c0 + 13u, jq, a13, first); }
-                    if (kt > 14u) { put(s, c0 + 14u, jq, a14, first); }
-                    if (kt > 15u) { put(s, c0 + 15u, jq, a15, first); }
+            for (var j0 = 0u; j0 < d; j0 = j0 + WG) {
+                let j = min(j0 + t, d - 1u);
+                var a0 = vec4<f32>(0.0);
+                var a1 = vec4<f32>(0.0);
+                var a2 = vec4<f32>(0.0);
+                var a3 = vec4<f32>(0.0);
+                var a4 = vec4<f32>(0.0);
+                var a5 = vec4<f32>(0.0);
+                var a6 = vec4<f32>(0.0);
+                var a7 = vec4<f32>(0.0);
+                for (var rr = 0u; rr < live; rr = rr + 1u) {
+                    let x = vec4<f32>(x_at(rows[rp + rr], j));
+                    let rb = rr * CG;
+                    a0 = fma(x, sm[rb], a0);
+                    if (CG > 1u) { a1 = fma(x, sm[rb + 1u], a1); }
+                    if (CG > 2u) { a2 = fma(x, sm[rb + 2u], a2); }
+                    if (CG > 3u) { a3 = fma(x, sm[rb + 3u], a3); }
+                    if (CG > 4u) { a4 = fma(x, sm[rb + 4u], a4); }
+                    if (CG > 5u) { a5 = fma(x, sm[rb + 5u], a5); }
+                    if (CG > 6u) { a6 = fma(x, sm[rb + 6u], a6); }
+                    if (CG > 7u) { a7 = fma(x, sm[rb + 7u], a7); }
+                }
+                if (j0 + t < d) {
+                    put(s, 0u, j, a0, first);
+                    if (CG > 1u) { put(s, 1u, j, a1, first); }
+                    if (CG > 2u) { put(s, 2u, j, a2, first); }
+                    if (CG > 3u) { put(s, 3u, j, a3, first); }
+                    if (CG > 4u) { put(s, 4u, j, a4, first); }
+                    if (CG > 5u) { put(s, 5u, j, a5, first); }
+                    if (CG > 6u) { put(s, 6u, j, a6, first); }
+                    if (CG > 7u) { put(s, 7u, j, a7, first); }
                 }
             }
+            // The bias: invocation t < CG sums class group t's residuals over the rows, in order.
+            if (t < CG) {
+                var a = vec4<f32>(0.0);
+                for (var rr = 0u; rr < live; rr = rr + 1u) {
+                    a = a + sm[rr * CG + t];
+                }
+                put(s, t, d, a, first);
+            }
         }
-        workgroupBarrier();
     }
     // The segment's loss and hits: each row invocation's running sums, added in row order.
-    if (q == 0u) {
-        zr[r] = loss;
-        zr[RT + r] = hits;
-    }
+    workgroupBarrier();
+    sm[t] = vec4<f32>(loss, hits, 0.0, 0.0);
     workgroupBarrier();
     if (t == 0u) {
-        var l = 0.0;
-        var h = 0.0;
-        for (var i = 0u; i < RT; i = i + 1u) {
-            l = l + zr[i];
-            h = h + zr[RT + i];
+        var l = vec4<f32>(0.0);
+        for (var u = 0u; u < WG; u = u + 1u) {
+            l = l + sm[u];
         }
-        mp[2u * s] = l;
-        mp[2u * s + 1u] = h;
+        mp[2u * s] = l.x;
+        mp[2u * s + 1u] = l.y;
     }
 }

@@ -2,17 +2,16 @@
 // to what they hold with flags bit 0) and the batch's (loss, hits) into its slot of the sums. CPU mirror: the last
 // loop of cpu::fused.
 //
-// One invocation per partial element: f = (class · (⌈d / 4⌉ + 1) + quad) · 4 + lane, so adjacent invocations read
-// adjacent words of each segment's partial (coalesced); each loops over the segments (at most SEGS) in order —
-// a fixed order, so the sums are bitwise reproducible. The last invocation sums the metrics. With TRAIN = 0 (an
-// evaluation) only the metrics are summed.
+// One invocation per partial element: f = class · (d + 1) + feature (the bias as feature d), so adjacent
+// invocations read adjacent words of each segment's partial (coalesced); each loops over the segments (at most
+// SEGS) in order — a fixed order, so the sums are bitwise reproducible. The last invocation sums the metrics. With
+// TRAIN = 0 (an evaluation) only the metrics are summed.
 
 override WG: u32 = 64u;
-override CG: u32 = 3u;
-override SEGS: u32 = 512u;
+override SEGS: u32 = 1024u;
 override TRAIN: u32 = 1u;
 
-@group(1) @binding(0) var<storage, read> gp: array<vec4<f32>>;
+@group(1) @binding(0) var<storage, read> gp: array<f32>;
 @group(1) @binding(1) var<storage, read> mp: array<f32>;
 @group(1) @binding(2) var<storage, read_write> g: array<f32>;
 @group(1) @binding(3) var<storage, read_write> gb: array<f32>;
@@ -29,8 +28,8 @@ fn main(
     let tiles = (step.rows + 63u) / 64u;
     let per = (tiles + SEGS - 1u) / SEGS;
     let segs = (tiles + per - 1u) / per;
-    let quads = (d + 3u) / 4u;
-    let items = select(0u, k * (quads + 1u) * 4u, TRAIN != 0u);
+    let stride = d + 1u;
+    let items = select(0u, k * stride, TRAIN != 0u);
     if (f == items) {
         var l = 0.0;
         var h = 0.0;
@@ -45,20 +44,14 @@ fn main(
     if (f > items) {
         return;
     }
-    let lane = f % 4u;
-    let jc = f / 4u;
-    let jq = jc % (quads + 1u);
-    let c = jc / (quads + 1u);
-    let j = 4u * jq + lane;
-    if ((jq < quads && j >= d) || (jq == quads && lane != 0u)) {
-        return;
-    }
+    let j = f % stride;
+    let c = f / stride;
     var acc = 0.0;
     for (var s = 0u; s < segs; s = s + 1u) {
-        acc = acc + gp[(s * k + c) * (quads + 1u) + jq][lane];
+        acc = acc + gp[(s * k + c) * stride + j];
     }
     let add = (step.flags & 1u) != 0u;
-    if (jq == quads) {
+    if (j == d) {
         gb[c] = select(acc, gb[c] + acc, add);
     } else {
         let e = j * k + c;

@@ -64,10 +64,13 @@ pub const FUSED_MAX_CLASSES: usize = 32;
 /// Bytes all segments' gradient partials may take: the segments of a batch are as many as fit (at most 512), so a
 /// model with many features gets fewer, longer segments rather than a partial buffer past a storage binding.
 pub const FUSED_PARTIAL_BYTES: u64 = 64 << 20;
-/// Invocations of one [`Kernel::FusedHeld`] workgroup.
-pub const FUSED_WORKGROUP: u32 = 256;
-/// Workgroup memory [`Kernel::FusedHeld`] declares: the staged 64 × 32 block of X and 64 rows × 32 classes of logits.
-pub const FUSED_WORKGROUP_BYTES: u32 = 16384;
+/// Invocations of one [`Kernel::FusedHeld`] workgroup shaped for a GPU: two per row of its 64-row tile in the
+/// forward phase (each taking half the class groups), spread over the features in the gradient phase; one per row
+/// on CPU adapters ([`fused_gpu_shape`]).
+pub const FUSED_WORKGROUP: u32 = 128;
+/// Workgroup memory [`Kernel::FusedHeld`] declares: the staged 32 features × 64 rows of X (padded to 65, later the
+/// 64 rows × 32 classes of residuals), the staged 32 × 32 block of W, and the 64 rows' locations.
+pub const FUSED_WORKGROUP_BYTES: u32 = 992 * 16 + 128 * 4;
 
 /// Class groups of four ([`Kernel::FusedHeld`]'s `CG`): ⌈k / 4⌉, at least 1.
 pub fn class_groups(k: u32) -> u32 {
@@ -75,15 +78,25 @@ pub fn class_groups(k: u32) -> u32 {
 }
 
 /// Most segments a batch of `d` features and `k` classes is cut into (the kernels' `SEGS`): as many as
-/// [`FUSED_PARTIAL_BYTES`] holds partials for, 1 to 512. 512 segments of 256 invocations make the 65,536
-/// invocations a large GPU needs in flight, and keep the reduction's loop over segments short.
+/// [`FUSED_PARTIAL_BYTES`] holds partials for, 1 to 1,024. 1,024 segments of 128 invocations make the 65,536 (and
+/// more) invocations a large GPU needs in flight, and keep the reduction's loop over segments at most 1,024 long.
 pub fn fused_max_segments(d: u32, k: u32) -> u32 {
-    (FUSED_PARTIAL_BYTES / fused_partial_bytes(d, k)).clamp(1, 512) as u32
+    (FUSED_PARTIAL_BYTES / fused_partial_bytes(d, k)).clamp(1, 1024) as u32
 }
 
-/// Bytes of one segment's gradient partials: K × (⌈d / 4⌉ + 1) vec4 (the last quad of each class holds its bias).
+/// Bytes of one segment's gradient partials: K × (d + 1) floats (the last of each class is its bias).
 pub fn fused_partial_bytes(d: u32, k: u32) -> u64 {
-    u64::from(k.max(1)) * (u64::from(d).div_ceil(4) + 1) * 16
+    u64::from(k.max(1)) * (u64::from(d) + 1) * 4
+}
+
+/// Whether [`Kernel::FusedHeld`] runs in its GPU shape on an adapter of this type (`STAGE` = 1, `SPLIT` = 2): X
+/// staged through workgroup memory so that the forward phase's reads are coalesced, and two invocations per row.
+/// CPU adapters (llvmpipe, SwiftShader, WARP) take the other shape: there workgroup memory is ordinary memory, a row
+/// read in place is already cached, each barrier costs a switch of every 8-lane coroutine, and a second invocation
+/// per row repeats the row's loads; one invocation per row keeps the softmax in its registers. Both shapes add the
+/// same products in the same order (bitwise equal, tested).
+pub fn fused_gpu_shape(device_type: wgpu::DeviceType) -> bool {
+    device_type != wgpu::DeviceType::Cpu
 }
 
 /// Segments (workgroups of [`Kernel::FusedHeld`]) of a batch of `rows` rows: its tiles of [`FUSED_TILE_ROWS`] rows
@@ -98,20 +111,23 @@ pub fn fused_segments(rows: u32, d: u32, k: u32) -> u32 {
 }
 
 /// The override constants of `kernel` ([`Kernel::FusedHeld`] or [`Kernel::Reduce`]) for `d` features, `k` classes,
-/// a held set of `slots` chunks, training (or only evaluating): those of `CG`, `SEGS`, `SLOTS` and `TRAIN` it
-/// declares.
+/// a held set of `slots` chunks, training (or only evaluating), in the GPU shape ([`fused_gpu_shape`]) or not:
+/// those of `CG`, `SEGS`, `SLOTS`, `TRAIN`, `STAGE` and `SPLIT` it declares.
 pub fn fused_constants(
     kernel: Kernel,
     d: u32,
     k: u32,
     slots: u32,
     train: bool,
+    gpu_shape: bool,
 ) -> Vec<(&'static str, f64)> {
     [
         ("CG", f64::from(class_groups(k))),
         ("SEGS", f64::from(fused_max_segments(d, k))),
         ("SLOTS", f64::from(slots)),
         ("TRAIN", if train { 1.0 } else { 0.0 }),
+        ("STAGE", if gpu_shape { 1.0 } else { 0.0 }),
+        ("SPLIT", if gpu_shape { 2.0 } else { 1.0 }),
     ]
     .into_iter()
     .filter(|(name, _)| kernel.spec().constants.iter().any(|c| c.0 == *name))
@@ -348,7 +364,14 @@ static SPECS: [KernelSpec; 19] = [
             Read, Read, Read, Read, Read, Read, Uniform, Read, Read, Read, Read, ReadWrite,
             ReadWrite,
         ],
-        constants: &[("CG", 3.0), ("SEGS", 512.0), ("SLOTS", 4.0), ("TRAIN", 1.0)],
+        constants: &[
+            ("CG", 3.0),
+            ("SEGS", 1024.0),
+            ("SLOTS", 4.0),
+            ("TRAIN", 1.0),
+            ("STAGE", 1.0),
+            ("SPLIT", 2.0),
+        ],
         grid: Grid::Groups(|s| u64::from(fused_segments(s.rows, s.d, s.k))),
     },
     KernelSpec {
@@ -356,9 +379,9 @@ static SPECS: [KernelSpec; 19] = [
         name: "reduce",
         source: include_str!("../../shaders/reduce.wgsl"),
         bindings: &[Read, Read, ReadWrite, ReadWrite, ReadWrite],
-        constants: &[("WG", 64.0), ("CG", 3.0), ("SEGS", 512.0), ("TRAIN", 1.0)],
+        constants: &[("WG", 64.0), ("SEGS", 1024.0), ("TRAIN", 1.0)],
         // Every partial element, and one more invocation for the metrics.
-        grid: Grid::Items(|s| u64::from(s.k) * (u64::from(s.d).div_ceil(4) + 1) * 4 + 1),
+        grid: Grid::Items(|s| u64::from(s.k) * (u64::from(s.d) + 1) + 1),
     },
 ];
 
@@ -547,7 +570,9 @@ fn build_pipeline(
         entry_point: Some("main"),
         compilation_options: wgpu::PipelineCompilationOptions {
             constants,
-            ..Default::default()
+            // fused_held.wgsl writes every element of its workgroup memory before reading it (its comments say
+            // where); zeroing 12 KiB per workgroup would be a cost per dispatch for nothing.
+            zero_initialize_workgroup_memory: kernel != Kernel::FusedHeld,
         },
         cache: None,
     })
@@ -567,8 +592,8 @@ impl Kernels {
         for kernel in Kernel::ALL {
             let spec = kernel.spec();
             let limits = device.limits();
-            // The fused kernel's fixed workgroup: 256 invocations and 16 KiB of workgroup memory (WebGPU's
-            // defaults; a downlevel device may offer less and takes the other path).
+            // The fused kernel's fixed workgroup: 128 invocations and 12.4 KiB of workgroup memory (within
+            // WebGPU's defaults; a downlevel device may offer less and takes the other path).
             let workgroup_fits = kernel != Kernel::FusedHeld
                 || (limits.max_compute_invocations_per_workgroup >= FUSED_WORKGROUP
                     && limits.max_compute_workgroup_size_x >= FUSED_WORKGROUP
@@ -804,7 +829,14 @@ impl Kernel {
     /// declares.
     pub fn workgroup_size(self, constants: &[(&'static str, f64)]) -> u64 {
         match self {
-            Kernel::FusedHeld => u64::from(FUSED_WORKGROUP),
+            Kernel::FusedHeld => {
+                let split = constants
+                    .iter()
+                    .chain(self.spec().constants)
+                    .find(|(n, _)| *n == "SPLIT")
+                    .map_or(2, |&(_, v)| v as u64);
+                u64::from(FUSED_TILE_ROWS) * split
+            }
             Kernel::Metrics => 256,
             _ => constants
                 .iter()
@@ -889,10 +921,10 @@ mod tests {
             k: 10,
         };
         let segments = fused_segments(full.rows, full.d, full.k);
-        assert_eq!(segments, 469);
+        assert_eq!(segments, 938);
         assert!(u64::from(segments) * u64::from(FUSED_WORKGROUP) >= 65_536);
         assert_eq!(Kernel::FusedHeld.serial_steps(full), 784);
-        assert_eq!(Kernel::Reduce.serial_steps(full), 469);
+        assert_eq!(Kernel::Reduce.serial_steps(full), 938);
         assert_eq!(Kernel::GradHeld.serial_steps(full), 60_000);
         // Invocations grow with the batch: 4 segments at batch 256.
         assert_eq!(fused_segments(256, 784, 10), 4);
@@ -902,12 +934,14 @@ mod tests {
             u64::from(wide) * fused_partial_bytes(100_000, 32) <= FUSED_PARTIAL_BYTES && wide >= 1
         );
         // The constants each kernel declares, and no other.
-        let c = fused_constants(Kernel::Reduce, 784, 10, 3, true);
-        assert!(c.iter().all(|(n, _)| *n != "SLOTS"));
-        assert_eq!(
-            fused_constants(Kernel::FusedHeld, 784, 10, 3, false).len(),
-            4
-        );
+        let c = fused_constants(Kernel::Reduce, 784, 10, 3, true, true);
+        assert!(c.iter().all(|(n, _)| *n != "SLOTS" && *n != "STAGE"));
+        let f = fused_constants(Kernel::FusedHeld, 784, 10, 3, false, true);
+        assert_eq!(f.len(), 6);
+        // The GPU shape's workgroup is two invocations per row, the CPU adapters' one.
+        assert_eq!(Kernel::FusedHeld.workgroup_size(&f), 128);
+        let cpu = fused_constants(Kernel::FusedHeld, 784, 10, 3, false, false);
+        assert_eq!(Kernel::FusedHeld.workgroup_size(&cpu), 64);
     }
 
     use super::*;

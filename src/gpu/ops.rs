@@ -685,7 +685,9 @@ pub fn grad_held(
 
 /// `fused_held.wgsl` then `reduce.wgsl` on the GPU (cpu::fused): the gradient sums G, g_b and the summed loss and
 /// hits over the rows `perm` names of the held set `x` (labels `y`), held in chunks of `chunk_rows` rows; K ≤ 32.
-#[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, and the chunking
+/// `gpu_shape`: the kernel's GPU shape or its CPU adapters' ([`crate::gpu::kernels::fused_gpu_shape`] says which an
+/// adapter trains with); both are tested on every adapter.
+#[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, the chunking and the variant
 pub fn fused_held(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
@@ -695,6 +697,7 @@ pub fn fused_held(
     b: ArrayView1<f32>,
     weights: Weights<'_, f32>,
     chunk_rows: usize,
+    gpu_shape: bool,
 ) -> Result<(Array2<f32>, Array1<f32>, f32, f32)> {
     let h = HeldForward::new(
         ctx,
@@ -712,7 +715,7 @@ pub fn fused_held(
     let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
     let sums = storage_zeroed(ctx, "sums", 8);
     let slots = h.chunks.len() as u32;
-    let constants = |kernel| fused_constants(kernel, h.step.d, h.step.k, slots, true);
+    let constants = |kernel| fused_constants(kernel, h.step.d, h.step.k, slots, true, gpu_shape);
     let [x0, x1, x2, x3] = h.slots();
     run_with(
         ctx,

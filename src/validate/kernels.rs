@@ -217,19 +217,8 @@ fn check_held(
         k: w.ncols(),
     };
     if crate::gpu::GpuBackend::runs_fused(ctx, shape) {
-        // The one-pass kernel and its reduction, as one: G, g_b and the loss against the mirror in f64.
-        let (mut g, mut gb, loss, _) = ops::fused_held(
-            ctx,
-            x.view(),
-            y,
-            &perm,
-            w.view(),
-            bias.view(),
-            cpu::Weights::none(),
-            chunk_rows,
-        )?;
-        checks.corrupt(Kernel::FusedHeld, &mut g);
-        checks.corrupt(Kernel::Reduce, &mut gb);
+        // The one-pass kernel and its reduction, as one: G, g_b and the loss against the mirror in f64, for both
+        // variants (X staged through workgroup memory as on GPUs, and read in place as on CPU adapters).
         let (g_ref, gb_ref, loss_ref, _) = cpu::fused(
             x.view(),
             y,
@@ -247,19 +236,34 @@ fn check_held(
             (r_ref.view(), stats_ref.column(0)),
             1.0,
         );
-        checks.push(Kernel::FusedHeld, "G", case, compare(&g, &g_ref, &g_tol));
-        checks.push(Kernel::Reduce, "g_b", case, compare(&gb, &gb_ref, &gb_tol));
-        let loss = ndarray::arr1(&[loss]);
-        checks.push(
-            Kernel::Reduce,
-            "loss",
-            case,
-            compare(
-                &loss,
-                &ndarray::arr1(&[loss_ref]),
-                &ndarray::arr1(&[loss_tol]),
-            ),
-        );
+        for stage in [true, false] {
+            let case = format!("{case}, X {}", if stage { "staged" } else { "in place" });
+            let (mut g, mut gb, loss, _) = ops::fused_held(
+                ctx,
+                x.view(),
+                y,
+                &perm,
+                w.view(),
+                bias.view(),
+                cpu::Weights::none(),
+                chunk_rows,
+                stage,
+            )?;
+            checks.corrupt(Kernel::FusedHeld, &mut g);
+            checks.corrupt(Kernel::Reduce, &mut gb);
+            checks.push(Kernel::FusedHeld, "G", &case, compare(&g, &g_ref, &g_tol));
+            checks.push(Kernel::Reduce, "g_b", &case, compare(&gb, &gb_ref, &gb_tol));
+            checks.push(
+                Kernel::Reduce,
+                "loss",
+                &case,
+                compare(
+                    &ndarray::arr1(&[loss]),
+                    &ndarray::arr1(&[loss_ref]),
+                    &ndarray::arr1(&[loss_tol]),
+                ),
+            );
+        }
     }
     Ok(())
 }

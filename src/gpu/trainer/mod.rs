@@ -66,8 +66,8 @@ pub struct GpuOptions {
     pub gather: bool,
     /// Train held rows by one pass of `fused_held.wgsl` (K ≤ 32) where the adapter runs it. `None` chooses by
     /// adapter: yes on a GPU, no on a software adapter (llvmpipe), which runs a workgroup's barriers as switches
-    /// between coroutines and the one-pass kernel about 6× slower than the two-kernel path shaped for it
-    /// (`bench`, 60,000 × 784 × 10: 2.0 s against 0.29–0.41 s an epoch). `Some` forces either (tests, `bench`).
+    /// between coroutines, and there the one-pass kernel (in its CPU shape) is 1.3–2.8× slower than the two-kernel
+    /// path shaped for it (`bench --one-pass on|off`, K = 32 and K = 10). `Some` forces either (tests, `bench`).
     pub one_pass: Option<bool>,
 }
 

@@ -408,6 +408,7 @@ impl GpuBackend<'_> {
                 self.shape.k as u32,
                 slots,
                 train,
+                crate::gpu::kernels::fused_gpu_shape(self.ctx.info.device_type),
             ),
             Width::Held { slots, .. } => {
                 let wg = tuned
