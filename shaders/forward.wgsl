@@ -22,30 +22,9 @@ override KT: u32 = 16u;
 // Sample weights of the batch's rows from sw_offset (read only with flags bit 3; 1 otherwise).
 @group(1) @binding(7) var<storage, read> sw: array<f32>;
 
-// The invocation's rows: the first of its 4 consecutive rows of the feature-major batch.
-struct Rows {
-    i0: u32,
-}
-
-fn rows_at(i0: u32) -> Rows {
-    return Rows(i0);
-}
-
-// xt[j, i0..i0 + 4], rows past the batch read as 0 (never stored).
-fn x4(rows: Rows, j: u32) -> vec4<f32> {
-    let i = rows.i0;
-    let base = j * step.rows;
-    let n = step.rows;
-    return vec4<f32>(
-        select(0.0, xt[base + min(i, n - 1u)], i < n),
-        select(0.0, xt[base + min(i + 1u, n - 1u)], i + 1u < n),
-        select(0.0, xt[base + min(i + 2u, n - 1u)], i + 2u < n),
-        select(0.0, xt[base + min(i + 3u, n - 1u)], i + 3u < n),
-    );
-}
-
 fn label(i: u32) -> u32 {
     return y[i];
 }
 
-// The tile, softmax, loss and residual: forward_tile.wgsl, appended at load time.
+// Where the rows are (gathered_rows.wgsl), then the tile, softmax, loss and residual (forward_tile.wgsl), appended
+// at load time.

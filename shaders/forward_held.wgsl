@@ -31,45 +31,9 @@ override SLOTS: u32 = 4u;
 // Sample weights of the batch's rows from sw_offset (read only with flags bit 3; 1 otherwise).
 @group(1) @binding(12) var<storage, read> sw: array<f32>;
 
-// Element `at` of the chunk in slot `c`.
-fn xs(c: u32, at: u32) -> f32 {
-    if (SLOTS == 1u || c == 0u) {
-        return x0[at];
-    } else if (SLOTS == 2u || c == 1u) {
-        return x1[at];
-    } else if (SLOTS == 3u || c == 2u) {
-        return x2[at];
-    }
-    return x3[at];
-}
-
-// The invocation's 4 rows: each one's slot and first element there. Rows past the batch repeat the last row
-// (computed, never stored).
-struct Rows {
-    s0: vec2<u32>,
-    s1: vec2<u32>,
-    s2: vec2<u32>,
-    s3: vec2<u32>,
-}
-
-fn rows_at(i0: u32) -> Rows {
-    let n = step.rows;
-    return Rows(
-        held_row(perm[step.perm_offset + min(i0, n - 1u)], held.chunk_rows, step.d),
-        held_row(perm[step.perm_offset + min(i0 + 1u, n - 1u)], held.chunk_rows, step.d),
-        held_row(perm[step.perm_offset + min(i0 + 2u, n - 1u)], held.chunk_rows, step.d),
-        held_row(perm[step.perm_offset + min(i0 + 3u, n - 1u)], held.chunk_rows, step.d),
-    );
-}
-
-// Feature j of the invocation's 4 rows.
-fn x4(rows: Rows, j: u32) -> vec4<f32> {
-    return vec4<f32>(xs(rows.s0.x, rows.s0.y + j), xs(rows.s1.x, rows.s1.y + j), xs(rows.s2.x, rows.s2.y + j),
-        xs(rows.s3.x, rows.s3.y + j));
-}
-
 fn label(i: u32) -> u32 {
     return labels[perm[step.perm_offset + i]];
 }
 
-// The tile, softmax, loss and residual: forward_tile.wgsl, appended at load time.
+// Where the rows are (held_rows.wgsl), then the tile, softmax, loss and residual (forward_tile.wgsl), appended at
+// load time.

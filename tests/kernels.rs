@@ -417,6 +417,52 @@ fn the_held_kernels_read_rows_in_place_bitwise_like_the_kernels_over_a_gathered_
 }
 
 #[test]
+fn the_logits_kernel_reads_held_rows_in_place_bitwise_like_over_a_gathered_copy() {
+    on_every_gpu(|ctx| {
+        // (held rows, features, classes, batch rows, rows per chunk): K past the fused kernels' 16 and 32 — one
+        // class tile and a part of one (17), several (40), many (200) — over one to four chunks, batches that repeat
+        // rows and end mid-tile.
+        for (s, &(n, d, k, b, chunk_rows)) in [
+            (30, 7, 17, 29, 30),
+            (300, 784, 40, 256, 120),
+            (97, 13, 200, 130, 25),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let HeldCase {
+                x,
+                w,
+                bias,
+                y,
+                perm,
+                ..
+            } = HeldCase::new(s as u64 * 13 + 500, n, d, k, b);
+            let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows}");
+            let (z, labels) = ops::logits_held(
+                ctx,
+                x.view(),
+                &y,
+                &perm,
+                (w.view(), bias.view()),
+                chunk_rows,
+            )
+            .unwrap();
+            // The same values as the gathered copy holds, the same arithmetic: equal; and the gather's labels.
+            let (xb, yb) = cpu::gather::<f32>(&perm, x.view(), &y);
+            let want = ops::logits(ctx, xb.view(), w.view(), bias.view()).unwrap();
+            assert_eq!(z, want, "Z {case}");
+            assert_eq!(labels, yb, "labels {case}");
+            // And the mirror, within the bound `validate` uses for the logits.
+            let (x64, w64, b64) = (to64(&xb), to64(&w), bias.mapv(f64::from));
+            let want = cpu::logits(x64.view(), w64.view(), b64.view());
+            let tol = tolerance::logits(x64.view(), w64.view(), b64.view());
+            assert_within(&format!("logits_held Z {case}"), &z, &want, &tol);
+        }
+    });
+}
+
+#[test]
 fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
     on_every_gpu(|ctx| {
         // (held rows, features, classes, batch rows, rows per chunk): a partial tile; 4 tiles over 3 chunks; K = 32

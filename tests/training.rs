@@ -1283,6 +1283,51 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_for_any_chunking() {
     });
 }
 
+#[test]
+fn rows_read_in_place_train_bitwise_like_gathered_rows_past_16_classes() {
+    // K = 30 (two class tiles, the last partial), class and sample weights, shuffled batches over three chunks:
+    // logits_held must find each row and its label where it is held; softmax, residual and grad_held then see what
+    // the gathered path's kernels see.
+    let (train, _) = problem(1200, 9, 30);
+    let weights: std::sync::Arc<[f32]> =
+        (0..train.y.len()).map(|i| [0.5, 1.0, 2.0][i % 3]).collect();
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 100,
+        lr: 0.05,
+        shuffle: true,
+        ..TrainConfig::default()
+    };
+    let class_weights: Vec<f32> = (0..30).map(|c| 0.5 + (c % 4) as f32 * 0.5).collect();
+    on_every_gpu(|ctx| {
+        let run = |gather: bool| {
+            let opts = GpuOptions {
+                max_chunk_bytes: Some(9 * 4 * 400),
+                gather,
+                one_pass: Some(false),
+                ..GpuOptions::default()
+            };
+            let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
+            g.set_class_weights(Some(&class_weights)).unwrap();
+            let path = std::path::Path::new("weights");
+            let mut t = data::Weighted::new(source(&train), weights.clone(), path).unwrap();
+            let reports = fit(&mut g, &mut t, None, &cfg, &mut []).unwrap();
+            let last = reports.last().unwrap();
+            (
+                g.train_chunks(),
+                g.trains_in_place(),
+                last.train_loss,
+                g.params().unwrap(),
+            )
+        };
+        let (chunks, in_place, loss, params) = run(false);
+        assert_eq!((chunks, in_place), (3, true));
+        let gathered = run(true);
+        assert_eq!((gathered.0, gathered.1), (3, false));
+        assert_eq!((loss, &params), (gathered.2, &gathered.3));
+    });
+}
+
 /// What `bench` prints as dispatches and passes over the rows per step comes from the op plan the recorder reads;
 /// here it is compared with the dispatches actually recorded, counted by the timestamps written between them.
 #[test]
@@ -1333,8 +1378,19 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
                 5,
                 3,
             ),
+            // logits_held, softmax, residual, grad_held, metrics; update: no gather.
+            ("K > 16", GpuOptions::default(), dense(300, 20, 20), 6, 2),
             // gather, logits, softmax, residual, grad, metrics; update.
-            ("K > 16", GpuOptions::default(), dense(300, 20, 20), 7, 3),
+            (
+                "K > 16 gathered",
+                gathered.clone(),
+                dense(300, 20, 20),
+                7,
+                3,
+            ),
+            // K = 32 in place; past it gathered again (each class tile reads the rows).
+            ("K = 32", GpuOptions::default(), dense(300, 20, 32), 6, 2),
+            ("K = 40", GpuOptions::default(), dense(300, 20, 40), 7, 3),
             // fused_held, reduce; update: one pass over the rows, at K ≤ 16 and up to 32.
             (
                 "K ≤ 16 one pass",
@@ -1374,7 +1430,9 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
                 continue;
             }
             let (dispatches, passes) = match what {
-                "K ≤ 16 in place" | "K > 16" if GpuBackend::one_pass(ctx, shape, &options) => {
+                "K ≤ 16 in place" | "K > 16" | "K = 32"
+                    if GpuBackend::one_pass(ctx, shape, &options) =>
+                {
                     (3, 1)
                 }
                 _ => (dispatches, passes),

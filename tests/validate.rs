@@ -46,6 +46,7 @@ fn a_perturbed_kernel_result_fails_and_is_named() {
             Kernel::GradHeld,
             Kernel::FusedHeld,
             Kernel::Reduce,
+            Kernel::LogitsHeld,
         ] {
             let one_pass = [Kernel::FusedHeld, Kernel::Reduce].contains(&kernel);
             let shape = softmax_wgpu::Shape { d: 1, k: 2 };

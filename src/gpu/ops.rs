@@ -641,6 +641,44 @@ pub fn forward_held(
     ))
 }
 
+/// `logits_held.wgsl` on the GPU: [`logits`] over the rows `perm` names of the held set `x` (labels `y`), held in
+/// chunks of `chunk_rows` rows, and the batch's labels it copies (`y` in `perm`'s order).
+pub fn logits_held(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    y: &[u32],
+    perm: &[u32],
+    (w, b): (ArrayView2<f32>, ArrayView1<f32>),
+    chunk_rows: usize,
+) -> Result<(Array2<f32>, Vec<u32>)> {
+    let h = HeldForward::new(
+        ctx,
+        ("logits operands", usize::MAX),
+        x,
+        y,
+        perm,
+        (w, b),
+        Weights::none(),
+        chunk_rows,
+    )?;
+    let (rows, k) = (perm.len(), w.ncols());
+    let z = storage_zeroed(ctx, "z", (rows * k * 4) as u64);
+    let yb = storage_zeroed(ctx, "batch labels", (rows * 4) as u64);
+    let [x0, x1, x2, x3] = h.slots();
+    run(
+        ctx,
+        Kernel::LogitsHeld,
+        h.step,
+        &[
+            x0, x1, x2, x3, &h.y, &h.perm, &h.layout, &h.w, &h.b, &z, &yb,
+        ],
+    )?;
+    Ok((
+        to2(read(ctx, &z, 0, rows * k)?, rows, k)?,
+        read(ctx, &yb, 0, rows)?,
+    ))
+}
+
 /// `grad_held.wgsl` on the GPU: [`grad`] over the rows `perm` names of the held set `x`, held in chunks of
 /// `chunk_rows` rows.
 pub fn grad_held(

@@ -206,6 +206,13 @@ fn check_held(
         );
         let (tol, _) = tolerance::forward(xb.view(), w64.view(), b64.view(), &yb);
         checks.push(Kernel::ForwardHeld, "R", case, compare(&got, &want, &tol));
+    } else if ctx.kernels.available(Kernel::LogitsHeld) {
+        let (mut got, _) =
+            ops::logits_held(ctx, x.view(), y, &perm, (w.view(), bias.view()), chunk_rows)?;
+        checks.corrupt(Kernel::LogitsHeld, &mut got);
+        let want = cpu::logits(xb.view(), w64.view(), b64.view());
+        let tol = tolerance::logits(xb.view(), w64.view(), b64.view());
+        checks.push(Kernel::LogitsHeld, "Z", case, compare(&got, &want, &tol));
     }
     let (mut got, _) = ops::grad_held(ctx, x.view(), &perm, r.view(), chunk_rows)?;
     checks.corrupt(Kernel::GradHeld, &mut got);

@@ -5,7 +5,8 @@
 //! short list, and the list is recorded into one compute pass and submitted when it is full, when a value must be
 //! read back, or before the host writes a buffer the queued ops use. A step of a held batch reads its (shuffled) rows
 //! where they are held — in one pass on a GPU (fused_held → reduce, K ≤ 32), else forward_held → grad_held →
-//! metrics (K ≤ 16), at most four chunks either way — or gathers them into the batch buffer first; [`GpuBackend::plan`](plan) lists each op's kernels. The update kernel divides the sums by the
+//! metrics (K ≤ 16) or logits_held → softmax → residual → grad_held → metrics (K ≤ 32), at most four chunks either
+//! way — or gathers them into the batch buffer first; [`GpuBackend::plan`](plan) lists each op's kernels. The update kernel divides the sums by the
 //! rows they cover. Loss and hit sums go to per-op slots on the device and
 //! are read once, by [`crate::train::Backend::take_sums`]. At most two submissions are in flight.
 //!
@@ -60,9 +61,10 @@ pub struct GpuOptions {
     /// Train on sparse rows only (LIBSVM): no dense batch buffers (a batch's X would be rows × d floats), batches
     /// limited by their non-zeros and by rows × k, and no autotuning of the dense kernels.
     pub sparse: bool,
-    /// Always gather a held batch's rows into the batch buffers, as data of more than [`crate::gpu::kernels::HELD_SLOTS`] chunks or of
-    /// more than 16 classes is: for comparing the paths (bitwise equal to the two-kernel held path; the one-pass
-    /// path adds the same terms in another order) and for benchmarks.
+    /// Always gather a held batch's rows into the batch buffers, as data of more than [`crate::gpu::kernels::HELD_SLOTS`] chunks or
+    /// [`crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES`] classes is:
+    /// for comparing the paths (bitwise equal to the held paths that read rows in place; the one-pass path adds the
+    /// same terms in another order) and for benchmarks.
     pub gather: bool,
     /// Train held rows by one pass of `fused_held.wgsl` (K ≤ 32) where the adapter runs it. `None` chooses by
     /// adapter: yes on a GPU, no on a software adapter (llvmpipe), which runs a workgroup's barriers as switches
@@ -78,7 +80,7 @@ pub struct GpuBackend<'a> {
     shape: Shape,
     max_batch: usize,
     chunk_rows: usize,
-    /// Whether held sets of few enough chunks are read in place ([`GpuOptions::gather`] off, K ≤ 16, and the
+    /// Whether held sets of few enough chunks are read in place ([`GpuOptions::gather`] off, K ≤ 32, and the
     /// adapter binds the held kernels' buffers).
     in_place: bool,
     held: Vec<Resident>,
@@ -235,8 +237,12 @@ impl<'a> GpuBackend<'a> {
             in_place: !options.gather
                 && !options.sparse
                 && (fused_step.is_some()
-                    || (shape.k <= 16
-                        && ctx.kernels.available(Kernel::ForwardHeld)
+                    || (shape.k <= crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES
+                        && ctx.kernels.available(if shape.k <= 16 {
+                            Kernel::ForwardHeld
+                        } else {
+                            Kernel::LogitsHeld
+                        })
                         && ctx.kernels.available(Kernel::GradHeld))),
             fused_step,
             held: Vec::new(),
@@ -316,7 +322,7 @@ impl<'a> GpuBackend<'a> {
     }
 
     /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`crate::gpu::kernels::HELD_SLOTS`]
-    /// chunks, K ≤ 16, [`GpuOptions::gather`] off, and an adapter that binds the held kernels' buffers).
+    /// chunks, K ≤ [`crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES`], [`GpuOptions::gather`] off, and an adapter that binds the held kernels' buffers).
     pub fn reads_in_place(&self, set: Held) -> bool {
         self.held
             .get(set.id())

@@ -99,7 +99,7 @@ pub(super) enum Group {
         set: usize,
         chunk: usize,
     },
-    /// The in-place groups of held set `set`: forward_held's, grad_held's, fused_held's.
+    /// The in-place groups of held set `set`: forward_held's (or logits_held's), grad_held's, fused_held's.
     HeldForward(usize),
     HeldGrad(usize),
     HeldFused(usize),
@@ -154,6 +154,7 @@ impl Dispatch {
                 | Kernel::Forward
                 | Kernel::Grad
                 | Kernel::ForwardHeld
+                | Kernel::LogitsHeld
                 | Kernel::GradHeld
                 | Kernel::FusedHeld
                 | Kernel::SparseLogits
@@ -230,11 +231,29 @@ impl GpuBackend<'_> {
                     width: Width::Held { like, slots },
                     dims,
                 };
-                plan.push(held(
-                    Kernel::ForwardHeld,
-                    Kernel::Forward,
-                    Group::HeldForward(h),
-                ));
+                if self.fused() {
+                    plan.push(held(
+                        Kernel::ForwardHeld,
+                        Kernel::Forward,
+                        Group::HeldForward(h),
+                    ));
+                } else {
+                    // K > 16: the logits (and the batch's labels) from the rows in place, then the softmax and
+                    // residual over the batch buffers.
+                    plan.push(held(
+                        Kernel::LogitsHeld,
+                        Kernel::Logits,
+                        Group::HeldForward(h),
+                    ));
+                    plan.push(tuned(Kernel::Softmax, Group::Batch(Kernel::Softmax), dims));
+                    if train {
+                        plan.push(tuned(
+                            Kernel::Residual,
+                            Group::Batch(Kernel::Residual),
+                            dims,
+                        ));
+                    }
+                }
                 if train {
                     plan.push(held(Kernel::GradHeld, Kernel::Grad, Group::HeldGrad(h)));
                 }

@@ -23,6 +23,7 @@ pub(super) struct DeviceChunk {
 /// The bind groups of the kernels that read a held set's rows in place (rebuilt when the batch buffers change).
 #[derive(Debug)]
 pub(super) struct HeldGroups {
+    /// forward_held's (K ≤ 16) or logits_held's (K > 16).
     pub(super) forward: wgpu::BindGroup,
     pub(super) grad: wgpu::BindGroup,
     /// The one-pass kernel's, when the backend runs it.
@@ -65,8 +66,8 @@ impl GpuBackend<'_> {
         let [x0, x1, x2, x3] = held_slots(&chunks);
         let (b, m) = (&self.batch, &self.model);
         let (kern, dev) = (&self.ctx.kernels, &self.ctx.device);
-        Some(HeldGroups {
-            forward: kern.bind(
+        let forward = if self.shape.k <= 16 {
+            kern.bind(
                 dev,
                 Kernel::ForwardHeld,
                 &[
@@ -84,7 +85,18 @@ impl GpuBackend<'_> {
                     &m.cw,
                     &b.sw,
                 ],
-            ),
+            )
+        } else {
+            kern.bind(
+                dev,
+                Kernel::LogitsHeld,
+                &[
+                    x0, x1, x2, x3, &p.labels, &b.perm, &p.layout, &m.w, &m.b, &b.z, &b.y,
+                ],
+            )
+        };
+        Some(HeldGroups {
+            forward,
             grad: kern.bind(
                 dev,
                 Kernel::GradHeld,
