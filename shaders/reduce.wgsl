@@ -1,6 +1,6 @@
-// Adds the per-segment partial sums fused_held.wgsl wrote, in segment order, into the gradient sums (G, g_b; added
-// to what they hold with flags bit 0) and the batch's (loss, hits) into its slot of the sums. CPU mirror: the last
-// loop of cpu::fused.
+// Adds the per-segment partial sums fused_held.wgsl (or grad_tile.wgsl split over rows) wrote, in segment order,
+// into the gradient sums (G, g_b; added to what they hold with flags bit 0) and the batch's (loss, hits) into its
+// slot of the sums (with METRICS). CPU mirror: the last loop of cpu::fused.
 //
 // One invocation per partial element: f = class · (d + 1) + feature (the bias as feature d), so adjacent
 // invocations read adjacent words of each segment's partial (coalesced); each loops over the segments (at most
@@ -10,6 +10,10 @@
 override WG: u32 = 64u;
 override SEGS: u32 = 1024u;
 override TRAIN: u32 = 1u;
+// Rows of the units the segments are made of: fused_held.wgsl's 64-row tiles, or grad_tile.wgsl's 256.
+override UNIT: u32 = 64u;
+// 0 where the partials come from grad_tile.wgsl (no loss or hits: metrics.wgsl sums them).
+override METRICS: u32 = 1u;
 
 @group(1) @binding(0) var<storage, read> gp: array<f32>;
 @group(1) @binding(1) var<storage, read> mp: array<f32>;
@@ -25,12 +29,12 @@ fn main(
     let f = flat_index(gid, nwg, WG);
     let d = step.d;
     let k = step.k;
-    let tiles = (step.rows + 63u) / 64u;
+    let tiles = (step.rows + UNIT - 1u) / UNIT;
     let per = (tiles + SEGS - 1u) / SEGS;
     let segs = (tiles + per - 1u) / per;
     let stride = d + 1u;
     let items = select(0u, k * stride, TRAIN != 0u);
-    if (f == items) {
+    if (f == items && METRICS != 0u) {
         var l = 0.0;
         var h = 0.0;
         for (var s = 0u; s < segs; s = s + 1u) {
@@ -41,7 +45,7 @@ fn main(
         sums[2u * step.slot + 1u] = h;
         return;
     }
-    if (f > items) {
+    if (f >= items) {
         return;
     }
     let j = f % stride;

@@ -463,6 +463,35 @@ fn the_logits_kernel_reads_held_rows_in_place_bitwise_like_over_a_gathered_copy(
 }
 
 #[test]
+fn the_gradient_split_over_rows_matches_its_mirror_and_repeats_bitwise() {
+    on_every_gpu(|ctx| {
+        // (rows, features, classes, most segments): one segment; 4 units in 4; 12 units in 5 (3 to a segment, the
+        // last short); K past one class tile and features not a multiple of 4.
+        for (s, &(n, d, k, most)) in [(100, 7, 3, 1024), (1000, 13, 40, 1024), (3000, 21, 200, 5)]
+            .iter()
+            .enumerate()
+        {
+            let x = uniform(n, d, -1.0, 1.0, s as u64 * 2 + 900);
+            let r = uniform(n, k, -0.5, 0.5, s as u64 * 2 + 901);
+            let case = format!("N={n} D={d} K={k} segments ≤ {most}");
+            let (gw, gb) = ops::grad_split(ctx, x.view(), r.view(), most).unwrap();
+            let (x64, r64) = (to64(&x), to64(&r));
+            let (g_ref, gb_ref) = cpu::grad(x64.view(), r64.view());
+            let (g_tol, gb_tol) = tolerance::grad(x64.view(), r64.view());
+            assert_within(&format!("split G {case}"), &gw, &g_ref, &g_tol);
+            assert_within(
+                &format!("split g_b {case}"),
+                &gb.clone().insert_axis(ndarray::Axis(0)),
+                &gb_ref.clone().insert_axis(ndarray::Axis(0)),
+                &gb_tol.clone().insert_axis(ndarray::Axis(0)),
+            );
+            let again = ops::grad_split(ctx, x.view(), r.view(), most).unwrap();
+            assert_eq!((gw, gb), again, "repeat {case}");
+        }
+    });
+}
+
+#[test]
 fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
     on_every_gpu(|ctx| {
         // (held rows, features, classes, batch rows, rows per chunk): a partial tile; 4 tiles over 3 chunks; K = 32

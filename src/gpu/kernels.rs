@@ -105,12 +105,44 @@ pub fn fused_gpu_shape(device_type: wgpu::DeviceType) -> bool {
 /// Segments (workgroups of [`Kernel::FusedHeld`]) of a batch of `rows` rows: its tiles of [`FUSED_TILE_ROWS`] rows
 /// shared out, in order, `⌈tiles / SEGS⌉` to a segment. The shaders compute the same.
 pub fn fused_segments(rows: u32, d: u32, k: u32) -> u32 {
-    let tiles = rows.div_ceil(FUSED_TILE_ROWS);
-    if tiles == 0 {
+    segments(rows, FUSED_TILE_ROWS, fused_max_segments(d, k))
+}
+
+/// Segments of a batch of `rows` rows cut into units of `unit` rows, at most `most` segments of consecutive units
+/// (`⌈units / most⌉` to a segment): as fused_held.wgsl, grad_tile.wgsl (split) and reduce.wgsl count them.
+pub fn segments(rows: u32, unit: u32, most: u32) -> u32 {
+    let units = rows.div_ceil(unit);
+    if units == 0 {
         return 0;
     }
-    let per = tiles.div_ceil(fused_max_segments(d, k));
-    tiles.div_ceil(per)
+    let per = units.div_ceil(most.max(1));
+    units.div_ceil(per)
+}
+
+/// Rows of the units [`Kernel::Grad`] split over rows cuts a batch into (grad_tile.wgsl's `UNIT`).
+pub const GRAD_UNIT_ROWS: u32 = 256;
+
+/// Whether the gradient over a gathered batch is split over its rows into per-segment partials and reduced
+/// (GPUs: a walk over the whole batch is a chain of dependent loads as long as the batch, in a few hundred
+/// invocations), or walked whole by each invocation (CPU adapters, where the partials' writes and reduction would
+/// only add work). [`fused_gpu_shape`]'s choice.
+pub fn splits_gradient(device_type: wgpu::DeviceType) -> bool {
+    fused_gpu_shape(device_type)
+}
+
+/// The override constants of [`Kernel::Grad`] split over rows and of the [`Kernel::Reduce`] that adds its
+/// partials, for `d` features and `k` classes (as many segments as [`FUSED_PARTIAL_BYTES`] holds, up to 1,024).
+pub fn split_grad_constants(kernel: Kernel, d: u32, k: u32) -> Vec<(&'static str, f64)> {
+    let most = f64::from(fused_max_segments(d, k));
+    match kernel {
+        Kernel::Reduce => vec![
+            ("SEGS", most),
+            ("TRAIN", 1.0),
+            ("UNIT", f64::from(GRAD_UNIT_ROWS)),
+            ("METRICS", 0.0),
+        ],
+        _ => vec![("SEGS", most)],
+    }
 }
 
 /// The override constants of `kernel` ([`Kernel::FusedHeld`] or [`Kernel::Reduce`]) for `d` features, `k` classes,
@@ -256,7 +288,7 @@ static SPECS: [KernelSpec; 20] = [
             include_str!("../../shaders/grad_tile.wgsl")
         ),
         bindings: &[Read, Read, ReadWrite, ReadWrite],
-        constants: &[("WG", 64.0), ("KT", 16.0)],
+        constants: &[("WG", 64.0), ("KT", 16.0), ("SEGS", 0.0)],
         grid: Grid::FeaturesByClassTiles,
     },
     KernelSpec {
@@ -369,7 +401,7 @@ static SPECS: [KernelSpec; 20] = [
         bindings: &[
             Read, Read, Read, Read, Read, Uniform, Read, ReadWrite, ReadWrite,
         ],
-        constants: &[("WG", 64.0), ("SLOTS", 4.0), ("KT", 16.0)],
+        constants: &[("WG", 64.0), ("SLOTS", 4.0), ("KT", 16.0), ("SEGS", 0.0)],
         grid: Grid::FeaturesByClassTiles,
     },
     KernelSpec {
@@ -395,7 +427,13 @@ static SPECS: [KernelSpec; 20] = [
         name: "reduce",
         source: include_str!("../../shaders/reduce.wgsl"),
         bindings: &[Read, Read, ReadWrite, ReadWrite, ReadWrite],
-        constants: &[("WG", 64.0), ("SEGS", 1024.0), ("TRAIN", 1.0)],
+        constants: &[
+            ("WG", 64.0),
+            ("SEGS", 1024.0),
+            ("TRAIN", 1.0),
+            ("UNIT", 64.0),
+            ("METRICS", 1.0),
+        ],
         // Every partial element, and one more invocation for the metrics.
         grid: Grid::Items(|s| u64::from(s.k) * (u64::from(s.d) + 1) + 1),
     },
@@ -841,10 +879,17 @@ impl Kernel {
                 u64::from(dims.rows).div_ceil(4).div_ceil(constant("WG")) as u32,
                 u64::from(dims.k).div_ceil(16) as u32,
             ),
-            Grid::FeaturesByClassTiles => (
-                (u64::from(dims.d).div_ceil(4) + 1).div_ceil(constant("WG")) as u32,
-                u64::from(dims.k).div_ceil(16) as u32,
-            ),
+            Grid::FeaturesByClassTiles => {
+                // Split over rows, y also counts the segments.
+                let segs = match constant("SEGS") {
+                    0 => 1,
+                    most => segments(dims.rows, GRAD_UNIT_ROWS, most as u32).max(1),
+                };
+                (
+                    (u64::from(dims.d).div_ceil(4) + 1).div_ceil(constant("WG")) as u32,
+                    (u64::from(dims.k).div_ceil(16) * u64::from(segs)) as u32,
+                )
+            }
             Grid::Plane => (
                 u64::from(dims.d).div_ceil(constant("WG")) as u32,
                 dims.rows
@@ -880,8 +925,15 @@ impl Kernel {
     /// The longest chain of dependent iterations one invocation runs over `dims` — the rows or features it walks
     /// in sequence (what a GPU cannot spread over its cores, and waits on memory for): read from each shader's
     /// loops. Sparse kernels walk a row's non-zeros, bounded here by the features.
-    pub fn serial_steps(self, dims: Dims) -> u64 {
+    pub fn serial_steps(self, dims: Dims, constants: &[(&'static str, f64)]) -> u64 {
         let (rows, d, k) = (u64::from(dims.rows), u64::from(dims.d), u64::from(dims.k));
+        let constant = |name: &str| {
+            constants
+                .iter()
+                .chain(self.spec().constants)
+                .find(|(n, _)| *n == name)
+                .map(|&(_, v)| v as u64)
+        };
         match self {
             // Each invocation copies its column of up to 64 workgroups' rows.
             Kernel::Gather => rows.div_ceil(rows.clamp(1, 64)),
@@ -893,7 +945,16 @@ impl Kernel {
             | Kernel::SparseLogits => d,
             Kernel::Softmax => k,
             // Every row of the batch, for its 4 features.
-            Kernel::Grad | Kernel::GradHeld | Kernel::SparseGrad => rows,
+            // Every row of the batch (or its segment's, split), for its 4 features.
+            Kernel::Grad | Kernel::GradHeld => match constant("SEGS") {
+                Some(most) if most > 0 => {
+                    let unit = u64::from(GRAD_UNIT_ROWS);
+                    let units = rows.div_ceil(unit);
+                    units.div_ceil(most).min(units) * unit
+                }
+                _ => rows,
+            },
+            Kernel::SparseGrad => rows,
             Kernel::Metrics => rows.div_ceil(256),
             // Its row's features, then its share of the tiles' rows.
             Kernel::FusedHeld => {
@@ -901,7 +962,11 @@ impl Kernel {
                 let per = tiles.div_ceil(u64::from(fused_max_segments(dims.d, dims.k)).max(1));
                 d.max(per * u64::from(FUSED_TILE_ROWS))
             }
-            Kernel::Reduce => u64::from(fused_segments(dims.rows, dims.d, dims.k)),
+            Kernel::Reduce => u64::from(segments(
+                dims.rows,
+                constant("UNIT").unwrap_or(64) as u32,
+                constant("SEGS").unwrap_or(1024) as u32,
+            )),
             Kernel::Residual
             | Kernel::Update
             | Kernel::SparseUpdate
@@ -958,9 +1023,15 @@ mod tests {
         let segments = fused_segments(full.rows, full.d, full.k);
         assert_eq!(segments, 938);
         assert!(u64::from(segments) * u64::from(FUSED_WORKGROUP) >= 65_536);
-        assert_eq!(Kernel::FusedHeld.serial_steps(full), 784);
-        assert_eq!(Kernel::Reduce.serial_steps(full), 938);
-        assert_eq!(Kernel::GradHeld.serial_steps(full), 60_000);
+        assert_eq!(Kernel::FusedHeld.serial_steps(full, &[]), 784);
+        let reduce = fused_constants(Kernel::Reduce, 784, 10, 1, true, true);
+        assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 938);
+        assert_eq!(Kernel::GradHeld.serial_steps(full, &[]), 60_000);
+        // Split over rows, the gradient walks at most 256 rows (235 segments here); its reduction 235 segments.
+        let split = split_grad_constants(Kernel::Grad, 784, 10);
+        assert_eq!(Kernel::Grad.serial_steps(full, &split), 256);
+        let reduce = split_grad_constants(Kernel::Reduce, 784, 10);
+        assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 235);
         // Invocations grow with the batch: 4 segments at batch 256.
         assert_eq!(fused_segments(256, 784, 10), 4);
         // Many features: fewer segments, the partials within their budget.

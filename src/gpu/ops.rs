@@ -679,6 +679,62 @@ pub fn logits_held(
     ))
 }
 
+/// `grad.wgsl` split over rows (as GPUs train: segments of 256-row units, at most `most` of them) then
+/// `reduce.wgsl`: [`grad`]'s sums G = Xᵀ·R, g_b = colsum(R), added by segment in order.
+pub fn grad_split(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    r: ArrayView2<f32>,
+    most: u32,
+) -> Result<(Array2<f32>, Array1<f32>)> {
+    let (rows, d) = x.dim();
+    let k = r.ncols();
+    check(
+        r.nrows() == rows && rows > 0 && most > 0,
+        "grad operands",
+        || format!("r with x's {rows} rows, at least 1, and at least one segment"),
+        || format!("r {:?}, {most} segments", r.dim()),
+    )?;
+    let (rr, dd, kk) = dims(rows, d, k)?;
+    let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
+    let xb = storage_init(ctx, "x", &contiguous(x));
+    let rb = storage_init(ctx, "r", &contiguous(r));
+    let (gp, mp) = fused_partials(ctx, dd, kk);
+    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
+    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
+    let sums = storage_zeroed(ctx, "sums", 8);
+    let step = StepUniform {
+        rows: rr,
+        d: dd,
+        k: kk,
+        ..Default::default()
+    };
+    let constants = |kernel| {
+        let mut c = crate::gpu::kernels::split_grad_constants(kernel, dd, kk);
+        c.retain(|(n, _)| *n != "SEGS");
+        c.push(("SEGS", f64::from(most)));
+        c
+    };
+    run_with(
+        ctx,
+        Kernel::Grad,
+        step,
+        &constants(Kernel::Grad),
+        &[&xb, &rb, &gp, &gb],
+    )?;
+    run_with(
+        ctx,
+        Kernel::Reduce,
+        step,
+        &constants(Kernel::Reduce),
+        &[&gp, &mp, &g, &gb, &sums],
+    )?;
+    Ok((
+        to2(read(ctx, &g, 0, d * k)?, d, k)?,
+        Array1::from(read(ctx, &gb, 0, k)?),
+    ))
+}
+
 /// `grad_held.wgsl` on the GPU: [`grad`] over the rows `perm` names of the held set `x`, held in chunks of
 /// `chunk_rows` rows.
 pub fn grad_held(

@@ -105,6 +105,18 @@ fn check_case(
     let (gw_tol, gb_tol) = tolerance::grad(x64.view(), to64(&r32).view());
     checks.push(Kernel::Grad, "G", &case, compare(&gw, &gw_ref, &gw_tol));
     checks.push(Kernel::Grad, "g_b", &case, compare(&gb, &gb_ref, &gb_tol));
+    // Split over rows as GPUs train (at most 2 segments: several units to a segment once B > 512), and reduced.
+    let (mut gs, mut gbs) = ops::grad_split(ctx, x.view(), r32.view(), 2)?;
+    checks.corrupt(Kernel::Grad, &mut gs);
+    checks.corrupt(Kernel::Reduce, &mut gbs);
+    let split = format!("{case}, split over rows");
+    checks.push(Kernel::Grad, "G", &split, compare(&gs, &gw_ref, &gw_tol));
+    checks.push(
+        Kernel::Reduce,
+        "g_b",
+        &split,
+        compare(&gbs, &gb_ref, &gb_tol),
+    );
     if ctx.kernels.available(Kernel::ForwardHeld) && ctx.kernels.available(Kernel::GradHeld) {
         check_held(ctx, checks, &case, (&x, &w, &bias), &y, &r32)?;
     }

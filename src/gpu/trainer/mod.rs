@@ -116,9 +116,13 @@ pub struct GpuBackend<'a> {
     /// The optimizer's state buffers (velocity, or the two moments; each flat over W then b) and the bind group of
     /// its update kernel, made on its first step or when a state is restored.
     opt_slots: Option<(Vec<wgpu::Buffer>, wgpu::BindGroup)>,
-    /// The fused kernel's per-segment partials and the reduction's bind group, when held rows are read in place
-    /// by one pass (K ≤ 32 on an adapter that runs `fused_held.wgsl`).
+    /// The per-segment partials and the reduction's bind group, when held rows are read in place by one pass (K ≤ 32
+    /// on an adapter that runs `fused_held.wgsl`) or the gradient is split over rows ([`GpuBackend::splits_gradient`]).
     fused_step: Option<FusedBuffers>,
+    /// Whether held rows are read in place by one pass ([`GpuBackend::one_pass`]).
+    one_pass: bool,
+    /// Whether the gradient over a gathered batch is split over its rows ([`crate::gpu::kernels::splits_gradient`]).
+    split_grad: bool,
 }
 
 /// What the one-pass step needs beside a held set: the segments' partial sums and the group reducing them.
@@ -202,13 +206,6 @@ impl<'a> GpuBackend<'a> {
         let (d, k) = (shape.d, shape.k);
         let (max_batch, chunk_rows) = Self::sizes(ctx, shape, options)?;
         let model = Self::model_buffers(ctx, shape);
-        let batch = Self::batch_buffers(
-            ctx,
-            shape,
-            &model,
-            FIRST_CAPACITY.min(max_batch),
-            options.sparse,
-        );
         let steps = StepSlots::new(ctx, OPS_PER_SUBMIT);
         let sparse_update = options.sparse.then(|| {
             let list = storage_zeroed(ctx, "touched columns", d as u64 * 4);
@@ -219,7 +216,11 @@ impl<'a> GpuBackend<'a> {
             );
             (list, group)
         });
-        let fused_step = Self::one_pass(ctx, shape, options).then(|| {
+        let one_pass = Self::one_pass(ctx, shape, options);
+        let split_grad = !options.sparse
+            && crate::gpu::kernels::splits_gradient(ctx.info.device_type)
+            && ctx.kernels.available(Kernel::Reduce);
+        let fused_step = (one_pass || split_grad).then(|| {
             let (gp, mp) = crate::gpu::buffers::fused_partials(ctx, d as u32, k as u32);
             let reduce = ctx.kernels.bind(
                 &ctx.device,
@@ -228,6 +229,16 @@ impl<'a> GpuBackend<'a> {
             );
             FusedBuffers { gp, mp, reduce }
         });
+        let batch = Self::batch_buffers(
+            ctx,
+            shape,
+            &model,
+            FIRST_CAPACITY.min(max_batch),
+            options.sparse,
+            split_grad
+                .then(|| fused_step.as_ref().map(|f| &f.gp))
+                .flatten(),
+        );
         ctx.take_error()?;
         Ok(GpuBackend {
             ctx,
@@ -236,7 +247,7 @@ impl<'a> GpuBackend<'a> {
             chunk_rows,
             in_place: !options.gather
                 && !options.sparse
-                && (fused_step.is_some()
+                && (one_pass
                     || (shape.k <= crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES
                         && ctx.kernels.available(if shape.k <= 16 {
                             Kernel::ForwardHeld
@@ -245,6 +256,8 @@ impl<'a> GpuBackend<'a> {
                         })
                         && ctx.kernels.available(Kernel::GradHeld))),
             fused_step,
+            one_pass,
+            split_grad,
             held: Vec::new(),
             model,
             batch,
@@ -319,6 +332,12 @@ impl<'a> GpuBackend<'a> {
             && ctx.kernels.available(Kernel::FusedHeld)
             && ctx.kernels.available(Kernel::Reduce)
             && ctx.info.backend != wgpu::Backend::Gl
+    }
+
+    /// Whether the gradient over a gathered batch is split over its rows and reduced (one more dispatch a step; see
+    /// [`crate::gpu::kernels::splits_gradient`]).
+    pub fn splits_gradient(&self) -> bool {
+        self.split_grad
     }
 
     /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`crate::gpu::kernels::HELD_SLOTS`]

@@ -103,8 +103,10 @@ pub(super) enum Group {
     HeldForward(usize),
     HeldGrad(usize),
     HeldFused(usize),
-    /// The reduction of the fused kernel's partials.
+    /// The reduction of the fused kernel's (or the split gradient's) partials.
     Reduce,
+    /// The gradient over the batch buffers split over rows, into the partials.
+    GradSplit,
     /// The sparse batch's groups.
     SparseLogits,
     SparseGrad,
@@ -125,6 +127,9 @@ pub(super) enum Width {
     /// The one-pass kernels: their constants follow from the shape, the held set's `slots` and whether the op
     /// trains ([`crate::gpu::kernels::fused_constants`]); not tuned.
     Fused { slots: u32, train: bool },
+    /// The gradient split over rows and its reduction: the gradient at its tuned width, with the segments
+    /// ([`crate::gpu::kernels::split_grad_constants`]).
+    Split,
 }
 
 /// One dispatch of an op's plan.
@@ -140,7 +145,7 @@ impl Dispatch {
     /// The kernel whose tuned width this dispatch runs at: its own, or for a held kernel the one it stands in for.
     pub(super) fn tuned_as(&self) -> Kernel {
         match self.width {
-            Width::Tuned | Width::Fused { .. } => self.kernel,
+            Width::Tuned | Width::Fused { .. } | Width::Split => self.kernel,
             Width::Held { like, .. } => like,
         }
     }
@@ -203,7 +208,7 @@ impl GpuBackend<'_> {
         };
         let mut plan = Vec::with_capacity(6);
         match rows {
-            Rows::Held(h) if self.held[h].in_place.is_some() && self.fused_step.is_some() => {
+            Rows::Held(h) if self.held[h].in_place.is_some() && self.one_pass => {
                 // One pass over the rows: the fused kernel's partials, then their reduction (which also sums the
                 // loss and hits: no metrics kernel).
                 let slots = self.held[h].chunks.len() as u32;
@@ -295,7 +300,20 @@ impl GpuBackend<'_> {
                         ));
                     }
                 }
-                if train {
+                if train && self.split_grad {
+                    // Split over the rows into per-segment partials, then their reduction in segment order.
+                    for (kernel, group) in [
+                        (Kernel::Grad, Group::GradSplit),
+                        (Kernel::Reduce, Group::Reduce),
+                    ] {
+                        plan.push(Dispatch {
+                            kernel,
+                            group,
+                            width: Width::Split,
+                            dims,
+                        });
+                    }
+                } else if train {
                     plan.push(tuned(Kernel::Grad, Group::Batch(Kernel::Grad), dims));
                 }
             }
@@ -383,6 +401,11 @@ impl GpuBackend<'_> {
                 .fused
                 .as_ref()
                 .expect("bound when the backend runs the fused kernel"),
+            Group::GradSplit => self
+                .batch
+                .grad_split
+                .as_ref()
+                .expect("made with the batch buffers when the gradient is split"),
             Group::Reduce => {
                 &self
                     .fused_step
@@ -429,6 +452,18 @@ impl GpuBackend<'_> {
                 train,
                 crate::gpu::kernels::fused_gpu_shape(self.ctx.info.device_type),
             ),
+            Width::Split => {
+                let mut c = match p.kernel {
+                    Kernel::Reduce => Vec::new(),
+                    _ => tuned.map_or_else(Vec::new, |t| t.constants.clone()),
+                };
+                c.extend(crate::gpu::kernels::split_grad_constants(
+                    p.kernel,
+                    self.shape.d as u32,
+                    self.shape.k as u32,
+                ));
+                c
+            }
             Width::Held { slots, .. } => {
                 let wg = tuned
                     .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))
@@ -460,7 +495,7 @@ impl GpuBackend<'_> {
                 DispatchShape {
                     kernel: p.kernel.name(),
                     invocations: u64::from(x) * u64::from(y) * p.kernel.workgroup_size(&constants),
-                    serial: p.kernel.serial_steps(p.dims),
+                    serial: p.kernel.serial_steps(p.dims, &constants),
                     reads_rows: p.reads_rows(),
                 }
             })
@@ -492,7 +527,7 @@ impl GpuBackend<'_> {
                     .kernel
                     .record(ctx, pass, &self.steps.bind_group, at, group, p.dims),
             },
-            Width::Fused { .. } | Width::Held { .. } => {
+            Width::Fused { .. } | Width::Held { .. } | Width::Split => {
                 let constants = self.constants_of(p, tuned);
                 let pipeline = ctx.kernels.pipeline_with(&ctx.device, p.kernel, &constants);
                 p.kernel.record_with(

@@ -32,6 +32,8 @@ pub(super) struct BatchBuffers {
     pub(super) softmax: wgpu::BindGroup,
     pub(super) residual: wgpu::BindGroup,
     pub(super) grad: wgpu::BindGroup,
+    /// grad.wgsl split over rows, writing the per-segment partials, when the backend splits the gradient.
+    pub(super) grad_split: Option<wgpu::BindGroup>,
     pub(super) metrics: wgpu::BindGroup,
 }
 
@@ -79,6 +81,7 @@ impl GpuBackend<'_> {
         m: &ModelBuffers,
         capacity: usize,
         sparse: bool,
+        partials: Option<&wgpu::Buffer>,
     ) -> BatchBuffers {
         let (d, k) = (shape.d as u64, shape.k as u64);
         let rows = capacity as u64;
@@ -110,6 +113,7 @@ impl GpuBackend<'_> {
             softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats, &m.cw, &sw]),
             residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r, &m.cw, &sw]),
             grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
+            grad_split: partials.map(|gp| kern.bind(dev, Kernel::Grad, &[&x, &r, gp, &m.gb])),
             metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &m.sums]),
             perm,
             sw,
@@ -155,7 +159,19 @@ impl GpuBackend<'_> {
         }
         self.flush()?;
         let capacity = rows.max(self.batch.capacity * 2).min(self.max_batch);
-        self.batch = Self::batch_buffers(self.ctx, self.shape, &self.model, capacity, self.sparse);
+        let partials = self
+            .fused_step
+            .as_ref()
+            .filter(|_| self.split_grad)
+            .map(|f| &f.gp);
+        self.batch = Self::batch_buffers(
+            self.ctx,
+            self.shape,
+            &self.model,
+            capacity,
+            self.sparse,
+            partials,
+        );
         self.sparse_buffers = None;
         for h in 0..self.held.len() {
             for c in 0..self.held[h].chunks.len() {
