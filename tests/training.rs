@@ -1328,6 +1328,54 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_past_16_classes() {
     });
 }
 
+#[test]
+fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
+    // What a card runs, trained here on whatever adapter there is: the one-pass kernel's GPU shape (X staged, two
+    // invocations per row) adds the same products in the same order as its CPU-adapter shape, so the run is bitwise
+    // the same; the gradient split over rows (K = 40 is gathered) adds them by segments, so the run is the same up to
+    // the order of addition. Batches of 1,500 rows grow the batch buffers past their first 1,024 (the split
+    // gradient's bind group is rebuilt with them) and make 6 segments of 256-row units.
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 1500,
+        lr: 0.1,
+        shuffle: true,
+        ..TrainConfig::default()
+    };
+    on_every_gpu(|ctx| {
+        for (k, one_pass) in [(10, Some(true)), (40, None)] {
+            let (train, _) = problem(4000, 12, k);
+            let run = |gpu_shape: bool| {
+                let opts = GpuOptions {
+                    one_pass,
+                    gpu_shape: Some(gpu_shape),
+                    ..GpuOptions::default()
+                };
+                if one_pass.is_some() && !GpuBackend::one_pass(ctx, shape(&train), &opts) {
+                    return None;
+                }
+                let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
+                let mut t = source(&train);
+                let reports = fit(&mut g, &mut t, None, &cfg, &mut []).unwrap();
+                Some((
+                    g.splits_gradient(),
+                    reports.last().unwrap().train_loss,
+                    g.params().unwrap(),
+                ))
+            };
+            let (Some(gpu), Some(cpu)) = (run(true), run(false)) else {
+                continue;
+            };
+            assert!(gpu.0 && !cpu.0, "K={k}: the GPU shape splits the gradient");
+            if one_pass.is_some() {
+                assert_eq!((gpu.1, &gpu.2), (cpu.1, &cpu.2), "K={k} one pass");
+            } else {
+                assert_same_run(&format!("K={k} split gradient"), &gpu.2, &cpu.2);
+            }
+        }
+    });
+}
+
 /// What `bench` prints as dispatches and passes over the rows per step comes from the op plan the recorder reads;
 /// here it is compared with the dispatches actually recorded, counted by the timestamps written between them.
 #[test]

@@ -133,6 +133,11 @@ pub struct BenchArgs {
     /// on GPUs and two kernels on software adapters, where the one-pass kernel's barriers are slow.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub one_pass: OnePass,
+    /// The kernels' shape: `on`, as for a GPU (the one-pass kernel staging X with two invocations per row, the
+    /// gradient over a gathered batch split over rows); `off`, as for a CPU adapter; `auto` (default), by adapter
+    /// type. `on` shows on a software adapter the shape of the work a card would run.
+    #[arg(long, value_enum, default_value_t = OnePass::Auto)]
+    pub gpu_shape: OnePass,
 }
 
 /// A graphics API wgpu can use, parsed once for every command.
@@ -216,7 +221,8 @@ pub struct DeviceArgs {
     pub precision: Precision,
 }
 
-/// Whether held rows are trained on by one pass of the fused kernel.
+/// On, off, or chosen by adapter (auto): whether held rows are trained on by one pass of the fused kernel
+/// (`--one-pass`), or the kernels take their GPU shape (`--gpu-shape`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnePass {
     /// On GPUs, not on software adapters.

@@ -374,6 +374,7 @@ fn bench_shape(
             autotune: !a.no_autotune,
             gather: a.gather,
             one_pass: a.one_pass.option(),
+            gpu_shape: a.gpu_shape.option(),
             ..GpuOptions::default()
         };
         let made = GpuBackend::new(ctx, shape, &options);

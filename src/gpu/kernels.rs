@@ -94,6 +94,9 @@ pub fn fused_partial_bytes(d: u32, k: u32) -> u64 {
 
 /// Whether [`Kernel::FusedHeld`] runs in its GPU shape on an adapter of this type (`STAGE` = 1, `SPLIT` = 2): X
 /// staged through workgroup memory so that the forward phase's reads are coalesced, and two invocations per row.
+/// The same choice splits the gradient over a gathered batch over its rows into per-segment partials and reduces
+/// them (GPUs: a walk over the whole batch is a chain of dependent loads as long as the batch, in a few hundred
+/// invocations), where CPU adapters walk it whole (the partials' writes and reduction would only add work there).
 /// CPU adapters (llvmpipe, SwiftShader, WARP) take the other shape: there workgroup memory is ordinary memory, a row
 /// read in place is already cached, each barrier costs a switch of every 8-lane coroutine, and a second invocation
 /// per row repeats the row's loads; one invocation per row keeps the softmax in its registers. Both shapes add the
@@ -121,14 +124,6 @@ pub fn segments(rows: u32, unit: u32, most: u32) -> u32 {
 
 /// Rows of the units [`Kernel::Grad`] split over rows cuts a batch into (grad_tile.wgsl's `UNIT`).
 pub const GRAD_UNIT_ROWS: u32 = 256;
-
-/// Whether the gradient over a gathered batch is split over its rows into per-segment partials and reduced
-/// (GPUs: a walk over the whole batch is a chain of dependent loads as long as the batch, in a few hundred
-/// invocations), or walked whole by each invocation (CPU adapters, where the partials' writes and reduction would
-/// only add work). [`fused_gpu_shape`]'s choice.
-pub fn splits_gradient(device_type: wgpu::DeviceType) -> bool {
-    fused_gpu_shape(device_type)
-}
 
 /// The override constants of [`Kernel::Grad`] split over rows and of the [`Kernel::Reduce`] that adds its
 /// partials, for `d` features and `k` classes (as many segments as [`FUSED_PARTIAL_BYTES`] holds, up to 1,024).

@@ -71,6 +71,11 @@ pub struct GpuOptions {
     /// between coroutines, and there the one-pass kernel (in its CPU shape) is 1.3–2.8× slower than the two-kernel
     /// path shaped for it (`bench --one-pass on|off`, K = 32 and K = 10). `Some` forces either (tests, `bench`).
     pub one_pass: Option<bool>,
+    /// Shape the kernels for a GPU — the one-pass kernel's staged, two-invocations-per-row shape and the gradient
+    /// split over rows — or for a CPU adapter. `None` chooses by adapter type
+    /// ([`crate::gpu::kernels::fused_gpu_shape`]); `Some` forces either: to train and `bench` the GPU shape on a
+    /// software adapter (tests, and the shape of the work a card would run).
+    pub gpu_shape: Option<bool>,
 }
 
 /// The training state on one device.
@@ -121,8 +126,10 @@ pub struct GpuBackend<'a> {
     fused_step: Option<FusedBuffers>,
     /// Whether held rows are read in place by one pass ([`GpuBackend::one_pass`]).
     one_pass: bool,
-    /// Whether the gradient over a gathered batch is split over its rows ([`crate::gpu::kernels::splits_gradient`]).
+    /// Whether the gradient over a gathered batch is split over its rows ([`GpuOptions::gpu_shape`]).
     split_grad: bool,
+    /// Whether the kernels take their GPU shape ([`GpuOptions::gpu_shape`]).
+    gpu_shape: bool,
 }
 
 /// What the one-pass step needs beside a held set: the segments' partial sums and the group reducing them.
@@ -217,9 +224,10 @@ impl<'a> GpuBackend<'a> {
             (list, group)
         });
         let one_pass = Self::one_pass(ctx, shape, options);
-        let split_grad = !options.sparse
-            && crate::gpu::kernels::splits_gradient(ctx.info.device_type)
-            && ctx.kernels.available(Kernel::Reduce);
+        let gpu_shape = options
+            .gpu_shape
+            .unwrap_or_else(|| crate::gpu::kernels::fused_gpu_shape(ctx.info.device_type));
+        let split_grad = !options.sparse && gpu_shape && ctx.kernels.available(Kernel::Reduce);
         let fused_step = (one_pass || split_grad).then(|| {
             let (gp, mp) = crate::gpu::buffers::fused_partials(ctx, d as u32, k as u32);
             let reduce = ctx.kernels.bind(
@@ -258,6 +266,7 @@ impl<'a> GpuBackend<'a> {
             fused_step,
             one_pass,
             split_grad,
+            gpu_shape,
             held: Vec::new(),
             model,
             batch,
@@ -335,7 +344,7 @@ impl<'a> GpuBackend<'a> {
     }
 
     /// Whether the gradient over a gathered batch is split over its rows and reduced (one more dispatch a step; see
-    /// [`crate::gpu::kernels::splits_gradient`]).
+    /// [`GpuOptions::gpu_shape`]).
     pub fn splits_gradient(&self) -> bool {
         self.split_grad
     }

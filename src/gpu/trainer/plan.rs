@@ -450,7 +450,7 @@ impl GpuBackend<'_> {
                 self.shape.k as u32,
                 slots,
                 train,
-                crate::gpu::kernels::fused_gpu_shape(self.ctx.info.device_type),
+                self.gpu_shape,
             ),
             Width::Split => {
                 let mut c = match p.kernel {
