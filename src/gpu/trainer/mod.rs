@@ -333,14 +333,13 @@ impl<'a> GpuBackend<'a> {
     }
 
     /// Whether held rows of `shape` can be trained on by one pass of `fused_held.wgsl` on `ctx`'s adapter: K ≤ 32,
-    /// and the adapter builds the kernel and runs it. wgpu's GL backend is left out: on llvmpipe the GLSL naga
-    /// writes for more than four class groups did not finish compiling in 5 minutes (4.7 GB), where Vulkan on the
-    /// same llvmpipe compiles it in a second; GL keeps the two-kernel held path.
+    /// and the adapter builds the kernel and runs it. (wgpu's GL backend runs it too since the kernel keeps a row's
+    /// class groups in named registers: the GLSL naga wrote for an earlier version, with a 2-D split of rows and
+    /// class groups, did not finish compiling on llvmpipe in 5 minutes.)
     pub fn runs_fused(ctx: &GpuContext, shape: Shape) -> bool {
         shape.k <= crate::gpu::kernels::FUSED_MAX_CLASSES
             && ctx.kernels.available(Kernel::FusedHeld)
             && ctx.kernels.available(Kernel::Reduce)
-            && ctx.info.backend != wgpu::Backend::Gl
     }
 
     /// Whether the gradient over a gathered batch is split over its rows and reduced (one more dispatch a step; see
