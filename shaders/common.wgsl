@@ -47,3 +47,12 @@ fn held_row(row: u32, chunk_rows: u32, d: u32) -> vec2<u32> {
         + select(0u, 1u, row >= 3u * chunk_rows);
     return vec2<u32>(c, (row - c * chunk_rows) * d);
 }
+
+// How the kernels that split a batch into segments cut it (fused_held.wgsl, grad_tile.wgsl split, reduce.wgsl): the
+// batch's `rows` rows in units of `unit` rows, the units shared out in order to at most `most` segments. Returns the
+// units of a segment (the last may have fewer) and the segments. Mirrors `kernels::segments`.
+fn segments(rows: u32, unit: u32, most: u32) -> vec2<u32> {
+    let units = (rows + unit - 1u) / unit;
+    let per = max((units + most - 1u) / max(most, 1u), 1u);
+    return vec2<u32>(per, (units + per - 1u) / per);
+}

@@ -46,7 +46,9 @@ const RT: u32 = 64u;
 override WG: u32 = RT * SPLIT;
 const DC: u32 = 32u;
 const RTP: u32 = 65u;
+// vec4 of workgroup memory, and those the staged block of X takes (DC / 4 feature quads × RTP rows).
 const SM: u32 = 992u;
+const XB: u32 = DC / 4u * RTP;
 
 @group(1) @binding(0) var<storage, read> x0: array<f32>;
 @group(1) @binding(1) var<storage, read> x1: array<f32>;
@@ -67,26 +69,17 @@ const SM: u32 = 992u;
 // zeroing it):
 // - the tile's residuals R, row r's class group g at r · CG + g, from 0;
 // - with STAGE = 1, phase A's staged block of X at 0 (DC / 4 feature quads × RTP rows: the residuals take its place
-//   once the logits are done), and the staged W rows at 520 (DC features × CG groups);
+//   once the logits are done), and the staged W rows after it, at XB (DC features × CG groups);
 // - with STAGE = 0, the staged W rows after the residuals, as many features as fit at once (fewer barriers);
 // - at the end, the rows' (loss, hits) sums.
-var<workgroup> sm: array<vec4<f32>, 992>;
+var<workgroup> sm: array<vec4<f32>, SM>;
 // Where each row of the tile is held (its chunk slot << 30 | its first element), for even and odd tiles: the next
 // tile's may be written while the last tile's gradient still reads them.
 var<workgroup> rows: array<u32, 128>;
 
-// Element `j` of the row held at `at` (rows[]'s packing).
+// Element `j` of the row held at `at` (rows[]'s packing), from its chunk slot (held_rows.wgsl's `xs`).
 fn x_at(at: u32, j: u32) -> f32 {
-    let c = at >> 30u;
-    let e = (at & 0x3fffffffu) + j;
-    if (SLOTS == 1u || c == 0u) {
-        return x0[e];
-    } else if (SLOTS == 2u || c == 1u) {
-        return x1[e];
-    } else if (SLOTS == 3u || c == 2u) {
-        return x2[e];
-    }
-    return x3[e];
+    return xs(at >> 30u, (at & 0x3fffffffu) + j);
 }
 
 fn wt(j: u32, c: u32) -> f32 {
@@ -165,19 +158,19 @@ fn main(
     let d = step.d;
     let k = step.k;
     let tiles = (n + RT - 1u) / RT;
-    let per = (tiles + SEGS - 1u) / SEGS;
-    let segs = (tiles + per - 1u) / per;
-    if (s >= segs) {
+    let cut = segments(n, RT, SEGS);
+    let per = cut.x;
+    if (s >= cut.y) {
         return;
     }
     // Where the staged W rows start and how many features are staged at once (see sm).
-    var wbase = 64u * CG;
-    var dw = (SM - 64u * CG) / CG;
+    var wbase = RT * CG;
+    var dw = (SM - RT * CG) / CG;
     if (STAGE != 0u) {
-        wbase = 520u;
+        wbase = XB;
         dw = DC;
     }
-    // This invocation's row of a tile, and which of the class groups it takes in phase A: h, h + SPLIT, ….
+    // This invocation's row of a tile, and which of the class groups it takes in phase A: part, part + SPLIT, ….
     let r = t % RT;
     let part = select(0u, t / RT, SPLIT > 1u);
     var loss = 0.0;
@@ -404,3 +397,5 @@ fn main(
         mp[2u * s + 1u] = l.y;
     }
 }
+
+// Where rows are held (held_rows.wgsl's `xs`), appended at load time.

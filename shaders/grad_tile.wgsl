@@ -60,9 +60,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (SEGS > 0u) {
         c0 = (gid.y % tiles) * 16u;
         s = gid.y / tiles;
-        let units = (step.rows + UNIT - 1u) / UNIT;
-        // (max: SEGS = 0 is never divided by, but the constant's folding would refuse it.)
-        let per = (units + SEGS - 1u) / max(SEGS, 1u);
+        let per = segments(step.rows, UNIT, SEGS).x;
         first = s * per * UNIT;
         end = min(first + per * UNIT, step.rows);
         if (first >= step.rows) {

@@ -1,6 +1,6 @@
-// Where a batch's rows are held, for the kernels that read them in place (forward_held.wgsl, logits_held.wgsl),
-// appended to each when it is compiled (src/gpu/kernels.rs): row perm[perm_offset + i] of the held set, in the
-// chunk slot that holds it. Each kernel file declares `SLOTS`, the chunks x0..x3, `perm` and `held`.
+// Where a batch's rows are held, for the kernels that read them in place (forward_held.wgsl, logits_held.wgsl,
+// fused_held.wgsl), appended to each when it is compiled (src/gpu/kernels.rs): row perm[perm_offset + i] of the
+// held set, in the chunk slot that holds it. Each kernel file declares `SLOTS`, the chunks x0..x3, `perm` and `held`.
 
 // Element `at` of the chunk in slot `c`.
 fn xs(c: u32, at: u32) -> f32 {

@@ -29,9 +29,7 @@ fn main(
     let f = flat_index(gid, nwg, WG);
     let d = step.d;
     let k = step.k;
-    let tiles = (step.rows + UNIT - 1u) / UNIT;
-    let per = (tiles + SEGS - 1u) / SEGS;
-    let segs = (tiles + per - 1u) / per;
+    let segs = segments(step.rows, UNIT, SEGS).y;
     let stride = d + 1u;
     let items = select(0u, k * stride, TRAIN != 0u);
     if (f == items && METRICS != 0u) {

@@ -55,8 +55,8 @@ pub enum Kernel {
     FusedHeld,
     /// Adds [`Kernel::FusedHeld`]'s partials in segment order into the gradient sums and the batch's loss slot.
     Reduce,
-    /// [`Kernel::Logits`] over a held set's rows in place (no gather copy), for K > 16 and up to [`HELD_SLOTS`]
-    /// chunks; also copies the batch's labels.
+    /// [`Kernel::Logits`] over a held set's rows in place (no gather copy), for 16 < K ≤
+    /// [`LOGITS_HELD_MAX_CLASSES`] and up to [`HELD_SLOTS`] chunks; also copies the batch's labels.
     LogitsHeld,
 }
 
@@ -64,15 +64,15 @@ pub enum Kernel {
 pub const FUSED_TILE_ROWS: u32 = 64;
 /// Most classes [`Kernel::FusedHeld`] handles (8 groups of 4).
 pub const FUSED_MAX_CLASSES: usize = 32;
-/// Bytes all segments' gradient partials may take: the segments of a batch are as many as fit (at most 512), so a
+/// Bytes all segments' gradient partials may take: the segments of a batch are as many as fit (at most 1,024), so a
 /// model with many features gets fewer, longer segments rather than a partial buffer past a storage binding.
 pub const FUSED_PARTIAL_BYTES: u64 = 64 << 20;
 /// Invocations of one [`Kernel::FusedHeld`] workgroup shaped for a GPU: two per row of its 64-row tile in the
 /// forward phase (each taking half the class groups), spread over the features in the gradient phase; one per row
 /// on CPU adapters ([`fused_gpu_shape`]).
 pub const FUSED_WORKGROUP: u32 = 128;
-/// Workgroup memory [`Kernel::FusedHeld`] declares: the staged 32 features × 64 rows of X (padded to 65, later the
-/// 64 rows × 32 classes of residuals), the staged 32 × 32 block of W, and the 64 rows' locations.
+/// Workgroup memory [`Kernel::FusedHeld`] declares: 992 vec4 (the staged block of X, later the residuals, beside the
+/// staged block of W; see the shader's `sm`) and the locations of two tiles' 64 rows.
 pub const FUSED_WORKGROUP_BYTES: u32 = 992 * 16 + 128 * 4;
 
 /// Class groups of four ([`Kernel::FusedHeld`]'s `CG`): ⌈k / 4⌉, at least 1.
@@ -126,9 +126,10 @@ pub fn segments(rows: u32, unit: u32, most: u32) -> u32 {
 pub const GRAD_UNIT_ROWS: u32 = 256;
 
 /// The override constants of [`Kernel::Grad`] split over rows and of the [`Kernel::Reduce`] that adds its
-/// partials, for `d` features and `k` classes (as many segments as [`FUSED_PARTIAL_BYTES`] holds, up to 1,024).
-pub fn split_grad_constants(kernel: Kernel, d: u32, k: u32) -> Vec<(&'static str, f64)> {
-    let most = f64::from(fused_max_segments(d, k));
+/// partials, for at most `most` segments (the trainer's: [`fused_max_segments`], as many as
+/// [`FUSED_PARTIAL_BYTES`] holds).
+pub fn split_grad_constants(kernel: Kernel, most: u32) -> Vec<(&'static str, f64)> {
+    let most = f64::from(most);
     match kernel {
         Kernel::Reduce => vec![
             ("SEGS", most),
@@ -402,7 +403,10 @@ static SPECS: [KernelSpec; 20] = [
     KernelSpec {
         kernel: Kernel::FusedHeld,
         name: "fused_held",
-        source: include_str!("../../shaders/fused_held.wgsl"),
+        source: concat!(
+            include_str!("../../shaders/fused_held.wgsl"),
+            include_str!("../../shaders/held_rows.wgsl")
+        ),
         bindings: &[
             Read, Read, Read, Read, Read, Read, Uniform, Read, Read, Read, Read, ReadWrite,
             ReadWrite,
@@ -635,7 +639,7 @@ fn build_pipeline(
         compilation_options: wgpu::PipelineCompilationOptions {
             constants,
             // fused_held.wgsl writes every element of its workgroup memory before reading it (its comments say
-            // where); zeroing 12 KiB per workgroup would be a cost per dispatch for nothing.
+            // where); zeroing 16 KiB per workgroup would be a cost per dispatch for nothing.
             zero_initialize_workgroup_memory: kernel != Kernel::FusedHeld,
         },
         cache: None,
@@ -656,8 +660,8 @@ impl Kernels {
         for kernel in Kernel::ALL {
             let spec = kernel.spec();
             let limits = device.limits();
-            // The fused kernel's fixed workgroup: 128 invocations and 12.4 KiB of workgroup memory (within
-            // WebGPU's defaults; a downlevel device may offer less and takes the other path).
+            // The fused kernel's workgroup: up to 128 invocations and 16 KiB of workgroup memory (WebGPU's
+            // defaults; a downlevel device may offer less and takes the other path).
             let workgroup_fits = kernel != Kernel::FusedHeld
                 || (limits.max_compute_invocations_per_workgroup >= FUSED_WORKGROUP
                     && limits.max_compute_workgroup_size_x >= FUSED_WORKGROUP
@@ -859,13 +863,7 @@ impl Kernel {
         dims: Dims,
         constants: &[(&'static str, f64)],
     ) -> (u32, u32) {
-        let constant = |name: &str| -> u64 {
-            constants
-                .iter()
-                .chain(self.spec().constants)
-                .find(|(n, _)| *n == name)
-                .map_or(1, |&(_, v)| v as u64)
-        };
+        let constant = |name: &str| self.constant(constants, name).unwrap_or(1);
         let fold = |groups: u64| ctx.fold(u32::try_from(groups).unwrap_or(u32::MAX));
         match self.spec().grid {
             Grid::Items(items) => fold(items(dims).div_ceil(constant("WG"))),
@@ -896,24 +894,25 @@ impl Kernel {
         }
     }
 
+    /// The value of the override constant `name` in a pipeline built with `constants`: theirs, else the kernel's
+    /// default; None when the shader declares no such constant.
+    pub fn constant(self, constants: &[(&'static str, f64)], name: &str) -> Option<u64> {
+        constants
+            .iter()
+            .chain(self.spec().constants)
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v as u64)
+    }
+
     /// Invocations in one workgroup of this kernel built with `constants`: its `WG`, or the fixed size its shader
     /// declares.
     pub fn workgroup_size(self, constants: &[(&'static str, f64)]) -> u64 {
         match self {
             Kernel::FusedHeld => {
-                let split = constants
-                    .iter()
-                    .chain(self.spec().constants)
-                    .find(|(n, _)| *n == "SPLIT")
-                    .map_or(2, |&(_, v)| v as u64);
-                u64::from(FUSED_TILE_ROWS) * split
+                u64::from(FUSED_TILE_ROWS) * self.constant(constants, "SPLIT").unwrap_or(2)
             }
             Kernel::Metrics => 256,
-            _ => constants
-                .iter()
-                .chain(self.spec().constants)
-                .find(|(n, _)| *n == "WG")
-                .map_or(1, |&(_, v)| v as u64),
+            _ => self.constant(constants, "WG").unwrap_or(1),
         }
     }
 
@@ -922,13 +921,7 @@ impl Kernel {
     /// loops. Sparse kernels walk a row's non-zeros, bounded here by the features.
     pub fn serial_steps(self, dims: Dims, constants: &[(&'static str, f64)]) -> u64 {
         let (rows, d, k) = (u64::from(dims.rows), u64::from(dims.d), u64::from(dims.k));
-        let constant = |name: &str| {
-            constants
-                .iter()
-                .chain(self.spec().constants)
-                .find(|(n, _)| *n == name)
-                .map(|&(_, v)| v as u64)
-        };
+        let constant = |name: &str| self.constant(constants, name);
         match self {
             // Each invocation copies its column of up to 64 workgroups' rows.
             Kernel::Gather => rows.div_ceil(rows.clamp(1, 64)),
@@ -939,13 +932,11 @@ impl Kernel {
             | Kernel::LogitsHeld
             | Kernel::SparseLogits => d,
             Kernel::Softmax => k,
-            // Every row of the batch, for its 4 features.
             // Every row of the batch (or its segment's, split), for its 4 features.
             Kernel::Grad | Kernel::GradHeld => match constant("SEGS") {
                 Some(most) if most > 0 => {
                     let unit = u64::from(GRAD_UNIT_ROWS);
-                    let units = rows.div_ceil(unit);
-                    units.div_ceil(most).min(units) * unit
+                    rows.div_ceil(unit).div_ceil(most) * unit
                 }
                 _ => rows,
             },
@@ -1023,9 +1014,10 @@ mod tests {
         assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 938);
         assert_eq!(Kernel::GradHeld.serial_steps(full, &[]), 60_000);
         // Split over rows, the gradient walks at most 256 rows (235 segments here); its reduction 235 segments.
-        let split = split_grad_constants(Kernel::Grad, 784, 10);
+        let most = fused_max_segments(784, 10);
+        let split = split_grad_constants(Kernel::Grad, most);
         assert_eq!(Kernel::Grad.serial_steps(full, &split), 256);
-        let reduce = split_grad_constants(Kernel::Reduce, 784, 10);
+        let reduce = split_grad_constants(Kernel::Reduce, most);
         assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 235);
         // Invocations grow with the batch: 4 segments at batch 256.
         assert_eq!(fused_segments(256, 784, 10), 4);

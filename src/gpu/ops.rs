@@ -699,39 +699,51 @@ pub fn grad_split(
     let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
     let xb = storage_init(ctx, "x", &contiguous(x));
     let rb = storage_init(ctx, "r", &contiguous(r));
-    let (gp, mp) = fused_partials(ctx, dd, kk);
-    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
-    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
-    let sums = storage_zeroed(ctx, "sums", 8);
+    let partials = fused_partials(ctx, dd, kk);
     let step = StepUniform {
         rows: rr,
         d: dd,
         k: kk,
         ..Default::default()
     };
-    let constants = |kernel| {
-        let mut c = crate::gpu::kernels::split_grad_constants(kernel, dd, kk);
-        c.retain(|(n, _)| *n != "SEGS");
-        c.push(("SEGS", f64::from(most)));
-        c
-    };
+    let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
+    // grad.wgsl binds g_b beside the partials but writes only the partials when split.
+    let unused = storage_zeroed(ctx, "gb", (k * 4) as u64);
     run_with(
         ctx,
         Kernel::Grad,
         step,
         &constants(Kernel::Grad),
-        &[&xb, &rb, &gp, &gb],
+        &[&xb, &rb, &partials.0, &unused],
     )?;
+    let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;
+    Ok((g, gb))
+}
+
+/// `reduce.wgsl` with `constants` over the per-segment `partials` (gradient, metrics) of a batch with uniform
+/// `step`: G, g_b and the batch's (loss, hits).
+fn reduce(
+    ctx: &GpuContext,
+    step: StepUniform,
+    constants: &[(&'static str, f64)],
+    (gp, mp): &(wgpu::Buffer, wgpu::Buffer),
+) -> Result<(Array2<f32>, Array1<f32>, [f32; 2])> {
+    let (d, k) = (step.d as usize, step.k as usize);
+    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
+    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
+    let sums = storage_zeroed(ctx, "sums", 8);
     run_with(
         ctx,
         Kernel::Reduce,
         step,
-        &constants(Kernel::Reduce),
-        &[&gp, &mp, &g, &gb, &sums],
+        constants,
+        &[gp, mp, &g, &gb, &sums],
     )?;
+    let metrics = read(ctx, &sums, 0, 2)?;
     Ok((
         to2(read(ctx, &g, 0, d * k)?, d, k)?,
         Array1::from(read(ctx, &gb, 0, k)?),
+        [metrics[0], metrics[1]],
     ))
 }
 
@@ -803,11 +815,7 @@ pub fn fused_held(
         weights,
         chunk_rows,
     )?;
-    let (d, k) = (x.ncols(), w.ncols());
-    let (gp, mp) = fused_partials(ctx, h.step.d, h.step.k);
-    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
-    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
-    let sums = storage_zeroed(ctx, "sums", 8);
+    let partials = fused_partials(ctx, h.step.d, h.step.k);
     let slots = h.chunks.len() as u32;
     let constants = |kernel| fused_constants(kernel, h.step.d, h.step.k, slots, true, gpu_shape);
     let [x0, x1, x2, x3] = h.slots();
@@ -817,23 +825,23 @@ pub fn fused_held(
         h.step,
         &constants(Kernel::FusedHeld),
         &[
-            x0, x1, x2, x3, &h.y, &h.perm, &h.layout, &h.w, &h.b, &h.cw, &h.sw, &gp, &mp,
+            x0,
+            x1,
+            x2,
+            x3,
+            &h.y,
+            &h.perm,
+            &h.layout,
+            &h.w,
+            &h.b,
+            &h.cw,
+            &h.sw,
+            &partials.0,
+            &partials.1,
         ],
     )?;
-    run_with(
-        ctx,
-        Kernel::Reduce,
-        h.step,
-        &constants(Kernel::Reduce),
-        &[&gp, &mp, &g, &gb, &sums],
-    )?;
-    let metrics = read(ctx, &sums, 0, 2)?;
-    Ok((
-        to2(read(ctx, &g, 0, d * k)?, d, k)?,
-        Array1::from(read(ctx, &gb, 0, k)?),
-        metrics[0],
-        metrics[1],
-    ))
+    let (g, gb, [loss, hits]) = reduce(ctx, h.step, &constants(Kernel::Reduce), &partials)?;
+    Ok((g, gb, loss, hits))
 }
 
 /// `sparse_logits.wgsl` on the GPU: Z = X·W + b for a sparse batch.

@@ -255,8 +255,11 @@ fn check_held(
             (r_ref.view(), stats_ref.column(0)),
             1.0,
         );
-        for stage in [true, false] {
-            let case = format!("{case}, X {}", if stage { "staged" } else { "in place" });
+        for gpu_shape in [true, false] {
+            let case = format!(
+                "{case}, X {}",
+                if gpu_shape { "staged" } else { "in place" }
+            );
             let (mut g, mut gb, loss, _) = ops::fused_held(
                 ctx,
                 x.view(),
@@ -266,7 +269,7 @@ fn check_held(
                 bias.view(),
                 cpu::Weights::none(),
                 chunk_rows,
-                stage,
+                gpu_shape,
             )?;
             checks.corrupt(Kernel::FusedHeld, &mut g);
             checks.corrupt(Kernel::Reduce, &mut gb);

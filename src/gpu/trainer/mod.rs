@@ -122,7 +122,8 @@ pub struct GpuBackend<'a> {
     /// its update kernel, made on its first step or when a state is restored.
     opt_slots: Option<(Vec<wgpu::Buffer>, wgpu::BindGroup)>,
     /// The per-segment partials and the reduction's bind group, when held rows are read in place by one pass (K ≤ 32
-    /// on an adapter that runs `fused_held.wgsl`) or the gradient is split over rows ([`GpuBackend::splits_gradient`]).
+    /// on an adapter that runs `fused_held.wgsl`) or the gradient is split over rows ([`GpuBackend::splits_gradient`]);
+    /// the fused kernel's groups are bound only in the first case ([`GpuBackend::one_pass`]).
     fused_step: Option<FusedBuffers>,
     /// Whether held rows are read in place by one pass ([`GpuBackend::one_pass`]).
     one_pass: bool,
@@ -243,9 +244,7 @@ impl<'a> GpuBackend<'a> {
             &model,
             FIRST_CAPACITY.min(max_batch),
             options.sparse,
-            split_grad
-                .then(|| fused_step.as_ref().map(|f| &f.gp))
-                .flatten(),
+            fused_step.as_ref().filter(|_| split_grad).map(|f| &f.gp),
         );
         ctx.take_error()?;
         Ok(GpuBackend {
@@ -329,7 +328,7 @@ impl<'a> GpuBackend<'a> {
             && Self::runs_fused(ctx, shape)
             && options
                 .one_pass
-                .unwrap_or(ctx.info.device_type != wgpu::DeviceType::Cpu)
+                .unwrap_or_else(|| crate::gpu::kernels::fused_gpu_shape(ctx.info.device_type))
     }
 
     /// Whether held rows of `shape` can be trained on by one pass of `fused_held.wgsl` on `ctx`'s adapter: K ≤ 32,

@@ -459,8 +459,10 @@ impl GpuBackend<'_> {
                 };
                 c.extend(crate::gpu::kernels::split_grad_constants(
                     p.kernel,
-                    self.shape.d as u32,
-                    self.shape.k as u32,
+                    crate::gpu::kernels::fused_max_segments(
+                        self.shape.d as u32,
+                        self.shape.k as u32,
+                    ),
                 ));
                 c
             }

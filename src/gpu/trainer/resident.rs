@@ -102,7 +102,9 @@ impl GpuBackend<'_> {
                 Kernel::GradHeld,
                 &[x0, x1, x2, x3, &b.perm, &p.layout, &b.r, &m.g, &m.gb],
             ),
-            fused: self.fused_step.as_ref().map(|f| {
+            // Only when the backend runs it: the partials are also made for the split gradient alone, on adapters
+            // that may not build the fused kernel.
+            fused: self.fused_step.as_ref().filter(|_| self.one_pass).map(|f| {
                 kern.bind(
                     dev,
                     Kernel::FusedHeld,
