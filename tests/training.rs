@@ -95,35 +95,62 @@ fn gpu_and_cpu_weights_agree_after_many_steps() {
 
 #[test]
 fn the_fast_cpu_path_agrees_with_the_f64_reference_and_is_deterministic_across_thread_counts() {
-    let (train, _) = problem(3000, 40, 7);
-    // 2400 rows: batches of 1100 span 18 blocks of 64 (every lane busy, two twice, the last block partial).
+    let (train, _) = problem(6000, 40, 7);
+    // 4,800 rows: batches of 2,200 span 18 blocks of 128 (every lane busy, two twice, the last block partial), and
+    // the last batch of 400 rows 4 blocks.
     let cfg = TrainConfig {
         epochs: 3,
-        batch_size: 1100,
+        batch_size: 2200,
         lr: 0.5,
         l2: 1e-4,
         ..TrainConfig::default()
     };
-    assert!(1100usize.div_ceil(BLOCK) > LANES);
+    assert!(2200usize.div_ceil(BLOCK) > LANES);
     let mut reference = CpuBackend::<f64>::new(shape(&train));
     train_on(&mut reference, &train, None, &cfg);
     let want = reference.params().unwrap();
-    let run = |threads: usize| {
+    let run = |threads: usize, cfg: &TrainConfig| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         pool.install(|| {
             let mut fast = FastCpu::new(shape(&train)).unwrap();
-            let reports = train_on(&mut fast, &train, None, &cfg);
+            let reports = train_on(&mut fast, &train, None, cfg);
             (fast.params().unwrap(), reports.last().unwrap().train_loss)
         })
     };
-    let (one, loss1) = run(1);
-    let (three, loss3) = run(3);
+    let (one, loss1) = run(1, &cfg);
+    let (three, loss3) = run(3, &cfg);
     // Lanes are fixed by the batch size and added in lane order: the thread count changes nothing.
     assert_eq!(one, three);
     assert_eq!(loss1, loss3);
+    // Unshuffled, a block's rows are read where they lie instead of copied together: the same sums in the same order
+    // as over the copy, for any thread count.
+    let ordered = TrainConfig {
+        shuffle: false,
+        ..cfg.clone()
+    };
+    let (one_ordered, _) = run(1, &ordered);
+    assert_eq!(one_ordered, run(2, &ordered).0);
+    // The same rows in the same order, copied (every other row of `train`) or read in place (those rows held
+    // consecutively): bitwise the same gradient and sums.
+    let evens: Vec<usize> = (0..train.len()).step_by(2).collect();
+    let gradient = |data: &Dataset, idx: &[u32]| {
+        let mut fast = FastCpu::new(shape(data)).unwrap();
+        let set = fast.hold(&mut source(data)).unwrap();
+        fast.set_params(&want).unwrap();
+        fast.accumulate(&Batch::held(set, idx).unwrap()).unwrap();
+        (fast.take_gradient().unwrap(), fast.take_sums().unwrap())
+    };
+    let strided: Vec<u32> = evens.iter().map(|&i| i as u32).collect();
+    let in_place: Vec<u32> = (0..evens.len() as u32).collect();
+    let (g_copied, s_copied) = gradient(&train, &strided);
+    let (g_in_place, s_in_place) = gradient(&train.select(&evens), &in_place);
+    assert!(evens.len() > BLOCK * 3);
+    assert_eq!(g_copied.w, g_in_place.w);
+    assert_eq!(g_copied.b, g_in_place.b);
+    assert_eq!(format!("{s_copied:?}"), format!("{s_in_place:?}"));
     // f32 sums of up to 1100 terms per step against f64, over 9 contracting steps: the same bound as the GPU's.
     let d = rel_diff(&one.w, &want.w);
     assert!(d < 1e-4, "‖W_fast − W_f64‖/‖W_f64‖ = {d:e}");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use serde::Serialize;
-use softmax_wgpu::bench::{ceilings, run_epoch, time_epochs, Case, Ceilings, Timing};
+use softmax_wgpu::bench::{ceilings, cpu_ceilings, run_epoch, time_epochs, Case, Ceilings, Timing};
 use softmax_wgpu::cpu::FastCpu;
 use softmax_wgpu::data::{self, write_npy_features, write_npy_labels, InMemory};
 use softmax_wgpu::error::bytes;
@@ -71,6 +71,8 @@ struct Report<'a> {
     adapters: &'a [AdapterSummary],
     /// Per adapter, in the same order.
     ceilings: &'a [Option<Ceilings>],
+    /// The CPU path's, when it was timed.
+    cpu_ceilings: Option<Ceilings>,
     cpu_threads: usize,
     epochs: usize,
     rows: &'a [Row],
@@ -108,18 +110,41 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                 .ok()
         })
         .collect();
+    let cpu = with_cpu.then(|| {
+        eprintln!("measuring the ceilings of the CPU …");
+        (
+            FastCpu::new(Shape { d: 1, k: 2 }).map(|c| c.device()),
+            cpu_ceilings(),
+        )
+    });
+    let cpu = match cpu {
+        Some((name, c)) => Some((name?, c)),
+        None => None,
+    };
     let mut rows = Vec::new();
     for (shape, batches) in &plan {
         rows.extend(bench_shape(&a, *shape, batches, with_cpu, &contexts)?);
     }
     for r in &mut rows {
         let at = contexts.iter().position(|c| c.describe() == r.device);
-        if let (Some(Some(c)), Some(t)) = (at.map(|i| limits[i]), &r.timing) {
+        let limit = match (at, &cpu) {
+            (Some(i), _) => limits[i],
+            (None, Some((name, c))) if *name == r.device => Some(*c),
+            _ => None,
+        };
+        if let (Some(c), Some(t)) = (limit, &r.timing) {
             r.of_fma_ceiling = Some(t.gflops / c.fma_gflops);
             r.of_read_ceiling = Some(t.x_gb_per_sec / c.read_gb_per_sec);
         }
     }
     let mut table = markdown(&rows, a.epochs);
+    if let Some((name, c)) = &cpu {
+        table.push_str(&format!(
+            "\nCeilings of {name}: streaming read (a parallel sum of 256 MiB) {:.1} GB/s, FMA (faer's product of two \
+             1,024 × 1,024 matrices) {:.1} GFLOP/s.\n",
+            c.read_gb_per_sec, c.fma_gflops
+        ));
+    }
     for (c, l) in contexts.iter().zip(&limits) {
         if let Some(l) = l {
             table.push_str(&format!(
@@ -134,6 +159,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         let report = Report {
             adapters: &adapters,
             ceilings: &limits,
+            cpu_ceilings: cpu.as_ref().map(|(_, c)| *c),
             cpu_threads: rayon::current_num_threads(),
             epochs: a.epochs,
             rows: &rows,

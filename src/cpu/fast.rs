@@ -1,23 +1,21 @@
 //! The fast CPU trainer (`--device cpu`, f32): the same step as the reference [`super::CpuBackend`], organised for
 //! speed. A batch is cut into blocks of [`BLOCK`] rows; each block's rows are multiplied by W (Z = X·W + b), turned
-//! into the residual R = softmax(Z) − onehot(y) in place, and multiplied back (G += Xᵀ·R) while they are still in
-//! cache, so X is read from memory once per step. Rows whose length is a whole number of vectors (D a multiple of
-//! 16: 64, 256, 784 …) are read where they lie, shuffled or not; others are copied into a zero-padded tile. Blocks are dealt to a fixed number of
-//! lanes ([`LANES`], or fewer for small batches: a function of the batch size only) that run in parallel on rayon's
-//! pool; each lane sums its blocks in order and the lanes are added in lane order, so the result is bitwise the same
-//! whatever the number of threads.
+//! into the residual R = softmax(Z) − onehot(y) in place, and multiplied back (Gᵀ += Rᵀ·X) while they are still in
+//! cache, so X is read from memory once per step. A block's rows are read where they lie when they follow each other
+//! in memory (a host chunk, or held rows in order) and copied into the lane's tile otherwise (a shuffled batch).
+//! Blocks are dealt to a fixed number of lanes ([`LANES`], or fewer for small batches: a function of the batch size
+//! only) that run in parallel on rayon's pool; each lane sums its blocks in order and the lanes are added in lane
+//! order, so the result is bitwise the same whatever the number of threads.
 //!
-//! The products are written for the tall-skinny shape (K ≪ D ≪ B) rather than handed to a general GEMM, which
-//! packs both operands on every call and pads K = 10 to its 8- or 16-wide register tile (ndarray's matrixmultiply
-//! did the same epoch in 38–50 ms where these kernels take 28–35 ms, measured side by side). W and G are kept
-//! transposed (K × D, rows padded with zeros to a multiple of 8), so both products run along D in 8-float lanes:
-//!
-//! * forward: two rows × a group of up to 8 classes of vector accumulators, z = Σ_lanes, reduced in a fixed order;
-//! * backward: rank-1 updates Gᵀ[c] += Σ_q r[q, c]·x[q] over four rows at a time, element by element.
-//!
-//! The kernels are written with pulp's portable vector types and compiled for the machine's best instruction set
-//! (AVX2 + FMA where present, scalar elsewhere) by its runtime dispatch, which keeps this crate free of `unsafe`.
-//! Every addition has a fixed place in a fixed order, so a run is bitwise reproducible on a given machine.
+//! Both products are faer's matrix product, on one thread each (`Par::Seq`): packed, cache-blocked and
+//! register-tiled, with kernels for AVX-512, AVX2 + FMA and NEON chosen at run time. Measured against the hand-written
+//! kernels this module had for the tall-skinny shape (two rows × a class group of vector accumulators along D), on
+//! this machine's two cores, alternating runs: an epoch of 60,000 × 784 × 10 took 0.90–0.93× the time at batch
+//! 256 and 4,096 and 0.88× at full batch, 200,000 × 256 × 32 at batch 4,096 0.80×, 20,000 × 784 × 200 at batch
+//! 1,024 about 0.7×, and no shape tried (down to 8 features and 2 classes) was slower. matrixmultiply (ndarray's
+//! product) ran these products at 0.75–0.85× faer's speed, without AVX-512. faer's product adds each element's
+//! terms in an order fixed by the shapes and the machine, never by timing, so a run is bitwise reproducible on a
+//! given machine; the softmax's exponentials are [`exp`], plain arithmetic the compiler vectorises.
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
@@ -29,72 +27,38 @@ use crate::train::{
     Backend, Batch, BatchRows, Gradient, Held, OptimizerState, Params, Shape, Sums, Update,
 };
 
-/// Rows per block: a tile of 64 rows of X stays in L2 between the forward and the backward product.
-pub const BLOCK: usize = 64;
+/// Rows per block: enough for the products' packing of W to pay (faer ran 1,024 × 784 · 784 × 200 at 0.93× its
+/// 512-row speed with 64-row blocks, 0.98× with 128), few enough that a block of 784 features (392 KiB) stays in L2
+/// between the two products and small batches still fill several lanes.
+pub const BLOCK: usize = 128;
 /// Most lanes: enough for the cores of a large machine; each holds one D × K partial gradient.
 pub const LANES: usize = 16;
-
-/// Rows of W and X are padded with zeros to a multiple of this many floats: whole vectors of every width pulp
-/// dispatches to (8 with AVX2, 16 with AVX-512), so no kernel has a tail along D.
-const L: usize = 16;
-
-/// The padded sizes the kernels work on: `dp` = d rounded up to [`L`], `kp` = k rounded up to the class group `cb`.
-#[derive(Debug, Clone, Copy)]
-struct Dims {
-    d: usize,
-    k: usize,
-    dp: usize,
-    kp: usize,
-    cb: usize,
-}
-
-impl Dims {
-    fn of(shape: Shape) -> Self {
-        // Classes per forward group: two rows × `cb` accumulators plus the operands must fit the 16 vector registers
-        // of AVX2, so at most 6; all of them when k ≤ 6, else the group of 4..=6 that pads k least (the larger on a
-        // tie): k = 10 → 5, k = 32 → 4, k = 100 → 5.
-        let cb = if shape.k <= 6 {
-            shape.k
-        } else {
-            (4..=6)
-                .rev()
-                .min_by_key(|&c| shape.k.next_multiple_of(c) - shape.k)
-                .unwrap_or(4)
-        };
-        Dims {
-            d: shape.d,
-            k: shape.k,
-            dp: shape.d.next_multiple_of(L),
-            kp: shape.k.next_multiple_of(cb),
-            cb,
-        }
-    }
-}
 
 /// One lane's scratch and partial sums.
 #[derive(Debug)]
 struct Lane {
-    /// Gathered rows, [BLOCK, dp]; the padding columns stay zero.
+    /// A block's rows copied together, [BLOCK, d], when they do not follow each other in memory.
     xb: Vec<f32>,
     /// Logits, then residuals, [BLOCK, k].
     z: Vec<f32>,
-    /// The residuals with classes padded by zeros to `kp`, [BLOCK, kp], for the gradient's class groups.
-    rp: Vec<f32>,
-    /// Partial Gᵀ, [kp, dp].
+    /// Partial Gᵀ, [k, d].
     gt: Vec<f32>,
     gb: Vec<f32>,
+    /// The labels of the block's rows.
+    y: Vec<u32>,
     loss: f64,
     hits: f64,
 }
 
 impl Lane {
-    fn new(dims: Dims) -> Self {
+    fn new(shape: Shape) -> Self {
+        let Shape { d, k } = shape;
         Lane {
-            xb: vec![0.0; BLOCK * dims.dp],
-            z: vec![0.0; BLOCK * dims.k],
-            gt: vec![0.0; dims.kp * dims.dp],
-            gb: vec![0.0; dims.k],
-            rp: vec![0.0; BLOCK * dims.kp],
+            xb: vec![0.0; BLOCK * d],
+            z: vec![0.0; BLOCK * k],
+            gt: vec![0.0; k * d],
+            gb: vec![0.0; k],
+            y: vec![0; BLOCK],
             loss: 0.0,
             hits: 0.0,
         }
@@ -116,6 +80,23 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Rows `start..end` of the batch as one row-major slice, when they follow each other in memory.
+    fn consecutive(&self, start: usize, end: usize) -> Option<&'a [f32]> {
+        let (x, first) = match *self {
+            Rows::Held(h, idx) => {
+                let at = &idx[start..end];
+                let p = *at.first()? as usize;
+                if at.iter().enumerate().any(|(i, &q)| q as usize != p + i) {
+                    return None;
+                }
+                (h.x(), p)
+            }
+            Rows::Host(x, _) => (x, start),
+        };
+        x.slice_move(ndarray::s![first..first + (end - start), ..])
+            .to_slice()
+    }
+
     /// Row `r` of the batch and its label.
     #[inline(always)]
     fn row(&self, r: usize) -> (ndarray::ArrayView1<'a, f32>, u32) {
@@ -133,13 +114,12 @@ impl<'a> Rows<'a> {
 #[derive(Debug)]
 pub struct FastCpu {
     shape: Shape,
-    dims: Dims,
     arch: pulp::Arch,
     held: HostSets,
-    /// Wᵀ, [kp, dp], zero outside [k, d].
+    /// Wᵀ, [k, d].
     wt: Vec<f32>,
     b: Vec<f32>,
-    /// Gradient sums Gᵀ, [kp, dp], and g_b.
+    /// Gradient sums Gᵀ, [k, d], and g_b.
     gt: Vec<f32>,
     gb: Vec<f32>,
     g_rows: u64,
@@ -168,18 +148,17 @@ impl FastCpu {
             ],
         )?;
         crate::memory::check(&what, bytes)?;
-        let dims = Dims::of(shape);
+        let Shape { d, k } = shape;
         Ok(FastCpu {
             shape,
-            dims,
             arch: pulp::Arch::new(),
             held: HostSets::default(),
-            wt: vec![0.0; dims.kp * dims.dp],
-            b: vec![0.0; shape.k],
-            gt: vec![0.0; dims.kp * dims.dp],
-            gb: vec![0.0; shape.k],
+            wt: vec![0.0; k * d],
+            b: vec![0.0; k],
+            gt: vec![0.0; k * d],
+            gb: vec![0.0; k],
             g_rows: 0,
-            lanes: (0..LANES).map(|_| Lane::new(dims)).collect(),
+            lanes: (0..LANES).map(|_| Lane::new(shape)).collect(),
             sums: Sums::default(),
             optimizer: OptimizerState::default(),
             slots: Vec::new(),
@@ -189,22 +168,20 @@ impl FastCpu {
 
     /// A momentum or Adam step, element by element (the same expressions as the reference's, in f32).
     fn optimize(&mut self, u: &Update, rows: f32) -> Result<()> {
-        let Dims { d, k, kp, dp, .. } = self.dims;
+        let Shape { d, k } = self.shape;
         let (p, adam) = crate::cpu::StepParams::of(u, rows, self.optimizer.steps + 1)?
             .ok_or_else(|| Error::Internal("plain SGD has no optimizer state".into()))?;
         crate::cpu::ensure_slots(&mut self.slots, u.optimizer.slots().len(), d * k + k, 0.0)?;
         let (s1, rest) = self.slots.split_at_mut(1);
         let s2: &mut [f32] = rest.first_mut().map_or(&mut [], |v| v.as_mut_slice());
-        // Wᵀ and Gᵀ are [kp, dp], padded: their [d, k] views, for the mirror of the update kernels, whose order of
-        // operations (W by j then c, then b) is the one this trainer's state needs.
+        // Wᵀ and Gᵀ are [k, d]: their [d, k] views, for the mirror of the update kernels, whose order of operations
+        // (W by j then c, then b) is the one this trainer's state needs.
         let as_view = |e: ndarray::ShapeError| Error::Internal(e.to_string());
-        let g = ArrayView2::from_shape((kp, dp), &self.gt[..])
+        let g = ArrayView2::from_shape((k, d), &self.gt[..])
             .map_err(as_view)?
-            .slice_move(ndarray::s![..k, ..d])
             .reversed_axes();
-        let w = ndarray::ArrayViewMut2::from_shape((kp, dp), &mut self.wt[..])
+        let w = ndarray::ArrayViewMut2::from_shape((k, d), &mut self.wt[..])
             .map_err(as_view)?
-            .slice_move(ndarray::s![..k, ..d])
             .reversed_axes();
         crate::cpu::optimizer_step(
             adam,
@@ -224,7 +201,6 @@ impl FastCpu {
     fn pass(&mut self, batch: &Batch<'_>, grad: bool) -> Result<()> {
         let FastCpu {
             shape,
-            dims,
             arch,
             held,
             wt,
@@ -237,7 +213,7 @@ impl FastCpu {
             cw,
             ..
         } = self;
-        let (dims, arch) = (*dims, *arch);
+        let arch = *arch;
         let rows = rows_of(held, *shape, batch)?;
         let n = rows.len();
         let blocks = n.div_ceil(BLOCK);
@@ -245,7 +221,7 @@ impl FastCpu {
         let model = Model {
             wt,
             b,
-            dims,
+            shape: *shape,
             cw: cw.as_deref(),
             sw: batch.weights(),
         };
@@ -286,9 +262,10 @@ impl FastCpu {
 
 /// The weights a lane reads.
 struct Model<'a> {
+    /// Wᵀ, [k, d].
     wt: &'a [f32],
     b: &'a [f32],
-    dims: Dims,
+    shape: Shape,
     /// Class weights, when set.
     cw: Option<&'a [f32]>,
     /// The batch's row weights, in its order, when it has them.
@@ -304,7 +281,7 @@ fn add_into(dst: &mut [f32], src: &[f32]) {
 
 // The operations compiled for the machine's instruction set. pulp inlines `with_simd` into a function with the
 // target features enabled, so everything it calls must be `#[inline(always)]` (a closure would not be: its call
-// shim stays outside, and `mul_add` there becomes a library call).
+// shim stays outside, and `mul_add` there becomes a library call). faer's products dispatch on their own.
 
 /// One lane's blocks.
 struct LaneOp<'a, 'b> {
@@ -319,25 +296,8 @@ impl pulp::WithSimd for LaneOp<'_, '_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let LaneOp {
-            lane,
-            rows,
-            model: m,
-            at,
-            grad,
-        } = self;
-        // The class group is a const parameter of both products: chosen here once for the lane.
-        match m.dims.cb {
-            1 => run_lane::<S, 1>(simd, lane, rows, m, at, grad),
-            2 => run_lane::<S, 2>(simd, lane, rows, m, at, grad),
-            3 => run_lane::<S, 3>(simd, lane, rows, m, at, grad),
-            4 => run_lane::<S, 4>(simd, lane, rows, m, at, grad),
-            5 => run_lane::<S, 5>(simd, lane, rows, m, at, grad),
-            6 => run_lane::<S, 6>(simd, lane, rows, m, at, grad),
-            7 => run_lane::<S, 7>(simd, lane, rows, m, at, grad),
-            _ => run_lane::<S, 8>(simd, lane, rows, m, at, grad),
-        }
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        run_lane(self.lane, self.rows, self.model, self.at, self.grad)
     }
 }
 
@@ -353,8 +313,7 @@ impl pulp::WithSimd for AddInto<'_> {
     }
 }
 
-/// W ← W − lr·(G/rows + l2·W) then the L1 proximal step, b ← b − lr·g_b/rows; the padding of Wᵀ and Gᵀ is zero
-/// and stays zero.
+/// W ← W − lr·(G/rows + l2·W) then the L1 proximal step, b ← b − lr·g_b/rows.
 struct UpdateOp<'a> {
     wt: &'a mut [f32],
     gt: &'a [f32],
@@ -391,178 +350,109 @@ fn rows_of<'a>(held: &'a HostSets, shape: Shape, batch: &'a Batch<'_>) -> Result
     })
 }
 
-/// One lane: blocks `l, l + used, l + 2·used, …` of the batch, in order.
+/// One lane: blocks `l, l + used, l + 2·used, …` of the batch, in order. Per block: Z = X_b·W, plus b; the residual
+/// in place (with the block's loss and hits); Gᵀ += Rᵀ·X_b and g_b += Σ_rows R. Gᵀ is not cleared: the lane's first
+/// block replaces it instead of adding to it.
 #[inline(always)]
-fn run_lane<S: pulp::Simd, const CB: usize>(
-    simd: S,
+fn run_lane(
     lane: &mut Lane,
     rows: Rows<'_>,
     m: &Model<'_>,
     (l, used, blocks): (usize, usize, usize),
     grad: bool,
 ) {
-    let (n, dims) = (rows.len(), m.dims);
-    // Gᵀ is not cleared: the lane's first block starts its sums from zero instead (`first`), and writes all of it.
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
+    let n = rows.len();
+    let Shape { d, k } = m.shape;
     lane.gb.fill(0.0);
     lane.loss = 0.0;
     lane.hits = 0.0;
-    let mut y = [0u32; BLOCK];
-    // Rows already a whole number of vectors wide are read where they lie; others are copied into the padded tile.
-    let direct = dims.dp == dims.d;
+    let w = MatRef::from_row_major_slice(m.wt, k, d).transpose();
     for blk in (l..blocks).step_by(used) {
         let (start, end) = (blk * BLOCK, ((blk + 1) * BLOCK).min(n));
-        let rows_here = end - start;
-        let mut refs: [Option<&[f32]>; BLOCK] = [None; BLOCK];
+        let mr = end - start;
         for (i, r) in (start..end).enumerate() {
-            let (row, label) = rows.row(r);
-            y[i] = label;
-            match row.to_slice().filter(|_| direct) {
-                Some(slice) => refs[i] = Some(slice),
-                None => {
-                    let dst = &mut lane.xb[i * dims.dp..i * dims.dp + dims.d];
-                    dst.iter_mut().zip(row.iter()).for_each(|(d, s)| *d = *s);
-                }
-            }
+            lane.y[i] = rows.row(r).1;
         }
-        let xb = &lane.xb;
-        let tile: [&[f32]; BLOCK] =
-            std::array::from_fn(|i| refs[i].unwrap_or_else(|| &xb[i * dims.dp..(i + 1) * dims.dp]));
-        let xb = &tile[..rows_here];
-        let z = &mut lane.z[..rows_here * dims.k];
-        logits::<S, CB>(simd, xb, m, z);
-        let zview =
-            ndarray::ArrayViewMut2::from_shape((rows_here, dims.k), z).expect("rows × k logits");
-        let (loss, hits) =
-            residual_rows(zview, &y[..rows_here], m.cw, m.sw.map(|w| &w[start..end]));
+        let xm = match rows.consecutive(start, end) {
+            Some(x) => MatRef::from_row_major_slice(x, mr, d),
+            None => {
+                for (dst, r) in lane.xb.chunks_exact_mut(d).zip(start..end) {
+                    dst.iter_mut()
+                        .zip(rows.row(r).0.iter())
+                        .for_each(|(a, s)| *a = *s);
+                }
+                MatRef::from_row_major_slice(&lane.xb[..mr * d], mr, d)
+            }
+        };
+        let z = &mut lane.z[..mr * k];
+        let zm = MatMut::from_row_major_slice_mut(&mut *z, mr, k);
+        matmul(zm, Accum::Replace, xm, w, 1.0f32, Par::Seq);
+        for row in z.chunks_exact_mut(k) {
+            row.iter_mut().zip(m.b).for_each(|(v, b)| *v += *b);
+        }
+        let zview = ndarray::ArrayViewMut2::from_shape((mr, k), &mut *z).expect("rows × k logits");
+        let sw = m.sw.map(|w| &w[start..end]);
+        let (loss, hits) = residual_rows(zview, &lane.y[..mr], m.cw, sw);
         lane.loss += loss;
         lane.hits += hits;
         if grad {
-            let sums = (
-                &mut lane.gt[..],
-                &mut lane.gb[..],
-                &mut lane.rp[..],
-                blk == l,
+            let acc = if blk == l { Accum::Replace } else { Accum::Add };
+            let g = MatMut::from_row_major_slice_mut(&mut lane.gt[..], k, d);
+            matmul(
+                g,
+                acc,
+                MatRef::from_row_major_slice(&*z, mr, k).transpose(),
+                xm,
+                1.0f32,
+                Par::Seq,
             );
-            grad_sums::<S, CB>(simd, xb, z, dims, sums);
+            for row in z.chunks_exact(k) {
+                add_into(&mut lane.gb, row);
+            }
         }
     }
 }
 
-/// z[i, c] = Σ_d x[i, d]·Wᵀ[c, d] + b[c] for a tile: two rows and `CB` classes at a time, each an accumulator of
-/// the machine's vector width, reduced in pulp's fixed order. The class group is the outer loop, so its rows of Wᵀ
-/// (`CB` × D floats: 15.7 KiB for 5 × 784) stay in L1 while the tile's rows stream past from L2; with the row pair
-/// outside, all of Wᵀ (31 KiB for K = 10) and the two rows competed for a 32 KiB L1 on every pair.
+/// e^x for x ≤ 0 (a logit minus its row's maximum), within 2 ulp of `f32::exp` (tested), from plain multiplications
+/// and additions that vectorise: x = n·ln 2 + r with n = round(x·log₂e) and |r| ≤ ln 2 / 2 (ln 2 in two parts, as
+/// Cephes' expf), e^r by Cephes' degree-6 polynomial, times 2ⁿ built from its exponent bits. Below −87.3 (e^x under
+/// f32's least normal) it returns 0; softmax terms that small change no sum they are added to.
 #[inline(always)]
-fn logits<S: pulp::Simd, const CB: usize>(simd: S, xb: &[&[f32]], m: &Model<'_>, z: &mut [f32]) {
-    let Dims { dp, k, kp, .. } = m.dims;
-    let rows = xb.len();
-    for c0 in (0..kp).step_by(CB) {
-        let mut i = 0;
-        while i < rows {
-            // Two rows at a time; a last odd row is paired with itself and the copy discarded.
-            let i1 = (i + 1).min(rows - 1);
-            let (x0, _) = S::as_simd_f32s(&xb[i][..dp]);
-            let (x1, _) = S::as_simd_f32s(&xb[i1][..dp]);
-            let n = x0.len();
-            let x1 = &x1[..n];
-            let w: [&[S::f32s]; CB] =
-                std::array::from_fn(|cc| &S::as_simd_f32s(&m.wt[(c0 + cc) * dp..][..dp]).0[..n]);
-            let mut a0 = [simd.splat_f32s(0.0); CB];
-            let mut a1 = [simd.splat_f32s(0.0); CB];
-            for d in 0..n {
-                let (p, q) = (x0[d], x1[d]);
-                for cc in 0..CB {
-                    a0[cc] = simd.mul_add_f32s(p, w[cc][d], a0[cc]);
-                    a1[cc] = simd.mul_add_f32s(q, w[cc][d], a1[cc]);
-                }
-            }
-            for cc in 0..CB {
-                let c = c0 + cc;
-                if c < k {
-                    z[i * k + c] = simd.reduce_sum_f32s(a0[cc]) + m.b[c];
-                    if i1 != i {
-                        z[i1 * k + c] = simd.reduce_sum_f32s(a1[cc]) + m.b[c];
-                    }
-                }
-            }
-            i += 2;
-        }
-    }
-}
-
-/// Gᵀ[c] += Σ_i r[i, c]·x[i] and g_b[c] += Σ_i r[i, c] over a tile, register-blocked like the forward product: a
-/// tile of `CB` classes × two vectors of features is loaded from Gᵀ into accumulators, takes the term of every row
-/// of the block, and is stored once. So each vector of X is loaded once per class group (not once per class) and Gᵀ
-/// once per block (not once per four rows). Each element is still summed from its old value in row order, as before.
-/// `rp` is scratch for the block's residuals with classes padded to `kp` by zeros. With `first` (the lane's first
-/// block) the sums start from zero instead of from Gᵀ, which then need not be cleared: fma(r, x, +0.0) is what adding
-/// to a cleared Gᵀ gave, bit for bit.
-#[inline(always)]
-fn grad_sums<S: pulp::Simd, const CB: usize>(
-    simd: S,
-    xb: &[&[f32]],
-    r: &[f32],
-    dims: Dims,
-    (gt, gb, rp, first): (&mut [f32], &mut [f32], &mut [f32], bool),
-) {
-    let Dims { dp, k, kp, .. } = dims;
-    let rows = xb.len();
-    if rows == 0 {
-        return;
-    }
-    for (dst, src) in rp.chunks_exact_mut(kp).zip(r.chunks_exact(k)) {
-        dst[..k].copy_from_slice(src);
-        dst[k..].fill(0.0);
-    }
-    let rp = &rp[..rows * kp];
-    let xs: [&[S::f32s]; BLOCK] = std::array::from_fn(|i| {
-        xb.get(i)
-            .map_or(&[][..], |row| S::as_simd_f32s(&row[..dp]).0)
-    });
-    let xs = &xs[..rows];
-    let n = xs[0].len();
-    for c0 in (0..kp).step_by(CB) {
-        let mut d = 0;
-        while d < n {
-            // Two vectors of features, or the last one alone.
-            let two = d + 1 < n;
-            let e1 = if two { d + 1 } else { d };
-            let mut a0 = [simd.splat_f32s(0.0); CB];
-            let mut a1 = [simd.splat_f32s(0.0); CB];
-            if !first {
-                for cc in 0..CB {
-                    let g = S::as_simd_f32s(&gt[(c0 + cc) * dp..][..dp]).0;
-                    (a0[cc], a1[cc]) = (g[d], g[e1]);
-                }
-            }
-            for (x, rr) in xs.iter().zip(rp.chunks_exact(kp)) {
-                let x0 = x[d];
-                let x1 = x[e1];
-                let rr = &rr[c0..c0 + CB];
-                for cc in 0..CB {
-                    let rc = simd.splat_f32s(rr[cc]);
-                    a0[cc] = simd.mul_add_f32s(rc, x0, a0[cc]);
-                    a1[cc] = simd.mul_add_f32s(rc, x1, a1[cc]);
-                }
-            }
-            for cc in 0..CB {
-                let g = S::as_mut_simd_f32s(&mut gt[(c0 + cc) * dp..][..dp]).0;
-                g[d] = a0[cc];
-                if two {
-                    g[d + 1] = a1[cc];
-                }
-            }
-            d += 2;
-        }
-    }
-    for i in 0..rows {
-        add_into(gb, &r[i * k..(i + 1) * k]);
+pub(crate) fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer (ties to even) for |t| < 2²².
+    const ROUND: f32 = 12_582_912.0;
+    // Comparisons that let a NaN through (`max` would turn it into −87.3), so a diverged model still shows NaN.
+    let t = if x < -87.3 { -87.3 } else { x };
+    let big = t * LOG2E + ROUND;
+    let n = big - ROUND;
+    // n as an integer, from the bits of `big` (whose low mantissa bits hold it): no float-to-int conversion.
+    let ni = (big.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let r = (t - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.987_569_2e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5; // Cephes: 5.0000001201e-1, 0.5 in f32
+    let e = (p * r) * r + r + 1.0;
+    // 2ⁿ for n in −126..=0; at the clamp n = −126 and the product is about 1e-38, flushed to 0 just below.
+    let scale = f32::from_bits(((ni + 127) as u32) << 23);
+    if x < -87.3 {
+        0.0
+    } else {
+        e * scale
     }
 }
 
 /// Replaces each row of logits by its residual softmax(z) − onehot(y) (max subtracted first; times the class weight of
 /// y when there are class weights) and returns the block's Σ loss (logsumexp − z_y, weighted likewise) and Σ hits
 /// (argmax = y, first maximum on ties), as the reference mirrors compute them.
+#[inline(always)]
 fn residual_rows(
     mut z: ndarray::ArrayViewMut2<f32>,
     y: &[u32],
@@ -581,9 +471,13 @@ fn residual_rows(
             }
         }
         let zy = row[label as usize];
-        let mut sum = 0.0f32;
+        // The exponentials first (a loop without a carried sum, which the compiler vectorises), then their sum in
+        // class order.
         for v in row.iter_mut() {
-            *v = (*v - m).exp();
+            *v = exp(*v - m);
+        }
+        let mut sum = 0.0f32;
+        for v in row.iter() {
             sum += *v;
         }
         let inv = 1.0 / sum;
@@ -664,22 +558,22 @@ impl Backend for FastCpu {
 
     fn take_gradient(&mut self) -> Result<Gradient> {
         let rows = std::mem::take(&mut self.g_rows);
-        let Dims { d, k, dp, .. } = self.dims;
+        let Shape { d, k } = self.shape;
         if rows == 0 {
             return Ok(Gradient::zeros(self.shape));
         }
         Ok(Gradient {
-            w: Array2::from_shape_fn((d, k), |(j, c)| f64::from(self.gt[c * dp + j])),
+            w: Array2::from_shape_fn((d, k), |(j, c)| f64::from(self.gt[c * d + j])),
             b: self.gb.iter().map(|&v| f64::from(v)).collect(),
             rows,
         })
     }
 
     fn set_gradient(&mut self, g: &Gradient) -> Result<()> {
-        let dp = self.dims.dp;
+        let d = self.shape.d;
         g.check(self.shape)?;
         for ((j, c), &v) in g.w.indexed_iter() {
-            self.gt[c * dp + j] = v as f32;
+            self.gt[c * d + j] = v as f32;
         }
         self.gb = g.b.iter().map(|&v| v as f32).collect();
         self.g_rows = g.rows;
@@ -696,18 +590,18 @@ impl Backend for FastCpu {
     }
 
     fn params(&mut self) -> Result<Params> {
-        let Dims { d, k, dp, .. } = self.dims;
+        let Shape { d, k } = self.shape;
         Ok(Params {
-            w: Array2::from_shape_fn((d, k), |(j, c)| self.wt[c * dp + j]),
+            w: Array2::from_shape_fn((d, k), |(j, c)| self.wt[c * d + j]),
             b: Array1::from(self.b.clone()),
         })
     }
 
     fn set_params(&mut self, p: &Params) -> Result<()> {
         p.check(self.shape)?;
-        let dp = self.dims.dp;
+        let d = self.shape.d;
         for ((j, c), &v) in p.w.indexed_iter() {
-            self.wt[c * dp + j] = v;
+            self.wt[c * d + j] = v;
         }
         self.b
             .copy_from_slice(p.b.as_slice().unwrap_or(&p.b.to_vec()));
@@ -731,5 +625,35 @@ impl Backend for FastCpu {
         self.optimizer.steps = s.steps;
         self.slots = s.tensors.iter().map(|(_, _, v)| v.clone()).collect();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp;
+
+    /// Distance in units in the last place between two positive floats.
+    fn ulps(a: f32, b: f32) -> u32 {
+        a.to_bits().abs_diff(b.to_bits())
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_the_library_exp_where_softmax_uses_it() {
+        // Every 97th float of [−87.3, 0] (about 11 million values), and the edges.
+        let (lo, hi) = (0f32.to_bits(), 87.3f32.to_bits());
+        let mut worst = (0, 0.0f32);
+        for bits in (lo..=hi).step_by(97).chain([hi, 1, 0]) {
+            let x = f32::from_bits(bits | 0x8000_0000);
+            let u = ulps(exp(x), x.exp());
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        assert!(worst.0 <= 2, "{} ulp at x = {:e}", worst.0, worst.1);
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-0.0), 1.0);
+        assert_eq!(exp(-88.0), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert!(exp(f32::NAN).is_nan());
     }
 }
