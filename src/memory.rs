@@ -35,7 +35,7 @@ pub fn headroom() -> Option<Headroom> {
     }
     if let (Some(l), Some(s)) = (&limits, &status) {
         let threads = std::thread::available_parallelism().map_or(1, usize::from) as u64;
-        bounds.extend(rlimit_headroom(l, s, threads));
+        bounds.extend(rlimit_headroom(l, s, threads, product_scratch(&read)));
     }
     if let Some(c) = &cgroup {
         if let Some(b) = cgroup_headroom(c, &read) {
@@ -46,6 +46,11 @@ pub fn headroom() -> Option<Headroom> {
         }
     }
     tightest(bounds)
+}
+
+/// The bytes each worker thread's first matrix product maps on this machine (see [`headroom`]'s limits), or 0.
+pub fn product_scratch_bytes() -> u64 {
+    product_scratch(&|p: &Path| std::fs::read_to_string(p).ok())
 }
 
 /// Bytes this process can still allocate (the tightest [`headroom`]), or None where no bound can be read.
@@ -129,7 +134,10 @@ const ARENA_BYTES: u64 = 64 << 20;
 /// says the process already has (VmSize, VmData), and under `ulimit -v` less the arenas of the threads a run has
 /// yet to start: `threads` workers and a reader beside the main thread, of which status's `Threads:` already runs
 /// (a 500 MB limit left the rows 250 MB less than VmSize said at the start, and allocations aborted).
-fn rlimit_headroom(limits: &str, status: &str, threads: u64) -> Vec<Headroom> {
+///
+/// `scratch` is what each worker thread's first matrix product maps for its packing buffers ([`product_scratch`]),
+/// kept aside from both limits: under `ulimit -d` the CPU path's first product would otherwise abort.
+fn rlimit_headroom(limits: &str, status: &str, threads: u64, scratch: u64) -> Vec<Headroom> {
     let soft = |name: &str| -> Option<u64> {
         let rest = limits.lines().find_map(|l| l.strip_prefix(name))?;
         rest.split_whitespace().next()?.parse().ok()
@@ -147,9 +155,16 @@ fn rlimit_headroom(limits: &str, status: &str, threads: u64) -> Vec<Headroom> {
     let arenas = (threads + 2)
         .saturating_sub(running)
         .saturating_mul(ARENA_BYTES);
+    // The workers', and the main thread's (seen mapping one too).
+    let scratch = (threads + 1).saturating_mul(scratch);
     [
-        ("Max address space", "VmSize:", "ulimit -v", arenas),
-        ("Max data size", "VmData:", "ulimit -d", 0),
+        (
+            "Max address space",
+            "VmSize:",
+            "ulimit -v",
+            arenas.saturating_add(scratch),
+        ),
+        ("Max data size", "VmData:", "ulimit -d", scratch),
     ]
     .into_iter()
     .filter_map(|(limit, key, bound, reserved)| {
@@ -162,6 +177,44 @@ fn rlimit_headroom(limits: &str, status: &str, threads: u64) -> Vec<Headroom> {
         })
     })
     .collect()
+}
+
+/// The bytes a thread's first matrix product maps for good (the CPU path's products are faer's, whose x86 kernels
+/// keep two buffers the size of the machine's last-level cache per thread, as that library counts it: the L3's share
+/// of one core times the cores), or 0 where the cache cannot be read. Mapped, mostly never touched: it counts
+/// against `ulimit -d` and `ulimit -v`, hardly against resident memory.
+fn product_scratch(read: &dyn Fn(&Path) -> Option<String>) -> u64 {
+    if !cfg!(target_arch = "x86_64") {
+        return 0;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+    (0..8)
+        .map(|i| PathBuf::from(format!("/sys/devices/system/cpu/cpu0/cache/index{i}")))
+        .find(|dir| read(&dir.join("level")).is_some_and(|l| l.trim() == "3"))
+        .and_then(|dir| {
+            let size = read(&dir.join("size"))?;
+            let size = size.trim();
+            let (digits, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit())?);
+            let bytes = digits.parse::<u64>().ok()?
+                * match unit {
+                    "K" => 1 << 10,
+                    "M" => 1 << 20,
+                    "G" => 1 << 30,
+                    _ => 1,
+                };
+            let shared: u64 = read(&dir.join("shared_cpu_list"))?
+                .trim()
+                .split(',')
+                .map(|r| match r.split_once('-') {
+                    Some((a, b)) => {
+                        b.parse::<u64>().unwrap_or(0) + 1 - a.parse::<u64>().unwrap_or(0)
+                    }
+                    None => 1,
+                })
+                .sum();
+            Some(2 * bytes / shared.max(1) * cores)
+        })
+        .unwrap_or(0)
 }
 
 /// The smallest headroom of the process's memory control group and the groups above it: cgroup v2's `memory.max`
@@ -231,7 +284,7 @@ mod tests {
 
     #[test]
     fn ulimit_v_leaves_its_limit_less_the_address_space_already_mapped_and_the_arenas() {
-        let h = rlimit_headroom(LIMITS, STATUS, 2);
+        let h = rlimit_headroom(LIMITS, STATUS, 2, 0);
         assert_eq!(
             h,
             vec![Headroom {
@@ -243,7 +296,7 @@ mod tests {
         let running = STATUS.replace("Threads:\t1", "Threads:\t4");
         assert_ne!(running, STATUS);
         assert_eq!(
-            rlimit_headroom(LIMITS, &running, 2)[0].bytes,
+            rlimit_headroom(LIMITS, &running, 2, 0)[0].bytes,
             524_288_000 - 102_400 * 1024
         );
         // Both limits set: each against its own use, the tighter one wins.
@@ -251,17 +304,49 @@ mod tests {
             "Max data size             unlimited",
             "Max data size             40000000 ",
         );
-        let h = tightest(rlimit_headroom(&both, STATUS, 2)).unwrap();
+        let h = tightest(rlimit_headroom(&both, STATUS, 2, 0)).unwrap();
         assert_eq!(
             (h.bytes, h.bound),
             (40_000_000 - 20_480 * 1024, "ulimit -d")
         );
+        // Each worker's product scratch is kept aside from both limits.
+        let h = rlimit_headroom(&both, STATUS, 2, 4 << 20);
+        assert_eq!(
+            h[0].bytes,
+            524_288_000 - 102_400 * 1024 - 3 * ARENA_BYTES - (12 << 20)
+        );
+        assert_eq!(h[1].bytes, 40_000_000 - 20_480 * 1024 - (12 << 20));
         // Unlimited everywhere bounds nothing.
         let none = LIMITS.replace(
             "524288000            524288000",
             "unlimited            unlimited",
         );
-        assert!(rlimit_headroom(&none, STATUS, 2).is_empty());
+        assert!(rlimit_headroom(&none, STATUS, 2, 0).is_empty());
+    }
+
+    #[test]
+    fn the_product_scratch_is_two_last_level_caches_as_the_product_library_counts_them() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+        let dir = "/sys/devices/system/cpu/cpu0/cache";
+        let cache = |shared: &'static str| {
+            files(&[
+                (&format!("{dir}/index2/level"), "2\n"),
+                (&format!("{dir}/index3/level"), "3\n"),
+                (&format!("{dir}/index3/size"), "32768K\n"),
+                (&format!("{dir}/index3/shared_cpu_list"), shared),
+            ])
+        };
+        let expected = if cfg!(target_arch = "x86_64") { 1 } else { 0 };
+        // 32 MiB shared by 8 CPUs (0-3 and 8-11): 4 MiB a core, times the cores, twice.
+        assert_eq!(
+            product_scratch(&cache("0-3,8-11\n")),
+            expected * 2 * (4 << 20) * cores
+        );
+        assert_eq!(
+            product_scratch(&cache("0\n")),
+            expected * 2 * (32 << 20) * cores
+        );
+        assert_eq!(product_scratch(&files(&[])), 0);
     }
 
     #[test]

@@ -1784,9 +1784,13 @@ fn under_a_process_memory_limit_the_default_budget_streams_and_a_budget_beyond_i
     ]);
     assert_eq!(gen.code, 0, "{}", gen.stderr);
     let model = dir.path().join("m.safetensors");
+    // The limit leaves the same room as before the CPU path's products kept their scratch (two last-level caches
+    // per thread that multiplies — the workers and the main thread — mapped once) aside from it.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+    let limit = 60_000 + (threads + 1) * softmax_wgpu::memory::product_scratch_bytes() / 1024;
     let train = |extra: &[&str]| {
         run_limited(
-            60_000,
+            limit,
             &[
                 &["train", "--device", "cpu", "--data", x, "--labels", y][..],
                 &["--epochs", "1", "--out", model.to_str().unwrap()],

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
-use softmax_wgpu::cpu::{CpuBackend, FastCpu};
+use softmax_wgpu::cpu::{CpuBackend, FastCpu, SparseCpu};
 use softmax_wgpu::gpu::{self, GpuBackend, GpuContext, GpuOptions};
 use softmax_wgpu::{Backend, Error, Shape};
 
@@ -81,8 +81,8 @@ impl Device {
         sparse: bool,
     ) -> Result<Box<dyn Backend + '_>> {
         Ok(match self {
-            // The fast trainer is dense; the reference's work on sparse rows is O(non-zeros · k).
-            Device::Cpu(Precision::F32) if sparse => Box::new(CpuBackend::<f32>::try_new(shape)?),
+            // Sparse rows: O(non-zeros · k) a step, on all cores, with a lazily applied L2 decay.
+            Device::Cpu(Precision::F32) if sparse => Box::new(SparseCpu::new(shape)?),
             Device::Cpu(Precision::F32) => Box::new(FastCpu::new(shape)?),
             Device::Cpu(Precision::F64) => Box::new(CpuBackend::<f64>::try_new(shape)?),
             Device::Gpu(ctx) => Box::new(GpuBackend::new(

@@ -20,6 +20,7 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
+use super::simd::{add_into, AddInto, UpdateOp};
 use super::HostSets;
 use crate::data::{HostRows, RowSource};
 use crate::error::{Error, Result};
@@ -272,13 +273,6 @@ struct Model<'a> {
     sw: Option<&'a [f32]>,
 }
 
-#[inline(always)]
-fn add_into(dst: &mut [f32], src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += *s;
-    }
-}
-
 // The operations compiled for the machine's instruction set. pulp inlines `with_simd` into a function with the
 // target features enabled, so everything it calls must be `#[inline(always)]` (a closure would not be: its call
 // shim stays outside, and `mul_add` there becomes a library call). faer's products dispatch on their own.
@@ -298,46 +292,6 @@ impl pulp::WithSimd for LaneOp<'_, '_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         run_lane(self.lane, self.rows, self.model, self.at, self.grad)
-    }
-}
-
-/// dst += src.
-struct AddInto<'a>(&'a mut [f32], &'a [f32]);
-
-impl pulp::WithSimd for AddInto<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        add_into(self.0, self.1)
-    }
-}
-
-/// W ← W − lr·(G/rows + l2·W) then the L1 proximal step, b ← b − lr·g_b/rows.
-struct UpdateOp<'a> {
-    wt: &'a mut [f32],
-    gt: &'a [f32],
-    b: &'a mut [f32],
-    gb: &'a [f32],
-    lr: f32,
-    l2: f32,
-    l1: f32,
-    rows: f32,
-}
-
-impl pulp::WithSimd for UpdateOp<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let (lr, l2, rows) = (self.lr, self.l2, self.rows);
-        let t = lr * self.l1;
-        for (w, &g) in self.wt.iter_mut().zip(self.gt) {
-            *w = crate::cpu::shrink(*w - lr * (g / rows + l2 * *w), t);
-        }
-        for (b, &g) in self.b.iter_mut().zip(self.gb) {
-            *b -= lr * (g / rows);
-        }
     }
 }
 
@@ -453,7 +407,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// y when there are class weights) and returns the block's Σ loss (logsumexp − z_y, weighted likewise) and Σ hits
 /// (argmax = y, first maximum on ties), as the reference mirrors compute them.
 #[inline(always)]
-fn residual_rows(
+pub(crate) fn residual_rows(
     mut z: ndarray::ArrayViewMut2<f32>,
     y: &[u32],
     cw: Option<&[f32]>,
@@ -542,8 +496,8 @@ impl Backend for FastCpu {
         }
         let (lr, l2) = (u.lr, u.l2);
         self.arch.dispatch(UpdateOp {
-            wt: &mut self.wt,
-            gt: &self.gt,
+            w: &mut self.wt,
+            g: &self.gt,
             b: &mut self.b,
             gb: &self.gb,
             lr,

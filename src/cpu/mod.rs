@@ -4,9 +4,12 @@
 
 mod backend;
 mod fast;
+mod simd;
+mod sparse;
 
 pub use backend::CpuBackend;
 pub use fast::{FastCpu, BLOCK, LANES};
+pub use sparse::SparseCpu;
 
 use std::sync::Arc;
 

@@ -211,6 +211,78 @@ fn read_line<R: BufRead>(
     Ok(Some(n))
 }
 
+/// Rows parsed together on all cores: lines are read in order (UTF-8 checked, line numbers counted), then parsed in
+/// parallel, then used in order, so every error is the one a line-by-line reader would meet first.
+const PARSE_ROWS: usize = 1 << 14;
+
+/// Lines read ahead for [`parse_ahead`]: their text, and per line its span in it, its line number, its length in the
+/// file (with the newline) and whether it is a comment.
+#[derive(Debug, Default)]
+struct Ahead {
+    text: String,
+    lines: Vec<AheadLine>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AheadLine {
+    start: usize,
+    end: usize,
+    line_no: u64,
+    bytes: u64,
+    comment: bool,
+}
+
+/// Reads lines after line `line_no` until `rows` rows (lines that are not comments) or the end of the file.
+fn read_ahead<R: BufRead>(
+    path: &Path,
+    r: &mut R,
+    raw: &mut Vec<u8>,
+    mut line_no: u64,
+    rows: usize,
+    out: &mut Ahead,
+) -> Result<()> {
+    out.text.clear();
+    out.lines.clear();
+    let mut got = 0;
+    while got < rows {
+        let Some(n) = read_line(path, r, raw, line_no + 1)? else {
+            break;
+        };
+        line_no += 1;
+        let text = std::str::from_utf8(raw).expect("checked");
+        let comment = is_comment(text);
+        let start = out.text.len();
+        out.text.push_str(text);
+        out.lines.push(AheadLine {
+            start,
+            end: out.text.len(),
+            line_no,
+            bytes: n as u64,
+            comment,
+        });
+        got += usize::from(!comment);
+    }
+    Ok(())
+}
+
+/// Every line of `ahead` parsed, on rayon's pool (None for comments).
+fn parse_ahead<'t>(
+    path: &Path,
+    ahead: &'t Ahead,
+    zero_based: bool,
+) -> Vec<Option<Result<Line<'t>>>> {
+    use rayon::prelude::*;
+    ahead
+        .lines
+        .par_iter()
+        .with_min_len(256)
+        .map(|l| {
+            (!l.comment)
+                .then(|| parse_line(path, &ahead.text[l.start..l.end], l.line_no, zero_based))
+        })
+        .collect()
+}
+
 /// A LIBSVM file read a chunk of rows at a time.
 #[derive(Debug)]
 pub struct LibsvmRows {
@@ -230,6 +302,8 @@ pub struct LibsvmRows {
     line: u64,
     offset: u64,
     raw: Vec<u8>,
+    /// Lines read ahead and parsed together (kept to reuse their buffers).
+    ahead: Ahead,
 }
 
 impl LibsvmRows {
@@ -242,34 +316,42 @@ impl LibsvmRows {
         let (mut rows, mut nnz, mut line_no, mut offset) = (0u64, 0u64, 0u64, 0u64);
         let mut index = Vec::new();
         let mut largest: Option<u64> = None;
-        while let Some(n) = read_line(path, &mut reader, &mut raw, line_no + 1)? {
-            line_no += 1;
-            let text = std::str::from_utf8(&raw).expect("checked");
-            if is_comment(text) {
-                offset += n as u64;
-                continue;
+        let mut ahead = Ahead::default();
+        loop {
+            read_ahead(path, &mut reader, &mut raw, line_no, PARSE_ROWS, &mut ahead)?;
+            if ahead.lines.is_empty() {
+                break;
             }
-            let line = parse_line(path, text, line_no, options.zero_based)?;
-            if let Some(d) = options.features {
-                if let Some(&(c, _)) = line.entries.iter().find(|(c, _)| *c >= d as u64) {
-                    let shown = if options.zero_based { c } else { c + 1 };
-                    return Err(Error::input_at(
-                        path,
-                        Position::Line(line_no),
-                        format!("index {shown} is out of range for --features {d}"),
-                    ));
+            let parsed = parse_ahead(path, &ahead, options.zero_based);
+            for (l, parsed) in ahead.lines.iter().zip(parsed) {
+                line_no = l.line_no;
+                let n = l.bytes;
+                let Some(line) = parsed else {
+                    offset += n;
+                    continue;
+                };
+                let line = line?;
+                if let Some(d) = options.features {
+                    if let Some(&(c, _)) = line.entries.iter().find(|(c, _)| *c >= d as u64) {
+                        let shown = if options.zero_based { c } else { c + 1 };
+                        return Err(Error::input_at(
+                            path,
+                            Position::Line(line_no),
+                            format!("index {shown} is out of range for --features {d}"),
+                        ));
+                    }
                 }
+                if let Some(&(c, _)) = line.entries.last() {
+                    largest = Some(largest.map_or(c, |l| l.max(c)));
+                }
+                labels.see(path, line_no, line.label)?;
+                if rows.is_multiple_of(BLOCK) {
+                    index.push((offset, line_no - 1));
+                }
+                rows += 1;
+                nnz += line.entries.len() as u64;
+                offset += n;
             }
-            if let Some(&(c, _)) = line.entries.last() {
-                largest = Some(largest.map_or(c, |l| l.max(c)));
-            }
-            labels.see(path, line_no, line.label)?;
-            if rows.is_multiple_of(BLOCK) {
-                index.push((offset, line_no - 1));
-            }
-            rows += 1;
-            nnz += line.entries.len() as u64;
-            offset += n as u64;
         }
         if rows == 0 {
             return Err(Error::input(path, "no rows: the file is empty"));
@@ -297,6 +379,7 @@ impl LibsvmRows {
             line: 0,
             offset: 0,
             raw,
+            ahead: Ahead::default(),
         };
         s.rewind()?;
         Ok(s)
@@ -320,6 +403,7 @@ impl LibsvmRows {
             line: 0,
             offset: 0,
             raw: Vec::new(),
+            ahead: Ahead::default(),
         };
         s.rewind()?;
         Ok(s)
@@ -350,56 +434,67 @@ impl LibsvmRows {
             first_row: self.pos,
         };
         chunk.offsets.push(0);
+        let mut ahead = std::mem::take(&mut self.ahead);
         while chunk.y.len() < m {
-            let at = self.offset;
-            let Some(n) = read_line(&self.path, &mut self.reader, &mut self.raw, self.line + 1)?
-            else {
+            let want = (m - chunk.y.len()).min(PARSE_ROWS);
+            read_ahead(
+                &self.path,
+                &mut self.reader,
+                &mut self.raw,
+                self.line,
+                want,
+                &mut ahead,
+            )?;
+            let parsed = parse_ahead(&self.path, &ahead, self.zero_based);
+            for (l, parsed) in ahead.lines.iter().zip(parsed) {
+                self.line = l.line_no;
+                self.offset += l.bytes;
+                let Some(line) = parsed else {
+                    continue;
+                };
+                let line = line?;
+                let changed = |what: &str| {
+                    Error::input_at(
+                        &self.path,
+                        Position::Line(self.line),
+                        format!("{what} (the file changed since it was opened)"),
+                    )
+                };
+                let class = *self
+                    .class_index
+                    .get(super::label_key(line.label).as_ref())
+                    .ok_or_else(|| {
+                        changed(&format!(
+                            "label {} was not in the file",
+                            super::shown(line.label)
+                        ))
+                    })?;
+                for (c, v) in line.entries {
+                    if c >= self.d as u64 {
+                        return Err(changed(&format!(
+                            "index {c} is beyond the {} features",
+                            self.d
+                        )));
+                    }
+                    chunk.indices.push(c as u32);
+                    chunk.values.push(v);
+                }
+                chunk.offsets.push(chunk.indices.len() as u64);
+                chunk.y.push(class);
+                self.pos += 1;
+            }
+            if ahead.lines.iter().filter(|l| !l.comment).count() < want {
                 return Err(Error::input_at(
                     &self.path,
-                    Position::Byte(at),
+                    Position::Byte(self.offset),
                     format!(
                         "the file ends at row {} of the {} it had when it was opened (it changed while being read)",
                         self.pos, self.rows
                     ),
                 ));
-            };
-            self.line += 1;
-            self.offset += n as u64;
-            let text = std::str::from_utf8(&self.raw).expect("checked");
-            if is_comment(text) {
-                continue;
             }
-            let line = parse_line(&self.path, text, self.line, self.zero_based)?;
-            let changed = |what: &str| {
-                Error::input_at(
-                    &self.path,
-                    Position::Line(self.line),
-                    format!("{what} (the file changed since it was opened)"),
-                )
-            };
-            let class = *self
-                .class_index
-                .get(super::label_key(line.label).as_ref())
-                .ok_or_else(|| {
-                    changed(&format!(
-                        "label {} was not in the file",
-                        super::shown(line.label)
-                    ))
-                })?;
-            for (c, v) in line.entries {
-                if c >= self.d as u64 {
-                    return Err(changed(&format!(
-                        "index {c} is beyond the {} features",
-                        self.d
-                    )));
-                }
-                chunk.indices.push(c as u32);
-                chunk.values.push(v);
-            }
-            chunk.offsets.push(chunk.indices.len() as u64);
-            chunk.y.push(class);
-            self.pos += 1;
         }
+        self.ahead = ahead;
         Ok(Some(chunk))
     }
 }

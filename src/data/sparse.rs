@@ -207,6 +207,12 @@ impl SparseRows {
         &self.y
     }
 
+    /// Row `r`'s columns (ascending) and values.
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (lo, hi) = (self.offsets[r] as usize, self.offsets[r + 1] as usize);
+        (&self.indices[lo..hi], &self.values[lo..hi])
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.nnz() * 8 + self.len() as u64 * 12
