@@ -21,17 +21,25 @@ pub struct Case {
     pub k: usize,
     /// Rows per step (at most n: larger is full batch).
     pub batch: usize,
+    /// The non-zeros of X, when it is sparse (CSR).
+    pub nnz: Option<u64>,
 }
 
 impl Case {
-    /// Floating-point operations of one epoch: 2·N·D·K for Z = X·W and as many for Xᵀ·R.
+    /// Floating-point operations of one epoch: 2·N·D·K for Z = X·W and as many for Xᵀ·R; for sparse X, 2·nnz·K each.
     pub fn flops(&self) -> f64 {
-        4.0 * self.n as f64 * self.d as f64 * self.k as f64
+        match self.nnz {
+            Some(nnz) => 4.0 * nnz as f64 * self.k as f64,
+            None => 4.0 * self.n as f64 * self.d as f64 * self.k as f64,
+        }
     }
 
-    /// Bytes of X.
+    /// Bytes of X: N·D·4, or for sparse X its non-zeros' values and column indices (8 bytes each).
     pub fn x_bytes(&self) -> u64 {
-        self.n as u64 * self.d as u64 * 4
+        match self.nnz {
+            Some(nnz) => nnz * 8,
+            None => self.n as u64 * self.d as u64 * 4,
+        }
     }
 
     /// Steps in an epoch.
@@ -222,6 +230,7 @@ mod tests {
             d: 10,
             k: 5,
             batch: 100,
+            nnz: None,
         };
         let t = Timing::of(&case, vec![0.3, 0.1, 0.2]).unwrap();
         assert_eq!((t.best, t.median), (0.1, 0.2));

@@ -596,6 +596,56 @@ fn bench_times_the_cpu_path_and_every_adapter_with_a_peer_or_a_reason() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
 
+#[test]
+fn bench_times_sparse_data_on_the_sparse_trainers_with_scipy_as_the_peer() {
+    let r = run(&[
+        "bench",
+        "--sparse",
+        "12",
+        "--shape",
+        "2000,300,4",
+        "--batch",
+        "128",
+        "--batch",
+        "0",
+        "--epochs",
+        "1",
+        "--peers",
+        "scipy,numpy",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * (1 + common::gpus().len()));
+    assert!(
+        rows[0]["device"].as_str().unwrap().contains("sparse"),
+        "{}",
+        rows[0]
+    );
+    for row in rows {
+        let nnz = row["case"]["nnz"].as_f64().unwrap();
+        // About 12 non-zeros a row (6 to 18 drawn, fewer after repeats are merged).
+        assert!((2000.0 * 4.0..=2000.0 * 18.0).contains(&nnz), "{row}");
+        let t = &row["timing"];
+        let expected = 4.0 * nnz * 4.0 / t["median"].as_f64().unwrap() / 1e9;
+        assert!(
+            (t["gflops"].as_f64().unwrap() - expected).abs() < 1e-6 * expected,
+            "{row}"
+        );
+        // SciPy times the case or says why not; NumPy's dense step is not a peer of a sparse case.
+        let (scipy, numpy) = (&row["peers"][0], &row["peers"][1]);
+        assert!(
+            scipy["timing"].is_object() || scipy["skipped"].is_string(),
+            "{scipy}"
+        );
+        assert!(
+            numpy["skipped"].as_str().unwrap().contains("dense"),
+            "{numpy}"
+        );
+    }
+}
+
 /// The last epoch's JSON object of a `train --json` run.
 fn last_epoch(out: &Out) -> serde_json::Value {
     let line = out.stdout.lines().last().expect("an epoch line");

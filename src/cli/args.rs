@@ -138,6 +138,11 @@ pub struct BenchArgs {
     /// type. `on` shows on a software adapter the shape of the work a card would run.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub gpu_shape: OnePass,
+    /// Time sparse data instead: each shape's rows get about this many non-zeros (CSR, LIBSVM-shaped as `gen --format
+    /// libsvm` writes them), trained by the sparse CPU trainer and the adapters' sparse kernels; the peer `scipy`
+    /// runs the same step on a SciPy CSR matrix.
+    #[arg(long, value_name = "NNZ")]
+    pub sparse: Option<usize>,
 }
 
 /// A graphics API wgpu can use, parsed once for every command.

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 use softmax_wgpu::bench::{ceilings, cpu_ceilings, run_epoch, time_epochs, Case, Ceilings, Timing};
-use softmax_wgpu::cpu::FastCpu;
-use softmax_wgpu::data::{self, write_npy_features, write_npy_labels, InMemory};
+use softmax_wgpu::cpu::{FastCpu, SparseCpu};
+use softmax_wgpu::data::{self, write_npy_features, write_npy_labels};
 use softmax_wgpu::error::bytes;
 use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions, KernelTime};
 use softmax_wgpu::{Backend, Error, RowSource, Shape};
@@ -18,8 +18,9 @@ use super::args::{BackendArg, BenchArgs, BenchDevices};
 use super::common::{check_outputs, write_output};
 
 /// The peers, by name, and their scripts, embedded so that an installed binary carries them.
-const PEERS: [(&str, &str); 3] = [
+const PEERS: [(&str, &str); 4] = [
     ("numpy", include_str!("../../benches/peers/numpy_step.py")),
+    ("scipy", include_str!("../../benches/peers/scipy_step.py")),
     ("torch", include_str!("../../benches/peers/torch_step.py")),
     ("jax", include_str!("../../benches/peers/jax_step.py")),
 ];
@@ -90,7 +91,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     )?;
     for p in &a.peers {
         if !PEERS.iter().any(|(name, _)| name == p) {
-            return Err(Error::param("--peers", "a list of: numpy, torch, jax", p).into());
+            return Err(Error::param("--peers", "a list of: numpy, scipy, torch, jax", p).into());
         }
     }
     let plan = plan(&a)?;
@@ -357,28 +358,65 @@ fn bench_shape(
     with_cpu: bool,
     contexts: &[GpuContext],
 ) -> Result<Vec<Row>> {
-    let x_bytes = n as u64 * d as u64 * 4;
-    eprintln!(
-        "{n} × {d} × {k}: X is {} in memory{}",
-        bytes(x_bytes),
-        if a.peers.is_empty() {
-            String::new()
-        } else {
-            ", written once more as NPY for the peers".to_string()
-        }
-    );
-    let dataset = data::synthetic(n, d, k, a.seed)?;
     let dir = peer_dir()?;
     let peer_dir = dir.path();
+    let (mut source, nnz): (Box<dyn RowSource>, Option<u64>) = match a.sparse {
+        None => {
+            eprintln!(
+                "{n} × {d} × {k}: X is {} in memory{}",
+                bytes(n as u64 * d as u64 * 4),
+                if a.peers.is_empty() {
+                    ""
+                } else {
+                    ", written once more as NPY for the peers"
+                }
+            );
+            let dataset = data::synthetic(n, d, k, a.seed)?;
+            if !a.peers.is_empty() {
+                write_npy_features(&peer_dir.join("x.npy"), dataset.x.view())?;
+                write_npy_labels(&peer_dir.join("y.npy"), &dataset.y)?;
+            }
+            (Box::new(dataset.into_source()?), None)
+        }
+        Some(per_row) => {
+            let mut gen = data::SparseSynthetic::new(n as u64, d, k, per_row, a.seed)?;
+            let chunk = gen
+                .next_sparse(n)
+                .ok_or_else(|| Error::Internal("no synthetic rows".into()))?;
+            let nnz = chunk.indices.len() as u64;
+            eprintln!(
+                "{n} × {d} × {k}, sparse: {nnz} non-zeros ({} as CSR){}",
+                bytes(nnz * 8 + n as u64 * 12),
+                if a.peers.is_empty() {
+                    ""
+                } else {
+                    ", written once more as NPY for the peers"
+                }
+            );
+            if !a.peers.is_empty() {
+                let offsets: Vec<u32> = chunk.offsets.iter().map(|&o| o as u32).collect();
+                write_npy_labels(&peer_dir.join("xp.npy"), &offsets)?;
+                write_npy_labels(&peer_dir.join("xi.npy"), &chunk.indices)?;
+                let values =
+                    ndarray::ArrayView2::from_shape((chunk.values.len(), 1), &chunk.values[..])
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                write_npy_features(&peer_dir.join("xv.npy"), values)?;
+                write_npy_labels(&peer_dir.join("xd.npy"), &[d as u32])?;
+                write_npy_labels(&peer_dir.join("y.npy"), &chunk.y)?;
+            }
+            let rows = data::SparseRows::from_chunk("synthetic", &chunk, k)?;
+            (
+                Box::new(data::SparseInMemory::new(std::sync::Arc::new(rows))),
+                Some(nnz),
+            )
+        }
+    };
     if !a.peers.is_empty() {
-        write_npy_features(&peer_dir.join("x.npy"), dataset.x.view())?;
-        write_npy_labels(&peer_dir.join("y.npy"), &dataset.y)?;
         for (name, script) in PEERS {
             let path = peer_dir.join(script_name(name));
             std::fs::write(&path, script).map_err(|e| Error::io(&path, e))?;
         }
     }
-    let mut source = dataset.into_source()?;
     let cases: Vec<Case> = batches
         .iter()
         .map(|&b| Case {
@@ -386,14 +424,18 @@ fn bench_shape(
             d,
             k,
             batch: if b == 0 { n } else { b.min(n) },
+            nnz,
         })
         .collect();
     let peers: Vec<Vec<PeerResult>> = cases.iter().map(|c| run_peers(a, c, peer_dir)).collect();
     let mut rows = Vec::new();
     let shape = Shape { d, k };
     if with_cpu {
-        let mut cpu = FastCpu::new(shape)?;
-        rows.extend(bench_device(&mut cpu, &mut source, &cases, &peers, a.epochs, 1)?.0);
+        let mut cpu: Box<dyn Backend> = match nnz {
+            None => Box::new(FastCpu::new(shape)?),
+            Some(_) => Box::new(SparseCpu::new(shape)?),
+        };
+        rows.extend(bench_device(cpu.as_mut(), source.as_mut(), &cases, &peers, a.epochs, 1)?.0);
     }
     for ctx in contexts {
         let options = GpuOptions {
@@ -401,13 +443,14 @@ fn bench_shape(
             gather: a.gather,
             one_pass: a.one_pass.option(),
             gpu_shape: a.gpu_shape.option(),
+            sparse: nnz.is_some(),
             ..GpuOptions::default()
         };
         let made = GpuBackend::new(ctx, shape, &options);
         match made {
             Ok(mut g) => {
                 let (mut timed, set) =
-                    bench_device(&mut g, &mut source, &cases, &peers, a.epochs, 3)?;
+                    bench_device(&mut g, source.as_mut(), &cases, &peers, a.epochs, 3)?;
                 let profiling = g.enable_profiling();
                 for row in timed.iter_mut().filter(|r| r.timing.is_some()) {
                     // Another epoch of the row's case: timed per kernel where the adapter can, and it puts the
@@ -418,7 +461,8 @@ fn bench_shape(
                     }
                     row.tuning = g.tuning_for(row.case.batch).unwrap_or_else(|| g.tuning());
                 }
-                for row in &mut timed {
+                // The plan's figures describe the dense kernels; sparse steps have none of their own yet.
+                for row in timed.iter_mut().filter(|_| nnz.is_none()) {
                     row.dispatches_per_step = Some(g.dispatches_per_step(set));
                     row.x_reads_per_step = g.row_passes_per_step(set) as u32;
                     let rows = row.case.batch.min(row.case.n);
@@ -454,7 +498,7 @@ fn bench_shape(
 
 fn bench_device(
     backend: &mut dyn Backend,
-    source: &mut InMemory,
+    source: &mut dyn RowSource,
     cases: &[Case],
     peers: &[Vec<PeerResult>],
     epochs: usize,
@@ -462,7 +506,8 @@ fn bench_device(
 ) -> Result<(Vec<Row>, softmax_wgpu::train::Held)> {
     let device = backend.device();
     eprintln!("timing {device} …");
-    let set = backend.hold(source as &mut dyn RowSource)?;
+    source.rewind()?;
+    let set = backend.hold(source)?;
     let mut rows = Vec::new();
     for (case, peer) in cases.iter().zip(peers) {
         let (timing, refused) = match time_epochs(backend, set, case.batch, epochs) {
@@ -510,6 +555,16 @@ fn run_peers(a: &BenchArgs, case: &Case, dir: &Path) -> Vec<PeerResult> {
                 skipped: Some(why),
                 ratio: None,
             };
+            // The dense peers time dense cases, SciPy's CSR step sparse ones.
+            match (peer.as_str(), case.nnz) {
+                ("scipy", None) => {
+                    return skipped("times sparse cases (bench --sparse NNZ)".into())
+                }
+                (p, Some(_)) if p != "scipy" => {
+                    return skipped("times dense cases; --sparse cases have the scipy peer".into())
+                }
+                _ => {}
+            }
             eprintln!("timing {peer} (batch {}) …", case.batch);
             let out = std::process::Command::new("python3")
                 .arg(dir.join(script_name(peer)))

@@ -457,15 +457,13 @@ impl Backend for SparseCpu {
             }
             let step = u.lr / (rows * self.scale);
             let k = self.shape.k;
-            if self.all {
-                self.arch.dispatch(Axpy(&mut self.v, &self.g, -step));
-            } else {
-                for &j in &self.touched {
-                    let j = j as usize * k;
-                    self.arch
-                        .dispatch(Axpy(&mut self.v[j..j + k], &self.g[j..j + k], -step));
-                }
-            }
+            let touched = (!self.all).then_some(&self.touched[..]);
+            self.arch.dispatch(Axpy {
+                y: &mut self.v,
+                x: &self.g,
+                a: -step,
+                rows: touched.map(|r| (r, k)),
+            });
             for (b, &g) in self.b.iter_mut().zip(&self.gb) {
                 *b -= u.lr * (g / rows);
             }
@@ -549,17 +547,34 @@ impl Backend for SparseCpu {
     }
 }
 
-/// y += a · x.
-struct Axpy<'a>(&'a mut [f32], &'a [f32], f32);
+/// y += a · x, over every element or over the rows `rows` (row indices and length) only.
+struct Axpy<'a> {
+    y: &'a mut [f32],
+    x: &'a [f32],
+    a: f32,
+    rows: Option<(&'a [u32], usize)>,
+}
 
 impl pulp::WithSimd for Axpy<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let a = self.2;
-        for (y, x) in self.0.iter_mut().zip(self.1) {
-            *y += a * *x;
+        let Axpy { y, x, a, rows } = self;
+        match rows {
+            None => {
+                for (y, x) in y.iter_mut().zip(x) {
+                    *y += a * *x;
+                }
+            }
+            Some((rows, k)) => {
+                for &j in rows {
+                    let at = j as usize * k;
+                    for (y, x) in y[at..at + k].iter_mut().zip(&x[at..at + k]) {
+                        *y += a * *x;
+                    }
+                }
+            }
         }
     }
 }

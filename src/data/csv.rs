@@ -130,6 +130,30 @@ impl Layout {
     }
 }
 
+/// Records parsed together on all cores: read in order by the csv reader (which owns quoting and line numbers), then
+/// checked and converted in parallel, then used in order, so every error is the one a record-by-record read meets first.
+const PARSE_RECORDS: usize = 4096;
+
+/// Each record's features and label (checked against `layout`), or its first error; records are (record, line).
+fn parse_records(
+    path: &Path,
+    layout: &Layout,
+    records: &[(::csv::StringRecord, u64)],
+) -> Vec<Result<(Vec<f32>, String)>> {
+    use rayon::prelude::*;
+    records
+        .par_iter()
+        .with_min_len(64)
+        .map(|(record, line)| {
+            layout.check(path, record, *line)?;
+            let mut values = Vec::with_capacity(layout.features());
+            let mut labels = Vec::with_capacity(1);
+            push_row(path, record, *line, layout.label, &mut values, &mut labels)?;
+            Ok((values, labels.pop().unwrap_or_default()))
+        })
+        .collect()
+}
+
 fn is_blank(record: &::csv::StringRecord) -> bool {
     record.len() == 1 && record[0].is_empty()
 }
@@ -220,15 +244,39 @@ impl CsvRows {
         let mut labels = super::LabelSet::new(classes);
         let mut index = Vec::new();
         let mut rows = 0u64;
-        let mut scratch = Vec::new();
-        let mut cells = Vec::new();
+        let mut pending: Vec<(::csv::StringRecord, u64)> = Vec::with_capacity(PARSE_RECORDS);
+        let mut starts: Vec<::csv::Position> = Vec::with_capacity(PARSE_RECORDS);
+        // Checks the pending records in parallel, then takes their labels and positions in order.
+        let mut flush = |pending: &mut Vec<(::csv::StringRecord, u64)>,
+                         starts: &mut Vec<::csv::Position>,
+                         layout: &Layout|
+         -> Result<()> {
+            let parsed = parse_records(path, layout, pending);
+            for ((parsed, (_, line)), start) in
+                parsed.into_iter().zip(pending.iter()).zip(starts.drain(..))
+            {
+                let (_, label) = parsed?;
+                labels.see(path, *line, &label)?;
+                if rows.is_multiple_of(BLOCK) {
+                    index.push(start);
+                }
+                rows += 1;
+            }
+            pending.clear();
+            Ok(())
+        };
         loop {
             let start = reader.position().clone();
-            if !reader
-                .read_record(&mut record)
-                .map_err(|e| csv_error(path, &e))?
-            {
-                break;
+            match reader.read_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    // The records before it come first.
+                    if let Some(l) = &layout {
+                        flush(&mut pending, &mut starts, l)?;
+                    }
+                    return Err(csv_error(path, &e));
+                }
             }
             let line = record.position().map_or(0, |p| p.line());
             if is_blank(&record) {
@@ -245,16 +293,14 @@ impl CsvRows {
                     l
                 }
             };
-            l.check(path, &record, line)?;
-            scratch.clear();
-            cells.clear();
-            push_row(path, &record, line, l.label, &mut scratch, &mut cells)?;
-            let label = cells.pop().unwrap_or_default();
-            labels.see(path, line, &label)?;
-            if rows.is_multiple_of(BLOCK) {
-                index.push(start);
+            pending.push((record.clone(), line));
+            starts.push(start);
+            if pending.len() == PARSE_RECORDS {
+                flush(&mut pending, &mut starts, l)?;
             }
-            rows += 1;
+        }
+        if let Some(l) = &layout {
+            flush(&mut pending, &mut starts, l)?;
         }
         let Some(layout) = layout else {
             return Err(Error::input(path, "file is empty"));
@@ -372,30 +418,39 @@ impl super::RowSource for CsvRows {
         let m = (max_rows.max(1) as u64).min(self.rows - self.pos) as usize;
         let d = self.layout.features();
         let mut values = Vec::with_capacity(m * d);
-        let mut labels = Vec::with_capacity(m);
         let mut y = Vec::with_capacity(m);
         let first = self.pos;
-        for _ in 0..m {
-            let line = self.next_record()?;
-            self.layout.check(&self.path, &self.record, line)?;
-            push_row(
-                &self.path,
-                &self.record,
-                line,
-                self.layout.label,
-                &mut values,
-                &mut labels,
-            )?;
-            let label = labels.pop().unwrap_or_default();
-            let class = *self.class_index.get(super::label_key(&label).as_ref()).ok_or_else(|| {
-                Error::input_at(
-                    &self.path,
-                    Position::Line(line),
-                    format!("label {} was not in the file when it was opened (it changed while being read)", super::shown(&label)),
-                )
-            })?;
-            y.push(class);
-            self.pos += 1;
+        let mut pending: Vec<(::csv::StringRecord, u64)> = Vec::with_capacity(PARSE_RECORDS.min(m));
+        while y.len() < m {
+            pending.clear();
+            let want = PARSE_RECORDS.min(m - y.len());
+            let read = loop {
+                if pending.len() == want {
+                    break Ok(());
+                }
+                match self.next_record() {
+                    Ok(line) => pending.push((self.record.clone(), line)),
+                    Err(e) => break Err(e),
+                }
+            };
+            for (parsed, (_, line)) in parse_records(&self.path, &self.layout, &pending)
+                .into_iter()
+                .zip(&pending)
+            {
+                let (row, label) = parsed?;
+                values.extend_from_slice(&row);
+                let class = *self.class_index.get(super::label_key(&label).as_ref()).ok_or_else(|| {
+                    Error::input_at(
+                        &self.path,
+                        Position::Line(*line),
+                        format!("label {} was not in the file when it was opened (it changed while being read)", super::shown(&label)),
+                    )
+                })?;
+                y.push(class);
+                self.pos += 1;
+            }
+            // A record that could not be read comes after the ones before it.
+            read?;
         }
         let x = Array2::from_shape_vec((m, d), values)
             .map_err(|e| Error::Internal(format!("{}: {e}", self.name)))?;
@@ -469,6 +524,30 @@ mod tests {
 
     fn message(text: &str) -> String {
         parse(text, Some(-1)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn records_parsed_together_report_the_first_problem_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        // Line 3 has a bad number; line 6 is not UTF-8, which the reader meets while line 3 is still unparsed.
+        let mut bytes = b"a,b,y\n1,2,0\n3,x,1\n4,5,0\n6,7,1\n".to_vec();
+        bytes.extend_from_slice(b"8,\xff,0\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let e = CsvRows::open(&path, -1, None).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("\"x\""), "{e}");
+        // Many records: the one bad cell is found at its line, whichever worker parsed it.
+        let mut text = String::from("f1,f2,y\n");
+        for i in 0..20_000 {
+            if i == 12_345 {
+                text.push_str("1,nope,0\n");
+            } else {
+                text.push_str(&format!("{i},{},{}\n", i * 2, i % 3));
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+        let e = CsvRows::open(&path, -1, None).unwrap_err().to_string();
+        assert!(e.contains("line 12347"), "{e}");
     }
 
     #[test]

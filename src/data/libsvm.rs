@@ -232,7 +232,9 @@ struct AheadLine {
     comment: bool,
 }
 
-/// Reads lines after line `line_no` until `rows` rows (lines that are not comments) or the end of the file.
+/// Reads lines after line `line_no` until `rows` rows (lines that are not comments) or the end of the file. A line
+/// that cannot be read ends the batch, and its error is returned for after the lines before it (which the caller
+/// parses first: one of them may hold the first problem).
 fn read_ahead<R: BufRead>(
     path: &Path,
     r: &mut R,
@@ -240,13 +242,15 @@ fn read_ahead<R: BufRead>(
     mut line_no: u64,
     rows: usize,
     out: &mut Ahead,
-) -> Result<()> {
+) -> Option<Error> {
     out.text.clear();
     out.lines.clear();
     let mut got = 0;
     while got < rows {
-        let Some(n) = read_line(path, r, raw, line_no + 1)? else {
-            break;
+        let n = match read_line(path, r, raw, line_no + 1) {
+            Ok(Some(n)) => n,
+            Ok(None) => break,
+            Err(e) => return Some(e),
         };
         line_no += 1;
         let text = std::str::from_utf8(raw).expect("checked");
@@ -262,7 +266,7 @@ fn read_ahead<R: BufRead>(
         });
         got += usize::from(!comment);
     }
-    Ok(())
+    None
 }
 
 /// Every line of `ahead` parsed, on rayon's pool (None for comments).
@@ -318,9 +322,12 @@ impl LibsvmRows {
         let mut largest: Option<u64> = None;
         let mut ahead = Ahead::default();
         loop {
-            read_ahead(path, &mut reader, &mut raw, line_no, PARSE_ROWS, &mut ahead)?;
+            let unread = read_ahead(path, &mut reader, &mut raw, line_no, PARSE_ROWS, &mut ahead);
             if ahead.lines.is_empty() {
-                break;
+                match unread {
+                    Some(e) => return Err(e),
+                    None => break,
+                }
             }
             let parsed = parse_ahead(path, &ahead, options.zero_based);
             for (l, parsed) in ahead.lines.iter().zip(parsed) {
@@ -351,6 +358,9 @@ impl LibsvmRows {
                 rows += 1;
                 nnz += line.entries.len() as u64;
                 offset += n;
+            }
+            if let Some(e) = unread {
+                return Err(e);
             }
         }
         if rows == 0 {
@@ -437,14 +447,14 @@ impl LibsvmRows {
         let mut ahead = std::mem::take(&mut self.ahead);
         while chunk.y.len() < m {
             let want = (m - chunk.y.len()).min(PARSE_ROWS);
-            read_ahead(
+            let unread = read_ahead(
                 &self.path,
                 &mut self.reader,
                 &mut self.raw,
                 self.line,
                 want,
                 &mut ahead,
-            )?;
+            );
             let parsed = parse_ahead(&self.path, &ahead, self.zero_based);
             for (l, parsed) in ahead.lines.iter().zip(parsed) {
                 self.line = l.line_no;
@@ -482,6 +492,9 @@ impl LibsvmRows {
                 chunk.offsets.push(chunk.indices.len() as u64);
                 chunk.y.push(class);
                 self.pos += 1;
+            }
+            if let Some(e) = unread {
+                return Err(e);
             }
             if ahead.lines.iter().filter(|l| !l.comment).count() < want {
                 return Err(Error::input_at(
@@ -631,4 +644,47 @@ pub(crate) fn head(path: &Path, n: usize) -> Result<Vec<u8>> {
     }
     buf.truncate(got);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parsed_together_report_the_first_problem_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.svm");
+        // Line 2 has a bad value; line 4 is not UTF-8, which is read while line 2 is still unparsed.
+        let mut bytes = b"0 1:1.5\n1 2:x\n0 3:2\n".to_vec();
+        bytes.extend_from_slice(b"1 1:\xff\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let e = LibsvmRows::open(&path, &LibsvmOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("value"), "{e}");
+        // Many lines: the one bad entry is found at its line, whichever worker parsed it; the rows come back in
+        // file order, chunk after chunk.
+        let mut text = String::from("# a comment first\n");
+        for i in 0..40_000u32 {
+            text.push_str(&format!("{} {}:{}\n", i % 3, i % 7 + 1, i));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let mut rows = LibsvmRows::open(&path, &LibsvmOptions::default()).unwrap();
+        let mut seen = 0u32;
+        while let Some(c) = rows.next_sparse(7_000).unwrap() {
+            for (r, &v) in c.values.iter().enumerate() {
+                assert_eq!(v, (seen + r as u32) as f32);
+            }
+            seen += c.values.len() as u32;
+        }
+        assert_eq!(seen, 40_000);
+        // Row 30,002 (line 30,004, after the comment) is "2 1:30002".
+        let at = text.find("\n2 1:30002\n").unwrap() + 1;
+        text.replace_range(at..at + 9, "2 1:3x002");
+        std::fs::write(&path, &text).unwrap();
+        let e = LibsvmRows::open(&path, &LibsvmOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 30004"), "{e}");
+    }
 }
