@@ -86,8 +86,8 @@ impl HostSets {
             HostSet::Dense(rows) => Ok(rows),
             HostSet::Sparse(rows) => Err(Error::param(
                 "--device",
-                "the CPU reference (--precision f64, or f32 with sparse data) or a GPU for sparse data",
-                format!("the fast CPU trainer, which is dense-only, with the sparse rows of {}", rows.name()),
+                "the sparse CPU trainer (--device cpu picks it for sparse data), the reference or a GPU",
+                format!("the dense CPU trainer with the sparse rows of {}", rows.name()),
             )),
         }
     }
