@@ -557,7 +557,10 @@ impl RowSource for LibsvmRows {
                 })?;
             self.line += 1;
             self.offset += n as u64;
-            self.pos += 1;
+            // A comment line is not a row.
+            if !is_comment(std::str::from_utf8(&self.raw).expect("checked")) {
+                self.pos += 1;
+            }
         }
         Ok(true)
     }
@@ -686,5 +689,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 30004"), "{e}");
+    }
+
+    #[test]
+    fn a_seek_steps_over_comment_lines_inside_a_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.svm");
+        // Row i has the value i; a comment line after every 10th row.
+        let mut text = String::new();
+        for i in 0..1000u32 {
+            text.push_str(&format!("{} 1:{i}\n", i % 2));
+            if i % 10 == 9 {
+                text.push_str("# between rows\n");
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let mut rows = LibsvmRows::open(&path, &LibsvmOptions::default()).unwrap();
+        assert_eq!(rows.rows(), Some(1000));
+        for row in [0u64, 9, 10, 255, 256, 300, 511, 700, 999] {
+            assert!(rows.seek(row).unwrap());
+            let c = rows.next_sparse(1).unwrap().unwrap();
+            assert_eq!(
+                (c.first_row, c.values[0]),
+                (row, row as f32),
+                "seek to row {row}"
+            );
+        }
     }
 }
