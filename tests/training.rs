@@ -1589,6 +1589,13 @@ fn the_sparse_cpu_trainer_agrees_with_the_f64_reference_for_every_optimizer_and_
             },
         ),
         (
+            "sgd, class weights",
+            TrainConfig {
+                class_weights: Some(vec![1.0, 2.5, 0.5, 1.0, 3.0]),
+                ..base.clone()
+            },
+        ),
+        (
             "momentum and l1",
             TrainConfig {
                 l1: 1e-3,
