@@ -35,7 +35,12 @@ pub fn headroom() -> Option<Headroom> {
     }
     if let (Some(l), Some(s)) = (&limits, &status) {
         let threads = std::thread::available_parallelism().map_or(1, usize::from) as u64;
-        bounds.extend(rlimit_headroom(l, s, threads, product_scratch(&read)));
+        let scratch = if SCRATCH_MAPPED.load(std::sync::atomic::Ordering::Relaxed) {
+            0
+        } else {
+            product_scratch(&read)
+        };
+        bounds.extend(rlimit_headroom(l, s, threads, scratch));
     }
     if let Some(c) = &cgroup {
         if let Some(b) = cgroup_headroom(c, &read) {
@@ -46,6 +51,16 @@ pub fn headroom() -> Option<Headroom> {
         }
     }
     tightest(bounds)
+}
+
+/// Set once the CPU path has mapped its products' scratch on every thread that multiplies ([`scratch_mapped`]): from
+/// then on it is in the process's own use (VmData, VmSize) and is not kept aside again.
+static SCRATCH_MAPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that the products' scratch is mapped (the CPU trainer maps it on every thread that multiplies when it is
+/// made, before a memory budget is measured, so that no later allocation of it meets a process limit mid-run).
+pub fn scratch_mapped() {
+    SCRATCH_MAPPED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The bytes each worker thread's first matrix product maps on this machine (see [`headroom`]'s limits), or 0.

@@ -149,6 +149,7 @@ impl FastCpu {
             ],
         )?;
         crate::memory::check(&what, bytes)?;
+        map_product_scratch();
         let Shape { d, k } = shape;
         Ok(FastCpu {
             shape,
@@ -259,6 +260,35 @@ impl FastCpu {
         }
         Ok(())
     }
+}
+
+/// Runs one small product on every rayon worker and on this thread, the threads that multiply: faer's x86 kernels
+/// map their per-thread packing scratch (two last-level caches, [`crate::memory::product_scratch_bytes`]) on a
+/// thread's first product. Mapped now, while the run has taken little, it is in place before the memory budget is
+/// measured instead of being the allocation that meets a `ulimit -d` or `-v` in the middle of a run (an abort).
+fn map_product_scratch() {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        // 32³ is above faer's threshold for its small-matrix kernels, so the packing kernels run.
+        let one = || {
+            let a = [0.0f32; 32 * 32];
+            let mut c = [0.0f32; 32 * 32];
+            let a = MatRef::from_row_major_slice(&a, 32, 32);
+            matmul(
+                MatMut::from_row_major_slice_mut(&mut c, 32, 32),
+                Accum::Replace,
+                a,
+                a,
+                1.0,
+                Par::Seq,
+            );
+        };
+        rayon::broadcast(|_| one());
+        one();
+        crate::memory::scratch_mapped();
+    });
 }
 
 /// The weights a lane reads.
