@@ -113,25 +113,18 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         .collect();
     let cpu = with_cpu.then(|| {
         eprintln!("measuring the ceilings of the CPU …");
-        (
-            FastCpu::new(Shape { d: 1, k: 2 }).map(|c| c.device()),
-            cpu_ceilings(),
-        )
+        cpu_ceilings()
     });
-    let cpu = match cpu {
-        Some((name, c)) => Some((name?, c)),
-        None => None,
-    };
     let mut rows = Vec::new();
     for (shape, batches) in &plan {
         rows.extend(bench_shape(&a, *shape, batches, with_cpu, &contexts)?);
     }
     for r in &mut rows {
         let at = contexts.iter().position(|c| c.describe() == r.device);
-        let limit = match (at, &cpu) {
-            (Some(i), _) => limits[i],
-            (None, Some((name, c))) if *name == r.device => Some(*c),
-            _ => None,
+        // A row that is no adapter's is the CPU path's, dense or sparse.
+        let limit = match at {
+            Some(i) => limits[i],
+            None => cpu,
         };
         if let (Some(c), Some(t)) = (limit, &r.timing) {
             r.of_fma_ceiling = Some(t.gflops / c.fma_gflops);
@@ -139,11 +132,13 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         }
     }
     let mut table = markdown(&rows, a.epochs);
-    if let Some((name, c)) = &cpu {
+    if let Some(c) = &cpu {
         table.push_str(&format!(
-            "\nCeilings of {name}: streaming read (a parallel sum of 256 MiB) {:.1} GB/s, FMA (faer's product of two \
+            "\nCeilings of the CPU path ({} threads): streaming read (a parallel sum of 256 MiB) {:.1} GB/s, FMA (faer's product of two \
              1,024 × 1,024 matrices) {:.1} GFLOP/s.\n",
-            c.read_gb_per_sec, c.fma_gflops
+            rayon::current_num_threads(),
+            c.read_gb_per_sec,
+            c.fma_gflops
         ));
     }
     for (c, l) in contexts.iter().zip(&limits) {
@@ -160,7 +155,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         let report = Report {
             adapters: &adapters,
             ceilings: &limits,
-            cpu_ceilings: cpu.as_ref().map(|(_, c)| *c),
+            cpu_ceilings: cpu,
             cpu_threads: rayon::current_num_threads(),
             epochs: a.epochs,
             rows: &rows,
