@@ -646,6 +646,57 @@ fn bench_times_sparse_data_on_the_sparse_trainers_with_scipy_as_the_peer() {
     }
 }
 
+#[test]
+fn bench_times_the_default_job_on_every_device_beside_scikit_learn_or_says_why_not() {
+    let (n, d, k) = (3000usize, 20usize, 3usize);
+    let shape = format!("{n},{d},{k}");
+    for sparse in [false, true] {
+        let mut args = vec![
+            "bench", "--shape", &shape, "--batch", "0", "--epochs", "1", "--peers", "sklearn",
+            "--json",
+        ];
+        if sparse {
+            args.extend(["--sparse", "8", "--device", "cpu"]);
+        }
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        // scikit-learn is a job's peer, not a step's: no step row names it.
+        for row in v["rows"].as_array().unwrap() {
+            assert!(row["peers"].as_array().unwrap().is_empty(), "{row}");
+        }
+        let jobs = v["default_job"].as_array().unwrap();
+        let devices = if sparse { 1 } else { 1 + common::gpus().len() };
+        assert_eq!(jobs.len(), devices, "{jobs:?}");
+        for job in jobs {
+            assert_eq!(job["n_train"], 2400, "{job}");
+            assert_eq!(job["n_test"], 600, "{job}");
+            let ours = &job["ours"];
+            assert!(ours["seconds"].as_f64().unwrap() > 0.0, "{job}");
+            assert!(ours["iterations"].as_u64().unwrap() >= 1, "{job}");
+            let acc = ours["held_out_accuracy"].as_f64().unwrap();
+            assert!(acc > 1.0 / k as f64 && acc <= 1.0, "{job}");
+            let theirs = &job["sklearn"];
+            if theirs.is_null() {
+                assert!(job["skipped"].is_string(), "{job}");
+                continue;
+            }
+            // Both stop where ‖∇J‖∞ ≤ 1e-4, and J is λ-strongly convex (λ = 1/N), so each is within
+            // ‖∇J‖₂²/(2λ) ≤ (D + 1)·K·1e-8·N/2 ≈ 7.6e-4 of the optimum: they agree to twice that.
+            let bound = 2.0 * ((d + 1) * k) as f64 * 1e-8 * 2400.0 / 2.0;
+            let (jo, js) = (
+                ours["objective"].as_f64().unwrap(),
+                theirs["objective"].as_f64().unwrap(),
+            );
+            assert!(
+                (jo - js).abs() <= bound,
+                "J {jo} vs scikit-learn's {js}: {job}"
+            );
+            assert!(job["ratio"].as_f64().unwrap() > 0.0, "{job}");
+        }
+    }
+}
+
 /// The last epoch's JSON object of a `train --json` run.
 fn last_epoch(out: &Out) -> serde_json::Value {
     let line = out.stdout.lines().last().expect("an epoch line");

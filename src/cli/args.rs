@@ -104,8 +104,10 @@ pub struct BenchArgs {
     /// A small set: 20000,784,10 at batch 256 and full batch.
     #[arg(long)]
     pub quick: bool,
-    /// Peers timed in the same run on the identical data: numpy, torch, jax (scripts in benches/peers/; a missing
-    /// package is a skipped cell with the reason).
+    /// Peers timed in the same run on the identical data: numpy, torch, jax (dense steps), scipy (sparse steps), and
+    /// sklearn: the default job (`train` with its defaults on 80 % of the rows, the rest held out) on every device
+    /// against StandardScaler + LogisticRegression() (scripts in benches/peers/; a missing package is a skipped cell
+    /// with the reason).
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Seed of the synthetic data.

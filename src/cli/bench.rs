@@ -15,6 +15,7 @@ use softmax_wgpu::gpu::{self, AdapterSummary, GpuBackend, GpuContext, GpuOptions
 use softmax_wgpu::{Backend, Error, RowSource, Shape};
 
 use super::args::{BackendArg, BenchArgs, BenchDevices};
+use super::bench_job::{self, JobFiles, JobRow};
 use super::common::{check_outputs, write_output};
 
 /// The peers, by name, and their scripts, embedded so that an installed binary carries them.
@@ -24,6 +25,9 @@ const PEERS: [(&str, &str); 4] = [
     ("torch", include_str!("../../benches/peers/torch_step.py")),
     ("jax", include_str!("../../benches/peers/jax_step.py")),
 ];
+
+/// The peer that times the default job (`bench_job`), not a step.
+const SKLEARN: &str = "sklearn";
 
 fn script_name(peer: &str) -> String {
     format!("{peer}_step.py")
@@ -77,6 +81,8 @@ struct Report<'a> {
     cpu_threads: usize,
     epochs: usize,
     rows: &'a [Row],
+    /// `--peers sklearn`: the default job against scikit-learn's, per shape and device.
+    default_job: &'a [JobRow],
 }
 
 /// Runs the command.
@@ -90,8 +96,10 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         &[],
     )?;
     for p in &a.peers {
-        if !PEERS.iter().any(|(name, _)| name == p) {
-            return Err(Error::param("--peers", "a list of: numpy, scipy, torch, jax", p).into());
+        if p != SKLEARN && !PEERS.iter().any(|(name, _)| name == p) {
+            return Err(
+                Error::param("--peers", "a list of: numpy, scipy, torch, jax, sklearn", p).into(),
+            );
         }
     }
     let plan = plan(&a)?;
@@ -116,8 +124,11 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         cpu_ceilings()
     });
     let mut rows = Vec::new();
+    let mut jobs = Vec::new();
     for (shape, batches) in &plan {
-        rows.extend(bench_shape(&a, *shape, batches, with_cpu, &contexts)?);
+        let (timed, job) = bench_shape(&a, *shape, batches, with_cpu, &contexts)?;
+        rows.extend(timed);
+        jobs.extend(job);
     }
     for r in &mut rows {
         let at = contexts.iter().position(|c| c.describe() == r.device);
@@ -132,6 +143,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         }
     }
     let mut table = markdown(&rows, a.epochs);
+    table.push_str(&bench_job::markdown(&jobs));
     if let Some(c) = &cpu {
         table.push_str(&format!(
             "\nCeilings of the CPU path ({} threads): streaming read (a parallel sum of 256 MiB) {:.1} GB/s, FMA (faer's product of two \
@@ -159,6 +171,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             cpu_threads: rayon::current_num_threads(),
             epochs: a.epochs,
             rows: &rows,
+            default_job: &jobs,
         };
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -343,7 +356,8 @@ fn open_adapters(a: &BenchArgs) -> Result<Vec<GpuContext>> {
     Ok(out)
 }
 
-/// Every device and batch on one shape, and the peers on the same data.
+/// Every device and batch on one shape, and the peers on the same data; with `--peers sklearn`, the default job on
+/// every device and scikit-learn's.
 ///
 /// Long on purpose: the timing of one shape on every device, in the order the table prints it.
 fn bench_shape(
@@ -352,22 +366,28 @@ fn bench_shape(
     batches: &[usize],
     with_cpu: bool,
     contexts: &[GpuContext],
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Vec<JobRow>)> {
     let dir = peer_dir()?;
     let peer_dir = dir.path();
+    let with_sklearn = a.peers.iter().any(|p| p == SKLEARN);
+    let step_peers = a.peers.iter().any(|p| p != SKLEARN);
+    let mut job_files = None;
     let (mut source, nnz): (Box<dyn RowSource>, Option<u64>) = match a.sparse {
         None => {
             eprintln!(
                 "{n} × {d} × {k}: X is {} in memory{}",
                 bytes(n as u64 * d as u64 * 4),
-                if a.peers.is_empty() {
+                if !step_peers {
                     ""
                 } else {
                     ", written once more as NPY for the peers"
                 }
             );
             let dataset = data::synthetic(n, d, k, a.seed)?;
-            if !a.peers.is_empty() {
+            if with_sklearn {
+                job_files = Some(JobFiles::dense(peer_dir, dataset.x.view(), &dataset.y)?);
+            }
+            if step_peers {
                 write_npy_features(&peer_dir.join("x.npy"), dataset.x.view())?;
                 write_npy_labels(&peer_dir.join("y.npy"), &dataset.y)?;
             }
@@ -379,16 +399,19 @@ fn bench_shape(
                 .next_sparse(n)
                 .ok_or_else(|| Error::Internal("no synthetic rows".into()))?;
             let nnz = chunk.indices.len() as u64;
+            if with_sklearn {
+                job_files = Some(JobFiles::sparse(peer_dir, &chunk)?);
+            }
             eprintln!(
                 "{n} × {d} × {k}, sparse: {nnz} non-zeros ({} as CSR){}",
                 bytes(nnz * 8 + n as u64 * 12),
-                if a.peers.is_empty() {
+                if !step_peers {
                     ""
                 } else {
                     ", written once more as NPY for the peers"
                 }
             );
-            if !a.peers.is_empty() {
+            if step_peers {
                 let offsets: Vec<u32> = chunk.offsets.iter().map(|&o| o as u32).collect();
                 write_npy_labels(&peer_dir.join("xp.npy"), &offsets)?;
                 write_npy_labels(&peer_dir.join("xi.npy"), &chunk.indices)?;
@@ -406,7 +429,7 @@ fn bench_shape(
             )
         }
     };
-    if !a.peers.is_empty() {
+    if step_peers {
         for (name, script) in PEERS {
             let path = peer_dir.join(script_name(name));
             std::fs::write(&path, script).map_err(|e| Error::io(&path, e))?;
@@ -486,9 +509,32 @@ fn bench_shape(
             })),
         }
     }
+    let mut jobs = Vec::new();
+    if let Some(files) = &job_files {
+        let sklearn = bench_job::run_sklearn(peer_dir, files);
+        let data = (n, d, k, nnz);
+        if with_cpu {
+            eprintln!("timing the default job on the CPU path …");
+            let ours = bench_job::run_ours(files, &["--device".into(), "cpu".into()]);
+            jobs.push(bench_job::row("cpu".into(), data, ours, &sklearn));
+        }
+        for ctx in contexts {
+            eprintln!("timing the default job on {} …", ctx.describe());
+            let device = [
+                "--device".into(),
+                "gpu".into(),
+                "--backend".into(),
+                format!("{:?}", ctx.info.backend).to_lowercase(),
+                "--adapter".into(),
+                ctx.info.name.clone(),
+            ];
+            let ours = bench_job::run_ours(files, &device);
+            jobs.push(bench_job::row(ctx.describe(), data, ours, &sklearn));
+        }
+    }
     // The peers' directory goes with `dir`.
     drop(dir);
-    Ok(rows)
+    Ok((rows, jobs))
 }
 
 fn bench_device(
@@ -543,6 +589,7 @@ fn bench_device(
 fn run_peers(a: &BenchArgs, case: &Case, dir: &Path) -> Vec<PeerResult> {
     a.peers
         .iter()
+        .filter(|p| *p != SKLEARN)
         .map(|peer| {
             let skipped = |why: String| PeerResult {
                 peer: peer.clone(),

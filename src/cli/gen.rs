@@ -74,7 +74,8 @@ pub fn run(a: GenArgs) -> Result<ExitCode> {
             let mut out = AtomicFile::create(&a.out)?;
             let mut done = 0u64;
             while let Some(chunk) = rows.next_sparse(16_384) {
-                data::write_libsvm_rows(&mut out, &chunk).map_err(|e| Error::io(&a.out, e))?;
+                data::write_libsvm_rows(&mut out, &chunk, 0..chunk.y.len())
+                    .map_err(|e| Error::io(&a.out, e))?;
                 done += chunk.len() as u64;
                 bar.set_position(done);
             }

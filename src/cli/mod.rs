@@ -18,6 +18,7 @@ macro_rules! out {
 
 mod args;
 mod bench;
+mod bench_job;
 mod common;
 mod devices;
 mod eval;

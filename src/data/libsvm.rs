@@ -612,18 +612,19 @@ pub fn looks_like_libsvm(bytes: &[u8]) -> bool {
     label_ok && !rest.is_empty() && rest.iter().all(|e| e.contains(':'))
 }
 
-/// Writes rows as LIBSVM text (1-based indices, labels by class index), `label idx:value …` with values in the
-/// shortest form that reads back to the same f32.
+/// Writes the chunk's `rows` as LIBSVM text (1-based indices, labels by class index), `label idx:value …` with
+/// values in the shortest form that reads back to the same f32.
 pub fn write_libsvm_rows<W: std::io::Write>(
     out: &mut W,
     chunk: &SparseChunk,
+    rows: std::ops::Range<usize>,
 ) -> std::io::Result<()> {
     let mut line = String::new();
-    for (i, w) in chunk.offsets.windows(2).enumerate() {
+    for i in rows {
         use std::fmt::Write;
         line.clear();
         let _ = write!(line, "{}", chunk.y[i]);
-        for e in w[0] as usize..w[1] as usize {
+        for e in chunk.offsets[i] as usize..chunk.offsets[i + 1] as usize {
             let _ = write!(line, " {}:{}", chunk.indices[e] + 1, chunk.values[e]);
         }
         line.push('\n');
