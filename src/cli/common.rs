@@ -24,6 +24,10 @@ impl Device {
         let backends = BackendArg::backends(a.backend);
         match a.device {
             DeviceKind::Cpu => Ok(Device::Cpu(a.precision)),
+            DeviceKind::Gpu if a.adapter.is_none() => match Self::local_share(backends) {
+                Some(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
+                None => Ok(Device::Gpu(Box::new(GpuContext::select(backends, None)?))),
+            },
             DeviceKind::Gpu => Ok(Device::Gpu(Box::new(GpuContext::select(
                 backends,
                 a.adapter.as_deref(),
@@ -34,6 +38,27 @@ impl Device {
             ))),
             DeviceKind::Auto => Self::auto(backends, a.precision, quiet),
         }
+    }
+
+    /// The hardware adapter of this process when it is one of several on the machine (`mpirun`) and the machine has
+    /// several of the best kind (the first adapter's type and backend): the one at its machine-local rank, modulo
+    /// their number, so that processes spread over the GPUs instead of sharing the first. None otherwise.
+    fn local_share(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
+        let local = super::group::local_rank()?;
+        let found = gpu::adapters(backends);
+        let first = found.first()?.get_info();
+        if first.device_type == wgpu::DeviceType::Cpu {
+            return None;
+        }
+        let mut same: Vec<wgpu::Adapter> = found
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                info.device_type == first.device_type && info.backend == first.backend
+            })
+            .collect();
+        let n = same.len();
+        Some(same.swap_remove(local % n))
     }
 
     /// The best hardware adapter (discrete, integrated, virtual: `adapters` sorts them so). A software adapter
@@ -49,10 +74,12 @@ impl Device {
                 format!("{} on {:?}", info.name, info.backend)
             })
             .collect();
-        match found
-            .into_iter()
-            .find(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
-        {
+        let hardware = Self::local_share(backends).or_else(|| {
+            found
+                .into_iter()
+                .find(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+        });
+        match hardware {
             Some(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
             None if software.is_empty() => {
                 if !quiet {

@@ -9,6 +9,7 @@ use softmax_wgpu::data::{
     Standardized, Standardizer,
 };
 use softmax_wgpu::error::Position;
+use softmax_wgpu::train::Reducer;
 use softmax_wgpu::{train, RowSource};
 use softmax_wgpu::{Error, Model, TrainConfig};
 
@@ -206,6 +207,18 @@ pub fn rows_of(
     }))
 }
 
+/// This process's shard of `source` when it is one of several ([`data::Shard`]), else the source.
+pub fn shard(source: Box<dyn RowSource>, reducer: &dyn Reducer) -> Result<Box<dyn RowSource>> {
+    if reducer.is_identity() {
+        return Ok(source);
+    }
+    Ok(Box::new(data::Shard::new(
+        source,
+        reducer.rank(),
+        reducer.size(),
+    )?))
+}
+
 /// Training data streamed from its file rather than loaded: the sources, the class names and the statistics.
 pub struct Streamed {
     pub train: Box<dyn RowSource>,
@@ -226,6 +239,7 @@ pub fn streamed_training(
     a: &TrainArgs,
     cfg: &TrainConfig,
     fixed: Option<&Standardizer>,
+    reducer: &mut dyn Reducer,
 ) -> Result<Option<Streamed>> {
     let (Some(path), None) = (&a.data, &a.synthetic) else {
         return Ok(None);
@@ -275,7 +289,7 @@ pub fn streamed_training(
             _ => source,
         })
     };
-    let (mut train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>) = match &a.test {
+    let (train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>) = match &a.test {
         Some(_) => (open_train()?, test_source(a, &rows.classes, rows.d)?),
         None if cfg.val_split > 0.0 => (
             Box::new(Split::new(
@@ -293,9 +307,16 @@ pub fn streamed_training(
         ),
         None => (open_train()?, None),
     };
+    // One of several processes reads its shard of each side (every process decides the split alike, row by row),
+    // and the statistics are those of all processes' training rows.
+    let mut train = shard(train, reducer)?;
+    let held_out = held_out.map(|h| shard(h, reducer)).transpose()?;
     let standardizer = match fixed {
         Some(s) => Some(s.clone()),
-        None if cfg.standardize => Some(Standardizer::fit_source(train.as_mut())?),
+        None if cfg.standardize && reducer.is_identity() => {
+            Some(Standardizer::fit_source(train.as_mut())?)
+        }
+        None if cfg.standardize => Some(train::standardizer(train.as_mut(), reducer)?),
         None => None,
     };
     if let Some(s) = &standardizer {

@@ -23,6 +23,7 @@ mod common;
 mod devices;
 mod eval;
 mod gen;
+mod group;
 mod load;
 mod predict;
 mod train;
@@ -52,7 +53,11 @@ pub fn run() -> Result<ExitCode> {
         }
     };
     match cli.command {
-        Command::Train(a) => train::run(*a),
+        Command::Train(a) => {
+            let mut group = group::Group::start()?;
+            let result = train::run(*a, &mut group);
+            group.finish(result)
+        }
         Command::Predict(a) => predict::run(a),
         Command::Devices(a) => devices::run(a),
         Command::Validate(a) => validate::run(a),
@@ -72,6 +77,11 @@ fn one_line(rendered: &str) -> String {
     text.join(" ")
 }
 
+/// Set where another process speaks for this one (a process of `mpirun` other than the first, or any of them once
+/// a failure has been reported): a signal then still ends it, without a line of its own.
+pub(crate) static QUIET_SIGNALS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// SIGINT and SIGTERM end the command with one line and exit code 130 or 143, after removing the temporary files of
 /// the outputs being written: an output is either the old file or the whole new one, never half of one, and no
 /// hidden temporary is left beside it.
@@ -89,10 +99,12 @@ fn stop_on_signals() {
             } else {
                 "SIGTERM"
             };
-            eprintln!(
-                "error: stopped by {name}; {removed} unfinished output{} removed, finished ones kept",
-                if removed == 1 { "" } else { "s" }
-            );
+            if !QUIET_SIGNALS.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!(
+                    "error: stopped by {name}; {removed} unfinished output{} removed, finished ones kept",
+                    if removed == 1 { "" } else { "s" }
+                );
+            }
             std::process::exit(128 + signal);
         }
     });

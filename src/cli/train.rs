@@ -10,27 +10,37 @@ use softmax_wgpu::error::bytes;
 use softmax_wgpu::lbfgs::Stop;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
 use softmax_wgpu::train::{
-    held_row_bytes, residency, EpochReport, Local, Method, Observer, OnEpoch, Optimizer, Request,
-    Residency, Why,
+    fit_with, held_row_bytes, residency, EpochReport, Method, Observer, OnEpoch, Optimizer,
+    Reducer, Request, Residency, Why,
 };
-use softmax_wgpu::{fit, Error, Model, RowSource, Shape, TrainConfig};
+use softmax_wgpu::{Error, Model, RowSource, Shape, TrainConfig};
 
 use super::args::{OptimizerArg, TrainArgs};
 use super::common::{check_outputs, progress_bar, Device};
+use super::group::Group;
 use super::load;
 
 /// Runs the command: resolve the settings, load the data and open the device, set the run up (warm start, class
 /// weights, the automatic choice, resume, checkpoints), train with the observers, report how it ended, save.
-pub fn run(a: TrainArgs) -> Result<ExitCode> {
+///
+/// One of several processes (`mpirun`, feature `mpi`), it trains on its shard of the rows with the others; process 0
+/// alone prints and writes the outputs, after every process has finished training.
+pub fn run(mut a: TrainArgs, group: &mut Group) -> Result<ExitCode> {
+    if group.size() > 1 {
+        shared_run(&mut a, group)?;
+    }
     let resolved = resolve(&a)?;
     let data = prepare(
         &a,
         &resolved.cfg,
         resolved.init.as_ref().and_then(|m| m.standardizer.as_ref()),
+        group.reducer(),
     )?;
     let device = Device::open(&a.device, a.quiet)?;
-    let mut run = set_up(&a, resolved, data, &device)?;
-    let (reports, checked) = train_observed(&a, &mut run)?;
+    let mut run = set_up(&a, resolved, data, &device, group.reducer())?;
+    let (reports, checked) = train_observed(&a, &mut run, group.reducer())?;
+    // Every process trained to the end before the model is written.
+    group.agree_and_close()?;
     for line in softmax_wgpu::gpu::tune::take_warnings() {
         if !a.quiet {
             eprintln!("warning: {line}");
@@ -42,6 +52,38 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     }
     save(&a, run, &reports, checked)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks what a run of several processes supports and leaves printing and the outputs to process 0.
+fn shared_run(a: &mut TrainArgs, group: &Group) -> Result<()> {
+    let size = group.size();
+    let refuse = |flag: &str, why: &str| -> Result<()> {
+        Err(Error::param(flag, why, format!("given to a run of {size} processes")).into())
+    };
+    if a.checkpoint.is_some() || a.resume.is_some() {
+        let flag = if a.resume.is_some() {
+            "--resume"
+        } else {
+            "--checkpoint"
+        };
+        refuse(
+            flag,
+            "left out under mpirun (checkpoints of a run of several processes are not written yet)",
+        )?;
+    }
+    if a.check_every.is_some() {
+        refuse(
+            "--check-every",
+            "left out under mpirun (the f64 shadow replays one process's steps)",
+        )?;
+    }
+    if !group.is_root() {
+        a.quiet = true;
+        a.json = false;
+        a.out = None;
+        a.plot = None;
+    }
+    Ok(())
 }
 
 /// A run set up: its settings resolved against the data and the device, the data, the backend, and its observers'
@@ -65,6 +107,7 @@ fn set_up<'d>(
     r: Resolved,
     mut data: Prepared,
     device: &'d Device,
+    reducer: &mut dyn Reducer,
 ) -> Result<Run<'d>> {
     let Resolved {
         mut cfg,
@@ -87,12 +130,18 @@ fn set_up<'d>(
         warm_start(backend.as_mut(), m, path, shape, &data.classes)?;
     }
     if let Some(spec) = &a.class_weight {
-        let w = class_weights(spec, &data.classes, data.train.as_mut())?;
+        let w = class_weights(spec, &data.classes, data.train.as_mut(), reducer)?;
         say(class_weights_line(&data.classes, &w));
         cfg.class_weights = Some(w);
     }
     if automatic || a.optimizer == Some(OptimizerArg::Lbfgs) {
-        say(choose(a, &mut cfg, backend.as_ref(), data.train.as_ref())?);
+        say(choose(
+            a,
+            &mut cfg,
+            backend.as_ref(),
+            data.train.as_ref(),
+            reducer,
+        )?);
         cfg.check()?;
     }
     let run_id = softmax_wgpu::checkpoint::run_identity(
@@ -207,6 +256,7 @@ fn class_weights_line(classes: &[String], w: &[f32]) -> String {
 fn train_observed(
     a: &TrainArgs,
     run: &mut Run<'_>,
+    reducer: &mut dyn Reducer,
 ) -> Result<(Vec<EpochReport>, Option<ShadowSummary>)> {
     let (quiet, json) = (a.quiet, a.json);
     let cfg = &run.cfg;
@@ -244,7 +294,7 @@ fn train_observed(
         observers.push(c);
     }
     observers.push(&mut print);
-    let result = fit(
+    let result = fit_with(
         run.backend.as_mut(),
         run.data.train.as_mut(),
         run.data
@@ -252,6 +302,7 @@ fn train_observed(
             .as_mut()
             .map(|h| h.as_mut() as &mut dyn RowSource),
         cfg,
+        reducer,
         &mut observers,
     );
     drop(observers);
@@ -500,6 +551,22 @@ fn report_end(a: &TrainArgs, cfg: &TrainConfig, reports: &[EpochReport]) {
             );
         }
     }
+    let reduced: Vec<(f64, f64)> = reports
+        .iter()
+        .filter_map(|r| r.reduce_seconds.map(|t| (t, r.seconds)))
+        .collect();
+    if !reduced.is_empty() {
+        let (t, all) = reduced
+            .iter()
+            .fold((0.0, 0.0), |(t, all), (r, s)| (t + r, all + s));
+        say(format!(
+            "processes: {:.3} s of {:.3} s in reductions ({:.1} %, waiting for the slowest process included), the rest \
+             computing",
+            t,
+            all,
+            100.0 * t / all.max(1e-12)
+        ));
+    }
     if let Some(it) = reports.last().and_then(|r| r.lbfgs) {
         let line = lbfgs_outcome(&it, cfg);
         if it.stop.is_some_and(Stop::converged) {
@@ -561,7 +628,12 @@ impl Observer for Progress<'_> {
 
 /// The weight of each class from `--class-weight`: `balanced` gives N / (K·n_c) from the training rows' labels (one
 /// pass over them), as scikit-learn's `class_weight="balanced"`; `NAME=W,…` sets the named classes (others weigh 1).
-fn class_weights(spec: &str, classes: &[String], train: &mut dyn RowSource) -> Result<Vec<f32>> {
+fn class_weights(
+    spec: &str,
+    classes: &[String],
+    train: &mut dyn RowSource,
+    reducer: &mut dyn Reducer,
+) -> Result<Vec<f32>> {
     let k = classes.len();
     if spec.trim() == "balanced" {
         let mut counts = vec![0u64; k];
@@ -576,6 +648,10 @@ fn class_weights(spec: &str, classes: &[String], train: &mut dyn RowSource) -> R
             }
         }
         train.rewind()?;
+        // Every process's rows: counts are exact in f64 up to 2^53.
+        let mut all: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+        reducer.allreduce(&mut all)?;
+        let counts: Vec<u64> = all.iter().map(|&c| c as u64).collect();
         let n: u64 = counts.iter().sum();
         if let Some(c) = counts.iter().position(|&n| n == 0) {
             return Err(Error::param(
@@ -649,6 +725,7 @@ fn choose(
     cfg: &mut TrainConfig,
     backend: &dyn softmax_wgpu::Backend,
     train: &dyn RowSource,
+    reducer: &mut dyn Reducer,
 ) -> Result<String> {
     let request = Request {
         automatic: a.optimizer.is_none(),
@@ -657,7 +734,7 @@ fn choose(
         tol: a.tol,
         l2_given: a.l2.is_some(),
     };
-    let choice = softmax_wgpu::train::choose(&request, cfg, backend, train, &mut Local)?;
+    let choice = softmax_wgpu::train::choose(&request, cfg, backend, train, reducer)?;
     let mut line = String::from("optimizer: ");
     match choice.method {
         Method::StreamedSgd => {
@@ -743,8 +820,14 @@ struct Prepared {
     stream_budget: Option<u64>,
 }
 
-fn prepare(a: &TrainArgs, cfg: &TrainConfig, fixed: Option<&Standardizer>) -> Result<Prepared> {
-    if let Some(s) = load::streamed_training(a, cfg, fixed)? {
+/// The training (and held-out) rows of this process: all of them, or its shard when it is one of several.
+fn prepare(
+    a: &TrainArgs,
+    cfg: &TrainConfig,
+    fixed: Option<&Standardizer>,
+    reducer: &mut dyn Reducer,
+) -> Result<Prepared> {
+    if let Some(s) = load::streamed_training(a, cfg, fixed, reducer)? {
         return Ok(Prepared {
             data_name: s.train.name().to_string(),
             train: s.train,
@@ -777,14 +860,16 @@ fn prepare(a: &TrainArgs, cfg: &TrainConfig, fixed: Option<&Standardizer>) -> Re
         )?),
         _ => Box::new(train_source),
     };
+    // Every process loaded, split and standardised all the rows alike; each keeps its shard.
+    let held_out = loaded
+        .held_out
+        .map(|h| h.into_source().map(|s| Box::new(s) as Box<dyn RowSource>))
+        .transpose()?;
     Ok(Prepared {
         classes,
         data_name,
-        train,
-        held_out: loaded
-            .held_out
-            .map(|h| h.into_source().map(|s| Box::new(s) as Box<dyn RowSource>))
-            .transpose()?,
+        train: load::shard(train, reducer)?,
+        held_out: held_out.map(|h| load::shard(h, reducer)).transpose()?,
         standardizer,
         stream_budget: None,
     })
@@ -804,7 +889,9 @@ fn print_epoch(r: &EpochReport, json: bool) -> softmax_wgpu::Result<()> {
     };
     let drift = r
         .drift
-        .map_or(String::new(), |d| format!("  drift {d:.1e}"));
+        .map_or(String::new(), |d| format!("  drift {d:.1e}"))
+        + &r.reduce_seconds
+            .map_or(String::new(), |t| format!("  reduce {t:.3}s"));
     if let Some(it) = r.lbfgs {
         outln!(
             "iter {:4}  objective {:.6}  |grad| {:.2e}  step {:.2e}  {held}  {:>10.0} samples/s  {:6.2}s{drift}  [{}]",

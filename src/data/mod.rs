@@ -24,7 +24,7 @@ pub use self::source::{
     check_rows, held_row_bytes, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES,
 };
 pub use self::sparse::{SparseBatch, SparseInMemory, SparseRows};
-pub use self::stream::{held_out, Side, Split, Standardized};
+pub use self::stream::{held_out, shard_range, Shard, Side, Split, Standardized};
 pub use self::synthetic::{synthetic, SparseSynthetic, SyntheticRows};
 pub use self::weights::{read_sample_weights, Weighted};
 

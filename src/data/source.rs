@@ -139,6 +139,12 @@ impl<'a> Chunk<'a> {
         self.first_row
     }
 
+    /// The same rows, counted from `first_row` (a source over part of another numbers its own rows).
+    pub(crate) fn starting_at(mut self, first_row: u64) -> Self {
+        self.first_row = first_row;
+        self
+    }
+
     /// The chunk with rows it owns (a copy when it borrows them), free of the source it came from: what a reader
     /// thread hands to the trainer.
     pub fn into_owned(self) -> Chunk<'static> {

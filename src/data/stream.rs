@@ -1,6 +1,6 @@
 //! Sources built on other sources, for data too large to load: a seeded held-out split decided row by row
-//! ([`Split`]) and standardisation applied chunk by chunk ([`Standardized`]), with the statistics from one streaming
-//! pass ([`Standardizer::fit_source`]).
+//! ([`Split`]), standardisation applied chunk by chunk ([`Standardized`]), with the statistics from one streaming
+//! pass ([`Standardizer::fit_source`]), and one process's contiguous share of the rows ([`Shard`]).
 
 use super::{Chunk, RowSource, SparseChunk, Standardizer};
 use crate::error::{Error, Result};
@@ -269,6 +269,151 @@ impl<S: RowSource> RowSource for Split<S> {
     }
 }
 
+/// The rows of process `rank` of `size` among `rows` rows: contiguous ranges in rank order whose sizes differ by at
+/// most one (the first ranks get the smaller), `(first, end)`.
+pub fn shard_range(rows: u64, rank: usize, size: usize) -> (u64, u64) {
+    let cut = |r: usize| (u128::from(rows) * r as u128 / size.max(1) as u128) as u64;
+    (cut(rank), cut(rank + 1))
+}
+
+/// One process's shard of a source that several processes read: its rows `first..end` ([`shard_range`]), numbered
+/// from 0, read by seeking the inner source (or, where it cannot seek, by reading past the rows before). The inner
+/// source's messages keep the file's own positions. Concatenated in rank order the shards are the source.
+#[derive(Debug)]
+pub struct Shard<S> {
+    inner: S,
+    name: String,
+    first: u64,
+    end: u64,
+    /// The next row, counted from `first`.
+    pos: u64,
+}
+
+impl<S: RowSource> Shard<S> {
+    /// Process `rank` of `size`'s share of `inner`, which must know its length.
+    pub fn new(inner: S, rank: usize, size: usize) -> Result<Self> {
+        let n = inner.rows().ok_or_else(|| {
+            Error::Internal(format!(
+                "{}: a shard needs the source's length",
+                inner.name()
+            ))
+        })?;
+        let (first, end) = shard_range(n, rank, size);
+        let mut shard = Shard {
+            name: format!(
+                "{} (rows {first}..{end} of {n}, process {rank} of {size})",
+                inner.name()
+            ),
+            inner,
+            first,
+            end,
+            pos: 0,
+        };
+        shard.rewind()?;
+        Ok(shard)
+    }
+
+    fn left(&self) -> u64 {
+        self.end - self.first - self.pos
+    }
+}
+
+impl<S: RowSource> RowSource for Shard<S> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn features(&self) -> usize {
+        self.inner.features()
+    }
+
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+
+    fn rows(&self) -> Option<u64> {
+        Some(self.end - self.first)
+    }
+
+    fn rewind(&mut self) -> Result<()> {
+        self.pos = 0;
+        if self.inner.seek(self.first)? {
+            return Ok(());
+        }
+        self.inner.rewind()?;
+        let mut skip = self.first;
+        while skip > 0 {
+            let ask = skip.min(1 << 16) as usize;
+            let got = if self.inner.is_sparse() {
+                self.inner.next_sparse(ask)?.map(|c| c.len())
+            } else {
+                self.inner.next_chunk(ask)?.map(|c| c.len())
+            };
+            match got {
+                Some(m) => skip -= m as u64,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn seek(&mut self, row: u64) -> Result<bool> {
+        if row > self.end - self.first || !self.inner.seek(self.first + row)? {
+            return Ok(false);
+        }
+        self.pos = row;
+        Ok(true)
+    }
+
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
+        let want = (max_rows.max(1) as u64).min(self.left()) as usize;
+        if want == 0 {
+            return Ok(None);
+        }
+        let at = self.pos;
+        let Some(chunk) = self.inner.next_chunk(want)? else {
+            return Ok(None);
+        };
+        self.pos += chunk.len() as u64;
+        Ok(Some(chunk.starting_at(at)))
+    }
+
+    fn fill(&mut self, x: &mut [f32], y: &mut [u32]) -> Result<bool> {
+        if y.len() as u64 > self.left() || !self.inner.fill(x, y)? {
+            return Ok(false);
+        }
+        self.pos += y.len() as u64;
+        Ok(true)
+    }
+
+    fn is_sparse(&self) -> bool {
+        self.inner.is_sparse()
+    }
+
+    fn next_sparse(&mut self, max_rows: usize) -> Result<Option<SparseChunk>> {
+        let want = (max_rows.max(1) as u64).min(self.left()) as usize;
+        if want == 0 {
+            return Ok(None);
+        }
+        let Some(mut chunk) = self.inner.next_sparse(want)? else {
+            return Ok(None);
+        };
+        chunk.first_row = self.pos;
+        self.pos += chunk.len() as u64;
+        Ok(Some(chunk))
+    }
+
+    fn held_bytes(&self) -> Option<u64> {
+        let share = (self.end - self.first) as f64 / self.inner.rows()?.max(1) as f64;
+        Some((self.inner.held_bytes()? as f64 * share).ceil() as u64)
+    }
+
+    fn sample_weights(&self) -> Option<std::sync::Arc<[f32]>> {
+        let all = self.inner.sample_weights()?;
+        Some(all[self.first as usize..self.end as usize].into())
+    }
+}
+
 /// A source whose features are standardised chunk by chunk with fixed statistics.
 #[derive(Debug)]
 pub struct Standardized<S> {
@@ -465,5 +610,64 @@ mod tests {
         let mut want = rows.x().to_owned();
         fitted.apply(&mut want);
         assert_eq!(rows_of(&mut z, 333), want.column(0).to_vec());
+    }
+
+    /// A source that can only be read in order.
+    struct InOrder(InMemory);
+
+    impl RowSource for InOrder {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn features(&self) -> usize {
+            self.0.features()
+        }
+        fn classes(&self) -> usize {
+            self.0.classes()
+        }
+        fn rows(&self) -> Option<u64> {
+            self.0.rows()
+        }
+        fn rewind(&mut self) -> Result<()> {
+            self.0.rewind()
+        }
+        fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
+            self.0.next_chunk(max_rows)
+        }
+    }
+
+    #[test]
+    fn shards_in_rank_order_are_the_source_whatever_the_chunking_and_seeking() {
+        let n = 1001;
+        let whole = rows_of(&mut source(n), 4096);
+        for size in [1, 2, 3, 7] {
+            let mut joined = Vec::new();
+            let mut joined_in_order = Vec::new();
+            for rank in 0..size {
+                let mut shard = Shard::new(source(n), rank, size).unwrap();
+                let (first, end) = shard_range(n as u64, rank, size);
+                assert_eq!(shard.rows(), Some(end - first));
+                // Sizes differ by at most one.
+                assert!((end - first).abs_diff(n as u64 / size as u64) <= 1);
+                let rows = rows_of(&mut shard, 100);
+                assert_eq!(rows_of(&mut shard, 7), rows, "chunking");
+                // Chunks are numbered from the shard's first row.
+                shard.rewind().unwrap();
+                assert_eq!(shard.next_chunk(5).unwrap().unwrap().first_row(), 0);
+                if rows.len() > 10 {
+                    assert!(shard.seek(10).unwrap());
+                    let c = shard.next_chunk(3).unwrap().unwrap();
+                    assert_eq!((c.first_row(), c.x()[[0, 0]]), (10, rows[10]));
+                }
+                joined.extend(rows);
+                let mut in_order = Shard::new(InOrder(source(n)), rank, size).unwrap();
+                joined_in_order.extend(rows_of(&mut in_order, 64));
+            }
+            assert_eq!(joined, whole, "{size} shards");
+            assert_eq!(
+                joined_in_order, whole,
+                "{size} shards of a source read in order"
+            );
+        }
     }
 }

@@ -142,6 +142,8 @@ struct Run<'a, 'o> {
     seen: Vec<(Vec<f64>, Sums)>,
     rows_read: u64,
     started: Instant,
+    /// The reducer's seconds when the iteration started.
+    reduced_before: f64,
     reports: Vec<EpochReport>,
 }
 
@@ -205,6 +207,8 @@ impl Problem for Run<'_, '_> {
             drift: None,
             device: self.device.clone(),
             stream: None,
+            reduce_seconds: (!self.reducer.is_identity())
+                .then(|| self.reducer.seconds() - self.reduced_before),
             lr: it.step,
             best: false,
             converged: it.stop.is_some_and(crate::lbfgs::Stop::converged),
@@ -217,6 +221,7 @@ impl Problem for Run<'_, '_> {
         self.reports.push(report);
         self.rows_read = 0;
         self.started = Instant::now();
+        self.reduced_before = self.reducer.seconds();
         Ok(())
     }
 }
@@ -264,6 +269,7 @@ pub(super) fn fit_lbfgs<'a>(
         shape,
         l2: cfg.l2,
         weights,
+        reduced_before: reducer.seconds(),
         reducer,
         observers,
         device,

@@ -102,6 +102,7 @@ fn fit_process(
     let mut reports = Vec::new();
     for epoch in first_epoch..=cfg.epochs {
         let start = Instant::now();
+        let reduced_before = stepper.reducer.seconds();
         stepper.start_epoch(epoch, std::mem::take(&mut skip));
         let stream = match layout {
             Some(layout) => {
@@ -120,6 +121,9 @@ fn fit_process(
         };
         let held = held_out.as_deref_mut();
         let mut report = epoch_report(backend, held, cfg, &begun, &mut stepper, (start, stream))?;
+        if !stepper.reducer.is_identity() {
+            report.reduce_seconds = Some(stepper.reducer.seconds() - reduced_before);
+        }
         report.device.clone_from(&device);
         let rules = (cfg.early_stopping, cfg.convergence);
         let verdict = stop.observe(rules, epoch, report.train_loss, report.val_loss);
@@ -169,6 +173,7 @@ fn epoch_report<'h>(
         drift: None,
         device: String::new(),
         stream,
+        reduce_seconds: None,
         lr: f64::from(stepper.update.lr),
         best: false,
         converged: false,

@@ -23,7 +23,7 @@
 //! the same three calls over every row for each evaluation of the objective, and keeps its own state on the host.
 //!
 //! Implementors: [`crate::cpu::CpuBackend`] (f32 and f64), [`crate::cpu::FastCpu`], [`crate::gpu::GpuBackend`]
-//! (dense and sparse). Planned: a distributed one whose [`Reducer`] is an MPI allreduce.
+//! (dense and sparse). With the feature `mpi`, `distributed.rs` is the [`Reducer`] of processes under `mpirun`.
 //!
 //! The files, one concern each: `seam.rs` (the [`Backend`] trait and its sums), `reducer.rs`, `batch.rs` (held sets,
 //! batches, epoch orders), `observe.rs` (observers, events, reports), `residency.rs` (held or streamed),
@@ -33,6 +33,8 @@
 mod batch;
 mod begin;
 mod choice;
+#[cfg(feature = "mpi")]
+mod distributed;
 mod evaluate;
 mod full_batch;
 mod minibatch;
@@ -50,6 +52,8 @@ pub use crate::params::{check_class_weights, Params, Shape, Sums};
 pub use batch::{epoch_order, Batch, BatchRows, Held};
 use begin::{begin, weighted, Begun};
 pub use choice::{choose, default_l2_numerator, Choice, Method, Request, Why, AUTO_MAX_EPOCHS};
+#[cfg(feature = "mpi")]
+pub use distributed::Mpi;
 pub use evaluate::{evaluate, evaluate_streamed};
 pub use minibatch::{fit, fit_with};
 pub use objective::{objective, objective_held};

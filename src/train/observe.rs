@@ -142,6 +142,9 @@ pub struct EpochReport {
     pub device: String,
     /// How the training rows were read from their source, when they were streamed.
     pub stream: Option<StreamReport>,
+    /// For one of several processes: seconds of the epoch spent in their collectives (summing the gradients of
+    /// every step, the loss and held-out sums; waiting for slower processes included). The rest is compute.
+    pub reduce_seconds: Option<f64>,
     /// The learning rate of the epoch's last step.
     pub lr: f64,
     /// With early stopping: this epoch had the best held-out loss, and its weights are the ones kept.

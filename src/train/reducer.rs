@@ -2,8 +2,8 @@
 //! counts, evaluation sums) in a fixed order, broadcasts rank 0's values (a decision, a seed, statistics), and
 //! carries a failure to every process, so that one process's error ends the run everywhere instead of leaving the
 //! others waiting. [`Local`] is the one-process identity; [`ThreadGroup`] runs P processes as threads of one (P
-//! backends over P shards in lockstep: tests, and several devices in one process); MPI's is an implementation to
-//! come.
+//! backends over P shards in lockstep: tests, and several devices in one process); `distributed.rs` (feature `mpi`)
+//! is MPI's.
 
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -43,6 +43,18 @@ pub trait Reducer {
     /// Ok when every process got this far; [`Error::Peer`] when one failed.
     fn agree(&mut self) -> Result<()> {
         self.allreduce(&mut [])
+    }
+
+    /// Seconds this process has spent in collectives so far (waiting for the others included): what a run of
+    /// several processes reports as its reduction time. 0 where nothing is exchanged.
+    fn seconds(&self) -> f64 {
+        0.0
+    }
+
+    /// The first process that failed, once this one learned of a failure (its own, told with [`Reducer::fail`], or
+    /// another's).
+    fn first_failed(&self) -> Option<usize> {
+        None
     }
 }
 
@@ -284,6 +296,11 @@ impl Reducer for Threaded {
 
     fn fail(&mut self, error: &Error) {
         self.mark_failed(error.to_string(), error.is_input());
+    }
+
+    fn first_failed(&self) -> Option<usize> {
+        let round = self.shared.round.lock().ok()?;
+        round.failed.as_ref().map(|f| f.0)
     }
 }
 
