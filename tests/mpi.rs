@@ -339,3 +339,103 @@ fn a_failing_process_ends_the_job_with_one_line_naming_it() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--checkpoint"), "{}", r.stderr);
 }
+
+/// The processes whose parent is `pid` (from /proc).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": the name may hold spaces, so count from its closing bracket.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn a_killed_process_ends_the_job_within_seconds_and_no_model_is_written() {
+    if !available() || !Path::new("/proc/self/stat").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = data(dir.path());
+    let out = dir.path().join("m.safetensors");
+    // A run far longer than the test: it only ends by the kill.
+    let mut job = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "-np", "2", BIN])
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            x.to_str().unwrap(),
+            "--labels",
+            y.to_str().unwrap(),
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "1000000",
+            "--batch-size",
+            "16",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both processes started and training.
+    let start = Instant::now();
+    let ranks = loop {
+        let c = children(job.id());
+        if c.len() == 2 {
+            break c;
+        }
+        assert!(start.elapsed() < DEADLINE, "the processes did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(job.try_wait().unwrap().is_none(), "the job ended by itself");
+    // The shell's own kill: no procps needed.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -9 {}", ranks[1])])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let at = Instant::now();
+    let status = loop {
+        if let Some(s) = job.try_wait().unwrap() {
+            break s;
+        }
+        if at.elapsed() > Duration::from_secs(30) {
+            let _ = job.kill();
+            panic!("the job outlived its killed process by 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(at.elapsed() < Duration::from_secs(10), "{:?}", at.elapsed());
+    assert!(!out.exists(), "no model from a killed job");
+    // No temporary left beside it either.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !["x.npy", "y.npy"].contains(&n.to_string_lossy().as_ref()))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
