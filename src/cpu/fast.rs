@@ -362,10 +362,14 @@ fn run_lane(
         let xm = match rows.consecutive(start, end) {
             Some(x) => MatRef::from_row_major_slice(x, mr, d),
             None => {
+                // A memcpy a row: an element-wise loop here compiled to one scalar store a float (a third of a
+                // shuffled epoch at 60,000 × 784 × 10, batch 256).
                 for (dst, r) in lane.xb.chunks_exact_mut(d).zip(start..end) {
-                    dst.iter_mut()
-                        .zip(rows.row(r).0.iter())
-                        .for_each(|(a, s)| *a = *s);
+                    let row = rows.row(r).0;
+                    match row.as_slice() {
+                        Some(src) => dst.copy_from_slice(src),
+                        None => dst.iter_mut().zip(row.iter()).for_each(|(a, s)| *a = *s),
+                    }
                 }
                 MatRef::from_row_major_slice(&lane.xb[..mr * d], mr, d)
             }
