@@ -439,3 +439,57 @@ fn a_killed_process_ends_the_job_within_seconds_and_no_model_is_written() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn every_source_trains_over_mpi_as_one_process() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let svm = dir.path().join("s.svm");
+    let g = alone(&[
+        "gen",
+        "--shape",
+        "3000,500,3",
+        "--format",
+        "libsvm",
+        "--density",
+        "0.02",
+        "--out",
+        svm.to_str().unwrap(),
+    ]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/data/iris.csv");
+    // Sparse rows (the sparse trainer), rows made in memory, the embedded digits, and a CSV file read whole.
+    let cases: [&[&str]; 4] = [
+        &["--data", svm.to_str().unwrap()],
+        &["--synthetic", "5000,20,3"],
+        &[],
+        &["--data", csv],
+    ];
+    for case in cases {
+        let mut args = vec!["train", "--device", "cpu", "--json", "--quiet"];
+        args.extend_from_slice(case);
+        let one = alone(&args);
+        assert_eq!(one.code, 0, "{case:?}: {}", one.stderr);
+        let three = mpirun(3, &args);
+        assert_eq!(three.code, 0, "{case:?}: {}", three.stderr);
+        let (a, b) = (last_epoch(&one), last_epoch(&three));
+        // The same L-BFGS iterations to the same optimum (the default job's tolerance, as above).
+        assert_eq!(a["epoch"], b["epoch"], "{case:?}");
+        let (ja, jb) = (
+            a["train_loss"].as_f64().unwrap(),
+            b["train_loss"].as_f64().unwrap(),
+        );
+        assert!((ja - jb).abs() <= 1e-5 * ja, "{case:?}: J {ja} vs {jb}");
+        // Weights within rounding can still flip a held-out row sitting on a class boundary: one of 600 at most.
+        let (va, vb) = (
+            a["val_accuracy"].as_f64().unwrap(),
+            b["val_accuracy"].as_f64().unwrap(),
+        );
+        assert!(
+            (va - vb).abs() <= 1.0 / 600.0 + 1e-12,
+            "{case:?}: {va} vs {vb}"
+        );
+    }
+}
