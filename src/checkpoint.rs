@@ -259,6 +259,10 @@ pub struct Checkpointer {
     best: Option<(Vec<f32>, Vec<f32>)>,
     /// A checkpoint due at an epoch's last step: where, once the epoch's report is in.
     pending: Option<Resume>,
+    /// Write only at epochs' ends: a checkpoint due mid-epoch waits for its epoch's last step.
+    epoch_ends: bool,
+    /// With `epoch_ends`: a checkpoint fell due in the epoch in progress.
+    deferred: bool,
 }
 
 impl Checkpointer {
@@ -276,7 +280,17 @@ impl Checkpointer {
             stopping: start.map(|r| r.stopping).unwrap_or_default(),
             best: start.and_then(|r| r.best.clone()),
             pending: None,
+            epoch_ends: false,
+            deferred: false,
         })
+    }
+
+    /// Checkpoints only at epochs' ends: one due mid-epoch is written at the end of its epoch instead. What a process
+    /// of a run of several writes: mid-epoch, its loss sums so far are its own rows' only, while at an epoch's end
+    /// there are none to keep, and the weights and optimizer state are every process's.
+    pub fn at_epoch_ends(mut self) -> Self {
+        self.epoch_ends = true;
+        self
     }
 
     /// Checkpoints written so far.
@@ -307,7 +321,25 @@ impl Checkpointer {
 
 impl Observer for Checkpointer {
     fn on_step(&mut self, event: &StepEvent<'_>, backend: &mut dyn Backend) -> Result<()> {
-        if event.step.is_multiple_of(self.every) {
+        let due = event.step.is_multiple_of(self.every);
+        if self.epoch_ends && event.last_in_epoch && (due || self.deferred) {
+            self.deferred = false;
+            self.pending = Some(Resume {
+                epoch: event.epoch,
+                batches_done: event.in_epoch,
+                steps: event.step,
+                stopping: self.stopping,
+                sums: Sums::default(),
+                best: self.best.clone(),
+            });
+            return Ok(());
+        }
+        if self.epoch_ends {
+            // Due mid-epoch: the epoch's last step writes.
+            self.deferred |= due;
+            return Ok(());
+        }
+        if due {
             let mut at = Resume {
                 epoch: event.epoch,
                 batches_done: event.in_epoch,

@@ -323,7 +323,7 @@ fn a_failing_process_ends_the_job_with_one_line_naming_it() {
     assert_eq!(errors.len(), 1, "{}", r.stderr);
     assert!(errors[0].contains("missing.npy"), "{}", errors[0]);
 
-    // What a run of several processes does not do yet is refused, by name.
+    // What a run of several processes does not do is refused, by name.
     let r = mpirun(
         2,
         &[
@@ -332,12 +332,20 @@ fn a_failing_process_ends_the_job_with_one_line_naming_it() {
             x.to_str().unwrap(),
             "--labels",
             y.to_str().unwrap(),
-            "--checkpoint",
-            dir.path().join("c.ckpt").to_str().unwrap(),
+            "--optimizer",
+            "sgd",
+            "--check-every",
+            "5",
         ],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("--checkpoint"), "{}", r.stderr);
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    assert!(errors[0].contains("--check-every"), "{}", r.stderr);
 }
 
 /// The processes whose parent is `pid` (from /proc).
@@ -491,5 +499,81 @@ fn every_source_trains_over_mpi_as_one_process() {
             (va - vb).abs() <= 1.0 / 600.0 + 1e-12,
             "{case:?}: {va} vs {vb}"
         );
+    }
+}
+
+#[test]
+fn a_checkpoint_of_several_processes_resumes_on_any_number_of_them() {
+    if !available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = data(dir.path());
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let train = |p: usize, epochs: &str, extra: &[&str], out: &str| {
+        let mut args = vec![
+            "train",
+            "--device",
+            "cpu",
+            "--data",
+            x.to_str().unwrap(),
+            "--labels",
+            y.to_str().unwrap(),
+            "--optimizer",
+            "momentum",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.05",
+            "--epochs",
+            epochs,
+            "--quiet",
+            "--json",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let r = if p == 0 {
+            alone(&args)
+        } else {
+            mpirun(p, &args)
+        };
+        assert_eq!(r.code, 0, "P={p} {extra:?}: {}", r.stderr);
+        // The epochs it ran: a resumed run starts after the checkpoint's.
+        let first = r.stdout.lines().find(|l| l.starts_with('{')).unwrap();
+        let first: serde_json::Value = serde_json::from_str(first).unwrap();
+        let resumed = extra.contains(&"--resume");
+        assert_eq!(
+            first["epoch"],
+            if resumed { 3 } else { 1 },
+            "P={p} {extra:?}"
+        );
+        Model::load(Path::new(out)).unwrap()
+    };
+    let whole = train(2, "4", &[], &path("whole.safetensors"));
+    // Due every 5 steps, written at the end of each epoch (16 steps): no process's own sums in it.
+    let ckpt = path("c.ckpt");
+    train(
+        2,
+        "2",
+        &["--checkpoint", &ckpt, "--checkpoint-every", "5"],
+        &path("half.safetensors"),
+    );
+    let resumed = train(2, "4", &["--resume", &ckpt], &path("resumed2.safetensors"));
+    assert_eq!(
+        resumed.params.w, whole.params.w,
+        "resumed on the same P: bitwise"
+    );
+    assert_eq!(resumed.params.b, whole.params.b);
+    // On three processes, and on one without MPI: the same run, but for the order of additions (tolerance as above).
+    for p in [3, 0] {
+        let other = train(
+            p,
+            "4",
+            &["--resume", &ckpt],
+            &path(&format!("resumed{p}.safetensors")),
+        );
+        let d = rel_diff(&other, &whole);
+        assert!(d <= 1e-5, "resumed on P={p}: ‖ΔW‖/‖W‖ = {d:e}");
     }
 }

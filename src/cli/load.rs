@@ -221,6 +221,8 @@ pub fn shard(source: Box<dyn RowSource>, reducer: &dyn Reducer) -> Result<Box<dy
 
 /// Training data streamed from its file rather than loaded: the sources, the class names and the statistics.
 pub struct Streamed {
+    /// The training rows' name (all processes' rows, where this process reads a shard of them).
+    pub name: String,
     pub train: Box<dyn RowSource>,
     pub held_out: Option<Box<dyn RowSource>>,
     pub classes: Vec<String>,
@@ -309,6 +311,7 @@ pub fn streamed_training(
     };
     // One of several processes reads its shard of each side (every process decides the split alike, row by row),
     // and the statistics are those of all processes' training rows.
+    let name = train.name().to_string();
     let mut train = shard(train, reducer)?;
     let held_out = held_out.map(|h| shard(h, reducer)).transpose()?;
     let standardizer = match fixed {
@@ -329,6 +332,7 @@ pub fn streamed_training(
         (h, _) => h,
     };
     Ok(Some(Streamed {
+        name,
         train,
         held_out,
         classes: rows.classes,

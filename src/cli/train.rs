@@ -10,7 +10,7 @@ use softmax_wgpu::error::bytes;
 use softmax_wgpu::lbfgs::Stop;
 use softmax_wgpu::shadow::{Shadow, ShadowOptions, ShadowSummary};
 use softmax_wgpu::train::{
-    fit_with, held_row_bytes, residency, EpochReport, Method, Observer, OnEpoch, Optimizer,
+    fit_with, held_row_bytes, residency, EpochReport, Layout, Method, Observer, OnEpoch, Optimizer,
     Reducer, Request, Residency, Why,
 };
 use softmax_wgpu::{Error, Model, RowSource, Shape, TrainConfig};
@@ -57,31 +57,21 @@ pub fn run(mut a: TrainArgs, group: &mut Group) -> Result<ExitCode> {
 /// Checks what a run of several processes supports and leaves printing and the outputs to process 0.
 fn shared_run(a: &mut TrainArgs, group: &Group) -> Result<()> {
     let size = group.size();
-    let refuse = |flag: &str, why: &str| -> Result<()> {
-        Err(Error::param(flag, why, format!("given to a run of {size} processes")).into())
-    };
-    if a.checkpoint.is_some() || a.resume.is_some() {
-        let flag = if a.resume.is_some() {
-            "--resume"
-        } else {
-            "--checkpoint"
-        };
-        refuse(
-            flag,
-            "left out under mpirun (checkpoints of a run of several processes are not written yet)",
-        )?;
-    }
     if a.check_every.is_some() {
-        refuse(
+        return Err(Error::param(
             "--check-every",
             "left out under mpirun (the f64 shadow replays one process's steps)",
-        )?;
+            format!("given to a run of {size} processes"),
+        )
+        .into());
     }
     if !group.is_root() {
         a.quiet = true;
         a.json = false;
         a.out = None;
         a.plot = None;
+        // Process 0 writes the checkpoints (at epochs' ends: see `set_up`); every process resumes from them.
+        a.checkpoint = None;
     }
     Ok(())
 }
@@ -144,10 +134,16 @@ fn set_up<'d>(
         )?);
         cfg.check()?;
     }
+    // The whole data set's rows, so that every process names the same run (and a checkpoint of P processes can be
+    // resumed by any other number: it holds no process's own sums).
+    let rows = match data.train.rows() {
+        Some(r) if !reducer.is_identity() => Some(Layout::of(reducer, r)?.total),
+        r => r,
+    };
     let run_id = softmax_wgpu::checkpoint::run_identity(
         &cfg,
         &data.data_name,
-        data.train.rows(),
+        rows,
         shape,
         residency(backend.as_ref(), data.train.as_ref(), &cfg),
     );
@@ -174,6 +170,15 @@ fn set_up<'d>(
                 run_id.clone(),
                 cfg.resume.as_ref(),
             )
+            // Mid-epoch, a process's loss sums so far are its own rows' only: a run of several processes writes its
+            // checkpoints at epochs' ends.
+            .map(|c| {
+                if reducer.is_identity() {
+                    c
+                } else {
+                    c.at_epoch_ends()
+                }
+            })
         })
         .transpose()?;
     say(data_line(backend.as_ref(), &data, shape));
@@ -829,7 +834,7 @@ fn prepare(
 ) -> Result<Prepared> {
     if let Some(s) = load::streamed_training(a, cfg, fixed, reducer)? {
         return Ok(Prepared {
-            data_name: s.train.name().to_string(),
+            data_name: s.name,
             train: s.train,
             held_out: s.held_out,
             classes: s.classes,
