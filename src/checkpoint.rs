@@ -322,24 +322,12 @@ impl Checkpointer {
 impl Observer for Checkpointer {
     fn on_step(&mut self, event: &StepEvent<'_>, backend: &mut dyn Backend) -> Result<()> {
         let due = event.step.is_multiple_of(self.every);
-        if self.epoch_ends && event.last_in_epoch && (due || self.deferred) {
-            self.deferred = false;
-            self.pending = Some(Resume {
-                epoch: event.epoch,
-                batches_done: event.in_epoch,
-                steps: event.step,
-                stopping: self.stopping,
-                sums: Sums::default(),
-                best: self.best.clone(),
-            });
-            return Ok(());
-        }
-        if self.epoch_ends {
+        if self.epoch_ends && !event.last_in_epoch {
             // Due mid-epoch: the epoch's last step writes.
             self.deferred |= due;
             return Ok(());
         }
-        if due {
+        if due || std::mem::take(&mut self.deferred) {
             let mut at = Resume {
                 epoch: event.epoch,
                 batches_done: event.in_epoch,

@@ -130,6 +130,23 @@ fn rel_diff(a: &Model, b: &Model) -> f64 {
     (num / den.max(1e-30)).sqrt()
 }
 
+/// A non-zero exit (`code` when given) with one error line, holding every one of `parts`.
+fn one_error(r: &Out, code: Option<i32>, parts: &[&str]) {
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    if let Some(c) = code {
+        assert_eq!(r.code, c, "{}", r.stderr);
+    }
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", r.stderr);
+    for part in parts {
+        assert!(errors[0].contains(part), "{part:?} not in {:?}", errors[0]);
+    }
+}
+
 /// The last epoch's JSON line.
 fn last_epoch(out: &Out) -> serde_json::Value {
     let line = out
@@ -289,18 +306,27 @@ fn a_failing_process_ends_the_job_with_one_line_naming_it() {
             out.to_str().unwrap(),
         ],
     );
-    assert_ne!(r.code, 0, "{}", r.stderr);
-    let errors: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", r.stderr);
-    for part in ["process 2 of 3", "bad.npy", "NaN"] {
-        assert!(errors[0].contains(part), "{part:?} not in {:?}", errors[0]);
-    }
+    one_error(&r, None, &["process 2 of 3", "bad.npy", "NaN"]);
     assert!(!out.exists(), "no model from a failed job");
     assert!(r.seconds < 60.0, "{} s", r.seconds);
+
+    // A bad line of a LIBSVM file, which each process checks only in its own part: named by its line in the file.
+    let svm = dir.path().join("bad.svm");
+    let mut text = String::new();
+    for i in 0..3000 {
+        let value = if i == 2899 {
+            "x".to_string()
+        } else {
+            format!("{}.5", i % 7)
+        };
+        text.push_str(&format!("{} {}:{value}\n", i % 3, i % 40 + 1));
+    }
+    std::fs::write(&svm, text).unwrap();
+    let r = mpirun(
+        3,
+        &["train", "--device", "cpu", "--data", svm.to_str().unwrap()],
+    );
+    one_error(&r, Some(2), &["process 2 of 3", "bad.svm", "line 2900"]);
 
     // Every process fails alike (a missing file): still one line.
     let missing = dir.path().join("missing.npy");
@@ -314,14 +340,7 @@ fn a_failing_process_ends_the_job_with_one_line_naming_it() {
             y.to_str().unwrap(),
         ],
     );
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    let errors: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", r.stderr);
-    assert!(errors[0].contains("missing.npy"), "{}", errors[0]);
+    one_error(&r, Some(2), &["missing.npy"]);
 
     // What a run of several processes does not do is refused, by name.
     let r = mpirun(
@@ -338,14 +357,7 @@ fn a_failing_process_ends_the_job_with_one_line_naming_it() {
             "5",
         ],
     );
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    let errors: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{}", r.stderr);
-    assert!(errors[0].contains("--check-every"), "{}", r.stderr);
+    one_error(&r, Some(2), &["--check-every"]);
 }
 
 /// The processes whose parent is `pid` (from /proc).

@@ -249,6 +249,9 @@ pub fn streamed_training(
     let budget = cfg
         .memory_budget
         .unwrap_or_else(train::default_memory_budget);
+    if !reducer.is_identity() && format_of(path, &a.format)? == Format::Libsvm {
+        return libsvm_parts(a, cfg, fixed, path, reducer, budget).map(Some);
+    }
     // A CSV file is read whole (as before) when its rows surely fit: as f32 they take at most twice the text ("0,"
     // is two bytes a value); otherwise it is streamed.
     let csv_label = match format_of(path, &a.format)? {
@@ -339,6 +342,102 @@ pub fn streamed_training(
         standardizer,
         budget,
     }))
+}
+
+/// [`streamed_training`] of a LIBSVM file by one of several processes: each reads its part of the file
+/// ([`super::parts`]), and of `--test` when that is LIBSVM too; the `--val-split` rows are held out by their index in
+/// the whole file, as one process would hold them out.
+fn libsvm_parts(
+    a: &TrainArgs,
+    cfg: &TrainConfig,
+    fixed: Option<&Standardizer>,
+    path: &Path,
+    reducer: &mut dyn Reducer,
+    budget: u64,
+) -> Result<Streamed> {
+    if let Some(l) = &a.labels {
+        return Err(Error::param(
+            "--labels",
+            format!(
+                "not given: the LIBSVM file {} holds its labels",
+                path.display()
+            ),
+            l.display(),
+        )
+        .into());
+    }
+    let options = LibsvmOptions {
+        zero_based: a.format.zero_based,
+        features: a.format.features,
+        classes: None,
+    };
+    let part = super::parts::libsvm_part(path, &options, reducer)?;
+    let (first, classes, d) = (
+        part.first,
+        part.rows.class_names().to_vec(),
+        part.rows.features(),
+    );
+    let held_side = || part.rows.try_clone();
+    let mut train: Box<dyn RowSource> = match &a.sample_weight {
+        Some(w) => {
+            // The weights of this part's rows.
+            let all = data::read_sample_weights(w)?;
+            let n = part.rows.rows().unwrap_or(0) as usize;
+            let mine: Vec<f32> = all
+                .get(first as usize..first as usize + n)
+                .map_or_else(|| all.clone(), <[f32]>::to_vec);
+            Box::new(data::Weighted::new(held_side()?, mine.into(), w)?)
+        }
+        None => Box::new(held_side()?),
+    };
+    let mut held_out: Option<Box<dyn RowSource>> = None;
+    match &a.test {
+        Some(test) if format_of(test, &a.format)? == Format::Libsvm => {
+            let fixed_by_training = LibsvmOptions {
+                zero_based: a.format.zero_based,
+                features: Some(d),
+                classes: Some(classes.clone()),
+            };
+            let t = super::parts::libsvm_part(test, &fixed_by_training, reducer)?;
+            held_out = Some(Box::new(t.rows));
+        }
+        Some(_) => {
+            held_out = test_source(a, &classes, d)?
+                .map(|h| shard(h, reducer))
+                .transpose()?;
+        }
+        None if cfg.val_split > 0.0 => {
+            let (seed, f) = (cfg.seed, cfg.val_split);
+            held_out = Some(Box::new(Split::starting_at(
+                held_side()?,
+                seed,
+                f,
+                Side::HeldOut,
+                first,
+            )?));
+            train = Box::new(Split::starting_at(train, seed, f, Side::Train, first)?);
+        }
+        None => {}
+    }
+    let standardizer = match fixed {
+        Some(s) => Some(s.clone()),
+        None if cfg.standardize => Some(train::standardizer(train.as_mut(), reducer)?),
+        None => None,
+    };
+    if let Some(s) = &standardizer {
+        train = Box::new(Standardized::new(train, s.clone())?);
+        held_out = held_out
+            .map(|h| Standardized::new(h, s.clone()).map(|s| Box::new(s) as Box<dyn RowSource>))
+            .transpose()?;
+    }
+    Ok(Streamed {
+        name: path.display().to_string(),
+        train,
+        held_out,
+        classes,
+        standardizer,
+        budget,
+    })
 }
 
 /// The --test rows as a source (None when there is no --test): a row-format file opened as a source (held or

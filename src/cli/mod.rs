@@ -25,6 +25,7 @@ mod eval;
 mod gen;
 mod group;
 mod load;
+mod parts;
 mod predict;
 mod train;
 mod validate;

@@ -310,89 +310,237 @@ pub struct LibsvmRows {
     ahead: Ahead,
 }
 
-impl LibsvmRows {
-    /// Opens and checks `path` (one pass over the file).
-    pub fn open(path: &Path, options: &LibsvmOptions) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut raw = Vec::new();
-        let mut labels = super::LabelSet::new(options.classes.as_deref());
-        let (mut rows, mut nnz, mut line_no, mut offset) = (0u64, 0u64, 0u64, 0u64);
-        let mut index = Vec::new();
-        let mut largest: Option<u64> = None;
-        let mut ahead = Ahead::default();
-        loop {
-            let unread = read_ahead(path, &mut reader, &mut raw, line_no, PARSE_ROWS, &mut ahead);
-            if ahead.lines.is_empty() {
-                match unread {
-                    Some(e) => return Err(e),
-                    None => break,
-                }
-            }
-            let parsed = parse_ahead(path, &ahead, options.zero_based);
-            for (l, parsed) in ahead.lines.iter().zip(parsed) {
-                line_no = l.line_no;
-                let n = l.bytes;
-                let Some(line) = parsed else {
-                    offset += n;
-                    continue;
-                };
-                let line = line?;
-                if let Some(d) = options.features {
-                    if let Some(&(c, _)) = line.entries.iter().find(|(c, _)| *c >= d as u64) {
-                        let shown = if options.zero_based { c } else { c + 1 };
-                        return Err(Error::input_at(
-                            path,
-                            Position::Line(line_no),
-                            format!("index {shown} is out of range for --features {d}"),
-                        ));
-                    }
-                }
-                if let Some(&(c, _)) = line.entries.last() {
-                    largest = Some(largest.map_or(c, |l| l.max(c)));
-                }
-                labels.see(path, line_no, line.label)?;
-                if rows.is_multiple_of(BLOCK) {
-                    index.push((offset, line_no - 1));
-                }
-                rows += 1;
-                nnz += line.entries.len() as u64;
-                offset += n;
-            }
-            if let Some(e) = unread {
-                return Err(e);
+/// What a pass over (part of) a LIBSVM file found.
+#[derive(Debug)]
+struct Scan {
+    rows: u64,
+    nnz: u64,
+    largest: Option<u64>,
+    /// Each label key's first written form (no known classes), in no order.
+    labels: Vec<String>,
+    /// (byte offset, line number) of rows 0, BLOCK, 2·BLOCK, … of the part.
+    index: Vec<(u64, u64)>,
+}
+
+/// Checks every line of the bytes `reader` gives (which start at byte `offset` of the file, after line `line_base`):
+/// the rows, non-zeros, labels, largest index and the seek index.
+fn scan<R: BufRead>(
+    path: &Path,
+    mut reader: R,
+    options: &LibsvmOptions,
+    (mut offset, mut line_no): (u64, u64),
+) -> Result<Scan> {
+    let mut raw = Vec::new();
+    let mut labels = super::LabelSet::new(options.classes.as_deref());
+    let (mut rows, mut nnz) = (0u64, 0u64);
+    let mut index = Vec::new();
+    let mut largest: Option<u64> = None;
+    let mut ahead = Ahead::default();
+    loop {
+        let unread = read_ahead(path, &mut reader, &mut raw, line_no, PARSE_ROWS, &mut ahead);
+        if ahead.lines.is_empty() {
+            match unread {
+                Some(e) => return Err(e),
+                None => break,
             }
         }
-        if rows == 0 {
-            return Err(Error::input(path, "no rows: the file is empty"));
+        let parsed = parse_ahead(path, &ahead, options.zero_based);
+        for (l, parsed) in ahead.lines.iter().zip(parsed) {
+            line_no = l.line_no;
+            let n = l.bytes;
+            let Some(line) = parsed else {
+                offset += n;
+                continue;
+            };
+            let line = line?;
+            if let Some(d) = options.features {
+                if let Some(&(c, _)) = line.entries.iter().find(|(c, _)| *c >= d as u64) {
+                    let shown = if options.zero_based { c } else { c + 1 };
+                    return Err(Error::input_at(
+                        path,
+                        Position::Line(line_no),
+                        format!("index {shown} is out of range for --features {d}"),
+                    ));
+                }
+            }
+            if let Some(&(c, _)) = line.entries.last() {
+                largest = Some(largest.map_or(c, |l| l.max(c)));
+            }
+            labels.see(path, line_no, line.label)?;
+            if rows.is_multiple_of(BLOCK) {
+                index.push((offset, line_no - 1));
+            }
+            rows += 1;
+            nnz += line.entries.len() as u64;
+            offset += n;
+        }
+        if let Some(e) = unread {
+            return Err(e);
+        }
+    }
+    Ok(Scan {
+        rows,
+        nnz,
+        largest,
+        labels: labels.first_written(),
+        index,
+    })
+}
+
+/// The feature count: `--features`, or the largest index + 1.
+fn feature_count(options: &LibsvmOptions, largest: Option<u64>) -> Result<usize> {
+    let d = match options.features {
+        Some(d) => d,
+        None => largest.map_or(1, |l| l as usize + 1),
+    };
+    if d == 0 {
+        return Err(Error::param("--features", "at least 1", 0));
+    }
+    Ok(d)
+}
+
+/// One process's part of a LIBSVM file that several read together, checked: the lines that start in its byte range
+/// ([`LibsvmRows::part_bounds`]), with what the others need to agree on the classes and the feature count before
+/// it is read ([`LibsvmPart::finish`]). No process reads another's lines.
+#[derive(Debug)]
+pub struct LibsvmPart {
+    path: PathBuf,
+    start: u64,
+    scan: Scan,
+}
+
+impl LibsvmPart {
+    /// Rows in the part.
+    pub fn rows(&self) -> u64 {
+        self.scan.rows
+    }
+
+    /// The largest index in the part (as stored: 0-based), if any entry.
+    pub fn largest(&self) -> Option<u64> {
+        self.scan.largest
+    }
+
+    /// The part's labels, each class once, as first written in it.
+    pub fn labels(&self) -> &[String] {
+        &self.scan.labels
+    }
+
+    /// The part as a source of its rows, with the classes (the labels of every part in part order, or the fixed
+    /// ones) and the largest index of all parts. Errors when the part has no rows.
+    pub fn finish(
+        self,
+        options: &LibsvmOptions,
+        all_labels: &[String],
+        largest: Option<u64>,
+    ) -> Result<LibsvmRows> {
+        let path = &self.path;
+        let mut labels = super::LabelSet::new(options.classes.as_deref());
+        for l in all_labels {
+            labels.see(path, 0, l)?;
         }
         let (classes, class_index) = labels.finish(path)?;
-        let d = match options.features {
-            Some(d) => d,
-            None => largest.map_or(1, |l| l as usize + 1),
-        };
-        if d == 0 {
-            return Err(Error::param("--features", "at least 1", 0));
-        }
+        let d = feature_count(options, largest)?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut s = LibsvmRows {
-            path: path.to_path_buf(),
+            path: path.clone(),
             name: path.display().to_string(),
-            reader,
+            reader: BufReader::with_capacity(1 << 20, file),
             zero_based: options.zero_based,
             d,
             classes,
             class_index,
-            rows,
-            nnz,
-            index,
+            rows: self.scan.rows,
+            nnz: self.scan.nnz,
+            index: self.scan.index,
             pos: 0,
             line: 0,
-            offset: 0,
-            raw,
+            offset: self.start,
+            raw: Vec::new(),
             ahead: Ahead::default(),
         };
         s.rewind()?;
         Ok(s)
+    }
+}
+
+impl LibsvmRows {
+    /// Opens and checks `path` (one pass over the file).
+    pub fn open(path: &Path, options: &LibsvmOptions) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = BufReader::with_capacity(1 << 20, file);
+        let found = scan(path, reader, options, (0, 0))?;
+        if found.rows == 0 {
+            return Err(Error::input(path, "no rows: the file is empty"));
+        }
+        let part = LibsvmPart {
+            path: path.to_path_buf(),
+            start: 0,
+            scan: found,
+        };
+        let (labels, largest) = (part.scan.labels.clone(), part.scan.largest);
+        part.finish(options, &labels, largest)
+    }
+
+    /// The bytes of part `rank` of `size` of the file: from the first line that starts at or after rank·len/size
+    /// to the first that starts at or after (rank + 1)·len/size (the file's end for the last).
+    pub fn part_bounds(path: &Path, rank: usize, size: usize) -> Result<(u64, u64)> {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut line_start = |at: u64| -> Result<u64> {
+            if at == 0 || at >= len {
+                return Ok(at.min(len));
+            }
+            // The line holding byte at − 1 ends somewhere at or after it.
+            file.seek(SeekFrom::Start(at - 1))
+                .map_err(|e| Error::io(path, e))?;
+            let mut r = BufReader::new(&mut file);
+            let mut skipped = Vec::new();
+            let n = r
+                .read_until(b'\n', &mut skipped)
+                .map_err(|e| Error::io(path, e))?;
+            Ok(at - 1 + n as u64)
+        };
+        let cut = |r: usize| (u128::from(len) * r as u128 / size.max(1) as u128) as u64;
+        Ok((line_start(cut(rank))?, line_start(cut(rank + 1))?))
+    }
+
+    /// Lines (newlines, and a last line without one) in the bytes `start..end`.
+    pub fn count_lines(path: &Path, (start, end): (u64, u64)) -> Result<u64> {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io(path, e))?;
+        let mut r = BufReader::with_capacity(1 << 20, file.take(end - start));
+        let (mut lines, mut last) = (0u64, b'\n');
+        loop {
+            let buf = r.fill_buf().map_err(|e| Error::io(path, e))?;
+            if buf.is_empty() {
+                break;
+            }
+            lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+            last = buf[buf.len() - 1];
+            let n = buf.len();
+            r.consume(n);
+        }
+        Ok(lines + u64::from(last != b'\n'))
+    }
+
+    /// Checks the lines of the bytes `start..end` (from [`LibsvmRows::part_bounds`]), which follow `line_base` lines:
+    /// one process's part of a file read by several.
+    pub fn scan_part(
+        path: &Path,
+        options: &LibsvmOptions,
+        (start, end): (u64, u64),
+        line_base: u64,
+    ) -> Result<LibsvmPart> {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io(path, e))?;
+        let reader = BufReader::with_capacity(1 << 20, file.take(end - start));
+        Ok(LibsvmPart {
+            path: path.to_path_buf(),
+            start,
+            scan: scan(path, reader, options, (start, line_base))?,
+        })
     }
 
     /// A second reader of the same file, at its first row, without a second pass over it.
@@ -716,5 +864,68 @@ mod tests {
                 "seek to row {row}"
             );
         }
+    }
+
+    #[test]
+    fn parts_read_by_several_processes_are_the_file_and_name_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.svm");
+        let mut text = String::from("# written by a test\n");
+        for i in 0..1000u32 {
+            if i == 500 {
+                text.push_str("# a comment among the rows\n");
+            }
+            // Class 7 only in the last rows, the widest index in the first.
+            let label = if i >= 990 { 7 } else { i % 3 };
+            let wide = if i == 3 { " 900:1" } else { "" };
+            text.push_str(&format!("{label} {}:{}.5{wide}\n", i % 50 + 1, i));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let options = LibsvmOptions::default();
+        let mut whole = LibsvmRows::open(&path, &options).unwrap();
+        let want = whole.next_sparse(5000).unwrap().unwrap();
+        for size in [1, 2, 3, 7] {
+            let mut parts = Vec::new();
+            let (mut base, mut end) = (0, 0);
+            for rank in 0..size {
+                let bounds = LibsvmRows::part_bounds(&path, rank, size).unwrap();
+                assert_eq!(bounds.0, end, "parts follow each other");
+                end = bounds.1;
+                let part = LibsvmRows::scan_part(&path, &options, bounds, base).unwrap();
+                base += LibsvmRows::count_lines(&path, bounds).unwrap();
+                parts.push(part);
+            }
+            assert_eq!(end, text.len() as u64);
+            assert_eq!(base, 1002, "every line counted once");
+            let labels: Vec<String> = parts.iter().flat_map(|p| p.labels().to_vec()).collect();
+            let largest = parts.iter().filter_map(LibsvmPart::largest).max();
+            let mut got: Vec<SparseChunk> = Vec::new();
+            for part in parts {
+                let mut rows = part.finish(&options, &labels, largest).unwrap();
+                assert_eq!(
+                    (rows.features(), rows.class_names()),
+                    (whole.features(), whole.class_names())
+                );
+                while let Some(c) = rows.next_sparse(77).unwrap() {
+                    got.push(c);
+                }
+            }
+            let y: Vec<u32> = got.iter().flat_map(|c| c.y.clone()).collect();
+            let indices: Vec<u32> = got.iter().flat_map(|c| c.indices.clone()).collect();
+            let values: Vec<f32> = got.iter().flat_map(|c| c.values.clone()).collect();
+            assert_eq!(
+                (y, indices, values),
+                (want.y.clone(), want.indices.clone(), want.values.clone()),
+                "{size} parts"
+            );
+        }
+        // A bad line is named by its line in the file, whichever part holds it.
+        std::fs::write(&path, text.replace("7 41:990.5", "7 41:x")).unwrap();
+        let bounds = LibsvmRows::part_bounds(&path, 2, 3).unwrap();
+        let base = LibsvmRows::count_lines(&path, (0, bounds.0)).unwrap();
+        let e = LibsvmRows::scan_part(&path, &options, bounds, base)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 993"), "{e}");
     }
 }

@@ -14,7 +14,7 @@ mod weights;
 pub use self::csv::{csv_columns, parse_csv, read_csv, CsvRows, CsvTable};
 pub use self::idx::{is_gzip, looks_like_idx, read_idx_labels, IdxRows};
 pub use self::libsvm::{
-    looks_like_libsvm, write_libsvm_rows, LibsvmOptions, LibsvmRows, SparseChunk,
+    looks_like_libsvm, write_libsvm_rows, LibsvmOptions, LibsvmPart, LibsvmRows, SparseChunk,
 };
 pub use self::npy::{
     npy_bytes, parse_npy_features, parse_npy_labels, read_npy_features, read_npy_labels,
@@ -134,6 +134,11 @@ impl<'a> LabelSet<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Each class seen, as first written (none when the classes are known), in no order.
+    pub(crate) fn first_written(&self) -> Vec<String> {
+        self.seen.values().cloned().collect()
     }
 
     /// The classes in index order and each one's index by its [`label_key`]; at least 2.

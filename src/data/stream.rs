@@ -35,6 +35,9 @@ pub struct Split<S> {
     seed: u64,
     fraction: f64,
     side: Side,
+    /// The inner source's first row among all rows of the data set (a process's part of a file read by several):
+    /// rows are held out by their index in the whole set.
+    first: u64,
     rows: u64,
     /// Kept rows before each block of BLOCK inner rows.
     index: Vec<u64>,
@@ -52,6 +55,24 @@ impl<S: RowSource> Split<S> {
     /// The `side` of the split of `inner` that holds out `fraction` of its rows, seeded by `seed`. The inner source
     /// must know its length.
     pub fn new(inner: S, seed: u64, fraction: f64, side: Side) -> Result<Self> {
+        let split = Self::starting_at(inner, seed, fraction, side, 0)?;
+        if split.rows == 0 {
+            return Err(Error::param(
+                "--val-split",
+                format!(
+                    "a fraction that leaves rows on both sides of the {}",
+                    split.inner.rows().unwrap_or(0)
+                ),
+                fraction,
+            ));
+        }
+        Ok(split)
+    }
+
+    /// [`Split::new`] of a source whose first row is row `first` of the whole data set, so that every row is held
+    /// out or kept as in the split of the whole set: one process's part of a file that several read (which may
+    /// keep no rows).
+    pub fn starting_at(inner: S, seed: u64, fraction: f64, side: Side, first: u64) -> Result<Self> {
         if !(fraction.is_finite() && fraction > 0.0 && fraction < 1.0) {
             return Err(Error::param("--val-split", "in (0, 1)", fraction));
         }
@@ -67,16 +88,9 @@ impl<S: RowSource> Split<S> {
             if row.is_multiple_of(BLOCK) {
                 index.push(kept);
             }
-            if held_out(seed, fraction, row) == (side == Side::HeldOut) {
+            if held_out(seed, fraction, first + row) == (side == Side::HeldOut) {
                 kept += 1;
             }
-        }
-        if kept == 0 {
-            return Err(Error::param(
-                "--val-split",
-                format!("a fraction that leaves rows on both sides of the {n}"),
-                fraction,
-            ));
         }
         let what = match side {
             Side::Train => "training rows",
@@ -88,6 +102,7 @@ impl<S: RowSource> Split<S> {
             seed,
             fraction,
             side,
+            first,
             rows: kept,
             index,
             skip: 0,
@@ -127,7 +142,9 @@ impl<S: RowSource> RowSource for Split<S> {
         Some(
             all.iter()
                 .enumerate()
-                .filter(|&(row, _)| held_out(self.seed, self.fraction, row as u64) == want)
+                .filter(|&(row, _)| {
+                    held_out(self.seed, self.fraction, self.first + row as u64) == want
+                })
                 .map(|(_, &w)| w)
                 .collect(),
         )
@@ -140,7 +157,7 @@ impl<S: RowSource> RowSource for Split<S> {
 
     fn next_sparse(&mut self, max_rows: usize) -> Result<Option<SparseChunk>> {
         let want = max_rows.max(1);
-        let (seed, fraction, side) = (self.seed, self.fraction, self.side);
+        let (seed, fraction, side, first_all) = (self.seed, self.fraction, self.side, self.first);
         let mut out = SparseChunk {
             offsets: vec![0],
             indices: Vec::new(),
@@ -165,7 +182,9 @@ impl<S: RowSource> RowSource for Split<S> {
             while *next < chunk.len() && out.y.len() < want {
                 let i = *next;
                 *next += 1;
-                if held_out(seed, fraction, chunk.first_row + i as u64) != (side == Side::HeldOut) {
+                if held_out(seed, fraction, first_all + chunk.first_row + i as u64)
+                    != (side == Side::HeldOut)
+                {
                     continue;
                 }
                 if self.skip > 0 {
@@ -225,7 +244,7 @@ impl<S: RowSource> RowSource for Split<S> {
     fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Chunk<'_>>> {
         let want = max_rows.max(1);
         let d = self.features();
-        let (seed, fraction, side) = (self.seed, self.fraction, self.side);
+        let (seed, fraction, side, first_all) = (self.seed, self.fraction, self.side, self.first);
         let mut x: Vec<f32> = Vec::new();
         let mut y: Vec<u32> = Vec::new();
         while y.len() < want && self.pos + (y.len() as u64) < self.rows {
@@ -245,7 +264,8 @@ impl<S: RowSource> RowSource for Split<S> {
             while *next < chunk.len() && y.len() < want {
                 let i = *next;
                 *next += 1;
-                if held_out(seed, fraction, first + i as u64) != (side == Side::HeldOut) {
+                if held_out(seed, fraction, first_all + first + i as u64) != (side == Side::HeldOut)
+                {
                     continue;
                 }
                 if self.skip > 0 {
