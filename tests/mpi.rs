@@ -166,6 +166,12 @@ fn equals_one_process(what: &str, flags: &[&str], tolerance: f64) {
     }
     let dir = tempfile::tempdir().unwrap();
     let (x, y) = data(dir.path());
+    // A weight per row, for flags that name "@weights".
+    let weights = dir.path().join("w.txt");
+    let text: String = (0..1001)
+        .map(|i| format!("{}\n", 0.5 + (i % 4) as f64 * 0.25))
+        .collect();
+    std::fs::write(&weights, text).unwrap();
     let model = |name: &str| dir.path().join(name);
     let args = |out: &Path| -> Vec<String> {
         let mut a: Vec<String> = [
@@ -184,7 +190,13 @@ fn equals_one_process(what: &str, flags: &[&str], tolerance: f64) {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        a.extend(flags.iter().map(|s| s.to_string()));
+        a.extend(flags.iter().map(|s| {
+            if *s == "@weights" {
+                weights.display().to_string()
+            } else {
+                s.to_string()
+            }
+        }));
         a
     };
     let one = model("one.safetensors");
@@ -271,6 +283,7 @@ fn the_default_job_over_mpi_takes_the_same_lbfgs_iterations_to_the_same_optimum(
     // the sums near a strongly convex optimum.
     equals_one_process("default", &[], 1e-5);
     equals_one_process("class weights", &["--class-weight", "balanced"], 1e-5);
+    equals_one_process("sample weights", &["--sample-weight", "@weights"], 1e-5);
 }
 
 #[test]
