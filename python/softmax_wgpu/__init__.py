@@ -1,0 +1,150 @@
+"""softmax-wgpu from Python: softmax (multinomial logistic) regression trained by the library's own trainer — on the
+CPU path or on any GPU wgpu finds — as a scikit-learn classifier.
+
+>>> from softmax_wgpu import SoftmaxRegression
+>>> model = SoftmaxRegression().fit(X, y)          # scikit-learn's LogisticRegression() objective
+>>> model.predict(X), model.predict_proba(X), model.score(X, y)
+"""
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import _native
+
+__all__ = ["SoftmaxRegression", "adapters"]
+
+
+def adapters():
+    """The GPU adapters wgpu finds: a list of dicts with index, name, backend and device type."""
+    return [
+        {"index": i, "name": name, "backend": backend, "device_type": kind}
+        for i, name, backend, kind in _native.adapters()
+    ]
+
+
+class SoftmaxRegression(ClassifierMixin, BaseEstimator):
+    """Softmax regression fitted by full-batch L-BFGS, on the CPU path or a GPU.
+
+    With its defaults it minimises scikit-learn's ``LogisticRegression()`` objective, for two classes too: the mean
+    cross-entropy plus ‖W‖²/(2·C·N) (the intercept is not penalised). With two classes, as scikit-learn, it exposes
+    one weight vector, ``coef_`` of shape (1, n_features): the softmax's two vectors are w₁ = −w₀ = coef_/2.
+
+    Parameters
+    ----------
+    C : float, default=1.0
+        Inverse strength of the L2 penalty, as scikit-learn's.
+    penalty : {"l2", None}, default="l2"
+        The penalty on the weights.
+    tol : float, default=1e-4
+        Stop when the largest gradient component is at most ``tol`` (scikit-learn's ``tol``, SciPy's ``gtol``).
+    max_iter : int, default=100
+        Most L-BFGS iterations.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes' losses, as scikit-learn's.
+    device : str, default="auto"
+        "auto" (a hardware GPU when there is one, else the CPU path), "cpu", "gpu", or an adapter's index or name
+        (see :func:`adapters`).
+    """
+
+    def __init__(self, C=1.0, penalty="l2", tol=1e-4, max_iter=100, class_weight=None, device="auto"):
+        self.C = C
+        self.penalty = penalty
+        self.tol = tol
+        self.max_iter = max_iter
+        self.class_weight = class_weight
+        self.device = device
+
+    def _check_params(self):
+        if self.penalty not in ("l2", None):
+            raise ValueError(f"penalty must be 'l2' or None, got {self.penalty!r}")
+        if not (isinstance(self.C, (int, float, np.number)) and np.isfinite(self.C) and self.C > 0):
+            raise ValueError(f"C must be a positive, finite number, got {self.C!r}")
+        if not (isinstance(self.tol, (int, float, np.number)) and self.tol > 0):
+            raise ValueError(f"tol must be positive, got {self.tol!r}")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+            raise ValueError(f"max_iter must be an integer of at least 1, got {self.max_iter!r}")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be a string, got {self.device!r}")
+
+    def fit(self, X, y, sample_weight=None):
+        """Fits the model to ``X`` (n_samples, n_features) and the labels ``y``; ``sample_weight`` weighs each
+        row's loss, as scikit-learn's."""
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], order="C")
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        k = len(self.classes_)
+        if k < 2:
+            raise ValueError(
+                f"This solver needs samples of at least 2 classes in the data, but the data contains only one "
+                f"class: {self.classes_[0]!r}"
+            )
+        n = X.shape[0]
+        weights = None
+        if sample_weight is not None:
+            weights = np.ascontiguousarray(_check_sample_weight(sample_weight, X), dtype=np.float32)
+        class_weight = None
+        if self.class_weight is not None:
+            class_weight = [
+                float(w) for w in compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+            ]
+        # scikit-learn's C·Σ CE + ½‖W‖², divided by C·N: λ = 1/(C·N); with two classes its one vector is the
+        # softmax's w₁ − w₀ with w₁ = −w₀, so λ = 2/(C·N) gives the same minimiser.
+        numerator = 2.0 if k == 2 else 1.0
+        l2 = numerator / (self.C * n) if self.penalty == "l2" else 0.0
+        coef, intercept, n_iter, objective, device = _native.fit_lbfgs(
+            np.ascontiguousarray(X, dtype=np.float32),
+            y_index.astype(np.uint32),
+            k,
+            l2,
+            float(self.tol),
+            int(self.max_iter),
+            self.device,
+            weights,
+            class_weight,
+        )
+        coef = coef.astype(np.float64)
+        intercept = intercept.astype(np.float64)
+        if k == 2:
+            coef = (coef[1] - coef[0])[np.newaxis, :]
+            intercept = np.array([intercept[1] - intercept[0]])
+        self.coef_ = coef
+        self.intercept_ = intercept
+        self.n_iter_ = np.array([n_iter], dtype=np.int32)
+        self.objective_ = objective
+        self.device_ = device
+        return self
+
+    def decision_function(self, X):
+        """The logits: (n_samples, n_classes), or (n_samples,) for two classes (the second class's score)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        scores = X @ self.coef_.T + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, X):
+        """Class probabilities, (n_samples, n_classes), columns in the order of ``classes_``."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            scores = np.column_stack([-scores / 2, scores / 2])
+        scores = scores - scores.max(axis=1, keepdims=True)
+        e = np.exp(scores)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """The log of :meth:`predict_proba`, computed stably."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            scores = np.column_stack([-scores / 2, scores / 2])
+        scores = scores - scores.max(axis=1, keepdims=True)
+        return scores - np.log(np.exp(scores).sum(axis=1, keepdims=True))
+
+    def predict(self, X):
+        """The most probable class of each row."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[np.argmax(scores, axis=1)]

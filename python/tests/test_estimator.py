@@ -1,0 +1,135 @@
+"""softmax_wgpu.SoftmaxRegression against scikit-learn: its own estimator checks, LogisticRegression's optimum on
+four of its data sets, weights, the binary case, pickling, and bad input."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import softmax_wgpu
+from softmax_wgpu import SoftmaxRegression
+
+# Software adapters (lavapipe) count: the GPU path is tested wherever wgpu finds an adapter.
+GPU = len(softmax_wgpu.adapters()) > 0
+
+# The checks scikit-learn's own LogisticRegression is expected to fail, and why ours does too.
+EXPECTED_FAILED = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the fit stops at ‖∇J‖∞ ≤ tol (1e-4) in f32, so a weighted fit and a fit on repeated rows agree to about "
+        "1e-4 in probability, where the check asks 1e-7; the objectives are the same (scikit-learn lists this "
+        "check as an expected failure of LogisticRegression too)"
+    ),
+}
+
+
+@parametrize_with_checks(
+    [SoftmaxRegression(device="cpu")], expected_failed_checks=lambda est: EXPECTED_FAILED
+)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def objective(model, X, y, sample_weight=None, class_weight=None):
+    """scikit-learn's objective divided by C·N: mean weighted cross-entropy + ‖coef‖²/(2·C·N)."""
+    p = model.predict_proba(X)
+    index = np.searchsorted(model.classes_, y)
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    if class_weight is not None:
+        w = w * np.asarray([class_weight[c] for c in y])
+    ce = -np.log(p[np.arange(len(y)), index])
+    return (w * ce).mean() + (model.coef_**2).sum() / (2.0 * len(y))
+
+
+DATASETS = [load_iris, load_wine, load_breast_cancer, load_digits]
+
+
+@pytest.mark.parametrize("load", DATASETS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_reaches_logistic_regressions_optimum(load, device):
+    if device == "gpu" and not GPU:
+        pytest.skip("no adapter")
+    X, y = load(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    ours = SoftmaxRegression(tol=1e-6, device=device).fit(X, y)
+    theirs = LogisticRegression(tol=1e-10, max_iter=10_000).fit(X, y)
+    # Both minimise the same strongly convex objective; ours in f32 to ‖∇J‖∞ ≤ 1e-6, theirs in f64 to 1e-10. 1e-6
+    # relative is what f32 sums of the losses allow (measured: 9e-10 to 1.3e-7 on these four).
+    j_ours, j_theirs = objective(ours, X, y), objective(theirs, X, y)
+    assert abs(j_ours - j_theirs) <= 1e-6 * j_theirs, (j_ours, j_theirs)
+    assert ours.coef_.shape == theirs.coef_.shape
+    assert ours.intercept_.shape == theirs.intercept_.shape
+    assert np.mean(ours.predict(X) == theirs.predict(X)) >= 0.99
+    assert ours.n_iter_.shape == (1,) and ours.n_iter_[0] >= 1
+
+
+def test_defaults_fit_logistic_regressions_defaults():
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    ours = SoftmaxRegression(device="cpu").fit(X, y)
+    theirs = LogisticRegression().fit(X, y)
+    # Both stop at ‖∇J‖∞ ≤ 1e-4 of a λ-strongly convex J (λ = 1/N): each within ‖∇J‖²/(2λ) ≤ (D+1)·K·1e-8·N/2 of
+    # the optimum.
+    bound = 2 * (X.shape[1] + 1) * 10 * 1e-8 * len(y) / 2
+    assert abs(objective(ours, X, y) - objective(theirs, X, y)) <= bound
+    assert abs(ours.score(X, y) - theirs.score(X, y)) <= 0.01
+
+
+def test_sample_and_class_weights_reach_logistic_regressions_optimum():
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    w = np.linspace(0.2, 3.0, len(y))
+    ours = SoftmaxRegression(tol=1e-6, device="cpu").fit(X, y, sample_weight=w)
+    theirs = LogisticRegression(tol=1e-10, max_iter=10_000).fit(X, y, sample_weight=w)
+    assert abs(objective(ours, X, y, w) - objective(theirs, X, y, w)) <= 1e-6 * objective(theirs, X, y, w)
+    ours = SoftmaxRegression(tol=1e-6, class_weight="balanced", device="cpu").fit(X, y)
+    theirs = LogisticRegression(tol=1e-10, max_iter=10_000, class_weight="balanced").fit(X, y)
+    counts = np.bincount(y)
+    cw = {c: len(y) / (len(counts) * counts[c]) for c in range(len(counts))}
+    j_ours = objective(ours, X, y, class_weight=cw)
+    j_theirs = objective(theirs, X, y, class_weight=cw)
+    assert abs(j_ours - j_theirs) <= 1e-6 * j_theirs
+
+
+def test_two_classes_have_one_weight_vector_as_in_scikit_learn():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    labels = np.where(y == 1, "benign", "malignant")
+    ours = SoftmaxRegression(device="cpu").fit(X, labels)
+    assert ours.coef_.shape == (1, X.shape[1]) and ours.intercept_.shape == (1,)
+    scores = ours.decision_function(X)
+    assert scores.shape == (len(y),)
+    proba = ours.predict_proba(X)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-scores)), rtol=1e-12)
+    np.testing.assert_allclose(np.exp(ours.predict_log_proba(X)), proba, rtol=1e-12)
+    assert set(ours.predict(X)) <= {"benign", "malignant"}
+    assert list(ours.classes_) == ["benign", "malignant"]
+
+
+def test_pickle_and_clone():
+    X, y = load_iris(return_X_y=True)
+    model = SoftmaxRegression(C=0.5, device="cpu").fit(X, y)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+    fresh = clone(model)
+    assert fresh.get_params() == model.get_params()
+    assert not hasattr(fresh, "coef_")
+
+
+def test_bad_input_is_a_value_error():
+    X, y = load_iris(return_X_y=True)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SoftmaxRegression(device="cpu").fit(bad, y)
+    with pytest.raises(ValueError, match="2 classes"):
+        SoftmaxRegression(device="cpu").fit(X, np.zeros(len(y)))
+    for params in [dict(penalty="l3"), dict(C=0), dict(tol=-1), dict(max_iter=0)]:
+        with pytest.raises(ValueError):
+            SoftmaxRegression(device="cpu", **params).fit(X, y)
+    with pytest.raises(ValueError, match="--adapter"):
+        SoftmaxRegression(device="no such adapter").fit(X, y)
