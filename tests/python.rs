@@ -45,6 +45,13 @@ fn environment(dir: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// PATH with the environment's bin directory first.
+fn with_bin(python: &Path) -> std::ffi::OsString {
+    let bin = python.parent().map(Path::to_path_buf).unwrap_or_default();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&rest))).unwrap_or(rest)
+}
+
 #[test]
 fn the_python_package_passes_its_tests() {
     let required = std::env::var("SOFTMAX_WGPU_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
@@ -69,13 +76,16 @@ fn the_python_package_passes_its_tests() {
             "--no-build-isolation",
         ])
         .arg(Path::new(ROOT).join("python"))
-        .env("CARGO_TARGET_DIR", tmp.join("python-build")));
+        .env("CARGO_TARGET_DIR", tmp.join("python-build"))
+        // The build backend runs the environment's own maturin.
+        .env("PATH", with_bin(&python)));
     if let Err(why) = installed {
         panic!("the package did not build: {why}");
     }
     let tests = run(Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(Path::new(ROOT).join("python").join("tests"))
+        .env("SOFTMAX_WGPU_BIN", env!("CARGO_BIN_EXE_softmax-wgpu"))
         .current_dir(tmp));
     match tests {
         Ok(out) => eprintln!("{}", out.lines().last().unwrap_or_default()),

@@ -6,6 +6,8 @@ CPU path or on any GPU wgpu finds — as a scikit-learn classifier.
 >>> model.predict(X), model.predict_proba(X), model.score(X, y)
 """
 
+import json
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
@@ -148,3 +150,54 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         return self.classes_[np.argmax(scores, axis=1)]
+
+    def save(self, path):
+        """Writes the model as the command line's model file (safetensors: ``weight`` [K, D], ``bias`` [K], the
+        class names), so that ``softmax-wgpu predict --model path`` predicts what :meth:`predict` does."""
+        check_is_fitted(self)
+        coef, intercept = self.coef_, self.intercept_
+        if len(self.classes_) == 2:
+            # The softmax's two vectors: w₁ = −w₀ = coef_/2.
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        settings = {"from": "softmax_wgpu.SoftmaxRegression", "params": self.get_params()}
+        _native.save_model(
+            str(path),
+            np.ascontiguousarray(coef, dtype=np.float32),
+            np.ascontiguousarray(intercept, dtype=np.float32),
+            [str(c) for c in self.classes_],
+            json.dumps(settings, default=str),
+        )
+
+    @classmethod
+    def load(cls, path):
+        """A fitted estimator from a model file (the command line's or :meth:`save`'s). A model trained with
+        standardised features has the standardisation folded into ``coef_`` and ``intercept_`` (W/σ and
+        b − Σ μ·W/σ), so that it predicts on raw features as ``softmax-wgpu predict`` does. Class names that are all
+        integers (or all numbers) come back as such."""
+        weight, bias, classes, standardizer = _native.load_model(str(path))
+        coef = weight.astype(np.float64)
+        intercept = bias.astype(np.float64)
+        if standardizer is not None:
+            mean, std = (np.asarray(v, dtype=np.float64) for v in standardizer)
+            coef = coef / std
+            intercept = intercept - coef @ mean
+        model = cls()
+        model.classes_ = _class_array(classes)
+        if len(classes) == 2:
+            coef = (coef[1] - coef[0])[np.newaxis, :]
+            intercept = np.array([intercept[1] - intercept[0]])
+        model.coef_ = coef
+        model.intercept_ = intercept
+        model.n_features_in_ = coef.shape[1]
+        return model
+
+
+def _class_array(names):
+    """Class names as integers, or floats, where every one is such a number; else as strings."""
+    for kind in (int, float):
+        try:
+            return np.array([kind(n) for n in names])
+        except ValueError:
+            pass
+    return np.array(names)

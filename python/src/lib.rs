@@ -116,6 +116,53 @@ fn fit_lbfgs<'py>(
     Ok((coef, intercept, iterations, objective, device))
 }
 
+/// Writes a model file as the command line writes it (safetensors: `weight` [k, features], `bias` [k], the class
+/// names and `settings` as metadata), whole or not at all.
+#[pyfunction]
+fn save_model(
+    path: std::path::PathBuf,
+    weight: PyReadonlyArray2<'_, f32>,
+    bias: PyReadonlyArray1<'_, f32>,
+    classes: Vec<String>,
+    settings: &str,
+) -> PyResult<()> {
+    let settings: serde_json::Value =
+        serde_json::from_str(settings).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let model = softmax_wgpu::Model {
+        params: softmax_wgpu::Params {
+            w: weight.as_array().t().to_owned(),
+            b: bias.as_array().to_owned(),
+        },
+        classes,
+        standardizer: None,
+        settings,
+    };
+    model.save(&path).map_err(to_py)
+}
+
+/// Reads a model file (the command line's or `save_model`'s): W as [k, features], b, the class names, and the
+/// standardisation's mean and scale when the model has them.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn load_model(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+) -> PyResult<(
+    Bound<'_, PyArray2<f32>>,
+    Bound<'_, PyArray1<f32>>,
+    Vec<String>,
+    Option<(Vec<f32>, Vec<f32>)>,
+)> {
+    let model = softmax_wgpu::Model::load(&path).map_err(to_py)?;
+    let standardizer = model.standardizer.map(|s| (s.mean, s.std));
+    Ok((
+        PyArray2::from_owned_array(py, model.params.w.t().to_owned()),
+        PyArray1::from_owned_array(py, model.params.b),
+        model.classes,
+        standardizer,
+    ))
+}
+
 /// The adapters wgpu finds, as (index, name, backend, device type) tuples.
 #[pyfunction]
 fn adapters() -> Vec<(usize, String, String, String)> {
@@ -138,5 +185,7 @@ fn adapters() -> Vec<(usize, String, String, String)> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_lbfgs, m)?)?;
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
+    m.add_function(wrap_pyfunction!(save_model, m)?)?;
+    m.add_function(wrap_pyfunction!(load_model, m)?)?;
     Ok(())
 }

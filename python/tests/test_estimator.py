@@ -133,3 +133,55 @@ def test_bad_input_is_a_value_error():
             SoftmaxRegression(device="cpu", **params).fit(X, y)
     with pytest.raises(ValueError, match="--adapter"):
         SoftmaxRegression(device="no such adapter").fit(X, y)
+
+
+def test_save_load_round_trip(tmp_path):
+    X, y = load_wine(return_X_y=True)
+    for labels in [y, np.where(y == 0, "a", "b")]:
+        model = SoftmaxRegression(device="cpu").fit(X, labels)
+        path = tmp_path / "m.safetensors"
+        model.save(path)
+        again = SoftmaxRegression.load(path)
+        np.testing.assert_array_equal(again.classes_, model.classes_)
+        # Stored in f32: probabilities to f32 rounding of the weights.
+        np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X), atol=1e-5)
+        np.testing.assert_array_equal(again.predict(X), model.predict(X))
+
+
+def _cli():
+    import os
+
+    path = os.environ.get("SOFTMAX_WGPU_BIN")
+    if not path:
+        pytest.skip("SOFTMAX_WGPU_BIN names no command line (tests/python.rs sets it)")
+    return path
+
+
+def test_one_model_file_for_python_and_the_command_line(tmp_path):
+    import subprocess
+
+    cli = _cli()
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    csv = tmp_path / "iris.csv"
+    with open(csv, "w") as f:
+        f.write("a,b,c,d,class\n")
+        for row, name in zip(X, names):
+            f.write(",".join(repr(float(v)) for v in row) + f",{name}\n")
+    # Python → command line.
+    model = SoftmaxRegression(device="cpu").fit(X, names)
+    py_model = tmp_path / "py.safetensors"
+    model.save(py_model)
+    out = subprocess.run(
+        [cli, "predict", "--model", str(py_model), "--data", str(csv)], capture_output=True, text=True, check=True
+    )
+    predicted = out.stdout.split()[1:]
+    np.testing.assert_array_equal(predicted, model.predict(X))
+    # Command line (standardised features, stored in the model) → Python.
+    cli_model = tmp_path / "cli.safetensors"
+    subprocess.run([cli, "train", "--data", str(csv), "--out", str(cli_model), "--quiet"], check=True)
+    out = subprocess.run(
+        [cli, "predict", "--model", str(cli_model), "--data", str(csv)], capture_output=True, text=True, check=True
+    )
+    loaded = SoftmaxRegression.load(cli_model)
+    np.testing.assert_array_equal(out.stdout.split()[1:], loaded.predict(X))
