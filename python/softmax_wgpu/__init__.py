@@ -9,6 +9,7 @@ CPU path or on any GPU wgpu finds — as a scikit-learn classifier.
 import json
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
@@ -59,6 +60,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.device = device
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _check_params(self):
         if self.penalty not in ("l2", None):
             raise ValueError(f"penalty must be 'l2' or None, got {self.penalty!r}")
@@ -72,10 +78,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             raise ValueError(f"device must be a string, got {self.device!r}")
 
     def fit(self, X, y, sample_weight=None):
-        """Fits the model to ``X`` (n_samples, n_features) and the labels ``y``; ``sample_weight`` weighs each
-        row's loss, as scikit-learn's."""
+        """Fits the model to ``X`` (n_samples, n_features: an array, or a SciPy CSR/CSC matrix, which trains on the
+        sparse path) and the labels ``y``; ``sample_weight`` weighs each row's loss, as scikit-learn's."""
         self._check_params()
-        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], order="C")
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], dtype=[np.float32, np.float64], order="C"
+        )
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         k = len(self.classes_)
@@ -97,8 +105,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # softmax's w₁ − w₀ with w₁ = −w₀, so λ = 2/(C·N) gives the same minimiser.
         numerator = 2.0 if k == 2 else 1.0
         l2 = numerator / (self.C * n) if self.penalty == "l2" else 0.0
-        coef, intercept, n_iter, objective, device = _native.fit_lbfgs(
-            np.ascontiguousarray(X, dtype=np.float32),
+        settings = (
             y_index.astype(np.uint32),
             k,
             l2,
@@ -108,6 +115,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             weights,
             class_weight,
         )
+        if sp.issparse(X):
+            # The sparse path: CSR with each row's indices ascending and no duplicates, as the library checks.
+            X = sp.csr_matrix(X, dtype=np.float32, copy=True)
+            X.sum_duplicates()
+            X.sort_indices()
+            coef, intercept, n_iter, objective, device = _native.fit_lbfgs_csr(
+                X.indptr.astype(np.uint64),
+                X.indices.astype(np.uint32),
+                np.ascontiguousarray(X.data, dtype=np.float32),
+                X.shape[1],
+                *settings,
+            )
+        else:
+            coef, intercept, n_iter, objective, device = _native.fit_lbfgs(
+                np.ascontiguousarray(X, dtype=np.float32), *settings
+            )
         coef = coef.astype(np.float64)
         intercept = intercept.astype(np.float64)
         if k == 2:
@@ -123,8 +146,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """The logits: (n_samples, n_classes), or (n_samples,) for two classes (the second class's score)."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        scores = X @ self.coef_.T + self.intercept_
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32], reset=False)
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X):

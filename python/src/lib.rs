@@ -4,7 +4,8 @@
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use softmax_wgpu::cpu::FastCpu;
+use softmax_wgpu::cpu::{FastCpu, SparseCpu};
+use softmax_wgpu::data::{SparseChunk, SparseInMemory, SparseRows};
 use softmax_wgpu::gpu::{self, GpuBackend, GpuContext, GpuOptions};
 use softmax_wgpu::lbfgs::LbfgsOptions;
 use softmax_wgpu::train::Optimizer;
@@ -38,6 +39,85 @@ fn hardware_adapter() -> bool {
         .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
 }
 
+/// The settings of an L-BFGS fit, as the estimator passes them.
+struct Fit {
+    k: usize,
+    l2: f32,
+    tol: f64,
+    max_iter: usize,
+    device: String,
+    sample_weight: Option<Vec<f32>>,
+    class_weight: Option<Vec<f32>>,
+}
+
+/// What a fit gives back: W [d, k] and b, the iterations, J and the device's name.
+type Fitted = (softmax_wgpu::Params, usize, f64, String);
+
+/// Trains on `source` (dense or sparse rows of `shape`) by full-batch L-BFGS on the fit's device.
+fn train(source: Box<dyn RowSource>, shape: Shape, fit: Fit) -> Result<Fitted, Error> {
+    let sparse = source.is_sparse();
+    let mut source: Box<dyn RowSource> = match fit.sample_weight {
+        Some(w) => Box::new(softmax_wgpu::data::Weighted::new(
+            source,
+            w.into(),
+            std::path::Path::new("sample_weight"),
+        )?),
+        None => source,
+    };
+    let cfg = TrainConfig {
+        optimizer: Optimizer::Lbfgs(LbfgsOptions {
+            tol: fit.tol,
+            max_iter: fit.max_iter,
+            ..LbfgsOptions::default()
+        }),
+        l2: fit.l2,
+        val_split: 0.0,
+        standardize: false,
+        class_weights: fit.class_weight,
+        ..TrainConfig::default()
+    };
+    let gpu = match fit.device.as_str() {
+        "cpu" => None,
+        "auto" if !hardware_adapter() => None,
+        "auto" => Some(context("gpu")?),
+        other => Some(context(other)?),
+    };
+    let mut backend: Box<dyn Backend + '_> = match (&gpu, sparse) {
+        (None, false) => Box::new(FastCpu::new(shape)?),
+        // Sparse rows: O(non-zeros · k) a step, on all cores.
+        (None, true) => Box::new(SparseCpu::new(shape)?),
+        (Some(ctx), _) => Box::new(GpuBackend::new(
+            ctx,
+            shape,
+            &GpuOptions {
+                sparse,
+                ..GpuOptions::default()
+            },
+        )?),
+    };
+    let reports = softmax_wgpu::fit(backend.as_mut(), source.as_mut(), None, &cfg, &mut [])?;
+    let last = reports.last();
+    let iterations = last.and_then(|r| r.lbfgs).map_or(0, |it| it.iteration);
+    let objective = last.map_or(f64::NAN, |r| r.train_loss);
+    Ok((backend.params()?, iterations, objective, backend.device()))
+}
+
+/// The fit's results as NumPy arrays: W as [k, features], b, the iterations, J and the device's name.
+type Returned<'py> = (
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray1<f32>>,
+    usize,
+    f64,
+    String,
+);
+
+fn returned(py: Python<'_>, fitted: Result<Fitted, Error>) -> PyResult<Returned<'_>> {
+    let (params, iterations, objective, device) = fitted.map_err(to_py)?;
+    let coef = PyArray2::from_owned_array(py, params.w.t().to_owned());
+    let intercept = PyArray1::from_owned_array(py, params.b);
+    Ok((coef, intercept, iterations, objective, device))
+}
+
 /// Trains the softmax regression of `x` (rows × features, f32, C order) and `y` (class indices below `k`) by
 /// full-batch L-BFGS to ‖∇J‖∞ ≤ `tol` in at most `max_iter` iterations, J = (1/N)·Σ wᵢ·CEᵢ + l2/2·‖W‖², on
 /// `device` ("auto", "cpu", "gpu", or an adapter's index or name). Returns W as [k, features], b, the iterations,
@@ -45,7 +125,6 @@ fn hardware_adapter() -> bool {
 #[pyfunction]
 #[pyo3(signature = (x, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None))]
 #[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
-#[allow(clippy::type_complexity)]
 fn fit_lbfgs<'py>(
     py: Python<'py>,
     x: PyReadonlyArray2<'py, f32>,
@@ -57,63 +136,77 @@ fn fit_lbfgs<'py>(
     device: &str,
     sample_weight: Option<PyReadonlyArray1<'py, f32>>,
     class_weight: Option<Vec<f32>>,
-) -> PyResult<(
-    Bound<'py, PyArray2<f32>>,
-    Bound<'py, PyArray1<f32>>,
-    usize,
-    f64,
-    String,
-)> {
+) -> PyResult<Returned<'py>> {
     let x = x.as_array().to_owned();
     let y = y.as_slice()?.to_vec();
-    let weights = sample_weight
-        .map(|w| w.as_slice().map(|s| s.to_vec()))
-        .transpose()?;
-    let device = device.to_string();
-    let trained = py.detach(move || -> Result<_, Error> {
+    let fit = Fit {
+        k,
+        l2,
+        tol,
+        max_iter,
+        device: device.to_string(),
+        sample_weight: sample_weight
+            .map(|w| w.as_slice().map(<[f32]>::to_vec))
+            .transpose()?,
+        class_weight,
+    };
+    let fitted = py.detach(move || {
         let shape = Shape { d: x.ncols(), k };
-        let source = InMemory::from_arrays("the training rows", x, y, k)?;
-        let mut source: Box<dyn RowSource> = match weights {
-            Some(w) => Box::new(softmax_wgpu::data::Weighted::new(
-                source,
-                w.into(),
-                std::path::Path::new("sample_weight"),
-            )?),
-            None => Box::new(source),
-        };
-        let cfg = TrainConfig {
-            optimizer: Optimizer::Lbfgs(LbfgsOptions {
-                tol,
-                max_iter,
-                ..LbfgsOptions::default()
-            }),
-            l2,
-            val_split: 0.0,
-            standardize: false,
-            class_weights: class_weight,
-            ..TrainConfig::default()
-        };
-        let gpu = match device.as_str() {
-            "cpu" => None,
-            "auto" if !hardware_adapter() => None,
-            "auto" => Some(context("gpu")?),
-            other => Some(context(other)?),
-        };
-        let mut backend: Box<dyn Backend + '_> = match &gpu {
-            None => Box::new(FastCpu::new(shape)?),
-            Some(ctx) => Box::new(GpuBackend::new(ctx, shape, &GpuOptions::default())?),
-        };
-        let reports = softmax_wgpu::fit(backend.as_mut(), source.as_mut(), None, &cfg, &mut [])?;
-        let last = reports.last();
-        let iterations = last.and_then(|r| r.lbfgs).map_or(0, |it| it.iteration);
-        let objective = last.map_or(f64::NAN, |r| r.train_loss);
-        let params = backend.params()?;
-        Ok((params, iterations, objective, backend.device()))
+        let source = InMemory::from_arrays("X", x, y, fit.k)?;
+        train(Box::new(source), shape, fit)
     });
-    let (params, iterations, objective, device) = trained.map_err(to_py)?;
-    let coef = PyArray2::from_owned_array(py, params.w.t().to_owned());
-    let intercept = PyArray1::from_owned_array(py, params.b);
-    Ok((coef, intercept, iterations, objective, device))
+    returned(py, fitted)
+}
+
+/// [`fit_lbfgs`] of sparse rows given as CSR (`indptr`, `indices` ascending within each row, `data`) with
+/// `features` columns: trained on the sparse path (the CPU's sparse trainer, or the adapters' sparse kernels).
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, features, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None))]
+#[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
+fn fit_lbfgs_csr<'py>(
+    py: Python<'py>,
+    indptr: PyReadonlyArray1<'py, u64>,
+    indices: PyReadonlyArray1<'py, u32>,
+    data: PyReadonlyArray1<'py, f32>,
+    features: usize,
+    y: PyReadonlyArray1<'py, u32>,
+    k: usize,
+    l2: f32,
+    tol: f64,
+    max_iter: usize,
+    device: &str,
+    sample_weight: Option<PyReadonlyArray1<'py, f32>>,
+    class_weight: Option<Vec<f32>>,
+) -> PyResult<Returned<'py>> {
+    let chunk = SparseChunk {
+        offsets: indptr.as_slice()?.to_vec(),
+        indices: indices.as_slice()?.to_vec(),
+        values: data.as_slice()?.to_vec(),
+        y: y.as_slice()?.to_vec(),
+        d: features,
+        first_row: 0,
+    };
+    let fit = Fit {
+        k,
+        l2,
+        tol,
+        max_iter,
+        device: device.to_string(),
+        sample_weight: sample_weight
+            .map(|w| w.as_slice().map(<[f32]>::to_vec))
+            .transpose()?,
+        class_weight,
+    };
+    let fitted = py.detach(move || {
+        let rows = SparseRows::from_chunk("X", &chunk, fit.k)?;
+        let shape = Shape { d: features, k };
+        train(
+            Box::new(SparseInMemory::new(std::sync::Arc::new(rows))),
+            shape,
+            fit,
+        )
+    });
+    returned(py, fitted)
 }
 
 /// Writes a model file as the command line writes it (safetensors: `weight` [k, features], `bias` [k], the class
@@ -184,6 +277,7 @@ fn adapters() -> Vec<(usize, String, String, String)> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_lbfgs, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_lbfgs_csr, m)?)?;
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
     m.add_function(wrap_pyfunction!(save_model, m)?)?;
     m.add_function(wrap_pyfunction!(load_model, m)?)?;
