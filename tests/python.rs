@@ -39,6 +39,7 @@ fn environment(dir: &Path) -> Result<PathBuf, String> {
             "scipy",
             "scikit-learn",
             "pytest",
+            "pandas",
             "maturin>=1.5,<2",
         ]))?;
     }

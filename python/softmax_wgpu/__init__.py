@@ -17,11 +17,13 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import _native
 
-__all__ = ["SoftmaxRegression", "adapters"]
+__all__ = ["SoftmaxRegression", "devices"]
 
 
-def adapters():
-    """The GPU adapters wgpu finds: a list of dicts with index, name, backend and device type."""
+def devices():
+    """The GPU adapters wgpu finds, as the command line's ``devices`` lists them: a list of dicts with index, name,
+    backend and device type ("Cpu" for a software adapter such as lavapipe). ``device=`` takes an index or a
+    name."""
     return [
         {"index": i, "name": name, "backend": backend, "device_type": kind}
         for i, name, backend, kind in _native.adapters()
@@ -47,17 +49,41 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Most L-BFGS iterations.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes' losses, as scikit-learn's.
+    random_state : None, int or RandomState, default=None
+        Accepted as scikit-learn's LogisticRegression accepts it with L-BFGS: the fit starts from zero weights and
+        is deterministic.
+    verbose : int, default=0
+        Above 0, one line an L-BFGS iteration on stderr (objective, gradient norm, step, device).
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current ``coef_`` and ``intercept_`` (same classes and features).
     device : str, default="auto"
         "auto" (a hardware GPU when there is one, else the CPU path), "cpu", "gpu", or an adapter's index or name
-        (see :func:`adapters`).
+        (see :func:`devices`).
+
+    Training releases the GIL. Ctrl-C raises ``KeyboardInterrupt`` at the next iteration and leaves the estimator
+    as it was before ``fit``.
     """
 
-    def __init__(self, C=1.0, penalty="l2", tol=1e-4, max_iter=100, class_weight=None, device="auto"):
+    def __init__(
+        self,
+        C=1.0,
+        penalty="l2",
+        tol=1e-4,
+        max_iter=100,
+        class_weight=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        device="auto",
+    ):
         self.C = C
         self.penalty = penalty
         self.tol = tol
         self.max_iter = max_iter
         self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
         self.device = device
 
     def __sklearn_tags__(self):
@@ -85,12 +111,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self, X, y, accept_sparse=["csr", "csc"], dtype=[np.float32, np.float64], order="C"
         )
         check_classification_targets(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        k = len(self.classes_)
+        classes, y_index = np.unique(y, return_inverse=True)
+        k = len(classes)
         if k < 2:
             raise ValueError(
                 f"This solver needs samples of at least 2 classes in the data, but the data contains only one "
-                f"class: {self.classes_[0]!r}"
+                f"class: {classes[0]!r}"
             )
         n = X.shape[0]
         weights = None
@@ -99,7 +125,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         class_weight = None
         if self.class_weight is not None:
             class_weight = [
-                float(w) for w in compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+                float(w) for w in compute_class_weight(self.class_weight, classes=classes, y=y)
             ]
         # scikit-learn's C·Σ CE + ½‖W‖², divided by C·N: λ = 1/(C·N); with two classes its one vector is the
         # softmax's w₁ − w₀ with w₁ = −w₀, so λ = 2/(C·N) gives the same minimiser.
@@ -114,6 +140,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self.device,
             weights,
             class_weight,
+            bool(self.verbose),
+            self._warm_weights(X.shape[1], classes),
         )
         if sp.issparse(X):
             # The sparse path: CSR with each row's indices ascending and no duplicates, as the library checks.
@@ -136,12 +164,34 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if k == 2:
             coef = (coef[1] - coef[0])[np.newaxis, :]
             intercept = np.array([intercept[1] - intercept[0]])
+        # Set only now: a fit that raised (bad input, Ctrl-C) leaves the estimator as it was.
+        self.classes_ = classes
         self.coef_ = coef
         self.intercept_ = intercept
         self.n_iter_ = np.array([n_iter], dtype=np.int32)
         self.objective_ = objective
         self.device_ = device
         return self
+
+    def _warm_weights(self, features, classes):
+        """The current weights in the softmax's form (W [K, D] row-major, b) when ``warm_start`` applies: a fitted
+        model of the same features and classes."""
+        fitted = hasattr(self, "coef_") and hasattr(self, "classes_")
+        if (
+            not self.warm_start
+            or not fitted
+            or self.coef_.shape[1] != features
+            or not np.array_equal(self.classes_, classes)
+        ):
+            return None
+        coef, intercept = self.coef_, self.intercept_
+        if coef.shape[0] == 1:
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        return (
+            [float(v) for v in np.asarray(coef, dtype=np.float32).ravel()],
+            [float(v) for v in np.asarray(intercept, dtype=np.float32)],
+        )
 
     def decision_function(self, X):
         """The logits: (n_samples, n_classes), or (n_samples,) for two classes (the second class's score)."""

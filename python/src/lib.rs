@@ -8,7 +8,7 @@ use softmax_wgpu::cpu::{FastCpu, SparseCpu};
 use softmax_wgpu::data::{SparseChunk, SparseInMemory, SparseRows};
 use softmax_wgpu::gpu::{self, GpuBackend, GpuContext, GpuOptions};
 use softmax_wgpu::lbfgs::LbfgsOptions;
-use softmax_wgpu::train::Optimizer;
+use softmax_wgpu::train::{EpochReport, Observer, Optimizer, StepEvent};
 use softmax_wgpu::{Backend, Error, InMemory, RowSource, Shape, TrainConfig};
 
 /// A library error as the Python exception a scikit-learn user expects: bad input and parameters are `ValueError`,
@@ -48,13 +48,78 @@ struct Fit {
     device: String,
     sample_weight: Option<Vec<f32>>,
     class_weight: Option<Vec<f32>>,
+    /// Print a line an iteration to stderr.
+    verbose: bool,
+    /// Start from these weights (W [k, d] row-major, b): `warm_start`.
+    init: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Sees every iteration from outside the trainer: prints it when verbose, and ends the fit at a pending signal
+/// (Ctrl-C: Python's `KeyboardInterrupt`), which it keeps to be raised once the trainer has stopped.
+struct Watch {
+    verbose: bool,
+    interrupted: Option<PyErr>,
+}
+
+impl Watch {
+    fn check(&mut self) -> softmax_wgpu::Result<()> {
+        if let Err(e) = Python::attach(|py| py.check_signals()) {
+            self.interrupted = Some(e);
+            return Err(Error::Internal("interrupted by a signal".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Observer for Watch {
+    fn on_step(
+        &mut self,
+        _event: &StepEvent<'_>,
+        _backend: &mut dyn Backend,
+    ) -> softmax_wgpu::Result<()> {
+        self.check()
+    }
+
+    fn on_epoch(
+        &mut self,
+        r: &mut EpochReport,
+        _backend: &mut dyn Backend,
+    ) -> softmax_wgpu::Result<()> {
+        if self.verbose {
+            match r.lbfgs {
+                Some(it) => eprintln!(
+                    "iter {:4}  objective {:.6}  |grad| {:.2e}  step {:.2e}  [{}]",
+                    r.epoch, r.train_loss, it.grad_inf, it.step, r.device
+                ),
+                None => eprintln!(
+                    "epoch {:3}  train_loss {:.6}  [{}]",
+                    r.epoch, r.train_loss, r.device
+                ),
+            }
+        }
+        self.check()
+    }
 }
 
 /// What a fit gives back: W [d, k] and b, the iterations, J and the device's name.
 type Fitted = (softmax_wgpu::Params, usize, f64, String);
 
-/// Trains on `source` (dense or sparse rows of `shape`) by full-batch L-BFGS on the fit's device.
-fn train(source: Box<dyn RowSource>, shape: Shape, fit: Fit) -> Result<Fitted, Error> {
+/// Why a fit gave nothing back.
+enum Stopped {
+    Failed(Error),
+    /// A signal's Python error (`KeyboardInterrupt`).
+    Signal(PyErr),
+}
+
+impl From<Error> for Stopped {
+    fn from(e: Error) -> Self {
+        Stopped::Failed(e)
+    }
+}
+
+/// Trains on `source` (dense or sparse rows of `shape`) by full-batch L-BFGS on the fit's device; a signal that
+/// ended it is returned as the Python error it raised.
+fn train(source: Box<dyn RowSource>, shape: Shape, fit: Fit) -> Result<Fitted, Stopped> {
     let sparse = source.is_sparse();
     let mut source: Box<dyn RowSource> = match fit.sample_weight {
         Some(w) => Box::new(softmax_wgpu::data::Weighted::new(
@@ -95,7 +160,29 @@ fn train(source: Box<dyn RowSource>, shape: Shape, fit: Fit) -> Result<Fitted, E
             },
         )?),
     };
-    let reports = softmax_wgpu::fit(backend.as_mut(), source.as_mut(), None, &cfg, &mut [])?;
+    if let Some((w, b)) = fit.init {
+        let w = ndarray::Array2::from_shape_vec((shape.k, shape.d), w)
+            .map_err(|e| Error::Internal(format!("warm start: {e}")))?;
+        backend.set_params(&softmax_wgpu::Params {
+            w: w.t().to_owned(),
+            b: ndarray::Array1::from(b),
+        })?;
+    }
+    let mut watch = Watch {
+        verbose: fit.verbose,
+        interrupted: None,
+    };
+    let reports = softmax_wgpu::fit(
+        backend.as_mut(),
+        source.as_mut(),
+        None,
+        &cfg,
+        &mut [&mut watch],
+    );
+    if let Some(e) = watch.interrupted {
+        return Err(Stopped::Signal(e));
+    }
+    let reports = reports?;
     let last = reports.last();
     let iterations = last.and_then(|r| r.lbfgs).map_or(0, |it| it.iteration);
     let objective = last.map_or(f64::NAN, |r| r.train_loss);
@@ -111,8 +198,11 @@ type Returned<'py> = (
     String,
 );
 
-fn returned(py: Python<'_>, fitted: Result<Fitted, Error>) -> PyResult<Returned<'_>> {
-    let (params, iterations, objective, device) = fitted.map_err(to_py)?;
+fn returned(py: Python<'_>, fitted: Result<Fitted, Stopped>) -> PyResult<Returned<'_>> {
+    let (params, iterations, objective, device) = fitted.map_err(|s| match s {
+        Stopped::Failed(e) => to_py(e),
+        Stopped::Signal(e) => e,
+    })?;
     let coef = PyArray2::from_owned_array(py, params.w.t().to_owned());
     let intercept = PyArray1::from_owned_array(py, params.b);
     Ok((coef, intercept, iterations, objective, device))
@@ -123,7 +213,7 @@ fn returned(py: Python<'_>, fitted: Result<Fitted, Error>) -> PyResult<Returned<
 /// `device` ("auto", "cpu", "gpu", or an adapter's index or name). Returns W as [k, features], b, the iterations,
 /// J, and the device's name. The GIL is released while it trains.
 #[pyfunction]
-#[pyo3(signature = (x, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None))]
+#[pyo3(signature = (x, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None, verbose=false, init=None))]
 #[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
 fn fit_lbfgs<'py>(
     py: Python<'py>,
@@ -136,6 +226,8 @@ fn fit_lbfgs<'py>(
     device: &str,
     sample_weight: Option<PyReadonlyArray1<'py, f32>>,
     class_weight: Option<Vec<f32>>,
+    verbose: bool,
+    init: Option<(Vec<f32>, Vec<f32>)>,
 ) -> PyResult<Returned<'py>> {
     let x = x.as_array().to_owned();
     let y = y.as_slice()?.to_vec();
@@ -149,10 +241,12 @@ fn fit_lbfgs<'py>(
             .map(|w| w.as_slice().map(<[f32]>::to_vec))
             .transpose()?,
         class_weight,
+        verbose,
+        init,
     };
     let fitted = py.detach(move || {
         let shape = Shape { d: x.ncols(), k };
-        let source = InMemory::from_arrays("X", x, y, fit.k)?;
+        let source = InMemory::from_arrays("X", x, y, fit.k).map_err(Stopped::Failed)?;
         train(Box::new(source), shape, fit)
     });
     returned(py, fitted)
@@ -161,7 +255,7 @@ fn fit_lbfgs<'py>(
 /// [`fit_lbfgs`] of sparse rows given as CSR (`indptr`, `indices` ascending within each row, `data`) with
 /// `features` columns: trained on the sparse path (the CPU's sparse trainer, or the adapters' sparse kernels).
 #[pyfunction]
-#[pyo3(signature = (indptr, indices, data, features, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None))]
+#[pyo3(signature = (indptr, indices, data, features, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None, verbose=false, init=None))]
 #[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
 fn fit_lbfgs_csr<'py>(
     py: Python<'py>,
@@ -177,6 +271,8 @@ fn fit_lbfgs_csr<'py>(
     device: &str,
     sample_weight: Option<PyReadonlyArray1<'py, f32>>,
     class_weight: Option<Vec<f32>>,
+    verbose: bool,
+    init: Option<(Vec<f32>, Vec<f32>)>,
 ) -> PyResult<Returned<'py>> {
     let chunk = SparseChunk {
         offsets: indptr.as_slice()?.to_vec(),
@@ -196,9 +292,11 @@ fn fit_lbfgs_csr<'py>(
             .map(|w| w.as_slice().map(<[f32]>::to_vec))
             .transpose()?,
         class_weight,
+        verbose,
+        init,
     };
     let fitted = py.detach(move || {
-        let rows = SparseRows::from_chunk("X", &chunk, fit.k)?;
+        let rows = SparseRows::from_chunk("X", &chunk, fit.k).map_err(Stopped::Failed)?;
         let shape = Shape { d: features, k };
         train(
             Box::new(SparseInMemory::new(std::sync::Arc::new(rows))),

@@ -15,7 +15,7 @@ import softmax_wgpu
 from softmax_wgpu import SoftmaxRegression
 
 # Software adapters (lavapipe) count: the GPU path is tested wherever wgpu finds an adapter.
-GPU = len(softmax_wgpu.adapters()) > 0
+GPU = len(softmax_wgpu.devices()) > 0
 
 # The checks scikit-learn's own LogisticRegression is expected to fail, and why ours does too.
 EXPECTED_FAILED = {
@@ -209,3 +209,54 @@ def test_sparse_input_trains_on_the_sparse_path_to_the_dense_optimum(device):
         np.testing.assert_allclose(sparse.predict_proba(matrix), sparse.predict_proba(X), rtol=1e-12)
     theirs = LogisticRegression(tol=1e-10, max_iter=10_000).fit(sp.csr_matrix(X), y)
     assert abs(objective(theirs, X, y) - j_dense) <= 1e-6 * j_dense
+
+
+def test_warm_start_continues_from_the_last_fit():
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    model = SoftmaxRegression(tol=1e-5, max_iter=1000, warm_start=True, device="cpu").fit(X, y)
+    cold_iterations, optimum = model.n_iter_[0], objective(model, X, y)
+    assert cold_iterations > 10
+    # From the optimum it found, a second fit has (almost) nothing left to do; without warm_start it starts over.
+    model.fit(X, y)
+    assert model.n_iter_[0] <= 2, model.n_iter_
+    assert abs(objective(model, X, y) - optimum) <= 1e-6 * optimum
+    model.set_params(warm_start=False).fit(X, y)
+    assert model.n_iter_[0] == cold_iterations
+
+
+def test_verbose_prints_each_iteration(capfd):
+    X, y = load_iris(return_X_y=True)
+    model = SoftmaxRegression(verbose=1, device="cpu").fit(X, y)
+    err = capfd.readouterr().err
+    assert err.count("iter ") == model.n_iter_[0], err
+    assert "objective" in err and "|grad|" in err
+
+
+def test_ctrl_c_raises_keyboard_interrupt_and_leaves_the_estimator_unfitted():
+    import os
+    import signal
+    import threading
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200_000, 100)).astype(np.float32)
+    y = rng.integers(0, 10, size=200_000)
+    model = SoftmaxRegression(tol=1e-30, max_iter=100_000, device="cpu")
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X, y)
+    finally:
+        timer.cancel()
+    assert not hasattr(model, "coef_") and not hasattr(model, "classes_")
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_pandas_column_names_are_kept():
+    pd = pytest.importorskip("pandas")
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    model = SoftmaxRegression(device="cpu").fit(frame, y)
+    assert list(model.feature_names_in_) == ["sl", "sw", "pl", "pw"]
+    np.testing.assert_array_equal(model.predict(frame), model.predict(X))
