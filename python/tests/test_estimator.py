@@ -260,3 +260,15 @@ def test_pandas_column_names_are_kept():
     model = SoftmaxRegression(device="cpu").fit(frame, y)
     assert list(model.feature_names_in_) == ["sl", "sw", "pl", "pw"]
     np.testing.assert_array_equal(model.predict(frame), model.predict(X))
+
+
+def test_grid_search_over_two_processes_and_joblib(tmp_path):
+    import joblib
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = load_iris(return_X_y=True)
+    search = GridSearchCV(SoftmaxRegression(device="cpu"), {"C": [0.1, 1.0, 10.0]}, n_jobs=2, cv=3).fit(X, y)
+    assert search.best_score_ > 0.9
+    path = tmp_path / "m.joblib"
+    joblib.dump(search.best_estimator_, path)
+    np.testing.assert_array_equal(joblib.load(path).predict(X), search.best_estimator_.predict(X))
