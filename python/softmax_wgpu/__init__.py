@@ -173,6 +173,43 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.device_ = device
         return self
 
+    def fit_file(self, path, labels=None, label_column=-1, zero_based="auto"):
+        """Fits on a file read by the library's own readers, for data larger than memory: NPY or IDX features with
+        ``labels`` (a second file of class indices), LIBSVM (sparse, kept sparse), or CSV with its labels in
+        ``label_column`` (negative: from the end). A LIBSVM file's indices are 0-based or 1-based as ``zero_based``
+        says; "auto" (as scikit-learn's ``load_svmlight_file``) takes them as 1-based unless an index is 0. Rows that fit the memory are held; larger ones are streamed from
+        the file for every evaluation of the objective, never whole in memory. The objective is ``fit``'s
+        (λ = 1/(C·N) over the file's N rows); ``class_weight``, ``sample_weight`` and ``warm_start`` are not used
+        here yet. Class names are the file's (integers where they all are)."""
+        self._check_params()
+        if self.class_weight is not None:
+            raise ValueError("class_weight is not supported by fit_file yet; use fit")
+        (coef, intercept, n_iter, objective, device), classes = _native.fit_file(
+            str(path),
+            None if labels is None else str(labels),
+            int(label_column),
+            None if zero_based == "auto" else bool(zero_based),
+            float(self.C),
+            self.penalty == "l2",
+            float(self.tol),
+            int(self.max_iter),
+            self.device,
+            bool(self.verbose),
+        )
+        coef = coef.astype(np.float64)
+        intercept = intercept.astype(np.float64)
+        if len(classes) == 2:
+            coef = (coef[1] - coef[0])[np.newaxis, :]
+            intercept = np.array([intercept[1] - intercept[0]])
+        self.classes_ = _class_array(classes)
+        self.coef_ = coef
+        self.intercept_ = intercept
+        self.n_features_in_ = coef.shape[1]
+        self.n_iter_ = np.array([n_iter], dtype=np.int32)
+        self.objective_ = objective
+        self.device_ = device
+        return self
+
     def _warm_weights(self, features, classes):
         """The current weights in the softmax's form (W [K, D] row-major, b) when ``warm_start`` applies: a fitted
         model of the same features and classes."""

@@ -37,6 +37,18 @@ def fit_lbfgs_csr(
     verbose: bool = False,
     init: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
 ) -> _Fitted: ...
+def fit_file(
+    path: str,
+    labels: Optional[str],
+    label_column: int,
+    zero_based: Optional[bool],
+    c: float,
+    penalty: bool,
+    tol: float,
+    max_iter: int,
+    device: str,
+    verbose: bool = False,
+) -> Tuple[_Fitted, list[str]]: ...
 def adapters() -> list[Tuple[int, str, str, str]]: ...
 def save_model(
     path: Union[str, PathLike[str]],

@@ -307,6 +307,113 @@ fn fit_lbfgs_csr<'py>(
     returned(py, fitted)
 }
 
+/// Opens a training file with the library's streaming reader for its format: NPY or IDX with a labels file, LIBSVM,
+/// or CSV with a label column (`label_column`, negative from the end). The class names come with it.
+fn open_file(
+    path: &std::path::Path,
+    labels: Option<&std::path::Path>,
+    label_column: isize,
+    zero_based: Option<bool>,
+) -> Result<(Box<dyn RowSource>, Vec<String>), Error> {
+    use softmax_wgpu::data::{self, Format};
+    let need = || {
+        labels.ok_or_else(|| {
+            Error::param(
+                "labels",
+                format!("a labels file for {}", path.display()),
+                "none",
+            )
+        })
+    };
+    let numbered = |k: usize| (0..k).map(|c| c.to_string()).collect::<Vec<_>>();
+    Ok(match data::detect_format(path)? {
+        Format::Npy => {
+            let s = data::NpyRows::open(path, need()?, None)?;
+            let names = numbered(s.classes());
+            (Box::new(s), names)
+        }
+        Format::Idx => {
+            let s = data::IdxRows::open(path, need()?, None)?;
+            let names = numbered(s.classes());
+            (Box::new(s), names)
+        }
+        Format::Libsvm => {
+            let open = |zero_based| {
+                data::LibsvmRows::open(
+                    path,
+                    &data::LibsvmOptions {
+                        zero_based,
+                        ..data::LibsvmOptions::default()
+                    },
+                )
+            };
+            let s = match zero_based {
+                Some(z) => open(z)?,
+                // scikit-learn's "auto" (its dump_svmlight_file writes 0-based indices): 1-based unless an index
+                // is 0.
+                None => match open(false) {
+                    Err(e) if e.to_string().contains("index 0 in a 1-based file") => open(true)?,
+                    r => r?,
+                },
+            };
+            let names = s.class_names().to_vec();
+            (Box::new(s), names)
+        }
+        Format::Csv => {
+            let s = data::CsvRows::open(path, label_column, None)?;
+            let names = s.class_names().to_vec();
+            (Box::new(s), names)
+        }
+    })
+}
+
+/// Trains on a file (see [`open_file`]) read by its streaming reader: held where it fits the memory, streamed from
+/// the file every evaluation where not. λ = m/(C·N) with N the file's rows (m = 2 for two classes, else 1), as the
+/// estimator's `fit`. Returns [`fit_lbfgs`]'s results and the class names.
+#[pyfunction]
+#[pyo3(signature = (path, labels, label_column, zero_based, c, penalty, tol, max_iter, device, verbose=false))]
+#[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
+fn fit_file<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    labels: Option<std::path::PathBuf>,
+    label_column: isize,
+    zero_based: Option<bool>,
+    c: f64,
+    penalty: bool,
+    tol: f64,
+    max_iter: usize,
+    device: &str,
+    verbose: bool,
+) -> PyResult<(Returned<'py>, Vec<String>)> {
+    let device = device.to_string();
+    let mut names = Vec::new();
+    let fitted = py.detach(|| {
+        let (source, classes) = open_file(&path, labels.as_deref(), label_column, zero_based)
+            .map_err(Stopped::Failed)?;
+        names = classes;
+        let shape = Shape {
+            d: source.features(),
+            k: source.classes(),
+        };
+        let n = source.rows().unwrap_or(1).max(1) as f64;
+        let m = softmax_wgpu::train::default_l2_numerator(shape.k);
+        let fit = Fit {
+            k: shape.k,
+            l2: if penalty { (m / (c * n)) as f32 } else { 0.0 },
+            tol,
+            max_iter,
+            device,
+            sample_weight: None,
+            class_weight: None,
+            verbose,
+            init: None,
+        };
+        train(source, shape, fit)
+    });
+    Ok((returned(py, fitted)?, names))
+}
+
 /// Writes a model file as the command line writes it (safetensors: `weight` [k, features], `bias` [k], the class
 /// names and `settings` as metadata), whole or not at all.
 #[pyfunction]
@@ -376,6 +483,7 @@ fn adapters() -> Vec<(usize, String, String, String)> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit_lbfgs, m)?)?;
     m.add_function(wrap_pyfunction!(fit_lbfgs_csr, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_file, m)?)?;
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
     m.add_function(wrap_pyfunction!(save_model, m)?)?;
     m.add_function(wrap_pyfunction!(load_model, m)?)?;

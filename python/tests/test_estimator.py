@@ -272,3 +272,32 @@ def test_grid_search_over_two_processes_and_joblib(tmp_path):
     path = tmp_path / "m.joblib"
     joblib.dump(search.best_estimator_, path)
     np.testing.assert_array_equal(joblib.load(path).predict(X), search.best_estimator_.predict(X))
+
+
+def test_fit_file_reads_npy_csv_and_libsvm_to_the_in_memory_optimum(tmp_path):
+    from sklearn.datasets import dump_svmlight_file
+
+    X, y = load_wine(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    in_memory = SoftmaxRegression(tol=1e-6, device="cpu").fit(X, y)
+    want = objective(in_memory, X, y)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    names = np.array(["barolo", "grignolino", "barbera"])
+    with open(tmp_path / "w.csv", "w") as f:
+        for row, label in zip(X, names[y]):
+            f.write(",".join(repr(float(v)) for v in row) + f",{label}\n")
+    # scikit-learn's own writer for the LIBSVM file.
+    dump_svmlight_file(X, y, str(tmp_path / "w.svm"))
+    runs = [
+        (dict(path=tmp_path / "x.npy", labels=tmp_path / "y.npy"), y, [0, 1, 2]),
+        (dict(path=tmp_path / "w.csv"), names[y], sorted(names)),
+        (dict(path=tmp_path / "w.svm"), y, [0, 1, 2]),
+    ]
+    for args, labels, classes in runs:
+        model = SoftmaxRegression(tol=1e-6, device="cpu").fit_file(**args)
+        assert list(model.classes_) == list(classes), args
+        got = objective(model, X, labels)
+        assert abs(got - want) <= 1e-6 * want, (args, got, want)
+    with pytest.raises(ValueError, match="labels"):
+        SoftmaxRegression(device="cpu").fit_file(tmp_path / "x.npy")
