@@ -31,8 +31,10 @@ EXPECTED_FAILED = {
 }
 
 
+# The CPU path, and the GPU path on the first adapter wherever there is one (lavapipe here: 64 checks in 82 s).
 @parametrize_with_checks(
-    [SoftmaxRegression(device="cpu")], expected_failed_checks=lambda est: EXPECTED_FAILED
+    [SoftmaxRegression(device="cpu")] + ([SoftmaxRegression(device="gpu")] if GPU else []),
+    expected_failed_checks=lambda est: EXPECTED_FAILED,
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
