@@ -315,8 +315,23 @@ pub fn streamed_training(
     // One of several processes reads its shard of each side (every process decides the split alike, row by row),
     // and the statistics are those of all processes' training rows.
     let name = train.name().to_string();
-    let mut train = shard(train, reducer)?;
+    let train = shard(train, reducer)?;
     let held_out = held_out.map(|h| shard(h, reducer)).transpose()?;
+    let sides = (train, held_out);
+    streamed(name, sides, rows.classes, (cfg, fixed), reducer, budget).map(Some)
+}
+
+/// The training and held-out sides of a streamed data set, standardised when asked: with `fixed` statistics (a warm
+/// start's), or with those of every process's training rows (one streaming pass; all processes' moments merged in
+/// rank order when there are several).
+fn streamed(
+    name: String,
+    (mut train, held_out): (Box<dyn RowSource>, Option<Box<dyn RowSource>>),
+    classes: Vec<String>,
+    (cfg, fixed): (&TrainConfig, Option<&Standardizer>),
+    reducer: &mut dyn Reducer,
+    budget: u64,
+) -> Result<Streamed> {
     let standardizer = match fixed {
         Some(s) => Some(s.clone()),
         None if cfg.standardize && reducer.is_identity() => {
@@ -334,14 +349,14 @@ pub fn streamed_training(
         }
         (h, _) => h,
     };
-    Ok(Some(Streamed {
+    Ok(Streamed {
         name,
         train,
         held_out,
-        classes: rows.classes,
+        classes,
         standardizer,
         budget,
-    }))
+    })
 }
 
 /// [`streamed_training`] of a LIBSVM file by one of several processes: each reads its part of the file
@@ -377,7 +392,9 @@ fn libsvm_parts(
         part.rows.class_names().to_vec(),
         part.rows.features(),
     );
-    let held_side = || part.rows.try_clone();
+    // A second reader of the part for the held-out side; the part itself trains.
+    let split = a.test.is_none() && cfg.val_split > 0.0;
+    let held_side = split.then(|| part.rows.try_clone()).transpose()?;
     let mut train: Box<dyn RowSource> = match &a.sample_weight {
         Some(w) => {
             // The weights of this part's rows.
@@ -386,13 +403,13 @@ fn libsvm_parts(
             let mine: Vec<f32> = all
                 .get(first as usize..first as usize + n)
                 .map_or_else(|| all.clone(), <[f32]>::to_vec);
-            Box::new(data::Weighted::new(held_side()?, mine.into(), w)?)
+            Box::new(data::Weighted::new(part.rows, mine.into(), w)?)
         }
-        None => Box::new(held_side()?),
+        None => Box::new(part.rows),
     };
     let mut held_out: Option<Box<dyn RowSource>> = None;
-    match &a.test {
-        Some(test) if format_of(test, &a.format)? == Format::Libsvm => {
+    match (&a.test, held_side) {
+        (Some(test), _) if format_of(test, &a.format)? == Format::Libsvm => {
             let fixed_by_training = LibsvmOptions {
                 zero_based: a.format.zero_based,
                 features: Some(d),
@@ -401,15 +418,15 @@ fn libsvm_parts(
             let t = super::parts::libsvm_part(test, &fixed_by_training, reducer)?;
             held_out = Some(Box::new(t.rows));
         }
-        Some(_) => {
+        (Some(_), _) => {
             held_out = test_source(a, &classes, d)?
                 .map(|h| shard(h, reducer))
                 .transpose()?;
         }
-        None if cfg.val_split > 0.0 => {
+        (None, Some(rows)) => {
             let (seed, f) = (cfg.seed, cfg.val_split);
             held_out = Some(Box::new(Split::starting_at(
-                held_side()?,
+                rows,
                 seed,
                 f,
                 Side::HeldOut,
@@ -417,27 +434,17 @@ fn libsvm_parts(
             )?));
             train = Box::new(Split::starting_at(train, seed, f, Side::Train, first)?);
         }
-        None => {}
+        (None, None) => {}
     }
-    let standardizer = match fixed {
-        Some(s) => Some(s.clone()),
-        None if cfg.standardize => Some(train::standardizer(train.as_mut(), reducer)?),
-        None => None,
-    };
-    if let Some(s) = &standardizer {
-        train = Box::new(Standardized::new(train, s.clone())?);
-        held_out = held_out
-            .map(|h| Standardized::new(h, s.clone()).map(|s| Box::new(s) as Box<dyn RowSource>))
-            .transpose()?;
-    }
-    Ok(Streamed {
-        name: path.display().to_string(),
-        train,
-        held_out,
+    let name = path.display().to_string();
+    streamed(
+        name,
+        (train, held_out),
         classes,
-        standardizer,
+        (cfg, fixed),
+        reducer,
         budget,
-    })
+    )
 }
 
 /// The --test rows as a source (None when there is no --test): a row-format file opened as a source (held or
