@@ -86,6 +86,10 @@ pub struct TrainConfig {
     /// model's metadata; the weights themselves travel with the rows ([`crate::RowSource::sample_weights`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_weight: Option<String>,
+    /// Fit the biases b; false keeps them at 0 (scikit-learn's `fit_intercept=False`): L-BFGS only. Absent from
+    /// the serialised settings when true.
+    #[serde(default = "fit_intercept_default", skip_serializing_if = "is_true")]
+    pub fit_intercept: bool,
     /// Continue a run from a checkpoint's point instead of its start (the backend given the checkpoint's weights
     /// and optimizer state). Not a setting of the run, so not saved with it.
     #[serde(skip)]
@@ -112,9 +116,18 @@ impl Default for TrainConfig {
             convergence: None,
             class_weights: None,
             sample_weight: None,
+            fit_intercept: true,
             resume: None,
         }
     }
+}
+
+fn fit_intercept_default() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
 }
 
 impl TrainConfig {
@@ -156,14 +169,7 @@ impl TrainConfig {
         self.schedule.check(self.lr)?;
         self.optimizer.check()?;
         if let Optimizer::Lbfgs(_) = self.optimizer {
-            // L-BFGS minimises a smooth objective by full passes and chooses its own steps.
-            if self.l1 > 0.0 {
-                return Err(Error::param(
-                    "--l1",
-                    "0 with --optimizer lbfgs (L-BFGS needs a smooth objective; L1 needs a minibatch optimizer)",
-                    self.l1,
-                ));
-            }
+            // L-BFGS chooses its own steps by full passes (with an L1 term, as OWL-QN).
             if self.early_stopping.is_some() {
                 return Err(Error::param(
                     "--early-stopping",
@@ -178,6 +184,13 @@ impl TrainConfig {
                     format!("{:?}", self.schedule.kind).to_lowercase(),
                 ));
             }
+        }
+        if !self.fit_intercept && !matches!(self.optimizer, Optimizer::Lbfgs(_)) {
+            return Err(Error::param(
+                "--no-intercept",
+                "used with L-BFGS only (a minibatch optimizer always fits the biases)",
+                "a minibatch optimizer",
+            ));
         }
         if let Some(e) = self.early_stopping {
             if e.patience == 0 {

@@ -904,9 +904,9 @@ fn cases() -> Vec<Case> {
             &["--max-iter", "--optimizer lbfgs", "--epochs"],
         ),
         flag(
-            "--l1 with lbfgs",
-            &["--optimizer", "lbfgs", "--l1", "0.01"],
-            &["--l1", "minibatch"],
+            "--no-intercept with a minibatch optimizer",
+            &["--optimizer", "adam", "--no-intercept"],
+            &["--no-intercept", "L-BFGS only"],
         ),
         flag(
             "--schedule with lbfgs",

@@ -348,8 +348,8 @@ pub struct TrainArgs {
     /// Default: 1/N (C = 1) for L-BFGS and the automatic choice, 0 for an explicit minibatch optimizer.
     #[arg(long, allow_negative_numbers = true)]
     pub l2: Option<f32>,
-    /// L1 penalty on the weights (not the biases), by a proximal step: weights become exactly zero. With --l2 too:
-    /// the elastic net.
+    /// L1 penalty on the weights (not the biases): weights become exactly zero. A minibatch optimizer applies it by
+    /// a proximal step, --optimizer lbfgs by OWL-QN (to the L1 problem's optimum). With --l2 too: the elastic net.
     #[arg(long, default_value_t = TrainConfig::default().l1, allow_negative_numbers = true)]
     pub l1: f32,
     /// Seed of the shuffles, the held-out split and synthetic data.
@@ -358,6 +358,9 @@ pub struct TrainArgs {
     /// Keep the data's order instead of shuffling every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Keep the biases at 0 (scikit-learn's fit_intercept=False): L-BFGS only.
+    #[arg(long)]
+    pub no_intercept: bool,
     /// The optimizer. Default: chosen from the problem — full-batch L-BFGS to convergence when the training rows
     /// fit in memory, minibatch SGD with a convergence stop when they stream, and SGD as before whenever a
     /// minibatch flag (--epochs, --batch-size, --lr, --schedule, --l1, …) is given.
@@ -613,7 +616,9 @@ impl TrainArgs {
         }
         if let (true, Some(flag)) = (
             lbfgs,
-            self.minibatch_flag().filter(|&f| f != "--check-every"),
+            // --l1 chooses a minibatch run when no optimizer is named; L-BFGS runs it as OWL-QN.
+            self.minibatch_flag()
+                .filter(|&f| f != "--check-every" && f != "--l1"),
         ) {
             return Err(Error::param(
                 flag,
@@ -695,6 +700,7 @@ impl TrainArgs {
             },
             class_weights: None,
             sample_weight: self.sample_weight.as_ref().map(|p| p.display().to_string()),
+            fit_intercept: !self.no_intercept,
             resume: None,
         }
     }

@@ -223,11 +223,54 @@ pub trait RowSource: Send {
     }
 }
 
+/// Features held by someone else and lent to the rows without a copy: `n × d` values, row-major, that stay where
+/// they are and unchanged while the rows live (a NumPy array the Python package trains on in place).
+pub type SharedValues = Arc<dyn AsRef<[f32]> + Send + Sync>;
+
+/// The features of held rows: an array of their own, or values lent to them.
+#[derive(Clone)]
+enum Features {
+    Owned(Array2<f32>),
+    Shared {
+        values: SharedValues,
+        rows: usize,
+        cols: usize,
+    },
+}
+
+impl Features {
+    fn view(&self) -> ArrayView2<'_, f32> {
+        match self {
+            Features::Owned(x) => x.view(),
+            Features::Shared { values, rows, cols } => {
+                ArrayView2::from_shape((*rows, *cols), (**values).as_ref())
+                    .expect("shared features were checked against their shape when lent")
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = matches!(self, Features::Shared { .. });
+        f.debug_struct("Features")
+            .field("shape", &self.view().dim())
+            .field("shared", &shared)
+            .finish()
+    }
+}
+
+impl PartialEq for Features {
+    fn eq(&self, other: &Self) -> bool {
+        self.view() == other.view()
+    }
+}
+
 /// Rows held in host memory: checked features, labels and class count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostRows {
     name: String,
-    x: Array2<f32>,
+    x: Features,
     y: Vec<u32>,
     k: usize,
 }
@@ -242,14 +285,56 @@ impl HostRows {
         }
         Ok(HostRows {
             name,
-            x: if x.is_standard_layout() {
+            x: Features::Owned(if x.is_standard_layout() {
                 x
             } else {
                 x.as_standard_layout().into_owned()
+            }),
+            y,
+            k,
+        })
+    }
+
+    /// Checks and takes rows whose features are lent ([`SharedValues`]): `values` holds `y.len()` rows of `d`
+    /// features, row-major, read where they are, never copied.
+    pub fn lent(
+        name: impl Into<String>,
+        values: SharedValues,
+        d: usize,
+        y: Vec<u32>,
+        k: usize,
+    ) -> Result<Self> {
+        let name = name.into();
+        let n = y.len();
+        let len = (*values).as_ref().len();
+        if n.checked_mul(d) != Some(len) {
+            return Err(Error::shape(
+                &name,
+                format!("{n} rows × {d} features"),
+                format!("{len} values"),
+            ));
+        }
+        let x = ArrayView2::from_shape((n, d), (*values).as_ref())
+            .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
+        check_rows(&name, x, &y, k, 0)?;
+        if d == 0 || n == 0 {
+            return Err(Error::input(&name, format!("no data: shape {:?}", (n, d))));
+        }
+        Ok(HostRows {
+            name,
+            x: Features::Shared {
+                values,
+                rows: n,
+                cols: d,
             },
             y,
             k,
         })
+    }
+
+    /// True when the features are lent ([`HostRows::lent`]), not a copy.
+    pub fn is_lent(&self) -> bool {
+        matches!(self.x, Features::Shared { .. })
     }
 
     /// No rows of `d` features and `k` classes: a process's shard that holds none of a data set's rows (a data set
@@ -257,7 +342,7 @@ impl HostRows {
     pub fn empty(name: impl Into<String>, d: usize, k: usize) -> Self {
         HostRows {
             name: name.into(),
-            x: Array2::zeros((0, d)),
+            x: Features::Owned(Array2::zeros((0, d))),
             y: Vec::new(),
             k,
         }
@@ -273,7 +358,7 @@ impl HostRows {
         };
         HostRows {
             name: name.to_string(),
-            x,
+            x: Features::Owned(x),
             y: chunk.y.into_owned(),
             k,
         }
@@ -283,7 +368,7 @@ impl HostRows {
     pub fn chunk<'x>(&self, first_row: u64, rows: &[u32]) -> Chunk<'x> {
         let idx: Vec<usize> = rows.iter().map(|&i| i as usize).collect();
         Chunk {
-            x: CowArray::from(self.x.select(ndarray::Axis(0), &idx)),
+            x: CowArray::from(self.x.view().select(ndarray::Axis(0), &idx)),
             y: std::borrow::Cow::Owned(idx.iter().map(|&i| self.y[i]).collect()),
             first_row,
         }
@@ -318,7 +403,12 @@ impl HostRows {
             if at == n && n > 0 {
                 let x = Array2::from_shape_vec((n, d), x)
                     .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
-                return Ok(Arc::new(HostRows { name, x, y, k }));
+                return Ok(Arc::new(HostRows {
+                    name,
+                    x: Features::Owned(x),
+                    y,
+                    k,
+                }));
             }
             source.rewind()?;
         }
@@ -342,12 +432,20 @@ impl HostRows {
         let x = Array2::from_shape_vec((n, d), x)
             .map_err(|e| Error::Internal(format!("{name}: chunks of the wrong width: {e}")))?;
         // Every chunk was checked when it was made.
-        Ok(Arc::new(HostRows { name, x, y, k }))
+        Ok(Arc::new(HostRows {
+            name,
+            x: Features::Owned(x),
+            y,
+            k,
+        }))
     }
 
-    /// The features and labels, taken out.
+    /// The features and labels, taken out (lent features copied).
     pub fn into_parts(self) -> (Array2<f32>, Vec<u32>) {
-        (self.x, self.y)
+        match self.x {
+            Features::Owned(x) => (x, self.y),
+            shared => (shared.view().to_owned(), self.y),
+        }
     }
 
     /// The source's name.
@@ -382,7 +480,7 @@ impl HostRows {
 
     /// Features per row.
     pub fn features(&self) -> usize {
-        self.x.ncols()
+        self.x.view().ncols()
     }
 }
 
@@ -452,7 +550,7 @@ impl RowSource for InMemory {
         self.pos = end;
         // Already checked when the rows were taken: no second pass over them.
         Ok(Some(Chunk {
-            x: CowArray::from(self.rows.x.slice(ndarray::s![start..end, ..])),
+            x: CowArray::from(self.rows.x().slice_move(ndarray::s![start..end, ..])),
             y: std::borrow::Cow::Borrowed(&self.rows.y[start..end]),
             first_row: start as u64,
         }))
@@ -471,6 +569,36 @@ pub fn held_row_bytes(d: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lent features are read where they are — every chunk of the source points into the lender's memory — equal the
+    /// same rows owned, and are checked as owned ones are.
+    #[test]
+    fn lent_features_are_read_in_place_and_checked() {
+        let values: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let lent: SharedValues = Arc::new(values.clone());
+        let start = (*lent).as_ref().as_ptr();
+        let rows = HostRows::lent("t", lent.clone(), 3, vec![0, 1, 0, 1], 2).unwrap();
+        assert!(rows.is_lent());
+        assert_eq!(rows.x().as_ptr(), start);
+        let owned = Array2::from_shape_vec((4, 3), values.clone()).unwrap();
+        assert_eq!(
+            rows,
+            HostRows::new("t", owned, vec![0, 1, 0, 1], 2).unwrap()
+        );
+        let mut source = InMemory::new(Arc::new(rows));
+        let c = source.next_chunk(2).unwrap().unwrap();
+        assert_eq!(c.x().as_ptr(), start);
+        let c = source.next_chunk(2).unwrap().unwrap();
+        assert_eq!(c.x().as_ptr(), start.wrapping_add(6));
+        let e = HostRows::lent("t", lent.clone(), 5, vec![0, 1, 0, 1], 2).unwrap_err();
+        assert!(e.to_string().contains("12 values"), "{e}");
+        let mut bad = values;
+        bad[4] = f32::NAN;
+        let e = HostRows::lent("t", Arc::new(bad), 3, vec![0, 1, 0, 1], 2).unwrap_err();
+        assert!(e.to_string().contains("row 1"), "{e}");
+        let e = HostRows::lent("t", lent, 3, vec![0, 1, 2, 1], 2).unwrap_err();
+        assert!(e.to_string().contains("label 2"), "{e}");
+    }
 
     #[test]
     fn labels_out_of_range_and_non_finite_features_are_refused_with_their_row() {

@@ -11,7 +11,7 @@ use super::{
 use crate::config::TrainConfig;
 use crate::data::RowSource;
 use crate::error::Result;
-use crate::lbfgs::{Iteration, LbfgsOptions, Problem};
+use crate::lbfgs::{Iteration, LbfgsOptions, Problem, L1};
 
 /// The training rows as a full pass reads them: held by the backend, or read from their source a chunk at a time.
 pub(super) enum Rows<'a> {
@@ -133,6 +133,8 @@ struct Run<'a, 'o> {
     held_stream: Option<(&'a mut dyn RowSource, usize)>,
     shape: Shape,
     l2: f32,
+    /// Fit the biases (false: their gradient is 0, so they stay where they start, at 0).
+    fit_intercept: bool,
     /// Sample weights of the training rows, when they have some.
     weights: Option<std::sync::Arc<[f32]>>,
     reducer: &'a mut dyn Reducer,
@@ -163,11 +165,12 @@ impl Problem for Run<'_, '_> {
         self.rows_read += sums.rows as u64;
         self.seen.push((x.to_vec(), sums));
         // ∇J flat over W then b, as the iterate is (without `to_flat`'s trailing row count).
+        let fit_b = if self.fit_intercept { 1.0 } else { 0.0 };
         let g = gradient
             .w
             .iter()
-            .chain(gradient.b.iter())
             .copied()
+            .chain(gradient.b.iter().map(|&v| v * fit_b))
             .collect();
         Ok((value, g))
     }
@@ -247,7 +250,11 @@ pub(super) fn fit_lbfgs<'a>(
         held_set: held,
         sample_weights: weights,
     } = super::begin(backend, train, held_out.as_deref_mut(), cfg, observers)?;
-    let x0 = flat(&backend.params()?);
+    let mut start = backend.params()?;
+    if !cfg.fit_intercept {
+        start.b.fill(0.0);
+    }
+    let x0 = flat(&start);
     let rows = match (train_set, train_residency) {
         (Some(set), _) => Rows::Held(set),
         (None, Residency::Streamed { chunk_rows }) => Rows::Streamed {
@@ -268,6 +275,7 @@ pub(super) fn fit_lbfgs<'a>(
         held_stream,
         shape,
         l2: cfg.l2,
+        fit_intercept: cfg.fit_intercept,
         weights,
         reduced_before: reducer.seconds(),
         reducer,
@@ -278,7 +286,11 @@ pub(super) fn fit_lbfgs<'a>(
         started: Instant::now(),
         reports: Vec::new(),
     };
-    let outcome = crate::lbfgs::minimize(&mut run, x0, opts)?;
+    let l1 = L1 {
+        weight: f64::from(cfg.l1),
+        len: shape.d * shape.k,
+    };
+    let outcome = crate::lbfgs::minimize_l1(&mut run, x0, opts, l1)?;
     if run.reports.is_empty() {
         // Already within the tolerance at the start (or no step could be taken): report the starting point.
         let it = Iteration {
