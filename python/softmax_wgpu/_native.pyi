@@ -1,54 +1,70 @@
 """Types of the native functions (python/src/lib.rs) that the estimator calls."""
 
 from os import PathLike
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
 
-_Fitted = Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int, float, str]
+_State = Tuple[int, list[Tuple[str, list[int], list[float]]]]
 
-def fit_lbfgs(
+class Settings(TypedDict):
+    """A fit's settings (python/src/lib.rs, ``Settings``)."""
+
+    k: int
+    l2_c: float
+    l1_c: float
+    fit_intercept: bool
+    solver: str
+    tol: float
+    max_iter: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    device: str
+    class_weight: Optional[Sequence[float]]
+    verbose: bool
+    init: Optional[Tuple[Sequence[float], Sequence[float]]]
+    resume: Optional[Tuple[int, _State]]
+
+class Fitted(TypedDict):
+    """What a fit returns; ``classes`` from ``fit_file`` only."""
+
+    coef: npt.NDArray[np.float32]
+    intercept: npt.NDArray[np.float32]
+    n_iter: int
+    objective: float
+    device: str
+    lent: bool
+    state: Optional[_State]
+    classes: list[str]
+
+def fit_dense(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.uint32],
-    k: int,
-    l2: float,
-    tol: float,
-    max_iter: int,
-    device: str,
+    settings: Settings,
     sample_weight: Optional[npt.NDArray[np.float32]] = None,
-    class_weight: Optional[Sequence[float]] = None,
-    verbose: bool = False,
-    init: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
-) -> _Fitted: ...
-def fit_lbfgs_csr(
+) -> Fitted: ...
+def fit_csr(
     indptr: npt.NDArray[np.uint64],
     indices: npt.NDArray[np.uint32],
     data: npt.NDArray[np.float32],
     features: int,
     y: npt.NDArray[np.uint32],
-    k: int,
-    l2: float,
-    tol: float,
-    max_iter: int,
-    device: str,
+    settings: Settings,
     sample_weight: Optional[npt.NDArray[np.float32]] = None,
-    class_weight: Optional[Sequence[float]] = None,
-    verbose: bool = False,
-    init: Optional[Tuple[Sequence[float], Sequence[float]]] = None,
-) -> _Fitted: ...
+) -> Fitted: ...
 def fit_file(
     path: str,
     labels: Optional[str],
     label_column: int,
     zero_based: Optional[bool],
-    c: float,
-    penalty: bool,
-    tol: float,
-    max_iter: int,
-    device: str,
-    verbose: bool = False,
-) -> Tuple[_Fitted, list[str]]: ...
+    settings: Settings,
+    sample_weight: Optional[str] = None,
+    class_weight: Optional[str] = None,
+    init_classes: Optional[Sequence[str]] = None,
+) -> Fitted: ...
+def validate(device: str, seed: int, steps: int) -> str: ...
 def adapters() -> list[Tuple[int, str, str, str]]: ...
 def save_model(
     path: Union[str, PathLike[str]],

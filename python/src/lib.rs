@@ -1,15 +1,25 @@
 //! The native part of the `softmax_wgpu` Python package: the library's trainer behind a few functions that take and
 //! give NumPy arrays. The estimator (`softmax_wgpu.SoftmaxRegression`) is Python, over these; no second trainer.
 
-use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use softmax_wgpu::config::Resume;
 use softmax_wgpu::cpu::{FastCpu, SparseCpu};
-use softmax_wgpu::data::{SparseChunk, SparseInMemory, SparseRows};
+use softmax_wgpu::data::{HostRows, SparseChunk, SparseInMemory, SparseRows};
 use softmax_wgpu::gpu::{self, GpuBackend, GpuContext, GpuOptions};
 use softmax_wgpu::lbfgs::LbfgsOptions;
-use softmax_wgpu::train::{EpochReport, Observer, Optimizer, StepEvent};
-use softmax_wgpu::{Backend, Error, InMemory, RowSource, Shape, TrainConfig};
+use softmax_wgpu::stopping::Convergence;
+use softmax_wgpu::train::{
+    EpochReport, Local, Observer, Optimizer, OptimizerState, StepEvent, Sums,
+};
+use softmax_wgpu::{Backend, Error, InMemory, Params, RowSource, Shape, TrainConfig};
 
 /// A library error as the Python exception a scikit-learn user expects: bad input and parameters are `ValueError`,
 /// with the message the command line gives; anything else is `RuntimeError`.
@@ -39,19 +49,119 @@ fn hardware_adapter() -> bool {
         .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
 }
 
-/// The settings of an L-BFGS fit, as the estimator passes them.
-struct Fit {
+/// An optimizer's state as it crosses to Python and back: the updates applied and the named tensors.
+type State = (u64, Vec<(String, Vec<usize>, Vec<f32>)>);
+
+/// The settings of a fit, as the estimator passes them: a dict with these keys.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Settings {
+    /// Classes.
     k: usize,
-    l2: f32,
+    /// The penalties as scikit-learn's `LogisticRegression` weighs them, (1 − l1_ratio)/C and l1_ratio/C: over N
+    /// rows (counted where the rows are), λ₂ = m·`l2_c`/N with m = 2 for two classes (scikit-learn's one vector is
+    /// the softmax's w₁ − w₀, see `default_l2_numerator`) and 1 otherwise, and λ₁ = `l1_c`/N (‖w₁ − w₀‖₁ =
+    /// ‖w₀‖₁ + ‖w₁‖₁ at w₁ = −w₀).
+    l2_c: f64,
+    l1_c: f64,
+    fit_intercept: bool,
+    /// "lbfgs", "sgd", "momentum", "nesterov", "adam" or "adamw".
+    solver: String,
+    /// L-BFGS: ‖∇J‖∞ (or ‖◇J‖∞ with L1) at which it stops. Minibatch: the decrease of the training loss that
+    /// counts as progress (SGDClassifier's rule, 5 epochs without).
     tol: f64,
+    /// Most L-BFGS iterations, or epochs.
     max_iter: usize,
+    batch_size: usize,
+    learning_rate: f32,
+    seed: u64,
     device: String,
-    sample_weight: Option<Vec<f32>>,
+    /// A weight per class (index order), or for a file a `--class-weight` specification.
     class_weight: Option<Vec<f32>>,
-    /// Print a line an iteration to stderr.
+    /// Print a line an iteration (or epoch) to stderr.
     verbose: bool,
     /// Start from these weights (W [k, d] row-major, b): `warm_start`.
     init: Option<(Vec<f32>, Vec<f32>)>,
+    /// `partial_fit`: the epochs run before and the optimizer's state after them; one more epoch is run.
+    resume: Option<(usize, State)>,
+}
+
+impl Settings {
+    /// The run's configuration for N = `rows` training rows.
+    fn config(&self, rows: u64) -> Result<TrainConfig, Error> {
+        let n = rows.max(1) as f64;
+        let optimizer = match self.solver.as_str() {
+            "lbfgs" => Optimizer::Lbfgs(LbfgsOptions {
+                tol: self.tol,
+                max_iter: self.max_iter,
+                ..LbfgsOptions::default()
+            }),
+            "sgd" => Optimizer::Sgd,
+            "momentum" | "nesterov" => Optimizer::Momentum {
+                momentum: 0.9,
+                nesterov: self.solver == "nesterov",
+            },
+            "adam" | "adamw" => Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                // PyTorch's AdamW default.
+                weight_decay: if self.solver == "adamw" { 0.01 } else { 0.0 },
+            },
+            other => {
+                return Err(Error::param(
+                    "solver",
+                    "auto, lbfgs, sgd, momentum, nesterov, adam or adamw",
+                    other,
+                ))
+            }
+        };
+        let minibatch = !matches!(optimizer, Optimizer::Lbfgs(_));
+        let mut cfg = TrainConfig {
+            optimizer,
+            l2: (self.l2_c * softmax_wgpu::train::default_l2_numerator(self.k) / n) as f32,
+            l1: (self.l1_c / n) as f32,
+            fit_intercept: self.fit_intercept,
+            val_split: 0.0,
+            standardize: false,
+            class_weights: self.class_weight.clone(),
+            seed: self.seed,
+            batch_size: self.batch_size,
+            lr: self.learning_rate,
+            ..TrainConfig::default()
+        };
+        if minibatch {
+            match &self.resume {
+                None => {
+                    cfg.epochs = self.max_iter;
+                    cfg.convergence = Some(Convergence {
+                        tol: self.tol,
+                        ..Convergence::SGD_CLASSIFIER
+                    });
+                }
+                Some((epochs, (steps, _))) => {
+                    // One epoch after those run: shuffled by its own number, the schedule continued.
+                    cfg.epochs = epochs + 1;
+                    cfg.resume = (*epochs > 0).then(|| Resume {
+                        epoch: *epochs,
+                        batches_done: usize::MAX,
+                        steps: *steps,
+                        stopping: Default::default(),
+                        sums: Sums::default(),
+                        best: None,
+                    });
+                }
+            }
+        } else if self.resume.is_some() {
+            return Err(Error::param(
+                "solver",
+                "a minibatch solver for partial_fit (sgd, momentum, nesterov, adam, adamw)",
+                "lbfgs",
+            ));
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
 }
 
 /// Sees every iteration from outside the trainer: prints it when verbose, and ends the fit at a pending signal
@@ -92,8 +202,8 @@ impl Observer for Watch {
                     r.epoch, r.train_loss, it.grad_inf, it.step, r.device
                 ),
                 None => eprintln!(
-                    "epoch {:3}  train_loss {:.6}  [{}]",
-                    r.epoch, r.train_loss, r.device
+                    "epoch {:3}  objective {:.6}  lr {:.2e}  [{}]",
+                    r.epoch, r.train_loss, r.lr, r.device
                 ),
             }
         }
@@ -101,8 +211,19 @@ impl Observer for Watch {
     }
 }
 
-/// What a fit gives back: W [d, k] and b, the iterations, J and the device's name.
-type Fitted = (softmax_wgpu::Params, usize, f64, String);
+/// What a fit gives back.
+struct Fitted {
+    params: Params,
+    /// L-BFGS iterations, or epochs run.
+    iterations: usize,
+    /// J at the end (with its penalties).
+    objective: f64,
+    device: String,
+    /// A minibatch solver's state at the end.
+    state: Option<State>,
+    /// The features were read in place.
+    lent: bool,
+}
 
 /// Why a fit gave nothing back.
 enum Stopped {
@@ -117,31 +238,32 @@ impl From<Error> for Stopped {
     }
 }
 
-/// Trains on `source` (dense or sparse rows of `shape`) by full-batch L-BFGS on the fit's device; a signal that
-/// ended it is returned as the Python error it raised.
-fn train(source: Box<dyn RowSource>, shape: Shape, fit: Fit) -> Result<Fitted, Stopped> {
+/// Trains on `source` (dense or sparse rows of `shape`) on the settings' device; a signal that ended it is
+/// returned as the Python error it raised.
+fn train(
+    source: Box<dyn RowSource>,
+    shape: Shape,
+    settings: &Settings,
+    sample_weight: Option<(Vec<f32>, &Path)>,
+    class_weight: Option<(&str, &[String])>,
+) -> Result<Fitted, Stopped> {
     let sparse = source.is_sparse();
-    let mut source: Box<dyn RowSource> = match fit.sample_weight {
-        Some(w) => Box::new(softmax_wgpu::data::Weighted::new(
-            source,
-            w.into(),
-            std::path::Path::new("sample_weight"),
-        )?),
+    let lent = source.shared().is_some_and(|rows| rows.is_lent());
+    let mut source: Box<dyn RowSource> = match sample_weight {
+        Some((w, from)) => Box::new(softmax_wgpu::data::Weighted::new(source, w.into(), from)?),
         None => source,
     };
-    let cfg = TrainConfig {
-        optimizer: Optimizer::Lbfgs(LbfgsOptions {
-            tol: fit.tol,
-            max_iter: fit.max_iter,
-            ..LbfgsOptions::default()
-        }),
-        l2: fit.l2,
-        val_split: 0.0,
-        standardize: false,
-        class_weights: fit.class_weight,
-        ..TrainConfig::default()
-    };
-    let gpu = match fit.device.as_str() {
+    let rows = source.rows().unwrap_or(1);
+    let mut cfg = settings.config(rows)?;
+    if let Some((spec, names)) = class_weight {
+        cfg.class_weights = Some(softmax_wgpu::train::class_weights(
+            spec,
+            names,
+            source.as_mut(),
+            &mut Local,
+        )?);
+    }
+    let gpu = match settings.device.as_str() {
         "cpu" => None,
         "auto" if !hardware_adapter() => None,
         "auto" => Some(context("gpu")?),
@@ -160,16 +282,24 @@ fn train(source: Box<dyn RowSource>, shape: Shape, fit: Fit) -> Result<Fitted, S
             },
         )?),
     };
-    if let Some((w, b)) = fit.init {
-        let w = ndarray::Array2::from_shape_vec((shape.k, shape.d), w)
+    if let Some((w, b)) = &settings.init {
+        let w = ndarray::Array2::from_shape_vec((shape.k, shape.d), w.clone())
             .map_err(|e| Error::Internal(format!("warm start: {e}")))?;
-        backend.set_params(&softmax_wgpu::Params {
+        backend.set_params(&Params {
             w: w.t().to_owned(),
-            b: ndarray::Array1::from(b),
+            b: ndarray::Array1::from(b.clone()),
         })?;
     }
+    if let Some((_, (steps, tensors))) = &settings.resume {
+        let state = OptimizerState {
+            steps: *steps,
+            tensors: tensors.clone(),
+        };
+        state.check(shape)?;
+        backend.set_optimizer_state(&state)?;
+    }
     let mut watch = Watch {
-        verbose: fit.verbose,
+        verbose: settings.verbose,
         interrupted: None,
     };
     let reports = softmax_wgpu::fit(
@@ -184,96 +314,141 @@ fn train(source: Box<dyn RowSource>, shape: Shape, fit: Fit) -> Result<Fitted, S
     }
     let reports = reports?;
     let last = reports.last();
-    let iterations = last.and_then(|r| r.lbfgs).map_or(0, |it| it.iteration);
+    let iterations = match last.and_then(|r| r.lbfgs) {
+        Some(it) => it.iteration,
+        None => reports.len(),
+    };
     let objective = last.map_or(f64::NAN, |r| r.train_loss);
-    Ok((backend.params()?, iterations, objective, backend.device()))
+    let state = match cfg.optimizer {
+        Optimizer::Lbfgs(_) => None,
+        _ => {
+            let s = backend.optimizer_state()?;
+            Some((s.steps, s.tensors))
+        }
+    };
+    Ok(Fitted {
+        params: backend.params()?,
+        iterations,
+        objective,
+        device: backend.device(),
+        state,
+        lent,
+    })
 }
 
-/// The fit's results as NumPy arrays: W as [k, features], b, the iterations, J and the device's name.
-type Returned<'py> = (
-    Bound<'py, PyArray2<f32>>,
-    Bound<'py, PyArray1<f32>>,
-    usize,
-    f64,
-    String,
-);
-
-fn returned(py: Python<'_>, fitted: Result<Fitted, Stopped>) -> PyResult<Returned<'_>> {
-    let (params, iterations, objective, device) = fitted.map_err(|s| match s {
+/// The fit's results as a dict: `coef` (W as [k, features]) and `intercept` as NumPy arrays, `n_iter`,
+/// `objective`, `device`, `lent` (whether X was read in place) and `state` (a minibatch solver's).
+fn returned(py: Python<'_>, fitted: Result<Fitted, Stopped>) -> PyResult<Bound<'_, PyDict>> {
+    let f = fitted.map_err(|s| match s {
         Stopped::Failed(e) => to_py(e),
         Stopped::Signal(e) => e,
     })?;
-    let coef = PyArray2::from_owned_array(py, params.w.t().to_owned());
-    let intercept = PyArray1::from_owned_array(py, params.b);
-    Ok((coef, intercept, iterations, objective, device))
+    let out = PyDict::new(py);
+    out.set_item(
+        "coef",
+        PyArray2::from_owned_array(py, f.params.w.t().to_owned()),
+    )?;
+    out.set_item("intercept", PyArray1::from_owned_array(py, f.params.b))?;
+    out.set_item("n_iter", f.iterations)?;
+    out.set_item("objective", f.objective)?;
+    out.set_item("device", f.device)?;
+    out.set_item("lent", f.lent)?;
+    out.set_item("state", f.state)?;
+    Ok(out)
 }
 
-/// Trains the softmax regression of `x` (rows × features, f32, C order) and `y` (class indices below `k`) by
-/// full-batch L-BFGS to ‖∇J‖∞ ≤ `tol` in at most `max_iter` iterations, J = (1/N)·Σ wᵢ·CEᵢ + l2/2·‖W‖², on
-/// `device` ("auto", "cpu", "gpu", or an adapter's index or name). Returns W as [k, features], b, the iterations,
-/// J, and the device's name. The GIL is released while it trains.
-#[pyfunction]
-#[pyo3(signature = (x, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None, verbose=false, init=None))]
-#[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
-fn fit_lbfgs<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, f32>,
-    y: PyReadonlyArray1<'py, u32>,
+/// A NumPy array's values lent to the trainer: read where they are, never copied.
+struct Lent {
+    /// Keeps the array (and so its memory) alive.
+    _owner: Py<PyArray2<f32>>,
+    values: *const f32,
+    len: usize,
+}
+
+// SAFETY: `values` points at `len` f32 of a C-contiguous NumPy array that `_owner` keeps alive; NumPy does not move
+// or free an array's memory while a reference to it is held (`resize` refuses one that is referenced). The values
+// are only read. Writing to the array from another Python thread during the fit races with the trainer's reads, as
+// it does for every NumPy extension that reads an array with the GIL released; the estimator documents it.
+#[allow(unsafe_code)]
+unsafe impl Send for Lent {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Lent {}
+
+impl AsRef<[f32]> for Lent {
+    fn as_ref(&self) -> &[f32] {
+        // SAFETY: see the `Send` implementation: valid, aligned, initialised and alive for as long as `self`.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(self.values, self.len)
+        }
+    }
+}
+
+/// The rows of `x`: lent when it is C-contiguous (what the estimator passes for float32 input), else copied.
+fn dense_rows(
+    x: &Bound<'_, PyArray2<f32>>,
+    y: Vec<u32>,
     k: usize,
-    l2: f32,
-    tol: f64,
-    max_iter: usize,
-    device: &str,
+) -> PyResult<Result<HostRows, Error>> {
+    let d = x.shape()[1];
+    if x.is_c_contiguous() {
+        let view = x.readonly();
+        let slice = view.as_slice()?;
+        let lent = Lent {
+            _owner: x.clone().unbind(),
+            values: slice.as_ptr(),
+            len: slice.len(),
+        };
+        Ok(HostRows::lent("X", Arc::new(lent), d, y, k))
+    } else {
+        Ok(HostRows::new("X", x.readonly().as_array().to_owned(), y, k))
+    }
+}
+
+fn weights(w: Option<PyReadonlyArray1<'_, f32>>) -> PyResult<Option<Vec<f32>>> {
+    Ok(w.map(|w| w.as_slice().map(<[f32]>::to_vec)).transpose()?)
+}
+
+/// Trains on `x` (rows × features, f32; read in place when C-contiguous) and `y` (class indices below `k`) by the
+/// settings' solver; J = (1/N)·Σ wᵢ·CEᵢ + λ₂/2·‖W‖² + λ₁·‖W‖₁. The GIL is released while it trains.
+#[pyfunction]
+#[pyo3(signature = (x, y, settings, sample_weight=None))]
+fn fit_dense<'py>(
+    py: Python<'py>,
+    x: Bound<'py, PyArray2<f32>>,
+    y: PyReadonlyArray1<'py, u32>,
+    settings: Settings,
     sample_weight: Option<PyReadonlyArray1<'py, f32>>,
-    class_weight: Option<Vec<f32>>,
-    verbose: bool,
-    init: Option<(Vec<f32>, Vec<f32>)>,
-) -> PyResult<Returned<'py>> {
-    let x = x.as_array().to_owned();
-    let y = y.as_slice()?.to_vec();
-    let fit = Fit {
-        k,
-        l2,
-        tol,
-        max_iter,
-        device: device.to_string(),
-        sample_weight: sample_weight
-            .map(|w| w.as_slice().map(<[f32]>::to_vec))
-            .transpose()?,
-        class_weight,
-        verbose,
-        init,
+) -> PyResult<Bound<'py, PyDict>> {
+    let shape = Shape {
+        d: x.shape()[1],
+        k: settings.k,
     };
+    let rows = dense_rows(&x, y.as_slice()?.to_vec(), settings.k)?;
+    let sample_weight = weights(sample_weight)?;
     let fitted = py.detach(move || {
-        let shape = Shape { d: x.ncols(), k };
-        let source = InMemory::from_arrays("X", x, y, fit.k).map_err(Stopped::Failed)?;
-        train(Box::new(source), shape, fit)
+        let source = InMemory::new(Arc::new(rows?));
+        let sample_weight = sample_weight.map(|w| (w, Path::new("sample_weight")));
+        train(Box::new(source), shape, &settings, sample_weight, None)
     });
     returned(py, fitted)
 }
 
-/// [`fit_lbfgs`] of sparse rows given as CSR (`indptr`, `indices` ascending within each row, `data`) with
+/// [`fit_dense`] of sparse rows given as CSR (`indptr`, `indices` ascending within each row, `data`) with
 /// `features` columns: trained on the sparse path (the CPU's sparse trainer, or the adapters' sparse kernels).
 #[pyfunction]
-#[pyo3(signature = (indptr, indices, data, features, y, k, l2, tol, max_iter, device, sample_weight=None, class_weight=None, verbose=false, init=None))]
-#[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
-fn fit_lbfgs_csr<'py>(
+#[pyo3(signature = (indptr, indices, data, features, y, settings, sample_weight=None))]
+#[allow(clippy::too_many_arguments)] // CSR's three arrays and its width, then fit_dense's arguments
+fn fit_csr<'py>(
     py: Python<'py>,
     indptr: PyReadonlyArray1<'py, u64>,
     indices: PyReadonlyArray1<'py, u32>,
     data: PyReadonlyArray1<'py, f32>,
     features: usize,
     y: PyReadonlyArray1<'py, u32>,
-    k: usize,
-    l2: f32,
-    tol: f64,
-    max_iter: usize,
-    device: &str,
+    settings: Settings,
     sample_weight: Option<PyReadonlyArray1<'py, f32>>,
-    class_weight: Option<Vec<f32>>,
-    verbose: bool,
-    init: Option<(Vec<f32>, Vec<f32>)>,
-) -> PyResult<Returned<'py>> {
+) -> PyResult<Bound<'py, PyDict>> {
     let chunk = SparseChunk {
         offsets: indptr.as_slice()?.to_vec(),
         indices: indices.as_slice()?.to_vec(),
@@ -282,26 +457,19 @@ fn fit_lbfgs_csr<'py>(
         d: features,
         first_row: 0,
     };
-    let fit = Fit {
-        k,
-        l2,
-        tol,
-        max_iter,
-        device: device.to_string(),
-        sample_weight: sample_weight
-            .map(|w| w.as_slice().map(<[f32]>::to_vec))
-            .transpose()?,
-        class_weight,
-        verbose,
-        init,
-    };
+    let sample_weight = weights(sample_weight)?;
     let fitted = py.detach(move || {
-        let rows = SparseRows::from_chunk("X", &chunk, fit.k).map_err(Stopped::Failed)?;
-        let shape = Shape { d: features, k };
+        let rows = SparseRows::from_chunk("X", &chunk, settings.k).map_err(Stopped::Failed)?;
+        let shape = Shape {
+            d: features,
+            k: settings.k,
+        };
         train(
-            Box::new(SparseInMemory::new(std::sync::Arc::new(rows))),
+            Box::new(SparseInMemory::new(Arc::new(rows))),
             shape,
-            fit,
+            &settings,
+            sample_weight.map(|w| (w, Path::new("sample_weight"))),
+            None,
         )
     });
     returned(py, fitted)
@@ -310,8 +478,8 @@ fn fit_lbfgs_csr<'py>(
 /// Opens a training file with the library's streaming reader for its format: NPY or IDX with a labels file, LIBSVM,
 /// or CSV with a label column (`label_column`, negative from the end). The class names come with it.
 fn open_file(
-    path: &std::path::Path,
-    labels: Option<&std::path::Path>,
+    path: &Path,
+    labels: Option<&Path>,
     label_column: isize,
     zero_based: Option<bool>,
 ) -> Result<(Box<dyn RowSource>, Vec<String>), Error> {
@@ -368,25 +536,24 @@ fn open_file(
 }
 
 /// Trains on a file (see [`open_file`]) read by its streaming reader: held where it fits the memory, streamed from
-/// the file every evaluation where not. λ = m/(C·N) with N the file's rows (m = 2 for two classes, else 1), as the
-/// estimator's `fit`. Returns [`fit_lbfgs`]'s results and the class names.
+/// the file every evaluation where not; λ over the file's N rows. `sample_weight` is a file of one weight a row
+/// (NPY, or text), `class_weight` a `--class-weight` specification (`balanced`, or `NAME=W,…`); `init` (with the
+/// class names it was fitted on) is used when the file has the same classes and features. Returns [`fit_dense`]'s
+/// results with `classes`, the file's class names.
 #[pyfunction]
-#[pyo3(signature = (path, labels, label_column, zero_based, c, penalty, tol, max_iter, device, verbose=false))]
-#[allow(clippy::too_many_arguments)] // the estimator's settings, each its own
+#[pyo3(signature = (path, labels, label_column, zero_based, settings, sample_weight=None, class_weight=None, init_classes=None))]
+#[allow(clippy::too_many_arguments)] // where the file is and how to read it, then the fit's settings
 fn fit_file<'py>(
     py: Python<'py>,
-    path: std::path::PathBuf,
-    labels: Option<std::path::PathBuf>,
+    path: PathBuf,
+    labels: Option<PathBuf>,
     label_column: isize,
     zero_based: Option<bool>,
-    c: f64,
-    penalty: bool,
-    tol: f64,
-    max_iter: usize,
-    device: &str,
-    verbose: bool,
-) -> PyResult<(Returned<'py>, Vec<String>)> {
-    let device = device.to_string();
+    mut settings: Settings,
+    sample_weight: Option<PathBuf>,
+    class_weight: Option<String>,
+    init_classes: Option<Vec<String>>,
+) -> PyResult<Bound<'py, PyDict>> {
     let mut names = Vec::new();
     let fitted = py.detach(|| {
         let (source, classes) = open_file(&path, labels.as_deref(), label_column, zero_based)
@@ -396,29 +563,32 @@ fn fit_file<'py>(
             d: source.features(),
             k: source.classes(),
         };
-        let n = source.rows().unwrap_or(1).max(1) as f64;
-        let m = softmax_wgpu::train::default_l2_numerator(shape.k);
-        let fit = Fit {
-            k: shape.k,
-            l2: if penalty { (m / (c * n)) as f32 } else { 0.0 },
-            tol,
-            max_iter,
-            device,
-            sample_weight: None,
-            class_weight: None,
-            verbose,
-            init: None,
+        settings.k = shape.k;
+        let same = init_classes.as_deref() == Some(names.as_slice())
+            && settings
+                .init
+                .as_ref()
+                .is_some_and(|(w, _)| w.len() == shape.k * shape.d);
+        if !same {
+            settings.init = None;
+        }
+        let weights = match sample_weight.as_deref() {
+            Some(from) => Some((softmax_wgpu::data::read_sample_weights(from)?, from)),
+            None => None,
         };
-        train(source, shape, fit)
+        let class_weight = class_weight.as_deref().map(|spec| (spec, names.as_slice()));
+        train(source, shape, &settings, weights, class_weight)
     });
-    Ok((returned(py, fitted)?, names))
+    let out = returned(py, fitted)?;
+    out.set_item("classes", names)?;
+    Ok(out)
 }
 
 /// Writes a model file as the command line writes it (safetensors: `weight` [k, features], `bias` [k], the class
 /// names and `settings` as metadata), whole or not at all.
 #[pyfunction]
 fn save_model(
-    path: std::path::PathBuf,
+    path: PathBuf,
     weight: PyReadonlyArray2<'_, f32>,
     bias: PyReadonlyArray1<'_, f32>,
     classes: Vec<String>,
@@ -427,7 +597,7 @@ fn save_model(
     let settings: serde_json::Value =
         serde_json::from_str(settings).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let model = softmax_wgpu::Model {
-        params: softmax_wgpu::Params {
+        params: Params {
             w: weight.as_array().t().to_owned(),
             b: bias.as_array().to_owned(),
         },
@@ -444,7 +614,7 @@ fn save_model(
 #[allow(clippy::type_complexity)]
 fn load_model(
     py: Python<'_>,
-    path: std::path::PathBuf,
+    path: PathBuf,
 ) -> PyResult<(
     Bound<'_, PyArray2<f32>>,
     Bound<'_, PyArray1<f32>>,
@@ -479,13 +649,30 @@ fn adapters() -> Vec<(usize, String, String, String)> {
         .collect()
 }
 
+/// Runs `validate` on one adapter ("gpu": the best; or an index or name) and returns its report as the command
+/// line's `validate --json` writes it (a JSON text: `pass` and `adapters`, a list of one). The GIL is released.
+#[pyfunction]
+#[pyo3(signature = (device, seed, steps))]
+fn validate(py: Python<'_>, device: &str, seed: u64, steps: usize) -> PyResult<String> {
+    let device = device.to_string();
+    let report = py
+        .detach(move || {
+            let ctx = context(&device)?;
+            softmax_wgpu::validate::validate_adapter(&ctx, seed, steps, None, &mut |_| {})
+        })
+        .map_err(to_py)?;
+    let doc = serde_json::json!({ "pass": report.pass, "adapters": [report] });
+    Ok(doc.to_string())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(fit_lbfgs, m)?)?;
-    m.add_function(wrap_pyfunction!(fit_lbfgs_csr, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_csr, m)?)?;
     m.add_function(wrap_pyfunction!(fit_file, m)?)?;
     m.add_function(wrap_pyfunction!(adapters, m)?)?;
     m.add_function(wrap_pyfunction!(save_model, m)?)?;
     m.add_function(wrap_pyfunction!(load_model, m)?)?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
     Ok(())
 }

@@ -33,6 +33,7 @@
 mod batch;
 mod begin;
 mod choice;
+mod class_weight;
 #[cfg(feature = "mpi")]
 mod distributed;
 mod evaluate;
@@ -52,6 +53,7 @@ pub use crate::params::{check_class_weights, Params, Shape, Sums};
 pub use batch::{epoch_order, Batch, BatchRows, Held};
 use begin::{begin, weighted, Begun};
 pub use choice::{choose, default_l2_numerator, Choice, Method, Request, Why, AUTO_MAX_EPOCHS};
+pub use class_weight::class_weights;
 #[cfg(feature = "mpi")]
 pub use distributed::Mpi;
 pub use evaluate::{evaluate, evaluate_streamed};
