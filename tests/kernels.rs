@@ -417,6 +417,38 @@ fn the_held_kernels_read_rows_in_place_bitwise_like_the_kernels_over_a_gathered_
 }
 
 #[test]
+fn the_held_gradient_split_over_rows_is_bitwise_the_split_over_a_gathered_copy() {
+    on_every_gpu(|ctx| {
+        // (held rows, features, classes, batch rows, rows per chunk, most segments): one segment of one chunk; 10
+        // units in 5 segments over 3 chunks, K past one class tile, rows repeated; K = 200 with a last short unit.
+        for (s, &(n, d, k, b, chunk_rows, most)) in [
+            (100, 7, 3, 90, 100, 1024),
+            (3000, 21, 40, 2500, 1000, 5),
+            (700, 13, 200, 600, 300, 1024),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let x = uniform(n, d, -1.0, 1.0, s as u64 * 2 + 950);
+            let r = uniform(b, k, -0.5, 0.5, s as u64 * 2 + 951);
+            let perm: Vec<u32> = (0..b).map(|i| ((i * 7919 + s) % n) as u32).collect();
+            let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows} segments ≤ {most}");
+            let (g, gb) =
+                ops::grad_held_split(ctx, x.view(), &perm, r.view(), chunk_rows, most).unwrap();
+            // The same rows in the same segments, added in the same order: equal to the split over a copy.
+            let labels = vec![0u32; n];
+            let (xb, _) = cpu::gather::<f32>(&perm, x.view(), &labels);
+            let (want_g, want_gb) = ops::grad_split(ctx, xb.view(), r.view(), most).unwrap();
+            assert_eq!(g, want_g, "G {case}");
+            assert_eq!(gb, want_gb, "g_b {case}");
+            let (g_ref, _) = cpu::grad_held(x.view(), &perm, to64(&r).view());
+            let (g_tol, _) = tolerance::grad(to64(&xb).view(), to64(&r).view());
+            assert_within(&format!("split grad_held G {case}"), &g, &g_ref, &g_tol);
+        }
+    });
+}
+
+#[test]
 fn the_logits_kernel_reads_held_rows_in_place_bitwise_like_over_a_gathered_copy() {
     on_every_gpu(|ctx| {
         // (held rows, features, classes, batch rows, rows per chunk): K past the fused kernels' 16 and 32 — one

@@ -1377,9 +1377,10 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_past_16_classes() {
 fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
     // What a card runs, trained here on whatever adapter there is: the one-pass kernel's GPU shape (X staged, two
     // invocations per row) adds the same products in the same order as its CPU-adapter shape, so the run is bitwise
-    // the same; the gradient split over rows (K = 40 is gathered) adds them by segments, so the run is the same up to
-    // the order of addition. Batches of 1,500 rows grow the batch buffers past their first 1,024 (the split
-    // gradient's bind group is rebuilt with them) and make 6 segments of 256-row units.
+    // the same; at K = 40 the GPU shape reads the rows in place and splits the gradient over them (the CPU
+    // adapters' shape gathers them and walks every row), adding by segments, so the run is the same up to the order
+    // of addition. Batches of 1,500 rows grow the batch buffers past their first 1,024 (the split gradient's bind
+    // groups are rebuilt with them) and make 6 segments of 256-row units.
     let cfg = TrainConfig {
         epochs: 2,
         batch_size: 1500,
@@ -1403,7 +1404,7 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
                 let mut t = source(&train);
                 let reports = fit(&mut g, &mut t, None, &cfg, &mut []).unwrap();
                 Some((
-                    g.splits_gradient(),
+                    (g.splits_gradient(), g.trains_in_place()),
                     reports.last().unwrap().train_loss,
                     g.params().unwrap(),
                 ))
@@ -1411,7 +1412,16 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
             let (Some(gpu), Some(cpu)) = (run(true), run(false)) else {
                 continue;
             };
-            assert!(gpu.0 && !cpu.0, "K={k}: the GPU shape splits the gradient");
+            assert!(
+                gpu.0 .0 && !cpu.0 .0,
+                "K={k}: the GPU shape splits the gradient"
+            );
+            assert!(gpu.0 .1, "K={k}: the GPU shape reads the rows in place");
+            assert_eq!(
+                cpu.0 .1,
+                k <= 32,
+                "K={k}: the CPU adapters' shape gathers past 32 classes"
+            );
             if one_pass.is_some() {
                 assert_eq!((gpu.1, &gpu.2), (cpu.1, &cpu.2), "K={k} one pass");
             } else {
@@ -1481,9 +1491,21 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
                 7,
                 3,
             ),
-            // K = 32 in place; past it gathered again (each class tile reads the rows).
+            // K = 32 in place; past it gathered again on CPU adapters (each class tile reads the rows)...
             ("K = 32", GpuOptions::default(), dense(300, 20, 32), 6, 2),
             ("K = 40", GpuOptions::default(), dense(300, 20, 40), 7, 3),
+            // ...and in the GPU shape read in place: logits_held, softmax, residual, grad_held split, reduce,
+            // metrics; update (the split's reduce is counted below).
+            (
+                "K = 40 GPU shape",
+                GpuOptions {
+                    gpu_shape: Some(true),
+                    ..GpuOptions::default()
+                },
+                dense(300, 20, 40),
+                6,
+                2,
+            ),
             // fused_held, reduce; update: one pass over the rows, at K ≤ 16 and up to 32.
             (
                 "K ≤ 16 one pass",
@@ -1522,17 +1544,20 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
             if what.ends_with("one pass") && !GpuBackend::one_pass(ctx, shape, &options) {
                 continue;
             }
+            let mut b = GpuBackend::new(ctx, shape, &options).unwrap();
             let (dispatches, passes) = match what {
                 "K ≤ 16 in place" | "K > 16" | "K = 32"
                     if GpuBackend::one_pass(ctx, shape, &options) =>
                 {
                     (3, 1)
                 }
+                // On a GPU past 32 classes the rows are read in place too.
+                "K = 40" if b.splits_gradient() => (6, 2),
                 _ => (dispatches, passes),
             };
-            let mut b = GpuBackend::new(ctx, shape, &options).unwrap();
-            // On a GPU the gradient over a gathered batch is split over rows: grad, reduce.
-            let dispatches = dispatches + usize::from(b.splits_gradient() && passes == 3);
+            // On a GPU the gradient is split over rows: grad (or grad_held), then reduce.
+            let dispatches =
+                dispatches + usize::from(b.splits_gradient() && passes >= 2 && what != "sparse");
             let set = b.hold(rows.as_mut()).unwrap();
             if !b.enable_profiling() {
                 eprintln!(

@@ -125,9 +125,10 @@ pub struct BenchArgs {
     /// Do not time the GPU kernels' workgroup widths on first use (the width derived from the adapter is used).
     #[arg(long)]
     pub no_autotune: bool,
-    /// Gather each batch's rows into a copy before the kernels read them, as data of more than 4 chunks or more
-    /// than 16 classes always is, instead of reading them in place: to compare the paths (bitwise equal to the
-    /// two-kernel held path; the one-pass path adds the same terms in another order).
+    /// Gather each batch's rows into a copy before the kernels read them, as data of more than 4 chunks always is
+    /// (and, in a CPU adapter's shape, of more than 32 classes), instead of reading them in place: to compare the
+    /// paths (bitwise equal to the two-kernel held path; the one-pass path and the split gradient add the same terms
+    /// in another order).
     #[arg(long)]
     pub gather: bool,
     /// How held rows are trained on (K ≤ 32): `on`, one pass of the fused kernel (forward, residual, metrics and
@@ -135,9 +136,9 @@ pub struct BenchArgs {
     /// on GPUs and two kernels on software adapters, where the one-pass kernel's barriers are slow.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub one_pass: OnePass,
-    /// The kernels' shape: `on`, as for a GPU (the one-pass kernel staging X with two invocations per row, the
-    /// gradient over a gathered batch split over rows); `off`, as for a CPU adapter; `auto` (default), by adapter
-    /// type. `on` shows on a software adapter the shape of the work a card would run.
+    /// The kernels' shape: `on`, as for a GPU (the one-pass kernel staging X with two invocations per row; past 32
+    /// classes the rows read in place, no gather, and the gradient split over them); `off`, as for a CPU adapter;
+    /// `auto` (default), by adapter type. `on` shows on a software adapter the shape of the work a card would run.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub gpu_shape: OnePass,
     /// Time sparse data instead: each shape's rows get about this many non-zeros (CSR, LIBSVM-shaped as `gen --format

@@ -56,7 +56,8 @@ pub enum Kernel {
     /// Adds [`Kernel::FusedHeld`]'s partials in segment order into the gradient sums and the batch's loss slot.
     Reduce,
     /// [`Kernel::Logits`] over a held set's rows in place (no gather copy), for 16 < K ≤
-    /// [`LOGITS_HELD_MAX_CLASSES`] and up to [`HELD_SLOTS`] chunks; also copies the batch's labels.
+    /// [`LOGITS_HELD_MAX_CLASSES`] (in the GPU shape, any K > 16) and up to [`HELD_SLOTS`] chunks; also copies the
+    /// batch's labels.
     LogitsHeld,
 }
 
@@ -165,7 +166,8 @@ pub fn fused_constants(
     .collect()
 }
 
-/// Most classes [`Kernel::LogitsHeld`] reads held rows in place for (two class tiles). Past it each class tile
+/// Most classes [`Kernel::LogitsHeld`] reads held rows in place for (two class tiles) on CPU adapters; in the GPU
+/// shape it reads them in place at any K, with the gradient split over them (no gather). Past it each class tile
 /// reads the batch's rows again, and from a gathered copy (feature-major, contiguous) those reads cost less than from
 /// where they are held: on lavapipe at 20,000 × 784 × 200, batch 1,024, logits_held and grad_held took 5–14 % longer
 /// than logits and grad over the copy, more than the gather's 5 %; at 200,000 × 256 × 32, batch 4,096, dropping the

@@ -756,13 +756,37 @@ pub fn grad_held(
     r: ArrayView2<f32>,
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
+    grad_held_with(ctx, x, perm, r, chunk_rows, None)
+}
+
+/// [`grad_held`] split over rows as GPUs train (segments of 256-row units, at most `most` of them, as
+/// [`grad_split`]) then `reduce.wgsl`: the same sums, added by segment in order.
+pub fn grad_held_split(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    perm: &[u32],
+    r: ArrayView2<f32>,
+    chunk_rows: usize,
+    most: u32,
+) -> Result<(Array2<f32>, Array1<f32>)> {
+    grad_held_with(ctx, x, perm, r, chunk_rows, Some(most))
+}
+
+fn grad_held_with(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    perm: &[u32],
+    r: ArrayView2<f32>,
+    chunk_rows: usize,
+    split: Option<u32>,
+) -> Result<(Array2<f32>, Array1<f32>)> {
     let (n, d) = x.dim();
     let (rows, k) = r.dim();
     check(
-        perm.len() == rows && rows > 0,
+        perm.len() == rows && rows > 0 && split != Some(0),
         "grad operands",
-        || format!("a row index per row of r, at least 1 (r has {rows})"),
-        || format!("{} row indices", perm.len()),
+        || format!("a row index per row of r, at least 1 (r has {rows}), and at least one segment"),
+        || format!("{} row indices, segments {split:?}", perm.len()),
     )?;
     check_perm(perm, n)?;
     let (rr, dd, kk) = dims(rows, d, k)?;
@@ -772,21 +796,37 @@ pub fn grad_held(
     let rb = storage_init(ctx, "r", &contiguous(r));
     let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
     let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
-    run(
+    let step = StepUniform {
+        rows: rr,
+        d: dd,
+        k: kk,
+        ..Default::default()
+    };
+    let Some(most) = split else {
+        run(
+            ctx,
+            Kernel::GradHeld,
+            step,
+            &[x0, x1, x2, x3, &pb, &layout, &rb, &g, &gb],
+        )?;
+        return Ok((
+            to2(read(ctx, &g, 0, d * k)?, d, k)?,
+            Array1::from(read(ctx, &gb, 0, k)?),
+        ));
+    };
+    let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
+    let partials = fused_partials(ctx, dd, kk);
+    let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
+    // Split, grad_held.wgsl writes only the partials (g_b is bound, not written).
+    run_with(
         ctx,
         Kernel::GradHeld,
-        StepUniform {
-            rows: rr,
-            d: dd,
-            k: kk,
-            ..Default::default()
-        },
-        &[x0, x1, x2, x3, &pb, &layout, &rb, &g, &gb],
+        step,
+        &constants(Kernel::GradHeld),
+        &[x0, x1, x2, x3, &pb, &layout, &rb, &partials.0, &gb],
     )?;
-    Ok((
-        to2(read(ctx, &g, 0, d * k)?, d, k)?,
-        Array1::from(read(ctx, &gb, 0, k)?),
-    ))
+    let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;
+    Ok((g, gb))
 }
 
 /// `fused_held.wgsl` then `reduce.wgsl` on the GPU (cpu::fused): the gradient sums G, g_b and the summed loss and

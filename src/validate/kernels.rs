@@ -231,6 +231,11 @@ fn check_held(
     let (want, _) = cpu::grad_held(x.view(), &perm, to64(r).view());
     let (tol, _) = tolerance::grad(xb.view(), to64(r).view());
     checks.push(Kernel::GradHeld, "G", case, compare(&got, &want, &tol));
+    // Split over rows as GPUs train held rows past the fused kernel's classes (at most 2 segments), and reduced.
+    let (mut got, _) = ops::grad_held_split(ctx, x.view(), &perm, r.view(), chunk_rows, 2)?;
+    checks.corrupt(Kernel::GradHeld, &mut got);
+    let split = format!("{case}, split over rows");
+    checks.push(Kernel::GradHeld, "G", &split, compare(&got, &want, &tol));
     let shape = crate::params::Shape {
         d: x.ncols(),
         k: w.ncols(),

@@ -61,8 +61,8 @@ pub struct GpuOptions {
     /// Train on sparse rows only (LIBSVM): no dense batch buffers (a batch's X would be rows × d floats), batches
     /// limited by their non-zeros and by rows × k, and no autotuning of the dense kernels.
     pub sparse: bool,
-    /// Always gather a held batch's rows into the batch buffers, as data of more than [`crate::gpu::kernels::HELD_SLOTS`] chunks or
-    /// [`crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES`] classes is:
+    /// Always gather a held batch's rows into the batch buffers, as data of more than [`crate::gpu::kernels::HELD_SLOTS`] chunks is
+    /// (and, on CPU adapters, of more than [`crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES`] classes):
     /// for comparing the paths (bitwise equal to the held paths that read rows in place; the one-pass path adds the
     /// same terms in another order) and for benchmarks.
     pub gather: bool,
@@ -85,8 +85,8 @@ pub struct GpuBackend<'a> {
     shape: Shape,
     max_batch: usize,
     chunk_rows: usize,
-    /// Whether held sets of few enough chunks are read in place ([`GpuOptions::gather`] off, K ≤ 32, and the
-    /// adapter binds the held kernels' buffers).
+    /// Whether held sets of few enough chunks are read in place ([`GpuOptions::gather`] off, K ≤ 32 or the GPU
+    /// shape, and the adapter binds the held kernels' buffers).
     in_place: bool,
     held: Vec<Resident>,
     model: ModelBuffers,
@@ -252,10 +252,12 @@ impl<'a> GpuBackend<'a> {
             shape,
             max_batch,
             chunk_rows,
+            // In the GPU shape for any K: past the fused kernel's classes the gradient is split over the rows
+            // where they are held, so a step needs no gather copy.
             in_place: !options.gather
                 && !options.sparse
                 && (one_pass
-                    || (shape.k <= crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES
+                    || ((shape.k <= crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES || split_grad)
                         && ctx.kernels.available(if shape.k <= 16 {
                             Kernel::ForwardHeld
                         } else {
@@ -348,7 +350,7 @@ impl<'a> GpuBackend<'a> {
     }
 
     /// Whether the kernels read `set`'s rows where they are held, without a gather copy (at most [`crate::gpu::kernels::HELD_SLOTS`]
-    /// chunks, K ≤ [`crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES`], [`GpuOptions::gather`] off, and an adapter that binds the held kernels' buffers).
+    /// chunks, K ≤ [`crate::gpu::kernels::LOGITS_HELD_MAX_CLASSES`] or the GPU shape, [`GpuOptions::gather`] off, and an adapter that binds the held kernels' buffers).
     pub fn reads_in_place(&self, set: Held) -> bool {
         self.held
             .get(set.id())

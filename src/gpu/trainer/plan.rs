@@ -122,8 +122,13 @@ pub(super) enum Width {
     /// At the width tuned for its kernel, or the kernel's own.
     Tuned,
     /// A held kernel: at the width tuned for the kernel it stands in for (the same invocation tiles), built for a set
-    /// of `slots` chunks.
-    Held { like: Kernel, slots: u32 },
+    /// of `slots` chunks; `split`: the gradient split over rows into the partials, with the segments
+    /// ([`crate::gpu::kernels::split_grad_constants`]).
+    Held {
+        like: Kernel,
+        slots: u32,
+        split: bool,
+    },
     /// The one-pass kernels: their constants follow from the shape, the held set's `slots` and whether the op
     /// trains ([`crate::gpu::kernels::fused_constants`]); not tuned.
     Fused { slots: u32, train: bool },
@@ -233,7 +238,11 @@ impl GpuBackend<'_> {
                 let held = |kernel, like, group| Dispatch {
                     kernel,
                     group,
-                    width: Width::Held { like, slots },
+                    width: Width::Held {
+                        like,
+                        slots,
+                        split: false,
+                    },
                     dims,
                 };
                 if self.fused() {
@@ -259,7 +268,25 @@ impl GpuBackend<'_> {
                         ));
                     }
                 }
-                if train {
+                if train && self.split_grad {
+                    // GPUs: split over the rows into per-segment partials, then their reduction in segment order.
+                    plan.push(Dispatch {
+                        kernel: Kernel::GradHeld,
+                        group: Group::HeldGrad(h),
+                        width: Width::Held {
+                            like: Kernel::Grad,
+                            slots,
+                            split: true,
+                        },
+                        dims,
+                    });
+                    plan.push(Dispatch {
+                        kernel: Kernel::Reduce,
+                        group: Group::Reduce,
+                        width: Width::Split,
+                        dims,
+                    });
+                } else if train {
                     plan.push(held(Kernel::GradHeld, Kernel::Grad, Group::HeldGrad(h)));
                 }
             }
@@ -433,6 +460,14 @@ impl GpuBackend<'_> {
         }
     }
 
+    /// The segments of a gradient split over rows, or of the reduction of its partials.
+    fn split_constants(&self, kernel: Kernel) -> Vec<(&'static str, f64)> {
+        crate::gpu::kernels::split_grad_constants(
+            kernel,
+            crate::gpu::kernels::fused_max_segments(self.shape.d as u32, self.shape.k as u32),
+        )
+    }
+
     /// Records one planned dispatch at step-uniform offset `at`, at the width tuned for it.
     pub(super) fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, at: u32, p: &Dispatch) {
         let tuned = self.tuned.iter().find(|t| t.kernel == p.tuned_as());
@@ -457,24 +492,22 @@ impl GpuBackend<'_> {
                     Kernel::Reduce => Vec::new(),
                     _ => tuned.map_or_else(Vec::new, |t| t.constants.clone()),
                 };
-                c.extend(crate::gpu::kernels::split_grad_constants(
-                    p.kernel,
-                    crate::gpu::kernels::fused_max_segments(
-                        self.shape.d as u32,
-                        self.shape.k as u32,
-                    ),
-                ));
+                c.extend(self.split_constants(p.kernel));
                 c
             }
-            Width::Held { slots, .. } => {
+            Width::Held { slots, split, .. } => {
                 let wg = tuned
                     .and_then(|t| t.constants.iter().find(|c| c.0 == "WG"))
                     .map_or(64.0, |c| c.1);
-                vec![
+                let mut c = vec![
                     ("WG", wg),
                     ("SLOTS", f64::from(slots)),
                     ("KT", class_tile(self.shape.k)),
-                ]
+                ];
+                if split {
+                    c.extend(self.split_constants(p.kernel));
+                }
+                c
             }
         }
     }

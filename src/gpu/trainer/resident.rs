@@ -97,10 +97,24 @@ impl GpuBackend<'_> {
         };
         Some(HeldGroups {
             forward,
+            // Split over rows (the GPU shape), it writes the partials that reduce.wgsl adds into G and g_b.
             grad: kern.bind(
                 dev,
                 Kernel::GradHeld,
-                &[x0, x1, x2, x3, &b.perm, &p.layout, &b.r, &m.g, &m.gb],
+                &[
+                    x0,
+                    x1,
+                    x2,
+                    x3,
+                    &b.perm,
+                    &p.layout,
+                    &b.r,
+                    self.fused_step
+                        .as_ref()
+                        .filter(|_| self.split_grad)
+                        .map_or(&m.g, |f| &f.gp),
+                    &m.gb,
+                ],
             ),
             // Only when the backend runs it: the partials are also made for the split gradient alone, on adapters
             // that may not build the fused kernel.
