@@ -179,7 +179,7 @@ impl GpuContext {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = Kernels::new(&device);
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::gpu(&info.name, "building the pipelines", e));
+            return Err(Error::gpu(&info.name, "building the pipeline layouts", e));
         }
         Ok(GpuContext {
             adapter,
