@@ -31,10 +31,40 @@ fn to_py(e: Error) -> PyErr {
     }
 }
 
+/// The devices opened so far, by the `device` string that chose them: opened once and kept for the life of the
+/// process, so that later fits (a grid search, a `partial_fit` loop) neither open the device again nor compile its
+/// kernels again (the pipelines are cached in the context). One is dropped after a fit fails on it with a device
+/// error, so that the next fit opens it afresh.
+static CONTEXTS: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<String, &'static GpuContext>>,
+> = std::sync::OnceLock::new();
+
+fn contexts(
+) -> std::sync::MutexGuard<'static, std::collections::HashMap<String, &'static GpuContext>> {
+    CONTEXTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 /// A context for `device`: "gpu" (the best adapter, software ones included), or an adapter's index or name.
-fn context(device: &str) -> Result<GpuContext, Error> {
+fn context(device: &str) -> Result<&'static GpuContext, Error> {
+    if let Some(&ctx) = contexts().get(device) {
+        // What an earlier fit left in the error log is not this fit's.
+        let _ = ctx.take_error();
+        return Ok(ctx);
+    }
     let want = (device != "gpu").then_some(device);
-    GpuContext::select(wgpu_backends(), want)
+    // Opened outside the lock: opening a device takes a while, and another thread may want another one.
+    let ctx: &'static GpuContext = Box::leak(Box::new(GpuContext::select(wgpu_backends(), want)?));
+    Ok(*contexts().entry(device.to_string()).or_insert(ctx))
+}
+
+/// Forgets the context of `device` after `e`, when `e` is a device error (a lost device, an out-of-memory, …).
+fn forget_on_device_error(device: &str, e: &Error) {
+    if matches!(e, Error::Gpu { .. }) {
+        contexts().remove(device);
+    }
 }
 
 fn wgpu_backends() -> wgpu::Backends {
@@ -42,11 +72,14 @@ fn wgpu_backends() -> wgpu::Backends {
 }
 
 /// True when a hardware adapter is there: "auto" trains on it, as the command line's `--device auto` does;
-/// software adapters (lavapipe) are slower than the CPU path on the same cores.
+/// software adapters (lavapipe) are slower than the CPU path on the same cores. Asked once a process.
 fn hardware_adapter() -> bool {
-    gpu::adapters(wgpu_backends())
-        .iter()
-        .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        gpu::adapters(wgpu_backends())
+            .iter()
+            .any(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
+    })
 }
 
 /// An optimizer's state as it crosses to Python and back: the updates applied and the named tensors.
@@ -247,8 +280,6 @@ fn train(
     sample_weight: Option<(Vec<f32>, &Path)>,
     class_weight: Option<(&str, &[String])>,
 ) -> Result<Fitted, Stopped> {
-    let sparse = source.is_sparse();
-    let lent = source.shared().is_some_and(|rows| rows.is_lent());
     let mut source: Box<dyn RowSource> = match sample_weight {
         Some((w, from)) => Box::new(softmax_wgpu::data::Weighted::new(source, w.into(), from)?),
         None => source,
@@ -263,13 +294,30 @@ fn train(
             &mut Local,
         )?);
     }
-    let gpu = match settings.device.as_str() {
-        "cpu" => None,
-        "auto" if !hardware_adapter() => None,
-        "auto" => Some(context("gpu")?),
-        other => Some(context(other)?),
+    let (gpu, device) = match settings.device.as_str() {
+        "cpu" => (None, "cpu"),
+        "auto" if !hardware_adapter() => (None, "cpu"),
+        "auto" => (Some(context("gpu")?), "gpu"),
+        other => (Some(context(other)?), other),
     };
-    let mut backend: Box<dyn Backend + '_> = match (&gpu, sparse) {
+    let fitted = train_on(gpu, source, shape, settings, &cfg);
+    if let Err(Stopped::Failed(e)) = &fitted {
+        forget_on_device_error(device, e);
+    }
+    fitted
+}
+
+/// [`train`] on `gpu`'s device (None: the CPU path).
+fn train_on(
+    gpu: Option<&'static GpuContext>,
+    mut source: Box<dyn RowSource>,
+    shape: Shape,
+    settings: &Settings,
+    cfg: &TrainConfig,
+) -> Result<Fitted, Stopped> {
+    let sparse = source.is_sparse();
+    let lent = source.shared().is_some_and(|rows| rows.is_lent());
+    let mut backend: Box<dyn Backend> = match (gpu, sparse) {
         (None, false) => Box::new(FastCpu::new(shape)?),
         // Sparse rows: O(non-zeros · k) a step, on all cores.
         (None, true) => Box::new(SparseCpu::new(shape)?),
@@ -306,7 +354,7 @@ fn train(
         backend.as_mut(),
         source.as_mut(),
         None,
-        &cfg,
+        cfg,
         &mut [&mut watch],
     );
     if let Some(e) = watch.interrupted {
@@ -658,7 +706,7 @@ fn validate(py: Python<'_>, device: &str, seed: u64, steps: usize) -> PyResult<S
     let report = py
         .detach(move || {
             let ctx = context(&device)?;
-            softmax_wgpu::validate::validate_adapter(&ctx, seed, steps, None, &mut |_| {})
+            softmax_wgpu::validate::validate_adapter(ctx, seed, steps, None, &mut |_| {})
         })
         .map_err(to_py)?;
     let doc = serde_json::json!({ "pass": report.pass, "adapters": [report] });
