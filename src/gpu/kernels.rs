@@ -610,7 +610,7 @@ pub struct Kernels {
     layouts: Vec<Option<wgpu::BindGroupLayout>>,
     pipeline_layouts: Vec<Option<wgpu::PipelineLayout>>,
     /// Each kernel's module and default pipeline, compiled when first used: a run compiles only the kernels of its
-    /// path (on lavapipe building all 26 took 125 ms of a 0.29 s run; a driver compiling for a card takes longer).
+    /// path (on lavapipe building all 20 took 125 ms of a 0.29 s run; a driver compiling for a card takes longer).
     modules: Vec<OnceLock<wgpu::ShaderModule>>,
     defaults: Vec<OnceLock<wgpu::ComputePipeline>>,
     cache: Mutex<HashMap<(Kernel, ConstantsKey), wgpu::ComputePipeline>>,
