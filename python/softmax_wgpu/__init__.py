@@ -7,10 +7,12 @@ CPU path or on any GPU wgpu finds — as a scikit-learn classifier.
 """
 
 import json
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils import check_random_state
@@ -243,6 +245,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.device_ = out["device"]
         self.input_copied_ = out.get("copied", True)
 
+    def _warn_unconverged(self, out, solver):
+        """scikit-learn's ConvergenceWarning when the run ended at its cap instead of by a convergence rule (not when
+        L-BFGS ends because no step lowers J any more: in f32 that is where a tight ``tol`` meets J's precision)."""
+        if not out["converged"] and out["n_iter"] >= self.max_iter:
+            what = "iterations" if solver == "lbfgs" else "epochs"
+            warnings.warn(
+                f"{solver} stopped after max_iter={self.max_iter} {what} without converging (tol={self.tol}); "
+                "increase max_iter or scale the data",
+                ConvergenceWarning,
+            )
+
     def fit(self, X, y, sample_weight=None):
         """Fits the model to ``X`` (n_samples, n_features: an array, or a SciPy CSR/CSC matrix, which trains on the
         sparse path) and the labels ``y``; ``sample_weight`` weighs each row's loss, as scikit-learn's."""
@@ -278,6 +291,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         out = self._train(X, y_index, settings, sample_weight, given)
         self._set_fitted(out, classes, scaling)
         self.__dict__.pop("_partial", None)
+        self._warn_unconverged(out, solver)
         return self
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -365,6 +379,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = self.coef_.shape[1]
         self.__dict__.pop("feature_names_in_", None)
         self.__dict__.pop("_partial", None)
+        self._warn_unconverged(out, solver)
         return self
 
     def _warm_weights(self, features, classes):

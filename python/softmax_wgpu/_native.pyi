@@ -37,6 +37,7 @@ class Fitted(TypedDict):
     device: str
     lent: bool
     state: Optional[_State]
+    converged: bool
     classes: list[str]
 
 def fit_dense(

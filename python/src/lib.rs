@@ -254,6 +254,8 @@ struct Fitted {
     device: String,
     /// A minibatch solver's state at the end.
     state: Option<State>,
+    /// The run stopped by a convergence rule (not by its iteration or epoch cap).
+    converged: bool,
     /// The features were read in place.
     lent: bool,
 }
@@ -367,6 +369,7 @@ fn train_on(
         None => reports.len(),
     };
     let objective = last.map_or(f64::NAN, |r| r.train_loss);
+    let converged = last.is_some_and(|r| r.converged);
     let state = match cfg.optimizer {
         Optimizer::Lbfgs(_) => None,
         _ => {
@@ -380,12 +383,13 @@ fn train_on(
         objective,
         device: backend.device(),
         state,
+        converged,
         lent,
     })
 }
 
 /// The fit's results as a dict: `coef` (W as [k, features]) and `intercept` as NumPy arrays, `n_iter`,
-/// `objective`, `device`, `lent` (whether X was read in place) and `state` (a minibatch solver's).
+/// `objective`, `device`, `lent` (whether X was read in place), `state` (a minibatch solver's) and `converged`.
 fn returned(py: Python<'_>, fitted: Result<Fitted, Stopped>) -> PyResult<Bound<'_, PyDict>> {
     let f = fitted.map_err(|s| match s {
         Stopped::Failed(e) => to_py(e),
@@ -402,6 +406,7 @@ fn returned(py: Python<'_>, fitted: Result<Fitted, Stopped>) -> PyResult<Bound<'
     out.set_item("device", f.device)?;
     out.set_item("lent", f.lent)?;
     out.set_item("state", f.state)?;
+    out.set_item("converged", f.converged)?;
     Ok(out)
 }
 

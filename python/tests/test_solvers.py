@@ -115,6 +115,7 @@ def test_minibatch_l1_gives_exact_zeros():
     assert (model.coef_ == 0).any() and model.score(X, y) >= 0.9
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 5 epochs on purpose
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_partial_fit_epochs_are_fits_epochs(solver):
     X, y = scaled(load_iris)
@@ -259,3 +260,18 @@ def test_the_readmes_example_runs():
     code = readme[start + len("```python\n") : readme.index("```\n", start + 10)]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert float(out[0]) >= 0.95 and "softmaxregression__C" in out[1], out
+
+
+def test_a_run_that_reaches_max_iter_warns_as_scikit_learn_does():
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = load_wine(return_X_y=True)
+    with pytest.warns(ConvergenceWarning, match="max_iter=3"):
+        SoftmaxRegression(max_iter=3, device="cpu").fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="epochs"):
+        SoftmaxRegression(solver="sgd", max_iter=2, tol=0.0, device="cpu").fit(scaled(load_wine)[0], y)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        SoftmaxRegression(device="cpu").fit(*scaled(load_wine))
