@@ -116,17 +116,20 @@ def test_minibatch_l1_gives_exact_zeros():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 5 epochs on purpose
+@pytest.mark.parametrize("load", [load_iris, load_breast_cancer], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_partial_fit_epochs_are_fits_epochs(solver):
-    X, y = scaled(load_iris)
+def test_partial_fit_epochs_are_fits_epochs(solver, load):
+    X, y = scaled(load)
     X = X.astype(np.float32)
+    classes = np.unique(y)
     # tol 0 with patience 5 cannot stop 5 epochs early: fit runs exactly 5 epochs, as do 5 calls of partial_fit,
     # each one epoch shuffled by its own number, with the solver's state (Adam's moments, its step count) carried.
     fit = SoftmaxRegression(solver=solver, max_iter=5, tol=0.0, random_state=7, device="cpu").fit(X, y)
     assert fit.n_iter_[0] == 5
     partial = SoftmaxRegression(solver=solver, random_state=7, device="cpu")
+    # Two classes too: between calls the softmax's own two vectors are kept, not only coef_'s difference.
     for _ in range(5):
-        partial.partial_fit(X, y, classes=[0, 1, 2])
+        partial.partial_fit(X, y, classes=classes)
     np.testing.assert_array_equal(partial.coef_, fit.coef_)
     np.testing.assert_array_equal(partial.intercept_, fit.intercept_)
     # The state crosses pickling.
