@@ -278,3 +278,17 @@ def test_a_run_that_reaches_max_iter_warns_as_scikit_learn_does():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         SoftmaxRegression(device="cpu").fit(*scaled(load_wine))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 5 epochs on purpose
+def test_fit_file_runs_every_solver_and_penalty_as_fit_does(tmp_path):
+    X, y = scaled(load_wine)
+    X = X.astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y.astype(np.int64))
+    # The same rows held in the same order, the same seed: the same run as fit, bit for bit.
+    for params in [dict(solver="adam", max_iter=5, random_state=1), dict(penalty="l1", C=0.3)]:
+        a = SoftmaxRegression(device="cpu", **params).fit(X, y)
+        b = SoftmaxRegression(device="cpu", **params).fit_file(tmp_path / "x.npy", labels=tmp_path / "y.npy")
+        np.testing.assert_array_equal(a.coef_, b.coef_)
+        np.testing.assert_array_equal(a.intercept_, b.intercept_)
