@@ -2003,3 +2003,37 @@ fn a_damaged_tuning_cache_is_ignored_with_a_warning_and_rewritten() {
         "{stderr}"
     );
 }
+
+/// `--optimizer lbfgs --l1` runs OWL-QN (weights exactly 0, the run converged) and `--no-intercept` keeps the
+/// biases at 0; the model file says so.
+#[test]
+fn lbfgs_takes_l1_and_no_intercept() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("l1.safetensors");
+    let r = run(&[
+        "train",
+        "--device",
+        "cpu",
+        "--optimizer",
+        "lbfgs",
+        "--standardize",
+        "--l1",
+        "0.01",
+        "--no-intercept",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("L-BFGS converged"), "{}", r.stderr);
+    let m = Model::load(&model).unwrap();
+    assert!(m.params.b.iter().all(|&b| b == 0.0), "{:?}", m.params.b);
+    let zeros = m.params.w.iter().filter(|&&w| w == 0.0).count();
+    // The digits' constant pixels are 0 with any penalty; L1 at 0.01 zeroes many more of the 640 weights.
+    assert!(zeros > 200 && zeros < 640, "{zeros} weights are 0");
+    assert_eq!(
+        m.settings["config"]["fit_intercept"],
+        serde_json::json!(false),
+        "{}",
+        m.settings
+    );
+}
