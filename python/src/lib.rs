@@ -109,7 +109,7 @@ struct Settings {
     learning_rate: f32,
     seed: u64,
     device: String,
-    /// A weight per class (index order), or for a file a `--class-weight` specification.
+    /// A weight per class, in index order (`fit_file` takes a `--class-weight` specification beside the settings).
     class_weight: Option<Vec<f32>>,
     /// Print a line an iteration (or epoch) to stderr.
     verbose: bool,
