@@ -333,20 +333,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         class_weight = None
         if self.class_weight is not None:
             class_weight = [float(self.class_weight.get(c, 1.0)) for c in all_classes]
-        epochs, state, weights = self.__dict__.get("_partial", (0, (0, []), None))
+        epochs, state, kept = self.__dict__.get("_partial", (0, (0, []), None))
         init = None if first else self._warm_weights(X.shape[1], all_classes)
-        if init is not None and weights is not None and _same(init, _exposed(weights, len(all_classes))):
-            # The softmax's own weights of the last call, as they were: with two classes coef_ keeps only their
-            # difference, and w₀ = −w₁ holds only up to rounding.
-            init = weights
+        if kept is not None and np.array_equal(kept[1], self.coef_) and np.array_equal(kept[2], self.intercept_):
+            # The softmax's own weights of the last call, while coef_ and intercept_ are still what it exposed: with
+            # two classes coef_ keeps only their difference, and w₀ = −w₁ holds only up to rounding.
+            init = kept[0]
         settings = self._settings(len(all_classes), solver, class_weight, init, (epochs, state))
         out = self._train(X, y_index, settings, sample_weight, given)
         self._set_fitted(out, all_classes)
-        weights = (
-            [float(v) for v in out["coef"].ravel()],
-            [float(v) for v in out["intercept"]],
-        )
-        self._partial = (epochs + 1, out["state"], weights)
+        weights = ([float(v) for v in out["coef"].ravel()], [float(v) for v in out["intercept"]])
+        self._partial = (epochs + 1, out["state"], (weights, self.coef_.copy(), self.intercept_.copy()))
         return self
 
     def fit_file(self, path, labels=None, label_column=-1, zero_based="auto", sample_weight=None):
@@ -480,21 +477,6 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         model.intercept_ = intercept
         model.n_features_in_ = coef.shape[1]
         return model
-
-
-def _exposed(weights, k):
-    """Softmax weights (W [K, D] row-major, b, as lists) as ``_warm_weights`` returns the ``coef_`` they expose."""
-    w = np.asarray(weights[0], dtype=np.float64).reshape(k, -1)
-    b = np.asarray(weights[1], dtype=np.float64)
-    if k == 2:
-        coef, intercept = (w[1] - w[0])[np.newaxis, :], np.array([b[1] - b[0]])
-        w, b = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-    return [float(v) for v in w.astype(np.float32).ravel()], [float(v) for v in b.astype(np.float32)]
-
-
-def _same(a, b):
-    """Two sets of weights (lists) hold the same values."""
-    return a[0] == b[0] and a[1] == b[1]
 
 
 def _unfold(init, mean, scale):

@@ -266,6 +266,15 @@ impl PartialEq for Features {
     }
 }
 
+/// The checks of rows taken to be held, owned or lent: [`check_rows`], and at least one row and one feature.
+fn check_held(name: &str, x: ArrayView2<f32>, y: &[u32], k: usize) -> Result<()> {
+    check_rows(name, x, y, k, 0)?;
+    if x.ncols() == 0 || x.nrows() == 0 {
+        return Err(Error::input(name, format!("no data: shape {:?}", x.dim())));
+    }
+    Ok(())
+}
+
 /// Rows held in host memory: checked features, labels and class count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostRows {
@@ -279,10 +288,7 @@ impl HostRows {
     /// Checks and takes the rows.
     pub fn new(name: impl Into<String>, x: Array2<f32>, y: Vec<u32>, k: usize) -> Result<Self> {
         let name = name.into();
-        check_rows(&name, x.view(), &y, k, 0)?;
-        if x.ncols() == 0 || x.nrows() == 0 {
-            return Err(Error::input(&name, format!("no data: shape {:?}", x.dim())));
-        }
+        check_held(&name, x.view(), &y, k)?;
         Ok(HostRows {
             name,
             x: Features::Owned(if x.is_standard_layout() {
@@ -316,10 +322,7 @@ impl HostRows {
         }
         let x = ArrayView2::from_shape((n, d), (*values).as_ref())
             .map_err(|e| Error::Internal(format!("{name}: {e}")))?;
-        check_rows(&name, x, &y, k, 0)?;
-        if d == 0 || n == 0 {
-            return Err(Error::input(&name, format!("no data: shape {:?}", (n, d))));
-        }
+        check_held(&name, x, &y, k)?;
         Ok(HostRows {
             name,
             x: Features::Shared {
