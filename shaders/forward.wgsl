@@ -3,8 +3,8 @@
 // batch. It does exactly what logits.wgsl, softmax.wgsl and residual.wgsl do one after another (CPU mirror:
 // cpu::forward, their composition), without writing Z and S to memory or launching two more kernels.
 //
-// One invocation per 4 consecutive rows; all K ≤ 16 classes of those rows in 16 vec4 accumulators (classes × rows),
-// as in logits.wgsl, reading X feature-major. The host uses it only when K ≤ 16.
+// One invocation per 4·TQ consecutive rows (TQ = 2 on CPU adapters, 1 on GPUs: kernels::tile_quads); all K ≤ 16
+// classes of those rows in 16·TQ vec4 accumulators (classes × rows), as in logits.wgsl, reading X feature-major. The host uses it only when K ≤ 16.
 
 override WG: u32 = 64u;
 // Classes of a tile that are computed (the host sets min(K, 16)); the accumulators past it stay unused and their

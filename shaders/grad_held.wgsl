@@ -33,15 +33,19 @@ fn xs4(c: u32, a: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(x3[a.x], x3[a.y], x3[a.z], x3[a.w]);
 }
 
-// Features j..j + 4 of the batch's row i, features past d read as 0; the bias invocation (j ≥ d) reads 1.
-fn x4(i: u32, j: u32) -> vec4<f32> {
+// Where the batch's row i is held: its chunk slot (x) and first element there (y).
+fn row_at(i: u32) -> vec2<u32> {
+    return held_row(perm[step.perm_offset + i], held.chunk_rows, step.d);
+}
+
+// Features j..j + 4 of the row at `row`, features past d read as 0; the bias invocation (j ≥ d) reads 1.
+fn x4(row: vec2<u32>, j: u32) -> vec4<f32> {
     let d = step.d;
     if (j >= d) {
         return vec4<f32>(1.0);
     }
-    let s = held_row(perm[step.perm_offset + i], held.chunk_rows, d);
-    let base = s.y;
-    let v = xs4(s.x, vec4<u32>(base + j, base + min(j + 1u, d - 1u), base + min(j + 2u, d - 1u),
+    let base = row.y;
+    let v = xs4(row.x, vec4<u32>(base + j, base + min(j + 1u, d - 1u), base + min(j + 2u, d - 1u),
         base + min(j + 3u, d - 1u)));
     return vec4<f32>(v.x, select(0.0, v.y, j + 1u < d), select(0.0, v.z, j + 2u < d), select(0.0, v.w, j + 3u < d));
 }

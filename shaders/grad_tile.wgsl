@@ -1,6 +1,7 @@
 // The body of the gradient kernels grad.wgsl and grad_held.wgsl, appended to each when it is compiled
 // (src/gpu/kernels.rs): the register tile and its row walk, written once. Each kernel file declares `WG`, `KT`, the buffers `r`, `g`, `gb`
-// and `fn x4(i, j)`: features j..j + 4 of the batch's row i (1 for the bias invocation), from where it reads X.
+// `fn row_at(i)`: where the batch's row i is, and `fn x4(row, j)`: features j..j + 4 of that row (1 for the bias
+// invocation), from where it reads X.
 //
 // Split over the rows (SEGS > 0, for GPUs: a walk over the whole batch is a chain of dependent loads as long as
 // the batch): the rows are cut into units of 256 and the units into at most SEGS segments of consecutive units, as
@@ -49,9 +50,16 @@ fn put(j0: u32, c: u32, acc: vec4<f32>, add: bool, s: u32) {
     }
 }
 
+// Quads of features one invocation owns: 1 or 2 (the host's choice per adapter, kernels::tile_quads). A second quad
+// shares each residual loaded for the first: per row 4·TQ + 16 loads feed 64·TQ FMAs. The quad after the last
+// feature quad is the bias's, stored once. Every sum still runs over the rows in order, so the result is the same
+// bitwise for either (tested).
+override TQ: u32 = 1u;
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j0 = gid.x * 4u;
+    let q0 = gid.x * TQ;
+    let j0 = q0 * 4u;
     let tiles = (step.k + 15u) / 16u;
     var c0 = gid.y * 16u;
     var s = 0u;
@@ -67,10 +75,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             return;
         }
     }
+    // Feature quads, then the bias's: quad `quads`.
     let quads = (step.d + 3u) / 4u;
-    if (gid.x > quads || c0 >= step.k) {
+    if (q0 > quads || c0 >= step.k) {
         return;
     }
+    // The second quad (compiled out with TQ = 1), when it is a feature quad or the bias's.
+    let j1 = j0 + 4u;
+    let more = TQ > 1u && q0 + 1u <= quads;
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -87,24 +99,107 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a13 = vec4<f32>(0.0);
     var a14 = vec4<f32>(0.0);
     var a15 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    var b4 = vec4<f32>(0.0);
+    var b5 = vec4<f32>(0.0);
+    var b6 = vec4<f32>(0.0);
+    var b7 = vec4<f32>(0.0);
+    var b8 = vec4<f32>(0.0);
+    var b9 = vec4<f32>(0.0);
+    var b10 = vec4<f32>(0.0);
+    var b11 = vec4<f32>(0.0);
+    var b12 = vec4<f32>(0.0);
+    var b13 = vec4<f32>(0.0);
+    var b14 = vec4<f32>(0.0);
+    var b15 = vec4<f32>(0.0);
     for (var i = first; i < end; i = i + 1u) {
-        let x = x4(i, j0);
-        a0 = fma(x, vec4<f32>(res(i, c0 + 0u)), a0);
-        if (KT > 1u) { a1 = fma(x, vec4<f32>(res(i, c0 + 1u)), a1); }
-        if (KT > 2u) { a2 = fma(x, vec4<f32>(res(i, c0 + 2u)), a2); }
-        if (KT > 3u) { a3 = fma(x, vec4<f32>(res(i, c0 + 3u)), a3); }
-        if (KT > 4u) { a4 = fma(x, vec4<f32>(res(i, c0 + 4u)), a4); }
-        if (KT > 5u) { a5 = fma(x, vec4<f32>(res(i, c0 + 5u)), a5); }
-        if (KT > 6u) { a6 = fma(x, vec4<f32>(res(i, c0 + 6u)), a6); }
-        if (KT > 7u) { a7 = fma(x, vec4<f32>(res(i, c0 + 7u)), a7); }
-        if (KT > 8u) { a8 = fma(x, vec4<f32>(res(i, c0 + 8u)), a8); }
-        if (KT > 9u) { a9 = fma(x, vec4<f32>(res(i, c0 + 9u)), a9); }
-        if (KT > 10u) { a10 = fma(x, vec4<f32>(res(i, c0 + 10u)), a10); }
-        if (KT > 11u) { a11 = fma(x, vec4<f32>(res(i, c0 + 11u)), a11); }
-        if (KT > 12u) { a12 = fma(x, vec4<f32>(res(i, c0 + 12u)), a12); }
-        if (KT > 13u) { a13 = fma(x, vec4<f32>(res(i, c0 + 13u)), a13); }
-        if (KT > 14u) { a14 = fma(x, vec4<f32>(res(i, c0 + 14u)), a14); }
-        if (KT > 15u) { a15 = fma(x, vec4<f32>(res(i, c0 + 15u)), a15); }
+        let row = row_at(i);
+        let xa = x4(row, j0);
+        var xb = vec4<f32>(0.0);
+        if (TQ > 1u) {
+            xb = x4(row, j1);
+        }
+        let r0 = vec4<f32>(res(i, c0));
+        a0 = fma(xa, r0, a0);
+        if (TQ > 1u) { b0 = fma(xb, r0, b0); }
+        if (KT > 1u) {
+            let r1 = vec4<f32>(res(i, c0 + 1u));
+            a1 = fma(xa, r1, a1);
+            if (TQ > 1u) { b1 = fma(xb, r1, b1); }
+        }
+        if (KT > 2u) {
+            let r2 = vec4<f32>(res(i, c0 + 2u));
+            a2 = fma(xa, r2, a2);
+            if (TQ > 1u) { b2 = fma(xb, r2, b2); }
+        }
+        if (KT > 3u) {
+            let r3 = vec4<f32>(res(i, c0 + 3u));
+            a3 = fma(xa, r3, a3);
+            if (TQ > 1u) { b3 = fma(xb, r3, b3); }
+        }
+        if (KT > 4u) {
+            let r4 = vec4<f32>(res(i, c0 + 4u));
+            a4 = fma(xa, r4, a4);
+            if (TQ > 1u) { b4 = fma(xb, r4, b4); }
+        }
+        if (KT > 5u) {
+            let r5 = vec4<f32>(res(i, c0 + 5u));
+            a5 = fma(xa, r5, a5);
+            if (TQ > 1u) { b5 = fma(xb, r5, b5); }
+        }
+        if (KT > 6u) {
+            let r6 = vec4<f32>(res(i, c0 + 6u));
+            a6 = fma(xa, r6, a6);
+            if (TQ > 1u) { b6 = fma(xb, r6, b6); }
+        }
+        if (KT > 7u) {
+            let r7 = vec4<f32>(res(i, c0 + 7u));
+            a7 = fma(xa, r7, a7);
+            if (TQ > 1u) { b7 = fma(xb, r7, b7); }
+        }
+        if (KT > 8u) {
+            let r8 = vec4<f32>(res(i, c0 + 8u));
+            a8 = fma(xa, r8, a8);
+            if (TQ > 1u) { b8 = fma(xb, r8, b8); }
+        }
+        if (KT > 9u) {
+            let r9 = vec4<f32>(res(i, c0 + 9u));
+            a9 = fma(xa, r9, a9);
+            if (TQ > 1u) { b9 = fma(xb, r9, b9); }
+        }
+        if (KT > 10u) {
+            let r10 = vec4<f32>(res(i, c0 + 10u));
+            a10 = fma(xa, r10, a10);
+            if (TQ > 1u) { b10 = fma(xb, r10, b10); }
+        }
+        if (KT > 11u) {
+            let r11 = vec4<f32>(res(i, c0 + 11u));
+            a11 = fma(xa, r11, a11);
+            if (TQ > 1u) { b11 = fma(xb, r11, b11); }
+        }
+        if (KT > 12u) {
+            let r12 = vec4<f32>(res(i, c0 + 12u));
+            a12 = fma(xa, r12, a12);
+            if (TQ > 1u) { b12 = fma(xb, r12, b12); }
+        }
+        if (KT > 13u) {
+            let r13 = vec4<f32>(res(i, c0 + 13u));
+            a13 = fma(xa, r13, a13);
+            if (TQ > 1u) { b13 = fma(xb, r13, b13); }
+        }
+        if (KT > 14u) {
+            let r14 = vec4<f32>(res(i, c0 + 14u));
+            a14 = fma(xa, r14, a14);
+            if (TQ > 1u) { b14 = fma(xb, r14, b14); }
+        }
+        if (KT > 15u) {
+            let r15 = vec4<f32>(res(i, c0 + 15u));
+            a15 = fma(xa, r15, a15);
+            if (TQ > 1u) { b15 = fma(xb, r15, b15); }
+        }
     }
     let add = (step.flags & 1u) != 0u;
     put(j0, c0 + 0u, a0, add, s);
@@ -123,4 +218,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     put(j0, c0 + 13u, a13, add, s);
     put(j0, c0 + 14u, a14, add, s);
     put(j0, c0 + 15u, a15, add, s);
+    if (more) {
+        put(j1, c0 + 0u, b0, add, s);
+        put(j1, c0 + 1u, b1, add, s);
+        put(j1, c0 + 2u, b2, add, s);
+        put(j1, c0 + 3u, b3, add, s);
+        put(j1, c0 + 4u, b4, add, s);
+        put(j1, c0 + 5u, b5, add, s);
+        put(j1, c0 + 6u, b6, add, s);
+        put(j1, c0 + 7u, b7, add, s);
+        put(j1, c0 + 8u, b8, add, s);
+        put(j1, c0 + 9u, b9, add, s);
+        put(j1, c0 + 10u, b10, add, s);
+        put(j1, c0 + 11u, b11, add, s);
+        put(j1, c0 + 12u, b12, add, s);
+        put(j1, c0 + 13u, b13, add, s);
+        put(j1, c0 + 14u, b14, add, s);
+        put(j1, c0 + 15u, b15, add, s);
+    }
 }

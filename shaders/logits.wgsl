@@ -2,9 +2,10 @@
 // row-major one), W is [d, k] row-major, b is [k], Z is [rows, k]. The tile is logits_tile.wgsl, appended at load
 // time (logits_held.wgsl reads the rows where they are held instead).
 //
-// Register tiling for the tall-skinny shape: one invocation per 4 consecutive rows (one vec4 of xt per feature) and
-// tile of 16 classes (y of the grid), 16 vec4 accumulators (rows × classes) in registers. Per feature it loads one
-// vec4 of X and 16 weights (the same for every invocation: a broadcast) for 16 vec4 FMAs. The accumulators are named
+// Register tiling for the tall-skinny shape: one invocation per 4·TQ consecutive rows (TQ vec4s of xt per feature;
+// TQ = 2 on CPU adapters, 1 on GPUs: kernels::tile_quads) and tile of 16 classes (y of the grid), 16·TQ vec4
+// accumulators (rows × classes) in registers. Per feature it loads TQ vec4s of X and 16 weights (the same for every
+// invocation: a broadcast) for 16·TQ vec4 FMAs. The accumulators are named
 // variables, not an array: a private array indexed at run time would live in memory. The sum over features runs in
 // index order: deterministic.
 

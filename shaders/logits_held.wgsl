@@ -5,7 +5,7 @@
 // The tiles of the first 16 classes also copy their rows' labels into the batch's labels, which softmax.wgsl and
 // residual.wgsl read (the gather's other product).
 //
-// Register tiling: 4 rows × 16 classes per invocation (logits_tile.wgsl); each invocation reads its 4 rows at
+// Register tiling: 4·TQ rows × 16 classes per invocation (logits_tile.wgsl); each invocation reads its rows at
 // feature j (4 loads D floats apart: on a GPU one cache line each, shared by the next features' loads).
 
 override WG: u32 = 64u;

@@ -1,5 +1,5 @@
 // The body of the logits kernels logits.wgsl and logits_held.wgsl, appended to each when it is compiled
-// (src/gpu/kernels.rs): the register tile over 4 rows × 16 classes, written once. Each kernel file declares `WG`,
+// (src/gpu/kernels.rs): the register tile over 4·TQ rows × 16 classes, written once. Each kernel file declares `WG`,
 // `KT`, the buffers `w`, `b`, `z` and where its rows come from: `struct Rows`, `fn rows_at(i0)` (the invocation's
 // 4 rows from i0), `fn x4(rows, j)` (feature j of those rows) and `fn rows_done(i0, c0)` (run once per invocation).
 
@@ -21,15 +21,30 @@ fn put(i0: u32, c: u32, acc: vec4<f32>) {
     }
 }
 
+// Quads of rows one invocation owns: 1 or 2 (the host's choice per adapter, kernels::tile_quads). A second quad
+// shares each weight loaded for the first: per feature 4·TQ + 16 loads feed 64·TQ FMAs. Every (row, class) sum still
+// runs over the features in index order, so the result is the same bitwise for either (tested).
+override TQ: u32 = 1u;
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i0 = gid.x * 4u;
+    let i0 = gid.x * 4u * TQ;
     let c0 = gid.y * 16u;
     if (i0 >= step.rows || c0 >= step.k) {
         return;
     }
     let rows = rows_at(i0);
     rows_done(i0, c0);
+    // The second quad (compiled out with TQ = 1); past the batch its rows repeat the last (computed, never stored).
+    let i1 = i0 + 4u;
+    let more = TQ > 1u && i1 < step.rows;
+    var rows1 = rows;
+    if (TQ > 1u) {
+        rows1 = rows_at(min(i1, step.rows - 1u));
+    }
+    if (more) {
+        rows_done(i1, c0);
+    }
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -46,24 +61,106 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a13 = vec4<f32>(0.0);
     var a14 = vec4<f32>(0.0);
     var a15 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    var b4 = vec4<f32>(0.0);
+    var b5 = vec4<f32>(0.0);
+    var b6 = vec4<f32>(0.0);
+    var b7 = vec4<f32>(0.0);
+    var b8 = vec4<f32>(0.0);
+    var b9 = vec4<f32>(0.0);
+    var b10 = vec4<f32>(0.0);
+    var b11 = vec4<f32>(0.0);
+    var b12 = vec4<f32>(0.0);
+    var b13 = vec4<f32>(0.0);
+    var b14 = vec4<f32>(0.0);
+    var b15 = vec4<f32>(0.0);
     for (var j = 0u; j < step.d; j = j + 1u) {
-        let x4 = x4(rows, j);
-        a0 = fma(x4, vec4<f32>(wt(j, c0 + 0u)), a0);
-        if (KT > 1u) { a1 = fma(x4, vec4<f32>(wt(j, c0 + 1u)), a1); }
-        if (KT > 2u) { a2 = fma(x4, vec4<f32>(wt(j, c0 + 2u)), a2); }
-        if (KT > 3u) { a3 = fma(x4, vec4<f32>(wt(j, c0 + 3u)), a3); }
-        if (KT > 4u) { a4 = fma(x4, vec4<f32>(wt(j, c0 + 4u)), a4); }
-        if (KT > 5u) { a5 = fma(x4, vec4<f32>(wt(j, c0 + 5u)), a5); }
-        if (KT > 6u) { a6 = fma(x4, vec4<f32>(wt(j, c0 + 6u)), a6); }
-        if (KT > 7u) { a7 = fma(x4, vec4<f32>(wt(j, c0 + 7u)), a7); }
-        if (KT > 8u) { a8 = fma(x4, vec4<f32>(wt(j, c0 + 8u)), a8); }
-        if (KT > 9u) { a9 = fma(x4, vec4<f32>(wt(j, c0 + 9u)), a9); }
-        if (KT > 10u) { a10 = fma(x4, vec4<f32>(wt(j, c0 + 10u)), a10); }
-        if (KT > 11u) { a11 = fma(x4, vec4<f32>(wt(j, c0 + 11u)), a11); }
-        if (KT > 12u) { a12 = fma(x4, vec4<f32>(wt(j, c0 + 12u)), a12); }
-        if (KT > 13u) { a13 = fma(x4, vec4<f32>(wt(j, c0 + 13u)), a13); }
-        if (KT > 14u) { a14 = fma(x4, vec4<f32>(wt(j, c0 + 14u)), a14); }
-        if (KT > 15u) { a15 = fma(x4, vec4<f32>(wt(j, c0 + 15u)), a15); }
+        let xa = x4(rows, j);
+        var xb = vec4<f32>(0.0);
+        if (TQ > 1u) {
+            xb = x4(rows1, j);
+        }
+        let w0 = vec4<f32>(wt(j, c0));
+        a0 = fma(xa, w0, a0);
+        if (TQ > 1u) { b0 = fma(xb, w0, b0); }
+        if (KT > 1u) {
+            let w1 = vec4<f32>(wt(j, c0 + 1u));
+            a1 = fma(xa, w1, a1);
+            if (TQ > 1u) { b1 = fma(xb, w1, b1); }
+        }
+        if (KT > 2u) {
+            let w2 = vec4<f32>(wt(j, c0 + 2u));
+            a2 = fma(xa, w2, a2);
+            if (TQ > 1u) { b2 = fma(xb, w2, b2); }
+        }
+        if (KT > 3u) {
+            let w3 = vec4<f32>(wt(j, c0 + 3u));
+            a3 = fma(xa, w3, a3);
+            if (TQ > 1u) { b3 = fma(xb, w3, b3); }
+        }
+        if (KT > 4u) {
+            let w4 = vec4<f32>(wt(j, c0 + 4u));
+            a4 = fma(xa, w4, a4);
+            if (TQ > 1u) { b4 = fma(xb, w4, b4); }
+        }
+        if (KT > 5u) {
+            let w5 = vec4<f32>(wt(j, c0 + 5u));
+            a5 = fma(xa, w5, a5);
+            if (TQ > 1u) { b5 = fma(xb, w5, b5); }
+        }
+        if (KT > 6u) {
+            let w6 = vec4<f32>(wt(j, c0 + 6u));
+            a6 = fma(xa, w6, a6);
+            if (TQ > 1u) { b6 = fma(xb, w6, b6); }
+        }
+        if (KT > 7u) {
+            let w7 = vec4<f32>(wt(j, c0 + 7u));
+            a7 = fma(xa, w7, a7);
+            if (TQ > 1u) { b7 = fma(xb, w7, b7); }
+        }
+        if (KT > 8u) {
+            let w8 = vec4<f32>(wt(j, c0 + 8u));
+            a8 = fma(xa, w8, a8);
+            if (TQ > 1u) { b8 = fma(xb, w8, b8); }
+        }
+        if (KT > 9u) {
+            let w9 = vec4<f32>(wt(j, c0 + 9u));
+            a9 = fma(xa, w9, a9);
+            if (TQ > 1u) { b9 = fma(xb, w9, b9); }
+        }
+        if (KT > 10u) {
+            let w10 = vec4<f32>(wt(j, c0 + 10u));
+            a10 = fma(xa, w10, a10);
+            if (TQ > 1u) { b10 = fma(xb, w10, b10); }
+        }
+        if (KT > 11u) {
+            let w11 = vec4<f32>(wt(j, c0 + 11u));
+            a11 = fma(xa, w11, a11);
+            if (TQ > 1u) { b11 = fma(xb, w11, b11); }
+        }
+        if (KT > 12u) {
+            let w12 = vec4<f32>(wt(j, c0 + 12u));
+            a12 = fma(xa, w12, a12);
+            if (TQ > 1u) { b12 = fma(xb, w12, b12); }
+        }
+        if (KT > 13u) {
+            let w13 = vec4<f32>(wt(j, c0 + 13u));
+            a13 = fma(xa, w13, a13);
+            if (TQ > 1u) { b13 = fma(xb, w13, b13); }
+        }
+        if (KT > 14u) {
+            let w14 = vec4<f32>(wt(j, c0 + 14u));
+            a14 = fma(xa, w14, a14);
+            if (TQ > 1u) { b14 = fma(xb, w14, b14); }
+        }
+        if (KT > 15u) {
+            let w15 = vec4<f32>(wt(j, c0 + 15u));
+            a15 = fma(xa, w15, a15);
+            if (TQ > 1u) { b15 = fma(xb, w15, b15); }
+        }
     }
     put(i0, c0 + 0u, a0);
     put(i0, c0 + 1u, a1);
@@ -81,4 +178,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     put(i0, c0 + 13u, a13);
     put(i0, c0 + 14u, a14);
     put(i0, c0 + 15u, a15);
+    if (more) {
+        put(i1, c0 + 0u, b0);
+        put(i1, c0 + 1u, b1);
+        put(i1, c0 + 2u, b2);
+        put(i1, c0 + 3u, b3);
+        put(i1, c0 + 4u, b4);
+        put(i1, c0 + 5u, b5);
+        put(i1, c0 + 6u, b6);
+        put(i1, c0 + 7u, b7);
+        put(i1, c0 + 8u, b8);
+        put(i1, c0 + 9u, b9);
+        put(i1, c0 + 10u, b10);
+        put(i1, c0 + 11u, b11);
+        put(i1, c0 + 12u, b12);
+        put(i1, c0 + 13u, b13);
+        put(i1, c0 + 14u, b14);
+        put(i1, c0 + 15u, b15);
+    }
 }

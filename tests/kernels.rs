@@ -854,3 +854,118 @@ fn optimizer_kernels_match_their_mirror() {
         }
     });
 }
+
+#[test]
+fn the_tiled_products_give_bitwise_the_same_results_at_every_tile_size() {
+    use softmax_wgpu::gpu::kernels::TILE_QUADS;
+    on_every_gpu(|ctx| {
+        // (held rows, features, classes, batch rows, rows per chunk): batches that end inside the first or the second
+        // quad of an invocation (1, 5, 9, 70 rows), features that end inside either feature quad or right before
+        // the bias's (3, 7, 12, 13), one class tile and a part of one (3, 10, 16), several (17, 40) over 1–3 chunks.
+        for (s, &(n, d, k, b, chunk_rows)) in [
+            (4, 3, 3, 1, 4),
+            (11, 7, 10, 5, 4),
+            (20, 12, 16, 9, 20),
+            (90, 13, 17, 70, 40),
+            (50, 8, 40, 33, 25),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let HeldCase {
+                x,
+                w,
+                bias,
+                y,
+                perm,
+                row_w,
+                class_w,
+            } = HeldCase::new(s as u64 * 17 + 700, n, d, k, b);
+            let weights = cpu::Weights {
+                class: Some(&class_w),
+                row: Some(&row_w),
+            };
+            let (xb, yb) = cpu::gather::<f32>(&perm, x.view(), &y);
+            let r = uniform(b, k, -0.5, 0.5, s as u64 + 710);
+            let run = |quads| {
+                ops::with_tile(quads, || {
+                    let z = ops::logits(ctx, xb.view(), w.view(), bias.view()).unwrap();
+                    let zh = ops::logits_held(
+                        ctx,
+                        x.view(),
+                        &y,
+                        &perm,
+                        (w.view(), bias.view()),
+                        chunk_rows,
+                    )
+                    .unwrap()
+                    .0;
+                    let g = ops::grad(ctx, xb.view(), r.view()).unwrap();
+                    let gs = ops::grad_split(ctx, xb.view(), r.view(), 2).unwrap();
+                    let gh = ops::grad_held(ctx, x.view(), &perm, r.view(), chunk_rows).unwrap();
+                    let ghs = ops::grad_held_split(ctx, x.view(), &perm, r.view(), chunk_rows, 2)
+                        .unwrap();
+                    let f = (k <= 16).then(|| {
+                        (
+                            ops::forward(ctx, xb.view(), w.view(), bias.view(), &yb, weights)
+                                .unwrap(),
+                            ops::forward_held(
+                                ctx,
+                                x.view(),
+                                &y,
+                                &perm,
+                                w.view(),
+                                bias.view(),
+                                weights,
+                                chunk_rows,
+                            )
+                            .unwrap(),
+                        )
+                    });
+                    (z, zh, g, gs, gh, ghs, f)
+                })
+            };
+            let one = run(1);
+            let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows}");
+            // Each tile adds the same products in the same order: equal, held or gathered, split or whole.
+            for &quads in &TILE_QUADS[1..] {
+                assert_eq!(run(quads), one, "TQ={quads} {case}");
+            }
+            assert_eq!(one.0, one.1, "held logits {case}");
+            assert_eq!(one.2, one.4, "held gradient {case}");
+            assert_eq!(one.3, one.5, "held split gradient {case}");
+            // And the mirrors, within the bounds `validate` uses.
+            let (x64, w64, b64) = (to64(&xb), to64(&w), bias.mapv(f64::from));
+            let want = cpu::logits(x64.view(), w64.view(), b64.view());
+            let tol = tolerance::logits(x64.view(), w64.view(), b64.view());
+            assert_within(&format!("logits {case}"), &one.0, &want, &tol);
+            let (g_ref, gb_ref) = cpu::grad(x64.view(), to64(&r).view());
+            let (g_tol, gb_tol) = tolerance::grad(x64.view(), to64(&r).view());
+            for (what, (g, gb)) in [("whole", &one.2), ("split", &one.3)] {
+                assert_within(&format!("{what} G {case}"), g, &g_ref, &g_tol);
+                assert_within(
+                    &format!("{what} g_b {case}"),
+                    &gb.clone().insert_axis(ndarray::Axis(0)),
+                    &gb_ref.clone().insert_axis(ndarray::Axis(0)),
+                    &gb_tol.clone().insert_axis(ndarray::Axis(0)),
+                );
+            }
+            if let Some(((fr, fstats), held)) = &one.6 {
+                assert_eq!((fr, fstats), (&held.0, &held.1), "held forward {case}");
+                let (cw64, rw64): (Vec<f64>, Vec<f64>) = (
+                    class_w.iter().map(|&v| f64::from(v)).collect(),
+                    row_w.iter().map(|&v| f64::from(v)).collect(),
+                );
+                let w64s = cpu::Weights {
+                    class: Some(&cw64),
+                    row: Some(&rw64),
+                };
+                let (r_ref, _) = cpu::forward(x64.view(), w64.view(), b64.view(), &yb, w64s);
+                let (r_tol, _) = tolerance::forward(x64.view(), w64.view(), b64.view(), &yb);
+                // Row and class weights up to 2 × 4 scale R, and so its bound, exactly.
+                let r_tol = r_tol.mapv(|t| t * 8.0);
+                assert_within(&format!("forward R {case}"), fr, &r_ref, &r_tol);
+            }
+        }
+    });
+}

@@ -137,7 +137,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub one_pass: OnePass,
     /// The kernels' shape: `on`, as for a GPU (the one-pass kernel staging X with two invocations per row; past 32
-    /// classes the rows read in place, no gather, and the gradient split over them); `off`, as for a CPU adapter;
+    /// classes the rows read in place, no gather, and the gradient split over them; one quad of rows or features to
+    /// an invocation of the tiled products); `off`, as for a CPU adapter (two quads);
     /// `auto` (default), by adapter type. `on` shows on a software adapter the shape of the work a card would run.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub gpu_shape: OnePass,

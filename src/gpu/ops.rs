@@ -6,8 +6,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use super::buffers::{fused_partials, read, storage_init, storage_zeroed, uniform_init, StepSlots};
 use super::context::GpuContext;
 use super::kernels::{
-    fused_constants, held_slots, ChunkUniform, Dims, HeldUniform, Kernel, StepUniform,
-    FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
+    fused_constants, held_slots, tile_constants, ChunkUniform, Dims, HeldUniform, Kernel,
+    StepUniform, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -98,12 +98,50 @@ fn to2(v: Vec<f32>, rows: usize, cols: usize) -> Result<Array2<f32>> {
         .map_err(|e| Error::Internal(format!("readback shape: {e}")))
 }
 
-/// `logits.wgsl` on the GPU: Z = X·W + b.
+thread_local! {
+    static TILE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the tiled products (logits, gradient and fused forward kernels, held or not) built with `quads`
+/// quads to an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]) instead of the adapter's choice, on
+/// this thread: how the tests run every tile size on every adapter. The trainer never reads it.
+pub fn with_tile<T>(quads: u32, f: impl FnOnce() -> T) -> T {
+    let before = TILE.with(|t| t.replace(Some(quads)));
+    struct Restore(Option<u32>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TILE.with(|t| t.set(self.0));
+        }
+    }
+    let _restore = Restore(before);
+    f()
+}
+
+/// The tile the kernels run with here: [`with_tile`]'s, else the one [`crate::gpu::kernels::tile_quads`] chooses
+/// for `ctx`'s adapter, as the trainer runs them.
+fn adapter_tile(ctx: &GpuContext) -> u32 {
+    TILE.with(|t| t.get()).unwrap_or_else(|| {
+        crate::gpu::kernels::tile_quads(crate::gpu::kernels::fused_gpu_shape(ctx.info.device_type))
+    })
+}
+
+/// `logits.wgsl` on the GPU: Z = X·W + b (the tile the adapter trains with).
 pub fn logits(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
     w: ArrayView2<f32>,
     b: ArrayView1<f32>,
+) -> Result<Array2<f32>> {
+    logits_tiled(ctx, x, w, b, adapter_tile(ctx))
+}
+
+/// [`logits`] with `quads` row quads to an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
+fn logits_tiled(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    w: ArrayView2<f32>,
+    b: ArrayView1<f32>,
+    quads: u32,
 ) -> Result<Array2<f32>> {
     let (rows, d) = x.dim();
     let k = w.ncols();
@@ -119,7 +157,7 @@ pub fn logits(
     let wb = storage_init(ctx, "w", &contiguous(w));
     let bb = storage_init(ctx, "b", &b.to_vec());
     let z = storage_zeroed(ctx, "z", (rows * k * 4) as u64);
-    run(
+    run_with(
         ctx,
         Kernel::Logits,
         StepUniform {
@@ -128,6 +166,7 @@ pub fn logits(
             k: kk,
             ..Default::default()
         },
+        &tile_constants(Kernel::Logits, quads),
         &[&xb, &wb, &bb, &z],
     )?;
     to2(read(ctx, &z, 0, rows * k)?, rows, k)
@@ -228,40 +267,70 @@ pub fn residual(
     to2(read(ctx, &out, 0, rows * k)?, rows, k)
 }
 
-/// `grad.wgsl` on the GPU: the gradient sums (G = Xᵀ·R, g_b = colsum(R)).
+/// `grad.wgsl` on the GPU: the gradient sums (G = Xᵀ·R, g_b = colsum(R); the tile the adapter trains with).
 pub fn grad(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
     r: ArrayView2<f32>,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
+    grad_tiled(ctx, x, r, None, adapter_tile(ctx))
+}
+
+/// [`grad`] (`split`: None) or [`grad_split`] (`split`: Some(most segments)) with `quads` feature quads to an
+/// invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
+fn grad_tiled(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    r: ArrayView2<f32>,
+    split: Option<u32>,
+    quads: u32,
+) -> Result<(Array2<f32>, Array1<f32>)> {
     let (rows, d) = x.dim();
     let k = r.ncols();
     check(
-        r.nrows() == rows && rows > 0,
+        r.nrows() == rows && rows > 0 && split != Some(0),
         "grad operands",
-        || format!("x and r with the same rows, at least 1 (x has {rows})"),
-        || format!("x {:?}, r {:?}", x.dim(), r.dim()),
+        || {
+            format!(
+                "x and r with the same rows, at least 1 (x has {rows}), and at least one segment"
+            )
+        },
+        || format!("x {:?}, r {:?}, segments {split:?}", x.dim(), r.dim()),
     )?;
     let (rr, dd, kk) = dims(rows, d, k)?;
     let xb = storage_init(ctx, "x", &contiguous(x));
     let rb = storage_init(ctx, "r", &contiguous(r));
-    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
     let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
-    run(
+    let step = StepUniform {
+        rows: rr,
+        d: dd,
+        k: kk,
+        ..Default::default()
+    };
+    let tile = tile_constants(Kernel::Grad, quads);
+    let Some(most) = split else {
+        let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
+        run_with(ctx, Kernel::Grad, step, &tile, &[&xb, &rb, &g, &gb])?;
+        return Ok((
+            to2(read(ctx, &g, 0, d * k)?, d, k)?,
+            Array1::from(read(ctx, &gb, 0, k)?),
+        ));
+    };
+    let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
+    let partials = fused_partials(ctx, dd, kk);
+    let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
+    let mut split = constants(Kernel::Grad);
+    split.extend(tile);
+    // Split, grad.wgsl binds g_b beside the partials but writes only the partials.
+    run_with(
         ctx,
         Kernel::Grad,
-        StepUniform {
-            rows: rr,
-            d: dd,
-            k: kk,
-            ..Default::default()
-        },
-        &[&xb, &rb, &g, &gb],
+        step,
+        &split,
+        &[&xb, &rb, &partials.0, &gb],
     )?;
-    Ok((
-        to2(read(ctx, &g, 0, d * k)?, d, k)?,
-        Array1::from(read(ctx, &gb, 0, k)?),
-    ))
+    let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;
+    Ok((g, gb))
 }
 
 /// `update.wgsl` on the GPU, from gradient sums over `rows` rows: returns the updated (W, b).
@@ -470,7 +539,7 @@ pub fn forward(
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
     let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
-    run(
+    run_with(
         ctx,
         Kernel::Forward,
         StepUniform {
@@ -480,6 +549,7 @@ pub fn forward(
             flags,
             ..Default::default()
         },
+        &tile_constants(Kernel::Forward, adapter_tile(ctx)),
         &[&xb, &wb, &bb, &yb, &out, &stats, &cwb, &swb],
     )?;
     Ok((
@@ -627,10 +697,11 @@ pub fn forward_held(
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
     let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
     let [x0, x1, x2, x3] = h.slots();
-    run(
+    run_with(
         ctx,
         Kernel::ForwardHeld,
         h.step,
+        &tile_constants(Kernel::ForwardHeld, adapter_tile(ctx)),
         &[
             x0, x1, x2, x3, &h.y, &h.perm, &h.layout, &h.w, &h.b, &out, &stats, &h.cw, &h.sw,
         ],
@@ -651,6 +722,19 @@ pub fn logits_held(
     (w, b): (ArrayView2<f32>, ArrayView1<f32>),
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Vec<u32>)> {
+    logits_held_tiled(ctx, x, y, perm, (w, b), chunk_rows, adapter_tile(ctx))
+}
+
+/// [`logits_held`] with `quads` row quads to an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
+fn logits_held_tiled(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    y: &[u32],
+    perm: &[u32],
+    (w, b): (ArrayView2<f32>, ArrayView1<f32>),
+    chunk_rows: usize,
+    quads: u32,
+) -> Result<(Array2<f32>, Vec<u32>)> {
     let h = HeldForward::new(
         ctx,
         ("logits operands", usize::MAX),
@@ -665,10 +749,11 @@ pub fn logits_held(
     let z = storage_zeroed(ctx, "z", (rows * k * 4) as u64);
     let yb = storage_zeroed(ctx, "batch labels", (rows * 4) as u64);
     let [x0, x1, x2, x3] = h.slots();
-    run(
+    run_with(
         ctx,
         Kernel::LogitsHeld,
         h.step,
+        &tile_constants(Kernel::LogitsHeld, quads),
         &[
             x0, x1, x2, x3, &h.y, &h.perm, &h.layout, &h.w, &h.b, &z, &yb,
         ],
@@ -687,37 +772,7 @@ pub fn grad_split(
     r: ArrayView2<f32>,
     most: u32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
-    let (rows, d) = x.dim();
-    let k = r.ncols();
-    check(
-        r.nrows() == rows && rows > 0 && most > 0,
-        "grad operands",
-        || format!("r with x's {rows} rows, at least 1, and at least one segment"),
-        || format!("r {:?}, {most} segments", r.dim()),
-    )?;
-    let (rr, dd, kk) = dims(rows, d, k)?;
-    let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
-    let xb = storage_init(ctx, "x", &contiguous(x));
-    let rb = storage_init(ctx, "r", &contiguous(r));
-    let partials = fused_partials(ctx, dd, kk);
-    let step = StepUniform {
-        rows: rr,
-        d: dd,
-        k: kk,
-        ..Default::default()
-    };
-    let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
-    // grad.wgsl binds g_b beside the partials but writes only the partials when split.
-    let unused = storage_zeroed(ctx, "gb", (k * 4) as u64);
-    run_with(
-        ctx,
-        Kernel::Grad,
-        step,
-        &constants(Kernel::Grad),
-        &[&xb, &rb, &partials.0, &unused],
-    )?;
-    let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;
-    Ok((g, gb))
+    grad_tiled(ctx, x, r, Some(most), adapter_tile(ctx))
 }
 
 /// `reduce.wgsl` with `constants` over the per-segment `partials` (gradient, metrics) of a batch with uniform
@@ -756,7 +811,7 @@ pub fn grad_held(
     r: ArrayView2<f32>,
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
-    grad_held_with(ctx, x, perm, r, chunk_rows, None)
+    grad_held_tiled(ctx, x, perm, r, chunk_rows, None, adapter_tile(ctx))
 }
 
 /// [`grad_held`] split over rows as GPUs train (segments of 256-row units, at most `most` of them, as
@@ -769,16 +824,19 @@ pub fn grad_held_split(
     chunk_rows: usize,
     most: u32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
-    grad_held_with(ctx, x, perm, r, chunk_rows, Some(most))
+    grad_held_tiled(ctx, x, perm, r, chunk_rows, Some(most), adapter_tile(ctx))
 }
 
-fn grad_held_with(
+/// [`grad_held`] (`split`: None) or [`grad_held_split`] (`split`: Some(most segments)) with `quads` feature quads to
+/// an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
+fn grad_held_tiled(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
     perm: &[u32],
     r: ArrayView2<f32>,
     chunk_rows: usize,
     split: Option<u32>,
+    quads: u32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
     let (n, d) = x.dim();
     let (rows, k) = r.dim();
@@ -802,11 +860,13 @@ fn grad_held_with(
         k: kk,
         ..Default::default()
     };
+    let tile = tile_constants(Kernel::GradHeld, quads);
     let Some(most) = split else {
-        run(
+        run_with(
             ctx,
             Kernel::GradHeld,
             step,
+            &tile,
             &[x0, x1, x2, x3, &pb, &layout, &rb, &g, &gb],
         )?;
         return Ok((
@@ -817,12 +877,14 @@ fn grad_held_with(
     let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
     let partials = fused_partials(ctx, dd, kk);
     let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
+    let mut split = constants(Kernel::GradHeld);
+    split.extend(tile);
     // Split, grad_held.wgsl writes only the partials (g_b is bound, not written).
     run_with(
         ctx,
         Kernel::GradHeld,
         step,
-        &constants(Kernel::GradHeld),
+        &split,
         &[x0, x1, x2, x3, &pb, &layout, &rb, &partials.0, &gb],
     )?;
     let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;

@@ -160,17 +160,17 @@ pub fn store(key: &str, widths: &BTreeMap<String, u32>) {
     }
 }
 
-/// Picks the fastest of `candidates` by `time(tuned) → seconds`.
+/// Picks the fastest of `candidates` (for `classes` classes and tiles of `quads`) by `time(tuned) → seconds`.
 pub fn fastest(
     ctx: &GpuContext,
     kernel: Kernel,
-    classes: usize,
+    (classes, quads): (usize, u32),
     candidates: &[u32],
     mut time: impl FnMut(&Tuned) -> Result<f64>,
 ) -> Result<u32> {
     let mut best = (f64::INFINITY, candidates[0]);
     for &wg in candidates {
-        let t = Tuned::new(ctx, kernel, wg, classes);
+        let t = Tuned::new(ctx, kernel, wg, classes, quads);
         let seconds = time(&t)?.min(time(&t)?);
         if seconds < best.0 {
             best = (seconds, wg);

@@ -59,7 +59,8 @@ impl GpuBackend<'_> {
                 let candidates = tune::candidates(self.ctx);
                 let mut widths = std::collections::BTreeMap::new();
                 for &kernel in tune::tuned_kernels(self.shape.k) {
-                    let best = tune::fastest(self.ctx, kernel, self.shape.k, &candidates, |t| {
+                    let of = (self.shape.k, self.quads);
+                    let best = tune::fastest(self.ctx, kernel, of, &candidates, |t| {
                         self.time_dispatches(t, rows, on)
                     })?;
                     widths.insert(kernel.name().to_string(), best);
@@ -70,7 +71,7 @@ impl GpuBackend<'_> {
         };
         self.tuned = tune::tuned_kernels(self.shape.k)
             .iter()
-            .map(|&k| Tuned::new(self.ctx, k, widths[k.name()], self.shape.k))
+            .map(|&k| Tuned::new(self.ctx, k, widths[k.name()], self.shape.k, self.quads))
             .collect();
         self.tuned_for.insert(key, self.tuned.clone());
         Ok(())

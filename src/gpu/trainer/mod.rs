@@ -71,8 +71,9 @@ pub struct GpuOptions {
     /// between coroutines, and there the one-pass kernel (in its CPU shape) is 1.3–2.8× slower than the two-kernel
     /// path shaped for it (`bench --one-pass on|off`, K = 32 and K = 10). `Some` forces either (tests, `bench`).
     pub one_pass: Option<bool>,
-    /// Shape the kernels for a GPU — the one-pass kernel's staged, two-invocations-per-row shape and the gradient
-    /// split over rows — or for a CPU adapter. `None` chooses by adapter type
+    /// Shape the kernels for a GPU — the one-pass kernel's staged, two-invocations-per-row shape, the gradient
+    /// split over rows and one quad to an invocation of the tiled products
+    /// ([`crate::gpu::kernels::tile_quads`]) — or for a CPU adapter. `None` chooses by adapter type
     /// ([`crate::gpu::kernels::fused_gpu_shape`]); `Some` forces either: to train and `bench` the GPU shape on a
     /// software adapter (tests, and the shape of the work a card would run).
     pub gpu_shape: Option<bool>,
@@ -131,6 +132,8 @@ pub struct GpuBackend<'a> {
     split_grad: bool,
     /// Whether the kernels take their GPU shape ([`GpuOptions::gpu_shape`]).
     gpu_shape: bool,
+    /// The tiled products' quads to an invocation, for that shape ([`crate::gpu::kernels::tile_quads`]).
+    quads: u32,
 }
 
 /// What the one-pass step needs beside a held set: the segments' partial sums and the group reducing them.
@@ -268,6 +271,7 @@ impl<'a> GpuBackend<'a> {
             one_pass,
             split_grad,
             gpu_shape,
+            quads: crate::gpu::kernels::tile_quads(gpu_shape),
             held: Vec::new(),
             model,
             batch,
@@ -283,7 +287,9 @@ impl<'a> GpuBackend<'a> {
             profiler: None,
             tuned: crate::gpu::tune::tuned_kernels(shape.k)
                 .iter()
-                .map(|&kernel| Tuned::for_adapter(ctx, kernel, k))
+                .map(|&kernel| {
+                    Tuned::for_adapter(ctx, kernel, k, crate::gpu::kernels::tile_quads(gpu_shape))
+                })
                 .collect(),
             autotune: options.autotune && !options.sparse,
             tuned_for: std::collections::HashMap::new(),

@@ -504,6 +504,7 @@ impl GpuBackend<'_> {
                     ("SLOTS", f64::from(slots)),
                     ("KT", class_tile(self.shape.k)),
                 ];
+                c.extend(crate::gpu::kernels::tile_constants(p.kernel, self.quads));
                 if split {
                     c.extend(self.split_constants(p.kernel));
                 }
