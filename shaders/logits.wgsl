@@ -21,4 +21,9 @@ override KT: u32 = 16u;
 // Nothing beside the logits: the batch's labels are where the gather put them.
 fn rows_done(i0: u32, c0: u32) {}
 
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    tile(gid);
+}
+
 // Where the rows are (gathered_rows.wgsl), then the tile (logits_tile.wgsl), appended at load time.

@@ -1,7 +1,8 @@
 // The body of the logits kernels logits.wgsl and logits_held.wgsl, appended to each when it is compiled
 // (src/gpu/kernels.rs): the register tile over 4·TQ rows × 16 classes, written once. Each kernel file declares `WG`,
 // `KT`, the buffers `w`, `b`, `z` and where its rows come from: `struct Rows`, `fn rows_at(i0)` (the invocation's
-// 4 rows from i0), `fn x4(rows, j)` (feature j of those rows) and `fn rows_done(i0, c0)` (run once per invocation).
+// 4 rows from i0), `fn x4(rows, j)` (feature j of those rows) and `fn rows_done(i0, c0)` (run once per invocation),
+// and its entry point `main`, which calls `tile`.
 
 // w[j, c], with c clamped to the last class: a tile's classes past k compute values that are never stored, and no
 // branch is taken per element.
@@ -26,8 +27,8 @@ fn put(i0: u32, c: u32, acc: vec4<f32>) {
 // runs over the features in index order, so the result is the same bitwise for either (tested).
 override TQ: u32 = 1u;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+// The register tile of invocation `gid` (each kernel file's `main` calls it).
+fn tile(gid: vec3<u32>) {
     let i0 = gid.x * 4u * TQ;
     let c0 = gid.y * 16u;
     if (i0 >= step.rows || c0 >= step.k) {

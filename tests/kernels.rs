@@ -452,12 +452,15 @@ fn the_held_gradient_split_over_rows_is_bitwise_the_split_over_a_gathered_copy()
 fn the_logits_kernel_reads_held_rows_in_place_bitwise_like_over_a_gathered_copy() {
     on_every_gpu(|ctx| {
         // (held rows, features, classes, batch rows, rows per chunk): K past the fused kernels' 16 and 32 — one
-        // class tile and a part of one (17), several (40), many (200) — over one to four chunks, batches that repeat
-        // rows and end mid-tile.
+        // class tile and a part of one (17), several (40), many (200, 1,000) — and for the staged shape's groups of
+        // class tiles one tile (5), over one to four chunks, batches that repeat rows and end mid-tile (of 4 or 8
+        // rows, and of the staged shape's 64), features past one staged block of 32 and ending inside one.
         for (s, &(n, d, k, b, chunk_rows)) in [
             (30, 7, 17, 29, 30),
             (300, 784, 40, 256, 120),
             (97, 13, 200, 130, 25),
+            (50, 45, 5, 70, 50),
+            (80, 33, 1000, 65, 30),
         ]
         .iter()
         .enumerate()
@@ -485,6 +488,18 @@ fn the_logits_kernel_reads_held_rows_in_place_bitwise_like_over_a_gathered_copy(
             let want = ops::logits(ctx, xb.view(), w.view(), bias.view()).unwrap();
             assert_eq!(z, want, "Z {case}");
             assert_eq!(labels, yb, "labels {case}");
+            // The staged GPU shape: the same fma chains, bitwise, and the same labels.
+            let (zs, ls) = ops::logits_held_staged(
+                ctx,
+                x.view(),
+                &y,
+                &perm,
+                (w.view(), bias.view()),
+                chunk_rows,
+            )
+            .unwrap();
+            assert_eq!(zs, want, "staged Z {case}");
+            assert_eq!(ls, yb, "staged labels {case}");
             // And the mirror, within the bound `validate` uses for the logits.
             let (x64, w64, b64) = (to64(&xb), to64(&w), bias.mapv(f64::from));
             let want = cpu::logits(x64.view(), w64.view(), b64.view());

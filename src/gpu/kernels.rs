@@ -455,7 +455,14 @@ static SPECS: [KernelSpec; 20] = [
         bindings: &[
             Read, Read, Read, Read, Read, Read, Uniform, Read, Read, ReadWrite, ReadWrite,
         ],
-        constants: &[("WG", 64.0), ("SLOTS", 4.0), ("KT", 16.0), ("TQ", 1.0)],
+        constants: &[
+            ("WG", 64.0),
+            ("SLOTS", 4.0),
+            ("KT", 16.0),
+            ("TQ", 1.0),
+            ("STAGE", 0.0),
+            ("CT", 3.0),
+        ],
         grid: Grid::RowsByClassTiles,
     },
 ];
@@ -649,9 +656,12 @@ fn build_pipeline(
         entry_point: Some("main"),
         compilation_options: wgpu::PipelineCompilationOptions {
             constants,
-            // fused_held.wgsl writes every element of its workgroup memory before reading it (its comments say
-            // where); zeroing 16 KiB per workgroup would be a cost per dispatch for nothing.
-            zero_initialize_workgroup_memory: kernel != Kernel::FusedHeld,
+            // fused_held.wgsl and logits_held.wgsl write every element of their workgroup memory before reading it
+            // (their comments say where); zeroing 16 KiB per workgroup would be a cost per dispatch for nothing.
+            zero_initialize_workgroup_memory: !matches!(
+                kernel,
+                Kernel::FusedHeld | Kernel::LogitsHeld
+            ),
         },
         cache: None,
     })
@@ -897,6 +907,20 @@ pub fn tile_quads(gpu_shape: bool) -> u32 {
     }
 }
 
+/// Rows of a staged [`Kernel::LogitsHeld`] workgroup's tile (logits_held.wgsl's `RT`).
+pub const LOGITS_STAGED_ROWS: u64 = 64;
+
+/// The override constants of [`Kernel::LogitsHeld`] in its staged GPU shape for `k` classes: STAGE = 1, CT class
+/// tiles of 16 to a workgroup (at most 3, fewer when K has fewer) and WG = 64 · CT invocations.
+pub fn logits_staged_constants(k: u32) -> Vec<(&'static str, f64)> {
+    let ct = k.div_ceil(16).clamp(1, 3);
+    vec![
+        ("STAGE", 1.0),
+        ("CT", f64::from(ct)),
+        ("WG", (LOGITS_STAGED_ROWS * u64::from(ct)) as f64),
+    ]
+}
+
 /// The tile sizes [`tile_quads`] may choose, each tested on every adapter.
 pub const TILE_QUADS: [u32; 2] = [1, 2];
 
@@ -928,6 +952,11 @@ impl Kernel {
         match self.spec().grid {
             Grid::Items(items) => fold(items(dims).div_ceil(constant("WG"))),
             Grid::Groups(groups) => fold(groups(dims)),
+            // logits_held.wgsl's staged shape: row tiles of 64 × groups of CT class tiles.
+            Grid::RowsByClassTiles if self.constant(constants, "STAGE").unwrap_or(0) != 0 => (
+                u64::from(dims.rows).div_ceil(LOGITS_STAGED_ROWS) as u32,
+                u64::from(dims.k).div_ceil(16).div_ceil(constant("CT")) as u32,
+            ),
             Grid::RowsByClassTiles => (
                 u64::from(dims.rows)
                     .div_ceil(4 * constant("TQ"))

@@ -722,18 +722,33 @@ pub fn logits_held(
     (w, b): (ArrayView2<f32>, ArrayView1<f32>),
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Vec<u32>)> {
-    logits_held_tiled(ctx, x, y, perm, (w, b), chunk_rows, adapter_tile(ctx))
+    let tile = tile_constants(Kernel::LogitsHeld, adapter_tile(ctx));
+    logits_held_with(ctx, x, y, perm, (w, b), chunk_rows, &tile)
 }
 
-/// [`logits_held`] with `quads` row quads to an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
-fn logits_held_tiled(
+/// [`logits_held`] in the kernel's staged GPU shape (STAGE = 1, [`crate::gpu::kernels::logits_staged_constants`]:
+/// X and W staged through workgroup memory, read coalesced), as GPUs train past the one-pass kernel's classes; the
+/// same logits bitwise.
+pub fn logits_held_staged(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
     y: &[u32],
     perm: &[u32],
     (w, b): (ArrayView2<f32>, ArrayView1<f32>),
     chunk_rows: usize,
-    quads: u32,
+) -> Result<(Array2<f32>, Vec<u32>)> {
+    let staged = crate::gpu::kernels::logits_staged_constants(w.ncols() as u32);
+    logits_held_with(ctx, x, y, perm, (w, b), chunk_rows, &staged)
+}
+
+fn logits_held_with(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    y: &[u32],
+    perm: &[u32],
+    (w, b): (ArrayView2<f32>, ArrayView1<f32>),
+    chunk_rows: usize,
+    constants: &[(&'static str, f64)],
 ) -> Result<(Array2<f32>, Vec<u32>)> {
     let h = HeldForward::new(
         ctx,
@@ -753,7 +768,7 @@ fn logits_held_tiled(
         ctx,
         Kernel::LogitsHeld,
         h.step,
-        &tile_constants(Kernel::LogitsHeld, quads),
+        constants,
         &[
             x0, x1, x2, x3, &h.y, &h.perm, &h.layout, &h.w, &h.b, &z, &yb,
         ],

@@ -225,6 +225,12 @@ fn check_held(
         let want = cpu::logits(xb.view(), w64.view(), b64.view());
         let tol = tolerance::logits(xb.view(), w64.view(), b64.view());
         checks.push(Kernel::LogitsHeld, "Z", case, compare(&got, &want, &tol));
+        // Staged through workgroup memory, as GPUs read held rows past the one-pass kernel's classes.
+        let (mut got, _) =
+            ops::logits_held_staged(ctx, x.view(), y, &perm, (w.view(), bias.view()), chunk_rows)?;
+        checks.corrupt(Kernel::LogitsHeld, &mut got);
+        let staged = format!("{case}, staged");
+        checks.push(Kernel::LogitsHeld, "Z", &staged, compare(&got, &want, &tol));
     }
     let (mut got, _) = ops::grad_held(ctx, x.view(), &perm, r.view(), chunk_rows)?;
     checks.corrupt(Kernel::GradHeld, &mut got);

@@ -505,6 +505,12 @@ impl GpuBackend<'_> {
                     ("KT", class_tile(self.shape.k)),
                 ];
                 c.extend(crate::gpu::kernels::tile_constants(p.kernel, self.quads));
+                if p.kernel == Kernel::LogitsHeld && self.gpu_shape {
+                    // Staged (coalesced reads of X), at the workgroup size that shape takes.
+                    let staged = crate::gpu::kernels::logits_staged_constants(self.shape.k as u32);
+                    c.retain(|(name, _)| staged.iter().all(|(s, _)| s != name));
+                    c.extend(staged);
+                }
                 if split {
                     c.extend(self.split_constants(p.kernel));
                 }
