@@ -39,4 +39,9 @@ fn x4(row: vec2<u32>, j: u32) -> vec4<f32> {
     );
 }
 
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    tile(gid);
+}
+
 // The tile and its row walk: grad_tile.wgsl, appended at load time.

@@ -2,9 +2,21 @@
 // the sums of grad.wgsl, in the same row order, so bitwise equal to it (tested). CPU mirror: cpu::grad over the
 // rows the permutation names.
 //
-// Register tiling and row walk as in grad.wgsl (grad_tile.wgsl).
+// Two shapes, as the other kernels (kernels::fused_gpu_shape):
+// - STAGE = 0: the register tile and row walk of grad.wgsl (grad_tile.wgsl), whole or split over rows (SEGS).
+// - STAGE = 1 (GPUs, split over rows, any K past the one-pass kernel's): a workgroup of 64 invocations computes 16
+//   feature quads (64 features; the bias's quad after the last) × 4 class tiles of 16 (x of the grid: feature
+//   groups; y: segment × class-tile group). Invocation t owns feature quad t % 16 and class tile t / 16: the register
+//   tile above (16 vec4 accumulators). The segment's rows are walked RC = 24 at a time: their 64 features of X
+//   staged into workgroup memory by adjacent invocations reading adjacent words of one row (coalesced), and their 64
+//   residuals likewise; then each invocation adds, row by row in order, its vec4 of X times each of its 16
+//   residuals (a broadcast to the 16 invocations of a class tile). The same fma chains in the same row order as
+//   the split register tile: bitwise equal (tested). X is read from device memory once per class-tile group
+//   (⌈K / 64⌉ times a step, from cache on a card) instead of once per class tile.
 
 override WG: u32 = 64u;
+// 1: the staged GPU shape (needs SEGS > 0); 0: the register tile.
+override STAGE: u32 = 0u;
 // Classes of a tile that are computed (the host sets min(K, 16)); the accumulators past it stay unused and their
 // FMAs are compiled out. Only a tile's class count changes, never a sum: results are the same for any KT ≥ K.
 override KT: u32 = 16u;
@@ -48,6 +60,147 @@ fn x4(row: vec2<u32>, j: u32) -> vec4<f32> {
     let v = xs4(row.x, vec4<u32>(base + j, base + min(j + 1u, d - 1u), base + min(j + 2u, d - 1u),
         base + min(j + 3u, d - 1u)));
     return vec4<f32>(v.x, select(0.0, v.y, j + 1u < d), select(0.0, v.z, j + 2u < d), select(0.0, v.w, j + 3u < d));
+}
+
+const GQ: u32 = 16u;
+const GT: u32 = 4u;
+const RC: u32 = 24u;
+// The staged rows' features (RC rows × GQ vec4) and residuals (RC rows × 4 · GT vec4), and where those rows are
+// held: 12.5 KiB. Every element read is written first for the same rows.
+var<workgroup> sx: array<vec4<f32>, 384>;
+var<workgroup> sr: array<vec4<f32>, 384>;
+var<workgroup> srow: array<vec2<u32>, 24>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    if (STAGE != 0u) {
+        staged(t, wid);
+    } else {
+        tile(gid);
+    }
+}
+
+// Feature j of the row at `row` for the staged block: x, 1 for the bias's first "feature" (4 · quads), 0 past d.
+fn x_one(row: vec2<u32>, j: u32, bias: u32) -> f32 {
+    if (j < step.d) {
+        let at = row.y + j;
+        if (SLOTS == 1u || row.x == 0u) {
+            return x0[at];
+        } else if (SLOTS == 2u || row.x == 1u) {
+            return x1[at];
+        } else if (SLOTS == 3u || row.x == 2u) {
+            return x2[at];
+        }
+        return x3[at];
+    }
+    return select(0.0, 1.0, j == bias);
+}
+
+// The GPU shape (see above): no early return, every invocation reaches each barrier.
+fn staged(t: u32, wid: vec3<u32>) {
+    let n = step.rows;
+    let d = step.d;
+    let k = step.k;
+    let tiles = (k + 15u) / 16u;
+    let groups = (tiles + GT - 1u) / GT;
+    let s = wid.y / groups;
+    let q = t % GQ;
+    let ct = (wid.y % groups) * GT + t / GQ;
+    let quads = (d + 3u) / 4u;
+    // This invocation's first feature (past the bias's quad: computed, never stored) and first class (tiles past
+    // K repeat the last: computed, never stored).
+    let j0 = (wid.x * GQ + q) * 4u;
+    let c0 = min(ct, tiles - 1u) * 16u;
+    let live = wid.x * GQ + q <= quads && ct < tiles;
+    let per = segments(n, UNIT, SEGS).x;
+    let first = min(s * per * UNIT, n);
+    let end = min(first + per * UNIT, n);
+    // The workgroup's first staged feature and class.
+    let jw = wid.x * GQ * 4u;
+    let cw = (wid.y % groups) * GT * 16u;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    for (var i0 = first; i0 < end; i0 = i0 + RC) {
+        let m = min(RC, end - i0);
+        // The last block's rows are read (and, first time round, nothing is).
+        workgroupBarrier();
+        if (t < m) {
+            srow[t] = row_at(i0 + t);
+        }
+        workgroupBarrier();
+        for (var e = t; e < m * GQ * 4u; e = e + WG) {
+            let rr = e / (GQ * 4u);
+            let jj = e % (GQ * 4u);
+            sx[rr * GQ + jj / 4u][jj % 4u] = x_one(srow[rr], jw + jj, quads * 4u);
+        }
+        for (var e = t; e < m * GT * 16u; e = e + WG) {
+            let rr = e / (GT * 16u);
+            let cc = e % (GT * 16u);
+            sr[rr * GT * 4u + cc / 4u][cc % 4u] = res(i0 + rr, cw + cc);
+        }
+        workgroupBarrier();
+        let rb = (t / GQ) * 4u;
+        for (var rr = 0u; rr < m; rr = rr + 1u) {
+            let x = sx[rr * GQ + q];
+            let r0 = sr[rr * GT * 4u + rb];
+            let r1 = sr[rr * GT * 4u + rb + 1u];
+            let r2 = sr[rr * GT * 4u + rb + 2u];
+            let r3 = sr[rr * GT * 4u + rb + 3u];
+            a0 = fma(x, vec4<f32>(r0.x), a0);
+            a1 = fma(x, vec4<f32>(r0.y), a1);
+            a2 = fma(x, vec4<f32>(r0.z), a2);
+            a3 = fma(x, vec4<f32>(r0.w), a3);
+            a4 = fma(x, vec4<f32>(r1.x), a4);
+            a5 = fma(x, vec4<f32>(r1.y), a5);
+            a6 = fma(x, vec4<f32>(r1.z), a6);
+            a7 = fma(x, vec4<f32>(r1.w), a7);
+            a8 = fma(x, vec4<f32>(r2.x), a8);
+            a9 = fma(x, vec4<f32>(r2.y), a9);
+            a10 = fma(x, vec4<f32>(r2.z), a10);
+            a11 = fma(x, vec4<f32>(r2.w), a11);
+            a12 = fma(x, vec4<f32>(r3.x), a12);
+            a13 = fma(x, vec4<f32>(r3.y), a13);
+            a14 = fma(x, vec4<f32>(r3.z), a14);
+            a15 = fma(x, vec4<f32>(r3.w), a15);
+        }
+    }
+    if (live && first < n) {
+        let add = (step.flags & 1u) != 0u;
+        put(j0, c0 + 0u, a0, add, s);
+        put(j0, c0 + 1u, a1, add, s);
+        put(j0, c0 + 2u, a2, add, s);
+        put(j0, c0 + 3u, a3, add, s);
+        put(j0, c0 + 4u, a4, add, s);
+        put(j0, c0 + 5u, a5, add, s);
+        put(j0, c0 + 6u, a6, add, s);
+        put(j0, c0 + 7u, a7, add, s);
+        put(j0, c0 + 8u, a8, add, s);
+        put(j0, c0 + 9u, a9, add, s);
+        put(j0, c0 + 10u, a10, add, s);
+        put(j0, c0 + 11u, a11, add, s);
+        put(j0, c0 + 12u, a12, add, s);
+        put(j0, c0 + 13u, a13, add, s);
+        put(j0, c0 + 14u, a14, add, s);
+        put(j0, c0 + 15u, a15, add, s);
+    }
 }
 
 // The tile and its row walk: grad_tile.wgsl, appended at load time.

@@ -1,7 +1,7 @@
 // The body of the gradient kernels grad.wgsl and grad_held.wgsl, appended to each when it is compiled
 // (src/gpu/kernels.rs): the register tile and its row walk, written once. Each kernel file declares `WG`, `KT`, the buffers `r`, `g`, `gb`
 // `fn row_at(i)`: where the batch's row i is, and `fn x4(row, j)`: features j..j + 4 of that row (1 for the bias
-// invocation), from where it reads X.
+// invocation), from where it reads X, and its entry point `main`, which calls `tile`.
 //
 // Split over the rows (SEGS > 0, for GPUs: a walk over the whole batch is a chain of dependent loads as long as
 // the batch): the rows are cut into units of 256 and the units into at most SEGS segments of consecutive units, as
@@ -56,8 +56,8 @@ fn put(j0: u32, c: u32, acc: vec4<f32>, add: bool, s: u32) {
 // bitwise for either (tested).
 override TQ: u32 = 1u;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+// The register tile of invocation `gid` and its row walk (each kernel file's `main` calls it).
+fn tile(gid: vec3<u32>) {
     let q0 = gid.x * TQ;
     let j0 = q0 * 4u;
     let tiles = (step.k + 15u) / 16u;

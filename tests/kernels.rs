@@ -420,11 +420,13 @@ fn the_held_kernels_read_rows_in_place_bitwise_like_the_kernels_over_a_gathered_
 fn the_held_gradient_split_over_rows_is_bitwise_the_split_over_a_gathered_copy() {
     on_every_gpu(|ctx| {
         // (held rows, features, classes, batch rows, rows per chunk, most segments): one segment of one chunk; 10
-        // units in 5 segments over 3 chunks, K past one class tile, rows repeated; K = 200 with a last short unit.
+        // units in 5 segments over 3 chunks, K past one class tile, rows repeated; K = 200 with a last short unit;
+        // K = 1,000 and features past the staged shape's group of 64 (with the bias's quad in the second group).
         for (s, &(n, d, k, b, chunk_rows, most)) in [
             (100, 7, 3, 90, 100, 1024),
             (3000, 21, 40, 2500, 1000, 5),
             (700, 13, 200, 600, 300, 1024),
+            (300, 66, 1000, 290, 120, 2),
         ]
         .iter()
         .enumerate()
@@ -441,6 +443,11 @@ fn the_held_gradient_split_over_rows_is_bitwise_the_split_over_a_gathered_copy()
             let (want_g, want_gb) = ops::grad_split(ctx, xb.view(), r.view(), most).unwrap();
             assert_eq!(g, want_g, "G {case}");
             assert_eq!(gb, want_gb, "g_b {case}");
+            // The staged GPU shape: the same fma chains in the same row order, bitwise.
+            let (gs, gbs) =
+                ops::grad_held_staged(ctx, x.view(), &perm, r.view(), chunk_rows, most).unwrap();
+            assert_eq!(gs, want_g, "staged G {case}");
+            assert_eq!(gbs, want_gb, "staged g_b {case}");
             let (g_ref, _) = cpu::grad_held(x.view(), &perm, to64(&r).view());
             let (g_tol, _) = tolerance::grad(to64(&xb).view(), to64(&r).view());
             assert_within(&format!("split grad_held G {case}"), &g, &g_ref, &g_tol);

@@ -405,6 +405,7 @@ static SPECS: [KernelSpec; 20] = [
             ("KT", 16.0),
             ("SEGS", 0.0),
             ("TQ", 1.0),
+            ("STAGE", 0.0),
         ],
         grid: Grid::FeaturesByClassTiles,
     },
@@ -656,11 +657,11 @@ fn build_pipeline(
         entry_point: Some("main"),
         compilation_options: wgpu::PipelineCompilationOptions {
             constants,
-            // fused_held.wgsl and logits_held.wgsl write every element of their workgroup memory before reading it
+            // fused_held.wgsl, logits_held.wgsl and grad_held.wgsl write every element of their workgroup memory before reading it
             // (their comments say where); zeroing 16 KiB per workgroup would be a cost per dispatch for nothing.
             zero_initialize_workgroup_memory: !matches!(
                 kernel,
-                Kernel::FusedHeld | Kernel::LogitsHeld
+                Kernel::FusedHeld | Kernel::LogitsHeld | Kernel::GradHeld
             ),
         },
         cache: None,
@@ -921,6 +922,12 @@ pub fn logits_staged_constants(k: u32) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// The override constants that put [`Kernel::GradHeld`], split over rows, in its staged GPU shape: STAGE = 1 and its
+/// workgroup of 64 (16 feature quads × 4 class tiles).
+pub fn grad_staged_constants() -> Vec<(&'static str, f64)> {
+    vec![("STAGE", 1.0), ("WG", 64.0)]
+}
+
 /// The tile sizes [`tile_quads`] may choose, each tested on every adapter.
 pub const TILE_QUADS: [u32; 2] = [1, 2];
 
@@ -963,6 +970,15 @@ impl Kernel {
                     .div_ceil(constant("WG")) as u32,
                 u64::from(dims.k).div_ceil(16) as u32,
             ),
+            // grad_held.wgsl's staged shape: groups of 16 feature quads (the bias's after the last) × (segment,
+            // group of 4 class tiles).
+            Grid::FeaturesByClassTiles if self.constant(constants, "STAGE").unwrap_or(0) != 0 => {
+                let segs = segments(dims.rows, GRAD_UNIT_ROWS, constant("SEGS") as u32).max(1);
+                (
+                    (u64::from(dims.d).div_ceil(4) + 1).div_ceil(16) as u32,
+                    (u64::from(dims.k).div_ceil(16).div_ceil(4) * u64::from(segs)) as u32,
+                )
+            }
             Grid::FeaturesByClassTiles => {
                 // Split over rows, y also counts the segments.
                 let segs = match constant("SEGS") {

@@ -842,6 +842,20 @@ pub fn grad_held_split(
     grad_held_tiled(ctx, x, perm, r, chunk_rows, Some(most), adapter_tile(ctx))
 }
 
+/// [`grad_held_split`] in the kernel's staged GPU shape (STAGE = 1, [`crate::gpu::kernels::grad_staged_constants`]:
+/// the rows' features and residuals staged through workgroup memory, read coalesced), as GPUs train past the
+/// one-pass kernel's classes; the same sums bitwise.
+pub fn grad_held_staged(
+    ctx: &GpuContext,
+    x: ArrayView2<f32>,
+    perm: &[u32],
+    r: ArrayView2<f32>,
+    chunk_rows: usize,
+    most: u32,
+) -> Result<(Array2<f32>, Array1<f32>)> {
+    grad_held_tiled(ctx, x, perm, r, chunk_rows, Some(most), 0)
+}
+
 /// [`grad_held`] (`split`: None) or [`grad_held_split`] (`split`: Some(most segments)) with `quads` feature quads to
 /// an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
 fn grad_held_tiled(
@@ -875,7 +889,11 @@ fn grad_held_tiled(
         k: kk,
         ..Default::default()
     };
-    let tile = tile_constants(Kernel::GradHeld, quads);
+    // quads = 0: the staged shape (split only).
+    let tile = match quads {
+        0 => crate::gpu::kernels::grad_staged_constants(),
+        q => tile_constants(Kernel::GradHeld, q),
+    };
     let Some(most) = split else {
         run_with(
             ctx,

@@ -242,6 +242,11 @@ fn check_held(
     checks.corrupt(Kernel::GradHeld, &mut got);
     let split = format!("{case}, split over rows");
     checks.push(Kernel::GradHeld, "G", &split, compare(&got, &want, &tol));
+    // And staged through workgroup memory, as GPUs read held rows past the one-pass kernel's classes.
+    let (mut got, _) = ops::grad_held_staged(ctx, x.view(), &perm, r.view(), chunk_rows, 2)?;
+    checks.corrupt(Kernel::GradHeld, &mut got);
+    let staged = format!("{case}, split over rows, staged");
+    checks.push(Kernel::GradHeld, "G", &staged, compare(&got, &want, &tol));
     let shape = crate::params::Shape {
         d: x.ncols(),
         k: w.ncols(),

@@ -505,9 +505,15 @@ impl GpuBackend<'_> {
                     ("KT", class_tile(self.shape.k)),
                 ];
                 c.extend(crate::gpu::kernels::tile_constants(p.kernel, self.quads));
-                if p.kernel == Kernel::LogitsHeld && self.gpu_shape {
+                let staged = match p.kernel {
+                    Kernel::LogitsHeld => {
+                        crate::gpu::kernels::logits_staged_constants(self.shape.k as u32)
+                    }
+                    Kernel::GradHeld if split => crate::gpu::kernels::grad_staged_constants(),
+                    _ => Vec::new(),
+                };
+                if self.gpu_shape && !staged.is_empty() {
                     // Staged (coalesced reads of X), at the workgroup size that shape takes.
-                    let staged = crate::gpu::kernels::logits_staged_constants(self.shape.k as u32);
                     c.retain(|(name, _)| staged.iter().all(|(s, _)| s != name));
                     c.extend(staged);
                 }
