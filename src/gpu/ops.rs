@@ -300,7 +300,6 @@ fn grad_tiled(
     let (rr, dd, kk) = dims(rows, d, k)?;
     let xb = storage_init(ctx, "x", &contiguous(x));
     let rb = storage_init(ctx, "r", &contiguous(r));
-    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
     let step = StepUniform {
         rows: rr,
         d: dd,
@@ -308,26 +307,42 @@ fn grad_tiled(
         ..Default::default()
     };
     let tile = tile_constants(Kernel::Grad, quads);
+    run_grad(ctx, Kernel::Grad, step, tile, split, &[&xb, &rb])
+}
+
+/// Runs gradient kernel `kernel` (grad.wgsl or grad_held.wgsl, bound to `head` then G and g_b) over a batch with
+/// uniform `step` and `tile` constants: whole, into fresh G and g_b, or split over rows (`split`: at most that many
+/// segments, within the partials' budget) into the partials, then `reduce.wgsl` in segment order.
+fn run_grad(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    step: StepUniform,
+    tile: Vec<(&'static str, f64)>,
+    split: Option<u32>,
+    head: &[&wgpu::Buffer],
+) -> Result<(Array2<f32>, Array1<f32>)> {
+    let (d, k) = (step.d as usize, step.k as usize);
+    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
     let Some(most) = split else {
         let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
-        run_with(ctx, Kernel::Grad, step, &tile, &[&xb, &rb, &g, &gb])?;
+        run_with(ctx, kernel, step, &tile, &[head, &[&g, &gb]].concat())?;
         return Ok((
             to2(read(ctx, &g, 0, d * k)?, d, k)?,
             Array1::from(read(ctx, &gb, 0, k)?),
         ));
     };
-    let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
-    let partials = fused_partials(ctx, dd, kk);
+    let most = most.min(crate::gpu::kernels::fused_max_segments(step.d, step.k));
+    let partials = fused_partials(ctx, step.d, step.k);
     let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
-    let mut split = constants(Kernel::Grad);
+    let mut split = constants(kernel);
     split.extend(tile);
-    // Split, grad.wgsl binds g_b beside the partials but writes only the partials.
+    // Split, the kernel binds g_b beside the partials but writes only the partials.
     run_with(
         ctx,
-        Kernel::Grad,
+        kernel,
         step,
         &split,
-        &[&xb, &rb, &partials.0, &gb],
+        &[head, &[&partials.0, &gb]].concat(),
     )?;
     let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;
     Ok((g, gb))
@@ -881,8 +896,6 @@ fn grad_held_tiled(
     let [x0, x1, x2, x3] = held_slots(&chunks.iter().collect::<Vec<_>>());
     let pb = storage_init(ctx, "perm", perm);
     let rb = storage_init(ctx, "r", &contiguous(r));
-    let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
-    let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
     let step = StepUniform {
         rows: rr,
         d: dd,
@@ -894,34 +907,8 @@ fn grad_held_tiled(
         0 => crate::gpu::kernels::grad_staged_constants(),
         q => tile_constants(Kernel::GradHeld, q),
     };
-    let Some(most) = split else {
-        run_with(
-            ctx,
-            Kernel::GradHeld,
-            step,
-            &tile,
-            &[x0, x1, x2, x3, &pb, &layout, &rb, &g, &gb],
-        )?;
-        return Ok((
-            to2(read(ctx, &g, 0, d * k)?, d, k)?,
-            Array1::from(read(ctx, &gb, 0, k)?),
-        ));
-    };
-    let most = most.min(crate::gpu::kernels::fused_max_segments(dd, kk));
-    let partials = fused_partials(ctx, dd, kk);
-    let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
-    let mut split = constants(Kernel::GradHeld);
-    split.extend(tile);
-    // Split, grad_held.wgsl writes only the partials (g_b is bound, not written).
-    run_with(
-        ctx,
-        Kernel::GradHeld,
-        step,
-        &split,
-        &[x0, x1, x2, x3, &pb, &layout, &rb, &partials.0, &gb],
-    )?;
-    let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;
-    Ok((g, gb))
+    let head = [x0, x1, x2, x3, &pb, &layout, &rb];
+    run_grad(ctx, Kernel::GradHeld, step, tile, split, &head)
 }
 
 /// `fused_held.wgsl` then `reduce.wgsl` on the GPU (cpu::fused): the gradient sums G, g_b and the summed loss and
