@@ -4,7 +4,8 @@
 // cpu::forward, their composition), without writing Z and S to memory or launching two more kernels.
 //
 // One invocation per 4·TQ consecutive rows (TQ = 2 on CPU adapters, 1 on GPUs: kernels::tile_quads); all K ≤ 16
-// classes of those rows in 16·TQ vec4 accumulators (classes × rows), as in logits.wgsl, reading X feature-major. The host uses it only when K ≤ 16.
+// classes of those rows in 16·TQ vec4 accumulators (classes × rows), as in logits.wgsl, reading X feature-major.
+// The host uses it only when K ≤ 16.
 
 override WG: u32 = 64u;
 // Classes of a tile that are computed (the host sets min(K, 16)); the accumulators past it stay unused and their

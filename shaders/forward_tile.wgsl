@@ -24,7 +24,12 @@ override TQ: u32 = 1u;
 
 // The softmax, loss, hit and residual of the 4 rows from i0 (those in the batch), from their logits without the
 // bias: a<c>[q] for class c of row i0 + q.
-fn finish(i0: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>, a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>, a7: vec4<f32>, a8: vec4<f32>, a9: vec4<f32>, a10: vec4<f32>, a11: vec4<f32>, a12: vec4<f32>, a13: vec4<f32>, a14: vec4<f32>, a15: vec4<f32>) {
+fn finish(
+    i0: u32,
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>, a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>,
+    a7: vec4<f32>, a8: vec4<f32>, a9: vec4<f32>, a10: vec4<f32>, a11: vec4<f32>, a12: vec4<f32>, a13: vec4<f32>,
+    a14: vec4<f32>, a15: vec4<f32>,
+) {
     let k = step.k;
     var z: array<f32, 16>;
     for (var q = 0u; q < 4u; q = q + 1u) {

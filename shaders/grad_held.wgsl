@@ -184,22 +184,7 @@ fn staged(t: u32, wid: vec3<u32>) {
     }
     if (live && first < n) {
         let add = (step.flags & 1u) != 0u;
-        put(j0, c0 + 0u, a0, add, s);
-        put(j0, c0 + 1u, a1, add, s);
-        put(j0, c0 + 2u, a2, add, s);
-        put(j0, c0 + 3u, a3, add, s);
-        put(j0, c0 + 4u, a4, add, s);
-        put(j0, c0 + 5u, a5, add, s);
-        put(j0, c0 + 6u, a6, add, s);
-        put(j0, c0 + 7u, a7, add, s);
-        put(j0, c0 + 8u, a8, add, s);
-        put(j0, c0 + 9u, a9, add, s);
-        put(j0, c0 + 10u, a10, add, s);
-        put(j0, c0 + 11u, a11, add, s);
-        put(j0, c0 + 12u, a12, add, s);
-        put(j0, c0 + 13u, a13, add, s);
-        put(j0, c0 + 14u, a14, add, s);
-        put(j0, c0 + 15u, a15, add, s);
+        put16(j0, c0, add, s, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
     }
 }
 

@@ -50,6 +50,30 @@ fn put(j0: u32, c: u32, acc: vec4<f32>, add: bool, s: u32) {
     }
 }
 
+// Stores the sums of a class tile (classes c0 .. c0 + 16, a<c> for class c0 + c) for the features from j0.
+fn put16(j0: u32, c0: u32, add: bool, s: u32,
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>, a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>,
+    a7: vec4<f32>, a8: vec4<f32>, a9: vec4<f32>, a10: vec4<f32>, a11: vec4<f32>, a12: vec4<f32>, a13: vec4<f32>,
+    a14: vec4<f32>, a15: vec4<f32>,
+) {
+    put(j0, c0 + 0u, a0, add, s);
+    put(j0, c0 + 1u, a1, add, s);
+    put(j0, c0 + 2u, a2, add, s);
+    put(j0, c0 + 3u, a3, add, s);
+    put(j0, c0 + 4u, a4, add, s);
+    put(j0, c0 + 5u, a5, add, s);
+    put(j0, c0 + 6u, a6, add, s);
+    put(j0, c0 + 7u, a7, add, s);
+    put(j0, c0 + 8u, a8, add, s);
+    put(j0, c0 + 9u, a9, add, s);
+    put(j0, c0 + 10u, a10, add, s);
+    put(j0, c0 + 11u, a11, add, s);
+    put(j0, c0 + 12u, a12, add, s);
+    put(j0, c0 + 13u, a13, add, s);
+    put(j0, c0 + 14u, a14, add, s);
+    put(j0, c0 + 15u, a15, add, s);
+}
+
 // Quads of features one invocation owns: 1 or 2 (the host's choice per adapter, kernels::tile_quads). A second quad
 // shares each residual loaded for the first: per row 4·TQ + 16 loads feed 64·TQ FMAs. The quad after the last
 // feature quad is the bias's, stored once. Every sum still runs over the rows in order, so the result is the same
@@ -202,38 +226,8 @@ fn tile(gid: vec3<u32>) {
         }
     }
     let add = (step.flags & 1u) != 0u;
-    put(j0, c0 + 0u, a0, add, s);
-    put(j0, c0 + 1u, a1, add, s);
-    put(j0, c0 + 2u, a2, add, s);
-    put(j0, c0 + 3u, a3, add, s);
-    put(j0, c0 + 4u, a4, add, s);
-    put(j0, c0 + 5u, a5, add, s);
-    put(j0, c0 + 6u, a6, add, s);
-    put(j0, c0 + 7u, a7, add, s);
-    put(j0, c0 + 8u, a8, add, s);
-    put(j0, c0 + 9u, a9, add, s);
-    put(j0, c0 + 10u, a10, add, s);
-    put(j0, c0 + 11u, a11, add, s);
-    put(j0, c0 + 12u, a12, add, s);
-    put(j0, c0 + 13u, a13, add, s);
-    put(j0, c0 + 14u, a14, add, s);
-    put(j0, c0 + 15u, a15, add, s);
+    put16(j0, c0, add, s, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
     if (more) {
-        put(j1, c0 + 0u, b0, add, s);
-        put(j1, c0 + 1u, b1, add, s);
-        put(j1, c0 + 2u, b2, add, s);
-        put(j1, c0 + 3u, b3, add, s);
-        put(j1, c0 + 4u, b4, add, s);
-        put(j1, c0 + 5u, b5, add, s);
-        put(j1, c0 + 6u, b6, add, s);
-        put(j1, c0 + 7u, b7, add, s);
-        put(j1, c0 + 8u, b8, add, s);
-        put(j1, c0 + 9u, b9, add, s);
-        put(j1, c0 + 10u, b10, add, s);
-        put(j1, c0 + 11u, b11, add, s);
-        put(j1, c0 + 12u, b12, add, s);
-        put(j1, c0 + 13u, b13, add, s);
-        put(j1, c0 + 14u, b14, add, s);
-        put(j1, c0 + 15u, b15, add, s);
+        put16(j1, c0, add, s, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15);
     }
 }

@@ -22,6 +22,30 @@ fn put(i0: u32, c: u32, acc: vec4<f32>) {
     }
 }
 
+// Stores a class tile of the 4 rows from i0 (classes c0 .. c0 + 16, a<c> for class c0 + c).
+fn put16(i0: u32, c0: u32,
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>, a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>,
+    a7: vec4<f32>, a8: vec4<f32>, a9: vec4<f32>, a10: vec4<f32>, a11: vec4<f32>, a12: vec4<f32>, a13: vec4<f32>,
+    a14: vec4<f32>, a15: vec4<f32>,
+) {
+    put(i0, c0 + 0u, a0);
+    put(i0, c0 + 1u, a1);
+    put(i0, c0 + 2u, a2);
+    put(i0, c0 + 3u, a3);
+    put(i0, c0 + 4u, a4);
+    put(i0, c0 + 5u, a5);
+    put(i0, c0 + 6u, a6);
+    put(i0, c0 + 7u, a7);
+    put(i0, c0 + 8u, a8);
+    put(i0, c0 + 9u, a9);
+    put(i0, c0 + 10u, a10);
+    put(i0, c0 + 11u, a11);
+    put(i0, c0 + 12u, a12);
+    put(i0, c0 + 13u, a13);
+    put(i0, c0 + 14u, a14);
+    put(i0, c0 + 15u, a15);
+}
+
 // Quads of rows one invocation owns: 1 or 2 (the host's choice per adapter, kernels::tile_quads). A second quad
 // shares each weight loaded for the first: per feature 4·TQ + 16 loads feed 64·TQ FMAs. Every (row, class) sum still
 // runs over the features in index order, so the result is the same bitwise for either (tested).
@@ -163,38 +187,8 @@ fn tile(gid: vec3<u32>) {
             if (TQ > 1u) { b15 = fma(xb, w15, b15); }
         }
     }
-    put(i0, c0 + 0u, a0);
-    put(i0, c0 + 1u, a1);
-    put(i0, c0 + 2u, a2);
-    put(i0, c0 + 3u, a3);
-    put(i0, c0 + 4u, a4);
-    put(i0, c0 + 5u, a5);
-    put(i0, c0 + 6u, a6);
-    put(i0, c0 + 7u, a7);
-    put(i0, c0 + 8u, a8);
-    put(i0, c0 + 9u, a9);
-    put(i0, c0 + 10u, a10);
-    put(i0, c0 + 11u, a11);
-    put(i0, c0 + 12u, a12);
-    put(i0, c0 + 13u, a13);
-    put(i0, c0 + 14u, a14);
-    put(i0, c0 + 15u, a15);
+    put16(i0, c0, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
     if (more) {
-        put(i1, c0 + 0u, b0);
-        put(i1, c0 + 1u, b1);
-        put(i1, c0 + 2u, b2);
-        put(i1, c0 + 3u, b3);
-        put(i1, c0 + 4u, b4);
-        put(i1, c0 + 5u, b5);
-        put(i1, c0 + 6u, b6);
-        put(i1, c0 + 7u, b7);
-        put(i1, c0 + 8u, b8);
-        put(i1, c0 + 9u, b9);
-        put(i1, c0 + 10u, b10);
-        put(i1, c0 + 11u, b11);
-        put(i1, c0 + 12u, b12);
-        put(i1, c0 + 13u, b13);
-        put(i1, c0 + 14u, b14);
-        put(i1, c0 + 15u, b15);
+        put16(i1, c0, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15);
     }
 }
