@@ -77,11 +77,6 @@ var<workgroup> sm: array<vec4<f32>, SM>;
 // tile's may be written while the last tile's gradient still reads them.
 var<workgroup> rows: array<u32, 128>;
 
-// Element `j` of the row held at `at` (rows[]'s packing), from its chunk slot (held_rows.wgsl's `xs`).
-fn x_at(at: u32, j: u32) -> f32 {
-    return xs(at >> 30u, (at & 0x3fffffffu) + j);
-}
-
 fn wt(j: u32, c: u32) -> f32 {
     return w[j * step.k + min(c, step.k - 1u)];
 }
@@ -182,8 +177,7 @@ fn main(
         let live = min(RT, n - row0);
         // Row r of the tile (rows past the batch repeat its last: computed, never counted) and where it is held.
         let i = row0 + min(r, live - 1u);
-        let h = held_row(perm[step.perm_offset + i], held.chunk_rows, d);
-        let at = (h.x << 30u) | h.y;
+        let at = held_at(i);
         let rp = (tile & 1u) * RT;
         if (part == 0u) {
             rows[rp + r] = at;

@@ -14,6 +14,18 @@ fn xs(c: u32, at: u32) -> f32 {
     return x3[at];
 }
 
+// Where the batch's row i is held, packed in one word (for workgroup memory): its chunk slot << 30 | its first
+// element there.
+fn held_at(i: u32) -> u32 {
+    let h = held_row(perm[step.perm_offset + i], held.chunk_rows, step.d);
+    return (h.x << 30u) | h.y;
+}
+
+// Element `j` of the row held at `at` (held_at's packing), from its chunk slot.
+fn x_at(at: u32, j: u32) -> f32 {
+    return xs(at >> 30u, (at & 0x3fffffffu) + j);
+}
+
 // The invocation's 4 rows: each one's slot and first element there. Rows past the batch repeat the last row
 // (computed, never stored).
 struct Rows {

@@ -93,8 +93,7 @@ fn staged(t: u32, wid: vec3<u32>) {
     let i = min(row0 + r, n - 1u);
     let live = row0 + r < n && ct < tiles;
     if (part == 0u) {
-        let h = held_row(perm[step.perm_offset + i], held.chunk_rows, d);
-        srow[r] = (h.x << 30u) | h.y;
+        srow[r] = held_at(i);
     }
     // The first class tile's invocations copy their rows' labels (the gather's other product).
     if (ct == 0u && row0 + r < n) {
@@ -116,8 +115,7 @@ fn staged(t: u32, wid: vec3<u32>) {
             let j = j0 + jj;
             var v = 0.0;
             if (j < d) {
-                let at = srow[rr];
-                v = xs(at >> 30u, (at & 0x3fffffffu) + j);
+                v = x_at(srow[rr], j);
             }
             sx[jj * RTP + rr] = v;
         }
