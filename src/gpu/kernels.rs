@@ -657,8 +657,9 @@ fn build_pipeline(
         entry_point: Some("main"),
         compilation_options: wgpu::PipelineCompilationOptions {
             constants,
-            // fused_held.wgsl, logits_held.wgsl and grad_held.wgsl write every element of their workgroup memory before reading it
-            // (their comments say where); zeroing 16 KiB per workgroup would be a cost per dispatch for nothing.
+            // fused_held.wgsl, logits_held.wgsl and grad_held.wgsl write every element of their workgroup memory
+            // before reading it (their comments say where); zeroing up to 16 KiB per workgroup would be a cost per
+            // dispatch for nothing.
             zero_initialize_workgroup_memory: !matches!(
                 kernel,
                 Kernel::FusedHeld | Kernel::LogitsHeld | Kernel::GradHeld

@@ -132,17 +132,6 @@ pub fn logits(
     w: ArrayView2<f32>,
     b: ArrayView1<f32>,
 ) -> Result<Array2<f32>> {
-    logits_tiled(ctx, x, w, b, adapter_tile(ctx))
-}
-
-/// [`logits`] with `quads` row quads to an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
-fn logits_tiled(
-    ctx: &GpuContext,
-    x: ArrayView2<f32>,
-    w: ArrayView2<f32>,
-    b: ArrayView1<f32>,
-    quads: u32,
-) -> Result<Array2<f32>> {
     let (rows, d) = x.dim();
     let k = w.ncols();
     check(
@@ -166,7 +155,7 @@ fn logits_tiled(
             k: kk,
             ..Default::default()
         },
-        &tile_constants(Kernel::Logits, quads),
+        &tile_constants(Kernel::Logits, adapter_tile(ctx)),
         &[&xb, &wb, &bb, &z],
     )?;
     to2(read(ctx, &z, 0, rows * k)?, rows, k)
@@ -841,7 +830,8 @@ pub fn grad_held(
     r: ArrayView2<f32>,
     chunk_rows: usize,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
-    grad_held_tiled(ctx, x, perm, r, chunk_rows, None, adapter_tile(ctx))
+    let tile = tile_constants(Kernel::GradHeld, adapter_tile(ctx));
+    grad_held_with(ctx, x, perm, r, chunk_rows, None, tile)
 }
 
 /// [`grad_held`] split over rows as GPUs train (segments of 256-row units, at most `most` of them, as
@@ -854,7 +844,8 @@ pub fn grad_held_split(
     chunk_rows: usize,
     most: u32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
-    grad_held_tiled(ctx, x, perm, r, chunk_rows, Some(most), adapter_tile(ctx))
+    let tile = tile_constants(Kernel::GradHeld, adapter_tile(ctx));
+    grad_held_with(ctx, x, perm, r, chunk_rows, Some(most), tile)
 }
 
 /// [`grad_held_split`] in the kernel's staged GPU shape (STAGE = 1, [`crate::gpu::kernels::grad_staged_constants`]:
@@ -868,19 +859,20 @@ pub fn grad_held_staged(
     chunk_rows: usize,
     most: u32,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
-    grad_held_tiled(ctx, x, perm, r, chunk_rows, Some(most), 0)
+    let staged = crate::gpu::kernels::grad_staged_constants();
+    grad_held_with(ctx, x, perm, r, chunk_rows, Some(most), staged)
 }
 
-/// [`grad_held`] (`split`: None) or [`grad_held_split`] (`split`: Some(most segments)) with `quads` feature quads to
-/// an invocation (`TQ`, one of [`crate::gpu::kernels::TILE_QUADS`]).
-fn grad_held_tiled(
+/// [`grad_held`] (`split`: None) or [`grad_held_split`] (`split`: Some(most segments)) with the pipeline built for
+/// `constants` (a tile size, or the staged shape, which needs `split`).
+fn grad_held_with(
     ctx: &GpuContext,
     x: ArrayView2<f32>,
     perm: &[u32],
     r: ArrayView2<f32>,
     chunk_rows: usize,
     split: Option<u32>,
-    quads: u32,
+    constants: Vec<(&'static str, f64)>,
 ) -> Result<(Array2<f32>, Array1<f32>)> {
     let (n, d) = x.dim();
     let (rows, k) = r.dim();
@@ -902,13 +894,8 @@ fn grad_held_tiled(
         k: kk,
         ..Default::default()
     };
-    // quads = 0: the staged shape (split only).
-    let tile = match quads {
-        0 => crate::gpu::kernels::grad_staged_constants(),
-        q => tile_constants(Kernel::GradHeld, q),
-    };
     let head = [x0, x1, x2, x3, &pb, &layout, &rb];
-    run_grad(ctx, Kernel::GradHeld, step, tile, split, &head)
+    run_grad(ctx, Kernel::GradHeld, step, constants, split, &head)
 }
 
 /// `fused_held.wgsl` then `reduce.wgsl` on the GPU (cpu::fused): the gradient sums G, g_b and the summed loss and

@@ -59,7 +59,7 @@ impl GpuBackend<'_> {
                 let candidates = tune::candidates(self.ctx);
                 let mut widths = std::collections::BTreeMap::new();
                 for &kernel in tune::tuned_kernels(self.shape.k) {
-                    let of = (self.shape.k, self.quads);
+                    let of = (self.shape.k, self.quads());
                     let best = tune::fastest(self.ctx, kernel, of, &candidates, |t| {
                         self.time_dispatches(t, rows, on)
                     })?;
@@ -71,7 +71,7 @@ impl GpuBackend<'_> {
         };
         self.tuned = tune::tuned_kernels(self.shape.k)
             .iter()
-            .map(|&k| Tuned::new(self.ctx, k, widths[k.name()], self.shape.k, self.quads))
+            .map(|&k| Tuned::new(self.ctx, k, widths[k.name()], self.shape.k, self.quads()))
             .collect();
         self.tuned_for.insert(key, self.tuned.clone());
         Ok(())

@@ -132,8 +132,6 @@ pub struct GpuBackend<'a> {
     split_grad: bool,
     /// Whether the kernels take their GPU shape ([`GpuOptions::gpu_shape`]).
     gpu_shape: bool,
-    /// The tiled products' quads to an invocation, for that shape ([`crate::gpu::kernels::tile_quads`]).
-    quads: u32,
 }
 
 /// What the one-pass step needs beside a held set: the segments' partial sums and the group reducing them.
@@ -271,7 +269,6 @@ impl<'a> GpuBackend<'a> {
             one_pass,
             split_grad,
             gpu_shape,
-            quads: crate::gpu::kernels::tile_quads(gpu_shape),
             held: Vec::new(),
             model,
             batch,
@@ -337,6 +334,11 @@ impl<'a> GpuBackend<'a> {
             && options
                 .one_pass
                 .unwrap_or_else(|| crate::gpu::kernels::fused_gpu_shape(ctx.info.device_type))
+    }
+
+    /// The tiled products' quads to an invocation in this backend's shape ([`crate::gpu::kernels::tile_quads`]).
+    pub(super) fn quads(&self) -> u32 {
+        crate::gpu::kernels::tile_quads(self.gpu_shape)
     }
 
     /// Whether held rows of `shape` can be trained on by one pass of `fused_held.wgsl` on `ctx`'s adapter: K ≤ 32,

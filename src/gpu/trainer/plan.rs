@@ -504,7 +504,7 @@ impl GpuBackend<'_> {
                     ("SLOTS", f64::from(slots)),
                     ("KT", class_tile(self.shape.k)),
                 ];
-                c.extend(crate::gpu::kernels::tile_constants(p.kernel, self.quads));
+                c.extend(crate::gpu::kernels::tile_constants(p.kernel, self.quads()));
                 let staged = match p.kernel {
                     Kernel::LogitsHeld => {
                         crate::gpu::kernels::logits_staged_constants(self.shape.k as u32)
