@@ -100,6 +100,18 @@ fn x_one(row: vec2<u32>, j: u32, bias: u32) -> f32 {
     return select(0.0, 1.0, j == bias);
 }
 
+// Stores element e of the staged block of X (row e / 64, feature e % 64 of the block).
+fn put_x(e: u32, v: f32) {
+    let jj = e % (GQ * 4u);
+    sx[(e / (GQ * 4u)) * GQ + jj / 4u][jj % 4u] = v;
+}
+
+// Stores element e of the staged block of residuals (row e / 64, class e % 64 of the class-tile group).
+fn put_r(e: u32, v: f32) {
+    let cc = e % (GT * 16u);
+    sr[(e / (GT * 16u)) * GT * 4u + cc / 4u][cc % 4u] = v;
+}
+
 // The GPU shape (see above): no early return, every invocation reaches each barrier.
 fn staged(t: u32, wid: vec3<u32>) {
     let n = step.rows;
@@ -146,15 +158,36 @@ fn staged(t: u32, wid: vec3<u32>) {
             srow[t] = row_at(i0 + t);
         }
         workgroupBarrier();
-        for (var e = t; e < m * GQ * 4u; e = e + WG) {
-            let rr = e / (GQ * 4u);
-            let jj = e % (GQ * 4u);
-            sx[rr * GQ + jj / 4u][jj % 4u] = x_one(srow[rr], jw + jj, quads * 4u);
+        // Four loads in flight before their stores: elements e, e + WG, … of each block (an index past the block
+        // reads its last element again, and is not stored).
+        let bias = quads * 4u;
+        let lx = m * GQ * 4u;
+        for (var e = t; e < lx; e = e + 4u * WG) {
+            let v0 = x_one(srow[e / (GQ * 4u)], jw + e % (GQ * 4u), bias);
+            let e1 = min(e + WG, lx - 1u);
+            let v1 = x_one(srow[e1 / (GQ * 4u)], jw + e1 % (GQ * 4u), bias);
+            let e2 = min(e + 2u * WG, lx - 1u);
+            let v2 = x_one(srow[e2 / (GQ * 4u)], jw + e2 % (GQ * 4u), bias);
+            let e3 = min(e + 3u * WG, lx - 1u);
+            let v3 = x_one(srow[e3 / (GQ * 4u)], jw + e3 % (GQ * 4u), bias);
+            put_x(e, v0);
+            if (e + WG < lx) { put_x(e + WG, v1); }
+            if (e + 2u * WG < lx) { put_x(e + 2u * WG, v2); }
+            if (e + 3u * WG < lx) { put_x(e + 3u * WG, v3); }
         }
-        for (var e = t; e < m * GT * 16u; e = e + WG) {
-            let rr = e / (GT * 16u);
-            let cc = e % (GT * 16u);
-            sr[rr * GT * 4u + cc / 4u][cc % 4u] = res(i0 + rr, cw + cc);
+        let lr = m * GT * 16u;
+        for (var e = t; e < lr; e = e + 4u * WG) {
+            let v0 = res(i0 + e / (GT * 16u), cw + e % (GT * 16u));
+            let e1 = min(e + WG, lr - 1u);
+            let v1 = res(i0 + e1 / (GT * 16u), cw + e1 % (GT * 16u));
+            let e2 = min(e + 2u * WG, lr - 1u);
+            let v2 = res(i0 + e2 / (GT * 16u), cw + e2 % (GT * 16u));
+            let e3 = min(e + 3u * WG, lr - 1u);
+            let v3 = res(i0 + e3 / (GT * 16u), cw + e3 % (GT * 16u));
+            put_r(e, v0);
+            if (e + WG < lr) { put_r(e + WG, v1); }
+            if (e + 2u * WG < lr) { put_r(e + 2u * WG, v2); }
+            if (e + 3u * WG < lr) { put_r(e + 3u * WG, v3); }
         }
         workgroupBarrier();
         let rb = (t / GQ) * 4u;

@@ -64,6 +64,17 @@ var<workgroup> sx: array<f32, 2080>;
 var<workgroup> sw: array<vec4<f32>, 384>;
 var<workgroup> srow: array<u32, 64>;
 
+// Element e of the RT × DC block of X staged from feature j0 (row-major: adjacent e, adjacent words of a row), 0 past
+// the last feature.
+fn staged_x(e: u32, j0: u32) -> f32 {
+    let j = j0 + e % DC;
+    var v = 0.0;
+    if (j < step.d) {
+        v = x_at(srow[e / DC], j);
+    }
+    return v;
+}
+
 @compute @workgroup_size(WG)
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -109,15 +120,17 @@ fn staged(t: u32, wid: vec3<u32>) {
     for (var j0 = 0u; j0 < d; j0 = j0 + DC) {
         // The rows' places are written (first block) and the last block is read (the others).
         workgroupBarrier();
-        for (var e = t; e < RT * DC; e = e + WG) {
-            let rr = e / DC;
-            let jj = e % DC;
-            let j = j0 + jj;
-            var v = 0.0;
-            if (j < d) {
-                v = x_at(srow[rr], j);
-            }
-            sx[jj * RTP + rr] = v;
+        // Four loads in flight before their stores (an index past the block reads its last element again, and is
+        // not stored).
+        for (var e = t; e < RT * DC; e = e + 4u * WG) {
+            let v0 = staged_x(e, j0);
+            let v1 = staged_x(min(e + WG, RT * DC - 1u), j0);
+            let v2 = staged_x(min(e + 2u * WG, RT * DC - 1u), j0);
+            let v3 = staged_x(min(e + 3u * WG, RT * DC - 1u), j0);
+            sx[(e % DC) * RTP + e / DC] = v0;
+            if (e + WG < RT * DC) { sx[((e + WG) % DC) * RTP + (e + WG) / DC] = v1; }
+            if (e + 2u * WG < RT * DC) { sx[((e + 2u * WG) % DC) * RTP + (e + 2u * WG) / DC] = v2; }
+            if (e + 3u * WG < RT * DC) { sx[((e + 3u * WG) % DC) * RTP + (e + 3u * WG) / DC] = v3; }
         }
         for (var e = t; e < DC * groups; e = e + WG) {
             let j = min(j0 + e / groups, d - 1u);

@@ -35,7 +35,18 @@ fn main(
     if (f == items && METRICS != 0u) {
         var l = 0.0;
         var h = 0.0;
-        for (var s = 0u; s < segs; s = s + 1u) {
+        var s = 0u;
+        for (; s + 4u <= segs; s = s + 4u) {
+            let m0 = vec2<f32>(mp[2u * s], mp[2u * s + 1u]);
+            let m1 = vec2<f32>(mp[2u * s + 2u], mp[2u * s + 3u]);
+            let m2 = vec2<f32>(mp[2u * s + 4u], mp[2u * s + 5u]);
+            let m3 = vec2<f32>(mp[2u * s + 6u], mp[2u * s + 7u]);
+            l = l + m0.x; h = h + m0.y;
+            l = l + m1.x; h = h + m1.y;
+            l = l + m2.x; h = h + m2.y;
+            l = l + m3.x; h = h + m3.y;
+        }
+        for (; s < segs; s = s + 1u) {
             l = l + mp[2u * s];
             h = h + mp[2u * s + 1u];
         }
@@ -49,8 +60,31 @@ fn main(
     let j = f % stride;
     let c = f / stride;
     var acc = 0.0;
-    for (var s = 0u; s < segs; s = s + 1u) {
-        acc = acc + gp[(s * k + c) * stride + j];
+    // Eight segments' loads in flight before their additions, which stay in segment order (the same sums).
+    let at = c * stride + j;
+    let sk = k * stride;
+    var s = 0u;
+    for (; s + 8u <= segs; s = s + 8u) {
+        let p = s * sk + at;
+        let p0 = gp[p];
+        let p1 = gp[p + sk];
+        let p2 = gp[p + 2u * sk];
+        let p3 = gp[p + 3u * sk];
+        let p4 = gp[p + 4u * sk];
+        let p5 = gp[p + 5u * sk];
+        let p6 = gp[p + 6u * sk];
+        let p7 = gp[p + 7u * sk];
+        acc = acc + p0;
+        acc = acc + p1;
+        acc = acc + p2;
+        acc = acc + p3;
+        acc = acc + p4;
+        acc = acc + p5;
+        acc = acc + p6;
+        acc = acc + p7;
+    }
+    for (; s < segs; s = s + 1u) {
+        acc = acc + gp[s * sk + at];
     }
     let add = (step.flags & 1u) != 0u;
     if (j == d) {
