@@ -240,15 +240,22 @@ fn iproduct<'a>(
 #[test]
 fn ceiling_kernels_match_their_mirrors() {
     on_every_gpu(|ctx| {
-        // 40,000 floats over 2 × 64 invocations: each sums 312 or 313 values in [-1, 1); 2·(n + 2)·u·Σ|terms| bounds
-        // the difference of any two summation orders.
+        // 40,000 floats over 2 × 64 invocations, 3 passes: each sums 3 × 312 or 313 values in [-1, 1);
+        // 2·(n + 2)·u·Σ|terms| bounds the difference of any two summation orders.
         let data: Vec<f32> = uniform(1, 40_000, -1.0, 1.0, 3).into_raw_vec_and_offset().0;
-        let (got, seconds) = ops::ceiling_read(ctx, &data, 2).unwrap();
-        let want = cpu::ceiling_read(&data, 128);
+        let (got, seconds) = ops::ceiling_read(ctx, &data, 2, 3).unwrap();
+        let want = cpu::ceiling_read(&data, 128, 3);
         assert_eq!(got.len(), want.len());
         assert!(seconds > 0.0);
+        // The passes are summed: three times one pass's sums, to the same bound.
+        let once = cpu::ceiling_read(&data, 128, 1);
         for (t, (g, w)) in got.iter().zip(&want).enumerate() {
-            let tol = 2.0 * 322.0 * U * 320.0;
+            let tol = 2.0 * 944.0 * U * 944.0;
+            assert!(
+                (f64::from(*w) - 3.0 * f64::from(once[t])).abs() <= tol,
+                "mirror, invocation {t}: {w} vs 3 × {}",
+                once[t]
+            );
             assert!(
                 (f64::from(*g) - f64::from(*w)).abs() <= tol,
                 "invocation {t}: {g} vs {w}"

@@ -411,24 +411,26 @@ pub fn fused<T: Real>(
 }
 
 /// Mirror of `ceiling_read.wgsl`: with `invocations` invocations, invocation t sums the floats t, t + invocations, …
-/// of `data` into four accumulators taken in turn (the rounds of four, then the rest into the first) and gives
-/// (a0 + a1) + (a2 + a3).
-pub fn ceiling_read(data: &[f32], invocations: usize) -> Vec<f32> {
+/// of `data` into four accumulators taken in turn (the rounds of four, then the rest into the first), `passes`
+/// times over, and gives (a0 + a1) + (a2 + a3).
+pub fn ceiling_read(data: &[f32], invocations: usize, passes: u32) -> Vec<f32> {
     let n = data.len();
     let total = invocations.max(1);
     (0..invocations)
         .map(|t| {
             let mut acc = [0.0f32; 4];
-            let mut i = t;
-            while i + 3 * total < n {
-                for (q, a) in acc.iter_mut().enumerate() {
-                    *a += data[i + q * total];
+            for _ in 0..passes {
+                let mut i = t;
+                while i + 3 * total < n {
+                    for (q, a) in acc.iter_mut().enumerate() {
+                        *a += data[i + q * total];
+                    }
+                    i += 4 * total;
                 }
-                i += 4 * total;
-            }
-            while i < n {
-                acc[0] += data[i];
-                i += total;
+                while i < n {
+                    acc[0] += data[i];
+                    i += total;
+                }
             }
             (acc[0] + acc[1]) + (acc[2] + acc[3])
         })

@@ -473,10 +473,15 @@ pub fn gather(
     Ok((row_major, read(ctx, &yb, 0, rows)?))
 }
 
-/// `ceiling_read.wgsl` on the GPU: `groups` workgroups of 64 sum `data` in strides;
-/// returns each invocation's sum and the GPU seconds of the dispatch (wall time around it when the adapter has no
-/// timestamps).
-pub fn ceiling_read(ctx: &GpuContext, data: &[f32], groups: u32) -> Result<(Vec<f32>, f64)> {
+/// `ceiling_read.wgsl` on the GPU: `groups` workgroups of 64 sum `data` in strides, `passes` times over; returns
+/// each invocation's sum and the wall seconds of the dispatch (submission and wait included: the caller sizes
+/// `passes` so that they are small beside the reads).
+pub fn ceiling_read(
+    ctx: &GpuContext,
+    data: &[f32],
+    groups: u32,
+    passes: u32,
+) -> Result<(Vec<f32>, f64)> {
     let n4 = u32::try_from(data.len())
         .map_err(|_| Error::shape("ceiling_read data", "at most 2³² floats", data.len()))?;
     let buf = storage_init(ctx, "ceiling data", data);
@@ -484,6 +489,7 @@ pub fn ceiling_read(ctx: &GpuContext, data: &[f32], groups: u32) -> Result<(Vec<
     let out = storage_zeroed(ctx, "ceiling sums", invocations as u64 * 4);
     let step = StepUniform {
         rows: n4,
+        d: passes,
         k: groups,
         ..Default::default()
     };
