@@ -18,7 +18,7 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         return Err(Error::param("--steps", format!("in 1..={MAX_STEPS}"), a.steps).into());
     }
     let backends = BackendArg::backends(a.backend);
-    let contexts: Vec<GpuContext> = if a.all_adapters {
+    let (contexts, unopened): (Vec<GpuContext>, Vec<String>) = if a.all_adapters {
         let found = gpu::adapters(backends);
         if found.is_empty() {
             return Err(Error::NoAdapter {
@@ -26,12 +26,22 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
             }
             .into());
         }
-        found
-            .into_iter()
-            .map(GpuContext::new)
-            .collect::<softmax_wgpu::Result<_>>()?
+        // An adapter that cannot be opened (a driver that lists a device it cannot create, as NVIDIA's GL did on a
+        // headless H200) is reported, and the others are still validated.
+        let (contexts, unopened) = open_each(found, GpuContext::new);
+        for e in &unopened {
+            eprintln!("could not open an adapter: {e}");
+        }
+        if contexts.is_empty() {
+            // Nothing was validated: the first reason is the error.
+            return Err(anyhow::anyhow!("{}", unopened[0]));
+        }
+        (contexts, unopened)
     } else {
-        vec![GpuContext::select(backends, a.adapter.as_deref())?]
+        (
+            vec![GpuContext::select(backends, a.adapter.as_deref())?],
+            Vec::new(),
+        )
     };
     let mut reports = Vec::new();
     for ctx in &contexts {
@@ -49,7 +59,8 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
             "{}",
             serde_json::to_string_pretty(&ValidateJson {
                 pass,
-                adapters: &reports
+                adapters: &reports,
+                unopened: &unopened,
             })?
         );
     } else {
@@ -59,8 +70,20 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         if reports.len() > 1 {
             print_summary(&reports);
         }
+        for e in &unopened {
+            outln!("\nnot validated (could not be opened): {e}");
+        }
+        let of = if unopened.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " on {} of {} adapters",
+                reports.len(),
+                reports.len() + unopened.len()
+            )
+        };
         outln!(
-            "\n{}",
+            "\n{}{of}",
             if pass {
                 "all checks passed"
             } else {
@@ -80,6 +103,24 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
 struct ValidateJson<'a> {
     pass: bool,
     adapters: &'a [AdapterReport],
+    /// Why each adapter found but not validated could not be opened.
+    unopened: &'a [String],
+}
+
+/// Opens each of `found`: what opened, and the reason for each that did not, in the order found.
+fn open_each<A, C, E: std::fmt::Display>(
+    found: Vec<A>,
+    mut open: impl FnMut(A) -> std::result::Result<C, E>,
+) -> (Vec<C>, Vec<String>) {
+    let mut opened = Vec::new();
+    let mut failed = Vec::new();
+    for a in found {
+        match open(a) {
+            Ok(c) => opened.push(c),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    (opened, failed)
 }
 
 /// One line per adapter and kernel: the worst error against its tolerance.
@@ -201,4 +242,29 @@ fn print_report(r: &AdapterReport) {
         l.objective_gap,
         verdict(l.pass)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_each;
+
+    #[test]
+    fn an_adapter_that_cannot_be_opened_is_reported_and_the_others_are_kept() {
+        let (opened, failed) = open_each(vec![1, 2, 3], |n| {
+            if n == 2 {
+                Err(format!(
+                    "GPU error on adapter {n} while opening a device: Parent device is lost"
+                ))
+            } else {
+                Ok(n * 10)
+            }
+        });
+        assert_eq!(opened, vec![10, 30]);
+        assert_eq!(
+            failed,
+            vec![
+                "GPU error on adapter 2 while opening a device: Parent device is lost".to_string()
+            ]
+        );
+    }
 }
