@@ -141,7 +141,8 @@ pub struct Ceilings {
 /// Measures the ceilings of `ctx`'s adapter: a read of up to 256 MiB (within its binding limit; more than four times
 /// the last-level cache of the cards we know, an H200's 60 MB L2 the largest) by 4,096 workgroups — enough loads in
 /// flight to cover a card's memory latency — repeated until the dispatch takes ≥ 20 ms, so that submitting and
-/// waiting do not count; and FMA rounds scaled until the dispatch takes ≥ 50 ms; the better of two runs each.
+/// waiting do not count; and FMA rounds of 2,048 workgroups scaled until the dispatch takes ≥ 50 ms; the better of
+/// two runs each.
 pub fn ceilings(ctx: &crate::gpu::GpuContext) -> Result<Ceilings> {
     use crate::gpu::ops;
     let bytes = ctx
@@ -157,14 +158,17 @@ pub fn ceilings(ctx: &crate::gpu::GpuContext) -> Result<Ceilings> {
         read = ops::ceiling_read(ctx, &data, groups, passes)?.1;
     }
     read = read.min(ops::ceiling_read(ctx, &data, groups, passes)?.1);
+    // 2,048 workgroups of 64: enough warps on each of a large card's multiprocessors to issue an FMA every cycle
+    // (256 filled an H200's 132 to under half: 31 TFLOP/s where its fp32 datasheet says about 67).
+    let fma_groups = 2048u32;
     let mut rounds = 256u32;
-    let mut fma = ops::ceiling_fma(ctx, 256, rounds)?.1;
+    let mut fma = ops::ceiling_fma(ctx, fma_groups, rounds)?.1;
     while fma < 0.05 && rounds < (1 << 22) {
         rounds *= 4;
-        fma = ops::ceiling_fma(ctx, 256, rounds)?.1;
+        fma = ops::ceiling_fma(ctx, fma_groups, rounds)?.1;
     }
-    fma = fma.min(ops::ceiling_fma(ctx, 256, rounds)?.1);
-    let flops = 256.0 * 64.0 * f64::from(rounds) * 64.0;
+    fma = fma.min(ops::ceiling_fma(ctx, fma_groups, rounds)?.1);
+    let flops = f64::from(fma_groups) * 64.0 * f64::from(rounds) * 64.0;
     Ok(Ceilings {
         read_gb_per_sec: (data.len() * 4) as f64 * f64::from(passes) / read.max(1e-12) / 1e9,
         fma_gflops: flops / fma.max(1e-12) / 1e9,
