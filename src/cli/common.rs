@@ -24,10 +24,30 @@ impl Device {
         let backends = BackendArg::backends(a.backend);
         match a.device {
             DeviceKind::Cpu => Ok(Device::Cpu(a.precision)),
-            DeviceKind::Gpu if a.adapter.is_none() => match Self::local_share(backends) {
-                Some(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
-                None => Ok(Device::Gpu(Box::new(GpuContext::select(backends, None)?))),
-            },
+            DeviceKind::Gpu if a.adapter.is_none() => {
+                // Any adapter, best first (this process's share first under mpirun): the first that opens.
+                let found = gpu::adapters(backends);
+                if found.is_empty() {
+                    return Err(Error::NoAdapter {
+                        backends: format!("{backends:?}"),
+                    }
+                    .into());
+                }
+                let candidates = Self::local_share(backends).into_iter().chain(found);
+                let (opened, mut failed) = first_opened(candidates, GpuContext::new);
+                match opened {
+                    Some(ctx) => {
+                        if !quiet {
+                            for e in &failed {
+                                eprintln!("could not open a GPU adapter, passed over: {e}");
+                            }
+                        }
+                        Ok(Device::Gpu(Box::new(ctx)))
+                    }
+                    // None opened: the best one's reason is the error.
+                    None => Err(failed.swap_remove(0).into()),
+                }
+            }
             DeviceKind::Gpu => Ok(Device::Gpu(Box::new(GpuContext::select(
                 backends,
                 a.adapter.as_deref(),
@@ -74,13 +94,31 @@ impl Device {
                 format!("{} on {:?}", info.name, info.backend)
             })
             .collect();
-        let hardware = Self::local_share(backends).or_else(|| {
-            found
-                .into_iter()
-                .find(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
-        });
-        match hardware {
-            Some(adapter) => Ok(Device::Gpu(Box::new(GpuContext::new(adapter)?))),
+        // The hardware adapters, best first (this process's share first under mpirun); the first that opens is
+        // used. One that is listed but cannot be opened is passed over with a line saying why.
+        let hardware: Vec<wgpu::Adapter> = Self::local_share(backends)
+            .into_iter()
+            .chain(
+                found
+                    .into_iter()
+                    .filter(|a| a.get_info().device_type != wgpu::DeviceType::Cpu),
+            )
+            .collect();
+        let tried = hardware.len();
+        let (opened, failed) = first_opened(hardware, GpuContext::new);
+        if !quiet {
+            for e in &failed {
+                eprintln!("could not open a GPU adapter, passed over: {e}");
+            }
+        }
+        match opened {
+            Some(ctx) => Ok(Device::Gpu(Box::new(ctx))),
+            None if tried > 0 => {
+                if !quiet {
+                    eprintln!("no GPU adapter could be opened; training on the CPU path");
+                }
+                Ok(Device::Cpu(precision))
+            }
             None if software.is_empty() => {
                 if !quiet {
                     eprintln!("no GPU adapter found; training on the CPU path");
@@ -295,5 +333,50 @@ pub fn print_out(text: &str) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             STDOUT_CLOSED.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// The first of `candidates` that `open` opens, and why each tried before it could not be opened.
+pub fn first_opened<A, C, E>(
+    candidates: impl IntoIterator<Item = A>,
+    mut open: impl FnMut(A) -> std::result::Result<C, E>,
+) -> (Option<C>, Vec<E>) {
+    let mut failed = Vec::new();
+    for a in candidates {
+        match open(a) {
+            Ok(c) => return (Some(c), failed),
+            Err(e) => failed.push(e),
+        }
+    }
+    (None, failed)
+}
+
+#[cfg(test)]
+mod opening_tests {
+    use super::first_opened;
+
+    #[test]
+    fn the_first_adapter_that_opens_is_used_and_those_before_it_are_reported() {
+        let mut tried = Vec::new();
+        let (opened, failed) = first_opened([1, 2, 3, 4], |n| {
+            tried.push(n);
+            if n < 3 {
+                Err(format!("adapter {n}: Parent device is lost"))
+            } else {
+                Ok(n * 10)
+            }
+        });
+        assert_eq!(opened, Some(30));
+        assert_eq!(
+            failed,
+            [
+                "adapter 1: Parent device is lost",
+                "adapter 2: Parent device is lost"
+            ]
+        );
+        // Nothing past the first that opens is opened.
+        assert_eq!(tried, [1, 2, 3]);
+        let (none, all) = first_opened([1, 2], |n| Err::<u8, _>(format!("adapter {n}")));
+        assert_eq!((none, all.len()), (None, 2));
     }
 }

@@ -14,7 +14,11 @@ pub fn run(a: DevicesArgs) -> Result<ExitCode> {
     let found: Vec<AdapterSummary> = gpu::adapters(BackendArg::backends(a.backend))
         .iter()
         .enumerate()
-        .map(|(i, ad)| AdapterSummary::of(i, ad))
+        .map(|(i, ad)| AdapterSummary {
+            // Listed is not usable: open each as the trainers would, and say why one cannot be.
+            open_error: gpu::try_open(ad).err().map(|e| e.to_string()),
+            ..AdapterSummary::of(i, ad)
+        })
         .collect();
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&found)?);
@@ -48,6 +52,9 @@ pub fn run(a: DevicesArgs) -> Result<ExitCode> {
             yes(s.timestamp_queries),
             yes(s.shader_f64)
         );
+        if let Some(e) = &s.open_error {
+            outln!("    cannot be opened: {e}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

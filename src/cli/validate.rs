@@ -28,13 +28,14 @@ pub fn run(a: ValidateArgs) -> Result<ExitCode> {
         }
         // An adapter that cannot be opened (a driver that lists a device it cannot create, as NVIDIA's GL did on a
         // headless H200) is reported, and the others are still validated.
-        let (contexts, unopened) = open_each(found, GpuContext::new);
+        let (contexts, mut unopened) = open_each(found, GpuContext::new);
+        if contexts.is_empty() {
+            // Nothing was validated: the best adapter's reason is the error.
+            return Err(unopened.swap_remove(0).into());
+        }
+        let unopened: Vec<String> = unopened.iter().map(ToString::to_string).collect();
         for e in &unopened {
             eprintln!("could not open an adapter: {e}");
-        }
-        if contexts.is_empty() {
-            // Nothing was validated: the first reason is the error.
-            return Err(anyhow::anyhow!("{}", unopened[0]));
         }
         (contexts, unopened)
     } else {
@@ -108,16 +109,16 @@ struct ValidateJson<'a> {
 }
 
 /// Opens each of `found`: what opened, and the reason for each that did not, in the order found.
-fn open_each<A, C, E: std::fmt::Display>(
+fn open_each<A, C, E>(
     found: Vec<A>,
     mut open: impl FnMut(A) -> std::result::Result<C, E>,
-) -> (Vec<C>, Vec<String>) {
+) -> (Vec<C>, Vec<E>) {
     let mut opened = Vec::new();
     let mut failed = Vec::new();
     for a in found {
         match open(a) {
             Ok(c) => opened.push(c),
-            Err(e) => failed.push(e.to_string()),
+            Err(e) => failed.push(e),
         }
     }
     (opened, failed)

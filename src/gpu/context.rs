@@ -71,6 +71,27 @@ pub fn select_adapter(backends: wgpu::Backends, adapter: Option<&str>) -> Result
         })
 }
 
+/// Opens a device on `adapter` as [`GpuContext::new`] does: the adapter's own limits, and timestamps between
+/// dispatches where it has them (they let `bench` time each kernel; nothing else depends on them).
+fn request_device(adapter: &wgpu::Adapter) -> Result<(wgpu::Features, wgpu::Device, wgpu::Queue)> {
+    let features = adapter.features()
+        & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("softmax-wgpu"),
+        required_features: features,
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .map_err(|e| Error::gpu(&adapter.get_info().name, "opening a device", e))?;
+    Ok((features, device, queue))
+}
+
+/// Whether a device can be opened on `adapter` the way the trainers open one (some drivers list an adapter they
+/// cannot open: NVIDIA's GL through EGL on a headless H200 said "Parent device is lost"); the device is dropped.
+pub fn try_open(adapter: &wgpu::Adapter) -> Result<()> {
+    request_device(adapter).map(drop)
+}
+
 /// What `devices` shows about an adapter.
 #[derive(Debug, Clone, Serialize)]
 pub struct AdapterSummary {
@@ -102,6 +123,9 @@ pub struct AdapterSummary {
     pub timestamp_queries: bool,
     /// Whether f64 is available in shaders.
     pub shader_f64: bool,
+    /// Why a device could not be opened on it, where `devices` tried and failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_error: Option<String>,
 }
 
 impl AdapterSummary {
@@ -131,6 +155,7 @@ impl AdapterSummary {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             timestamp_queries: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             shader_f64: features.contains(wgpu::Features::SHADER_F64),
+            open_error: None,
         }
     }
 }
@@ -159,16 +184,7 @@ impl GpuContext {
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        // Timestamps between dispatches let `bench` time each kernel; nothing else depends on them.
-        let features = adapter.features()
-            & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("softmax-wgpu"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::gpu(&info.name, "opening a device", e))?;
+        let (features, device, queue) = request_device(&adapter)?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {

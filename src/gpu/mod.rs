@@ -8,6 +8,6 @@ pub mod ops;
 mod trainer;
 pub mod tune;
 
-pub use context::{adapters, select_adapter, AdapterSummary, GpuContext};
+pub use context::{adapters, select_adapter, try_open, AdapterSummary, GpuContext};
 pub use kernels::Kernel;
 pub use trainer::{DispatchShape, GpuBackend, GpuOptions, KernelTime};
