@@ -242,16 +242,42 @@ fn main(
         var z7 = vec4<f32>(0.0);
         for (var j0 = 0u; j0 < d; j0 = j0 + dw) {
             if (STAGE != 0u) {
-                // Four loads in flight before their stores (RT · DC is a multiple of 4 · WG).
-                for (var e = t; e < RT * DC; e = e + 4u * WG) {
+                // The block's loads all in flight before their stores: 16 an invocation in the GPU shape (WG = 128),
+                // one round trip to memory per block. An element past the block (never, when WG divides RT · DC
+                // by 16) reads the block's last element again and is not stored.
+                for (var e = t; e < RT * DC; e = e + 16u * WG) {
                     let v0 = staged_x(rp, e, j0);
-                    let v1 = staged_x(rp, e + WG, j0);
-                    let v2 = staged_x(rp, e + 2u * WG, j0);
-                    let v3 = staged_x(rp, e + 3u * WG, j0);
+                    let v1 = staged_x(rp, min(e + 1u * WG, RT * DC - 1u), j0);
+                    let v2 = staged_x(rp, min(e + 2u * WG, RT * DC - 1u), j0);
+                    let v3 = staged_x(rp, min(e + 3u * WG, RT * DC - 1u), j0);
+                    let v4 = staged_x(rp, min(e + 4u * WG, RT * DC - 1u), j0);
+                    let v5 = staged_x(rp, min(e + 5u * WG, RT * DC - 1u), j0);
+                    let v6 = staged_x(rp, min(e + 6u * WG, RT * DC - 1u), j0);
+                    let v7 = staged_x(rp, min(e + 7u * WG, RT * DC - 1u), j0);
+                    let v8 = staged_x(rp, min(e + 8u * WG, RT * DC - 1u), j0);
+                    let v9 = staged_x(rp, min(e + 9u * WG, RT * DC - 1u), j0);
+                    let v10 = staged_x(rp, min(e + 10u * WG, RT * DC - 1u), j0);
+                    let v11 = staged_x(rp, min(e + 11u * WG, RT * DC - 1u), j0);
+                    let v12 = staged_x(rp, min(e + 12u * WG, RT * DC - 1u), j0);
+                    let v13 = staged_x(rp, min(e + 13u * WG, RT * DC - 1u), j0);
+                    let v14 = staged_x(rp, min(e + 14u * WG, RT * DC - 1u), j0);
+                    let v15 = staged_x(rp, min(e + 15u * WG, RT * DC - 1u), j0);
                     stage_x(e, v0);
-                    stage_x(e + WG, v1);
-                    stage_x(e + 2u * WG, v2);
-                    stage_x(e + 3u * WG, v3);
+                    if (e + 1u * WG < RT * DC) { stage_x(e + 1u * WG, v1); }
+                    if (e + 2u * WG < RT * DC) { stage_x(e + 2u * WG, v2); }
+                    if (e + 3u * WG < RT * DC) { stage_x(e + 3u * WG, v3); }
+                    if (e + 4u * WG < RT * DC) { stage_x(e + 4u * WG, v4); }
+                    if (e + 5u * WG < RT * DC) { stage_x(e + 5u * WG, v5); }
+                    if (e + 6u * WG < RT * DC) { stage_x(e + 6u * WG, v6); }
+                    if (e + 7u * WG < RT * DC) { stage_x(e + 7u * WG, v7); }
+                    if (e + 8u * WG < RT * DC) { stage_x(e + 8u * WG, v8); }
+                    if (e + 9u * WG < RT * DC) { stage_x(e + 9u * WG, v9); }
+                    if (e + 10u * WG < RT * DC) { stage_x(e + 10u * WG, v10); }
+                    if (e + 11u * WG < RT * DC) { stage_x(e + 11u * WG, v11); }
+                    if (e + 12u * WG < RT * DC) { stage_x(e + 12u * WG, v12); }
+                    if (e + 13u * WG < RT * DC) { stage_x(e + 13u * WG, v13); }
+                    if (e + 14u * WG < RT * DC) { stage_x(e + 14u * WG, v14); }
+                    if (e + 15u * WG < RT * DC) { stage_x(e + 15u * WG, v15); }
                 }
             }
             let m = min(dw, d - j0);

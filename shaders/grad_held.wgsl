@@ -158,36 +158,61 @@ fn staged(t: u32, wid: vec3<u32>) {
             srow[t] = row_at(i0 + t);
         }
         workgroupBarrier();
-        // Four loads in flight before their stores: elements e, e + WG, … of each block (an index past the block
-        // reads its last element again, and is not stored).
+        // Eight elements of X and eight residuals in flight before their stores (elements e, e + WG, … of each
+        // block: with WG = 64, one row of each per step, so a block of 24 rows is three round trips to memory). An
+        // index past a block reads its last element again and is not stored.
         let bias = quads * 4u;
         let lx = m * GQ * 4u;
-        for (var e = t; e < lx; e = e + 4u * WG) {
-            let v0 = x_one(srow[e / (GQ * 4u)], jw + e % (GQ * 4u), bias);
-            let e1 = min(e + WG, lx - 1u);
-            let v1 = x_one(srow[e1 / (GQ * 4u)], jw + e1 % (GQ * 4u), bias);
-            let e2 = min(e + 2u * WG, lx - 1u);
-            let v2 = x_one(srow[e2 / (GQ * 4u)], jw + e2 % (GQ * 4u), bias);
-            let e3 = min(e + 3u * WG, lx - 1u);
-            let v3 = x_one(srow[e3 / (GQ * 4u)], jw + e3 % (GQ * 4u), bias);
-            put_x(e, v0);
-            if (e + WG < lx) { put_x(e + WG, v1); }
-            if (e + 2u * WG < lx) { put_x(e + 2u * WG, v2); }
-            if (e + 3u * WG < lx) { put_x(e + 3u * WG, v3); }
-        }
         let lr = m * GT * 16u;
-        for (var e = t; e < lr; e = e + 4u * WG) {
-            let v0 = res(i0 + e / (GT * 16u), cw + e % (GT * 16u));
-            let e1 = min(e + WG, lr - 1u);
-            let v1 = res(i0 + e1 / (GT * 16u), cw + e1 % (GT * 16u));
-            let e2 = min(e + 2u * WG, lr - 1u);
-            let v2 = res(i0 + e2 / (GT * 16u), cw + e2 % (GT * 16u));
-            let e3 = min(e + 3u * WG, lr - 1u);
-            let v3 = res(i0 + e3 / (GT * 16u), cw + e3 % (GT * 16u));
-            put_r(e, v0);
-            if (e + WG < lr) { put_r(e + WG, v1); }
-            if (e + 2u * WG < lr) { put_r(e + 2u * WG, v2); }
-            if (e + 3u * WG < lr) { put_r(e + 3u * WG, v3); }
+        for (var e = t; e < max(lx, lr); e = e + 8u * WG) {
+            let p0 = min(e, lx - 1u);
+            let x0v = x_one(srow[p0 / (GQ * 4u)], jw + p0 % (GQ * 4u), bias);
+            let p1 = min(e + 1u * WG, lx - 1u);
+            let x1v = x_one(srow[p1 / (GQ * 4u)], jw + p1 % (GQ * 4u), bias);
+            let p2 = min(e + 2u * WG, lx - 1u);
+            let x2v = x_one(srow[p2 / (GQ * 4u)], jw + p2 % (GQ * 4u), bias);
+            let p3 = min(e + 3u * WG, lx - 1u);
+            let x3v = x_one(srow[p3 / (GQ * 4u)], jw + p3 % (GQ * 4u), bias);
+            let p4 = min(e + 4u * WG, lx - 1u);
+            let x4v = x_one(srow[p4 / (GQ * 4u)], jw + p4 % (GQ * 4u), bias);
+            let p5 = min(e + 5u * WG, lx - 1u);
+            let x5v = x_one(srow[p5 / (GQ * 4u)], jw + p5 % (GQ * 4u), bias);
+            let p6 = min(e + 6u * WG, lx - 1u);
+            let x6v = x_one(srow[p6 / (GQ * 4u)], jw + p6 % (GQ * 4u), bias);
+            let p7 = min(e + 7u * WG, lx - 1u);
+            let x7v = x_one(srow[p7 / (GQ * 4u)], jw + p7 % (GQ * 4u), bias);
+            let q0 = min(e, lr - 1u);
+            let r0v = res(i0 + q0 / (GT * 16u), cw + q0 % (GT * 16u));
+            let q1 = min(e + 1u * WG, lr - 1u);
+            let r1v = res(i0 + q1 / (GT * 16u), cw + q1 % (GT * 16u));
+            let q2 = min(e + 2u * WG, lr - 1u);
+            let r2v = res(i0 + q2 / (GT * 16u), cw + q2 % (GT * 16u));
+            let q3 = min(e + 3u * WG, lr - 1u);
+            let r3v = res(i0 + q3 / (GT * 16u), cw + q3 % (GT * 16u));
+            let q4 = min(e + 4u * WG, lr - 1u);
+            let r4v = res(i0 + q4 / (GT * 16u), cw + q4 % (GT * 16u));
+            let q5 = min(e + 5u * WG, lr - 1u);
+            let r5v = res(i0 + q5 / (GT * 16u), cw + q5 % (GT * 16u));
+            let q6 = min(e + 6u * WG, lr - 1u);
+            let r6v = res(i0 + q6 / (GT * 16u), cw + q6 % (GT * 16u));
+            let q7 = min(e + 7u * WG, lr - 1u);
+            let r7v = res(i0 + q7 / (GT * 16u), cw + q7 % (GT * 16u));
+            if (e < lx) { put_x(e, x0v); }
+            if (e + 1u * WG < lx) { put_x(e + 1u * WG, x1v); }
+            if (e + 2u * WG < lx) { put_x(e + 2u * WG, x2v); }
+            if (e + 3u * WG < lx) { put_x(e + 3u * WG, x3v); }
+            if (e + 4u * WG < lx) { put_x(e + 4u * WG, x4v); }
+            if (e + 5u * WG < lx) { put_x(e + 5u * WG, x5v); }
+            if (e + 6u * WG < lx) { put_x(e + 6u * WG, x6v); }
+            if (e + 7u * WG < lx) { put_x(e + 7u * WG, x7v); }
+            if (e < lr) { put_r(e, r0v); }
+            if (e + 1u * WG < lr) { put_r(e + 1u * WG, r1v); }
+            if (e + 2u * WG < lr) { put_r(e + 2u * WG, r2v); }
+            if (e + 3u * WG < lr) { put_r(e + 3u * WG, r3v); }
+            if (e + 4u * WG < lr) { put_r(e + 4u * WG, r4v); }
+            if (e + 5u * WG < lr) { put_r(e + 5u * WG, r5v); }
+            if (e + 6u * WG < lr) { put_r(e + 6u * WG, r6v); }
+            if (e + 7u * WG < lr) { put_r(e + 7u * WG, r7v); }
         }
         workgroupBarrier();
         let rb = (t / GQ) * 4u;

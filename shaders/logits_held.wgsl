@@ -75,6 +75,11 @@ fn staged_x(e: u32, j0: u32) -> f32 {
     return v;
 }
 
+// Stores element e of the staged block: by feature, rows RTP apart.
+fn put_x(e: u32, v: f32) {
+    sx[(e % DC) * RTP + e / DC] = v;
+}
+
 @compute @workgroup_size(WG)
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,
@@ -120,17 +125,34 @@ fn staged(t: u32, wid: vec3<u32>) {
     for (var j0 = 0u; j0 < d; j0 = j0 + DC) {
         // The rows' places are written (first block) and the last block is read (the others).
         workgroupBarrier();
-        // Four loads in flight before their stores (an index past the block reads its last element again, and is
-        // not stored).
-        for (var e = t; e < RT * DC; e = e + 4u * WG) {
+        // The block's loads in flight before their stores: 12 an invocation, so one round trip to memory per block
+        // with CT = 3 (WG = 192; 11 elements each, the 12th a repeat). An index past the block reads its last
+        // element again and is not stored.
+        for (var e = t; e < RT * DC; e = e + 12u * WG) {
             let v0 = staged_x(e, j0);
-            let v1 = staged_x(min(e + WG, RT * DC - 1u), j0);
+            let v1 = staged_x(min(e + 1u * WG, RT * DC - 1u), j0);
             let v2 = staged_x(min(e + 2u * WG, RT * DC - 1u), j0);
             let v3 = staged_x(min(e + 3u * WG, RT * DC - 1u), j0);
-            sx[(e % DC) * RTP + e / DC] = v0;
-            if (e + WG < RT * DC) { sx[((e + WG) % DC) * RTP + (e + WG) / DC] = v1; }
-            if (e + 2u * WG < RT * DC) { sx[((e + 2u * WG) % DC) * RTP + (e + 2u * WG) / DC] = v2; }
-            if (e + 3u * WG < RT * DC) { sx[((e + 3u * WG) % DC) * RTP + (e + 3u * WG) / DC] = v3; }
+            let v4 = staged_x(min(e + 4u * WG, RT * DC - 1u), j0);
+            let v5 = staged_x(min(e + 5u * WG, RT * DC - 1u), j0);
+            let v6 = staged_x(min(e + 6u * WG, RT * DC - 1u), j0);
+            let v7 = staged_x(min(e + 7u * WG, RT * DC - 1u), j0);
+            let v8 = staged_x(min(e + 8u * WG, RT * DC - 1u), j0);
+            let v9 = staged_x(min(e + 9u * WG, RT * DC - 1u), j0);
+            let v10 = staged_x(min(e + 10u * WG, RT * DC - 1u), j0);
+            let v11 = staged_x(min(e + 11u * WG, RT * DC - 1u), j0);
+            put_x(e, v0);
+            if (e + 1u * WG < RT * DC) { put_x(e + 1u * WG, v1); }
+            if (e + 2u * WG < RT * DC) { put_x(e + 2u * WG, v2); }
+            if (e + 3u * WG < RT * DC) { put_x(e + 3u * WG, v3); }
+            if (e + 4u * WG < RT * DC) { put_x(e + 4u * WG, v4); }
+            if (e + 5u * WG < RT * DC) { put_x(e + 5u * WG, v5); }
+            if (e + 6u * WG < RT * DC) { put_x(e + 6u * WG, v6); }
+            if (e + 7u * WG < RT * DC) { put_x(e + 7u * WG, v7); }
+            if (e + 8u * WG < RT * DC) { put_x(e + 8u * WG, v8); }
+            if (e + 9u * WG < RT * DC) { put_x(e + 9u * WG, v9); }
+            if (e + 10u * WG < RT * DC) { put_x(e + 10u * WG, v10); }
+            if (e + 11u * WG < RT * DC) { put_x(e + 11u * WG, v11); }
         }
         for (var e = t; e < DC * groups; e = e + WG) {
             let j = min(j0 + e / groups, d - 1u);
