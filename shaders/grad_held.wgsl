@@ -100,6 +100,20 @@ fn x_one(row: vec2<u32>, j: u32, bias: u32) -> f32 {
     return select(0.0, 1.0, j == bias);
 }
 
+// Element e of the block of X staged from feature jw (row e / 64, feature e % 64 of the block; rows where srow
+// says), clamped to the block's last element `lim` − 1 (read again, never stored).
+fn block_x(e: u32, lim: u32, jw: u32, bias: u32) -> f32 {
+    let p = min(e, lim - 1u);
+    return x_one(srow[p / (GQ * 4u)], jw + p % (GQ * 4u), bias);
+}
+
+// Residual e of the block staged from row i0 and class cw (row e / 64, class e % 64 of the class-tile group),
+// clamped as block_x.
+fn block_r(e: u32, lim: u32, i0: u32, cw: u32) -> f32 {
+    let q = min(e, lim - 1u);
+    return res(i0 + q / (GT * 16u), cw + q % (GT * 16u));
+}
+
 // Stores element e of the staged block of X (row e / 64, feature e % 64 of the block).
 fn put_x(e: u32, v: f32) {
     let jj = e % (GQ * 4u);
@@ -165,38 +179,22 @@ fn staged(t: u32, wid: vec3<u32>) {
         let lx = m * GQ * 4u;
         let lr = m * GT * 16u;
         for (var e = t; e < max(lx, lr); e = e + 8u * WG) {
-            let p0 = min(e, lx - 1u);
-            let x0v = x_one(srow[p0 / (GQ * 4u)], jw + p0 % (GQ * 4u), bias);
-            let p1 = min(e + 1u * WG, lx - 1u);
-            let x1v = x_one(srow[p1 / (GQ * 4u)], jw + p1 % (GQ * 4u), bias);
-            let p2 = min(e + 2u * WG, lx - 1u);
-            let x2v = x_one(srow[p2 / (GQ * 4u)], jw + p2 % (GQ * 4u), bias);
-            let p3 = min(e + 3u * WG, lx - 1u);
-            let x3v = x_one(srow[p3 / (GQ * 4u)], jw + p3 % (GQ * 4u), bias);
-            let p4 = min(e + 4u * WG, lx - 1u);
-            let x4v = x_one(srow[p4 / (GQ * 4u)], jw + p4 % (GQ * 4u), bias);
-            let p5 = min(e + 5u * WG, lx - 1u);
-            let x5v = x_one(srow[p5 / (GQ * 4u)], jw + p5 % (GQ * 4u), bias);
-            let p6 = min(e + 6u * WG, lx - 1u);
-            let x6v = x_one(srow[p6 / (GQ * 4u)], jw + p6 % (GQ * 4u), bias);
-            let p7 = min(e + 7u * WG, lx - 1u);
-            let x7v = x_one(srow[p7 / (GQ * 4u)], jw + p7 % (GQ * 4u), bias);
-            let q0 = min(e, lr - 1u);
-            let r0v = res(i0 + q0 / (GT * 16u), cw + q0 % (GT * 16u));
-            let q1 = min(e + 1u * WG, lr - 1u);
-            let r1v = res(i0 + q1 / (GT * 16u), cw + q1 % (GT * 16u));
-            let q2 = min(e + 2u * WG, lr - 1u);
-            let r2v = res(i0 + q2 / (GT * 16u), cw + q2 % (GT * 16u));
-            let q3 = min(e + 3u * WG, lr - 1u);
-            let r3v = res(i0 + q3 / (GT * 16u), cw + q3 % (GT * 16u));
-            let q4 = min(e + 4u * WG, lr - 1u);
-            let r4v = res(i0 + q4 / (GT * 16u), cw + q4 % (GT * 16u));
-            let q5 = min(e + 5u * WG, lr - 1u);
-            let r5v = res(i0 + q5 / (GT * 16u), cw + q5 % (GT * 16u));
-            let q6 = min(e + 6u * WG, lr - 1u);
-            let r6v = res(i0 + q6 / (GT * 16u), cw + q6 % (GT * 16u));
-            let q7 = min(e + 7u * WG, lr - 1u);
-            let r7v = res(i0 + q7 / (GT * 16u), cw + q7 % (GT * 16u));
+            let x0v = block_x(e, lx, jw, bias);
+            let x1v = block_x(e + 1u * WG, lx, jw, bias);
+            let x2v = block_x(e + 2u * WG, lx, jw, bias);
+            let x3v = block_x(e + 3u * WG, lx, jw, bias);
+            let x4v = block_x(e + 4u * WG, lx, jw, bias);
+            let x5v = block_x(e + 5u * WG, lx, jw, bias);
+            let x6v = block_x(e + 6u * WG, lx, jw, bias);
+            let x7v = block_x(e + 7u * WG, lx, jw, bias);
+            let r0v = block_r(e, lr, i0, cw);
+            let r1v = block_r(e + 1u * WG, lr, i0, cw);
+            let r2v = block_r(e + 2u * WG, lr, i0, cw);
+            let r3v = block_r(e + 3u * WG, lr, i0, cw);
+            let r4v = block_r(e + 4u * WG, lr, i0, cw);
+            let r5v = block_r(e + 5u * WG, lr, i0, cw);
+            let r6v = block_r(e + 6u * WG, lr, i0, cw);
+            let r7v = block_r(e + 7u * WG, lr, i0, cw);
             if (e < lx) { put_x(e, x0v); }
             if (e + 1u * WG < lx) { put_x(e + 1u * WG, x1v); }
             if (e + 2u * WG < lx) { put_x(e + 2u * WG, x2v); }
