@@ -1,31 +1,34 @@
 // One pass over a batch's rows where they are held, for K ≤ 32: the logits, max-subtracted softmax, loss, hit and
 // residual of each row and the row's share of the gradient Xᵀ·R, written as per-segment partial sums that
-// reduce.wgsl adds in a fixed order. CPU mirror: cpu::fused (same sums; numerics::tolerance::fused bounds the GPU's
-// order of addition).
+// reduce.wgsl adds in a fixed order. CPU mirror: cpu::fused (the same sums; numerics::tolerance::fused bounds the
+// GPU's order of addition).
 //
-// Shape of the work (what a real GPU needs, see shared notes): the batch is cut into tiles of RT = 64 rows and the
-// tiles into at most SEGS segments of consecutive tiles, one workgroup of WG = 64 · SPLIT invocations per segment,
+// Shape of the work (what a real GPU needs, see docs/ARCHITECTURE.md): the batch is cut into tiles of RT = 64 rows and
+// the tiles into at most SEGS segments of consecutive tiles, one workgroup of WG = 64 · TEAM invocations per segment,
 // so the invocations grow with the batch and no invocation walks more than `per` tiles (a few) in sequence. Within
 // a tile:
-// - Phase A (logits): invocation t owns row r = t % 64 of the tile and class groups part, part + SPLIT, … (part =
-//   t / 64), in vec4 accumulators, and walks the row's features in order with the same fma sequence per logit as
-//   forward.wgsl (bitwise its logits). W is staged in workgroup memory, a block of features at a time, read by
-//   every invocation at the same address (a broadcast). X comes from:
-//   - STAGE = 1 (GPUs): DC = 32 features of the tile's 64 rows staged into workgroup memory, invocation t reading
-//     elements t, t + WG, … of the 64 × 32 block in row-major order: adjacent invocations read adjacent words of
-//     one row of X (coalesced: 128 bytes per 32 lanes); stored by feature quads with a padded row stride (RTP = 65).
-//   - STAGE = 0 (CPU adapters): each row's invocation reads its row in place (cached there), and W is staged in
-//     blocks as large as fit, for fewer barriers.
-// - Softmax: with SPLIT = 2 the row's two invocations exchange their class groups through workgroup memory; the
-//   row's first invocation then computes the max-subtracted softmax, loss, hit and the weighted residual S − Y in
-//   registers (softmax.wgsl's arithmetic) and writes the residuals to workgroup memory.
+// - Phase A (logits): row r of the tile is taken by a team of TEAM adjacent invocations (t = r · TEAM + lane). Lane
+//   p walks the row's features p, p + TEAM, p + 2 · TEAM, … and sums x · W for every class group in vec4 registers,
+//   reading X straight from where it is held: the team's lanes read TEAM adjacent words of the row at once
+//   (coalesced: a 32-byte sector per team and load with TEAM = 8; the lane's next feature is in the same line), four
+//   features' loads in flight before their fmas. W is staged in workgroup memory (once per segment when it fits,
+//   else a block of features at a time); the lanes of a team read consecutive features' rows of it, WS vec4 apart
+//   (WS odd: different banks). The team's partial logits are then added over its lanes by a butterfly: at step
+//   m = 1, 2, 4, … each lane adds lane p ^ m's sum to its own, through subgroup shuffles where the device has them
+//   (SUBGROUPS = 1; the host checks that a team is within a subgroup, lanes in order) or through workgroup memory —
+//   the same additions in the same order, so the same bits, and every lane ends with the row's logits. A row's
+//   chain is ⌈d / TEAM⌉ features, not d. With TEAM = 1 (CPU adapters: one invocation per row, its row read in place
+//   and cached there, no exchange) the logits are forward.wgsl's, feature by feature.
+// - Softmax: every lane of a team computes the max-subtracted softmax, loss, hit and weighted residual S − Y of its
+//   row in registers (softmax.wgsl's arithmetic; lane 0 counts them and writes the residuals to workgroup memory).
 // - Phase B (gradient): invocation t owns features t, t + WG, … and every class group in registers; for the tile's
 //   rows in order it reads x[row, j] — adjacent invocations adjacent words of one row (coalesced; from cache, phase
 //   A has just read the same rows) — times the row's residuals (a broadcast from workgroup memory), into the
 //   segment's partial, laid out [segment][class][feature] so that adjacent invocations write adjacent words. The
 //   bias (feature d) is summed by invocations t < CG.
 // X is read from device memory once per step; the partials are the segment's own (no atomics), so results are
-// bitwise reproducible on an adapter, and the two shapes add the same products in the same order.
+// bitwise reproducible on an adapter. The gradient's sums are the same in every shape; the logits' depend on TEAM
+// (the butterfly's order), within numerics::tolerance::fused of each other.
 
 // Chunks of the held set (1 to 4), as forward_held.wgsl.
 override SLOTS: u32 = 4u;
@@ -35,20 +38,26 @@ override CG: u32 = 3u;
 override SEGS: u32 = 1024u;
 // 0 for the forward pass only (evaluation): no residual, no gradient partials.
 override TRAIN: u32 = 1u;
-// 1: phase A stages X through workgroup memory (GPUs); 0: each row's invocation reads it in place (CPU adapters).
-override STAGE: u32 = 1u;
-// Invocations per row of a tile in phase A (1 or 2), each taking every SPLIT-th class group: 2 on GPUs (twice the
-// invocations in flight, the logits exchanged through workgroup memory for the softmax), 1 on CPU adapters (the
-// whole row in one invocation's registers, no exchange).
-override SPLIT: u32 = 2u;
+// Invocations per row in phase A (1, 2, 4 or 8), each taking every TEAM-th feature: 8 on GPUs whose workgroups hold
+// 512 invocations, 1 on CPU adapters (kernels::Team).
+override TEAM: u32 = 8u;
+// 1: the team's lanes add their logits through subgroup shuffles (team_subgroup.wgsl); 0: through workgroup memory.
+override SUBGROUPS: u32 = 0u;
 
 const RT: u32 = 64u;
-override WG: u32 = RT * SPLIT;
-const DC: u32 = 32u;
-const RTP: u32 = 65u;
-// vec4 of workgroup memory, and those the staged block of X takes (DC / 4 feature quads × RTP rows).
+override WG: u32 = RT * TEAM;
+// vec4 of workgroup memory.
 const SM: u32 = 992u;
-const XB: u32 = DC / 4u * RTP;
+// vec4 between consecutive features' rows of the staged W: CG made odd in the team shapes (the lanes of a team read
+// consecutive features: an odd stride spreads them over the banks).
+override WS: u32 = select(CG, CG | 1u, TEAM > 1u);
+// Where the staged W starts: after the tile's residuals (RT · CG) or, where the lanes exchange their logits through
+// workgroup memory, after the exchange's WG vec4 (the two share a place: the exchange is done before the residuals
+// are written, and after the last tile's gradient has read its own).
+override WB: u32 = max(RT * CG, select(0u, WG, TEAM > 1u && SUBGROUPS == 0u));
+// Features of W staged at once: as many as fit, in whole rounds of the team's lanes (so lane p always takes the
+// features ≡ p mod TEAM).
+override DW: u32 = (SM - WB) / WS / TEAM * TEAM;
 
 @group(1) @binding(0) var<storage, read> x0: array<f32>;
 @group(1) @binding(1) var<storage, read> x1: array<f32>;
@@ -65,12 +74,10 @@ const XB: u32 = DC / 4u * RTP;
 @group(1) @binding(11) var<storage, read_write> gp: array<f32>;
 @group(1) @binding(12) var<storage, read_write> mp: array<f32>;
 
-// The workgroup's memory, in vec4 (every element read is written first in the same tile, so the pipeline skips
-// zeroing it):
-// - the tile's residuals R, row r's class group g at r · CG + g, from 0;
-// - with STAGE = 1, phase A's staged block of X at 0 (DC / 4 feature quads × RTP rows: the residuals take its place
-//   once the logits are done), and the staged W rows after it, at XB (DC features × CG groups);
-// - with STAGE = 0, the staged W rows after the residuals, as many features as fit at once (fewer barriers);
+// The workgroup's memory, in vec4 (every element read is written first, so the pipeline skips zeroing it):
+// - from 0: the tile's residuals R, row r's class group g at r · CG + g; before them, the lanes' logits exchanged
+//   (without subgroups), invocation t's at t;
+// - from WB: the staged W, feature j0 + jj's class group g at WB + jj · WS + g, DW features at a time;
 // - at the end, the rows' (loss, hits) sums.
 var<workgroup> sm: array<vec4<f32>, SM>;
 // Where each row of the tile is held (its chunk slot << 30 | its first element), for even and odd tiles: the next
@@ -142,21 +149,56 @@ fn put(s: u32, g: u32, j: u32, acc: vec4<f32>, first: bool) {
     }
 }
 
-// Element e of the 64 × DC block of X staged from feature j0 (row-major: adjacent e, adjacent words of a row), 0
-// past the last feature; the tile's rows are held where rows[rp ..] says.
-fn staged_x(rp: u32, e: u32, j0: u32) -> f32 {
-    let j = j0 + e % DC;
-    var v = 0.0;
-    if (j < step.d) {
-        v = x_at(rows[rp + e / DC], j);
+// Stages W's rows j0 .. j0 + m (all class groups) at WB.
+fn stage_w(t: u32, j0: u32, m: u32) {
+    for (var e = t; e < m * CG; e = e + WG) {
+        sm[WB + (e / CG) * WS + e % CG] = w4(j0 + e / CG, e % CG);
     }
-    return v;
 }
 
-// Stores element e of the staged block by feature quads, rows RTP apart.
-fn stage_x(e: u32, v: f32) {
-    let jj = e % DC;
-    sm[(jj / 4u) * RTP + e / DC][jj % 4u] = v;
+// One feature's x times its W row (at `at` in workgroup memory) added to the logits' class groups.
+fn fma_row(z: Logits, xv: f32, at: u32) -> Logits {
+    let x = vec4<f32>(xv);
+    var o = z;
+    o.z0 = fma(x, sm[at], o.z0);
+    if (CG > 1u) { o.z1 = fma(x, sm[at + 1u], o.z1); }
+    if (CG > 2u) { o.z2 = fma(x, sm[at + 2u], o.z2); }
+    if (CG > 3u) { o.z3 = fma(x, sm[at + 3u], o.z3); }
+    if (CG > 4u) { o.z4 = fma(x, sm[at + 4u], o.z4); }
+    if (CG > 5u) { o.z5 = fma(x, sm[at + 5u], o.z5); }
+    if (CG > 6u) { o.z6 = fma(x, sm[at + 6u], o.z6); }
+    if (CG > 7u) { o.z7 = fma(x, sm[at + 7u], o.z7); }
+    return o;
+}
+
+// The sum of v over the TEAM lanes of invocation t's team, by the butterfly: at step m each lane adds lane p ^ m's
+// running sum to its own (a + b and b + a are the same bits, so every lane ends with the same sum). Called by every
+// invocation of the workgroup at once (the exchange through workgroup memory has barriers).
+fn team_sum(v: vec4<f32>, t: u32) -> vec4<f32> {
+    var s = v;
+    for (var m = 1u; m < TEAM; m = m << 1u) {
+        if (SUBGROUPS != 0u) {
+            s = s + shuffle_xor(s, m);
+        } else {
+            sm[t] = s;
+            workgroupBarrier();
+            s = s + sm[t ^ m];
+            workgroupBarrier();
+        }
+    }
+    return s;
+}
+
+// A row's logits (partial, in phase A), class groups 0 .. CG.
+struct Logits {
+    z0: vec4<f32>,
+    z1: vec4<f32>,
+    z2: vec4<f32>,
+    z3: vec4<f32>,
+    z4: vec4<f32>,
+    z5: vec4<f32>,
+    z6: vec4<f32>,
+    z7: vec4<f32>,
 }
 
 // Phase B's sums of one feature over a tile's rows, class groups 0 .. CG.
@@ -202,16 +244,15 @@ fn main(
     if (s >= cut.y) {
         return;
     }
-    // Where the staged W rows start and how many features are staged at once (see sm).
-    var wbase = RT * CG;
-    var dw = (SM - RT * CG) / CG;
-    if (STAGE != 0u) {
-        wbase = XB;
-        dw = DC;
+    // This invocation's row of a tile and its lane in the row's team.
+    let r = t / TEAM;
+    let p = t % TEAM;
+    // W staged once for the whole segment when it fits.
+    let resident = d <= DW;
+    if (resident) {
+        stage_w(t, 0u, d);
+        workgroupBarrier();
     }
-    // This invocation's row of a tile, and which of the class groups it takes in phase A: part, part + SPLIT, ….
-    let r = t % RT;
-    let part = select(0u, t / RT, SPLIT > 1u);
     var loss = 0.0;
     var hits = 0.0;
     let first_tile = s * per;
@@ -223,120 +264,73 @@ fn main(
         let i = row0 + min(r, live - 1u);
         let at = held_at(i);
         let rp = (tile & 1u) * RT;
-        if (part == 0u) {
+        if (p == 0u) {
             rows[rp + r] = at;
         }
-        if (STAGE != 0u) {
-            // The block about to be staged holds the last tile's residuals until its gradient is done.
+        // The last tile is done with what this one overwrites: its gradient with the residuals' place (where W is
+        // staged by blocks, the barrier after the first block's staging waits for it), or, evaluating, its phase A
+        // with the staged block of W.
+        if (tile != first_tile && resident == (TRAIN != 0u)) {
             workgroupBarrier();
         }
-        // Phase A: the logits of row r of the tile, class groups part, part + SPLIT, … (zi holds group
-        // part + SPLIT · i), dw features at a time.
-        var z0 = vec4<f32>(0.0);
-        var z1 = vec4<f32>(0.0);
-        var z2 = vec4<f32>(0.0);
-        var z3 = vec4<f32>(0.0);
-        var z4 = vec4<f32>(0.0);
-        var z5 = vec4<f32>(0.0);
-        var z6 = vec4<f32>(0.0);
-        var z7 = vec4<f32>(0.0);
-        for (var j0 = 0u; j0 < d; j0 = j0 + dw) {
-            if (STAGE != 0u) {
-                // The block's loads all in flight before their stores: 16 an invocation in the GPU shape (WG = 128),
-                // one round trip to memory per block. An element past the block (never, when WG divides RT · DC
-                // by 16) reads the block's last element again and is not stored.
-                for (var e = t; e < RT * DC; e = e + 16u * WG) {
-                    let v0 = staged_x(rp, e, j0);
-                    let v1 = staged_x(rp, min(e + 1u * WG, RT * DC - 1u), j0);
-                    let v2 = staged_x(rp, min(e + 2u * WG, RT * DC - 1u), j0);
-                    let v3 = staged_x(rp, min(e + 3u * WG, RT * DC - 1u), j0);
-                    let v4 = staged_x(rp, min(e + 4u * WG, RT * DC - 1u), j0);
-                    let v5 = staged_x(rp, min(e + 5u * WG, RT * DC - 1u), j0);
-                    let v6 = staged_x(rp, min(e + 6u * WG, RT * DC - 1u), j0);
-                    let v7 = staged_x(rp, min(e + 7u * WG, RT * DC - 1u), j0);
-                    let v8 = staged_x(rp, min(e + 8u * WG, RT * DC - 1u), j0);
-                    let v9 = staged_x(rp, min(e + 9u * WG, RT * DC - 1u), j0);
-                    let v10 = staged_x(rp, min(e + 10u * WG, RT * DC - 1u), j0);
-                    let v11 = staged_x(rp, min(e + 11u * WG, RT * DC - 1u), j0);
-                    let v12 = staged_x(rp, min(e + 12u * WG, RT * DC - 1u), j0);
-                    let v13 = staged_x(rp, min(e + 13u * WG, RT * DC - 1u), j0);
-                    let v14 = staged_x(rp, min(e + 14u * WG, RT * DC - 1u), j0);
-                    let v15 = staged_x(rp, min(e + 15u * WG, RT * DC - 1u), j0);
-                    stage_x(e, v0);
-                    if (e + 1u * WG < RT * DC) { stage_x(e + 1u * WG, v1); }
-                    if (e + 2u * WG < RT * DC) { stage_x(e + 2u * WG, v2); }
-                    if (e + 3u * WG < RT * DC) { stage_x(e + 3u * WG, v3); }
-                    if (e + 4u * WG < RT * DC) { stage_x(e + 4u * WG, v4); }
-                    if (e + 5u * WG < RT * DC) { stage_x(e + 5u * WG, v5); }
-                    if (e + 6u * WG < RT * DC) { stage_x(e + 6u * WG, v6); }
-                    if (e + 7u * WG < RT * DC) { stage_x(e + 7u * WG, v7); }
-                    if (e + 8u * WG < RT * DC) { stage_x(e + 8u * WG, v8); }
-                    if (e + 9u * WG < RT * DC) { stage_x(e + 9u * WG, v9); }
-                    if (e + 10u * WG < RT * DC) { stage_x(e + 10u * WG, v10); }
-                    if (e + 11u * WG < RT * DC) { stage_x(e + 11u * WG, v11); }
-                    if (e + 12u * WG < RT * DC) { stage_x(e + 12u * WG, v12); }
-                    if (e + 13u * WG < RT * DC) { stage_x(e + 13u * WG, v13); }
-                    if (e + 14u * WG < RT * DC) { stage_x(e + 14u * WG, v14); }
-                    if (e + 15u * WG < RT * DC) { stage_x(e + 15u * WG, v15); }
+        // Phase A: lane p's share of row r's logits, features j ≡ p (mod TEAM) in order, DW at a time.
+        var z = Logits();
+        for (var j0 = 0u; j0 < d; j0 = j0 + DW) {
+            let m = min(DW, d - j0);
+            if (!resident) {
+                stage_w(t, j0, m);
+                workgroupBarrier();
+            }
+            var jj = p;
+            if (TEAM > 1u) {
+                // Four features' loads in flight before their fmas (a card's load latency paid once per four).
+                for (; jj + 3u * TEAM < m; jj = jj + 4u * TEAM) {
+                    let v0 = x_at(at, j0 + jj);
+                    let v1 = x_at(at, j0 + jj + TEAM);
+                    let v2 = x_at(at, j0 + jj + 2u * TEAM);
+                    let v3 = x_at(at, j0 + jj + 3u * TEAM);
+                    z = fma_row(z, v0, WB + jj * WS);
+                    z = fma_row(z, v1, WB + (jj + TEAM) * WS);
+                    z = fma_row(z, v2, WB + (jj + 2u * TEAM) * WS);
+                    z = fma_row(z, v3, WB + (jj + 3u * TEAM) * WS);
                 }
             }
-            let m = min(dw, d - j0);
-            for (var e = t; e < m * CG; e = e + WG) {
-                sm[wbase + e] = w4(j0 + e / CG, e % CG);
+            for (; jj < m; jj = jj + TEAM) {
+                z = fma_row(z, x_at(at, j0 + jj), WB + jj * WS);
             }
-            workgroupBarrier();
-            for (var jj = 0u; jj < m; jj = jj + 1u) {
-                var xv: f32;
-                if (STAGE != 0u) {
-                    xv = sm[(jj / 4u) * RTP + r][jj % 4u];
-                } else {
-                    xv = x_at(at, j0 + jj);
-                }
-                let x = vec4<f32>(xv);
-                let wb = wbase + jj * CG + part;
-                if (part < CG) { z0 = fma(x, sm[wb], z0); }
-                if (part + SPLIT < CG) { z1 = fma(x, sm[wb + SPLIT], z1); }
-                if (part + 2u * SPLIT < CG) { z2 = fma(x, sm[wb + 2u * SPLIT], z2); }
-                if (part + 3u * SPLIT < CG) { z3 = fma(x, sm[wb + 3u * SPLIT], z3); }
-                if (part + 4u * SPLIT < CG) { z4 = fma(x, sm[wb + 4u * SPLIT], z4); }
-                if (part + 5u * SPLIT < CG) { z5 = fma(x, sm[wb + 5u * SPLIT], z5); }
-                if (part + 6u * SPLIT < CG) { z6 = fma(x, sm[wb + 6u * SPLIT], z6); }
-                if (part + 7u * SPLIT < CG) { z7 = fma(x, sm[wb + 7u * SPLIT], z7); }
-            }
-            // The next block of W (or X) takes this one's place; the residuals have their own place when X is not
-            // staged.
-            if (STAGE != 0u || j0 + dw < d || TRAIN == 0u) {
+            // The next block of W takes this one's place.
+            if (!resident && j0 + DW < d) {
                 workgroupBarrier();
             }
         }
-        if (SPLIT > 1u) {
-            // The row's class groups meet in workgroup memory (where its residuals will be: the staged blocks are
-            // done with), and its first invocation takes them all.
-            let zb = r * CG;
-            if (part < CG) { sm[zb + part] = z0 + b4(part); }
-            if (part + SPLIT < CG) { sm[zb + part + SPLIT] = z1 + b4(part + SPLIT); }
-            if (part + 2u * SPLIT < CG) { sm[zb + part + 2u * SPLIT] = z2 + b4(part + 2u * SPLIT); }
-            if (part + 3u * SPLIT < CG) { sm[zb + part + 3u * SPLIT] = z3 + b4(part + 3u * SPLIT); }
-            workgroupBarrier();
-            z0 = sm[zb];
-            if (CG > 1u) { z1 = sm[zb + 1u]; }
-            if (CG > 2u) { z2 = sm[zb + 2u]; }
-            if (CG > 3u) { z3 = sm[zb + 3u]; }
-            if (CG > 4u) { z4 = sm[zb + 4u]; }
-            if (CG > 5u) { z5 = sm[zb + 5u]; }
-            if (CG > 6u) { z6 = sm[zb + 6u]; }
-            if (CG > 7u) { z7 = sm[zb + 7u]; }
-        } else {
-            z0 = z0 + b4(0u);
-            z1 = z1 + b4(1u);
-            z2 = z2 + b4(2u);
-            z3 = z3 + b4(3u);
-            z4 = z4 + b4(4u);
-            z5 = z5 + b4(5u);
-            z6 = z6 + b4(6u);
-            z7 = z7 + b4(7u);
+        // The lanes' sums added over the team: each lane has the row's logits.
+        var z0 = z.z0;
+        var z1 = z.z1;
+        var z2 = z.z2;
+        var z3 = z.z3;
+        var z4 = z.z4;
+        var z5 = z.z5;
+        var z6 = z.z6;
+        var z7 = z.z7;
+        if (TEAM > 1u) {
+            z0 = team_sum(z0, t);
+            if (CG > 1u) { z1 = team_sum(z1, t); }
+            if (CG > 2u) { z2 = team_sum(z2, t); }
+            if (CG > 3u) { z3 = team_sum(z3, t); }
+            if (CG > 4u) { z4 = team_sum(z4, t); }
+            if (CG > 5u) { z5 = team_sum(z5, t); }
+            if (CG > 6u) { z6 = team_sum(z6, t); }
+            if (CG > 7u) { z7 = team_sum(z7, t); }
         }
-        // Softmax, loss, hit and residual of row t in registers (softmax.wgsl's arithmetic: the first maximum,
+        z0 = z0 + b4(0u);
+        z1 = z1 + b4(1u);
+        z2 = z2 + b4(2u);
+        z3 = z3 + b4(3u);
+        z4 = z4 + b4(4u);
+        z5 = z5 + b4(5u);
+        z6 = z6 + b4(6u);
+        z7 = z7 + b4(7u);
+        // Softmax, loss, hit and residual of row r in registers (in every lane of its team) (softmax.wgsl's arithmetic: the first maximum,
         // exp(z − m) summed in class order, one division, then scaling); classes past k count for nothing.
         var m = z0.x;
         m = max(m, max4(select(vec4<f32>(m), z0, live4(0u))));
@@ -384,14 +378,14 @@ fn main(
         if (CG > 6u) { zl = zl + dot(select(vec4<f32>(0.0), z6, class4(6u) == vec4<u32>(label)), vec4<f32>(1.0)); }
         if (CG > 7u) { zl = zl + dot(select(vec4<f32>(0.0), z7, class4(7u) == vec4<u32>(label)), vec4<f32>(1.0)); }
         let inv = 1.0 / sum;
-        // Only the row's first invocation counts it (with SPLIT = 2 the other computed the same).
-        let counted = r < live && part == 0u;
+        // Only the row's first lane counts it (the others computed the same).
+        let counted = r < live && p == 0u;
         // Rows past the batch: weight 0, so zero residuals and no loss.
         let wy = select(0.0, cw[label] * row_weight(i), counted);
         loss = loss + select(0.0, ((m + log(sum)) - zl) * wy, counted);
         hits = hits + select(0.0, 1.0, counted && arg == label);
         if (TRAIN != 0u) {
-            if (part == 0u) {
+            if (p == 0u) {
                 let rb = r * CG;
                 sm[rb] = res4(e0, inv, label, wy, 0u);
                 if (CG > 1u) { sm[rb + 1u] = res4(e1, inv, label, wy, 1u); }
@@ -409,30 +403,24 @@ fn main(
             for (var j0 = 0u; j0 < d; j0 = j0 + WG) {
                 let j = min(j0 + t, d - 1u);
                 var a = Acc();
-                // In the GPU shape, eight rows' loads are issued before their FMAs (in flight together: a card's
-                // load latency is paid once per eight rows, not per row; measured 2× on an H200); the FMAs stay in
-                // row order, so the sums do not change. The CPU adapters' shape keeps the plain loop below: the
-                // unrolled loads cost llvmpipe compile time and buy it nothing.
+                // In the team shapes, four rows' loads are issued before their FMAs (in flight together: a card's
+                // load latency is paid once per four rows, not per row); the FMAs stay in row order, so the sums do
+                // not change. With 8 lanes a row a workgroup keeps 512 × 4 loads in flight, where the 128 invocations
+                // of the shape before it kept 128 × 8 (measured 2× faster on an H200 than one at a time). The CPU
+                // adapters' shape keeps the plain loop below: llvmpipe pays for unrolled loads in compile time (the
+                // eight-row unroll took 11 s of a 15 s compile at K = 32) and they buy it nothing.
                 var rr = 0u;
-                if (STAGE != 0u) {
-                    for (; rr + 8u <= live; rr = rr + 8u) {
+                if (TEAM > 1u) {
+                    for (; rr + 4u <= live; rr = rr + 4u) {
                         let q = rp + rr;
                         let v0 = x_at(rows[q], j);
                         let v1 = x_at(rows[q + 1u], j);
                         let v2 = x_at(rows[q + 2u], j);
                         let v3 = x_at(rows[q + 3u], j);
-                        let v4 = x_at(rows[q + 4u], j);
-                        let v5 = x_at(rows[q + 5u], j);
-                        let v6 = x_at(rows[q + 6u], j);
-                        let v7 = x_at(rows[q + 7u], j);
                         a = acc_row(a, v0, rr * CG);
                         a = acc_row(a, v1, (rr + 1u) * CG);
                         a = acc_row(a, v2, (rr + 2u) * CG);
                         a = acc_row(a, v3, (rr + 3u) * CG);
-                        a = acc_row(a, v4, (rr + 4u) * CG);
-                        a = acc_row(a, v5, (rr + 5u) * CG);
-                        a = acc_row(a, v6, (rr + 6u) * CG);
-                        a = acc_row(a, v7, (rr + 7u) * CG);
                     }
                 }
                 for (; rr < live; rr = rr + 1u) {
@@ -459,13 +447,13 @@ fn main(
             }
         }
     }
-    // The segment's loss and hits: each row invocation's running sums, added in row order.
+    // The segment's loss and hits: each row's first lane's running sums, added in row order.
     workgroupBarrier();
     sm[t] = vec4<f32>(loss, hits, 0.0, 0.0);
     workgroupBarrier();
     if (t == 0u) {
         var l = vec4<f32>(0.0);
-        for (var u = 0u; u < WG; u = u + 1u) {
+        for (var u = 0u; u < WG; u = u + TEAM) {
             l = l + sm[u];
         }
         mp[2u * s] = l.x;

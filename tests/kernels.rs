@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use ndarray::{Array1, Array2};
 use softmax_wgpu::cpu;
+use softmax_wgpu::gpu::kernels::Team;
 use softmax_wgpu::gpu::ops;
 use softmax_wgpu::numerics::tolerance;
 
@@ -556,7 +557,7 @@ fn the_gradient_split_over_rows_matches_its_mirror_and_repeats_bitwise() {
 fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
     on_every_gpu(|ctx| {
         // (held rows, features, classes, batch rows, rows per chunk): a partial tile; 4 tiles over 3 chunks; K = 32
-        // over 4 chunks; K = 17 (a second group of 4 class groups); 20,000 features (79 feature rounds per
+        // over 4 chunks; K = 17 (a second group of 4 class groups); 20,000 features (W staged block by block,
         // invocation, few segments of 2 tiles each); batches that repeat held rows.
         for (s, &(n, d, k, b, chunk_rows)) in [
             (9, 5, 3, 7, 9),
@@ -591,7 +592,7 @@ fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
                 row: Some(&row_w),
             };
             let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows}");
-            let run = |stage: bool| {
+            let run = |team: Team| {
                 ops::fused_held(
                     ctx,
                     x.view(),
@@ -601,11 +602,10 @@ fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
                     bias.view(),
                     weights,
                     chunk_rows,
-                    stage,
+                    team,
                 )
                 .unwrap()
             };
-            let (g, gb, loss, hits) = run(true);
             let (w64, b64) = (to64(&w), bias.mapv(f64::from));
             let (cw64, rw64): (Vec<f64>, Vec<f64>) = (
                 class_w.iter().map(|&v| f64::from(v)).collect(),
@@ -626,32 +626,44 @@ fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
                 (r_ref.view(), stats_ref.column(0)),
                 8.0,
             );
-            assert_within(&format!("fused G {case}"), &g, &g_ref, &g_tol);
-            assert_within(
-                &format!("fused g_b {case}"),
-                &gb.clone().insert_axis(ndarray::Axis(0)),
-                &gb_ref.clone().insert_axis(ndarray::Axis(0)),
-                &gb_tol.clone().insert_axis(ndarray::Axis(0)),
-            );
-            assert!(
-                (f64::from(loss) - loss_ref).abs() <= loss_tol,
-                "fused loss {case}: {loss} vs {loss_ref} ± {loss_tol}"
-            );
-            // Hits are counts: exact unless a row's two largest logits are within the logits' rounding.
-            assert!(
-                (f64::from(hits) - hits_ref).abs() <= 1.0,
-                "fused hits {case}: {hits} vs {hits_ref}"
-            );
-            // Bitwise reproducible: the same call again gives the same bits. Reading X in place (as CPU adapters
-            // do) instead of staging it adds the same products in the same order: the same bits again.
-            let again = run(true);
-            assert_eq!((g.clone(), gb.clone(), loss, hits), again, "repeat {case}");
-            let in_place = run(false);
-            assert_eq!(
-                (g.clone(), gb.clone(), loss, hits),
-                in_place,
-                "in place {case}"
-            );
+            let check = |team: Team, (g, gb, loss, hits): &(Array2<f32>, Array1<f32>, f32, f32)| {
+                let case = format!("{case}, {team}");
+                assert_within(&format!("fused G {case}"), g, &g_ref, &g_tol);
+                assert_within(
+                    &format!("fused g_b {case}"),
+                    &gb.clone().insert_axis(ndarray::Axis(0)),
+                    &gb_ref.clone().insert_axis(ndarray::Axis(0)),
+                    &gb_tol.clone().insert_axis(ndarray::Axis(0)),
+                );
+                assert!(
+                    (f64::from(*loss) - loss_ref).abs() <= loss_tol,
+                    "fused loss {case}: {loss} vs {loss_ref} ± {loss_tol}"
+                );
+                // Hits are counts: exact unless a row's two largest logits are within the logits' rounding.
+                assert!(
+                    (f64::from(*hits) - hits_ref).abs() <= 1.0,
+                    "fused hits {case}: {hits} vs {hits_ref}"
+                );
+            };
+            // The GPU shape as this device runs it (8 lanes a row where a workgroup holds 512 invocations).
+            let got = run(ctx.team);
+            check(ctx.team, &got);
+            // Bitwise reproducible: the same call again gives the same bits.
+            assert_eq!(got, run(ctx.team), "repeat {case}, {}", ctx.team);
+            // Where the device has subgroups, its lanes' exchange through workgroup memory (what devices without
+            // them run) makes the same additions in the same order: the same bits.
+            if ctx.team.subgroups {
+                let shared = ctx.team.without_subgroups();
+                assert_eq!(got, run(shared), "{case}: {} vs {shared}", ctx.team);
+            }
+            // The other teams — one invocation a row (the CPU adapters' shape), and in the first case 2 and 4 lanes
+            // (devices with smaller workgroups; each team's pipeline costs llvmpipe seconds to compile) — add the
+            // logits in other orders: each within the bounds.
+            let others = if s == 0 { &[1, 2, 4][..] } else { &[1][..] };
+            for &lanes in others.iter().filter(|&&l| l < ctx.team.lanes) {
+                let team = Team { lanes, ..ctx.team };
+                check(team, &run(team));
+            }
         }
     });
 }

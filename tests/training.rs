@@ -1375,11 +1375,12 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_past_16_classes() {
 
 #[test]
 fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
-    // What a card runs, trained here on whatever adapter there is: the one-pass kernel's GPU shape (X staged, two
-    // invocations per row) adds the same products in the same order as its CPU-adapter shape, so the run is bitwise
-    // the same; at K = 40 the GPU shape reads the rows in place and splits the gradient over them (the CPU
-    // adapters' shape gathers them and walks every row), adding by segments, so the run is the same up to the order
-    // of addition. Batches of 1,500 rows grow the batch buffers past their first 1,024 (the split gradient's bind
+    // What a card runs, trained here on whatever adapter there is: the one-pass kernel's GPU shape (8 lanes a row
+    // where the adapter's workgroups hold 512 invocations, each lane a share of the row's features, their logits
+    // added over the lanes) adds the logits in another order than its CPU-adapter shape (one invocation a row,
+    // feature by feature), so the run is the same up to the order of addition; at K = 40 the GPU shape reads the
+    // rows in place and splits the gradient over them (the CPU adapters' shape gathers them and walks every row),
+    // adding by segments, the same up to the order of addition again. Batches of 1,500 rows grow the batch buffers past their first 1,024 (the split gradient's bind
     // groups are rebuilt with them) and make 6 segments of 256-row units.
     let cfg = TrainConfig {
         epochs: 2,
@@ -1422,11 +1423,19 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
                 k <= 32,
                 "K={k}: the CPU adapters' shape gathers past 32 classes"
             );
-            if one_pass.is_some() {
-                assert_eq!((gpu.1, &gpu.2), (cpu.1, &cpu.2), "K={k} one pass");
+            let what = if one_pass.is_some() {
+                "one pass"
             } else {
-                assert_same_run(&format!("K={k} split gradient"), &gpu.2, &cpu.2);
-            }
+                "split gradient"
+            };
+            assert_same_run(&format!("K={k} {what}"), &gpu.2, &cpu.2);
+            // The loss of weights that differ by rounding (at most 1e-4 of their scale, above) differs by as little.
+            assert!(
+                (gpu.1 - cpu.1).abs() <= 1e-4 * cpu.1.abs().max(1.0),
+                "K={k} {what}: loss {} vs {}",
+                gpu.1,
+                cpu.1
+            );
         }
     });
 }

@@ -136,7 +136,7 @@ pub struct BenchArgs {
     /// on GPUs and two kernels on software adapters, where the one-pass kernel's barriers are slow.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub one_pass: OnePass,
-    /// The kernels' shape: `on`, as for a GPU (the one-pass kernel staging X with two invocations per row; past 32
+    /// The kernels' shape: `on`, as for a GPU (the one-pass kernel with a team of lanes per row; past 32
     /// classes the rows read in place, no gather, and the gradient split over them; one quad of rows or features to
     /// an invocation of the tiled products); `off`, as for a CPU adapter (two quads);
     /// `auto` (default), by adapter type. `on` shows on a software adapter the shape of the work a card would run.

@@ -68,12 +68,11 @@ pub const FUSED_MAX_CLASSES: usize = 32;
 /// Bytes all segments' gradient partials may take: the segments of a batch are as many as fit (at most 1,024), so a
 /// model with many features gets fewer, longer segments rather than a partial buffer past a storage binding.
 pub const FUSED_PARTIAL_BYTES: u64 = 64 << 20;
-/// Invocations of one [`Kernel::FusedHeld`] workgroup shaped for a GPU: two per row of its 64-row tile in the
-/// forward phase (each taking half the class groups), spread over the features in the gradient phase; one per row
-/// on CPU adapters ([`fused_gpu_shape`]).
-pub const FUSED_WORKGROUP: u32 = 128;
-/// Workgroup memory [`Kernel::FusedHeld`] declares: 992 vec4 (the staged block of X, later the residuals, beside the
-/// staged block of W; see the shader's `sm`) and the locations of two tiles' 64 rows.
+/// Invocations of the smallest [`Kernel::FusedHeld`] workgroup: one per row of its 64-row tile ([`Team::ONE`], the
+/// CPU adapters' shape); a GPU's team shape takes [`Team::lanes`] per row.
+pub const FUSED_WORKGROUP: u32 = FUSED_TILE_ROWS;
+/// Workgroup memory [`Kernel::FusedHeld`] declares: 992 vec4 (the residuals or the lanes' exchange, beside the staged
+/// W; see the shader's `sm`) and the locations of two tiles' 64 rows.
 pub const FUSED_WORKGROUP_BYTES: u32 = 992 * 16 + 128 * 4;
 
 /// Class groups of four ([`Kernel::FusedHeld`]'s `CG`): ⌈k / 4⌉, at least 1.
@@ -93,17 +92,74 @@ pub fn fused_partial_bytes(d: u32, k: u32) -> u64 {
     u64::from(k.max(1)) * (u64::from(d) + 1) * 4
 }
 
-/// Whether [`Kernel::FusedHeld`] runs in its GPU shape on an adapter of this type (`STAGE` = 1, `SPLIT` = 2): X
-/// staged through workgroup memory so that the forward phase's reads are coalesced, and two invocations per row.
-/// The same choice splits the gradient over a gathered batch over its rows into per-segment partials and reduces
-/// them (GPUs: a walk over the whole batch is a chain of dependent loads as long as the batch, in a few hundred
-/// invocations), where CPU adapters walk it whole (the partials' writes and reduction would only add work there).
-/// CPU adapters (llvmpipe, SwiftShader, WARP) take the other shape: there workgroup memory is ordinary memory, a row
-/// read in place is already cached, each barrier costs a switch of every 8-lane coroutine, and a second invocation
-/// per row repeats the row's loads; one invocation per row keeps the softmax in its registers. Both shapes add the
-/// same products in the same order (bitwise equal, tested).
+/// Whether [`Kernel::FusedHeld`] runs in its GPU shape on an adapter of this type ([`Team::for_device`]: a team of
+/// lanes per row splitting its features, each reading X coalesced where it is held). The same choice splits the
+/// gradient over a gathered batch over its rows into per-segment partials and reduces them (GPUs: a walk over the
+/// whole batch is a chain of dependent loads as long as the batch, in a few hundred invocations), where CPU adapters
+/// walk it whole (the partials' writes and reduction would only add work there). CPU adapters (llvmpipe,
+/// SwiftShader, WARP) take the other shape ([`Team::ONE`]): there a row read in place is already cached, each
+/// barrier costs a switch of every 8-lane coroutine, and the lanes of a team would only add an exchange; one
+/// invocation per row keeps the row's logits in its registers. The shapes add the gradient's products in the same
+/// order; the logits' in an order that depends on the team (within numerics::tolerance::fused of each other, tested).
 pub fn fused_gpu_shape(device_type: wgpu::DeviceType) -> bool {
     device_type != wgpu::DeviceType::Cpu
+}
+
+/// How [`Kernel::FusedHeld`] shares a row's features among invocations (its `TEAM` and `SUBGROUPS`): `lanes`
+/// adjacent invocations per row, lane p taking features p, p + lanes, …, whose partial logits are added over the
+/// lanes by a butterfly (at step m = 1, 2, …, lanes / 2 each lane adds lane p ^ m's sum to its own) through subgroup
+/// shuffles (`subgroups`) or through workgroup memory: the same additions in the same order either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Team {
+    /// Invocations per row: 1, 2, 4 or 8.
+    pub lanes: u32,
+    /// Whether the lanes exchange their sums through subgroup shuffles.
+    pub subgroups: bool,
+}
+
+impl Team {
+    /// One invocation per row, the row's logits feature by feature: the CPU adapters' shape.
+    pub const ONE: Team = Team {
+        lanes: 1,
+        subgroups: false,
+    };
+
+    /// The GPU shape on a device with these limits: 8 lanes a row where a workgroup holds 512 invocations (4 or 2
+    /// where it holds 256 or 128; 1 below), exchanging through subgroup shuffles where `shuffles_in_order` (the
+    /// device has subgroup operations and [`crate::gpu::context::subgroup_shuffles_in_order`] found a team of that
+    /// size within a subgroup, lanes in order).
+    pub fn for_limits(limits: &wgpu::Limits, shuffles_in_order: impl Fn(u32) -> bool) -> Team {
+        let most = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x);
+        let lanes = [8, 4, 2]
+            .into_iter()
+            .find(|&l| l * FUSED_TILE_ROWS <= most)
+            .unwrap_or(1);
+        Team {
+            lanes,
+            subgroups: lanes > 1 && shuffles_in_order(lanes),
+        }
+    }
+
+    /// This team without subgroups: the exchange through workgroup memory (what devices without subgroup
+    /// operations run; the same bits).
+    pub fn without_subgroups(self) -> Team {
+        Team {
+            subgroups: false,
+            ..self
+        }
+    }
+}
+
+impl std::fmt::Display for Team {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.lanes, self.subgroups) {
+            (1, _) => write!(f, "1 invocation a row"),
+            (n, true) => write!(f, "{n} lanes a row, subgroup shuffles"),
+            (n, false) => write!(f, "{n} lanes a row, workgroup memory"),
+        }
+    }
 }
 
 /// Segments (workgroups of [`Kernel::FusedHeld`]) of a batch of `rows` rows: its tiles of [`FUSED_TILE_ROWS`] rows
@@ -143,23 +199,23 @@ pub fn split_grad_constants(kernel: Kernel, most: u32) -> Vec<(&'static str, f64
 }
 
 /// The override constants of `kernel` ([`Kernel::FusedHeld`] or [`Kernel::Reduce`]) for `d` features, `k` classes,
-/// a held set of `slots` chunks, training (or only evaluating), in the GPU shape ([`fused_gpu_shape`]) or not:
-/// those of `CG`, `SEGS`, `SLOTS`, `TRAIN`, `STAGE` and `SPLIT` it declares.
+/// a held set of `slots` chunks, training (or only evaluating), with `team` (the GPU shape's [`Team::for_limits`]
+/// or [`Team::ONE`]): those of `CG`, `SEGS`, `SLOTS`, `TRAIN`, `TEAM` and `SUBGROUPS` it declares.
 pub fn fused_constants(
     kernel: Kernel,
     d: u32,
     k: u32,
     slots: u32,
     train: bool,
-    gpu_shape: bool,
+    team: Team,
 ) -> Vec<(&'static str, f64)> {
     [
         ("CG", f64::from(class_groups(k))),
         ("SEGS", f64::from(fused_max_segments(d, k))),
         ("SLOTS", f64::from(slots)),
         ("TRAIN", if train { 1.0 } else { 0.0 }),
-        ("STAGE", if gpu_shape { 1.0 } else { 0.0 }),
-        ("SPLIT", if gpu_shape { 2.0 } else { 1.0 }),
+        ("TEAM", f64::from(team.lanes)),
+        ("SUBGROUPS", if team.subgroups { 1.0 } else { 0.0 }),
     ]
     .into_iter()
     .filter(|(name, _)| kernel.spec().constants.iter().any(|c| c.0 == *name))
@@ -425,8 +481,8 @@ static SPECS: [KernelSpec; 20] = [
             ("SEGS", 1024.0),
             ("SLOTS", 4.0),
             ("TRAIN", 1.0),
-            ("STAGE", 1.0),
-            ("SPLIT", 2.0),
+            ("TEAM", 1.0),
+            ("SUBGROUPS", 0.0),
         ],
         grid: Grid::Groups(|s| u64::from(fused_segments(s.rows, s.d, s.k))),
     },
@@ -505,8 +561,19 @@ impl Kernel {
 
     /// The WGSL source as compiled: the shared preamble, then the kernel's file.
     pub fn source(self) -> String {
+        self.source_for(false)
+    }
+
+    /// The shader's source for a device with subgroup operations or without: the one-pass kernel's lanes exchange
+    /// through team_subgroup.wgsl's shuffles or team_shared.wgsl's stand-in (the others are the same either way).
+    pub fn source_for(self, subgroups: bool) -> String {
+        let team = match (self, subgroups) {
+            (Kernel::FusedHeld, true) => include_str!("../../shaders/team_subgroup.wgsl"),
+            (Kernel::FusedHeld, false) => include_str!("../../shaders/team_shared.wgsl"),
+            _ => "",
+        };
         format!(
-            "{PREAMBLE}\n// ---- {}.wgsl ----\n{}",
+            "{PREAMBLE}\n// ---- {}.wgsl ----\n{}{team}",
             self.name(),
             self.spec().source
         )
@@ -682,8 +749,9 @@ impl Kernels {
         for kernel in Kernel::ALL {
             let spec = kernel.spec();
             let limits = device.limits();
-            // The fused kernel's workgroup: up to 128 invocations and 16 KiB of workgroup memory (WebGPU's
-            // defaults; a downlevel device may offer less and takes the other path).
+            // The fused kernel's workgroup: at least 64 invocations (one per row; the GPU shape takes as many
+            // more as the device holds, Team::for_limits) and 16 KiB of workgroup memory (WebGPU's defaults; a
+            // downlevel device may offer less and takes the other path).
             let workgroup_fits = kernel != Kernel::FusedHeld
                 || (limits.max_compute_invocations_per_workgroup >= FUSED_WORKGROUP
                     && limits.max_compute_workgroup_size_x >= FUSED_WORKGROUP
@@ -742,7 +810,11 @@ impl Kernels {
             self.device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.name()),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                    source: wgpu::ShaderSource::Wgsl(
+                        kernel
+                            .source_for(self.device.features().contains(wgpu::Features::SUBGROUP))
+                            .into(),
+                    ),
                 })
         });
         (layout, module)
@@ -1019,7 +1091,7 @@ impl Kernel {
     pub fn workgroup_size(self, constants: &[(&'static str, f64)]) -> u64 {
         match self {
             Kernel::FusedHeld => {
-                u64::from(FUSED_TILE_ROWS) * self.constant(constants, "SPLIT").unwrap_or(2)
+                u64::from(FUSED_TILE_ROWS) * self.constant(constants, "TEAM").unwrap_or(1)
             }
             Kernel::Metrics => 256,
             _ => self.constant(constants, "WG").unwrap_or(1),
@@ -1052,11 +1124,12 @@ impl Kernel {
             },
             Kernel::SparseGrad => rows,
             Kernel::Metrics => rows.div_ceil(256),
-            // Its row's features, then its share of the tiles' rows.
+            // Its lane's share of a row's features, then its segment's tiles' rows.
             Kernel::FusedHeld => {
                 let tiles = rows.div_ceil(u64::from(FUSED_TILE_ROWS));
                 let per = tiles.div_ceil(u64::from(fused_max_segments(dims.d, dims.k)).max(1));
-                d.max(per * u64::from(FUSED_TILE_ROWS))
+                let lanes = constant("TEAM").unwrap_or(1).max(1);
+                d.div_ceil(lanes).max(per * u64::from(FUSED_TILE_ROWS))
             }
             Kernel::Reduce => u64::from(segments(
                 dims.rows,
@@ -1118,9 +1191,18 @@ mod tests {
         };
         let segments = fused_segments(full.rows, full.d, full.k);
         assert_eq!(segments, 938);
-        assert!(u64::from(segments) * u64::from(FUSED_WORKGROUP) >= 65_536);
+        // In the GPU shape (8 lanes a row: a workgroup of 512), 480,256 invocations, each walking 98 features.
+        let team = Team {
+            lanes: 8,
+            subgroups: true,
+        };
+        let gpu = fused_constants(Kernel::FusedHeld, 784, 10, 1, true, team);
+        assert_eq!(Kernel::FusedHeld.workgroup_size(&gpu), 512);
+        assert!(u64::from(segments) * Kernel::FusedHeld.workgroup_size(&gpu) >= 65_536);
+        assert_eq!(Kernel::FusedHeld.serial_steps(full, &gpu), 98);
+        // One invocation a row (CPU adapters) walks its 784 features.
         assert_eq!(Kernel::FusedHeld.serial_steps(full, &[]), 784);
-        let reduce = fused_constants(Kernel::Reduce, 784, 10, 1, true, true);
+        let reduce = fused_constants(Kernel::Reduce, 784, 10, 1, true, team);
         assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 938);
         assert_eq!(Kernel::GradHeld.serial_steps(full, &[]), 60_000);
         // Split over rows, the gradient walks at most 256 rows (235 segments here); its reduction 235 segments.
@@ -1137,14 +1219,40 @@ mod tests {
             u64::from(wide) * fused_partial_bytes(100_000, 32) <= FUSED_PARTIAL_BYTES && wide >= 1
         );
         // The constants each kernel declares, and no other.
-        let c = fused_constants(Kernel::Reduce, 784, 10, 3, true, true);
-        assert!(c.iter().all(|(n, _)| *n != "SLOTS" && *n != "STAGE"));
-        let f = fused_constants(Kernel::FusedHeld, 784, 10, 3, false, true);
+        let c = fused_constants(Kernel::Reduce, 784, 10, 3, true, team);
+        assert!(c.iter().all(|(n, _)| *n != "SLOTS" && *n != "TEAM"));
+        let f = fused_constants(
+            Kernel::FusedHeld,
+            784,
+            10,
+            3,
+            false,
+            team.without_subgroups(),
+        );
         assert_eq!(f.len(), 6);
-        // The GPU shape's workgroup is two invocations per row, the CPU adapters' one.
-        assert_eq!(Kernel::FusedHeld.workgroup_size(&f), 128);
-        let cpu = fused_constants(Kernel::FusedHeld, 784, 10, 3, false, false);
+        assert!(f.contains(&("SUBGROUPS", 0.0)) && f.contains(&("TEAM", 8.0)));
+        // The CPU adapters' shape: one invocation a row.
+        let cpu = fused_constants(Kernel::FusedHeld, 784, 10, 3, false, Team::ONE);
         assert_eq!(Kernel::FusedHeld.workgroup_size(&cpu), 64);
+    }
+
+    #[test]
+    fn a_gpu_shapes_team_is_as_wide_as_its_workgroups_allow() {
+        let limits = |invocations: u32, x: u32| wgpu::Limits {
+            max_compute_invocations_per_workgroup: invocations,
+            max_compute_workgroup_size_x: x,
+            ..wgpu::Limits::default()
+        };
+        let yes = |_| true;
+        // An H200 or lavapipe (1,024): 8 lanes, 512 invocations; WebGPU's default 256: 4; a downlevel 128: 2.
+        assert_eq!(Team::for_limits(&limits(1024, 1024), yes).lanes, 8);
+        assert_eq!(Team::for_limits(&limits(256, 256), yes).lanes, 4);
+        assert_eq!(Team::for_limits(&limits(1024, 128), yes).lanes, 2);
+        assert_eq!(Team::for_limits(&limits(64, 64), yes), Team::ONE);
+        // Subgroups only where the shuffles were found in order, for the team's size.
+        let t = Team::for_limits(&limits(1024, 1024), |lanes| lanes == 4);
+        assert_eq!((t.lanes, t.subgroups), (8, false));
+        assert!(Team::for_limits(&limits(256, 256), |lanes| lanes == 4).subgroups);
     }
 
     use super::*;

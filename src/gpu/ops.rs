@@ -7,7 +7,7 @@ use super::buffers::{fused_partials, read, storage_init, storage_zeroed, uniform
 use super::context::GpuContext;
 use super::kernels::{
     fused_constants, held_slots, tile_constants, ChunkUniform, Dims, HeldUniform, Kernel,
-    StepUniform, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
+    StepUniform, Team, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -906,8 +906,8 @@ fn grad_held_with(
 
 /// `fused_held.wgsl` then `reduce.wgsl` on the GPU (cpu::fused): the gradient sums G, g_b and the summed loss and
 /// hits over the rows `perm` names of the held set `x` (labels `y`), held in chunks of `chunk_rows` rows; K ≤ 32.
-/// `gpu_shape`: the kernel's GPU shape or its CPU adapters' ([`crate::gpu::kernels::fused_gpu_shape`] says which an
-/// adapter trains with); both are tested on every adapter.
+/// `team`: the kernel's GPU shape on this device (`ctx.team`), its CPU adapters' ([`Team::ONE`]; which an adapter
+/// trains with, [`crate::gpu::kernels::fused_gpu_shape`] says) or another team; all are tested on every adapter.
 #[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, the chunking and the variant
 pub fn fused_held(
     ctx: &GpuContext,
@@ -918,7 +918,7 @@ pub fn fused_held(
     b: ArrayView1<f32>,
     weights: Weights<'_, f32>,
     chunk_rows: usize,
-    gpu_shape: bool,
+    team: Team,
 ) -> Result<(Array2<f32>, Array1<f32>, f32, f32)> {
     let h = HeldForward::new(
         ctx,
@@ -932,7 +932,7 @@ pub fn fused_held(
     )?;
     let partials = fused_partials(ctx, h.step.d, h.step.k);
     let slots = h.chunks.len() as u32;
-    let constants = |kernel| fused_constants(kernel, h.step.d, h.step.k, slots, true, gpu_shape);
+    let constants = |kernel| fused_constants(kernel, h.step.d, h.step.k, slots, true, team);
     let [x0, x1, x2, x3] = h.slots();
     run_with(
         ctx,

@@ -3,6 +3,7 @@
 
 use crate::cpu;
 use crate::error::Result;
+use crate::gpu::kernels::Team;
 use crate::gpu::{ops, GpuContext, Kernel};
 use crate::rng::SplitMix64;
 use ndarray::{Array1, Array2};
@@ -252,8 +253,8 @@ fn check_held(
         k: w.ncols(),
     };
     if crate::gpu::GpuBackend::runs_fused(ctx, shape) {
-        // The one-pass kernel and its reduction, as one: G, g_b and the loss against the mirror in f64, for both
-        // variants (X staged through workgroup memory as on GPUs, and read in place as on CPU adapters).
+        // The one-pass kernel and its reduction, as one: G, g_b and the loss against the mirror in f64, for each
+        // shape this device can run (below).
         let (g_ref, gb_ref, loss_ref, _) = cpu::fused(
             x.view(),
             y,
@@ -271,11 +272,17 @@ fn check_held(
             (r_ref.view(), stats_ref.column(0)),
             1.0,
         );
-        for gpu_shape in [true, false] {
-            let case = format!(
-                "{case}, X {}",
-                if gpu_shape { "staged" } else { "in place" }
-            );
+        // The GPU shape as this device runs it, its exchange through workgroup memory where it has subgroups (what
+        // devices without them run), and the CPU adapters' one invocation a row.
+        let mut teams = vec![ctx.team];
+        if ctx.team.subgroups {
+            teams.push(ctx.team.without_subgroups());
+        }
+        if ctx.team != Team::ONE {
+            teams.push(Team::ONE);
+        }
+        for team in teams {
+            let case = format!("{case}, {team}");
             let (mut g, mut gb, loss, _) = ops::fused_held(
                 ctx,
                 x.view(),
@@ -285,7 +292,7 @@ fn check_held(
                 bias.view(),
                 cpu::Weights::none(),
                 chunk_rows,
-                gpu_shape,
+                team,
             )?;
             checks.corrupt(Kernel::FusedHeld, &mut g);
             checks.corrupt(Kernel::Reduce, &mut gb);

@@ -485,7 +485,11 @@ impl GpuBackend<'_> {
                 self.shape.k as u32,
                 slots,
                 train,
-                self.gpu_shape,
+                if self.gpu_shape {
+                    self.ctx.team
+                } else {
+                    crate::gpu::kernels::Team::ONE
+                },
             ),
             Width::Split => {
                 let mut c = match p.kernel {
