@@ -646,23 +646,24 @@ fn the_fused_kernel_matches_its_mirror_over_tiles_segments_and_chunks() {
                 );
             };
             // The GPU shape as this device runs it (8 lanes a row where a workgroup holds 512 invocations).
-            let got = run(ctx.team);
-            check(ctx.team, &got);
+            let team = ops::team(ctx);
+            let got = run(team);
+            check(team, &got);
             // Bitwise reproducible: the same call again gives the same bits.
-            assert_eq!(got, run(ctx.team), "repeat {case}, {}", ctx.team);
+            assert_eq!(got, run(team), "repeat {case}, {}", team);
             // Where the device has subgroups, its lanes' exchange through workgroup memory (what devices without
             // them run) makes the same additions in the same order: the same bits.
-            if ctx.team.subgroups {
-                let shared = ctx.team.without_subgroups();
-                assert_eq!(got, run(shared), "{case}: {} vs {shared}", ctx.team);
+            if team.subgroups {
+                let shared = team.without_subgroups();
+                assert_eq!(got, run(shared), "{case}: {} vs {shared}", team);
             }
             // The other teams — one invocation a row (the CPU adapters' shape), and in the first case 2 and 4 lanes
             // (devices with smaller workgroups; each team's pipeline costs llvmpipe seconds to compile) — add the
             // logits in other orders: each within the bounds.
             let others = if s == 0 { &[1, 2, 4][..] } else { &[1][..] };
-            for &lanes in others.iter().filter(|&&l| l < ctx.team.lanes) {
-                let team = Team { lanes, ..ctx.team };
-                check(team, &run(team));
+            for &lanes in others.iter().filter(|&&l| l < team.lanes) {
+                let other = Team { lanes, ..team };
+                check(other, &run(other));
             }
         }
     });

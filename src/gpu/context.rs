@@ -1,12 +1,11 @@
 //! Finding adapters and opening a device on one. Getting a device is kept apart from using it, so tests and
 //! commands can inject whichever context they found.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
-use super::buffers::{read, storage_zeroed};
-use super::kernels::{Kernels, Team, FUSED_TILE_ROWS};
+use super::kernels::{Kernels, Team};
 use crate::error::{Error, Result};
 
 /// A wgpu instance honouring the usual environment variables (WGPU_BACKEND …).
@@ -180,8 +179,9 @@ pub struct GpuContext {
     /// The optional features the device was opened with (timestamp queries and subgroups, where the adapter has
     /// them).
     pub features: wgpu::Features,
-    /// How the one-pass kernel's GPU shape shares a row's features on this device ([`Team::for_limits`]).
-    pub team: Team,
+    /// How the one-pass kernel's GPU shape shares a row's features on this device (`ops::team`, found on first
+    /// use).
+    pub(crate) team: OnceLock<Team>,
     pub(crate) kernels: Kernels,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -204,19 +204,17 @@ impl GpuContext {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(&info.name, "building the pipeline layouts", e));
         }
-        let mut ctx = GpuContext {
+        Ok(GpuContext {
             adapter,
             device,
             queue,
             info,
             limits,
             features,
-            team: Team::ONE,
+            team: OnceLock::new(),
             kernels,
             errors,
-        };
-        ctx.team = Team::for_limits(&ctx.limits, |lanes| subgroup_shuffles_in_order(&ctx, lanes));
-        Ok(ctx)
+        })
     }
 
     /// Opens the adapter chosen by [`select_adapter`].
@@ -276,61 +274,4 @@ impl GpuContext {
             (max, groups.div_ceil(max))
         }
     }
-}
-
-/// Whether subgroup shuffles on `ctx`'s device reach the invocations a team of `lanes` lanes of the one-pass kernel
-/// assumes (shaders/subgroup_order.wgsl): in a workgroup of 64 · `lanes` invocations, `subgroupShuffleXor(·, m)`
-/// from invocation t reaches invocation t ^ m for every m < `lanes` — the team within one subgroup, its lanes in
-/// index order, as every driver lays out a one-dimensional workgroup but no standard promises. False on a device
-/// without subgroup operations, or where the check fails to build or run (the lanes then exchange through
-/// workgroup memory: the same bits, more barriers).
-pub fn subgroup_shuffles_in_order(ctx: &GpuContext, lanes: u32) -> bool {
-    if !ctx.features.contains(wgpu::Features::SUBGROUP) || !lanes.is_power_of_two() || lanes < 2 {
-        return false;
-    }
-    let wg = FUSED_TILE_ROWS * lanes;
-    let steps = lanes.trailing_zeros();
-    let device = &ctx.device;
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("subgroup_order"),
-        source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/subgroup_order.wgsl").into()),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("subgroup_order"),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            constants: &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))],
-            ..Default::default()
-        },
-        cache: None,
-    });
-    let reached = storage_zeroed(ctx, "subgroup order", u64::from(steps * wg) * 4);
-    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("subgroup order"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: reached.as_entire_binding(),
-        }],
-    });
-    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("subgroup order"),
-    });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    if pollster::block_on(scope.pop()).is_some() {
-        return false;
-    }
-    let Ok(got) = read::<u32>(ctx, &reached, 0, (steps * wg) as usize) else {
-        return false;
-    };
-    (0..steps).all(|i| (0..wg).all(|t| got[(i * wg + t) as usize] == t ^ (1 << i)))
 }

@@ -126,7 +126,7 @@ impl Team {
 
     /// The GPU shape on a device with these limits: 8 lanes a row where a workgroup holds 512 invocations (4 or 2
     /// where it holds 256 or 128; 1 below), exchanging through subgroup shuffles where `shuffles_in_order` (the
-    /// device has subgroup operations and [`crate::gpu::context::subgroup_shuffles_in_order`] found a team of that
+    /// device has subgroup operations and [`crate::gpu::ops::subgroup_shuffles_in_order`] found a team of that
     /// size within a subgroup, lanes in order).
     pub fn for_limits(limits: &wgpu::Limits, shuffles_in_order: impl Fn(u32) -> bool) -> Team {
         let most = limits

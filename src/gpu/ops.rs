@@ -7,7 +7,7 @@ use super::buffers::{fused_partials, read, storage_init, storage_zeroed, uniform
 use super::context::GpuContext;
 use super::kernels::{
     fused_constants, held_slots, tile_constants, ChunkUniform, Dims, HeldUniform, Kernel,
-    StepUniform, Team, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
+    StepUniform, Team, FUSED_MAX_CLASSES, FUSED_TILE_ROWS, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -906,7 +906,7 @@ fn grad_held_with(
 
 /// `fused_held.wgsl` then `reduce.wgsl` on the GPU (cpu::fused): the gradient sums G, g_b and the summed loss and
 /// hits over the rows `perm` names of the held set `x` (labels `y`), held in chunks of `chunk_rows` rows; K ≤ 32.
-/// `team`: the kernel's GPU shape on this device (`ctx.team`), its CPU adapters' ([`Team::ONE`]; which an adapter
+/// `team`: the kernel's GPU shape on this device ([`team`]), its CPU adapters' ([`Team::ONE`]; which an adapter
 /// trains with, [`crate::gpu::kernels::fused_gpu_shape`] says) or another team; all are tested on every adapter.
 #[allow(clippy::too_many_arguments)] // the mirror's arguments, in its order, the chunking and the variant
 pub fn fused_held(
@@ -1183,4 +1183,69 @@ pub fn optimizer_step(
         ),
         slots,
     ))
+}
+
+/// How the one-pass kernel's GPU shape shares a row's features on `ctx`'s device ([`Team::for_limits`]: as many
+/// lanes as its workgroups allow, through subgroup shuffles where [`subgroup_shuffles_in_order`] finds them in
+/// order); checked once, on first use, and kept with the device.
+pub fn team(ctx: &GpuContext) -> Team {
+    *ctx.team.get_or_init(|| {
+        Team::for_limits(&ctx.limits, |lanes| subgroup_shuffles_in_order(ctx, lanes))
+    })
+}
+/// Whether subgroup shuffles on `ctx`'s device reach the invocations a team of `lanes` lanes of the one-pass kernel
+/// assumes (shaders/subgroup_order.wgsl): in a workgroup of 64 · `lanes` invocations, `subgroupShuffleXor(·, m)`
+/// from invocation t reaches invocation t ^ m for every m < `lanes` — the team within one subgroup, its lanes in
+/// index order, as every driver lays out a one-dimensional workgroup but no standard promises. False on a device
+/// without subgroup operations, or where the check fails to build or run (the lanes then exchange through
+/// workgroup memory: the same bits, more barriers).
+pub fn subgroup_shuffles_in_order(ctx: &GpuContext, lanes: u32) -> bool {
+    if !ctx.features.contains(wgpu::Features::SUBGROUP) || !lanes.is_power_of_two() || lanes < 2 {
+        return false;
+    }
+    let wg = FUSED_TILE_ROWS * lanes;
+    let steps = lanes.trailing_zeros();
+    let device = &ctx.device;
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("subgroup_order"),
+        source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/subgroup_order.wgsl").into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("subgroup_order"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants: &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))],
+            ..Default::default()
+        },
+        cache: None,
+    });
+    let reached = storage_zeroed(ctx, "subgroup order", u64::from(steps * wg) * 4);
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("subgroup order"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: reached.as_entire_binding(),
+        }],
+    });
+    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("subgroup order"),
+    });
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    ctx.queue.submit([encoder.finish()]);
+    if pollster::block_on(scope.pop()).is_some() {
+        return false;
+    }
+    let Ok(got) = read::<u32>(ctx, &reached, 0, (steps * wg) as usize) else {
+        return false;
+    };
+    (0..steps).all(|i| (0..wg).all(|t| got[(i * wg + t) as usize] == t ^ (1 << i)))
 }

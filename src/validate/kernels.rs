@@ -274,11 +274,12 @@ fn check_held(
         );
         // The GPU shape as this device runs it, its exchange through workgroup memory where it has subgroups (what
         // devices without them run), and the CPU adapters' one invocation a row.
-        let mut teams = vec![ctx.team];
-        if ctx.team.subgroups {
-            teams.push(ctx.team.without_subgroups());
+        let team = ops::team(ctx);
+        let mut teams = vec![team];
+        if team.subgroups {
+            teams.push(team.without_subgroups());
         }
-        if ctx.team != Team::ONE {
+        if team != Team::ONE {
             teams.push(Team::ONE);
         }
         for team in teams {

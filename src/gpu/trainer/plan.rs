@@ -486,7 +486,7 @@ impl GpuBackend<'_> {
                 slots,
                 train,
                 if self.gpu_shape {
-                    self.ctx.team
+                    crate::gpu::ops::team(self.ctx)
                 } else {
                     crate::gpu::kernels::Team::ONE
                 },
