@@ -748,11 +748,15 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
                 .iter()
                 .map(|w| {
                     format!(
-                        "{} {} × {}{}",
+                        "{} {} × {}{}{}",
                         w.kernel,
                         w.invocations,
                         w.serial,
-                        if w.reads_rows { " X" } else { "" }
+                        if w.reads_rows { " X" } else { "" },
+                        w.team
+                            .as_deref()
+                            .map(|t| format!(" ({t})"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();

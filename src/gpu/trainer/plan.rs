@@ -29,6 +29,10 @@ pub struct DispatchShape {
     pub serial: u64,
     /// Whether it reads the batch's rows (X, or their gathered copy).
     pub reads_rows: bool,
+    /// How the one-pass kernel shares a row's features ([`crate::gpu::kernels::Team`], from its `TEAM` and
+    /// `SUBGROUPS`); none for the other kernels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// What a backend call queues.
@@ -549,6 +553,14 @@ impl GpuBackend<'_> {
                     invocations: u64::from(x) * u64::from(y) * p.kernel.workgroup_size(&constants),
                     serial: p.kernel.serial_steps(p.dims, &constants),
                     reads_rows: p.reads_rows(),
+                    team: (p.kernel == Kernel::FusedHeld).then(|| {
+                        let constant = |name| p.kernel.constant(&constants, name).unwrap_or(0);
+                        crate::gpu::kernels::Team {
+                            lanes: constant("TEAM").max(1) as u32,
+                            subgroups: constant("SUBGROUPS") != 0,
+                        }
+                        .to_string()
+                    }),
                 }
             })
             .collect()
