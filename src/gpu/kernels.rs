@@ -179,13 +179,17 @@ pub fn segments(rows: u32, unit: u32, most: u32) -> u32 {
     units.div_ceil(per)
 }
 
+/// Items a workgroup of a [`Grid::Teams`] kernel takes (reduce.wgsl's `EW`): 64 teams.
+pub const TEAM_ITEMS: u64 = 64;
+
 /// Rows of the units [`Kernel::Grad`] split over rows cuts a batch into (grad_tile.wgsl's `UNIT`).
 pub const GRAD_UNIT_ROWS: u32 = 256;
 
 /// The override constants of [`Kernel::Grad`] split over rows and of the [`Kernel::Reduce`] that adds its
 /// partials, for at most `most` segments (the trainer's: [`fused_max_segments`], as many as
-/// [`FUSED_PARTIAL_BYTES`] holds).
-pub fn split_grad_constants(kernel: Kernel, most: u32) -> Vec<(&'static str, f64)> {
+/// [`FUSED_PARTIAL_BYTES`] holds), the reduction's lanes a `team` (the device's GPU shape, as the one-pass
+/// kernel's).
+pub fn split_grad_constants(kernel: Kernel, most: u32, team: Team) -> Vec<(&'static str, f64)> {
     let most = f64::from(most);
     match kernel {
         Kernel::Reduce => vec![
@@ -193,6 +197,8 @@ pub fn split_grad_constants(kernel: Kernel, most: u32) -> Vec<(&'static str, f64
             ("TRAIN", 1.0),
             ("UNIT", f64::from(GRAD_UNIT_ROWS)),
             ("METRICS", 0.0),
+            ("TEAM", f64::from(team.lanes)),
+            ("SUBGROUPS", if team.subgroups { 1.0 } else { 0.0 }),
         ],
         _ => vec![("SEGS", most)],
     }
@@ -264,6 +270,9 @@ pub enum Grid {
     Items(fn(Dims) -> u64),
     /// One workgroup per item, `groups(dims)` of them, folded the same way (the shader flattens `workgroup_id`).
     Groups(fn(Dims) -> u64),
+    /// A team of `TEAM` invocations per item, `items(dims)` of them, [`TEAM_ITEMS`] items a workgroup, folded the
+    /// same way.
+    Teams(fn(Dims) -> u64),
     /// A 2-D grid: x covers the rows, 4 per invocation, in workgroups of `WG`; y the classes in tiles of 16.
     RowsByClassTiles,
     /// A 2-D grid: x covers the features, 4 per invocation, and one more invocation for the bias, in workgroups of
@@ -492,14 +501,15 @@ static SPECS: [KernelSpec; 20] = [
         source: include_str!("../../shaders/reduce.wgsl"),
         bindings: &[Read, Read, ReadWrite, ReadWrite, ReadWrite],
         constants: &[
-            ("WG", 64.0),
             ("SEGS", 1024.0),
             ("TRAIN", 1.0),
             ("UNIT", 64.0),
             ("METRICS", 1.0),
+            ("TEAM", 1.0),
+            ("SUBGROUPS", 0.0),
         ],
-        // Every partial element, and one more invocation for the metrics.
-        grid: Grid::Items(|s| u64::from(s.k) * (u64::from(s.d) + 1) + 1),
+        // Every partial element, and one more for the metrics.
+        grid: Grid::Teams(|s| u64::from(s.k) * (u64::from(s.d) + 1) + 1),
     },
     KernelSpec {
         kernel: Kernel::LogitsHeld,
@@ -564,12 +574,17 @@ impl Kernel {
         self.source_for(false)
     }
 
-    /// The shader's source for a device with subgroup operations or without: the one-pass kernel's lanes exchange
-    /// through team_subgroup.wgsl's shuffles or team_shared.wgsl's stand-in (the others are the same either way).
+    /// The shader's source for a device with subgroup operations or without: the one-pass kernel's and the
+    /// reduction's lanes exchange through team_subgroup.wgsl's shuffles or team_shared.wgsl's stand-in (the others
+    /// are the same either way).
     pub fn source_for(self, subgroups: bool) -> String {
         let team = match (self, subgroups) {
-            (Kernel::FusedHeld, true) => include_str!("../../shaders/team_subgroup.wgsl"),
-            (Kernel::FusedHeld, false) => include_str!("../../shaders/team_shared.wgsl"),
+            (Kernel::FusedHeld | Kernel::Reduce, true) => {
+                include_str!("../../shaders/team_subgroup.wgsl")
+            }
+            (Kernel::FusedHeld | Kernel::Reduce, false) => {
+                include_str!("../../shaders/team_shared.wgsl")
+            }
             _ => "",
         };
         format!(
@@ -1032,6 +1047,7 @@ impl Kernel {
         match self.spec().grid {
             Grid::Items(items) => fold(items(dims).div_ceil(constant("WG"))),
             Grid::Groups(groups) => fold(groups(dims)),
+            Grid::Teams(items) => fold(items(dims).div_ceil(TEAM_ITEMS)),
             // logits_held.wgsl's staged shape: row tiles of 64 × groups of CT class tiles.
             Grid::RowsByClassTiles if self.constant(constants, "STAGE").unwrap_or(0) != 0 => (
                 u64::from(dims.rows).div_ceil(LOGITS_STAGED_ROWS) as u32,
@@ -1094,6 +1110,7 @@ impl Kernel {
                 u64::from(FUSED_TILE_ROWS) * self.constant(constants, "TEAM").unwrap_or(1)
             }
             Kernel::Metrics => 256,
+            Kernel::Reduce => TEAM_ITEMS * self.constant(constants, "TEAM").unwrap_or(1),
             _ => self.constant(constants, "WG").unwrap_or(1),
         }
     }
@@ -1131,11 +1148,13 @@ impl Kernel {
                 let lanes = constant("TEAM").unwrap_or(1).max(1);
                 d.div_ceil(lanes).max(per * u64::from(FUSED_TILE_ROWS))
             }
+            // Its lane's share of the segments.
             Kernel::Reduce => u64::from(segments(
                 dims.rows,
                 constant("UNIT").unwrap_or(64) as u32,
                 constant("SEGS").unwrap_or(1024) as u32,
-            )),
+            ))
+            .div_ceil(constant("TEAM").unwrap_or(1).max(1)),
             Kernel::Residual
             | Kernel::Update
             | Kernel::SparseUpdate
@@ -1202,14 +1221,18 @@ mod tests {
         assert_eq!(Kernel::FusedHeld.serial_steps(full, &gpu), 98);
         // One invocation a row (CPU adapters) walks its 784 features.
         assert_eq!(Kernel::FusedHeld.serial_steps(full, &[]), 784);
+        // The reduction: 8 lanes an element walk 118 of the 938 segments each; one an element all of them.
         let reduce = fused_constants(Kernel::Reduce, 784, 10, 1, true, team);
-        assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 938);
+        assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 118);
+        assert_eq!(Kernel::Reduce.workgroup_size(&reduce), 512);
+        let one = fused_constants(Kernel::Reduce, 784, 10, 1, true, Team::ONE);
+        assert_eq!(Kernel::Reduce.serial_steps(full, &one), 938);
         assert_eq!(Kernel::GradHeld.serial_steps(full, &[]), 60_000);
         // Split over rows, the gradient walks at most 256 rows (235 segments here); its reduction 235 segments.
         let most = fused_max_segments(784, 10);
-        let split = split_grad_constants(Kernel::Grad, most);
+        let split = split_grad_constants(Kernel::Grad, most, Team::ONE);
         assert_eq!(Kernel::Grad.serial_steps(full, &split), 256);
-        let reduce = split_grad_constants(Kernel::Reduce, most);
+        let reduce = split_grad_constants(Kernel::Reduce, most, Team::ONE);
         assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 235);
         // Invocations grow with the batch: 4 segments at batch 256.
         assert_eq!(fused_segments(256, 784, 10), 4);
@@ -1220,7 +1243,8 @@ mod tests {
         );
         // The constants each kernel declares, and no other.
         let c = fused_constants(Kernel::Reduce, 784, 10, 3, true, team);
-        assert!(c.iter().all(|(n, _)| *n != "SLOTS" && *n != "TEAM"));
+        assert!(c.iter().all(|(n, _)| *n != "SLOTS" && *n != "CG"));
+        assert!(c.contains(&("TEAM", 8.0)) && c.contains(&("SUBGROUPS", 1.0)));
         let f = fused_constants(
             Kernel::FusedHeld,
             784,

@@ -322,7 +322,9 @@ fn run_grad(
     };
     let most = most.min(crate::gpu::kernels::fused_max_segments(step.d, step.k));
     let partials = fused_partials(ctx, step.d, step.k);
-    let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most);
+    // The reduction's lanes as the trainer's GPU shape (the only one that splits the gradient) takes them.
+    let team = team(ctx);
+    let constants = |kernel| crate::gpu::kernels::split_grad_constants(kernel, most, team);
     let mut split = constants(kernel);
     split.extend(tile);
     // Split, the kernel binds g_b beside the partials but writes only the partials.

@@ -464,11 +464,22 @@ impl GpuBackend<'_> {
         }
     }
 
+    /// How the one-pass kernel and the reduction share their work among lanes: the device's team in the GPU shape,
+    /// one invocation otherwise.
+    fn team(&self) -> crate::gpu::kernels::Team {
+        if self.gpu_shape {
+            crate::gpu::ops::team(self.ctx)
+        } else {
+            crate::gpu::kernels::Team::ONE
+        }
+    }
+
     /// The segments of a gradient split over rows, or of the reduction of its partials.
     fn split_constants(&self, kernel: Kernel) -> Vec<(&'static str, f64)> {
         crate::gpu::kernels::split_grad_constants(
             kernel,
             crate::gpu::kernels::fused_max_segments(self.shape.d as u32, self.shape.k as u32),
+            self.team(),
         )
     }
 
@@ -489,11 +500,7 @@ impl GpuBackend<'_> {
                 self.shape.k as u32,
                 slots,
                 train,
-                if self.gpu_shape {
-                    crate::gpu::ops::team(self.ctx)
-                } else {
-                    crate::gpu::kernels::Team::ONE
-                },
+                self.team(),
             ),
             Width::Split => {
                 let mut c = match p.kernel {
