@@ -1391,7 +1391,7 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
     };
     on_every_gpu(|ctx| {
         for (k, one_pass) in [(10, Some(true)), (40, None)] {
-            let (train, _) = problem(4000, 12, k);
+            let (train, test) = problem(4000, 12, k);
             let run = |gpu_shape: bool| {
                 let opts = GpuOptions {
                     one_pass,
@@ -1403,10 +1403,13 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
                 }
                 let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
                 let mut t = source(&train);
-                let reports = fit(&mut g, &mut t, None, &cfg, &mut []).unwrap();
+                // Held-out rows too: their loss is the one-pass kernel's forward pass alone (TRAIN = 0).
+                let mut v = source(&test);
+                let reports = fit(&mut g, &mut t, Some(&mut v), &cfg, &mut []).unwrap();
+                let last = reports.last().unwrap();
                 Some((
                     (g.splits_gradient(), g.trains_in_place()),
-                    reports.last().unwrap().train_loss,
+                    (last.train_loss, last.val_loss.unwrap()),
                     g.params().unwrap(),
                 ))
             };
@@ -1429,13 +1432,16 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
                 "split gradient"
             };
             assert_same_run(&format!("K={k} {what}"), &gpu.2, &cpu.2);
-            // The loss of weights that differ by rounding (at most 1e-4 of their scale, above) differs by as little.
-            assert!(
-                (gpu.1 - cpu.1).abs() <= 1e-4 * cpu.1.abs().max(1.0),
-                "K={k} {what}: loss {} vs {}",
-                gpu.1,
-                cpu.1
-            );
+            // The losses of weights that differ by rounding (at most 1e-4 of their scale, above) differ by as little.
+            for (name, a, b) in [
+                ("train", gpu.1 .0, cpu.1 .0),
+                ("held-out", gpu.1 .1, cpu.1 .1),
+            ] {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "K={k} {what}: {name} loss {a} vs {b}"
+                );
+            }
         }
     });
 }
