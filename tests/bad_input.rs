@@ -949,6 +949,11 @@ fn cases() -> Vec<Case> {
             &["validate", "--steps", "1000000000000000"],
             &["--steps", "1..=100000"],
         ),
+        case(
+            "bench --lanes 3",
+            &["bench", "--device", "cpu", "--lanes", "3"],
+            &["--lanes", "1, 2, 4 or 8"],
+        ),
     ]
 }
 

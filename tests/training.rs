@@ -1446,6 +1446,50 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
     });
 }
 
+#[test]
+fn the_one_pass_kernels_lanes_can_be_chosen_and_train_the_same_up_to_rounding() {
+    // `bench --lanes`: the GPU shape with 2 lanes a row instead of the adapter's widest adds the logits in another
+    // order, so the run is the same up to the order of addition; a width past what the adapter's workgroups hold
+    // is refused with the flag's name.
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 700,
+        lr: 0.1,
+        shuffle: true,
+        ..TrainConfig::default()
+    };
+    on_every_gpu(|ctx| {
+        let (train, _) = problem(2000, 12, 10);
+        let run = |lanes: Option<u32>| {
+            let opts = GpuOptions {
+                one_pass: Some(true),
+                gpu_shape: Some(true),
+                lanes,
+                ..GpuOptions::default()
+            };
+            if !GpuBackend::one_pass(ctx, shape(&train), &opts) {
+                return None;
+            }
+            let mut g = GpuBackend::new(ctx, shape(&train), &opts).unwrap();
+            let mut t = source(&train);
+            fit(&mut g, &mut t, None, &cfg, &mut []).unwrap();
+            Some(g.params().unwrap())
+        };
+        let (Some(widest), Some(two)) = (run(None), run(Some(2))) else {
+            return;
+        };
+        assert_same_run("2 lanes against the widest", &two, &widest);
+        let too_wide = GpuOptions {
+            one_pass: Some(true),
+            gpu_shape: Some(true),
+            lanes: Some(64),
+            ..GpuOptions::default()
+        };
+        let err = GpuBackend::new(ctx, shape(&train), &too_wide).unwrap_err();
+        assert!(err.to_string().contains("--lanes"), "{err}");
+    });
+}
+
 /// What `bench` prints as dispatches and passes over the rows per step comes from the op plan the recorder reads;
 /// here it is compared with the dispatches actually recorded, counted by the timestamps written between them.
 #[test]

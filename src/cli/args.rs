@@ -142,6 +142,11 @@ pub struct BenchArgs {
     /// `auto` (default), by adapter type. `on` shows on a software adapter the shape of the work a card would run.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub gpu_shape: OnePass,
+    /// Lanes a row of the one-pass kernel in the GPU shape (1, 2, 4 or 8; default: as many as the adapter's
+    /// workgroups hold, 8 where they hold 512 invocations): to compare the widths on a card. Each adds the logits
+    /// in its own order.
+    #[arg(long, value_name = "N", value_parser = parse_lanes)]
+    pub lanes: Option<u32>,
     /// Time sparse data instead: each shape's rows get about this many non-zeros (CSR, LIBSVM-shaped as `gen --format
     /// libsvm` writes them), trained by the sparse CPU trainer and the adapters' sparse kernels; the peer `scipy`
     /// runs the same step on a SciPy CSR matrix.
@@ -502,6 +507,14 @@ pub struct TrainArgs {
     /// Largest relative drift ‖W_device − W_f64‖/‖W_f64‖ that --check-every accepts.
     #[arg(long, value_name = "REL", requires = "check_every", default_value_t = softmax_wgpu::shadow::ShadowOptions::DEFAULT_TOLERANCE, allow_negative_numbers = true)]
     pub check_tolerance: f64,
+}
+
+/// `--lanes`: 1, 2, 4 or 8.
+fn parse_lanes(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n @ (1 | 2 | 4 | 8)) => Ok(n),
+        _ => Err(format!("{s:?} is not 1, 2, 4 or 8")),
+    }
 }
 
 /// A byte count: a number (decimals allowed) with an optional unit: B; K, M, G, T or KiB … TiB (powers of 1024); KB,

@@ -461,6 +461,7 @@ fn bench_shape(
             gather: a.gather,
             one_pass: a.one_pass.option(),
             gpu_shape: a.gpu_shape.option(),
+            lanes: a.lanes,
             sparse: nnz.is_some(),
             ..GpuOptions::default()
         };

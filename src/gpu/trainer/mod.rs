@@ -71,12 +71,16 @@ pub struct GpuOptions {
     /// between coroutines, and there the one-pass kernel (in its CPU shape) is 1.3–2.8× slower than the two-kernel
     /// path shaped for it (`bench --one-pass on|off`, K = 32 and K = 10). `Some` forces either (tests, `bench`).
     pub one_pass: Option<bool>,
-    /// Shape the kernels for a GPU — the one-pass kernel's staged, two-invocations-per-row shape, the gradient
+    /// Shape the kernels for a GPU — the one-pass kernel's team of lanes a row, the gradient
     /// split over rows and one quad to an invocation of the tiled products
     /// ([`crate::gpu::kernels::tile_quads`]) — or for a CPU adapter. `None` chooses by adapter type
     /// ([`crate::gpu::kernels::fused_gpu_shape`]); `Some` forces either: to train and `bench` the GPU shape on a
     /// software adapter (tests, and the shape of the work a card would run).
     pub gpu_shape: Option<bool>,
+    /// Lanes a row of the one-pass kernel (and of its reduction) in the GPU shape: 1, 2, 4 or 8, at most what the
+    /// adapter's workgroups hold. `None` takes the widest ([`crate::gpu::ops::team`]). To measure the choice on a
+    /// card (`bench --lanes`): each width adds the logits in its own order.
+    pub lanes: Option<u32>,
 }
 
 /// The training state on one device.
@@ -132,6 +136,9 @@ pub struct GpuBackend<'a> {
     split_grad: bool,
     /// Whether the kernels take their GPU shape ([`GpuOptions::gpu_shape`]).
     gpu_shape: bool,
+    /// How the one-pass kernel and the reduction share a row's (an element's) work: the GPU shape's team
+    /// ([`GpuOptions::lanes`]), one invocation otherwise.
+    team: crate::gpu::kernels::Team,
 }
 
 /// What the one-pass step needs beside a held set: the segments' partial sums and the group reducing them.
@@ -230,6 +237,7 @@ impl<'a> GpuBackend<'a> {
             .gpu_shape
             .unwrap_or_else(|| crate::gpu::kernels::fused_gpu_shape(ctx.info.device_type));
         let split_grad = !options.sparse && gpu_shape && ctx.kernels.available(Kernel::Reduce);
+        let team = Self::team_of(ctx, gpu_shape, options.lanes)?;
         let fused_step = (one_pass || split_grad).then(|| {
             let (gp, mp) = crate::gpu::buffers::fused_partials(ctx, d as u32, k as u32);
             let reduce = ctx.kernels.bind(
@@ -269,6 +277,7 @@ impl<'a> GpuBackend<'a> {
             one_pass,
             split_grad,
             gpu_shape,
+            team,
             held: Vec::new(),
             model,
             batch,
@@ -322,6 +331,35 @@ impl<'a> GpuBackend<'a> {
     /// Whether steps use the fused forward kernel: all classes of a row fit one invocation's registers.
     fn fused(&self) -> bool {
         self.shape.k <= 16
+    }
+
+    /// The team of the one-pass kernel and its reduction: in the GPU shape the device's widest
+    /// ([`crate::gpu::ops::team`]) or `lanes` of it, checked against what the device's workgroups hold (with
+    /// subgroup shuffles where they reach those lanes in order); one invocation otherwise.
+    fn team_of(
+        ctx: &GpuContext,
+        gpu_shape: bool,
+        lanes: Option<u32>,
+    ) -> Result<crate::gpu::kernels::Team> {
+        let widest = crate::gpu::ops::team(ctx);
+        match lanes {
+            _ if !gpu_shape => Ok(crate::gpu::kernels::Team::ONE),
+            None => Ok(widest),
+            Some(l) if l == widest.lanes => Ok(widest),
+            Some(l) if l.is_power_of_two() && l <= widest.lanes => Ok(crate::gpu::kernels::Team {
+                lanes: l,
+                subgroups: crate::gpu::ops::subgroup_shuffles_in_order(ctx, l),
+            }),
+            Some(l) => Err(Error::param(
+                "--lanes",
+                format!(
+                    "1, 2, 4 or 8 and at most {} on {} (64 rows a workgroup)",
+                    widest.lanes,
+                    ctx.describe()
+                ),
+                l,
+            )),
+        }
     }
 
     /// Whether a backend made with `options` trains held rows of `shape` by one pass of `fused_held.wgsl`: the

@@ -464,14 +464,9 @@ impl GpuBackend<'_> {
         }
     }
 
-    /// How the one-pass kernel and the reduction share their work among lanes: the device's team in the GPU shape,
-    /// one invocation otherwise.
+    /// How the one-pass kernel and the reduction share their work among lanes ([`super::GpuOptions::lanes`]).
     fn team(&self) -> crate::gpu::kernels::Team {
-        if self.gpu_shape {
-            crate::gpu::ops::team(self.ctx)
-        } else {
-            crate::gpu::kernels::Team::ONE
-        }
+        self.team
     }
 
     /// The segments of a gradient split over rows, or of the reduction of its partials.
