@@ -156,21 +156,6 @@ fn stage_w(t: u32, j0: u32, m: u32) {
     }
 }
 
-// One feature's x times its W row (at `at` in workgroup memory) added to the logits' class groups.
-fn fma_row(z: Logits, xv: f32, at: u32) -> Logits {
-    let x = vec4<f32>(xv);
-    var o = z;
-    o.z0 = fma(x, sm[at], o.z0);
-    if (CG > 1u) { o.z1 = fma(x, sm[at + 1u], o.z1); }
-    if (CG > 2u) { o.z2 = fma(x, sm[at + 2u], o.z2); }
-    if (CG > 3u) { o.z3 = fma(x, sm[at + 3u], o.z3); }
-    if (CG > 4u) { o.z4 = fma(x, sm[at + 4u], o.z4); }
-    if (CG > 5u) { o.z5 = fma(x, sm[at + 5u], o.z5); }
-    if (CG > 6u) { o.z6 = fma(x, sm[at + 6u], o.z6); }
-    if (CG > 7u) { o.z7 = fma(x, sm[at + 7u], o.z7); }
-    return o;
-}
-
 // The sum of v over the TEAM lanes of invocation t's team, by the butterfly: at step m each lane adds lane p ^ m's
 // running sum to its own (a + b and b + a are the same bits, so every lane ends with the same sum). Called by every
 // invocation of the workgroup at once (the exchange through workgroup memory has barriers).
@@ -189,19 +174,8 @@ fn team_sum(v: vec4<f32>, t: u32) -> vec4<f32> {
     return s;
 }
 
-// A row's logits (partial, in phase A), class groups 0 .. CG.
-struct Logits {
-    z0: vec4<f32>,
-    z1: vec4<f32>,
-    z2: vec4<f32>,
-    z3: vec4<f32>,
-    z4: vec4<f32>,
-    z5: vec4<f32>,
-    z6: vec4<f32>,
-    z7: vec4<f32>,
-}
-
-// Phase B's sums of one feature over a tile's rows, class groups 0 .. CG.
+// Sums over class groups 0 .. CG: a row's (partial) logits in phase A, one feature's sums over a tile's rows in
+// phase B.
 struct Acc {
     a0: vec4<f32>,
     a1: vec4<f32>,
@@ -213,7 +187,8 @@ struct Acc {
     a7: vec4<f32>,
 }
 
-// Adds one row's feature xv times the row's residuals (at rb in workgroup memory) to the sums.
+// Adds xv times the class groups at `rb` in workgroup memory to the sums: in phase A a feature's x times its W row,
+// in phase B a row's feature times the row's residuals.
 fn acc_row(a: Acc, xv: f32, rb: u32) -> Acc {
     let x = vec4<f32>(xv);
     var o = a;
@@ -274,7 +249,7 @@ fn main(
             workgroupBarrier();
         }
         // Phase A: lane p's share of row r's logits, features j ≡ p (mod TEAM) in order, DW at a time.
-        var z = Logits();
+        var z = Acc();
         for (var j0 = 0u; j0 < d; j0 = j0 + DW) {
             let m = min(DW, d - j0);
             if (!resident) {
@@ -289,14 +264,14 @@ fn main(
                     let v1 = x_at(at, j0 + jj + TEAM);
                     let v2 = x_at(at, j0 + jj + 2u * TEAM);
                     let v3 = x_at(at, j0 + jj + 3u * TEAM);
-                    z = fma_row(z, v0, WB + jj * WS);
-                    z = fma_row(z, v1, WB + (jj + TEAM) * WS);
-                    z = fma_row(z, v2, WB + (jj + 2u * TEAM) * WS);
-                    z = fma_row(z, v3, WB + (jj + 3u * TEAM) * WS);
+                    z = acc_row(z, v0, WB + jj * WS);
+                    z = acc_row(z, v1, WB + (jj + TEAM) * WS);
+                    z = acc_row(z, v2, WB + (jj + 2u * TEAM) * WS);
+                    z = acc_row(z, v3, WB + (jj + 3u * TEAM) * WS);
                 }
             }
             for (; jj < m; jj = jj + TEAM) {
-                z = fma_row(z, x_at(at, j0 + jj), WB + jj * WS);
+                z = acc_row(z, x_at(at, j0 + jj), WB + jj * WS);
             }
             // The next block of W takes this one's place.
             if (!resident && j0 + DW < d) {
@@ -304,14 +279,14 @@ fn main(
             }
         }
         // The lanes' sums added over the team: each lane has the row's logits.
-        var z0 = z.z0;
-        var z1 = z.z1;
-        var z2 = z.z2;
-        var z3 = z.z3;
-        var z4 = z.z4;
-        var z5 = z.z5;
-        var z6 = z.z6;
-        var z7 = z.z7;
+        var z0 = z.a0;
+        var z1 = z.a1;
+        var z2 = z.a2;
+        var z3 = z.a3;
+        var z4 = z.a4;
+        var z5 = z.a5;
+        var z6 = z.a6;
+        var z7 = z.a7;
         if (TEAM > 1u) {
             z0 = team_sum(z0, t);
             if (CG > 1u) { z1 = team_sum(z1, t); }
