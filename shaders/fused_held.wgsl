@@ -305,8 +305,9 @@ fn main(
         z5 = z5 + b4(5u);
         z6 = z6 + b4(6u);
         z7 = z7 + b4(7u);
-        // Softmax, loss, hit and residual of row r in registers (in every lane of its team) (softmax.wgsl's arithmetic: the first maximum,
-        // exp(z − m) summed in class order, one division, then scaling); classes past k count for nothing.
+        // Softmax, loss, hit and residual of row r in registers, in every lane of its team (softmax.wgsl's
+        // arithmetic: the first maximum, exp(z − m) summed in class order, one division, then scaling); classes past
+        // k count for nothing.
         var m = z0.x;
         m = max(m, max4(select(vec4<f32>(m), z0, live4(0u))));
         if (CG > 1u) { m = max(m, max4(select(vec4<f32>(m), z1, live4(1u)))); }
