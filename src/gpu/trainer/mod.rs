@@ -341,9 +341,12 @@ impl<'a> GpuBackend<'a> {
         gpu_shape: bool,
         lanes: Option<u32>,
     ) -> Result<crate::gpu::kernels::Team> {
+        // The CPU adapters' shape has no team: no subgroup check for it (a shader built and run per device).
+        if !gpu_shape {
+            return Ok(crate::gpu::kernels::Team::ONE);
+        }
         let widest = crate::gpu::ops::team(ctx);
         match lanes {
-            _ if !gpu_shape => Ok(crate::gpu::kernels::Team::ONE),
             None => Ok(widest),
             Some(l) if l == widest.lanes => Ok(widest),
             Some(l) if l.is_power_of_two() && l <= widest.lanes => Ok(crate::gpu::kernels::Team {
