@@ -464,17 +464,12 @@ impl GpuBackend<'_> {
         }
     }
 
-    /// How the one-pass kernel and the reduction share their work among lanes ([`super::GpuOptions::lanes`]).
-    fn team(&self) -> crate::gpu::kernels::Team {
-        self.team
-    }
-
     /// The segments of a gradient split over rows, or of the reduction of its partials.
     fn split_constants(&self, kernel: Kernel) -> Vec<(&'static str, f64)> {
         crate::gpu::kernels::split_grad_constants(
             kernel,
             crate::gpu::kernels::fused_max_segments(self.shape.d as u32, self.shape.k as u32),
-            self.team(),
+            self.team,
         )
     }
 
@@ -495,7 +490,7 @@ impl GpuBackend<'_> {
                 self.shape.k as u32,
                 slots,
                 train,
-                self.team(),
+                self.team,
             ),
             Width::Split => {
                 let mut c = match p.kernel {
