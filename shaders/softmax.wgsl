@@ -3,6 +3,11 @@
 // probability) times the row's weight — the weight of class y times its sample weight, each 1 when absent — and
 // whether argmax(z) == y (first maximum on ties), as stats[2i] and stats[2i + 1].
 // One invocation per row: the cost is O(rows·k), small beside the O(rows·d·k) products around it.
+// With TRAIN = 1 (a training step's) it writes the residual R = (S − Y)·w into `s` in place of S — Y one-hot from the
+// row's label, w its weight as above: ∂L/∂z for the (weighted) cross-entropy over softmax — in the expression and
+// order forward_tile.wgsl and fused_held.wgsl use, (e · inv − [c = y]) · w, so the three give the same bits. A step
+// then needs no separate pass over S (the residual kernel this replaced: one dispatch, and a read and a write of
+// S, fewer). CPU mirror: cpu::softmax, then cpu::residual.
 
 @group(1) @binding(0) var<storage, read> z: array<f32>;
 @group(1) @binding(1) var<storage, read> y: array<u32>;
@@ -17,6 +22,8 @@ fn row_weight(i: u32) -> f32 {
 }
 
 override WG: u32 = 64u;
+// 1: write R instead of S (above).
+override TRAIN: u32 = 0u;
 
 @compute @workgroup_size(WG)
 fn main(
@@ -44,10 +51,15 @@ fn main(
         sum = sum + e;
     }
     let inv = 1.0 / sum;
-    for (var c = 0u; c < step.k; c = c + 1u) {
-        s[base + c] = s[base + c] * inv;
-    }
     let label = y[i];
-    stats[2u * i] = ((m + log(sum)) - z[base + label]) * (cw[label] * row_weight(i));
+    let wy = cw[label] * row_weight(i);
+    for (var c = 0u; c < step.k; c = c + 1u) {
+        if (TRAIN != 0u) {
+            s[base + c] = (s[base + c] * inv - select(0.0, 1.0, label == c)) * wy;
+        } else {
+            s[base + c] = s[base + c] * inv;
+        }
+    }
+    stats[2u * i] = ((m + log(sum)) - z[base + label]) * wy;
     stats[2u * i + 1u] = select(0.0, 1.0, arg == label);
 }

@@ -104,17 +104,38 @@ fn softmax_of_huge_logits_is_finite_and_correct() {
 }
 
 #[test]
-fn residual_matches_cpu() {
+fn the_softmax_of_a_training_step_writes_the_residual_of_its_probabilities() {
     on_every_gpu(|ctx| {
         for &b in &BATCHES {
             for &k in &CLASSES {
-                let s = probabilities(b, k, (b + k) as u64);
+                let z = uniform(b, k, -20.0, 20.0, (b * 7 + k) as u64);
                 let y = labels(b, k, (b * k) as u64);
-                let got = ops::residual(ctx, s.view(), &y, cpu::Weights::none()).unwrap();
-                let want = cpu::residual(to64(&s).view(), &y, cpu::Weights::none());
-                // One subtraction: one rounding.
-                let tol = want.mapv(|v| v.abs() * U + f64::MIN_POSITIVE);
-                assert_within(&format!("residual B={b} K={k}"), &got, &want, &tol);
+                let (r, r_stats) =
+                    ops::softmax_residual(ctx, z.view(), &y, cpu::Weights::none()).unwrap();
+                let (s, stats) = ops::softmax(ctx, z.view(), &y, cpu::Weights::none()).unwrap();
+                let what = format!("B={b} K={k}");
+                // The same kernel's loss and hits, whichever it writes.
+                assert_eq!(r_stats, stats, "{what}: row stats");
+                for ((i, c), &v) in r.indexed_iter() {
+                    if c as u32 != y[i] {
+                        // S·1 − 0, times a weight of 1: S itself, bit for bit.
+                        assert_eq!(v.to_bits(), s[[i, c]].to_bits(), "{what}: R[{i}, {c}]");
+                    } else {
+                        // S − 1: one rounding (or none, where the device fuses it with the scaling into one FMA).
+                        let want = f64::from(s[[i, c]]) - 1.0;
+                        assert!(
+                            (f64::from(v) - want).abs() <= want.abs() * U + f64::MIN_POSITIVE,
+                            "{what}: R[{i}, {c}] = {v}, S − 1 = {want}"
+                        );
+                    }
+                }
+                // And the f64 mirror's residual within the softmax's bound plus the subtraction's.
+                let z64 = to64(&z);
+                let (s_ref, _) = cpu::softmax(z64.view(), &y, cpu::Weights::none());
+                let r_ref = cpu::residual(s_ref.view(), &y, cpu::Weights::none());
+                let (s_tol, _) = tolerance::softmax(z64.view(), &y);
+                let tol = s_tol + tolerance::residual(r_ref.view());
+                assert_within(&format!("softmax R {what}"), &r, &r_ref, &tol);
             }
         }
     });
@@ -302,11 +323,11 @@ fn the_fused_forward_kernel_matches_its_mirror_and_the_separate_kernels() {
                 cpu::Weights::none(),
             )
             .unwrap();
-            // The same arithmetic as logits → softmax → residual on the GPU, so the same values: compare with the
+            // The same arithmetic as logits → softmax (writing the residual) on the GPU, so the same values: compare with the
             // separate kernels exactly, and with the f64 mirror within the bounds of its parts.
             let z = ops::logits(ctx, x.view(), w.view(), bias.view()).unwrap();
-            let (sep_s, sep_stats) = ops::softmax(ctx, z.view(), &y, cpu::Weights::none()).unwrap();
-            let sep_r = ops::residual(ctx, sep_s.view(), &y, cpu::Weights::none()).unwrap();
+            let (sep_r, sep_stats) =
+                ops::softmax_residual(ctx, z.view(), &y, cpu::Weights::none()).unwrap();
             assert_eq!(r, sep_r, "R B={b} D={d} K={k}");
             assert_eq!(stats, sep_stats, "stats B={b} D={d} K={k}");
             let (x64, w64, b64) = (to64(&x), to64(&w), bias.mapv(f64::from));

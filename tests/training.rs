@@ -1127,7 +1127,7 @@ fn a_minibatch_run_stops_by_scikit_learns_convergence_rule(on: Backends) {
 per_backend!(a_minibatch_run_stops_by_scikit_learns_convergence_rule);
 
 fn class_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(on: Backends) {
-    // K = 5 takes the GPU's fused forward kernel, K = 20 its separate softmax and residual kernels.
+    // K = 5 takes the GPU's fused forward kernel, K = 20 its logits kernel and the softmax writing the residual.
     for k in [5usize, 20] {
         let (train, _) = problem(800, 12, k);
         let s = shape(&train);
@@ -1185,7 +1185,7 @@ per_backend!(class_weights_train_alike_on_every_backend_and_weights_of_one_chang
 fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(on: Backends) {
     use softmax_wgpu::data::Weighted;
     use std::sync::Arc;
-    // K = 5: the GPU's fused forward kernel; K = 20: its separate softmax and residual kernels. Class weights too,
+    // K = 5: the GPU's fused forward kernel; K = 20: its logits kernel and the softmax writing the residual. Class weights too,
     // so that the product of the two is exercised.
     for k in [5usize, 20] {
         let (train, _) = problem(800, 12, k);
@@ -1331,7 +1331,7 @@ fn rows_read_in_place_train_bitwise_like_gathered_rows_for_any_chunking() {
 #[test]
 fn rows_read_in_place_train_bitwise_like_gathered_rows_past_16_classes() {
     // K = 30 (two class tiles, the last partial), class and sample weights, shuffled batches over three chunks:
-    // logits_held must find each row and its label where it is held; softmax, residual and grad_held then see what
+    // logits_held must find each row and its label where it is held; softmax and grad_held then see what
     // the gathered path's kernels see.
     let (train, _) = problem(1200, 9, 30);
     let weights: std::sync::Arc<[f32]> =
@@ -1540,21 +1540,21 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
                 5,
                 3,
             ),
-            // logits_held, softmax, residual, grad_held, metrics; update: no gather.
-            ("K > 16", GpuOptions::default(), dense(300, 20, 20), 6, 2),
-            // gather, logits, softmax, residual, grad, metrics; update.
+            // logits_held, softmax (writing the residual), grad_held, metrics; update: no gather.
+            ("K > 16", GpuOptions::default(), dense(300, 20, 20), 5, 2),
+            // gather, logits, softmax, grad, metrics; update.
             (
                 "K > 16 gathered",
                 gathered.clone(),
                 dense(300, 20, 20),
-                7,
+                6,
                 3,
             ),
             // K = 32 in place; past it gathered again on CPU adapters (each class tile reads the rows)...
-            ("K = 32", GpuOptions::default(), dense(300, 20, 32), 6, 2),
-            ("K = 40", GpuOptions::default(), dense(300, 20, 40), 7, 3),
-            // ...and in the GPU shape read in place: logits_held, softmax, residual, grad_held split, reduce,
-            // metrics; update (the split's reduce is counted below).
+            ("K = 32", GpuOptions::default(), dense(300, 20, 32), 5, 2),
+            ("K = 40", GpuOptions::default(), dense(300, 20, 40), 6, 3),
+            // ...and in the GPU shape read in place: logits_held, softmax, grad_held split, reduce, metrics; update
+            // (the split's reduce is counted below).
             (
                 "K = 40 GPU shape",
                 GpuOptions {
@@ -1562,7 +1562,7 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
                     ..GpuOptions::default()
                 },
                 dense(300, 20, 40),
-                6,
+                5,
                 2,
             ),
             // fused_held, reduce; update: one pass over the rows, at K ≤ 16 and up to 32.
@@ -1582,7 +1582,7 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
             ),
             // 24 gathers, forward, grad, metrics; update.
             ("24 chunks", chunked, dense(600, 40, 3), 28, 3),
-            // sparse_logits, softmax, residual, sparse_grad, metrics; sparse_update.
+            // sparse_logits, softmax (writing the residual), sparse_grad, metrics; sparse_update.
             (
                 "sparse",
                 GpuOptions {
@@ -1593,7 +1593,7 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
                     Shape { d: 30, k: 4 },
                     Box::new(sparse) as Box<dyn RowSource>,
                 ),
-                6,
+                5,
                 2,
             ),
         ];
@@ -1611,7 +1611,7 @@ fn the_dispatches_a_step_is_said_to_take_are_the_dispatches_it_records() {
                     (3, 1)
                 }
                 // On a GPU past 32 classes the rows are read in place too.
-                "K = 40" if b.splits_gradient() => (6, 2),
+                "K = 40" if b.splits_gradient() => (5, 2),
                 _ => (dispatches, passes),
             };
             // On a GPU the gradient is split over rows: grad (or grad_held), then reduce.

@@ -32,7 +32,6 @@ fn a_perturbed_kernel_result_fails_and_is_named() {
         for kernel in [
             Kernel::Logits,
             Kernel::Softmax,
-            Kernel::Residual,
             Kernel::Grad,
             Kernel::Update,
             Kernel::Gather,

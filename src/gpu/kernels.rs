@@ -19,10 +19,9 @@ pub enum Kernel {
     Gather,
     /// Z = X·W + b (X feature-major).
     Logits,
-    /// Row-wise softmax and per-row loss / correctness.
+    /// Row-wise softmax and per-row loss / correctness; in a training step (`TRAIN` = 1) the residual
+    /// R = (S − onehot(y))·w in place of S.
     Softmax,
-    /// R = S − onehot(y).
-    Residual,
     /// Gradient sums G = Xᵀ·R, g_b = colsum(R).
     Grad,
     /// W ← W − lr·(G/rows + l2·W), b ← b − lr·g_b/rows.
@@ -306,7 +305,7 @@ pub struct KernelSpec {
 
 use Access::{Read, ReadWrite, Uniform};
 
-static SPECS: [KernelSpec; 20] = [
+static SPECS: [KernelSpec; 19] = [
     KernelSpec {
         kernel: Kernel::Gather,
         name: "gather",
@@ -332,16 +331,8 @@ static SPECS: [KernelSpec; 20] = [
         name: "softmax",
         source: include_str!("../../shaders/softmax.wgsl"),
         bindings: &[Read, Read, ReadWrite, ReadWrite, Read, Read],
-        constants: &[("WG", 64.0)],
+        constants: &[("WG", 64.0), ("TRAIN", 0.0)],
         grid: Grid::Items(|s| u64::from(s.rows)),
-    },
-    KernelSpec {
-        kernel: Kernel::Residual,
-        name: "residual",
-        source: include_str!("../../shaders/residual.wgsl"),
-        bindings: &[Read, Read, ReadWrite, Read, Read],
-        constants: &[("WG", 64.0)],
-        grid: Grid::Items(|s| u64::from(s.rows) * u64::from(s.k)),
     },
     KernelSpec {
         kernel: Kernel::Grad,
@@ -536,11 +527,10 @@ static SPECS: [KernelSpec; 20] = [
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Gather,
         Kernel::Logits,
         Kernel::Softmax,
-        Kernel::Residual,
         Kernel::Grad,
         Kernel::Update,
         Kernel::Metrics,
@@ -1155,11 +1145,9 @@ impl Kernel {
                 constant("SEGS").unwrap_or(1024) as u32,
             ))
             .div_ceil(constant("TEAM").unwrap_or(1).max(1)),
-            Kernel::Residual
-            | Kernel::Update
-            | Kernel::SparseUpdate
-            | Kernel::UpdateMomentum
-            | Kernel::UpdateAdam => 1,
+            Kernel::Update | Kernel::SparseUpdate | Kernel::UpdateMomentum | Kernel::UpdateAdam => {
+                1
+            }
             Kernel::CeilingRead | Kernel::CeilingFma => 0,
         }
     }

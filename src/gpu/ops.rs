@@ -228,32 +228,38 @@ pub fn softmax(
     ))
 }
 
-/// `residual.wgsl` on the GPU: R = (S − onehot(y))·w_y (w = 1 without `cw`).
-pub fn residual(
+/// `softmax.wgsl` as a training step runs it (`TRAIN` = 1): the residual R = (S − onehot(y))·w_y (w = 1 without
+/// weights) in place of S, and the per-row loss and hit as [`softmax`].
+pub fn softmax_residual(
     ctx: &GpuContext,
-    s: ArrayView2<f32>,
+    z: ArrayView2<f32>,
     y: &[u32],
     weights: Weights<'_, f32>,
-) -> Result<Array2<f32>> {
-    let (rows, k) = s.dim();
+) -> Result<(Array2<f32>, Array2<f32>)> {
+    let (rows, k) = z.dim();
     check_labels(y, rows, k)?;
     let (r, _, kk) = dims(rows, 0, k)?;
-    let sb = storage_init(ctx, "s", &contiguous(s));
+    let zb = storage_init(ctx, "z", &contiguous(z));
     let yb = storage_init(ctx, "y", y);
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
+    let stats = storage_zeroed(ctx, "row stats", (rows * 8) as u64);
     let (cwb, swb, flags) = weight_buffers(ctx, weights, rows, k)?;
-    run(
+    run_with(
         ctx,
-        Kernel::Residual,
+        Kernel::Softmax,
         StepUniform {
             rows: r,
             k: kk,
             flags,
             ..Default::default()
         },
-        &[&sb, &yb, &out, &cwb, &swb],
+        &[("TRAIN", 1.0)],
+        &[&zb, &yb, &out, &stats, &cwb, &swb],
     )?;
-    to2(read(ctx, &out, 0, rows * k)?, rows, k)
+    Ok((
+        to2(read(ctx, &out, 0, rows * k)?, rows, k)?,
+        to2(read(ctx, &stats, 0, rows * 2)?, rows, 2)?,
+    ))
 }
 
 /// `grad.wgsl` on the GPU: the gradient sums (G = Xᵀ·R, g_b = colsum(R); the tile the adapter trains with).

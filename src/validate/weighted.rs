@@ -23,7 +23,7 @@ fn scale_rows(mut tol: Array2<f64>, rw: &[f32]) -> Array2<f64> {
     tol
 }
 
-/// The weighted residual, softmax loss and (K ≤ 16) fused forward pass against their f64 mirrors: each kernel scales a
+/// The weighted residual (the softmax in a training step), softmax loss and (K ≤ 16) fused forward pass against their f64 mirrors: each kernel scales a
 /// row's residual and loss by the weight of its class (`--class-weight`) times its own (`--sample-weight`).
 ///
 /// Long on purpose: the weighted kernels checked one after the other on the same weights.
@@ -33,10 +33,9 @@ pub(super) fn check_weighted(
     case: &str,
     (x, w, bias): (&Array2<f32>, &Array2<f32>, &Array1<f32>),
     z: &Array2<f32>,
-    s: &Array2<f32>,
     y: &[u32],
 ) -> Result<()> {
-    let k = s.ncols();
+    let k = z.ncols();
     let cw = power_of_two_weights(k);
     let cw64: Vec<f64> = cw.iter().map(|&v| f64::from(v)).collect();
     // Row weights 1/2, 1, 2, … (and a 0: a row that does not count).
@@ -57,29 +56,8 @@ pub(super) fn check_weighted(
         .map(|(&c, &w)| cw[c as usize] * w)
         .collect();
     let case = format!("{case}, weighted");
-    let r = ops::residual(
-        ctx,
-        s.view(),
-        y,
-        cpu::Weights {
-            class: Some(&cw),
-            row: Some(&sw),
-        },
-    )?;
-    let r_ref = cpu::residual(
-        to64(s).view(),
-        y,
-        cpu::Weights {
-            class: Some(&cw64),
-            row: Some(&sw64),
-        },
-    );
-    let r_tol = scale_rows(
-        tolerance::residual(cpu::residual(to64(s).view(), y, cpu::Weights::none()).view()),
-        &rw,
-    );
-    checks.push(Kernel::Residual, "R", &case, compare(&r, &r_ref, &r_tol));
-    let (_, stats) = ops::softmax(
+    // The softmax as a training step runs it: the weighted residual in place of S.
+    let (r, _) = ops::softmax_residual(
         ctx,
         z.view(),
         y,
@@ -89,6 +67,30 @@ pub(super) fn check_weighted(
         },
     )?;
     let z64 = to64(z);
+    let s64 = cpu::softmax(z64.view(), y, cpu::Weights::none()).0;
+    let r_ref = cpu::residual(
+        s64.view(),
+        y,
+        cpu::Weights {
+            class: Some(&cw64),
+            row: Some(&sw64),
+        },
+    );
+    let (s_tol, _) = tolerance::softmax(z64.view(), y);
+    let r_tol = scale_rows(
+        s_tol + tolerance::residual(cpu::residual(s64.view(), y, cpu::Weights::none()).view()),
+        &rw,
+    );
+    checks.push(Kernel::Softmax, "R", &case, compare(&r, &r_ref, &r_tol));
+    let (_, stats) = ops::softmax(
+        ctx,
+        z.view(),
+        y,
+        cpu::Weights {
+            class: Some(&cw),
+            row: Some(&sw),
+        },
+    )?;
     let (_, stats_ref) = cpu::softmax(
         z64.view(),
         y,

@@ -96,8 +96,10 @@ impl Op {
 /// The bind group a planned dispatch binds, resolved when it is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Group {
-    /// The batch buffers' group of this kernel (forward, logits, softmax, residual, grad, metrics).
+    /// The batch buffers' group of this kernel (forward, logits, softmax, grad, metrics).
     Batch(Kernel),
+    /// A training step's softmax, which writes the residual R where the gradient kernels read it.
+    SoftmaxTrain,
     /// The gather group of chunk `chunk` of held set `set`.
     Gather {
         set: usize,
@@ -139,6 +141,9 @@ pub(super) enum Width {
     /// The gradient split over rows and its reduction: the gradient at its tuned width, with the segments
     /// ([`crate::gpu::kernels::split_grad_constants`]).
     Split,
+    /// A training step's softmax: at its tuned width (or its own), built with `TRAIN` = 1, so that it writes the
+    /// residual R in place of S (softmax.wgsl).
+    Train,
 }
 
 /// One dispatch of an op's plan.
@@ -154,7 +159,7 @@ impl Dispatch {
     /// The kernel whose tuned width this dispatch runs at: its own, or for a held kernel the one it stands in for.
     pub(super) fn tuned_as(&self) -> Kernel {
         match self.width {
-            Width::Tuned | Width::Fused { .. } | Width::Split => self.kernel,
+            Width::Tuned | Width::Fused { .. } | Width::Split | Width::Train => self.kernel,
             Width::Held { like, .. } => like,
         }
     }
@@ -215,6 +220,17 @@ impl GpuBackend<'_> {
                 return vec![tuned(Kernel::SparseUpdate, Group::SparseUpdate, dims)];
             }
         };
+        // The softmax over the batch's logits: in a training step writing the residual R instead of S.
+        let softmax = |train: bool, dims: Dims| Dispatch {
+            kernel: Kernel::Softmax,
+            group: if train {
+                Group::SoftmaxTrain
+            } else {
+                Group::Batch(Kernel::Softmax)
+            },
+            width: if train { Width::Train } else { Width::Tuned },
+            dims,
+        };
         let mut plan = Vec::with_capacity(6);
         match rows {
             Rows::Held(h) if self.held[h].in_place.is_some() && self.one_pass => {
@@ -256,21 +272,14 @@ impl GpuBackend<'_> {
                         Group::HeldForward(h),
                     ));
                 } else {
-                    // K > 16: the logits (and the batch's labels) from the rows in place, then the softmax and
-                    // residual over the batch buffers.
+                    // K > 16: the logits (and the batch's labels) from the rows in place, then the softmax (and
+                    // in training the residual, in the same kernel) over the batch buffers.
                     plan.push(held(
                         Kernel::LogitsHeld,
                         Kernel::Logits,
                         Group::HeldForward(h),
                     ));
-                    plan.push(tuned(Kernel::Softmax, Group::Batch(Kernel::Softmax), dims));
-                    if train {
-                        plan.push(tuned(
-                            Kernel::Residual,
-                            Group::Batch(Kernel::Residual),
-                            dims,
-                        ));
-                    }
+                    plan.push(softmax(train, dims));
                 }
                 if train && self.split_grad {
                     // GPUs: split over the rows into per-segment partials, then their reduction in segment order.
@@ -301,13 +310,8 @@ impl GpuBackend<'_> {
                     ..dims
                 };
                 plan.push(tuned(Kernel::SparseLogits, Group::SparseLogits, dims));
-                plan.push(tuned(Kernel::Softmax, Group::Batch(Kernel::Softmax), dims));
+                plan.push(softmax(train, dims));
                 if train {
-                    plan.push(tuned(
-                        Kernel::Residual,
-                        Group::Batch(Kernel::Residual),
-                        dims,
-                    ));
                     plan.push(tuned(Kernel::SparseGrad, Group::SparseGrad, dims));
                 }
             }
@@ -322,14 +326,7 @@ impl GpuBackend<'_> {
                     plan.push(tuned(Kernel::Forward, Group::Batch(Kernel::Forward), dims));
                 } else {
                     plan.push(tuned(Kernel::Logits, Group::Batch(Kernel::Logits), dims));
-                    plan.push(tuned(Kernel::Softmax, Group::Batch(Kernel::Softmax), dims));
-                    if train {
-                        plan.push(tuned(
-                            Kernel::Residual,
-                            Group::Batch(Kernel::Residual),
-                            dims,
-                        ));
-                    }
+                    plan.push(softmax(train, dims));
                 }
                 if train && self.split_grad {
                     // Split over the rows into per-segment partials, then their reduction in segment order.
@@ -419,7 +416,7 @@ impl GpuBackend<'_> {
             Group::Batch(Kernel::Forward) => &bg.forward,
             Group::Batch(Kernel::Logits) => &bg.logits,
             Group::Batch(Kernel::Softmax) => &bg.softmax,
-            Group::Batch(Kernel::Residual) => &bg.residual,
+            Group::SoftmaxTrain => &bg.softmax_train,
             Group::Batch(Kernel::Grad) => &bg.grad,
             Group::Batch(_) => &bg.metrics,
             Group::Gather { set, chunk } => self.held[set].chunks[chunk]
@@ -484,6 +481,11 @@ impl GpuBackend<'_> {
     fn constants_of(&self, p: &Dispatch, tuned: Option<&Tuned>) -> Vec<(&'static str, f64)> {
         match p.width {
             Width::Tuned => tuned.map_or_else(Vec::new, |t| t.constants.clone()),
+            Width::Train => {
+                let mut c = tuned.map_or_else(Vec::new, |t| t.constants.clone());
+                c.push(("TRAIN", 1.0));
+                c
+            }
             Width::Fused { slots, train } => crate::gpu::kernels::fused_constants(
                 p.kernel,
                 self.shape.d as u32,
@@ -588,7 +590,7 @@ impl GpuBackend<'_> {
                     .kernel
                     .record(ctx, pass, &self.steps.bind_group, at, group, p.dims),
             },
-            Width::Fused { .. } | Width::Held { .. } | Width::Split => {
+            Width::Fused { .. } | Width::Held { .. } | Width::Split | Width::Train => {
                 let constants = self.constants_of(p, tuned);
                 let pipeline = ctx.kernels.pipeline_with(&ctx.device, p.kernel, &constants);
                 p.kernel.record_with(

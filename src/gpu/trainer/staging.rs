@@ -29,8 +29,9 @@ pub(super) struct BatchBuffers {
     pub(super) logits: wgpu::BindGroup,
     /// The fused forward pass (K ≤ 16).
     pub(super) forward: wgpu::BindGroup,
+    /// The softmax writing S (evaluation) and, in a training step, writing the residual R (softmax.wgsl's TRAIN).
     pub(super) softmax: wgpu::BindGroup,
-    pub(super) residual: wgpu::BindGroup,
+    pub(super) softmax_train: wgpu::BindGroup,
     pub(super) grad: wgpu::BindGroup,
     /// grad.wgsl split over rows, writing the per-segment partials, when the backend splits the gradient.
     pub(super) grad_split: Option<wgpu::BindGroup>,
@@ -111,7 +112,7 @@ impl GpuBackend<'_> {
                 &[&xt, &m.w, &m.b, &y, &r, &row_stats, &m.cw, &sw],
             ),
             softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats, &m.cw, &sw]),
-            residual: kern.bind(dev, Kernel::Residual, &[&s, &y, &r, &m.cw, &sw]),
+            softmax_train: kern.bind(dev, Kernel::Softmax, &[&z, &y, &r, &row_stats, &m.cw, &sw]),
             grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
             grad_split: partials.map(|gp| kern.bind(dev, Kernel::Grad, &[&x, &r, gp, &m.gb])),
             metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &m.sums]),
