@@ -3,8 +3,9 @@
 // reduce.wgsl adds in a fixed order. CPU mirror: cpu::fused (the same sums; numerics::tolerance::fused bounds the
 // GPU's order of addition).
 //
-// Shape of the work (what a real GPU needs, see docs/ARCHITECTURE.md): the batch is cut into tiles of RT = 64 rows and
-// the tiles into at most SEGS segments of consecutive tiles, one workgroup of WG = 64 · TEAM invocations per segment,
+// Shape of the work (what a real GPU needs, see docs/ARCHITECTURE.md): the batch is cut into tiles of RT rows (64; 32
+// or 16 with teams of 16 or 32 lanes, kernels::Team::tile_rows) and the tiles into at most SEGS segments of consecutive
+// tiles, one workgroup of WG = RT · TEAM invocations per segment,
 // so the invocations grow with the batch and no invocation walks more than `per` tiles (a few) in sequence. Within
 // a tile:
 // - Phase A (logits): row r of the tile is taken by a team of TEAM adjacent invocations (t = r · TEAM + lane). Lane
@@ -38,13 +39,15 @@ override CG: u32 = 3u;
 override SEGS: u32 = 1024u;
 // 0 for the forward pass only (evaluation): no residual, no gradient partials.
 override TRAIN: u32 = 1u;
-// Invocations per row in phase A (1, 2, 4 or 8), each taking every TEAM-th feature: 8 on GPUs whose workgroups hold
-// 512 invocations, 1 on CPU adapters (kernels::Team).
+// Invocations per row in phase A (1, 2, 4, 8, 16 or 32), each taking every TEAM-th feature: on GPUs whose workgroups
+// hold 512 invocations 32 (or 16) where subgroups hold the team, else 8; 1 on CPU adapters (kernels::Team).
 override TEAM: u32 = 8u;
 // 1: the team's lanes add their logits through subgroup shuffles (team_subgroup.wgsl); 0: through workgroup memory.
 override SUBGROUPS: u32 = 0u;
 
-const RT: u32 = 64u;
+// Rows of a tile: 64 up to 8 lanes a row, 512 / TEAM past it (the workgroup stays at 512 invocations); at most 64
+// (`rows` holds two tiles').
+override RT: u32 = 64u;
 override WG: u32 = RT * TEAM;
 // vec4 of workgroup memory.
 const SM: u32 = 992u;
@@ -81,7 +84,7 @@ override DW: u32 = (SM - WB) / WS / TEAM * TEAM;
 // - at the end, the rows' (loss, hits) sums.
 var<workgroup> sm: array<vec4<f32>, SM>;
 // Where each row of the tile is held (its chunk slot << 30 | its first element), for even and odd tiles: the next
-// tile's may be written while the last tile's gradient still reads them.
+// tile's may be written while the last tile's gradient still reads them (RT apart).
 var<workgroup> rows: array<u32, 128>;
 
 fn wt(j: u32, c: u32) -> f32 {

@@ -952,7 +952,7 @@ fn cases() -> Vec<Case> {
         case(
             "bench --lanes 3",
             &["bench", "--device", "cpu", "--lanes", "3"],
-            &["--lanes", "1, 2, 4 or 8"],
+            &["--lanes", "1, 2, 4, 8, 16 or 32"],
         ),
     ]
 }

@@ -1448,9 +1448,9 @@ fn the_gpu_shape_trains_like_the_cpu_adapters_shape_on_every_adapter() {
 
 #[test]
 fn the_one_pass_kernels_lanes_can_be_chosen_and_train_the_same_up_to_rounding() {
-    // `bench --lanes`: the GPU shape with 2 lanes a row instead of the adapter's widest adds the logits in another
-    // order, so the run is the same up to the order of addition; a width past what the adapter's workgroups hold
-    // is refused with the flag's name.
+    // `bench --lanes`: the GPU shape with 2 or 32 lanes a row instead of the adapter's widest adds the logits in
+    // another order, so the run is the same up to the order of addition; a width no workgroup holds is refused with
+    // the flag's name.
     let cfg = TrainConfig {
         epochs: 2,
         batch_size: 700,
@@ -1475,10 +1475,12 @@ fn the_one_pass_kernels_lanes_can_be_chosen_and_train_the_same_up_to_rounding() 
             fit(&mut g, &mut t, None, &cfg, &mut []).unwrap();
             Some(g.params().unwrap())
         };
-        let (Some(widest), Some(two)) = (run(None), run(Some(2))) else {
+        let (Some(widest), Some(two), Some(wide)) = (run(None), run(Some(2)), run(Some(32))) else {
             return;
         };
         assert_same_run("2 lanes against the widest", &two, &widest);
+        // 32 lanes a row in tiles of 16 rows (through workgroup memory where subgroups do not hold them).
+        assert_same_run("32 lanes against the widest", &wide, &widest);
         let too_wide = GpuOptions {
             one_pass: Some(true),
             gpu_shape: Some(true),

@@ -12,16 +12,7 @@
 # Tables go to $OUT; a summary (epoch medians and the time in kernels) to stdout. About 40 s a round for the
 # defaults on an H200 (data generation and the ceilings included): keep ROUNDS × that within the run's limit.
 set -u
-OUT=${OUT:-./gpu-results}
-mkdir -p "$OUT"
-if [ -z "${DEVICE_DRY:-}" ]; then
-  for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
-  ldconfig
-fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-[ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+. "$(dirname "$0")/env.sh"
 rounds=2
 case "${1:-}" in '' | *[!0-9]*) ;; *) rounds=$1; shift ;; esac
 [ $# -gt 0 ] || set -- --shape 60000,784,10 --shape 200000,256,32 --batch 256 --batch 4096 --batch 0

@@ -142,9 +142,10 @@ pub struct BenchArgs {
     /// `auto` (default), by adapter type. `on` shows on a software adapter the shape of the work a card would run.
     #[arg(long, value_enum, default_value_t = OnePass::Auto)]
     pub gpu_shape: OnePass,
-    /// Lanes a row of the one-pass kernel in the GPU shape (1, 2, 4 or 8; default: as many as the adapter's
-    /// workgroups hold, 8 where they hold 512 invocations): to compare the widths on a card. Each adds the logits
-    /// in its own order.
+    /// Lanes a row of the one-pass kernel in the GPU shape, for every batch (1, 2, 4, 8, 16 or 32; 16 and 32 in
+    /// tiles of 32 and 16 rows; default: the adapter's widest — 32 where its subgroups hold 32 lanes in order, else
+    /// 8 where its workgroups hold 512 invocations — narrowed to 16 and 8 for batches of more than 16,384 and
+    /// 32,768 rows): to compare the widths on a card. Each adds the logits in its own order.
     #[arg(long, value_name = "N", value_parser = parse_lanes)]
     pub lanes: Option<u32>,
     /// Time sparse data instead: each shape's rows get about this many non-zeros (CSR, LIBSVM-shaped as `gen --format
@@ -509,11 +510,11 @@ pub struct TrainArgs {
     pub check_tolerance: f64,
 }
 
-/// `--lanes`: 1, 2, 4 or 8.
+/// `--lanes`: 1, 2, 4, 8, 16 or 32.
 fn parse_lanes(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
-        Ok(n @ (1 | 2 | 4 | 8)) => Ok(n),
-        _ => Err(format!("{s:?} is not 1, 2, 4 or 8")),
+        Ok(n @ (1 | 2 | 4 | 8 | 16 | 32)) => Ok(n),
+        _ => Err(format!("{s:?} is not 1, 2, 4, 8, 16 or 32")),
     }
 }
 

@@ -60,8 +60,12 @@ pub enum Kernel {
     LogitsHeld,
 }
 
-/// Rows of one tile of [`Kernel::FusedHeld`] (its `RT`).
+/// Rows of one tile of [`Kernel::FusedHeld`] (its `RT`) with up to 8 lanes a row; wider teams take fewer
+/// ([`Team::tile_rows`]).
 pub const FUSED_TILE_ROWS: u32 = 64;
+/// Invocations of a [`Kernel::FusedHeld`] workgroup in the team shapes of 8 lanes and more (64 rows × 8 lanes,
+/// 32 × 16, 16 × 32); teams of 16 and 32 lanes need it (and subgroups that hold them).
+pub const FUSED_TEAM_WORKGROUP: u32 = 512;
 /// Most classes [`Kernel::FusedHeld`] handles (8 groups of 4).
 pub const FUSED_MAX_CLASSES: usize = 32;
 /// Bytes all segments' gradient partials may take: the segments of a batch are as many as fit (at most 1,024), so a
@@ -104,13 +108,14 @@ pub fn fused_gpu_shape(device_type: wgpu::DeviceType) -> bool {
     device_type != wgpu::DeviceType::Cpu
 }
 
-/// How [`Kernel::FusedHeld`] shares a row's features among invocations (its `TEAM` and `SUBGROUPS`): `lanes`
-/// adjacent invocations per row, lane p taking features p, p + lanes, …, whose partial logits are added over the
-/// lanes by a butterfly (at step m = 1, 2, …, lanes / 2 each lane adds lane p ^ m's sum to its own) through subgroup
-/// shuffles (`subgroups`) or through workgroup memory: the same additions in the same order either way.
+/// How [`Kernel::FusedHeld`] shares a row's features among invocations (its `TEAM` and `SUBGROUPS`, and the tile's
+/// rows `RT` that follow from them): `lanes` adjacent invocations per row, lane p taking features p, p + lanes, …,
+/// whose partial logits are added over the lanes by a butterfly (at step m = 1, 2, …, lanes / 2 each lane adds lane
+/// p ^ m's sum to its own) through subgroup shuffles (`subgroups`) or through workgroup memory: the same additions in
+/// the same order either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Team {
-    /// Invocations per row: 1, 2, 4 or 8.
+    /// Invocations per row: 1, 2, 4, 8, 16 or 32.
     pub lanes: u32,
     /// Whether the lanes exchange their sums through subgroup shuffles.
     pub subgroups: bool,
@@ -123,14 +128,25 @@ impl Team {
         subgroups: false,
     };
 
-    /// The GPU shape on a device with these limits: 8 lanes a row where a workgroup holds 512 invocations (4 or 2
-    /// where it holds 256 or 128; 1 below), exchanging through subgroup shuffles where `shuffles_in_order` (the
-    /// device has subgroup operations and [`crate::gpu::ops::subgroup_shuffles_in_order`] found a team of that
-    /// size within a subgroup, lanes in order).
+    /// The widest GPU shape on a device with these limits: where a workgroup holds 512 invocations, 32 lanes a row
+    /// (tiles of 16 rows) where `shuffles_in_order(32)` — the device has subgroup operations and
+    /// [`crate::gpu::ops::subgroup_shuffles_in_order`] found a team of that size within a subgroup, lanes in order
+    /// (NVIDIA's warps, AMD's waves) —, else 16, else 8 lanes (64 rows; 4 or 2 where a workgroup holds 256 or 128,
+    /// 1 below), exchanging through subgroup shuffles where they reach the team in order, else through workgroup
+    /// memory. Teams past 8 lanes only with shuffles: their butterfly through workgroup memory would take 8 or 10
+    /// barriers a class group and tile. A batch may run a narrower team ([`Team::for_rows`]).
     pub fn for_limits(limits: &wgpu::Limits, shuffles_in_order: impl Fn(u32) -> bool) -> Team {
         let most = limits
             .max_compute_invocations_per_workgroup
             .min(limits.max_compute_workgroup_size_x);
+        if most >= FUSED_TEAM_WORKGROUP {
+            if let Some(lanes) = [32, 16].into_iter().find(|&l| shuffles_in_order(l)) {
+                return Team {
+                    lanes,
+                    subgroups: true,
+                };
+            }
+        }
         let lanes = [8, 4, 2]
             .into_iter()
             .find(|&l| l * FUSED_TILE_ROWS <= most)
@@ -138,6 +154,41 @@ impl Team {
         Team {
             lanes,
             subgroups: lanes > 1 && shuffles_in_order(lanes),
+        }
+    }
+
+    /// Rows of the one-pass kernel's tile with this team (its `RT`): 64, or 512 / lanes past 8 lanes, so that a
+    /// workgroup stays at 512 invocations (32 rows of 16 lanes, 16 of 32).
+    pub fn tile_rows(self) -> u32 {
+        (FUSED_TEAM_WORKGROUP / self.lanes.max(1)).min(FUSED_TILE_ROWS)
+    }
+
+    /// Invocations of a one-pass workgroup with this team: a tile's rows × the lanes.
+    pub fn workgroup(self) -> u32 {
+        self.tile_rows() * self.lanes.max(1)
+    }
+
+    /// The team a batch of `rows` rows runs with when none was asked for: this one (the device's widest), narrowed
+    /// to 16 and then 8 lanes while the batch would have more tiles than `segments`, the most workgroups it is cut
+    /// into ([`fused_max_segments`]). A wide team's short tiles give a small batch more workgroups — at batch 256,
+    /// 16 of 16 rows × 32 lanes where 8 lanes make 4 of 64 rows, on a card of 132 multiprocessors —, each with a
+    /// quarter of the chain (25 features a lane at D = 784, 16 rows a gradient round); past the segments a workgroup
+    /// would walk several short tiles, adding each tile's sums into its partial (a read and a write of the partial
+    /// more per tile), where 64-row tiles walk the same rows in fewer tiles. At full batch on 60,000 rows: 8 lanes.
+    pub fn for_rows(self, rows: u32, segments: u32) -> Team {
+        let mut team = self;
+        while team.lanes > 8 && rows.div_ceil(team.tile_rows()) > segments {
+            team.lanes /= 2;
+        }
+        team
+    }
+
+    /// The team of the reduction that adds this team's partials (reduce.wgsl's `TEAM`): at most 8 lanes an
+    /// element, its workgroups of 64 elements holding 512 invocations.
+    pub fn for_reduce(self) -> Team {
+        Team {
+            lanes: self.lanes.min(8),
+            ..self
         }
     }
 
@@ -153,18 +204,22 @@ impl Team {
 
 impl std::fmt::Display for Team {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows = match self.tile_rows() {
+            FUSED_TILE_ROWS => String::new(),
+            rt => format!(" in tiles of {rt} rows"),
+        };
         match (self.lanes, self.subgroups) {
             (1, _) => write!(f, "1 invocation a row"),
-            (n, true) => write!(f, "{n} lanes a row, subgroup shuffles"),
-            (n, false) => write!(f, "{n} lanes a row, workgroup memory"),
+            (n, true) => write!(f, "{n} lanes a row{rows}, subgroup shuffles"),
+            (n, false) => write!(f, "{n} lanes a row{rows}, workgroup memory"),
         }
     }
 }
 
-/// Segments (workgroups of [`Kernel::FusedHeld`]) of a batch of `rows` rows: its tiles of [`FUSED_TILE_ROWS`] rows
-/// shared out, in order, `⌈tiles / SEGS⌉` to a segment. The shaders compute the same.
-pub fn fused_segments(rows: u32, d: u32, k: u32) -> u32 {
-    segments(rows, FUSED_TILE_ROWS, fused_max_segments(d, k))
+/// Segments (workgroups of [`Kernel::FusedHeld`]) of a batch of `rows` rows: its tiles of `team`'s rows
+/// ([`Team::tile_rows`]) shared out, in order, `⌈tiles / SEGS⌉` to a segment. The shaders compute the same.
+pub fn fused_segments(rows: u32, d: u32, k: u32, team: Team) -> u32 {
+    segments(rows, team.tile_rows(), fused_max_segments(d, k))
 }
 
 /// Segments of a batch of `rows` rows cut into units of `unit` rows, at most `most` segments of consecutive units
@@ -196,7 +251,7 @@ pub fn split_grad_constants(kernel: Kernel, most: u32, team: Team) -> Vec<(&'sta
             ("TRAIN", 1.0),
             ("UNIT", f64::from(GRAD_UNIT_ROWS)),
             ("METRICS", 0.0),
-            ("TEAM", f64::from(team.lanes)),
+            ("TEAM", f64::from(team.for_reduce().lanes)),
             ("SUBGROUPS", if team.subgroups { 1.0 } else { 0.0 }),
         ],
         _ => vec![("SEGS", most)],
@@ -214,13 +269,20 @@ pub fn fused_constants(
     train: bool,
     team: Team,
 ) -> Vec<(&'static str, f64)> {
+    let lanes = match kernel {
+        Kernel::Reduce => team.for_reduce(),
+        _ => team,
+    };
     [
         ("CG", f64::from(class_groups(k))),
         ("SEGS", f64::from(fused_max_segments(d, k))),
         ("SLOTS", f64::from(slots)),
         ("TRAIN", if train { 1.0 } else { 0.0 }),
-        ("TEAM", f64::from(team.lanes)),
+        ("TEAM", f64::from(lanes.lanes)),
         ("SUBGROUPS", if team.subgroups { 1.0 } else { 0.0 }),
+        // The tile's rows: the segments' unit, counted alike by the kernel and its reduction.
+        ("RT", f64::from(team.tile_rows())),
+        ("UNIT", f64::from(team.tile_rows())),
     ]
     .into_iter()
     .filter(|(name, _)| kernel.spec().constants.iter().any(|c| c.0 == *name))
@@ -269,6 +331,9 @@ pub enum Grid {
     Items(fn(Dims) -> u64),
     /// One workgroup per item, `groups(dims)` of them, folded the same way (the shader flattens `workgroup_id`).
     Groups(fn(Dims) -> u64),
+    /// One workgroup per segment of the batch's tiles of `RT` rows, at most `SEGS` ([`segments`]), folded the same
+    /// way.
+    Segments,
     /// A team of `TEAM` invocations per item, `items(dims)` of them, [`TEAM_ITEMS`] items a workgroup, folded the
     /// same way.
     Teams(fn(Dims) -> u64),
@@ -483,8 +548,9 @@ static SPECS: [KernelSpec; 19] = [
             ("TRAIN", 1.0),
             ("TEAM", 1.0),
             ("SUBGROUPS", 0.0),
+            ("RT", 64.0),
         ],
-        grid: Grid::Groups(|s| u64::from(fused_segments(s.rows, s.d, s.k))),
+        grid: Grid::Segments,
     },
     KernelSpec {
         kernel: Kernel::Reduce,
@@ -1037,6 +1103,11 @@ impl Kernel {
         match self.spec().grid {
             Grid::Items(items) => fold(items(dims).div_ceil(constant("WG"))),
             Grid::Groups(groups) => fold(groups(dims)),
+            Grid::Segments => fold(u64::from(segments(
+                dims.rows,
+                constant("RT") as u32,
+                constant("SEGS") as u32,
+            ))),
             Grid::Teams(items) => fold(items(dims).div_ceil(TEAM_ITEMS)),
             // logits_held.wgsl's staged shape: row tiles of 64 × groups of CT class tiles.
             Grid::RowsByClassTiles if self.constant(constants, "STAGE").unwrap_or(0) != 0 => (
@@ -1097,7 +1168,8 @@ impl Kernel {
     pub fn workgroup_size(self, constants: &[(&'static str, f64)]) -> u64 {
         match self {
             Kernel::FusedHeld => {
-                u64::from(FUSED_TILE_ROWS) * self.constant(constants, "TEAM").unwrap_or(1)
+                self.constant(constants, "RT").unwrap_or(64)
+                    * self.constant(constants, "TEAM").unwrap_or(1)
             }
             Kernel::Metrics => 256,
             Kernel::Reduce => TEAM_ITEMS * self.constant(constants, "TEAM").unwrap_or(1),
@@ -1133,10 +1205,11 @@ impl Kernel {
             Kernel::Metrics => rows.div_ceil(256),
             // Its lane's share of a row's features, then its segment's tiles' rows.
             Kernel::FusedHeld => {
-                let tiles = rows.div_ceil(u64::from(FUSED_TILE_ROWS));
+                let rt = constant("RT").unwrap_or(64).max(1);
+                let tiles = rows.div_ceil(rt);
                 let per = tiles.div_ceil(u64::from(fused_max_segments(dims.d, dims.k)).max(1));
                 let lanes = constant("TEAM").unwrap_or(1).max(1);
-                d.div_ceil(lanes).max(per * u64::from(FUSED_TILE_ROWS))
+                d.div_ceil(lanes).max(per * rt)
             }
             // Its lane's share of the segments.
             Kernel::Reduce => u64::from(segments(
@@ -1196,7 +1269,7 @@ mod tests {
             d: 784,
             k: 10,
         };
-        let segments = fused_segments(full.rows, full.d, full.k);
+        let segments = fused_segments(full.rows, full.d, full.k, Team::ONE);
         assert_eq!(segments, 938);
         // In the GPU shape (8 lanes a row: a workgroup of 512), 480,256 invocations, each walking 98 features.
         let team = Team {
@@ -1223,7 +1296,7 @@ mod tests {
         let reduce = split_grad_constants(Kernel::Reduce, most, Team::ONE);
         assert_eq!(Kernel::Reduce.serial_steps(full, &reduce), 235);
         // Invocations grow with the batch: 4 segments at batch 256.
-        assert_eq!(fused_segments(256, 784, 10), 4);
+        assert_eq!(fused_segments(256, 784, 10, Team::ONE), 4);
         // Many features: fewer segments, the partials within their budget.
         let wide = fused_max_segments(100_000, 32);
         assert!(
@@ -1241,11 +1314,66 @@ mod tests {
             false,
             team.without_subgroups(),
         );
-        assert_eq!(f.len(), 6);
+        assert_eq!(f.len(), 7);
         assert!(f.contains(&("SUBGROUPS", 0.0)) && f.contains(&("TEAM", 8.0)));
+        assert!(f.contains(&("RT", 64.0)));
         // The CPU adapters' shape: one invocation a row.
         let cpu = fused_constants(Kernel::FusedHeld, 784, 10, 3, false, Team::ONE);
         assert_eq!(Kernel::FusedHeld.workgroup_size(&cpu), 64);
+    }
+
+    #[test]
+    fn a_wide_team_gives_a_small_batch_more_and_shorter_workgroups_and_a_large_one_the_same() {
+        // A device whose subgroups hold 32 lanes in order (an NVIDIA card): 32 lanes a row in tiles of 16 rows.
+        let widest = Team {
+            lanes: 32,
+            subgroups: true,
+        };
+        assert_eq!((widest.tile_rows(), widest.workgroup()), (16, 512));
+        let most = fused_max_segments(784, 10);
+        let dims = |rows| Dims {
+            rows,
+            d: 784,
+            k: 10,
+        };
+        let shape = |team: Team, rows| {
+            let c = fused_constants(Kernel::FusedHeld, 784, 10, 1, true, team);
+            let (x, y) = (
+                u64::from(segments(rows, team.tile_rows(), most)),
+                Kernel::FusedHeld.workgroup_size(&c),
+            );
+            (x * y, x, Kernel::FusedHeld.serial_steps(dims(rows), &c))
+        };
+        // Batch 256: 16 workgroups of 512, each lane 25 features, where 8 lanes make 4 walking 98.
+        let small = widest.for_rows(256, most);
+        assert_eq!(small, widest);
+        assert_eq!(shape(small, 256), (8_192, 16, 25));
+        let eight = Team {
+            lanes: 8,
+            subgroups: true,
+        };
+        assert_eq!(shape(eight, 256), (2_048, 4, 98));
+        // Batch 4,096: 256 workgroups where 8 lanes make 64.
+        assert_eq!(shape(widest.for_rows(4_096, most), 4_096).1, 256);
+        // Past 16 rows a segment 16 lanes (tiles of 32), past 32 rows 8 lanes (64): a full batch of 60,000 rows
+        // runs the shape it ran before, 938 one-tile segments.
+        assert_eq!(widest.for_rows(16_384, most).lanes, 32);
+        assert_eq!(widest.for_rows(16_385, most).lanes, 16);
+        assert_eq!(widest.for_rows(32_769, most).lanes, 8);
+        let full = widest.for_rows(60_000, most);
+        assert_eq!(full, eight);
+        assert_eq!(shape(full, 60_000), (480_256, 938, 98));
+        // A team of 8 lanes or fewer is not narrowed; the reduction takes at most 8 lanes an element.
+        assert_eq!(eight.for_rows(60_000, 1), eight);
+        let r = fused_constants(Kernel::Reduce, 784, 10, 1, true, widest);
+        assert!(r.contains(&("TEAM", 8.0)) && r.contains(&("UNIT", 16.0)));
+        assert_eq!(Kernel::Reduce.workgroup_size(&r), 512);
+        assert!(split_grad_constants(Kernel::Reduce, most, widest).contains(&("TEAM", 8.0)));
+        assert_eq!(
+            widest.to_string(),
+            "32 lanes a row in tiles of 16 rows, subgroup shuffles"
+        );
+        assert_eq!(eight.to_string(), "8 lanes a row, subgroup shuffles");
     }
 
     #[test]
@@ -1256,8 +1384,24 @@ mod tests {
             ..wgpu::Limits::default()
         };
         let yes = |_| true;
-        // An H200 or lavapipe (1,024): 8 lanes, 512 invocations; WebGPU's default 256: 4; a downlevel 128: 2.
-        assert_eq!(Team::for_limits(&limits(1024, 1024), yes).lanes, 8);
+        // Subgroups that hold 32 lanes in order (an H200's warps): 32; 16 (some of Intel's): 16; only 8
+        // (lavapipe's) or none: 8 lanes, 512 invocations; WebGPU's default 256: 4; a downlevel 128: 2.
+        assert_eq!(Team::for_limits(&limits(1024, 1024), yes).lanes, 32);
+        assert_eq!(
+            Team::for_limits(&limits(1024, 1024), |lanes| lanes <= 16),
+            Team {
+                lanes: 16,
+                subgroups: true
+            }
+        );
+        assert_eq!(
+            Team::for_limits(&limits(1024, 1024), |lanes| lanes <= 8),
+            Team {
+                lanes: 8,
+                subgroups: true
+            }
+        );
+        assert_eq!(Team::for_limits(&limits(1024, 1024), |_| false).lanes, 8);
         assert_eq!(Team::for_limits(&limits(256, 256), yes).lanes, 4);
         assert_eq!(Team::for_limits(&limits(1024, 128), yes).lanes, 2);
         assert_eq!(Team::for_limits(&limits(64, 64), yes), Team::ONE);

@@ -7,7 +7,7 @@ use super::buffers::{fused_partials, read, storage_init, storage_zeroed, uniform
 use super::context::GpuContext;
 use super::kernels::{
     fused_constants, held_slots, tile_constants, ChunkUniform, Dims, HeldUniform, Kernel,
-    StepUniform, Team, FUSED_MAX_CLASSES, FUSED_TILE_ROWS, HELD_SLOTS, WEIGHTED_ROWS,
+    StepUniform, Team, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -1202,16 +1202,20 @@ pub fn team(ctx: &GpuContext) -> Team {
     })
 }
 /// Whether subgroup shuffles on `ctx`'s device reach the invocations a team of `lanes` lanes of the one-pass kernel
-/// assumes (shaders/subgroup_order.wgsl): in a workgroup of 64 · `lanes` invocations, `subgroupShuffleXor(·, m)`
-/// from invocation t reaches invocation t ^ m for every m < `lanes` — the team within one subgroup, its lanes in
-/// index order, as every driver lays out a one-dimensional workgroup but no standard promises. False on a device
+/// assumes (shaders/subgroup_order.wgsl): in a workgroup of its tile's rows × `lanes` invocations
+/// ([`Team::workgroup`]), `subgroupShuffleXor(·, m)` from invocation t reaches invocation t ^ m for every m < `lanes`
+/// — the team within one subgroup, its lanes in index order, as every driver lays out a one-dimensional workgroup but no standard promises. False on a device
 /// without subgroup operations, or where the check fails to build or run (the lanes then exchange through
 /// workgroup memory: the same bits, more barriers).
 pub fn subgroup_shuffles_in_order(ctx: &GpuContext, lanes: u32) -> bool {
     if !ctx.features.contains(wgpu::Features::SUBGROUP) || !lanes.is_power_of_two() || lanes < 2 {
         return false;
     }
-    let wg = FUSED_TILE_ROWS * lanes;
+    let wg = Team {
+        lanes,
+        subgroups: true,
+    }
+    .workgroup();
     let steps = lanes.trailing_zeros();
     let device = &ctx.device;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);

@@ -269,11 +269,17 @@ fn check_held(
             1.0,
         );
         // The GPU shape as this device runs it, its exchange through workgroup memory where it has subgroups (what
-        // devices without them run), and the CPU adapters' one invocation a row.
+        // devices without them run), the narrower teams its large batches take (Team::for_rows: 16 and 8 lanes
+        // where small batches take 32), and the CPU adapters' one invocation a row.
         let team = ops::team(ctx);
         let mut teams = vec![team];
         if team.subgroups {
             teams.push(team.without_subgroups());
+        }
+        let mut lanes = team.lanes;
+        while lanes > 8 {
+            lanes /= 2;
+            teams.push(Team { lanes, ..team });
         }
         if team != Team::ONE {
             teams.push(Team::ONE);

@@ -77,9 +77,11 @@ pub struct GpuOptions {
     /// ([`crate::gpu::kernels::fused_gpu_shape`]); `Some` forces either: to train and `bench` the GPU shape on a
     /// software adapter (tests, and the shape of the work a card would run).
     pub gpu_shape: Option<bool>,
-    /// Lanes a row of the one-pass kernel (and of its reduction) in the GPU shape: 1, 2, 4 or 8, at most what the
-    /// adapter's workgroups hold. `None` takes the widest ([`crate::gpu::ops::team`]). To measure the choice on a
-    /// card (`bench --lanes`): each width adds the logits in its own order.
+    /// Lanes a row of the one-pass kernel (and of its reduction, at most 8) in the GPU shape, for every batch: 1,
+    /// 2, 4, 8, 16 or 32, a workgroup's worth on the adapter (16 and 32 lanes take tiles of 32 and 16 rows: 512
+    /// invocations). `None` takes the device's widest ([`crate::gpu::ops::team`]) for small batches and narrows it
+    /// for large ones ([`crate::gpu::kernels::Team::for_rows`]). To measure the choice on a card (`bench --lanes`):
+    /// each width adds the logits in its own order.
     pub lanes: Option<u32>,
 }
 
@@ -139,6 +141,9 @@ pub struct GpuBackend<'a> {
     /// How the one-pass kernel and the reduction share a row's (an element's) work: the GPU shape's team
     /// ([`GpuOptions::lanes`]), one invocation otherwise.
     team: crate::gpu::kernels::Team,
+    /// Whether [`GpuOptions::lanes`] chose the team for every batch; else a large batch narrows it
+    /// ([`GpuBackend::team_for`]).
+    team_asked: bool,
 }
 
 /// What the one-pass step needs beside a held set: the segments' partial sums and the group reducing them.
@@ -278,6 +283,7 @@ impl<'a> GpuBackend<'a> {
             split_grad,
             gpu_shape,
             team,
+            team_asked: options.lanes.is_some(),
             held: Vec::new(),
             model,
             batch,
@@ -346,18 +352,30 @@ impl<'a> GpuBackend<'a> {
             return Ok(crate::gpu::kernels::Team::ONE);
         }
         let widest = crate::gpu::ops::team(ctx);
+        let most = ctx
+            .limits
+            .max_compute_invocations_per_workgroup
+            .min(ctx.limits.max_compute_workgroup_size_x);
+        let asked = |lanes| crate::gpu::kernels::Team {
+            lanes,
+            subgroups: false,
+        };
         match lanes {
             None => Ok(widest),
             Some(l) if l == widest.lanes => Ok(widest),
-            Some(l) if l.is_power_of_two() && l <= widest.lanes => Ok(crate::gpu::kernels::Team {
-                lanes: l,
-                subgroups: crate::gpu::ops::subgroup_shuffles_in_order(ctx, l),
-            }),
+            // Any team a workgroup holds, through subgroup shuffles where they reach it in order (a team wider than
+            // the device's default exchanges through workgroup memory: to compare, not to train).
+            Some(l @ (1 | 2 | 4 | 8 | 16 | 32)) if asked(l).workgroup() <= most => {
+                Ok(crate::gpu::kernels::Team {
+                    lanes: l,
+                    subgroups: crate::gpu::ops::subgroup_shuffles_in_order(ctx, l),
+                })
+            }
             Some(l) => Err(Error::param(
                 "--lanes",
                 format!(
-                    "1, 2, 4 or 8 and at most {} on {} (64 rows a workgroup)",
-                    widest.lanes,
+                    "1, 2, 4, 8, 16 or 32, a workgroup's worth on {} (at most {most} invocations: 64 rows × up to \
+                     8 lanes, 512 / lanes rows past it)",
                     ctx.describe()
                 ),
                 l,

@@ -461,6 +461,19 @@ impl GpuBackend<'_> {
         }
     }
 
+    /// The one-pass kernel's team for a batch of `rows` rows: the one [`GpuOptions::lanes`] asked for, else the
+    /// device's widest narrowed for a large batch ([`crate::gpu::kernels::Team::for_rows`]).
+    ///
+    /// [`GpuOptions::lanes`]: super::GpuOptions::lanes
+    fn team_for(&self, rows: u32) -> crate::gpu::kernels::Team {
+        if self.team_asked {
+            return self.team;
+        }
+        let most =
+            crate::gpu::kernels::fused_max_segments(self.shape.d as u32, self.shape.k as u32);
+        self.team.for_rows(rows, most)
+    }
+
     /// The segments of a gradient split over rows, or of the reduction of its partials.
     fn split_constants(&self, kernel: Kernel) -> Vec<(&'static str, f64)> {
         crate::gpu::kernels::split_grad_constants(
@@ -492,7 +505,7 @@ impl GpuBackend<'_> {
                 self.shape.k as u32,
                 slots,
                 train,
-                self.team,
+                self.team_for(p.dims.rows),
             ),
             Width::Split => {
                 let mut c = match p.kernel {
