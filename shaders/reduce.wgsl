@@ -85,7 +85,7 @@ fn main(
         // The butterfly over the element's lanes: every lane ends with the element's sum.
         for (var m = 1u; m < TEAM; m = m << 1u) {
             if (SUBGROUPS != 0u) {
-                acc = acc + shuffle_xor(vec4<f32>(acc), m).x;
+                acc = acc + shuffle_xor1(acc, m);
             } else {
                 lanes[t] = acc;
                 workgroupBarrier();
