@@ -231,6 +231,14 @@ impl GpuBackend<'_> {
             width: if train { Width::Train } else { Width::Tuned },
             dims,
         };
+        // The reduction of the one-pass kernel's (width Fused) or the split gradient's (Split) partials, in segment
+        // order.
+        let reduce = |width: Width| Dispatch {
+            kernel: Kernel::Reduce,
+            group: Group::Reduce,
+            width,
+            dims,
+        };
         let mut plan = Vec::with_capacity(6);
         match rows {
             Rows::Held(h) if self.held[h].in_place.is_some() && self.one_pass => {
@@ -244,12 +252,7 @@ impl GpuBackend<'_> {
                     width,
                     dims,
                 });
-                plan.push(Dispatch {
-                    kernel: Kernel::Reduce,
-                    group: Group::Reduce,
-                    width,
-                    dims,
-                });
+                plan.push(reduce(width));
                 return plan;
             }
             Rows::Held(h) if self.held[h].in_place.is_some() => {
@@ -293,12 +296,7 @@ impl GpuBackend<'_> {
                         },
                         dims,
                     });
-                    plan.push(Dispatch {
-                        kernel: Kernel::Reduce,
-                        group: Group::Reduce,
-                        width: Width::Split,
-                        dims,
-                    });
+                    plan.push(reduce(Width::Split));
                 } else if train {
                     plan.push(held(Kernel::GradHeld, Kernel::Grad, Group::HeldGrad(h)));
                 }
@@ -330,17 +328,13 @@ impl GpuBackend<'_> {
                 }
                 if train && self.split_grad {
                     // Split over the rows into per-segment partials, then their reduction in segment order.
-                    for (kernel, group) in [
-                        (Kernel::Grad, Group::GradSplit),
-                        (Kernel::Reduce, Group::Reduce),
-                    ] {
-                        plan.push(Dispatch {
-                            kernel,
-                            group,
-                            width: Width::Split,
-                            dims,
-                        });
-                    }
+                    plan.push(Dispatch {
+                        kernel: Kernel::Grad,
+                        group: Group::GradSplit,
+                        width: Width::Split,
+                        dims,
+                    });
+                    plan.push(reduce(Width::Split));
                 } else if train {
                     plan.push(tuned(Kernel::Grad, Group::Batch(Kernel::Grad), dims));
                 }
