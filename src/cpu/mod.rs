@@ -136,8 +136,9 @@ pub fn softmax<T: Real>(
     (s, stats)
 }
 
-/// Mirror of `residual.wgsl`: R = S − onehot(y), each row times its weight (class weight of its y times its sample
-/// weight) when there are weights: ∂/∂z of the weighted cross-entropy.
+/// Mirror of what `softmax.wgsl` writes in a training step (`TRAIN` = 1), after [`softmax`]: R = S − onehot(y), each
+/// row times its weight (class weight of its y times its sample weight) when there are weights: ∂/∂z of the
+/// weighted cross-entropy.
 pub fn residual<T: Real>(s: ArrayView2<T>, y: &[u32], weights: Weights<T>) -> Array2<T> {
     let mut r = s.to_owned();
     for (i, &label) in y.iter().enumerate() {
