@@ -15,7 +15,8 @@
 
 override SEGS: u32 = 1024u;
 override TRAIN: u32 = 1u;
-// Rows of the units the segments are made of: fused_held.wgsl's 64-row tiles, or grad_tile.wgsl's 256.
+// Rows of the units the segments are made of: fused_held.wgsl's tiles (its RT: 64, 32 or 16 rows), or grad_tile.wgsl's
+// 256.
 override UNIT: u32 = 64u;
 // 0 where the partials come from grad_tile.wgsl (no loss or hits: metrics.wgsl sums them).
 override METRICS: u32 = 1u;

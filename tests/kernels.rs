@@ -323,8 +323,8 @@ fn the_fused_forward_kernel_matches_its_mirror_and_the_separate_kernels() {
                 cpu::Weights::none(),
             )
             .unwrap();
-            // The same arithmetic as logits → softmax (writing the residual) on the GPU, so the same values: compare with the
-            // separate kernels exactly, and with the f64 mirror within the bounds of its parts.
+            // The same arithmetic as logits → softmax (writing the residual) on the GPU, so the same values: compare
+            // with the separate kernels exactly, and with the f64 mirror within the bounds of its parts.
             let z = ops::logits(ctx, x.view(), w.view(), bias.view()).unwrap();
             let (sep_r, sep_stats) =
                 ops::softmax_residual(ctx, z.view(), &y, cpu::Weights::none()).unwrap();

@@ -1185,8 +1185,8 @@ per_backend!(class_weights_train_alike_on_every_backend_and_weights_of_one_chang
 fn sample_weights_train_alike_on_every_backend_and_weights_of_one_change_nothing(on: Backends) {
     use softmax_wgpu::data::Weighted;
     use std::sync::Arc;
-    // K = 5: the GPU's fused forward kernel; K = 20: its logits kernel and the softmax writing the residual. Class weights too,
-    // so that the product of the two is exercised.
+    // K = 5: the GPU's fused forward kernel; K = 20: its logits kernel and the softmax writing the residual. Class
+    // weights too, so that the product of the two is exercised.
     for k in [5usize, 20] {
         let (train, _) = problem(800, 12, k);
         let s = shape(&train);

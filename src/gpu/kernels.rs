@@ -71,9 +71,6 @@ pub const FUSED_MAX_CLASSES: usize = 32;
 /// Bytes all segments' gradient partials may take: the segments of a batch are as many as fit (at most 1,024), so a
 /// model with many features gets fewer, longer segments rather than a partial buffer past a storage binding.
 pub const FUSED_PARTIAL_BYTES: u64 = 64 << 20;
-/// Invocations of the smallest [`Kernel::FusedHeld`] workgroup: one per row of its 64-row tile ([`Team::ONE`], the
-/// CPU adapters' shape); a GPU's team shape takes [`Team::lanes`] per row.
-pub const FUSED_WORKGROUP: u32 = FUSED_TILE_ROWS;
 /// Workgroup memory [`Kernel::FusedHeld`] declares: 992 vec4 (the residuals or the lanes' exchange, beside the staged
 /// W; see the shader's `sm`) and the locations of two tiles' 64 rows.
 pub const FUSED_WORKGROUP_BYTES: u32 = 992 * 16 + 128 * 4;
@@ -136,21 +133,23 @@ impl Team {
     /// memory. Teams past 8 lanes only with shuffles: their butterfly through workgroup memory would take 8 or 10
     /// barriers a class group and tile. A batch may run a narrower team ([`Team::for_rows`]).
     pub fn for_limits(limits: &wgpu::Limits, shuffles_in_order: impl Fn(u32) -> bool) -> Team {
-        let most = limits
-            .max_compute_invocations_per_workgroup
-            .min(limits.max_compute_workgroup_size_x);
-        if most >= FUSED_TEAM_WORKGROUP {
-            if let Some(lanes) = [32, 16].into_iter().find(|&l| shuffles_in_order(l)) {
-                return Team {
-                    lanes,
-                    subgroups: true,
-                };
+        let fits = |lanes| {
+            Team {
+                lanes,
+                subgroups: false,
             }
-        }
-        let lanes = [8, 4, 2]
+            .fits(limits)
+        };
+        if let Some(lanes) = [32, 16]
             .into_iter()
-            .find(|&l| l * FUSED_TILE_ROWS <= most)
-            .unwrap_or(1);
+            .find(|&l| fits(l) && shuffles_in_order(l))
+        {
+            return Team {
+                lanes,
+                subgroups: true,
+            };
+        }
+        let lanes = [8, 4, 2].into_iter().find(|&l| fits(l)).unwrap_or(1);
         Team {
             lanes,
             subgroups: lanes > 1 && shuffles_in_order(lanes),
@@ -166,6 +165,18 @@ impl Team {
     /// Invocations of a one-pass workgroup with this team: a tile's rows × the lanes.
     pub fn workgroup(self) -> u32 {
         self.tile_rows() * self.lanes.max(1)
+    }
+
+    /// Most invocations a one-pass workgroup (one-dimensional) may have on a device with these limits.
+    pub fn most_invocations(limits: &wgpu::Limits) -> u32 {
+        limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x)
+    }
+
+    /// Whether a device with these limits holds this team's workgroup ([`Team::workgroup`]).
+    pub fn fits(self, limits: &wgpu::Limits) -> bool {
+        self.workgroup() <= Self::most_invocations(limits)
     }
 
     /// The team a batch of `rows` rows runs with when none was asked for: this one (the device's widest), narrowed
@@ -820,12 +831,11 @@ impl Kernels {
         for kernel in Kernel::ALL {
             let spec = kernel.spec();
             let limits = device.limits();
-            // The fused kernel's workgroup: at least 64 invocations (one per row; the GPU shape takes as many
-            // more as the device holds, Team::for_limits) and 16 KiB of workgroup memory (WebGPU's defaults; a
-            // downlevel device may offer less and takes the other path).
+            // The fused kernel's workgroup: at least one invocation per row of its 64-row tile (Team::ONE; the GPU
+            // shape takes as many more as the device holds, Team::for_limits) and 16 KiB of workgroup memory
+            // (WebGPU's defaults; a downlevel device may offer less and takes the other path).
             let workgroup_fits = kernel != Kernel::FusedHeld
-                || (limits.max_compute_invocations_per_workgroup >= FUSED_WORKGROUP
-                    && limits.max_compute_workgroup_size_x >= FUSED_WORKGROUP
+                || (Team::ONE.fits(&limits)
                     && limits.max_compute_workgroup_storage_size >= FUSED_WORKGROUP_BYTES);
             if !workgroup_fits
                 || spec.bindings.iter().filter(|&&a| a != Uniform).count() > storage_limit
@@ -1339,7 +1349,7 @@ mod tests {
         let shape = |team: Team, rows| {
             let c = fused_constants(Kernel::FusedHeld, 784, 10, 1, true, team);
             let (x, y) = (
-                u64::from(segments(rows, team.tile_rows(), most)),
+                u64::from(fused_segments(rows, 784, 10, team)),
                 Kernel::FusedHeld.workgroup_size(&c),
             );
             (x * y, x, Kernel::FusedHeld.serial_steps(dims(rows), &c))

@@ -1204,9 +1204,9 @@ pub fn team(ctx: &GpuContext) -> Team {
 /// Whether subgroup shuffles on `ctx`'s device reach the invocations a team of `lanes` lanes of the one-pass kernel
 /// assumes (shaders/subgroup_order.wgsl): in a workgroup of its tile's rows × `lanes` invocations
 /// ([`Team::workgroup`]), `subgroupShuffleXor(·, m)` from invocation t reaches invocation t ^ m for every m < `lanes`
-/// — the team within one subgroup, its lanes in index order, as every driver lays out a one-dimensional workgroup but no standard promises. False on a device
-/// without subgroup operations, or where the check fails to build or run (the lanes then exchange through
-/// workgroup memory: the same bits, more barriers).
+/// — the team within one subgroup, its lanes in index order, as every driver lays out a one-dimensional workgroup
+/// but no standard promises. False on a device without subgroup operations, or where the check fails to build or run
+/// (the lanes then exchange through workgroup memory: the same bits, more barriers).
 pub fn subgroup_shuffles_in_order(ctx: &GpuContext, lanes: u32) -> bool {
     if !ctx.features.contains(wgpu::Features::SUBGROUP) || !lanes.is_power_of_two() || lanes < 2 {
         return false;

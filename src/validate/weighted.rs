@@ -23,8 +23,9 @@ fn scale_rows(mut tol: Array2<f64>, rw: &[f32]) -> Array2<f64> {
     tol
 }
 
-/// The weighted residual (the softmax in a training step), softmax loss and (K ≤ 16) fused forward pass against their f64 mirrors: each kernel scales a
-/// row's residual and loss by the weight of its class (`--class-weight`) times its own (`--sample-weight`).
+/// The weighted residual (the softmax in a training step), softmax loss and (K ≤ 16) fused forward pass against
+/// their f64 mirrors: each kernel scales a row's residual and loss by the weight of its class (`--class-weight`)
+/// times its own (`--sample-weight`).
 ///
 /// Long on purpose: the weighted kernels checked one after the other on the same weights.
 pub(super) fn check_weighted(

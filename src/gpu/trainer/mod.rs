@@ -352,10 +352,6 @@ impl<'a> GpuBackend<'a> {
             return Ok(crate::gpu::kernels::Team::ONE);
         }
         let widest = crate::gpu::ops::team(ctx);
-        let most = ctx
-            .limits
-            .max_compute_invocations_per_workgroup
-            .min(ctx.limits.max_compute_workgroup_size_x);
         let asked = |lanes| crate::gpu::kernels::Team {
             lanes,
             subgroups: false,
@@ -365,7 +361,7 @@ impl<'a> GpuBackend<'a> {
             Some(l) if l == widest.lanes => Ok(widest),
             // Any team a workgroup holds, through subgroup shuffles where they reach it in order (a team wider than
             // the device's default exchanges through workgroup memory: to compare, not to train).
-            Some(l @ (1 | 2 | 4 | 8 | 16 | 32)) if asked(l).workgroup() <= most => {
+            Some(l @ (1 | 2 | 4 | 8 | 16 | 32)) if asked(l).fits(&ctx.limits) => {
                 Ok(crate::gpu::kernels::Team {
                     lanes: l,
                     subgroups: crate::gpu::ops::subgroup_shuffles_in_order(ctx, l),
@@ -374,9 +370,10 @@ impl<'a> GpuBackend<'a> {
             Some(l) => Err(Error::param(
                 "--lanes",
                 format!(
-                    "1, 2, 4, 8, 16 or 32, a workgroup's worth on {} (at most {most} invocations: 64 rows × up to \
+                    "1, 2, 4, 8, 16 or 32, a workgroup's worth on {} (at most {} invocations: 64 rows × up to \
                      8 lanes, 512 / lanes rows past it)",
-                    ctx.describe()
+                    ctx.describe(),
+                    crate::gpu::kernels::Team::most_invocations(&ctx.limits)
                 ),
                 l,
             )),
