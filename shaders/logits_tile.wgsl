@@ -10,40 +10,62 @@ fn wt(j: u32, c: u32) -> f32 {
     return w[j * step.k + min(c, step.k - 1u)];
 }
 
-// Stores the 4 rows of one class: z[i0 + q, c] = acc[q] + b[c] (the bias added last, as the CPU mirror does).
-fn put(i0: u32, c: u32, acc: vec4<f32>) {
+// Windows over the features (WIN = 1, CPU adapters: window_uniform.wgsl): this dispatch walks features
+// window · span .. + span (span: window_span()), reading W through the window; 0: every feature, W from storage.
+override WIN: u32 = 0u;
+
+// W[j, c] for the tile's walk: the window's row jj (feature j) where the walk is windowed.
+fn wwin(jj: u32, j: u32, c: u32) -> f32 {
+    if (WIN != 0u) {
+        return window_at(jj * step.k + min(c, step.k - 1u));
+    }
+    return wt(j, c);
+}
+
+// The sums a previous window stored for the 4 rows from i0 and class c (rows past the batch and classes past k
+// clamped: their sums are never stored).
+fn resumed(i0: u32, c: u32) -> vec4<f32> {
+    let n = step.rows - 1u;
+    let cc = min(c, step.k - 1u);
+    return vec4<f32>(z[min(i0, n) * step.k + cc], z[min(i0 + 1u, n) * step.k + cc],
+        z[min(i0 + 2u, n) * step.k + cc], z[min(i0 + 3u, n) * step.k + cc]);
+}
+
+// Stores the 4 rows of one class: z[i0 + q, c] = acc[q] + b[c] (the bias added last, as the CPU mirror does), or
+// before the last window the sums alone, for the next window to resume.
+fn put(i0: u32, c: u32, acc: vec4<f32>, last: bool) {
     if (c >= step.k) {
         return;
     }
     for (var q = 0u; q < 4u; q = q + 1u) {
         if (i0 + q < step.rows) {
-            z[(i0 + q) * step.k + c] = acc[q] + b[c];
+            z[(i0 + q) * step.k + c] = select(acc[q], acc[q] + b[c], last);
         }
     }
 }
 
 // Stores a class tile of the 4 rows from i0 (classes c0 .. c0 + 16, a<c> for class c0 + c).
-fn put16(i0: u32, c0: u32,
+fn put16(i0: u32, c0: u32, last: bool,
     a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>, a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>,
     a7: vec4<f32>, a8: vec4<f32>, a9: vec4<f32>, a10: vec4<f32>, a11: vec4<f32>, a12: vec4<f32>, a13: vec4<f32>,
     a14: vec4<f32>, a15: vec4<f32>,
 ) {
-    put(i0, c0 + 0u, a0);
-    put(i0, c0 + 1u, a1);
-    put(i0, c0 + 2u, a2);
-    put(i0, c0 + 3u, a3);
-    put(i0, c0 + 4u, a4);
-    put(i0, c0 + 5u, a5);
-    put(i0, c0 + 6u, a6);
-    put(i0, c0 + 7u, a7);
-    put(i0, c0 + 8u, a8);
-    put(i0, c0 + 9u, a9);
-    put(i0, c0 + 10u, a10);
-    put(i0, c0 + 11u, a11);
-    put(i0, c0 + 12u, a12);
-    put(i0, c0 + 13u, a13);
-    put(i0, c0 + 14u, a14);
-    put(i0, c0 + 15u, a15);
+    put(i0, c0 + 0u, a0, last);
+    put(i0, c0 + 1u, a1, last);
+    put(i0, c0 + 2u, a2, last);
+    put(i0, c0 + 3u, a3, last);
+    put(i0, c0 + 4u, a4, last);
+    put(i0, c0 + 5u, a5, last);
+    put(i0, c0 + 6u, a6, last);
+    put(i0, c0 + 7u, a7, last);
+    put(i0, c0 + 8u, a8, last);
+    put(i0, c0 + 9u, a9, last);
+    put(i0, c0 + 10u, a10, last);
+    put(i0, c0 + 11u, a11, last);
+    put(i0, c0 + 12u, a12, last);
+    put(i0, c0 + 13u, a13, last);
+    put(i0, c0 + 14u, a14, last);
+    put(i0, c0 + 15u, a15, last);
 }
 
 // Quads of rows one invocation owns: 1 or 2 (the host's choice per adapter, kernels::tile_quads). A second quad
@@ -58,8 +80,18 @@ fn tile(gid: vec3<u32>) {
     if (i0 >= step.rows || c0 >= step.k) {
         return;
     }
+    // The features this dispatch walks: its window's, or all.
+    var j_first = 0u;
+    var j_end = step.d;
+    if (WIN != 0u) {
+        j_first = window_index() * window_span();
+        j_end = min(j_first + window_span(), step.d);
+    }
+    let last = j_end == step.d;
     let rows = rows_at(i0);
-    rows_done(i0, c0);
+    if (j_first == 0u) {
+        rows_done(i0, c0);
+    }
     // The second quad (compiled out with TQ = 1); past the batch its rows repeat the last (computed, never stored).
     let i1 = i0 + 4u;
     let more = TQ > 1u && i1 < step.rows;
@@ -67,7 +99,7 @@ fn tile(gid: vec3<u32>) {
     if (TQ > 1u) {
         rows1 = rows_at(min(i1, step.rows - 1u));
     }
-    if (more) {
+    if (more && j_first == 0u) {
         rows_done(i1, c0);
     }
     var a0 = vec4<f32>(0.0);
@@ -102,7 +134,44 @@ fn tile(gid: vec3<u32>) {
     var b13 = vec4<f32>(0.0);
     var b14 = vec4<f32>(0.0);
     var b15 = vec4<f32>(0.0);
-    for (var j = 0u; j < step.d; j = j + 1u) {
+    if (j_first > 0u) {
+        a0 = resumed(i0, c0 + 0u);
+        a1 = resumed(i0, c0 + 1u);
+        a2 = resumed(i0, c0 + 2u);
+        a3 = resumed(i0, c0 + 3u);
+        a4 = resumed(i0, c0 + 4u);
+        a5 = resumed(i0, c0 + 5u);
+        a6 = resumed(i0, c0 + 6u);
+        a7 = resumed(i0, c0 + 7u);
+        a8 = resumed(i0, c0 + 8u);
+        a9 = resumed(i0, c0 + 9u);
+        a10 = resumed(i0, c0 + 10u);
+        a11 = resumed(i0, c0 + 11u);
+        a12 = resumed(i0, c0 + 12u);
+        a13 = resumed(i0, c0 + 13u);
+        a14 = resumed(i0, c0 + 14u);
+        a15 = resumed(i0, c0 + 15u);
+        if (TQ > 1u) {
+            b0 = resumed(min(i1, step.rows - 1u), c0 + 0u);
+            b1 = resumed(min(i1, step.rows - 1u), c0 + 1u);
+            b2 = resumed(min(i1, step.rows - 1u), c0 + 2u);
+            b3 = resumed(min(i1, step.rows - 1u), c0 + 3u);
+            b4 = resumed(min(i1, step.rows - 1u), c0 + 4u);
+            b5 = resumed(min(i1, step.rows - 1u), c0 + 5u);
+            b6 = resumed(min(i1, step.rows - 1u), c0 + 6u);
+            b7 = resumed(min(i1, step.rows - 1u), c0 + 7u);
+            b8 = resumed(min(i1, step.rows - 1u), c0 + 8u);
+            b9 = resumed(min(i1, step.rows - 1u), c0 + 9u);
+            b10 = resumed(min(i1, step.rows - 1u), c0 + 10u);
+            b11 = resumed(min(i1, step.rows - 1u), c0 + 11u);
+            b12 = resumed(min(i1, step.rows - 1u), c0 + 12u);
+            b13 = resumed(min(i1, step.rows - 1u), c0 + 13u);
+            b14 = resumed(min(i1, step.rows - 1u), c0 + 14u);
+            b15 = resumed(min(i1, step.rows - 1u), c0 + 15u);
+        }
+    }
+    for (var j = j_first; j < j_end; j = j + 1u) {
+        let jj = j - j_first;
         let xa = x4(rows, j);
         var xb = vec4<f32>(0.0);
         if (TQ > 1u) {
@@ -112,83 +181,83 @@ fn tile(gid: vec3<u32>) {
         a0 = fma(xa, w0, a0);
         if (TQ > 1u) { b0 = fma(xb, w0, b0); }
         if (KT > 1u) {
-            let w1 = vec4<f32>(wt(j, c0 + 1u));
+            let w1 = vec4<f32>(wwin(jj, j, c0 + 1u));
             a1 = fma(xa, w1, a1);
             if (TQ > 1u) { b1 = fma(xb, w1, b1); }
         }
         if (KT > 2u) {
-            let w2 = vec4<f32>(wt(j, c0 + 2u));
+            let w2 = vec4<f32>(wwin(jj, j, c0 + 2u));
             a2 = fma(xa, w2, a2);
             if (TQ > 1u) { b2 = fma(xb, w2, b2); }
         }
         if (KT > 3u) {
-            let w3 = vec4<f32>(wt(j, c0 + 3u));
+            let w3 = vec4<f32>(wwin(jj, j, c0 + 3u));
             a3 = fma(xa, w3, a3);
             if (TQ > 1u) { b3 = fma(xb, w3, b3); }
         }
         if (KT > 4u) {
-            let w4 = vec4<f32>(wt(j, c0 + 4u));
+            let w4 = vec4<f32>(wwin(jj, j, c0 + 4u));
             a4 = fma(xa, w4, a4);
             if (TQ > 1u) { b4 = fma(xb, w4, b4); }
         }
         if (KT > 5u) {
-            let w5 = vec4<f32>(wt(j, c0 + 5u));
+            let w5 = vec4<f32>(wwin(jj, j, c0 + 5u));
             a5 = fma(xa, w5, a5);
             if (TQ > 1u) { b5 = fma(xb, w5, b5); }
         }
         if (KT > 6u) {
-            let w6 = vec4<f32>(wt(j, c0 + 6u));
+            let w6 = vec4<f32>(wwin(jj, j, c0 + 6u));
             a6 = fma(xa, w6, a6);
             if (TQ > 1u) { b6 = fma(xb, w6, b6); }
         }
         if (KT > 7u) {
-            let w7 = vec4<f32>(wt(j, c0 + 7u));
+            let w7 = vec4<f32>(wwin(jj, j, c0 + 7u));
             a7 = fma(xa, w7, a7);
             if (TQ > 1u) { b7 = fma(xb, w7, b7); }
         }
         if (KT > 8u) {
-            let w8 = vec4<f32>(wt(j, c0 + 8u));
+            let w8 = vec4<f32>(wwin(jj, j, c0 + 8u));
             a8 = fma(xa, w8, a8);
             if (TQ > 1u) { b8 = fma(xb, w8, b8); }
         }
         if (KT > 9u) {
-            let w9 = vec4<f32>(wt(j, c0 + 9u));
+            let w9 = vec4<f32>(wwin(jj, j, c0 + 9u));
             a9 = fma(xa, w9, a9);
             if (TQ > 1u) { b9 = fma(xb, w9, b9); }
         }
         if (KT > 10u) {
-            let w10 = vec4<f32>(wt(j, c0 + 10u));
+            let w10 = vec4<f32>(wwin(jj, j, c0 + 10u));
             a10 = fma(xa, w10, a10);
             if (TQ > 1u) { b10 = fma(xb, w10, b10); }
         }
         if (KT > 11u) {
-            let w11 = vec4<f32>(wt(j, c0 + 11u));
+            let w11 = vec4<f32>(wwin(jj, j, c0 + 11u));
             a11 = fma(xa, w11, a11);
             if (TQ > 1u) { b11 = fma(xb, w11, b11); }
         }
         if (KT > 12u) {
-            let w12 = vec4<f32>(wt(j, c0 + 12u));
+            let w12 = vec4<f32>(wwin(jj, j, c0 + 12u));
             a12 = fma(xa, w12, a12);
             if (TQ > 1u) { b12 = fma(xb, w12, b12); }
         }
         if (KT > 13u) {
-            let w13 = vec4<f32>(wt(j, c0 + 13u));
+            let w13 = vec4<f32>(wwin(jj, j, c0 + 13u));
             a13 = fma(xa, w13, a13);
             if (TQ > 1u) { b13 = fma(xb, w13, b13); }
         }
         if (KT > 14u) {
-            let w14 = vec4<f32>(wt(j, c0 + 14u));
+            let w14 = vec4<f32>(wwin(jj, j, c0 + 14u));
             a14 = fma(xa, w14, a14);
             if (TQ > 1u) { b14 = fma(xb, w14, b14); }
         }
         if (KT > 15u) {
-            let w15 = vec4<f32>(wt(j, c0 + 15u));
+            let w15 = vec4<f32>(wwin(jj, j, c0 + 15u));
             a15 = fma(xa, w15, a15);
             if (TQ > 1u) { b15 = fma(xb, w15, b15); }
         }
     }
-    put16(i0, c0, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    put16(i0, c0, last, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
     if (more) {
-        put16(i1, c0, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15);
+        put16(i1, c0, last, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15);
     }
 }

@@ -1047,3 +1047,113 @@ fn the_tiled_products_give_bitwise_the_same_results_at_every_tile_size() {
         }
     });
 }
+
+#[test]
+fn reading_the_shared_operand_through_windows_changes_no_bit() {
+    use softmax_wgpu::gpu::{GpuBackend, GpuContext, GpuOptions};
+    use softmax_wgpu::train::Batch;
+    use softmax_wgpu::{Backend, Shape};
+    on_every_gpu(|ctx| {
+        if !ctx.windowed() {
+            eprintln!("skipped: {} reads no windows", ctx.describe());
+            return;
+        }
+        let plain = GpuContext::with_windows(ctx.adapter.clone(), false).unwrap();
+        assert!(!plain.windowed());
+        // (held rows, features, classes, batch rows, rows per chunk). A window holds 16,384 floats, a multiple of 8
+        // rows of W or R (lavapipe's alignment): at K = 64 256 features or rows (3 logits windows at D = 600, 3
+        // gradient windows at 600 rows over 2 chunks); at K = 48 336 (337 features: the last window one feature
+        // long); at K = 32 512 (600 rows: 2 gradient windows, the rows read in place by the training backend).
+        for (s, &(n, d, k, b, chunk_rows)) in [
+            (700, 600, 64, 600, 350),
+            (500, 337, 48, 400, 500),
+            (700, 40, 32, 600, 700),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows}");
+            let seed = s as u64 * 5 + 1300;
+            let x = uniform(n, d, -1.0, 1.0, seed);
+            let w = uniform(d, k, -0.5, 0.5, seed + 1);
+            let bias = Array1::from(
+                uniform(1, k, -1.0, 1.0, seed + 2)
+                    .into_raw_vec_and_offset()
+                    .0,
+            );
+            let y = labels(n, k, seed + 3);
+            let r = uniform(b, k, -0.5, 0.5, seed + 4);
+            let perm: Vec<u32> = (0..b).map(|i| ((i * 7919 + s) % n) as u32).collect();
+            let (xb, _) = cpu::gather::<f32>(&perm, x.view(), &y);
+            for (what, on, off) in [
+                (
+                    "logits",
+                    ops::logits(ctx, xb.view(), w.view(), bias.view()).unwrap(),
+                    ops::logits(&plain, xb.view(), w.view(), bias.view()).unwrap(),
+                ),
+                (
+                    "logits_held",
+                    ops::logits_held(
+                        ctx,
+                        x.view(),
+                        &y,
+                        &perm,
+                        (w.view(), bias.view()),
+                        chunk_rows,
+                    )
+                    .unwrap()
+                    .0,
+                    ops::logits_held(
+                        &plain,
+                        x.view(),
+                        &y,
+                        &perm,
+                        (w.view(), bias.view()),
+                        chunk_rows,
+                    )
+                    .unwrap()
+                    .0,
+                ),
+            ] {
+                assert_eq!(on, off, "{what} {case}");
+            }
+            for (what, on, off) in [
+                (
+                    "grad",
+                    ops::grad(ctx, xb.view(), r.view()).unwrap(),
+                    ops::grad(&plain, xb.view(), r.view()).unwrap(),
+                ),
+                (
+                    "grad_held",
+                    ops::grad_held(ctx, x.view(), &perm, r.view(), chunk_rows).unwrap(),
+                    ops::grad_held(&plain, x.view(), &perm, r.view(), chunk_rows).unwrap(),
+                ),
+            ] {
+                assert_eq!(on.0, off.0, "{what} G {case}");
+                assert_eq!(on.1, off.1, "{what} g_b {case}");
+            }
+            // A training backend adding a second batch to the sums it holds (the gradient's add mode, which the
+            // windows carry through their own buffer): the same sums.
+            let shape = Shape { d, k };
+            let sums = |c: &GpuContext| {
+                let mut g = GpuBackend::new(c, shape, &GpuOptions::default()).unwrap();
+                for half in [0..n / 2, n / 2..n] {
+                    let xs = x.slice(ndarray::s![half.clone(), ..]);
+                    let chunk = softmax_wgpu::data::Chunk::new(
+                        "rows",
+                        xs,
+                        &y[half.clone()],
+                        k,
+                        half.start as u64,
+                    )
+                    .unwrap();
+                    g.accumulate(&Batch::host(chunk).unwrap()).unwrap();
+                }
+                g.take_gradient().unwrap()
+            };
+            let (on, off) = (sums(ctx), sums(&plain));
+            assert_eq!(on.w, off.w, "accumulated G {case}");
+            assert_eq!(on.b, off.b, "accumulated g_b {case}");
+        }
+    });
+}

@@ -482,10 +482,12 @@ fn bench_shape(
                 }
                 // The plan's figures describe the dense kernels; sparse steps have none of their own yet.
                 for row in timed.iter_mut().filter(|_| nnz.is_none()) {
-                    row.dispatches_per_step = Some(g.dispatches_per_step(set));
                     row.x_reads_per_step = g.row_passes_per_step(set) as u32;
                     let rows = row.case.batch.min(row.case.n);
                     let work = g.step_shape(set, rows);
+                    // A kernel read through windows is one dispatch per window.
+                    let windows: usize = work.iter().map(|w| w.windows as usize - 1).sum();
+                    row.dispatches_per_step = Some(g.dispatches_per_step(set) + windows);
                     // The gathers of all chunks read the batch once between them.
                     let passes = u64::from(row.x_reads_per_step);
                     row.x_bytes_per_step = Some(passes * rows as u64 * row.case.d as u64 * 4);
@@ -749,8 +751,13 @@ fn markdown(rows: &[Row], epochs: usize) -> String {
                 .iter()
                 .map(|w| {
                     format!(
-                        "{} {} × {}{}{}",
+                        "{}{} {} × {}{}{}",
                         w.kernel,
+                        if w.windows > 1 {
+                            format!(" ({} windows)", w.windows)
+                        } else {
+                            String::new()
+                        },
                         w.invocations,
                         w.serial,
                         if w.reads_rows { " X" } else { "" },

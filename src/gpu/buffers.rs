@@ -36,6 +36,33 @@ pub fn storage_zeroed(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer
     })
 }
 
+/// A storage buffer holding `data` that kernels may also read through uniform windows (W, R:
+/// [`crate::gpu::kernels::Kernel::window_operand`]): uniform usage beside storage, and
+/// [`WINDOW_BYTES`](crate::gpu::kernels::WINDOW_BYTES) of zeros past the data so that the last window's binding
+/// stays inside it.
+pub fn storage_windowed<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    label: &str,
+    data: &[T],
+) -> wgpu::Buffer {
+    let bytes: &[u8] = bytemuck::cast_slice(data);
+    let buffer = storage_windowed_zeroed(ctx, label, bytes.len() as u64);
+    if !bytes.is_empty() {
+        ctx.queue.write_buffer(&buffer, 0, bytes);
+    }
+    buffer
+}
+
+/// [`storage_windowed`] of `bytes` zeros.
+pub fn storage_windowed_zeroed(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.next_multiple_of(4) + crate::gpu::kernels::WINDOW_BYTES,
+        usage: STORAGE | wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    })
+}
+
 /// A uniform buffer holding `value`.
 pub fn uniform_init<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
     ctx.device

@@ -189,6 +189,13 @@ pub struct GpuContext {
 impl GpuContext {
     /// Opens a device on `adapter` with the limits the adapter offers and builds the pipelines.
     pub fn new(adapter: wgpu::Adapter) -> Result<Self> {
+        Self::with_windows(adapter, true)
+    }
+
+    /// [`GpuContext::new`], reading the register tiles' shared operand through uniform windows where the adapter
+    /// is a CPU adapter that holds them (`windows`, the default; window_uniform.wgsl says why) or never: the same
+    /// bits either way (tested), so this is for comparing the two.
+    pub fn with_windows(adapter: wgpu::Adapter, windows: bool) -> Result<Self> {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (features, device, queue) = request_device(&adapter)?;
@@ -200,7 +207,13 @@ impl GpuContext {
             }
         }));
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let kernels = Kernels::new(&device);
+        // CPU adapters read the register tiles' shared operand through uniform windows (window_uniform.wgsl).
+        let windowed = windows
+            && !crate::gpu::kernels::fused_gpu_shape(info.device_type)
+            && limits.max_uniform_buffer_binding_size >= crate::gpu::kernels::WINDOW_BYTES
+            && limits.max_uniform_buffers_per_shader_stage >= 4
+            && limits.max_dynamic_uniform_buffers_per_pipeline_layout >= 3;
+        let kernels = Kernels::new(&device, windowed);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(&info.name, "building the pipeline layouts", e));
         }
@@ -215,6 +228,12 @@ impl GpuContext {
             kernels,
             errors,
         })
+    }
+
+    /// Whether this device reads the register tiles' shared operand through uniform windows
+    /// ([`GpuContext::with_windows`]).
+    pub fn windowed(&self) -> bool {
+        self.kernels.windowed()
     }
 
     /// Opens the adapter chosen by [`select_adapter`].

@@ -638,13 +638,19 @@ impl Kernel {
 
     /// The WGSL source as compiled: the shared preamble, then the kernel's file.
     pub fn source(self) -> String {
-        self.source_for(false)
+        self.source_for(false, false)
     }
 
     /// The shader's source for a device with subgroup operations or without: the one-pass kernel's and the
     /// reduction's lanes exchange through team_subgroup.wgsl's shuffles or team_shared.wgsl's stand-in (the others
-    /// are the same either way).
-    pub fn source_for(self, subgroups: bool) -> String {
+    /// are the same either way); and with windows (the register tiles read their shared operand through
+    /// window_uniform.wgsl's bindings) or without (window_none.wgsl's stand-ins).
+    pub fn source_for(self, subgroups: bool, windows: bool) -> String {
+        let window = match (self.window_operand(), windows) {
+            (Some(_), true) => include_str!("../../shaders/window_uniform.wgsl"),
+            (Some(_), false) => include_str!("../../shaders/window_none.wgsl"),
+            (None, _) => "",
+        };
         let team = match (self, subgroups) {
             (Kernel::FusedHeld | Kernel::Reduce, true) => {
                 include_str!("../../shaders/team_subgroup.wgsl")
@@ -655,11 +661,47 @@ impl Kernel {
             _ => "",
         };
         format!(
-            "{PREAMBLE}\n// ---- {}.wgsl ----\n{}{team}",
+            "{PREAMBLE}\n// ---- {}.wgsl ----\n{}{team}{window}",
             self.name(),
             self.spec().source
         )
     }
+
+    /// What this kernel reads through windows where the device has them ([`Kernels::windowed`]): the index of the
+    /// buffer every lane of a register tile reads alike (W in the logits, R in the gradient) among its bindings,
+    /// and whether its walk carries sums between windows in a buffer of its own — the gradient's, which
+    /// [`Kernels::bind`] takes after the kernel's bindings ([`window_sums_bytes`]).
+    pub fn window_operand(self) -> Option<(usize, bool)> {
+        match self {
+            Kernel::Logits => Some((1, false)),
+            Kernel::LogitsHeld => Some((7, false)),
+            Kernel::Grad => Some((1, true)),
+            Kernel::GradHeld => Some((6, true)),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes of one window (window_uniform.wgsl's `window_data`: 4,096 vec4, the most a uniform binding holds under
+/// WebGPU's default limits). A buffer read through windows is made with [`WINDOW_BYTES`] more than its data, so the
+/// last window's binding stays inside it (`buffers::storage_windowed`).
+pub const WINDOW_BYTES: u64 = 65_536;
+
+/// Fewest features or rows a window must walk to be worth its dispatch ([`Kernels::window_span`]): each window is
+/// a dispatch of its own, and each tile reloads and stores its sums between windows. On lavapipe (Vulkan, `bench
+/// --epochs 3`, alternating) windows of 1,632 and 512 rows made epochs 1.2× faster at 60,000 × 784 × 10 (full
+/// batch) and 200,000 × 256 × 32 (batch 4,096), and windows of 80 features and rows made 20,000 × 784 × 200
+/// (batch 1,024) 1.19× slower (ten and thirteen windows a product, each tile's 128 sums reloaded per 80 steps):
+/// so only up to 64 classes.
+pub const MIN_WINDOW_SPAN: u32 = 256;
+
+/// Most windows one dispatch is cut into (entries of the window table).
+pub const MAX_WINDOWS: u32 = 4096;
+
+/// Bytes of the buffer a gradient kernel carries its sums in between windows, for `d` features and `k` classes:
+/// K × (⌈d / 4⌉ + 1) quads (the bias's last).
+pub fn window_sums_bytes(d: u32, k: u32) -> u64 {
+    u64::from(k.max(1)) * (u64::from(d.div_ceil(4)) + 1) * 16
 }
 
 /// The per-step parameters every kernel reads at group 0. Mirrors `struct Step` in the shaders.
@@ -777,6 +819,9 @@ pub struct Kernels {
     modules: Vec<OnceLock<wgpu::ShaderModule>>,
     defaults: Vec<OnceLock<wgpu::ComputePipeline>>,
     cache: Mutex<HashMap<(Kernel, ConstantsKey), wgpu::ComputePipeline>>,
+    /// The window table where the device reads windows ([`Kernels::windowed`]): entry w, at w × `align` bytes,
+    /// holds w.
+    windows: Option<(wgpu::Buffer, u32)>,
 }
 
 fn entry(binding: u32, ty: wgpu::BufferBindingType, dynamic: bool) -> wgpu::BindGroupLayoutEntry {
@@ -821,7 +866,23 @@ fn build_pipeline(
 impl Kernels {
     /// Compiles every shader and builds its pipeline with the default constants; a kernel that binds more storage
     /// buffers than the device allows is left out ([`Kernels::available`]).
-    pub fn new(device: &wgpu::Device) -> Self {
+    pub fn new(device: &wgpu::Device, windows: bool) -> Self {
+        let windows = windows.then(|| {
+            let align = device.limits().min_uniform_buffer_offset_alignment.max(16);
+            let mut table = vec![0u32; (MAX_WINDOWS * align / 4) as usize];
+            for w in 0..MAX_WINDOWS {
+                table[(w * align / 4) as usize] = w;
+            }
+            let buffer = wgpu::util::DeviceExt::create_buffer_init(
+                device,
+                &wgpu::util::BufferInitDescriptor {
+                    label: Some("window table"),
+                    contents: bytemuck::cast_slice(&table),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                },
+            );
+            (buffer, align)
+        });
         let step_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("step"),
             entries: &[entry(0, wgpu::BufferBindingType::Uniform, true)],
@@ -837,14 +898,18 @@ impl Kernels {
             let workgroup_fits = kernel != Kernel::FusedHeld
                 || (Team::ONE.fits(&limits)
                     && limits.max_compute_workgroup_storage_size >= FUSED_WORKGROUP_BYTES);
+            // Where the device reads windows: the window's index and data (uniform, at dynamic offsets) and the
+            // gradient's sums between windows, at bindings 20–22 (window_uniform.wgsl).
+            let window = kernel.window_operand().filter(|_| windows.is_some());
+            let sums = usize::from(window.is_some_and(|(_, sums)| sums));
             if !workgroup_fits
-                || spec.bindings.iter().filter(|&&a| a != Uniform).count() > storage_limit
+                || spec.bindings.iter().filter(|&&a| a != Uniform).count() + sums > storage_limit
             {
                 layouts.push(None);
                 pipeline_layouts.push(None);
                 continue;
             }
-            let entries: Vec<_> = spec
+            let mut entries: Vec<_> = spec
                 .bindings
                 .iter()
                 .enumerate()
@@ -857,6 +922,17 @@ impl Kernels {
                     entry(i as u32, ty, false)
                 })
                 .collect();
+            if window.is_some() {
+                entries.push(entry(20, wgpu::BufferBindingType::Uniform, true));
+                entries.push(entry(21, wgpu::BufferBindingType::Uniform, true));
+                if sums == 1 {
+                    entries.push(entry(
+                        22,
+                        wgpu::BufferBindingType::Storage { read_only: false },
+                        false,
+                    ));
+                }
+            }
             let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some(spec.name),
                 entries: &entries,
@@ -877,6 +953,7 @@ impl Kernels {
             modules: Kernel::ALL.iter().map(|_| OnceLock::new()).collect(),
             defaults: Kernel::ALL.iter().map(|_| OnceLock::new()).collect(),
             cache: Mutex::new(HashMap::new()),
+            windows,
         }
     }
 
@@ -893,7 +970,10 @@ impl Kernels {
                     label: Some(kernel.name()),
                     source: wgpu::ShaderSource::Wgsl(
                         kernel
-                            .source_for(self.device.features().contains(wgpu::Features::SUBGROUP))
+                            .source_for(
+                                self.device.features().contains(wgpu::Features::SUBGROUP),
+                                self.windows.is_some(),
+                            )
                             .into(),
                     ),
                 })
@@ -953,21 +1033,64 @@ impl Kernels {
             .clone()
     }
 
-    /// Binds `buffers` (in the kernel's binding order) for `kernel`.
+    /// Whether this device reads the operand of the register tiles through uniform windows (CPU adapters whose
+    /// uniform bindings hold 64 KiB: window_uniform.wgsl says why).
+    pub fn windowed(&self) -> bool {
+        self.windows.is_some()
+    }
+
+    /// Features (logits) or rows (gradient) of one window for `k` classes: the most whose W or R rows fit
+    /// [`WINDOW_BYTES`], a multiple of what keeps each window's offset on the device's alignment; none where that is
+    /// fewer than [`MIN_WINDOW_SPAN`] (past 64 classes).
+    pub fn window_span(&self, k: u32) -> Option<u32> {
+        let q = self.window_quantum()?;
+        let span = (WINDOW_BYTES as u32 / 4 / k.max(1)) / q * q;
+        (span >= MIN_WINDOW_SPAN).then_some(span)
+    }
+
+    /// Rows of W or R a window's span is a multiple of (window_uniform.wgsl's `WQ`): the device's uniform offset
+    /// alignment in floats, so that every window's offset (a multiple of WQ rows of 4K bytes) is aligned.
+    fn window_quantum(&self) -> Option<u32> {
+        self.windows.as_ref().map(|(_, align)| align / 4)
+    }
+
+    /// `constants` with the windows' (WIN = 1 and the device's `WQ`) where a dispatch of `kernel` over `dims` is cut
+    /// into windows ([`Kernel::windows`]).
+    pub fn with_windows(
+        &self,
+        ctx: &super::GpuContext,
+        kernel: Kernel,
+        dims: Dims,
+        constants: &[(&'static str, f64)],
+    ) -> Vec<(&'static str, f64)> {
+        let mut merged = constants.to_vec();
+        if let (Some(_), Some(q)) = (kernel.windows(ctx, dims, constants), self.window_quantum()) {
+            if !merged.iter().any(|c| c.0 == "WIN") {
+                merged.push(("WIN", 1.0));
+                merged.push(("WQ", f64::from(q)));
+            }
+        }
+        merged
+    }
+
+    /// Binds `buffers` (in the kernel's binding order; a gradient kernel's sums between windows after them,
+    /// [`window_sums_bytes`], used where the device reads windows) for `kernel`.
     pub fn bind(
         &self,
         device: &wgpu::Device,
         kernel: Kernel,
         buffers: &[&wgpu::Buffer],
     ) -> wgpu::BindGroup {
+        let bindings = kernel.spec().bindings.len();
+        let sums = kernel.window_operand().is_some_and(|(_, sums)| sums);
         debug_assert_eq!(
             buffers.len(),
-            kernel.spec().bindings.len(),
+            bindings + usize::from(sums),
             "{} binds {} buffers",
             kernel.name(),
-            kernel.spec().bindings.len()
+            bindings + usize::from(sums)
         );
-        let entries: Vec<_> = buffers
+        let mut entries: Vec<_> = buffers[..bindings]
             .iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
@@ -975,6 +1098,30 @@ impl Kernels {
                 resource: b.as_entire_binding(),
             })
             .collect();
+        if let (Some((table, _)), Some((operand, _))) = (&self.windows, kernel.window_operand()) {
+            let data = buffers[operand];
+            assert!(
+                data.usage().contains(wgpu::BufferUsages::UNIFORM) && data.size() >= WINDOW_BYTES,
+                "{}'s binding {operand} is read through windows: make it with buffers::storage_windowed",
+                kernel.name()
+            );
+            let window = |binding, buffer, size| wgpu::BindGroupEntry {
+                binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(size),
+                }),
+            };
+            entries.push(window(20, table, 16));
+            entries.push(window(21, data, WINDOW_BYTES));
+            if sums {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 22,
+                    resource: buffers[bindings].as_entire_binding(),
+                });
+            }
+        }
         device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
             layout: self.layouts[kernel as usize]
@@ -1245,8 +1392,28 @@ impl Kernel {
         buffers: &wgpu::BindGroup,
         dims: Dims,
     ) {
-        let pipeline = (ctx.kernels.pipeline(self), &[][..]);
-        self.record_with(ctx, pipeline, pass, (steps, step_offset), buffers, dims);
+        self.record_built(ctx, &[], pass, (steps, step_offset), buffers, dims);
+    }
+
+    /// [`Kernel::record`] with the kernel's pipeline for `constants` (its default for none), built with the
+    /// windows' constants where the dispatch is cut into windows (so no pipeline without them is built for it).
+    pub fn record_built(
+        self,
+        ctx: &super::GpuContext,
+        constants: &[(&'static str, f64)],
+        pass: &mut wgpu::ComputePass<'_>,
+        at: (&wgpu::BindGroup, u32),
+        buffers: &wgpu::BindGroup,
+        dims: Dims,
+    ) {
+        let constants = ctx.kernels.with_windows(ctx, self, dims, constants);
+        if constants.is_empty() {
+            let pipeline = ctx.kernels.pipeline(self);
+            self.record_with(ctx, (pipeline, &constants), pass, at, buffers, dims);
+        } else {
+            let pipeline = ctx.kernels.pipeline_with(&ctx.device, self, &constants);
+            self.record_with(ctx, (&pipeline, &constants), pass, at, buffers, dims);
+        }
     }
 
     /// [`Kernel::record`] with one of the kernel's pipelines built for other `constants` (from
@@ -1261,10 +1428,62 @@ impl Kernel {
         dims: Dims,
     ) {
         let (x, y) = self.workgroups_with(ctx, dims, constants);
-        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, steps, &[step_offset]);
-        pass.set_bind_group(1, buffers, &[]);
-        pass.dispatch_workgroups(x, y, 1);
+        let Some((_, align)) = ctx
+            .kernels
+            .windows
+            .as_ref()
+            .filter(|_| self.window_operand().is_some())
+        else {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(1, buffers, &[]);
+            pass.dispatch_workgroups(x, y, 1);
+            return;
+        };
+        match self.windows(ctx, dims, constants) {
+            Some((span, count)) => {
+                // A pipeline built without the windows' constants (a tuned candidate) is rebuilt with them.
+                if self.constant(constants, "WIN").unwrap_or(0) == 0 {
+                    let merged = ctx.kernels.with_windows(ctx, self, dims, constants);
+                    pass.set_pipeline(&ctx.kernels.pipeline_with(&ctx.device, self, &merged));
+                } else {
+                    pass.set_pipeline(pipeline);
+                }
+                let stride = u64::from(span) * u64::from(dims.k) * 4;
+                for w in 0..count {
+                    let data = u32::try_from(u64::from(w) * stride).unwrap_or(u32::MAX);
+                    pass.set_bind_group(1, buffers, &[w * align, data]);
+                    pass.dispatch_workgroups(x, y, 1);
+                }
+            }
+            None => {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(1, buffers, &[0, 0]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+    }
+
+    /// The windows a dispatch of this kernel over `dims` is cut into where the device reads them
+    /// ([`Kernels::windowed`]): (features or rows a window, windows) for the register tiles (not the staged GPU
+    /// shape, not a gradient split over rows); none where the device reads none, the shape's span is empty or it
+    /// would take more than [`MAX_WINDOWS`].
+    pub fn windows(
+        self,
+        ctx: &super::GpuContext,
+        dims: Dims,
+        constants: &[(&'static str, f64)],
+    ) -> Option<(u32, u32)> {
+        let (_, sums) = self.window_operand()?;
+        if self.constant(constants, "STAGE").unwrap_or(0) != 0
+            || self.constant(constants, "SEGS").unwrap_or(0) != 0
+        {
+            return None;
+        }
+        let span = ctx.kernels.window_span(dims.k)?;
+        let walk = if sums { dims.rows } else { dims.d };
+        let count = walk.div_ceil(span).max(1);
+        (count <= MAX_WINDOWS).then_some((span, count))
     }
 }
 

@@ -3,11 +3,13 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use super::buffers::{fused_partials, read, storage_init, storage_zeroed, uniform_init, StepSlots};
+use super::buffers::{
+    fused_partials, read, storage_init, storage_windowed, storage_zeroed, uniform_init, StepSlots,
+};
 use super::context::GpuContext;
 use super::kernels::{
-    fused_constants, held_slots, tile_constants, ChunkUniform, Dims, HeldUniform, Kernel,
-    StepUniform, Team, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
+    fused_constants, held_slots, tile_constants, window_sums_bytes, ChunkUniform, Dims,
+    HeldUniform, Kernel, StepUniform, Team, FUSED_MAX_CLASSES, HELD_SLOTS, WEIGHTED_ROWS,
 };
 use crate::error::{Error, Result};
 use crate::params::Weights;
@@ -78,12 +80,7 @@ fn run_with(
             k: step.k,
         };
         let at = (&slots.bind_group, slots.offset(0));
-        if constants.is_empty() {
-            kernel.record(ctx, &mut pass, at.0, at.1, &bg, dims);
-        } else {
-            let pipeline = ctx.kernels.pipeline_with(&ctx.device, kernel, constants);
-            kernel.record_with(ctx, (&pipeline, constants), &mut pass, at, &bg, dims);
-        }
+        kernel.record_built(ctx, constants, &mut pass, at, &bg, dims);
     }
     ctx.queue.submit([encoder.finish()]);
     ctx.wait()
@@ -143,7 +140,7 @@ pub fn logits(
     let (r, dd, kk) = dims(rows, d, k)?;
     // The kernel reads X feature-major, as the gather kernel leaves it.
     let xb = storage_init(ctx, "x feature-major", &contiguous(x.t()));
-    let wb = storage_init(ctx, "w", &contiguous(w));
+    let wb = storage_windowed(ctx, "w", &contiguous(w));
     let bb = storage_init(ctx, "b", &b.to_vec());
     let z = storage_zeroed(ctx, "z", (rows * k * 4) as u64);
     run_with(
@@ -294,7 +291,7 @@ fn grad_tiled(
     )?;
     let (rr, dd, kk) = dims(rows, d, k)?;
     let xb = storage_init(ctx, "x", &contiguous(x));
-    let rb = storage_init(ctx, "r", &contiguous(r));
+    let rb = storage_windowed(ctx, "r", &contiguous(r));
     let step = StepUniform {
         rows: rr,
         d: dd,
@@ -318,9 +315,16 @@ fn run_grad(
 ) -> Result<(Array2<f32>, Array1<f32>)> {
     let (d, k) = (step.d as usize, step.k as usize);
     let gb = storage_zeroed(ctx, "gb", (k * 4) as u64);
+    let sums = storage_zeroed(ctx, "window sums", window_sums_bytes(step.d, step.k));
     let Some(most) = split else {
         let g = storage_zeroed(ctx, "g", (d * k * 4) as u64);
-        run_with(ctx, kernel, step, &tile, &[head, &[&g, &gb]].concat())?;
+        run_with(
+            ctx,
+            kernel,
+            step,
+            &tile,
+            &[head, &[&g, &gb, &sums]].concat(),
+        )?;
         return Ok((
             to2(read(ctx, &g, 0, d * k)?, d, k)?,
             Array1::from(read(ctx, &gb, 0, k)?),
@@ -339,7 +343,7 @@ fn run_grad(
         kernel,
         step,
         &split,
-        &[head, &[&partials.0, &gb]].concat(),
+        &[head, &[&partials.0, &gb, &sums]].concat(),
     )?;
     let (g, gb, _) = reduce(ctx, step, &constants(Kernel::Reduce), &partials)?;
     Ok((g, gb))
@@ -668,7 +672,7 @@ impl HeldForward {
             layout,
             y: storage_init(ctx, "labels", y),
             perm: storage_init(ctx, "perm", perm),
-            w: storage_init(ctx, "w", &contiguous(w)),
+            w: storage_windowed(ctx, "w", &contiguous(w)),
             b: storage_init(ctx, "b", &b.to_vec()),
             cw,
             sw,
@@ -901,7 +905,7 @@ fn grad_held_with(
     let (chunks, layout) = held_set(ctx, x, chunk_rows)?;
     let [x0, x1, x2, x3] = held_slots(&chunks.iter().collect::<Vec<_>>());
     let pb = storage_init(ctx, "perm", perm);
-    let rb = storage_init(ctx, "r", &contiguous(r));
+    let rb = storage_windowed(ctx, "r", &contiguous(r));
     let step = StepUniform {
         rows: rr,
         d: dd,

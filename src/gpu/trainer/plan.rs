@@ -29,6 +29,9 @@ pub struct DispatchShape {
     pub serial: u64,
     /// Whether it reads the batch's rows (X, or their gathered copy).
     pub reads_rows: bool,
+    /// Dispatches it is recorded as: 1, or on a device that reads the tiles' shared operand through uniform
+    /// windows, one per window ([`Kernel::windows`]), each walking `serial` features or rows.
+    pub windows: u32,
     /// How the one-pass kernel shares a row's features ([`crate::gpu::kernels::Team`], from its `TEAM` and
     /// `SUBGROUPS`); none for the other kernels.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -554,11 +557,14 @@ impl GpuBackend<'_> {
                 let tuned = self.tuned.iter().find(|t| t.kernel == p.tuned_as());
                 let constants = self.constants_of(&p, tuned);
                 let (x, y) = p.kernel.workgroups_with(self.ctx, p.dims, &constants);
+                let windows = p.kernel.windows(self.ctx, p.dims, &constants);
+                let serial = p.kernel.serial_steps(p.dims, &constants);
                 DispatchShape {
                     kernel: p.kernel.name(),
                     invocations: u64::from(x) * u64::from(y) * p.kernel.workgroup_size(&constants),
-                    serial: p.kernel.serial_steps(p.dims, &constants),
+                    serial: windows.map_or(serial, |(span, _)| serial.min(u64::from(span))),
                     reads_rows: p.reads_rows(),
+                    windows: windows.map_or(1, |(_, count)| count),
                     team: (p.kernel == Kernel::FusedHeld).then(|| {
                         let constant = |name| p.kernel.constant(&constants, name).unwrap_or(0);
                         crate::gpu::kernels::Team {
@@ -599,10 +605,9 @@ impl GpuBackend<'_> {
             },
             Width::Fused { .. } | Width::Held { .. } | Width::Split | Width::Train => {
                 let constants = self.constants_of(p, tuned);
-                let pipeline = ctx.kernels.pipeline_with(&ctx.device, p.kernel, &constants);
-                p.kernel.record_with(
+                p.kernel.record_built(
                     ctx,
-                    (&pipeline, &constants),
+                    &constants,
                     pass,
                     (&self.steps.bind_group, at),
                     group,

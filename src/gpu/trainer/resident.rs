@@ -114,6 +114,7 @@ impl GpuBackend<'_> {
                         .filter(|_| self.split_grad)
                         .map_or(&m.g, |f| &f.gp),
                     &m.gb,
+                    &m.window_sums,
                 ],
             ),
             // Only when the backend runs it: the partials are also made for the split gradient alone, on adapters

@@ -2,9 +2,9 @@
 //! batches), its row weights, its uniform and its loss slot.
 
 use crate::error::{Error, Result};
-use crate::gpu::buffers::{storage_init, storage_zeroed};
+use crate::gpu::buffers::{storage_init, storage_windowed_zeroed, storage_zeroed};
 use crate::gpu::context::GpuContext;
-use crate::gpu::kernels::{Kernel, StepUniform, WEIGHTED_ROWS};
+use crate::gpu::kernels::{window_sums_bytes, Kernel, StepUniform, WEIGHTED_ROWS};
 use crate::params::Shape;
 use crate::train::{Batch, BatchRows};
 
@@ -48,6 +48,8 @@ pub(super) struct ModelBuffers {
     pub(super) sums: wgpu::Buffer,
     /// Class weights, K of them (ones without class weights).
     pub(super) cw: wgpu::Buffer,
+    /// Where the gradient kernels carry their sums between windows ([`window_sums_bytes`]).
+    pub(super) window_sums: wgpu::Buffer,
     pub(super) update: wgpu::BindGroup,
 }
 
@@ -55,10 +57,15 @@ impl GpuBackend<'_> {
     pub(super) fn model_buffers(ctx: &GpuContext, shape: Shape) -> ModelBuffers {
         let dk = (shape.d * shape.k) as u64 * 4;
         let k = shape.k as u64 * 4;
-        let w = storage_zeroed(ctx, "w", dk);
+        let w = storage_windowed_zeroed(ctx, "w", dk);
         let b = storage_zeroed(ctx, "b", k);
         let g = storage_zeroed(ctx, "g", dk);
         let gb = storage_zeroed(ctx, "gb", k);
+        let window_sums = storage_zeroed(
+            ctx,
+            "window sums",
+            window_sums_bytes(shape.d as u32, shape.k as u32),
+        );
         let sums = storage_zeroed(ctx, "sums", SUM_SLOTS as u64 * 8);
         let cw = storage_init(ctx, "class weights", &vec![1.0f32; shape.k]);
         let update = ctx
@@ -71,6 +78,7 @@ impl GpuBackend<'_> {
             gb,
             sums,
             cw,
+            window_sums,
             update,
         }
     }
@@ -94,7 +102,7 @@ impl GpuBackend<'_> {
         let (z, s, r) = (
             storage_zeroed(ctx, "z", rows * k * 4),
             storage_zeroed(ctx, "s", rows * k * 4),
-            storage_zeroed(ctx, "r", rows * k * 4),
+            storage_windowed_zeroed(ctx, "r", rows * k * 4),
         );
         let row_stats = storage_zeroed(ctx, "row stats", rows * 8);
         // Room for the rows of many queued steps; a full ring is submitted before it is reused.
@@ -113,8 +121,9 @@ impl GpuBackend<'_> {
             ),
             softmax: kern.bind(dev, Kernel::Softmax, &[&z, &y, &s, &row_stats, &m.cw, &sw]),
             softmax_train: kern.bind(dev, Kernel::Softmax, &[&z, &y, &r, &row_stats, &m.cw, &sw]),
-            grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb]),
-            grad_split: partials.map(|gp| kern.bind(dev, Kernel::Grad, &[&x, &r, gp, &m.gb])),
+            grad: kern.bind(dev, Kernel::Grad, &[&x, &r, &m.g, &m.gb, &m.window_sums]),
+            grad_split: partials
+                .map(|gp| kern.bind(dev, Kernel::Grad, &[&x, &r, gp, &m.gb, &m.window_sums])),
             metrics: kern.bind(dev, Kernel::Metrics, &[&row_stats, &m.sums]),
             perm,
             sw,
