@@ -8,8 +8,14 @@ fn row_weight(i: u32) -> f32 {
     return select(1.0, sw[step.sw_offset + i], (step.flags & 8u) != 0u);
 }
 
-// w[j, c] with c clamped to the last class (classes past k are computed and never used).
+// w[j, c] with c clamped to the last class (classes past k are computed and never used): on CPU adapters where the
+// whole of W fits one window (WIN = 1; window_uniform.wgsl), through the window, else from storage.
+override WIN: u32 = 0u;
+
 fn wt(j: u32, c: u32) -> f32 {
+    if (WIN != 0u) {
+        return window_at(j * step.k + min(c, step.k - 1u));
+    }
     return w[j * step.k + min(c, step.k - 1u)];
 }
 

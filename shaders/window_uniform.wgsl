@@ -1,13 +1,15 @@
 // The windows of the register tiles on CPU adapters (WIN = 1; src/gpu/kernels.rs: `Kernel::windows`), appended to
-// logits.wgsl, logits_held.wgsl, grad.wgsl and grad_held.wgsl where the device reads them. llvmpipe loads a storage
-// buffer element whose index differs between lanes (or merely is not a constant) lane by lane, with a mask test, a
-// bounds check and a branch for each, but a uniform buffer's with one unconditional load per lane. The operand every
-// lane of a tile reads alike — W in the logits (the tile's classes at feature j), R in the gradient (the tile's
-// classes at row i) — is therefore read through a uniform binding: a window of 64 KiB of that buffer, bound at a
-// dynamic offset, one dispatch per window. A logits window is `window_span()` features of W (every class), a
-// gradient window as many rows of R; the host dispatches the windows in order (window `window.index`), and each carries the tile's
-// sums to the next (through z in the logits, through `window_acc` in the gradient), so every sum is the same chain of
-// fma in the same order as one walk: bitwise equal (tested).
+// logits.wgsl, logits_held.wgsl, grad.wgsl, grad_held.wgsl, forward.wgsl and forward_held.wgsl where the device
+// reads them. llvmpipe loads a storage-buffer element whose index differs between lanes (or merely is not a
+// constant) lane by lane, with a mask test, a bounds check and a branch for each, but a uniform buffer's with one
+// unconditional load per lane. The operand every lane of a tile reads alike — W in the logits and the fused forward
+// pass (the tile's classes at feature j), R in the gradient (the tile's classes at row i) — is therefore read
+// through a uniform binding: a window of 64 KiB of that buffer, bound at a dynamic offset, one dispatch per window.
+// A logits window is `window_span()` features of W (every class), a gradient window as many rows of R; the host
+// dispatches the windows in order (window `window.index`), and each carries the tile's sums to the next (through z
+// in the logits, through `window_acc` in the gradient), so every sum is the same chain of fma in the same order as
+// one walk: bitwise equal (tested). The fused forward pass reads W through one window where all of it fits (its
+// softmax needs every feature's sum), else from storage.
 
 struct Window {
     index: u32,

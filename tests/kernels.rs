@@ -1063,11 +1063,13 @@ fn reading_the_shared_operand_through_windows_changes_no_bit() {
         // (held rows, features, classes, batch rows, rows per chunk). A window holds 16,384 floats, a multiple of 8
         // rows of W or R (lavapipe's alignment): at K = 64 256 features or rows (3 logits windows at D = 600, 3
         // gradient windows at 600 rows over 2 chunks); at K = 48 336 (337 features: the last window one feature
-        // long); at K = 32 512 (600 rows: 2 gradient windows, the rows read in place by the training backend).
+        // long); at K = 32 512 (600 rows: 2 gradient windows, the rows read in place by the training backend); at
+        // K = 10 1,632 (the fused forward pass reads W through one window).
         for (s, &(n, d, k, b, chunk_rows)) in [
             (700, 600, 64, 600, 350),
             (500, 337, 48, 400, 500),
             (700, 40, 32, 600, 700),
+            (300, 200, 10, 250, 150),
         ]
         .iter()
         .enumerate()
@@ -1116,6 +1118,27 @@ fn reading_the_shared_operand_through_windows_changes_no_bit() {
                 ),
             ] {
                 assert_eq!(on, off, "{what} {case}");
+            }
+            if k <= 16 {
+                let (_, yb) = cpu::gather::<f32>(&perm, x.view(), &y);
+                let none = cpu::Weights::none();
+                let forward = |c: &GpuContext| {
+                    let gathered =
+                        ops::forward(c, xb.view(), w.view(), bias.view(), &yb, none).unwrap();
+                    let held = ops::forward_held(
+                        c,
+                        x.view(),
+                        &y,
+                        &perm,
+                        w.view(),
+                        bias.view(),
+                        none,
+                        chunk_rows,
+                    )
+                    .unwrap();
+                    (gathered, held)
+                };
+                assert_eq!(forward(ctx), forward(&plain), "forward {case}");
             }
             for (what, on, off) in [
                 (

@@ -668,13 +668,14 @@ impl Kernel {
     }
 
     /// What this kernel reads through windows where the device has them ([`Kernels::windowed`]): the index of the
-    /// buffer every lane of a register tile reads alike (W in the logits, R in the gradient) among its bindings,
-    /// and whether its walk carries sums between windows in a buffer of its own — the gradient's, which
-    /// [`Kernels::bind`] takes after the kernel's bindings ([`window_sums_bytes`]).
+    /// buffer every lane of a register tile reads alike (W in the logits and the fused forward pass, R in the
+    /// gradient) among its bindings, and whether its walk carries sums between windows in a buffer of its own — the
+    /// gradient's, which [`Kernels::bind`] takes after the kernel's bindings ([`window_sums_bytes`]). The fused
+    /// forward pass takes one window or none: its softmax needs every feature's sum.
     pub fn window_operand(self) -> Option<(usize, bool)> {
         match self {
-            Kernel::Logits => Some((1, false)),
-            Kernel::LogitsHeld => Some((7, false)),
+            Kernel::Logits | Kernel::Forward => Some((1, false)),
+            Kernel::LogitsHeld | Kernel::ForwardHeld => Some((7, false)),
             Kernel::Grad => Some((1, true)),
             Kernel::GradHeld => Some((6, true)),
             _ => None,
@@ -1483,7 +1484,11 @@ impl Kernel {
         let span = ctx.kernels.window_span(dims.k)?;
         let walk = if sums { dims.rows } else { dims.d };
         let count = walk.div_ceil(span).max(1);
-        (count <= MAX_WINDOWS).then_some((span, count))
+        let most = match self {
+            Kernel::Forward | Kernel::ForwardHeld => 1,
+            _ => MAX_WINDOWS,
+        };
+        (count <= most).then_some((span, count))
     }
 }
 

@@ -555,7 +555,7 @@ pub fn forward(
     let (r, dd, kk) = dims(rows, d, k)?;
     // The kernel reads X feature-major, as the gather kernel leaves it.
     let xb = storage_init(ctx, "x feature-major", &contiguous(x.t()));
-    let wb = storage_init(ctx, "w", &contiguous(w));
+    let wb = storage_windowed(ctx, "w", &contiguous(w));
     let bb = storage_init(ctx, "b", &b.to_vec());
     let yb = storage_init(ctx, "y", y);
     let out = storage_zeroed(ctx, "r", (rows * k * 4) as u64);
