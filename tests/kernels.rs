@@ -1075,17 +1075,15 @@ fn reading_the_shared_operand_through_windows_changes_no_bit() {
         .enumerate()
         {
             let case = format!("N={n} D={d} K={k} B={b} chunk={chunk_rows}");
-            let seed = s as u64 * 5 + 1300;
-            let x = uniform(n, d, -1.0, 1.0, seed);
-            let w = uniform(d, k, -0.5, 0.5, seed + 1);
-            let bias = Array1::from(
-                uniform(1, k, -1.0, 1.0, seed + 2)
-                    .into_raw_vec_and_offset()
-                    .0,
-            );
-            let y = labels(n, k, seed + 3);
-            let r = uniform(b, k, -0.5, 0.5, seed + 4);
-            let perm: Vec<u32> = (0..b).map(|i| ((i * 7919 + s) % n) as u32).collect();
+            let HeldCase {
+                x,
+                w,
+                bias,
+                y,
+                perm,
+                ..
+            } = HeldCase::new(s as u64 * 5 + 1300, n, d, k, b);
+            let r = uniform(b, k, -0.5, 0.5, s as u64 * 5 + 1304);
             let (xb, _) = cpu::gather::<f32>(&perm, x.view(), &y);
             for (what, on, off) in [
                 (
