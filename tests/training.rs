@@ -459,8 +459,9 @@ per_backend!(labels_out_of_range_are_refused_on_every_path);
 #[test]
 fn a_batch_larger_than_one_binding_is_accumulated_in_pieces() {
     on_every_gpu(|ctx| {
-        // 4096 features: one row is 16 KiB, so a batch fills a 128 MiB binding at 8192 rows. One more hundred rows
-        // must still work (full-batch gradient descent on a large data set), as pieces whose sums add up.
+        // 4096 features: one row is 16 KiB, so a batch fills a 128 MiB binding at 8,188 rows (R keeps a 64 KiB window
+        // past its rows). One more hundred rows must still work (full-batch gradient descent on a large data set), as
+        // pieces whose sums add up.
         let s = Shape { d: 4096, k: 2 };
         let mut g = gpu(ctx, s);
         let n = g.max_batch() + 100;

@@ -324,12 +324,14 @@ impl<'a> GpuBackend<'a> {
             .min(ctx.limits.max_buffer_size)
     }
 
-    /// The most rows one batch may have: its X (rows × d) and Z, S, R (rows × k) must each fit one binding, and the
-    /// logits kernel dispatches rows / 64 workgroups along x.
+    /// The most rows one batch may have: its X (rows × d) and Z, S, R (rows × k) must each fit one binding — R with
+    /// the window's padding past it ([`crate::gpu::kernels::WINDOW_BYTES`]) — and the logits kernel dispatches rows /
+    /// 64 workgroups along x.
     fn largest_batch(ctx: &GpuContext, shape: Shape, sparse: bool) -> usize {
         let x_row = if sparse { 0 } else { shape.d as u64 * 4 };
         let row_bytes = x_row.max(shape.k as u64 * 4).max(8);
-        let by_binding = Self::max_binding(ctx) / row_bytes;
+        let by_binding =
+            Self::max_binding(ctx).saturating_sub(crate::gpu::kernels::WINDOW_BYTES) / row_bytes;
         let by_dispatch = 64 * u64::from(ctx.limits.max_compute_workgroups_per_dimension);
         by_binding.min(by_dispatch).min(u64::from(u32::MAX)) as usize
     }
