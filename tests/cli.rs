@@ -14,10 +14,14 @@ struct Out {
     stderr: String,
 }
 
+/// Autotuning caches its choices: the tests keep theirs in Cargo's scratch directory for tests (under target/), out
+/// of the user's cache and out of the system's temporary directory.
+fn tuning_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("tuning-cache")
+}
+
 fn run(args: &[&str]) -> Out {
-    // Autotuning caches its choices: keep the tests' cache out of the user's.
-    let cache =
-        std::env::temp_dir().join(format!("softmax-wgpu-test-cache-{}", std::process::id()));
+    let cache = tuning_cache();
     output(
         Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
             .args(args)
@@ -1043,8 +1047,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_uninterrupted_weights() {
     let whole = run(&[&args[..], &["--out", &a]].concat());
     assert_eq!(whole.code, 0, "{}", whole.stderr);
     // The same run with checkpoints, killed (SIGKILL) as soon as its first checkpoint is on disk, then resumed.
-    let cache =
-        std::env::temp_dir().join(format!("softmax-wgpu-test-cache-{}", std::process::id()));
+    let cache = tuning_cache();
     let mut child = Command::new(env!("CARGO_BIN_EXE_softmax-wgpu"))
         .args(args)
         .args([

@@ -934,19 +934,32 @@ pub fn write_npy_labels(path: &Path, y: &[u32]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn write(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("softmax-wgpu-npy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
+    /// A file written into its own temporary directory, removed when this is dropped (at the end of the statement
+    /// that reads it), so the tests leave nothing behind.
+    struct Scratch {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    }
+
+    impl std::ops::Deref for Scratch {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    fn write(name: &str, bytes: &[u8]) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        Scratch { _dir: dir, path }
     }
 
     #[test]
     fn written_files_read_back() {
         let x = Array2::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32 - 1.5);
-        let dir = std::env::temp_dir().join(format!("softmax-wgpu-npyw-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         write_npy_features(&dir.join("x.npy"), x.view()).unwrap();
         write_npy_labels(&dir.join("y.npy"), &[2, 0, 1]).unwrap();
         assert_eq!(read_npy_features(&dir.join("x.npy")).unwrap(), x);
