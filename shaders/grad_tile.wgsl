@@ -32,6 +32,27 @@ fn rwin(ii: u32, i: u32, c: u32) -> f32 {
     return res(i, c);
 }
 
+// Quads of classes (V4 = 1: CPU adapters where K is a multiple of 4, window_uniform.wgsl says why): the tile's R
+// row is read as four vec4; 0: as 16 floats.
+override V4: u32 = 0u;
+
+// R[i, c .. c + 4] for c a multiple of 4 (V4 = 1), clamped to the last quad of classes (never stored past k).
+fn rquad(ii: u32, i: u32, c: u32) -> vec4<f32> {
+    let cc = min(c, step.k - 4u);
+    if (WIN != 0u) {
+        return window_quad((ii * step.k + cc) / 4u);
+    }
+    return operand_quad((i * step.k + cc) / 4u);
+}
+
+// With V4 = 1 the value v read in a quad; else R[i, c] read alone, where it is used (as without quads).
+fn rpick(v: f32, ii: u32, i: u32, c: u32) -> f32 {
+    if (V4 != 0u) {
+        return v;
+    }
+    return rwin(ii, i, c);
+}
+
 // Where the sums of feature quad j0 / 4 (the bias's: the quad after the last) and class c wait between windows.
 fn acc_at(j0: u32, c: u32) -> u32 {
     return (c * ((step.d + 3u) / 4u + 1u)) * 4u + j0;
@@ -255,81 +276,92 @@ fn tile(gid: vec3<u32>) {
         if (TQ > 1u) {
             xb = x4(row, j1);
         }
-        let r0 = vec4<f32>(rwin(ii, i, c0));
+        // The tile's 16 classes in four quads (V4 = 1), else read one by one below.
+        var rq0 = vec4<f32>(0.0);
+        var rq1 = vec4<f32>(0.0);
+        var rq2 = vec4<f32>(0.0);
+        var rq3 = vec4<f32>(0.0);
+        if (V4 != 0u) {
+            rq0 = rquad(ii, i, c0);
+            if (KT > 4u) { rq1 = rquad(ii, i, c0 + 4u); }
+            if (KT > 8u) { rq2 = rquad(ii, i, c0 + 8u); }
+            if (KT > 12u) { rq3 = rquad(ii, i, c0 + 12u); }
+        }
+        let r0 = vec4<f32>(rpick(rq0.x, ii, i, c0 + 0u));
         a0 = fma(xa, r0, a0);
         if (TQ > 1u) { b0 = fma(xb, r0, b0); }
         if (KT > 1u) {
-            let r1 = vec4<f32>(rwin(ii, i, c0 + 1u));
+            let r1 = vec4<f32>(rpick(rq0.y, ii, i, c0 + 1u));
             a1 = fma(xa, r1, a1);
             if (TQ > 1u) { b1 = fma(xb, r1, b1); }
         }
         if (KT > 2u) {
-            let r2 = vec4<f32>(rwin(ii, i, c0 + 2u));
+            let r2 = vec4<f32>(rpick(rq0.z, ii, i, c0 + 2u));
             a2 = fma(xa, r2, a2);
             if (TQ > 1u) { b2 = fma(xb, r2, b2); }
         }
         if (KT > 3u) {
-            let r3 = vec4<f32>(rwin(ii, i, c0 + 3u));
+            let r3 = vec4<f32>(rpick(rq0.w, ii, i, c0 + 3u));
             a3 = fma(xa, r3, a3);
             if (TQ > 1u) { b3 = fma(xb, r3, b3); }
         }
         if (KT > 4u) {
-            let r4 = vec4<f32>(rwin(ii, i, c0 + 4u));
+            let r4 = vec4<f32>(rpick(rq1.x, ii, i, c0 + 4u));
             a4 = fma(xa, r4, a4);
             if (TQ > 1u) { b4 = fma(xb, r4, b4); }
         }
         if (KT > 5u) {
-            let r5 = vec4<f32>(rwin(ii, i, c0 + 5u));
+            let r5 = vec4<f32>(rpick(rq1.y, ii, i, c0 + 5u));
             a5 = fma(xa, r5, a5);
             if (TQ > 1u) { b5 = fma(xb, r5, b5); }
         }
         if (KT > 6u) {
-            let r6 = vec4<f32>(rwin(ii, i, c0 + 6u));
+            let r6 = vec4<f32>(rpick(rq1.z, ii, i, c0 + 6u));
             a6 = fma(xa, r6, a6);
             if (TQ > 1u) { b6 = fma(xb, r6, b6); }
         }
         if (KT > 7u) {
-            let r7 = vec4<f32>(rwin(ii, i, c0 + 7u));
+            let r7 = vec4<f32>(rpick(rq1.w, ii, i, c0 + 7u));
             a7 = fma(xa, r7, a7);
             if (TQ > 1u) { b7 = fma(xb, r7, b7); }
         }
         if (KT > 8u) {
-            let r8 = vec4<f32>(rwin(ii, i, c0 + 8u));
+            let r8 = vec4<f32>(rpick(rq2.x, ii, i, c0 + 8u));
             a8 = fma(xa, r8, a8);
             if (TQ > 1u) { b8 = fma(xb, r8, b8); }
         }
         if (KT > 9u) {
-            let r9 = vec4<f32>(rwin(ii, i, c0 + 9u));
+            let r9 = vec4<f32>(rpick(rq2.y, ii, i, c0 + 9u));
             a9 = fma(xa, r9, a9);
             if (TQ > 1u) { b9 = fma(xb, r9, b9); }
         }
         if (KT > 10u) {
-            let r10 = vec4<f32>(rwin(ii, i, c0 + 10u));
+            let r10 = vec4<f32>(rpick(rq2.z, ii, i, c0 + 10u));
             a10 = fma(xa, r10, a10);
             if (TQ > 1u) { b10 = fma(xb, r10, b10); }
         }
         if (KT > 11u) {
-            let r11 = vec4<f32>(rwin(ii, i, c0 + 11u));
+            let r11 = vec4<f32>(rpick(rq2.w, ii, i, c0 + 11u));
             a11 = fma(xa, r11, a11);
             if (TQ > 1u) { b11 = fma(xb, r11, b11); }
         }
         if (KT > 12u) {
-            let r12 = vec4<f32>(rwin(ii, i, c0 + 12u));
+            let r12 = vec4<f32>(rpick(rq3.x, ii, i, c0 + 12u));
             a12 = fma(xa, r12, a12);
             if (TQ > 1u) { b12 = fma(xb, r12, b12); }
         }
         if (KT > 13u) {
-            let r13 = vec4<f32>(rwin(ii, i, c0 + 13u));
+            let r13 = vec4<f32>(rpick(rq3.y, ii, i, c0 + 13u));
             a13 = fma(xa, r13, a13);
             if (TQ > 1u) { b13 = fma(xb, r13, b13); }
         }
         if (KT > 14u) {
-            let r14 = vec4<f32>(rwin(ii, i, c0 + 14u));
+            let r14 = vec4<f32>(rpick(rq3.z, ii, i, c0 + 14u));
             a14 = fma(xa, r14, a14);
             if (TQ > 1u) { b14 = fma(xb, r14, b14); }
         }
         if (KT > 15u) {
-            let r15 = vec4<f32>(rwin(ii, i, c0 + 15u));
+            let r15 = vec4<f32>(rpick(rq3.w, ii, i, c0 + 15u));
             a15 = fma(xa, r15, a15);
             if (TQ > 1u) { b15 = fma(xb, r15, b15); }
         }

@@ -10,6 +10,11 @@
 // in the logits, through `window_acc` in the gradient), so every sum is the same chain of fma in the same order as
 // one walk: bitwise equal (tested). The fused forward pass reads W through one window where all of it fits (its
 // softmax needs every feature's sum), else from storage.
+//
+// Quads (V4 = 1 in the register tiles, where K is a multiple of 4): the tile's 16 classes of W or R are read as four
+// vec4 — from a window, or from storage through `operand4`, the same buffer bound as vec4 — instead of 16 floats.
+// llvmpipe's lane loop for a storage load fetches every component of one lane in one pass, so a vec4 costs about
+// what one float does; the values, and every fma chain, are the same (tested against the walk without windows).
 
 struct Window {
     index: u32,
@@ -22,6 +27,9 @@ struct Window {
 @group(1) @binding(21) var<uniform> window_data: array<vec4<f32>, 4096>;
 // The gradient tiles' sums between windows: [class][feature quad · 4 + q], the bias's quad after the last.
 @group(1) @binding(22) var<storage, read_write> window_acc: array<f32>;
+
+// The shared operand (W or R) as quads of floats, for the tiles' storage reads with V4 = 1.
+@group(1) @binding(23) var<storage, read> operand4: array<vec4<f32>>;
 
 // Floats of the device's uniform offset alignment (the host's `Kernels::window_span` computes the same).
 override WQ: u32 = 8u;
@@ -39,6 +47,16 @@ fn window_span() -> u32 {
 // Element e of the window (e < 16,384).
 fn window_at(e: u32) -> f32 {
     return window_data[e / 4u][e % 4u];
+}
+
+// Quad e4 of the window (elements 4 · e4 .. + 4; e4 < 4,096).
+fn window_quad(e4: u32) -> vec4<f32> {
+    return window_data[e4];
+}
+
+// Quad e4 of the shared operand in storage.
+fn operand_quad(e4: u32) -> vec4<f32> {
+    return operand4[e4];
 }
 
 fn window_acc_at(e: u32) -> f32 {

@@ -1049,7 +1049,7 @@ fn the_tiled_products_give_bitwise_the_same_results_at_every_tile_size() {
 }
 
 #[test]
-fn reading_the_shared_operand_through_windows_changes_no_bit() {
+fn reading_the_shared_operand_through_windows_or_in_quads_changes_no_bit() {
     use softmax_wgpu::gpu::{GpuBackend, GpuContext, GpuOptions};
     use softmax_wgpu::train::Batch;
     use softmax_wgpu::{Backend, Shape};
@@ -1064,12 +1064,17 @@ fn reading_the_shared_operand_through_windows_changes_no_bit() {
         // rows of W or R (lavapipe's alignment): at K = 64 256 features or rows (3 logits windows at D = 600, 3
         // gradient windows at 600 rows over 2 chunks); at K = 48 336 (337 features: the last window one feature
         // long); at K = 32 512 (600 rows: 2 gradient windows, the rows read in place by the training backend); at
-        // K = 10 1,632 (the fused forward pass reads W through one window).
+        // K = 10 1,632 (the fused forward pass reads W through one window). Where K is a multiple of 4 the tiles read
+        // W and R in quads of classes (V4): through the windows at K = 64, 48, 36 (its last tile's quads past the
+        // 36th class clamped) and 32, from storage at K = 200 (no windows past 64 classes; the last tile's two
+        // quads past class 200 clamped).
         for (s, &(n, d, k, b, chunk_rows)) in [
             (700, 600, 64, 600, 350),
             (500, 337, 48, 400, 500),
             (700, 40, 32, 600, 700),
             (300, 200, 10, 250, 150),
+            (600, 500, 36, 520, 300),
+            (400, 90, 200, 300, 200),
         ]
         .iter()
         .enumerate()
