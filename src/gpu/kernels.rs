@@ -667,18 +667,47 @@ impl Kernel {
         )
     }
 
-    /// What this kernel reads through windows where the device has them ([`Kernels::windowed`]): the index of the
-    /// buffer every lane of a register tile reads alike (W in the logits and the fused forward pass, R in the
-    /// gradient) among its bindings, and whether its walk carries sums between windows in a buffer of its own — the
-    /// gradient's, which [`Kernels::bind`] takes after the kernel's bindings ([`window_sums_bytes`]). The fused
-    /// forward pass takes one window or none: its softmax needs every feature's sum.
-    pub fn window_operand(self) -> Option<(usize, bool)> {
+    /// What this kernel reads through windows where the device has them ([`Kernels::windowed`]): the index among
+    /// its bindings of the buffer every lane of a register tile reads alike (W in the logits and the fused forward
+    /// pass, R in the gradient), and how its tiles walk that buffer ([`Walk`]).
+    pub fn window_operand(self) -> Option<(usize, Walk)> {
         match self {
-            Kernel::Logits | Kernel::Forward => Some((1, false)),
-            Kernel::LogitsHeld | Kernel::ForwardHeld => Some((7, false)),
-            Kernel::Grad => Some((1, true)),
-            Kernel::GradHeld => Some((6, true)),
+            Kernel::Logits => Some((1, Walk::Features)),
+            Kernel::LogitsHeld => Some((7, Walk::Features)),
+            Kernel::Forward => Some((1, Walk::AllFeatures)),
+            Kernel::ForwardHeld => Some((7, Walk::AllFeatures)),
+            Kernel::Grad => Some((1, Walk::Rows)),
+            Kernel::GradHeld => Some((6, Walk::Rows)),
             _ => None,
+        }
+    }
+}
+
+/// How a register tile walks the operand its lanes read alike ([`Kernel::window_operand`]), which decides how that
+/// walk is cut into windows and whether its tiles read that operand in quads of classes ([`Kernel::reads_quads`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// W over the features, in any number of windows, each tile's sums resumed through Z (the logits tile).
+    Features,
+    /// W over every feature in one window or none: the fused forward pass's softmax needs every feature's sum.
+    AllFeatures,
+    /// R over the batch's rows, in any number of windows, the sums carried between windows in a buffer of the
+    /// kernel's own, which [`Kernels::bind`] takes after the kernel's bindings ([`window_sums_bytes`]) (the
+    /// gradient tile).
+    Rows,
+}
+
+impl Walk {
+    /// Whether the walk carries its sums between windows in a buffer of its own.
+    pub fn carries_sums(self) -> bool {
+        self == Walk::Rows
+    }
+
+    /// Most windows a dispatch may be cut into.
+    fn most_windows(self) -> u32 {
+        match self {
+            Walk::AllFeatures => 1,
+            Walk::Features | Walk::Rows => MAX_WINDOWS,
         }
     }
 }
@@ -902,7 +931,7 @@ impl Kernels {
             // Where the device reads windows: the window's index and data (uniform, at dynamic offsets) and the
             // gradient's sums between windows, at bindings 20–22 (window_uniform.wgsl).
             let window = kernel.window_operand().filter(|_| windows.is_some());
-            let sums = usize::from(window.is_some_and(|(_, sums)| sums));
+            let sums = usize::from(window.is_some_and(|(_, walk)| walk.carries_sums()));
             let quads = usize::from(window.is_some());
             if !workgroup_fits
                 || spec.bindings.iter().filter(|&&a| a != Uniform).count() + sums + quads
@@ -1094,7 +1123,9 @@ impl Kernels {
         buffers: &[&wgpu::Buffer],
     ) -> wgpu::BindGroup {
         let bindings = kernel.spec().bindings.len();
-        let sums = kernel.window_operand().is_some_and(|(_, sums)| sums);
+        let sums = kernel
+            .window_operand()
+            .is_some_and(|(_, walk)| walk.carries_sums());
         debug_assert_eq!(
             buffers.len(),
             bindings + usize::from(sums),
@@ -1492,8 +1523,8 @@ impl Kernel {
         constants: &[(&'static str, f64)],
     ) -> bool {
         matches!(
-            self,
-            Kernel::Logits | Kernel::LogitsHeld | Kernel::Grad | Kernel::GradHeld
+            self.window_operand(),
+            Some((_, Walk::Features | Walk::Rows))
         ) && ctx.kernels.windowed()
             && dims.k.is_multiple_of(4)
             && self.constant(constants, "STAGE").unwrap_or(0) == 0
@@ -1509,20 +1540,20 @@ impl Kernel {
         dims: Dims,
         constants: &[(&'static str, f64)],
     ) -> Option<(u32, u32)> {
-        let (_, sums) = self.window_operand()?;
+        let (_, walk) = self.window_operand()?;
         if self.constant(constants, "STAGE").unwrap_or(0) != 0
             || self.constant(constants, "SEGS").unwrap_or(0) != 0
         {
             return None;
         }
         let span = ctx.kernels.window_span(dims.k)?;
-        let walk = if sums { dims.rows } else { dims.d };
-        let count = walk.div_ceil(span).max(1);
-        let most = match self {
-            Kernel::Forward | Kernel::ForwardHeld => 1,
-            _ => MAX_WINDOWS,
+        let length = if walk == Walk::Rows {
+            dims.rows
+        } else {
+            dims.d
         };
-        (count <= most).then_some((span, count))
+        let count = length.div_ceil(span).max(1);
+        (count <= walk.most_windows()).then_some((span, count))
     }
 }
 
