@@ -36,15 +36,6 @@ fn rwin(ii: u32, i: u32, c: u32) -> f32 {
 // row is read as four vec4; 0: as 16 floats.
 override V4: u32 = 0u;
 
-// R[i, c .. c + 4] for c a multiple of 4 (V4 = 1), clamped to the last quad of classes (never stored past k).
-fn rquad(ii: u32, i: u32, c: u32) -> vec4<f32> {
-    let cc = min(c, step.k - 4u);
-    if (WIN != 0u) {
-        return window_quad((ii * step.k + cc) / 4u);
-    }
-    return operand_quad((i * step.k + cc) / 4u);
-}
-
 // With V4 = 1 the value v read in a quad; else R[i, c] read alone, where it is used (as without quads).
 fn rpick(v: f32, ii: u32, i: u32, c: u32) -> f32 {
     if (V4 != 0u) {
@@ -282,10 +273,10 @@ fn tile(gid: vec3<u32>) {
         var rq2 = vec4<f32>(0.0);
         var rq3 = vec4<f32>(0.0);
         if (V4 != 0u) {
-            rq0 = rquad(ii, i, c0);
-            if (KT > 4u) { rq1 = rquad(ii, i, c0 + 4u); }
-            if (KT > 8u) { rq2 = rquad(ii, i, c0 + 8u); }
-            if (KT > 12u) { rq3 = rquad(ii, i, c0 + 12u); }
+            rq0 = operand_quad(ii, i, c0);
+            if (KT > 4u) { rq1 = operand_quad(ii, i, c0 + 4u); }
+            if (KT > 8u) { rq2 = operand_quad(ii, i, c0 + 8u); }
+            if (KT > 12u) { rq3 = operand_quad(ii, i, c0 + 12u); }
         }
         let r0 = vec4<f32>(rpick(rq0.x, ii, i, c0 + 0u));
         a0 = fma(xa, r0, a0);

@@ -26,15 +26,6 @@ fn wwin(jj: u32, j: u32, c: u32) -> f32 {
 // row is read as four vec4; 0: as 16 floats.
 override V4: u32 = 0u;
 
-// W[j, c .. c + 4] for c a multiple of 4 (V4 = 1), clamped to the last quad of classes (never stored past k).
-fn wquad(jj: u32, j: u32, c: u32) -> vec4<f32> {
-    let cc = min(c, step.k - 4u);
-    if (WIN != 0u) {
-        return window_quad((jj * step.k + cc) / 4u);
-    }
-    return operand_quad((j * step.k + cc) / 4u);
-}
-
 // With V4 = 1 the value v read in a quad; else W[j, c] read alone, where it is used (as without quads).
 fn wpick(v: f32, jj: u32, j: u32, c: u32) -> f32 {
     if (V4 != 0u) {
@@ -204,10 +195,10 @@ fn tile(gid: vec3<u32>) {
         var wq2 = vec4<f32>(0.0);
         var wq3 = vec4<f32>(0.0);
         if (V4 != 0u) {
-            wq0 = wquad(jj, j, c0);
-            if (KT > 4u) { wq1 = wquad(jj, j, c0 + 4u); }
-            if (KT > 8u) { wq2 = wquad(jj, j, c0 + 8u); }
-            if (KT > 12u) { wq3 = wquad(jj, j, c0 + 12u); }
+            wq0 = operand_quad(jj, j, c0);
+            if (KT > 4u) { wq1 = operand_quad(jj, j, c0 + 4u); }
+            if (KT > 8u) { wq2 = operand_quad(jj, j, c0 + 8u); }
+            if (KT > 12u) { wq3 = operand_quad(jj, j, c0 + 12u); }
         }
         let w0 = vec4<f32>(wpick(wq0.x, jj, j, c0 + 0u));
         a0 = fma(xa, w0, a0);

@@ -13,11 +13,7 @@ fn window_at(e: u32) -> f32 {
     return 0.0;
 }
 
-fn window_quad(e4: u32) -> vec4<f32> {
-    return vec4<f32>(0.0);
-}
-
-fn operand_quad(e4: u32) -> vec4<f32> {
+fn operand_quad(local: u32, at: u32, c: u32) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 

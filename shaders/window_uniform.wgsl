@@ -49,14 +49,15 @@ fn window_at(e: u32) -> f32 {
     return window_data[e / 4u][e % 4u];
 }
 
-// Quad e4 of the window (elements 4 · e4 .. + 4; e4 < 4,096).
-fn window_quad(e4: u32) -> vec4<f32> {
-    return window_data[e4];
-}
-
-// Quad e4 of the shared operand in storage.
-fn operand_quad(e4: u32) -> vec4<f32> {
-    return operand4[e4];
+// Classes c .. c + 4 of row `at` of the shared operand (feature `at` of W, row `at` of R), for the tiles' quads
+// (V4 = 1: K and c multiples of 4), clamped to the last quad of classes (never stored past k): through the window
+// (its row `local`) where the walk is windowed, else from storage.
+fn operand_quad(local: u32, at: u32, c: u32) -> vec4<f32> {
+    let cc = min(c, step.k - 4u);
+    if (WIN != 0u) {
+        return window_data[(local * step.k + cc) / 4u];
+    }
+    return operand4[(at * step.k + cc) / 4u];
 }
 
 fn window_acc_at(e: u32) -> f32 {
