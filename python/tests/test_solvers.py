@@ -250,8 +250,9 @@ def test_a_float32_array_is_trained_on_in_place():
     # The CPU path's working memory is a block of rows' logits and the gradient (measured: 2.9 MB; float64: 203 MB).
     assert not copied and grew < 50e6, grew
     grew, copied = grown("float64")
-    # Half the copy's 200 MB at least: the peak of a converted copy (measured 146–203 MB) is not exact.
-    assert copied and grew > 100e6, grew
+    # The peak of a converted copy is not exact: 203 MB on a quiet machine, 146–203 MB before, and once 99 MB in a CI
+    # run on a loaded machine. A quarter of the copy's 200 MB still tells a copy from none (float32: 3.4 MB).
+    assert copied and grew > 50e6, grew
 
 
 def test_the_readmes_example_runs():
