@@ -21,9 +21,9 @@ pub use self::npy::{
     write_npy_features, write_npy_labels, write_npy_source, NpyRows,
 };
 pub use self::source::{
-    check_rows, held_row_bytes, Chunk, HostRows, InMemory, RowSource, MAX_CLASSES,
+    check_rows, held_row_bytes, Chunk, HostRows, InMemory, RowSource, SharedValues, MAX_CLASSES,
 };
-pub use self::sparse::{SparseBatch, SparseInMemory, SparseRows};
+pub use self::sparse::{SharedIndices, SparseBatch, SparseInMemory, SparseRows};
 pub use self::stream::{held_out, shard_range, Shard, Side, Split, Standardized};
 pub use self::synthetic::{synthetic, SparseSynthetic, SyntheticRows};
 pub use self::weights::{read_sample_weights, Weighted};

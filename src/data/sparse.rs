@@ -12,6 +12,62 @@ impl SparseChunk {
     /// indices ascending within each row and below `d`; values finite; labels below `k`. Positions in errors are the
     /// source's rows.
     pub fn check(&self, name: &str, k: usize) -> Result<()> {
+        Csr {
+            offsets: &self.offsets,
+            indices: &self.indices,
+            values: &self.values,
+            y: &self.y,
+            d: self.d,
+            first_row: self.first_row,
+        }
+        .check(name, k)
+    }
+
+    /// The non-zeros of dense rows.
+    pub fn from_dense(x: ndarray::ArrayView2<f32>, y: &[u32], first_row: u64) -> Self {
+        let mut c = SparseChunk {
+            offsets: vec![0],
+            indices: Vec::new(),
+            values: Vec::new(),
+            y: y.to_vec(),
+            d: x.ncols(),
+            first_row,
+        };
+        for row in x.outer_iter() {
+            for (j, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    c.indices.push(j as u32);
+                    c.values.push(v);
+                }
+            }
+            c.offsets.push(c.indices.len() as u64);
+        }
+        c
+    }
+}
+
+/// Appends chunk `c`'s rows to `all` (whose offsets continue from its last).
+fn append(all: &mut SparseChunk, c: &SparseChunk) {
+    let base = *all.offsets.last().expect("starts with 0");
+    all.offsets.extend(c.offsets[1..].iter().map(|o| base + o));
+    all.indices.extend_from_slice(&c.indices);
+    all.values.extend_from_slice(&c.values);
+    all.y.extend_from_slice(&c.y);
+}
+
+/// CSR arrays to be checked: a chunk's, or arrays lent to [`SparseRows::lent`].
+struct Csr<'a> {
+    offsets: &'a [u64],
+    indices: &'a [u32],
+    values: &'a [f32],
+    y: &'a [u32],
+    d: usize,
+    first_row: u64,
+}
+
+impl Csr<'_> {
+    /// [`SparseChunk::check`]'s checks.
+    fn check(&self, name: &str, k: usize) -> Result<()> {
         let at = |i: usize| Position::Row {
             row: self.first_row + i as u64,
             column: None,
@@ -34,9 +90,9 @@ impl SparseChunk {
             return Err(Error::param("classes", format!("in 2..={MAX_CLASSES}"), k));
         }
         for (i, w) in self.offsets.windows(2).enumerate() {
-            if w[1] < w[0] {
+            if w[1] < w[0] || w[1] > nnz {
                 return Err(Error::Internal(format!(
-                    "{name}: row offsets decrease at row {i}"
+                    "{name}: row offsets decrease at row {i} or pass the {nnz} non-zeros"
                 )));
             }
             let (lo, hi) = (w[0] as usize, w[1] as usize);
@@ -79,29 +135,45 @@ impl SparseChunk {
         }
         Ok(())
     }
+}
 
-    /// The non-zeros of dense rows.
-    pub fn from_dense(x: ndarray::ArrayView2<f32>, y: &[u32], first_row: u64) -> Self {
-        let mut c = SparseChunk {
-            offsets: vec![0],
-            indices: Vec::new(),
-            values: Vec::new(),
-            y: y.to_vec(),
-            d: x.ncols(),
-            first_row,
-        };
-        for row in x.outer_iter() {
-            for (j, &v) in row.iter().enumerate() {
-                if v != 0.0 {
-                    c.indices.push(j as u32);
-                    c.values.push(v);
-                }
-            }
-            c.offsets.push(c.indices.len() as u64);
+/// Column indices or values of sparse rows: their own, or lent by someone else and read where they are (a SciPy
+/// matrix's arrays, which the Python package trains on in place).
+#[derive(Clone)]
+enum Slab<T: 'static> {
+    Owned(Vec<T>),
+    Lent(Arc<dyn AsRef<[T]> + Send + Sync>),
+}
+
+impl<T> std::ops::Deref for Slab<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Slab::Owned(v) => v,
+            Slab::Lent(a) => (**a).as_ref(),
         }
-        c
     }
 }
+
+impl<T: PartialEq> PartialEq for Slab<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T> std::fmt::Debug for Slab<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slab")
+            .field("len", &self.len())
+            .field("lent", &matches!(self, Slab::Lent(_)))
+            .finish()
+    }
+}
+
+/// Column indices held by someone else and lent to [`SparseRows::lent`]: they stay where they are and unchanged
+/// while the rows live.
+pub type SharedIndices = Arc<dyn AsRef<[u32]> + Send + Sync>;
 
 /// Sparse rows held in host memory (CSR, offsets u64: more than 2³¹ non-zeros are fine), checked when made.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,8 +182,8 @@ pub struct SparseRows {
     d: usize,
     k: usize,
     offsets: Vec<u64>,
-    indices: Vec<u32>,
-    values: Vec<f32>,
+    indices: Slab<u32>,
+    values: Slab<f32>,
     y: Vec<u32>,
 }
 
@@ -123,53 +195,89 @@ impl SparseRows {
         }
         source.rewind()?;
         let (d, k) = (source.features(), source.classes());
-        let mut all = SparseRows {
-            name: source.name().to_string(),
-            d,
-            k,
+        let name = source.name().to_string();
+        let mut all = SparseChunk {
             offsets: vec![0],
             indices: Vec::new(),
             values: Vec::new(),
             y: Vec::new(),
+            d,
+            first_row: 0,
         };
         while let Some(c) = source.next_sparse(1 << 16)? {
-            c.check(&all.name, k)?;
+            c.check(&name, k)?;
             if c.d != d {
                 return Err(Error::Internal(format!(
-                    "{}: a chunk {} wide from a source of {d} features",
-                    all.name, c.d
+                    "{name}: a chunk {} wide from a source of {d} features",
+                    c.d
                 )));
             }
-            all.push(&c);
+            append(&mut all, &c);
         }
         if all.y.is_empty() {
-            return Err(Error::input(&all.name, "no rows"));
+            return Err(Error::input(&name, "no rows"));
         }
-        Ok(Arc::new(all))
+        Ok(Arc::new(SparseRows::owned(name, k, all)))
     }
 
-    /// One checked chunk as held rows.
+    /// The rows of a chunk, checked.
     pub fn from_chunk(name: &str, chunk: &SparseChunk, k: usize) -> Result<Self> {
         chunk.check(name, k)?;
-        let mut rows = SparseRows {
-            name: name.to_string(),
-            d: chunk.d,
-            k,
-            offsets: vec![0],
-            indices: Vec::new(),
-            values: Vec::new(),
-            y: Vec::new(),
-        };
-        rows.push(chunk);
-        Ok(rows)
+        Ok(SparseRows::owned(name.to_string(), k, chunk.clone()))
     }
 
-    fn push(&mut self, c: &SparseChunk) {
-        let base = *self.offsets.last().expect("starts with 0");
-        self.offsets.extend(c.offsets[1..].iter().map(|o| base + o));
-        self.indices.extend_from_slice(&c.indices);
-        self.values.extend_from_slice(&c.values);
-        self.y.extend_from_slice(&c.y);
+    /// Checks and takes CSR rows whose column indices and values are lent ([`SharedIndices`],
+    /// [`super::SharedValues`]), read where they are, never copied: row i's entries are
+    /// `indices[offsets[i]..offsets[i + 1]]`, ascending and below `d`, with their `values`; `y` their classes.
+    pub fn lent(
+        name: impl Into<String>,
+        d: usize,
+        k: usize,
+        offsets: Vec<u64>,
+        indices: SharedIndices,
+        values: super::SharedValues,
+        y: Vec<u32>,
+    ) -> Result<Self> {
+        let name = name.into();
+        Csr {
+            offsets: &offsets,
+            indices: (*indices).as_ref(),
+            values: (*values).as_ref(),
+            y: &y,
+            d,
+            first_row: 0,
+        }
+        .check(&name, k)?;
+        if y.is_empty() {
+            return Err(Error::input(&name, "no rows"));
+        }
+        Ok(SparseRows {
+            name,
+            d,
+            k,
+            offsets,
+            indices: Slab::Lent(indices),
+            values: Slab::Lent(values),
+            y,
+        })
+    }
+
+    /// Rows of a checked chunk, taken as they are.
+    fn owned(name: String, k: usize, c: SparseChunk) -> Self {
+        SparseRows {
+            name,
+            d: c.d,
+            k,
+            offsets: c.offsets,
+            indices: Slab::Owned(c.indices),
+            values: Slab::Owned(c.values),
+            y: c.y,
+        }
+    }
+
+    /// True when the column indices and values are lent ([`SparseRows::lent`]), not a copy.
+    pub fn is_lent(&self) -> bool {
+        matches!(self.values, Slab::Lent(_))
     }
 
     /// The source's name.
@@ -444,5 +552,84 @@ impl RowSource for SparseInMemory {
 
     fn shared_sparse(&self) -> Option<Arc<SparseRows>> {
         Some(self.rows.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lent CSR arrays are read where they are — every row points into the lender's memory — equal the same rows
+    /// owned, and are checked as a chunk is, with an error (never a panic) for offsets that pass the non-zeros.
+    #[test]
+    fn lent_csr_arrays_are_read_in_place_and_checked() {
+        let chunk = SparseChunk {
+            offsets: vec![0, 2, 2, 5],
+            indices: vec![0, 3, 1, 2, 3],
+            values: vec![1.0, -2.0, 0.5, 4.0, 8.0],
+            y: vec![0, 1, 2],
+            d: 4,
+            first_row: 0,
+        };
+        let indices: SharedIndices = Arc::new(chunk.indices.clone());
+        let values: super::super::SharedValues = Arc::new(chunk.values.clone());
+        let lend = |offsets: Vec<u64>, indices: Vec<u32>, values: Vec<f32>| {
+            SparseRows::lent(
+                "t",
+                4,
+                3,
+                offsets,
+                Arc::new(indices),
+                Arc::new(values),
+                chunk.y.clone(),
+            )
+        };
+        let rows = SparseRows::lent(
+            "t",
+            4,
+            3,
+            chunk.offsets.clone(),
+            indices.clone(),
+            values.clone(),
+            chunk.y.clone(),
+        )
+        .unwrap();
+        assert!(rows.is_lent());
+        assert_eq!(rows.row(2).0.as_ptr(), (*indices).as_ref()[2..].as_ptr());
+        assert_eq!(rows.row(2).1.as_ptr(), (*values).as_ref()[2..].as_ptr());
+        let owned = SparseRows::from_chunk("t", &chunk, 3).unwrap();
+        assert!(!owned.is_lent());
+        assert_eq!(rows, owned);
+        assert_eq!(rows.batch(&[2, 0]), owned.batch(&[2, 0]));
+        let e = lend(
+            chunk.offsets.clone(),
+            vec![0, 3, 2, 1, 3],
+            chunk.values.clone(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t: row 2: column 1 does not ascend after column 2"
+        );
+        let e = lend(
+            chunk.offsets.clone(),
+            vec![0, 3, 1, 2, 4],
+            chunk.values.clone(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("column 4 is not below the 4 features"),
+            "{e}"
+        );
+        let e = lend(
+            vec![0, 9, 2, 5],
+            chunk.indices.clone(),
+            chunk.values.clone(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("pass the 5 non-zeros"), "{e}");
+        let e = lend(chunk.offsets.clone(), chunk.indices.clone(), vec![1.0; 4]).unwrap_err();
+        assert!(e.to_string().contains("4 values"), "{e}");
     }
 }
