@@ -86,7 +86,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         "auto" (a hardware GPU when there is one, else the CPU path), "cpu", "gpu", or an adapter's index or name
         (see :func:`devices`).
 
-    A C-contiguous float32 array is trained on in place, without a copy (``input_copied_`` says whether the
+    A C-contiguous float32 array, or a float32 CSR matrix with sorted indices and no duplicates (what SciPy and
+    scikit-learn's vectorizers make), is trained on in place, without a copy (``input_copied_`` says whether the
     trainer read a copy); do not write to it from another thread during ``fit``. Training releases the GIL. Ctrl-C raises
     ``KeyboardInterrupt`` at the next iteration or step and leaves the estimator as it was before the call.
     """
@@ -188,20 +189,35 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float32)
         if sp.issparse(X):
-            # The sparse path: CSR with each row's indices ascending and no duplicates, as the library checks.
-            X = sp.csr_matrix(X, dtype=np.float32, copy=True)
-            X.sum_duplicates()
-            X.sort_indices()
+            # The sparse path: CSR with each row's indices ascending and no duplicates, as the library checks. A
+            # CSR matrix in that form already is read in place (its float32 values and int32 column indices; a
+            # float64 matrix's values are converted, its indices still lent); anything else is made so in a copy.
+            if X.shape[1] > np.iinfo(np.uint32).max:
+                most = np.iinfo(np.uint32).max
+                raise ValueError(f"X has {X.shape[1]} features; the sparse path takes at most {most}")
+            canonical = X.format == "csr" and X.has_canonical_format
+            if not canonical:
+                X = X.tocsr(copy=True)
+                X.sum_duplicates()
+                X.sort_indices()
+            data = np.ascontiguousarray(X.data, dtype=np.float32)
+            indices = X.indices
+            indices = indices.view(np.uint32) if indices.dtype == np.int32 else indices.astype(np.uint32)
             out = _native.fit_csr(
                 X.indptr.astype(np.uint64),
-                X.indices.astype(np.uint32),
-                np.ascontiguousarray(X.data, dtype=np.float32),
+                indices,
+                data,
                 X.shape[1],
                 y_index,
                 settings,
                 sample_weight,
             )
-            out["copied"] = True
+            same = (
+                X is given
+                and np.may_share_memory(data, given.data)
+                and np.may_share_memory(indices, given.indices)
+            )
+            out["copied"] = not (out["lent"] and same)
             return out
         # A C-contiguous float32 array passes through as it is and is read in place.
         x = np.ascontiguousarray(X, dtype=np.float32)

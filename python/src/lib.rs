@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use softmax_wgpu::config::Resume;
 use softmax_wgpu::cpu::{FastCpu, SparseCpu};
-use softmax_wgpu::data::{HostRows, SparseChunk, SparseInMemory, SparseRows};
+use softmax_wgpu::data::{HostRows, SparseInMemory, SparseRows};
 use softmax_wgpu::gpu::{self, GpuBackend, GpuContext, GpuOptions};
 use softmax_wgpu::lbfgs::LbfgsOptions;
 use softmax_wgpu::stopping::Convergence;
@@ -318,7 +318,8 @@ fn train_on(
     cfg: &TrainConfig,
 ) -> Result<Fitted, Stopped> {
     let sparse = source.is_sparse();
-    let lent = source.shared().is_some_and(|rows| rows.is_lent());
+    let lent = source.shared().is_some_and(|rows| rows.is_lent())
+        || source.shared_sparse().is_some_and(|rows| rows.is_lent());
     let mut backend: Box<dyn Backend> = match (gpu, sparse) {
         (None, false) => Box::new(FastCpu::new(shape)?),
         // Sparse rows: O(non-zeros · k) a step, on all cores.
@@ -411,30 +412,52 @@ fn returned(py: Python<'_>, fitted: Result<Fitted, Stopped>) -> PyResult<Bound<'
 }
 
 /// A NumPy array's values lent to the trainer: read where they are, never copied.
-struct Lent {
+struct Lent<T> {
     /// Keeps the array (and so its memory) alive.
-    _owner: Py<PyArray2<f32>>,
-    values: *const f32,
+    _owner: Py<PyAny>,
+    values: *const T,
     len: usize,
 }
 
-// SAFETY: `values` points at `len` f32 of a C-contiguous NumPy array that `_owner` keeps alive; NumPy does not move
-// or free an array's memory while a reference to it is held (`resize` refuses one that is referenced). The values
-// are only read. Writing to the array from another Python thread during the fit races with the trainer's reads, as
-// it does for every NumPy extension that reads an array with the GIL released; the estimator documents it.
+// SAFETY: `values` points at `len` values of a C-contiguous NumPy array that `_owner` keeps alive; NumPy does not
+// move or free an array's memory while a reference to it is held (`resize` refuses one that is referenced). The
+// values are only read. Writing to the array from another Python thread during the fit races with the trainer's
+// reads, as it does for every NumPy extension that reads an array with the GIL released; the estimator documents it.
 #[allow(unsafe_code)]
-unsafe impl Send for Lent {}
+unsafe impl<T: Sync> Send for Lent<T> {}
 #[allow(unsafe_code)]
-unsafe impl Sync for Lent {}
+unsafe impl<T: Sync> Sync for Lent<T> {}
 
-impl AsRef<[f32]> for Lent {
-    fn as_ref(&self) -> &[f32] {
+impl<T> Lent<T> {
+    /// `values`, the memory of the C-contiguous array `owner`.
+    fn of(owner: &Bound<'_, PyAny>, values: &[T]) -> Self {
+        Lent {
+            _owner: owner.clone().unbind(),
+            values: values.as_ptr(),
+            len: values.len(),
+        }
+    }
+}
+
+impl<T> AsRef<[T]> for Lent<T> {
+    fn as_ref(&self) -> &[T] {
         // SAFETY: see the `Send` implementation: valid, aligned, initialised and alive for as long as `self`.
         #[allow(unsafe_code)]
         unsafe {
             std::slice::from_raw_parts(self.values, self.len)
         }
     }
+}
+
+/// The values of the 1-D array `a`, lent when it is contiguous, else copied.
+fn lend<T: numpy::Element + Copy + Sync + Send + 'static>(
+    a: &Bound<'_, PyArray1<T>>,
+) -> PyResult<Arc<dyn AsRef<[T]> + Send + Sync>> {
+    let view = a.readonly();
+    Ok(match view.as_slice() {
+        Ok(values) => Arc::new(Lent::of(a.as_any(), values)),
+        Err(_) => Arc::new(view.as_array().to_vec()),
+    })
 }
 
 /// The rows of `x`: lent when it is C-contiguous (what the estimator passes for float32 input), else copied.
@@ -446,12 +469,7 @@ fn dense_rows(
     let d = x.shape()[1];
     if x.is_c_contiguous() {
         let view = x.readonly();
-        let slice = view.as_slice()?;
-        let lent = Lent {
-            _owner: x.clone().unbind(),
-            values: slice.as_ptr(),
-            len: slice.len(),
-        };
+        let lent = Lent::of(x.as_any(), view.as_slice()?);
         Ok(HostRows::lent("X", Arc::new(lent), d, y, k))
     } else {
         Ok(HostRows::new("X", x.readonly().as_array().to_owned(), y, k))
@@ -489,36 +507,37 @@ fn fit_dense<'py>(
 
 /// [`fit_dense`] of sparse rows given as CSR (`indptr`, `indices` ascending within each row, `data`) with
 /// `features` columns: trained on the sparse path (the CPU's sparse trainer, or the adapters' sparse kernels).
+/// `indices` and `data` are read in place when contiguous (a SciPy matrix's own arrays), else copied.
 #[pyfunction]
 #[pyo3(signature = (indptr, indices, data, features, y, settings, sample_weight=None))]
 #[allow(clippy::too_many_arguments)] // CSR's three arrays and its width, then fit_dense's arguments
 fn fit_csr<'py>(
     py: Python<'py>,
     indptr: PyReadonlyArray1<'py, u64>,
-    indices: PyReadonlyArray1<'py, u32>,
-    data: PyReadonlyArray1<'py, f32>,
+    indices: Bound<'py, PyArray1<u32>>,
+    data: Bound<'py, PyArray1<f32>>,
     features: usize,
     y: PyReadonlyArray1<'py, u32>,
     settings: Settings,
     sample_weight: Option<PyReadonlyArray1<'py, f32>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let chunk = SparseChunk {
-        offsets: indptr.as_slice()?.to_vec(),
-        indices: indices.as_slice()?.to_vec(),
-        values: data.as_slice()?.to_vec(),
-        y: y.as_slice()?.to_vec(),
-        d: features,
-        first_row: 0,
-    };
+    let rows = SparseRows::lent(
+        "X",
+        features,
+        settings.k,
+        indptr.as_array().to_vec(),
+        lend(&indices)?,
+        lend(&data)?,
+        y.as_slice()?.to_vec(),
+    );
     let sample_weight = weights(sample_weight)?;
     let fitted = py.detach(move || {
-        let rows = SparseRows::from_chunk("X", &chunk, settings.k).map_err(Stopped::Failed)?;
         let shape = Shape {
             d: features,
             k: settings.k,
         };
         train(
-            Box::new(SparseInMemory::new(Arc::new(rows))),
+            Box::new(SparseInMemory::new(Arc::new(rows?))),
             shape,
             &settings,
             sample_weight.map(|w| (w, Path::new("sample_weight"))),
