@@ -36,12 +36,35 @@ fn rwin(ii: u32, i: u32, c: u32) -> f32 {
 // row is read as four vec4; 0: as 16 floats.
 override V4: u32 = 0u;
 
-// With V4 = 1 the value v read in a quad; else R[i, c] read alone, where it is used (as without quads).
-fn rpick(v: f32, ii: u32, i: u32, c: u32) -> f32 {
+// The tile's R row spread over the subgroup (SB = its size: CPU adapters with subgroups, spread_subgroup.wgsl says
+// why; then V4 = 0): each lane reads 16 / SB classes and takes the rest from the others; 0: each lane reads all 16.
+override SB: u32 = 0u;
+
+// This lane's classes of R row i for the subgroup (SB > 0): 16 / SB of them from c0 + lane · 16 / SB.
+fn rlane(ii: u32, i: u32, c0: u32, lane: u32) -> vec4<f32> {
+    let per = 16u / max(SB, 1u);
+    let c = c0 + lane * per;
+    var v = vec4<f32>(rwin(ii, i, c), 0.0, 0.0, 0.0);
+    if (per > 1u) {
+        v.y = rwin(ii, i, c + 1u);
+    }
+    if (per > 2u) {
+        v.z = rwin(ii, i, c + 2u);
+        v.w = rwin(ii, i, c + 3u);
+    }
+    return v;
+}
+
+// R[i, c0 + l]: spread from the lane that read it (SB > 0, `s` this lane's rlane), else the value v read in a quad
+// (V4 = 1), else read alone, where it is used (as without quads).
+fn rpick(v: f32, s: vec4<f32>, ii: u32, i: u32, c0: u32, l: u32) -> f32 {
+    if (SB != 0u) {
+        return spread(s, l);
+    }
     if (V4 != 0u) {
         return v;
     }
-    return rwin(ii, i, c);
+    return rwin(ii, i, c0 + l);
 }
 
 // Where the sums of feature quad j0 / 4 (the bias's: the quad after the last) and class c wait between windows.
@@ -185,7 +208,10 @@ fn tile(gid: vec3<u32>) {
     }
     // Feature quads, then the bias's: quad `quads`.
     let quads = (step.d + 3u) / 4u;
-    if (q0 > quads || c0 >= step.k) {
+    // With SB every lane of a subgroup stays to the end (the others take its classes): a quad past the bias's is
+    // computed (its features read as the bias's 1) and never stored.
+    let live = q0 <= quads;
+    if ((!live && SB == 0u) || c0 >= step.k) {
         return;
     }
     // The second quad (compiled out with TQ = 1), when it is a feature quad or the bias's.
@@ -267,95 +293,103 @@ fn tile(gid: vec3<u32>) {
         if (TQ > 1u) {
             xb = x4(row, j1);
         }
-        // The tile's 16 classes in four quads (V4 = 1), else read one by one below.
+        // The tile's 16 classes spread over the subgroup (SB > 0), or in four quads (V4 = 1), else read one by one
+        // below.
         var rq0 = vec4<f32>(0.0);
         var rq1 = vec4<f32>(0.0);
         var rq2 = vec4<f32>(0.0);
         var rq3 = vec4<f32>(0.0);
+        var sv = vec4<f32>(0.0);
+        if (SB != 0u) {
+            sv = rlane(ii, i, c0, gid.x % max(SB, 1u));
+        }
         if (V4 != 0u) {
             rq0 = operand_quad(ii, i, c0);
             if (KT > 4u) { rq1 = operand_quad(ii, i, c0 + 4u); }
             if (KT > 8u) { rq2 = operand_quad(ii, i, c0 + 8u); }
             if (KT > 12u) { rq3 = operand_quad(ii, i, c0 + 12u); }
         }
-        let r0 = vec4<f32>(rpick(rq0.x, ii, i, c0 + 0u));
+        let r0 = vec4<f32>(rpick(rq0.x, sv, ii, i, c0, 0u));
         a0 = fma(xa, r0, a0);
         if (TQ > 1u) { b0 = fma(xb, r0, b0); }
         if (KT > 1u) {
-            let r1 = vec4<f32>(rpick(rq0.y, ii, i, c0 + 1u));
+            let r1 = vec4<f32>(rpick(rq0.y, sv, ii, i, c0, 1u));
             a1 = fma(xa, r1, a1);
             if (TQ > 1u) { b1 = fma(xb, r1, b1); }
         }
         if (KT > 2u) {
-            let r2 = vec4<f32>(rpick(rq0.z, ii, i, c0 + 2u));
+            let r2 = vec4<f32>(rpick(rq0.z, sv, ii, i, c0, 2u));
             a2 = fma(xa, r2, a2);
             if (TQ > 1u) { b2 = fma(xb, r2, b2); }
         }
         if (KT > 3u) {
-            let r3 = vec4<f32>(rpick(rq0.w, ii, i, c0 + 3u));
+            let r3 = vec4<f32>(rpick(rq0.w, sv, ii, i, c0, 3u));
             a3 = fma(xa, r3, a3);
             if (TQ > 1u) { b3 = fma(xb, r3, b3); }
         }
         if (KT > 4u) {
-            let r4 = vec4<f32>(rpick(rq1.x, ii, i, c0 + 4u));
+            let r4 = vec4<f32>(rpick(rq1.x, sv, ii, i, c0, 4u));
             a4 = fma(xa, r4, a4);
             if (TQ > 1u) { b4 = fma(xb, r4, b4); }
         }
         if (KT > 5u) {
-            let r5 = vec4<f32>(rpick(rq1.y, ii, i, c0 + 5u));
+            let r5 = vec4<f32>(rpick(rq1.y, sv, ii, i, c0, 5u));
             a5 = fma(xa, r5, a5);
             if (TQ > 1u) { b5 = fma(xb, r5, b5); }
         }
         if (KT > 6u) {
-            let r6 = vec4<f32>(rpick(rq1.z, ii, i, c0 + 6u));
+            let r6 = vec4<f32>(rpick(rq1.z, sv, ii, i, c0, 6u));
             a6 = fma(xa, r6, a6);
             if (TQ > 1u) { b6 = fma(xb, r6, b6); }
         }
         if (KT > 7u) {
-            let r7 = vec4<f32>(rpick(rq1.w, ii, i, c0 + 7u));
+            let r7 = vec4<f32>(rpick(rq1.w, sv, ii, i, c0, 7u));
             a7 = fma(xa, r7, a7);
             if (TQ > 1u) { b7 = fma(xb, r7, b7); }
         }
         if (KT > 8u) {
-            let r8 = vec4<f32>(rpick(rq2.x, ii, i, c0 + 8u));
+            let r8 = vec4<f32>(rpick(rq2.x, sv, ii, i, c0, 8u));
             a8 = fma(xa, r8, a8);
             if (TQ > 1u) { b8 = fma(xb, r8, b8); }
         }
         if (KT > 9u) {
-            let r9 = vec4<f32>(rpick(rq2.y, ii, i, c0 + 9u));
+            let r9 = vec4<f32>(rpick(rq2.y, sv, ii, i, c0, 9u));
             a9 = fma(xa, r9, a9);
             if (TQ > 1u) { b9 = fma(xb, r9, b9); }
         }
         if (KT > 10u) {
-            let r10 = vec4<f32>(rpick(rq2.z, ii, i, c0 + 10u));
+            let r10 = vec4<f32>(rpick(rq2.z, sv, ii, i, c0, 10u));
             a10 = fma(xa, r10, a10);
             if (TQ > 1u) { b10 = fma(xb, r10, b10); }
         }
         if (KT > 11u) {
-            let r11 = vec4<f32>(rpick(rq2.w, ii, i, c0 + 11u));
+            let r11 = vec4<f32>(rpick(rq2.w, sv, ii, i, c0, 11u));
             a11 = fma(xa, r11, a11);
             if (TQ > 1u) { b11 = fma(xb, r11, b11); }
         }
         if (KT > 12u) {
-            let r12 = vec4<f32>(rpick(rq3.x, ii, i, c0 + 12u));
+            let r12 = vec4<f32>(rpick(rq3.x, sv, ii, i, c0, 12u));
             a12 = fma(xa, r12, a12);
             if (TQ > 1u) { b12 = fma(xb, r12, b12); }
         }
         if (KT > 13u) {
-            let r13 = vec4<f32>(rpick(rq3.y, ii, i, c0 + 13u));
+            let r13 = vec4<f32>(rpick(rq3.y, sv, ii, i, c0, 13u));
             a13 = fma(xa, r13, a13);
             if (TQ > 1u) { b13 = fma(xb, r13, b13); }
         }
         if (KT > 14u) {
-            let r14 = vec4<f32>(rpick(rq3.z, ii, i, c0 + 14u));
+            let r14 = vec4<f32>(rpick(rq3.z, sv, ii, i, c0, 14u));
             a14 = fma(xa, r14, a14);
             if (TQ > 1u) { b14 = fma(xb, r14, b14); }
         }
         if (KT > 15u) {
-            let r15 = vec4<f32>(rpick(rq3.w, ii, i, c0 + 15u));
+            let r15 = vec4<f32>(rpick(rq3.w, sv, ii, i, c0, 15u));
             a15 = fma(xa, r15, a15);
             if (TQ > 1u) { b15 = fma(xb, r15, b15); }
         }
+    }
+    if (!live) {
+        return;
     }
     if (!last) {
         leave16(j0, c0, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);

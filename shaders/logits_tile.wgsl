@@ -26,12 +26,35 @@ fn wwin(jj: u32, j: u32, c: u32) -> f32 {
 // row is read as four vec4; 0: as 16 floats.
 override V4: u32 = 0u;
 
-// With V4 = 1 the value v read in a quad; else W[j, c] read alone, where it is used (as without quads).
-fn wpick(v: f32, jj: u32, j: u32, c: u32) -> f32 {
+// The tile's W row spread over the subgroup (SB = its size: CPU adapters with subgroups, spread_subgroup.wgsl says
+// why; then V4 = 0): each lane reads 16 / SB classes and takes the rest from the others; 0: each lane reads all 16.
+override SB: u32 = 0u;
+
+// This lane's classes of W row j for the subgroup (SB > 0): 16 / SB of them from c0 + lane · 16 / SB.
+fn wlane(jj: u32, j: u32, c0: u32, lane: u32) -> vec4<f32> {
+    let per = 16u / max(SB, 1u);
+    let c = c0 + lane * per;
+    var v = vec4<f32>(wwin(jj, j, c), 0.0, 0.0, 0.0);
+    if (per > 1u) {
+        v.y = wwin(jj, j, c + 1u);
+    }
+    if (per > 2u) {
+        v.z = wwin(jj, j, c + 2u);
+        v.w = wwin(jj, j, c + 3u);
+    }
+    return v;
+}
+
+// W[j, c0 + l]: spread from the lane that read it (SB > 0, `s` this lane's wlane), else the value v read in a quad
+// (V4 = 1), else read alone, where it is used (as without quads).
+fn wpick(v: f32, s: vec4<f32>, jj: u32, j: u32, c0: u32, l: u32) -> f32 {
+    if (SB != 0u) {
+        return spread(s, l);
+    }
     if (V4 != 0u) {
         return v;
     }
-    return wwin(jj, j, c);
+    return wwin(jj, j, c0 + l);
 }
 
 // The sums a previous window stored for the 4 rows from i0 and class c (rows past the batch and classes past k
@@ -89,7 +112,9 @@ override TQ: u32 = 1u;
 fn tile(gid: vec3<u32>) {
     let i0 = gid.x * 4u * TQ;
     let c0 = gid.y * 16u;
-    if (i0 >= step.rows || c0 >= step.k) {
+    // With SB every lane of a subgroup stays to the end (the others take its classes): rows past the batch repeat
+    // the last, computed and never stored.
+    if ((i0 >= step.rows && SB == 0u) || c0 >= step.k) {
         return;
     }
     // The features this dispatch walks: its window's, or all.
@@ -189,92 +214,97 @@ fn tile(gid: vec3<u32>) {
         if (TQ > 1u) {
             xb = x4(rows1, j);
         }
-        // The tile's 16 classes in four quads (V4 = 1), else read one by one below.
+        // The tile's 16 classes spread over the subgroup (SB > 0), or in four quads (V4 = 1), else read one by one
+        // below.
         var wq0 = vec4<f32>(0.0);
         var wq1 = vec4<f32>(0.0);
         var wq2 = vec4<f32>(0.0);
         var wq3 = vec4<f32>(0.0);
+        var sv = vec4<f32>(0.0);
+        if (SB != 0u) {
+            sv = wlane(jj, j, c0, gid.x % max(SB, 1u));
+        }
         if (V4 != 0u) {
             wq0 = operand_quad(jj, j, c0);
             if (KT > 4u) { wq1 = operand_quad(jj, j, c0 + 4u); }
             if (KT > 8u) { wq2 = operand_quad(jj, j, c0 + 8u); }
             if (KT > 12u) { wq3 = operand_quad(jj, j, c0 + 12u); }
         }
-        let w0 = vec4<f32>(wpick(wq0.x, jj, j, c0 + 0u));
+        let w0 = vec4<f32>(wpick(wq0.x, sv, jj, j, c0, 0u));
         a0 = fma(xa, w0, a0);
         if (TQ > 1u) { b0 = fma(xb, w0, b0); }
         if (KT > 1u) {
-            let w1 = vec4<f32>(wpick(wq0.y, jj, j, c0 + 1u));
+            let w1 = vec4<f32>(wpick(wq0.y, sv, jj, j, c0, 1u));
             a1 = fma(xa, w1, a1);
             if (TQ > 1u) { b1 = fma(xb, w1, b1); }
         }
         if (KT > 2u) {
-            let w2 = vec4<f32>(wpick(wq0.z, jj, j, c0 + 2u));
+            let w2 = vec4<f32>(wpick(wq0.z, sv, jj, j, c0, 2u));
             a2 = fma(xa, w2, a2);
             if (TQ > 1u) { b2 = fma(xb, w2, b2); }
         }
         if (KT > 3u) {
-            let w3 = vec4<f32>(wpick(wq0.w, jj, j, c0 + 3u));
+            let w3 = vec4<f32>(wpick(wq0.w, sv, jj, j, c0, 3u));
             a3 = fma(xa, w3, a3);
             if (TQ > 1u) { b3 = fma(xb, w3, b3); }
         }
         if (KT > 4u) {
-            let w4 = vec4<f32>(wpick(wq1.x, jj, j, c0 + 4u));
+            let w4 = vec4<f32>(wpick(wq1.x, sv, jj, j, c0, 4u));
             a4 = fma(xa, w4, a4);
             if (TQ > 1u) { b4 = fma(xb, w4, b4); }
         }
         if (KT > 5u) {
-            let w5 = vec4<f32>(wpick(wq1.y, jj, j, c0 + 5u));
+            let w5 = vec4<f32>(wpick(wq1.y, sv, jj, j, c0, 5u));
             a5 = fma(xa, w5, a5);
             if (TQ > 1u) { b5 = fma(xb, w5, b5); }
         }
         if (KT > 6u) {
-            let w6 = vec4<f32>(wpick(wq1.z, jj, j, c0 + 6u));
+            let w6 = vec4<f32>(wpick(wq1.z, sv, jj, j, c0, 6u));
             a6 = fma(xa, w6, a6);
             if (TQ > 1u) { b6 = fma(xb, w6, b6); }
         }
         if (KT > 7u) {
-            let w7 = vec4<f32>(wpick(wq1.w, jj, j, c0 + 7u));
+            let w7 = vec4<f32>(wpick(wq1.w, sv, jj, j, c0, 7u));
             a7 = fma(xa, w7, a7);
             if (TQ > 1u) { b7 = fma(xb, w7, b7); }
         }
         if (KT > 8u) {
-            let w8 = vec4<f32>(wpick(wq2.x, jj, j, c0 + 8u));
+            let w8 = vec4<f32>(wpick(wq2.x, sv, jj, j, c0, 8u));
             a8 = fma(xa, w8, a8);
             if (TQ > 1u) { b8 = fma(xb, w8, b8); }
         }
         if (KT > 9u) {
-            let w9 = vec4<f32>(wpick(wq2.y, jj, j, c0 + 9u));
+            let w9 = vec4<f32>(wpick(wq2.y, sv, jj, j, c0, 9u));
             a9 = fma(xa, w9, a9);
             if (TQ > 1u) { b9 = fma(xb, w9, b9); }
         }
         if (KT > 10u) {
-            let w10 = vec4<f32>(wpick(wq2.z, jj, j, c0 + 10u));
+            let w10 = vec4<f32>(wpick(wq2.z, sv, jj, j, c0, 10u));
             a10 = fma(xa, w10, a10);
             if (TQ > 1u) { b10 = fma(xb, w10, b10); }
         }
         if (KT > 11u) {
-            let w11 = vec4<f32>(wpick(wq2.w, jj, j, c0 + 11u));
+            let w11 = vec4<f32>(wpick(wq2.w, sv, jj, j, c0, 11u));
             a11 = fma(xa, w11, a11);
             if (TQ > 1u) { b11 = fma(xb, w11, b11); }
         }
         if (KT > 12u) {
-            let w12 = vec4<f32>(wpick(wq3.x, jj, j, c0 + 12u));
+            let w12 = vec4<f32>(wpick(wq3.x, sv, jj, j, c0, 12u));
             a12 = fma(xa, w12, a12);
             if (TQ > 1u) { b12 = fma(xb, w12, b12); }
         }
         if (KT > 13u) {
-            let w13 = vec4<f32>(wpick(wq3.y, jj, j, c0 + 13u));
+            let w13 = vec4<f32>(wpick(wq3.y, sv, jj, j, c0, 13u));
             a13 = fma(xa, w13, a13);
             if (TQ > 1u) { b13 = fma(xb, w13, b13); }
         }
         if (KT > 14u) {
-            let w14 = vec4<f32>(wpick(wq3.z, jj, j, c0 + 14u));
+            let w14 = vec4<f32>(wpick(wq3.z, sv, jj, j, c0, 14u));
             a14 = fma(xa, w14, a14);
             if (TQ > 1u) { b14 = fma(xb, w14, b14); }
         }
         if (KT > 15u) {
-            let w15 = vec4<f32>(wpick(wq3.w, jj, j, c0 + 15u));
+            let w15 = vec4<f32>(wpick(wq3.w, sv, jj, j, c0, 15u));
             a15 = fma(xa, w15, a15);
             if (TQ > 1u) { b15 = fma(xb, w15, b15); }
         }

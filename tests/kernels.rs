@@ -1049,7 +1049,7 @@ fn the_tiled_products_give_bitwise_the_same_results_at_every_tile_size() {
 }
 
 #[test]
-fn reading_the_shared_operand_through_windows_or_in_quads_changes_no_bit() {
+fn reading_the_shared_operand_through_windows_in_quads_or_spread_changes_no_bit() {
     use softmax_wgpu::gpu::{GpuBackend, GpuContext, GpuOptions};
     use softmax_wgpu::train::Batch;
     use softmax_wgpu::{Backend, Shape};
@@ -1059,15 +1059,32 @@ fn reading_the_shared_operand_through_windows_or_in_quads_changes_no_bit() {
             return;
         }
         let plain = GpuContext::with_windows(ctx.adapter.clone(), false).unwrap();
-        assert!(!plain.windowed());
+        assert!(!plain.windowed() && plain.spread_lanes().is_none());
+        // Where the device spreads (lavapipe on Vulkan) the tiles take their classes from the subgroup instead of
+        // in quads (SB): every case below then compares that against the plain walk.
+        let subgroups_in_order = ctx.shuffles_in_order(ctx.info.subgroup_min_size);
+        if ctx.info.subgroup_min_size == 8 && ctx.info.subgroup_max_size == 8 && subgroups_in_order
+        {
+            assert_eq!(ctx.spread_lanes(), Some(8), "{}", ctx.describe());
+        }
+        eprintln!(
+            "{}: {}",
+            ctx.describe(),
+            match ctx.spread_lanes() {
+                Some(l) => format!("the tiles spread their operand over subgroups of {l}"),
+                None => "the tiles read their operand in quads (K a multiple of 4) or alone".into(),
+            }
+        );
         // (held rows, features, classes, batch rows, rows per chunk). A window holds 16,384 floats, a multiple of 8
         // rows of W or R (lavapipe's alignment): at K = 64 256 features or rows (3 logits windows at D = 600, 3
         // gradient windows at 600 rows over 2 chunks); at K = 48 336 (337 features: the last window one feature
         // long); at K = 32 512 (600 rows: 2 gradient windows, the rows read in place by the training backend); at
         // K = 10 1,632 (the fused forward pass reads W through one window). Where K is a multiple of 4 the tiles read
-        // W and R in quads of classes (V4): through the windows at K = 64, 48, 36 (its last tile's quads past the
-        // 36th class clamped) and 32, from storage at K = 200 (no windows past 64 classes; the last tile's two
-        // quads past class 200 clamped).
+        // W and R in quads of classes (V4), unless the device spreads them (above): through the windows at K = 64,
+        // 48, 36 (its last tile's quads past the 36th class clamped) and 32, from storage at K = 200 (no windows
+        // past 64 classes; the last tile's two quads past class 200 clamped). Spread, every lane of a subgroup stays
+        // to the end: the batches of 250, 300, 400 and 520 rows leave lanes past the last row quad, and D = 337, 90
+        // and 40 lanes past the bias's feature quad.
         for (s, &(n, d, k, b, chunk_rows)) in [
             (700, 600, 64, 600, 350),
             (500, 337, 48, 400, 500),

@@ -6,7 +6,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
 use super::kernels::StepUniform;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
@@ -73,54 +73,15 @@ pub fn uniform_init<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) 
         })
 }
 
-/// Reads `len` values of type `T` starting at byte `offset` of `buffer`. Blocks until the device is done.
+/// Reads `len` values of type `T` starting at byte `offset` of `buffer`. Blocks until the device is done
+/// ([`GpuContext::read`]).
 pub fn read<T: bytemuck::Pod>(
     ctx: &GpuContext,
     buffer: &wgpu::Buffer,
     offset: u64,
     len: usize,
 ) -> Result<Vec<T>> {
-    let bytes = (len * std::mem::size_of::<T>()) as u64;
-    if bytes == 0 {
-        return Ok(Vec::new());
-    }
-    let padded = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size: padded,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("readback"),
-        });
-    encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
-    ctx.queue.submit([encoder.finish()]);
-    let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
-        tx.send(r).ok();
-    });
-    ctx.wait()?;
-    match pollster::block_on(rx.receive()) {
-        Some(Ok(())) => {}
-        Some(Err(e)) => return Err(Error::gpu(ctx.describe(), "mapping a readback buffer", e)),
-        None => {
-            return Err(Error::gpu(
-                ctx.describe(),
-                "mapping a readback buffer",
-                "the callback never ran",
-            ))
-        }
-    }
-    let view = staging
-        .get_mapped_range(..)
-        .map_err(|e| Error::gpu(ctx.describe(), "reading a mapped buffer", e))?;
-    let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
-    drop(view);
-    staging.unmap();
-    Ok(out)
+    ctx.read(buffer, offset, len)
 }
 
 /// A uniform buffer of `slots` [`StepUniform`]s spaced by the adapter's dynamic-offset alignment, and its bind group.

@@ -182,6 +182,8 @@ pub struct GpuContext {
     /// How the one-pass kernel's GPU shape shares a row's features on this device (`ops::team`, found on first
     /// use).
     pub(crate) team: OnceLock<Team>,
+    /// The subgroup size the register tiles spread their shared operand over ([`GpuContext::spread_lanes`]).
+    spread: Option<u32>,
     pub(crate) kernels: Kernels,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -217,7 +219,7 @@ impl GpuContext {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::gpu(&info.name, "building the pipeline layouts", e));
         }
-        Ok(GpuContext {
+        let mut ctx = GpuContext {
             adapter,
             device,
             queue,
@@ -225,9 +227,155 @@ impl GpuContext {
             limits,
             features,
             team: OnceLock::new(),
+            spread: None,
             kernels,
             errors,
-        })
+        };
+        ctx.spread = ctx.find_spread();
+        Ok(ctx)
+    }
+
+    /// Reads `len` values of type `T` starting at byte `offset` of `buffer`. Blocks until the device is done.
+    pub fn read<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<T>> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let padded = bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: padded,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, padded);
+        self.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            tx.send(r).ok();
+        });
+        self.wait()?;
+        match pollster::block_on(rx.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(Error::gpu(self.describe(), "mapping a readback buffer", e))
+            }
+            None => {
+                return Err(Error::gpu(
+                    self.describe(),
+                    "mapping a readback buffer",
+                    "the callback never ran",
+                ))
+            }
+        }
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::gpu(self.describe(), "reading a mapped buffer", e))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Whether subgroup shuffles on this device reach the invocations a team of `lanes` lanes of the one-pass
+    /// kernel assumes (shaders/subgroup_order.wgsl): in a workgroup of its tile's rows × `lanes` invocations
+    /// ([`Team::workgroup`]), `subgroupShuffleXor(·, m)` from invocation t reaches invocation t ^ m for every
+    /// m < `lanes` — the team within one subgroup, its lanes in index order, as every driver lays out a
+    /// one-dimensional workgroup but no standard promises. False on a device without subgroup operations, or where
+    /// the check fails to build or run (the lanes then exchange through workgroup memory: the same bits, more
+    /// barriers).
+    pub fn shuffles_in_order(&self, lanes: u32) -> bool {
+        if !self.features.contains(wgpu::Features::SUBGROUP)
+            || !lanes.is_power_of_two()
+            || lanes < 2
+        {
+            return false;
+        }
+        let wg = Team {
+            lanes,
+            subgroups: true,
+        }
+        .workgroup();
+        let steps = lanes.trailing_zeros();
+        let device = &self.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("subgroup_order"),
+            source: wgpu::ShaderSource::Wgsl(
+                include_str!("../../shaders/subgroup_order.wgsl").into(),
+            ),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("subgroup_order"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))],
+                ..Default::default()
+            },
+            cache: None,
+        });
+        let reached = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("subgroup order"),
+            size: u64::from(steps * wg) * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("subgroup order"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: reached.as_entire_binding(),
+            }],
+        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("subgroup order"),
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        self.queue.submit([encoder.finish()]);
+        if pollster::block_on(scope.pop()).is_some() {
+            return false;
+        }
+        let Ok(got) = self.read::<u32>(&reached, 0, (steps * wg) as usize) else {
+            return false;
+        };
+        (0..steps).all(|i| (0..wg).all(|t| got[(i * wg + t) as usize] == t ^ (1 << i)))
+    }
+
+    /// The subgroup size over which the register tiles of the logits and the gradient spread their shared operand
+    /// (spread_subgroup.wgsl): on a device that reads windows (a CPU adapter) and has subgroup operations, whose
+    /// subgroups all have one size — 4, 8 or 16 — with their lanes in index order, as the tiles assume when they
+    /// take a lane's index from the invocation's ([`GpuContext::shuffles_in_order`], run once when the device is
+    /// opened); None elsewhere (GPUs, GL).
+    pub fn spread_lanes(&self) -> Option<u32> {
+        self.spread
+    }
+
+    fn find_spread(&self) -> Option<u32> {
+        let size = self.info.subgroup_min_size;
+        (self.windowed()
+            && self.features.contains(wgpu::Features::SUBGROUP)
+            && size == self.info.subgroup_max_size
+            && matches!(size, 4 | 8 | 16)
+            && self.shuffles_in_order(size))
+        .then_some(size)
     }
 
     /// Whether this device reads the register tiles' shared operand through uniform windows

@@ -1198,70 +1198,9 @@ pub fn optimizer_step(
 }
 
 /// How the one-pass kernel's GPU shape shares a row's features on `ctx`'s device ([`Team::for_limits`]: as many
-/// lanes as its workgroups allow, through subgroup shuffles where [`subgroup_shuffles_in_order`] finds them in
+/// lanes as its workgroups allow, through subgroup shuffles where [`GpuContext::shuffles_in_order`] finds them in
 /// order); checked once, on first use, and kept with the device.
 pub fn team(ctx: &GpuContext) -> Team {
-    *ctx.team.get_or_init(|| {
-        Team::for_limits(&ctx.limits, |lanes| subgroup_shuffles_in_order(ctx, lanes))
-    })
-}
-/// Whether subgroup shuffles on `ctx`'s device reach the invocations a team of `lanes` lanes of the one-pass kernel
-/// assumes (shaders/subgroup_order.wgsl): in a workgroup of its tile's rows × `lanes` invocations
-/// ([`Team::workgroup`]), `subgroupShuffleXor(·, m)` from invocation t reaches invocation t ^ m for every m < `lanes`
-/// — the team within one subgroup, its lanes in index order, as every driver lays out a one-dimensional workgroup
-/// but no standard promises. False on a device without subgroup operations, or where the check fails to build or run
-/// (the lanes then exchange through workgroup memory: the same bits, more barriers).
-pub fn subgroup_shuffles_in_order(ctx: &GpuContext, lanes: u32) -> bool {
-    if !ctx.features.contains(wgpu::Features::SUBGROUP) || !lanes.is_power_of_two() || lanes < 2 {
-        return false;
-    }
-    let wg = Team {
-        lanes,
-        subgroups: true,
-    }
-    .workgroup();
-    let steps = lanes.trailing_zeros();
-    let device = &ctx.device;
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("subgroup_order"),
-        source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/subgroup_order.wgsl").into()),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("subgroup_order"),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            constants: &[("WG", f64::from(wg)), ("LANES", f64::from(lanes))],
-            ..Default::default()
-        },
-        cache: None,
-    });
-    let reached = storage_zeroed(ctx, "subgroup order", u64::from(steps * wg) * 4);
-    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("subgroup order"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: reached.as_entire_binding(),
-        }],
-    });
-    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-        label: Some("subgroup order"),
-    });
-    {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
-    }
-    ctx.queue.submit([encoder.finish()]);
-    if pollster::block_on(scope.pop()).is_some() {
-        return false;
-    }
-    let Ok(got) = read::<u32>(ctx, &reached, 0, (steps * wg) as usize) else {
-        return false;
-    };
-    (0..steps).all(|i| (0..wg).all(|t| got[(i * wg + t) as usize] == t ^ (1 << i)))
+    *ctx.team
+        .get_or_init(|| Team::for_limits(&ctx.limits, |lanes| ctx.shuffles_in_order(lanes)))
 }

@@ -366,7 +366,7 @@ impl<'a> GpuBackend<'a> {
             Some(l @ (1 | 2 | 4 | 8 | 16 | 32)) if asked(l).fits(&ctx.limits) => {
                 Ok(crate::gpu::kernels::Team {
                     lanes: l,
-                    subgroups: crate::gpu::ops::subgroup_shuffles_in_order(ctx, l),
+                    subgroups: ctx.shuffles_in_order(l),
                 })
             }
             Some(l) => Err(Error::param(
