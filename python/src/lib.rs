@@ -449,15 +449,11 @@ impl<T> AsRef<[T]> for Lent<T> {
     }
 }
 
-/// The values of the 1-D array `a`, lent when it is contiguous, else copied.
-fn lend<T: numpy::Element + Copy + Sync + Send + 'static>(
-    a: &Bound<'_, PyArray1<T>>,
-) -> PyResult<Arc<dyn AsRef<[T]> + Send + Sync>> {
+/// The values of the contiguous 1-D array `a`, lent (the estimator passes a SciPy matrix's own arrays, or
+/// contiguous copies); a non-contiguous one is refused, as before they were lent.
+fn lend<T: numpy::Element + Sync>(a: &Bound<'_, PyArray1<T>>) -> PyResult<Arc<Lent<T>>> {
     let view = a.readonly();
-    Ok(match view.as_slice() {
-        Ok(values) => Arc::new(Lent::of(a.as_any(), values)),
-        Err(_) => Arc::new(view.as_array().to_vec()),
-    })
+    Ok(Arc::new(Lent::of(a.as_any(), view.as_slice()?)))
 }
 
 /// The rows of `x`: lent when it is C-contiguous (what the estimator passes for float32 input), else copied.
@@ -507,7 +503,7 @@ fn fit_dense<'py>(
 
 /// [`fit_dense`] of sparse rows given as CSR (`indptr`, `indices` ascending within each row, `data`) with
 /// `features` columns: trained on the sparse path (the CPU's sparse trainer, or the adapters' sparse kernels).
-/// `indices` and `data` are read in place when contiguous (a SciPy matrix's own arrays), else copied.
+/// `indices` and `data` (contiguous) are read in place: a SciPy matrix's own arrays are not copied.
 #[pyfunction]
 #[pyo3(signature = (indptr, indices, data, features, y, settings, sample_weight=None))]
 #[allow(clippy::too_many_arguments)] // CSR's three arrays and its width, then fit_dense's arguments

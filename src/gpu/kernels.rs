@@ -653,14 +653,13 @@ impl Kernel {
         };
         // The tiles that walk W over the features or R over the rows spread it over a subgroup where the device can
         // (CPU adapters with subgroups: spread_subgroup.wgsl), else never (its stand-in).
-        let spread = match (self.window_operand(), subgroups && windows) {
-            (Some((_, Walk::Features | Walk::Rows)), true) => {
-                include_str!("../../shaders/spread_subgroup.wgsl")
-            }
-            (Some((_, Walk::Features | Walk::Rows)), false) => {
-                include_str!("../../shaders/spread_none.wgsl")
-            }
-            _ => "",
+        let class_tiles = self
+            .window_operand()
+            .is_some_and(|(_, walk)| walk.in_class_tiles());
+        let spread = match (class_tiles, subgroups && windows) {
+            (true, true) => include_str!("../../shaders/spread_subgroup.wgsl"),
+            (true, false) => include_str!("../../shaders/spread_none.wgsl"),
+            (false, _) => "",
         };
         let team = match (self, subgroups) {
             (Kernel::FusedHeld | Kernel::Reduce, true) => {
@@ -709,6 +708,12 @@ pub enum Walk {
 }
 
 impl Walk {
+    /// Whether the walk's tiles read the operand 16 classes at a time (the logits' and the gradient's, whose tiles
+    /// may read it in quads or spread it over a subgroup), not every class at once (the fused forward pass).
+    pub fn in_class_tiles(self) -> bool {
+        matches!(self, Walk::Features | Walk::Rows)
+    }
+
     /// Whether the walk carries its sums between windows in a buffer of its own.
     pub fn carries_sums(self) -> bool {
         self == Walk::Rows
@@ -1538,11 +1543,16 @@ impl Kernel {
         dims: Dims,
         constants: &[(&'static str, f64)],
     ) -> bool {
-        matches!(
-            self.window_operand(),
-            Some((_, Walk::Features | Walk::Rows))
-        ) && ctx.kernels.windowed()
-            && dims.k.is_multiple_of(4)
+        self.cpu_class_tile(ctx, constants) && dims.k.is_multiple_of(4)
+    }
+
+    /// Whether a dispatch of this kernel built with `constants` is a register tile of 16 classes (the logits' or the
+    /// gradient's: [`Walk::in_class_tiles`], not the staged GPU shape) on a device that reads windows (CPU adapters:
+    /// [`Kernels::windowed`]) — where the tile may read its operand in quads or spread it over a subgroup.
+    fn cpu_class_tile(self, ctx: &super::GpuContext, constants: &[(&'static str, f64)]) -> bool {
+        self.window_operand()
+            .is_some_and(|(_, walk)| walk.in_class_tiles())
+            && ctx.kernels.windowed()
             && self.constant(constants, "STAGE").unwrap_or(0) == 0
     }
 
@@ -1558,12 +1568,7 @@ impl Kernel {
         ctx: &super::GpuContext,
         constants: &[(&'static str, f64)],
     ) -> Option<u32> {
-        if !matches!(
-            self.window_operand(),
-            Some((_, Walk::Features | Walk::Rows))
-        ) || !ctx.kernels.windowed()
-            || self.constant(constants, "STAGE").unwrap_or(0) != 0
-        {
+        if !self.cpu_class_tile(ctx, constants) {
             return None;
         }
         let lanes = ctx.spread_lanes()?;
